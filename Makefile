@@ -1,0 +1,24 @@
+# Set-up, build and tests. `make test` is what CI runs (.ci/run).
+SWIFT ?= swift
+
+.PHONY: deps build test fixtures clean
+
+# System packages (FFmpeg, OpenBLAS), installed with apt-get only when missing.
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build -c release
+
+# Tests are built optimised: numeric code in a debug build is 10-100x slower.
+test: deps
+	$(SWIFT) build -c release --build-tests
+	$(SWIFT) test -c release --skip-build
+
+# Regenerates the PyTorch parity fixtures (needs torch and safetensors; never run by CI).
+PYTHON ?= /tmp/torch/bin/python
+fixtures:
+	$(PYTHON) scripts/make_layer_fixtures.py
+
+clean:
+	rm -rf .build

@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+// The Non-local I3D training pipeline: FFmpeg decoding, a Kinetics-style loader, a deep-learning
+// core on OpenBLAS, and the nltrain / nleval / nlmodel / nlvideo / nlbench commands.
+// Layout and contracts: DESIGN.md (the shared design) and README.md.
+import PackageDescription
+
+let package = Package(
+    name: "NonLocalVideo",
+    products: [
+        .executable(name: "nltrain", targets: ["nltrain"]),
+        .executable(name: "nleval", targets: ["nleval"]),
+        .executable(name: "nlmodel", targets: ["nlmodel"]),
+        .executable(name: "nlvideo", targets: ["nlvideo"]),
+        .executable(name: "nlbench", targets: ["nlbench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries, each wrapped by exactly one Swift module.
+        .systemLibrary(
+            name: "CFFmpeg", pkgConfig: "libavformat libavcodec libswscale libavutil",
+            providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libavutil-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+
+        // Libraries, lowest first: a module never imports one listed after it.
+        .target(name: "NLTensor", dependencies: ["COpenBLAS"]),
+        .target(name: "NLLayers", dependencies: ["NLTensor"]),
+        .target(name: "NLModels", dependencies: ["NLLayers"]),
+        .target(name: "NLVideo", dependencies: ["CFFmpeg"]),
+        .target(name: "NLData", dependencies: ["NLVideo", "NLTensor"]),
+        .target(name: "NLTrain", dependencies: ["NLModels", "NLData"]),
+
+        // Executables: argument parsing and wiring only.
+        .executableTarget(name: "nltrain", dependencies: ["NLTrain", argumentParser]),
+        .executableTarget(name: "nleval", dependencies: ["NLTrain", argumentParser]),
+        .executableTarget(name: "nlmodel", dependencies: ["NLTrain", argumentParser]),
+        .executableTarget(name: "nlvideo", dependencies: ["NLData", argumentParser]),
+        .executableTarget(name: "nlbench", dependencies: ["NLTrain", argumentParser]),
+
+        // Helpers the test targets share: fixtures, error measures, central differences.
+        .target(name: "NLTestSupport", dependencies: ["NLLayers"], path: "Tests/NLTestSupport"),
+        .testTarget(name: "NLTensorTests", dependencies: ["NLTensor", "NLTestSupport"]),
+        .testTarget(name: "NLLayersTests", dependencies: ["NLLayers", "NLTestSupport"], exclude: ["Fixtures"]),
+    ]
+)
+
+var argumentParser: Target.Dependency { .product(name: "ArgumentParser", package: "swift-argument-parser") }

@@ -1,0 +1,2 @@
+@_exported import NLVideo
+@_exported import NLTensor

@@ -1,0 +1,140 @@
+import NLTensor
+
+/// Batch normalisation over every axis but the channels, as `torch.nn.BatchNorm3d`.
+///
+/// - training: batch statistics (biased variance to normalise), and running statistics updated
+///   with `momentum` and the unbiased variance;
+/// - inference, or `frozen` (mmaction2's norm_eval): running statistics, nothing updated.
+public final class BatchNorm3d: Layer {
+    public let channels: Int
+    public let epsilon: Float
+    public let momentum: Float
+    public let weight: Parameter
+    public let bias: Parameter
+    public let runningMean: Tensor
+    public let runningVariance: Tensor
+    public let batchesTracked = Counter()
+    /// Use running statistics even while training, and leave them alone.
+    public var frozen = false
+
+    private var input: Tensor?
+    private var output: Tensor?
+    private var gradInput: Tensor?
+    // The statistics the last forward normalised with, and whether they were the batch's.
+    private let mean: Tensor
+    private let inverseStd: Tensor
+    private var usedBatchStatistics = false
+
+    public init(channels: Int, epsilon: Float = 1e-5, momentum: Float = 0.1) {
+        self.channels = channels
+        self.epsilon = epsilon
+        self.momentum = momentum
+        weight = Parameter(shape: [channels], kind: .normalization)
+        bias = Parameter(shape: [channels], kind: .normalization)
+        weight.value.fill(1)
+        runningMean = Tensor(zeros: [channels])
+        runningVariance = Tensor(shape: [channels], repeating: 1)
+        mean = Tensor(zeros: [channels])
+        inverseStd = Tensor(zeros: [channels])
+    }
+
+    public var state: [(name: String, entry: StateEntry)] {
+        [("weight", .parameter(weight)), ("bias", .parameter(bias)), ("running_mean", .buffer(runningMean)),
+         ("running_var", .buffer(runningVariance)), ("num_batches_tracked", .counter(batchesTracked))]
+    }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        precondition(x.channels == channels, "BatchNorm3d(\(channels)) got input \(x.shape)")
+        let y = reuse(&output, shape: x.shape)
+        input = x
+        usedBatchStatistics = training && !frozen
+        let c = channels
+        let (m, s, rm, rv) = (mean.data, inverseStd.data, runningMean.data, runningVariance.data)
+        if usedBatchStatistics {
+            precondition(x.rows > 1, "BatchNorm3d expects more than 1 value per channel when training, got input \(x.shape)")
+            let (batchMean, variance) = Self.statistics(x)
+            let n = Float(x.rows)
+            for j in 0..<c {
+                m[j] = Float(batchMean[j])
+                s[j] = 1 / (Float(variance[j]) + epsilon).squareRoot()
+                rm[j] = (1 - momentum) * rm[j] + momentum * m[j]
+                rv[j] = (1 - momentum) * rv[j] + momentum * Float(variance[j]) * n / max(n - 1, 1)
+            }
+            batchesTracked.value += 1
+        } else {
+            for j in 0..<c {
+                m[j] = rm[j]
+                s[j] = 1 / (rv[j] + epsilon).squareRoot()
+            }
+        }
+        // y = x * scale + shift, per channel.
+        let scale = Tensor(zeros: [c]), shift = Tensor(zeros: [c])
+        let (sc, sh, w, b) = (scale.data, shift.data, weight.value.data, bias.value.data)
+        for j in 0..<c {
+            sc[j] = w[j] * s[j]
+            sh[j] = b[j] - m[j] * sc[j]
+        }
+        Parallel.forRanges(x.rows, minimumChunk: 256) { _, rows in
+            for r in rows {
+                let (xi, yo) = (x.data + r * c, y.data + r * c)
+                for j in 0..<c { yo[j] = xi[j] * sc[j] + sh[j] }
+            }
+        }
+        return y
+    }
+
+    /// Per-channel mean and biased variance, in two passes for accuracy.
+    static func statistics(_ x: Tensor) -> (mean: [Double], variance: [Double]) {
+        let c = x.channels, n = Double(x.rows)
+        let sums = columnSumPartials(rows: x.rows, channels: c) { r, acc in
+            let row = x.data + r * c
+            for j in 0..<c { acc[j] += Double(row[j]) }
+        }
+        let mean = sums.map { $0 / n }
+        let squares = mean.withUnsafeBufferPointer { m in
+            columnSumPartials(rows: x.rows, channels: c) { r, acc in
+                let row = x.data + r * c
+                for j in 0..<c { let d = Double(row[j]) - m[j]; acc[j] += d * d }
+            }
+        }
+        return (mean, squares.map { $0 / n })
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        guard let x = input else { preconditionFailure("BatchNorm3d.backward before forward") }
+        precondition(dy.shape == x.shape, "BatchNorm3d.backward got \(dy.shape), input was \(x.shape)")
+        let dx = reuse(&gradInput, shape: x.shape)
+        let c = channels
+        let (m, s) = (mean.data, inverseStd.data)
+        // Per channel: sum(dy) and sum(dy * xhat), where xhat = (x - mean) * inverseStd.
+        let sums = columnSumPartials(rows: x.rows, channels: c, width: 2) { r, acc in
+            let (xi, gi) = (x.data + r * c, dy.data + r * c)
+            for j in 0..<c {
+                acc[j] += Double(gi[j])
+                acc[c + j] += Double(gi[j] * (xi[j] - m[j]) * s[j])
+            }
+        }
+        if weight.requiresGradient { for j in 0..<c { weight.gradient.data[j] += Float(sums[c + j]) } }
+        if bias.requiresGradient { for j in 0..<c { bias.gradient.data[j] += Float(sums[j]) } }
+
+        // With batch statistics: dx = w * s * (dy - mean(dy) - xhat * mean(dy * xhat)).
+        // With running statistics, which are constants: dx = w * s * dy.
+        let gain = Tensor(zeros: [c]), meanDy = Tensor(zeros: [c]), meanDyXhat = Tensor(zeros: [c])
+        let (gn, md, mx) = (gain.data, meanDy.data, meanDyXhat.data)
+        let n = Double(x.rows)
+        for j in 0..<c {
+            gn[j] = weight.value.data[j] * s[j]
+            if usedBatchStatistics {
+                md[j] = Float(sums[j] / n)
+                mx[j] = Float(sums[c + j] / n)
+            }
+        }
+        Parallel.forRanges(x.rows, minimumChunk: 256) { _, rows in
+            for r in rows {
+                let (xi, gi, di) = (x.data + r * c, dy.data + r * c, dx.data + r * c)
+                for j in 0..<c { di[j] = gn[j] * (gi[j] - md[j] - (xi[j] - m[j]) * s[j] * mx[j]) }
+            }
+        }
+        return dx
+    }
+}

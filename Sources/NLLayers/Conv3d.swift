@@ -1,0 +1,277 @@
+import NLTensor
+
+/// 3D convolution over channels-last (N, T, H, W, C) activations, as `torch.nn.Conv3d`.
+///
+/// The weight is stored as (kT, kH, kW, Cin, Cout): one Cin x Cout matrix per kernel tap, so that
+/// - a kT x 1 x 1 kernel with unit strides and no spatial padding (1x1x1 included) is kT GEMMs on
+///   row-shifted views of the input, with no copy: output frame t reads input frame t + kt - pT;
+/// - any other kernel goes through vol2col, built a tile of output rows at a time so the column
+///   buffer stays bounded, and one GEMM per tile against the (taps * Cin) x Cout weight.
+/// Checkpoints hold PyTorch's (Cout, Cin, kT, kH, kW).
+public final class Conv3d: Layer {
+    public let inputChannels: Int
+    public let outputChannels: Int
+    public let kernelSize: Size3
+    public let stride: Size3
+    public let padding: Size3
+    public let weight: Parameter
+    public let bias: Parameter?
+    /// False for a network's first layer, whose input needs no gradient: backward then returns an
+    /// empty tensor and skips that work.
+    public var computesInputGradient = true
+
+    private var input: Tensor?
+    private var output: Tensor?
+    private var gradInput: Tensor?
+    private var columns: [Tensor] = []         // per thread chunk: tileRows x (taps * Cin)
+    private var weightPartials: [Tensor] = []  // per thread chunk: (taps * Cin) x Cout
+
+    /// Floats in one column tile: bounds the vol2col buffer of each thread.
+    static let tileBudget = 1 << 19
+
+    public init(inputChannels: Int, outputChannels: Int, kernelSize: Size3, stride: Size3 = Size3(1),
+                padding: Size3 = Size3(0), bias: Bool = true) {
+        precondition(inputChannels > 0 && outputChannels > 0 && kernelSize.volume > 0, "empty convolution")
+        self.inputChannels = inputChannels
+        self.outputChannels = outputChannels
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+        weight = Parameter(
+            shape: [kernelSize.t, kernelSize.h, kernelSize.w, inputChannels, outputChannels], kind: .weight,
+            checkpointShape: [outputChannels, inputChannels, kernelSize.t, kernelSize.h, kernelSize.w],
+            fromCheckpointAxes: [2, 3, 4, 1, 0])
+        self.bias = bias ? Parameter(shape: [outputChannels], kind: .bias) : nil
+    }
+
+    public var state: [(name: String, entry: StateEntry)] {
+        [(name: "weight", entry: .parameter(weight))] + (bias.map { [(name: "bias", entry: .parameter($0))] } ?? [])
+    }
+
+    /// Whether the kernel reads whole input frames in place (see the type's comment).
+    private var isRowShifted: Bool {
+        kernelSize.h == 1 && kernelSize.w == 1 && stride == Size3(1) && padding.h == 0 && padding.w == 0
+    }
+
+    public func outputShape(for inputShape: [Int]) -> [Int] {
+        precondition(inputShape.count == 5 && inputShape[4] == inputChannels,
+                     "Conv3d(\(inputChannels)->\(outputChannels)) got input \(inputShape); expected (N, T, H, W, \(inputChannels))")
+        let out = [
+            slidingOutputLength(inputShape[1], kernel: kernelSize.t, stride: stride.t, padding: padding.t),
+            slidingOutputLength(inputShape[2], kernel: kernelSize.h, stride: stride.h, padding: padding.h),
+            slidingOutputLength(inputShape[3], kernel: kernelSize.w, stride: stride.w, padding: padding.w),
+        ]
+        precondition(out.allSatisfy { $0 > 0 }, "Conv3d kernel \(kernelSize) does not fit input \(inputShape)")
+        return [inputShape[0]] + out + [outputChannels]
+    }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        let y = reuse(&output, shape: outputShape(for: x.shape))
+        input = x
+        let g = Geometry(input: x.shape, output: y.shape)
+        if isRowShifted { forwardRowShifted(x, y, g) } else { forwardTiled(x, y, g) }
+        if let bias { addToEveryRow(y, bias.value.data) }
+        return y
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        guard let x = input, let y = output else { preconditionFailure("Conv3d.backward before forward") }
+        precondition(dy.shape == y.shape, "Conv3d.backward got \(dy.shape), output was \(y.shape)")
+        let dx = computesInputGradient ? reuse(&gradInput, shape: x.shape) : Tensor(zeros: [0])
+        let g = Geometry(input: x.shape, output: y.shape)
+        if isRowShifted { backwardRowShifted(x, dy, dx, g) } else { backwardTiled(x, dy, dx, g) }
+        if let bias, bias.requiresGradient { addColumnSums(of: dy, into: bias.gradient.data) }
+        return dx
+    }
+
+    private struct Geometry {
+        let n, tIn, hIn, wIn, tOut, hOut, wOut: Int
+        init(input: [Int], output: [Int]) {
+            (n, tIn, hIn, wIn) = (input[0], input[1], input[2], input[3])
+            (tOut, hOut, wOut) = (output[1], output[2], output[3])
+        }
+    }
+
+    // MARK: kT x 1 x 1 as row-shifted GEMMs
+
+    /// Output frames [t0, t1) that tap kt maps inside the input (stride 1 in time).
+    private func validFrames(tap kt: Int, _ g: Geometry) -> Range<Int> {
+        max(0, padding.t - kt)..<min(g.tOut, g.tIn + padding.t - kt)
+    }
+
+    /// The tap that maps every output frame to the same input frame, if any: it covers all rows of
+    /// the batch in one GEMM and initialises the result.
+    private func centerTap(_ g: Geometry) -> Int? {
+        g.tOut == g.tIn && padding.t < kernelSize.t ? padding.t : nil
+    }
+
+    private func forwardRowShifted(_ x: Tensor, _ y: Tensor, _ g: Geometry) {
+        let (cin, cout, hw) = (inputChannels, outputChannels, g.hIn * g.wIn)
+        let center = centerTap(g)
+        if let c = center {
+            GEMM.multiply(m: y.rows, n: cout, k: cin, a: x.data, lda: cin,
+                          b: weight.value.data + c * cin * cout, ldb: cout, c: y.data, ldc: cout)
+        } else {
+            y.zero()
+        }
+        for kt in 0..<kernelSize.t where kt != center {
+            let frames = validFrames(tap: kt, g)
+            guard !frames.isEmpty else { continue }
+            for s in 0..<g.n {
+                GEMM.multiply(m: frames.count * hw, n: cout, k: cin,
+                              a: x.data + ((s * g.tIn + frames.lowerBound + kt - padding.t) * hw) * cin, lda: cin,
+                              b: weight.value.data + kt * cin * cout, ldb: cout, beta: 1,
+                              c: y.data + ((s * g.tOut + frames.lowerBound) * hw) * cout, ldc: cout)
+            }
+        }
+    }
+
+    private func backwardRowShifted(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, _ g: Geometry) {
+        let (cin, cout, hw) = (inputChannels, outputChannels, g.hIn * g.wIn)
+        let center = centerTap(g)
+        if weight.requiresGradient {
+            for kt in 0..<kernelSize.t {
+                let dW = weight.gradient.data + kt * cin * cout
+                if kt == center {  // dW_kt += X^T dY over every row
+                    GEMM.multiply(transposeA: true, m: cin, n: cout, k: x.rows, a: x.data, lda: cin,
+                                  b: dy.data, ldb: cout, beta: 1, c: dW, ldc: cout)
+                    continue
+                }
+                let frames = validFrames(tap: kt, g)
+                guard !frames.isEmpty else { continue }
+                for s in 0..<g.n {
+                    GEMM.multiply(transposeA: true, m: cin, n: cout, k: frames.count * hw,
+                                  a: x.data + ((s * g.tIn + frames.lowerBound + kt - padding.t) * hw) * cin, lda: cin,
+                                  b: dy.data + ((s * g.tOut + frames.lowerBound) * hw) * cout, ldb: cout,
+                                  beta: 1, c: dW, ldc: cout)
+                }
+            }
+        }
+        guard computesInputGradient else { return }
+        if let c = center {  // dX = dY W_c^T
+            GEMM.multiply(transposeB: true, m: dx.rows, n: cin, k: cout, a: dy.data, lda: cout,
+                          b: weight.value.data + c * cin * cout, ldb: cout, c: dx.data, ldc: cin)
+        } else {
+            dx.zero()
+        }
+        for kt in 0..<kernelSize.t where kt != center {
+            let frames = validFrames(tap: kt, g)
+            guard !frames.isEmpty else { continue }
+            for s in 0..<g.n {
+                GEMM.multiply(transposeB: true, m: frames.count * hw, n: cin, k: cout,
+                              a: dy.data + ((s * g.tOut + frames.lowerBound) * hw) * cout, lda: cout,
+                              b: weight.value.data + kt * cin * cout, ldb: cout, beta: 1,
+                              c: dx.data + ((s * g.tIn + frames.lowerBound + kt - padding.t) * hw) * cin, ldc: cin)
+            }
+        }
+    }
+
+    // MARK: General kernels through vol2col tiles
+
+    private var columnWidth: Int { kernelSize.volume * inputChannels }
+
+    /// Output rows per column tile.
+    private func tileRows(_ g: Geometry) -> Int { max(1, min(g.hOut * g.wOut, Conv3d.tileBudget / columnWidth)) }
+
+    /// Per-chunk buffers of at least `count` floats, reused across calls.
+    private func buffers(_ pool: inout [Tensor], count: Int) -> [Tensor] {
+        if pool.count != Parallel.threadCount || pool.first!.count < count {
+            pool = (0..<Parallel.threadCount).map { _ in Tensor(zeros: [count]) }
+        }
+        return pool
+    }
+
+    private func forwardTiled(_ x: Tensor, _ y: Tensor, _ g: Geometry) {
+        let (cout, frameRows, tile) = (outputChannels, g.hOut * g.wOut, tileRows(g))
+        let cols = buffers(&columns, count: tile * columnWidth)
+        Parallel.forRanges(g.n * g.tOut) { chunk, frames in
+            let col = cols[chunk].data
+            for f in frames {
+                for r0 in Swift.stride(from: 0, to: frameRows, by: tile) {
+                    let rows = min(tile, frameRows - r0)
+                    fillColumns(x, g, frame: f, rows: r0..<(r0 + rows), into: col)
+                    GEMM.multiply(m: rows, n: cout, k: columnWidth, a: col, lda: columnWidth,
+                                  b: weight.value.data, ldb: cout, c: y.data + (f * frameRows + r0) * cout, ldc: cout)
+                }
+            }
+        }
+    }
+
+    private func backwardTiled(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, _ g: Geometry) {
+        let (cout, frameRows, tile, width) = (outputChannels, g.hOut * g.wOut, tileRows(g), columnWidth)
+        let wantWeight = weight.requiresGradient
+        let cols = buffers(&columns, count: 2 * tile * width)  // columns, then their gradient
+        let partials = wantWeight ? buffers(&weightPartials, count: width * cout) : []
+        for p in partials { p.zero() }
+        if computesInputGradient { dx.zero() }
+        // Output frames closer than `spacing` in time read overlapping input frames; frames of one
+        // phase are `spacing` apart, so their scatter-adds into dX never collide.
+        let spacing = computesInputGradient ? (kernelSize.t + stride.t - 1) / stride.t : 1
+        for phase in 0..<spacing {
+            let frames = (0..<(g.n * g.tOut)).filter { ($0 % g.tOut) % spacing == phase }
+            Parallel.forRanges(frames.count) { chunk, range in
+                let col = cols[chunk].data, dcol = cols[chunk].data + tile * width
+                for f in range.map({ frames[$0] }) {
+                    for r0 in Swift.stride(from: 0, to: frameRows, by: tile) {
+                        let rows = min(tile, frameRows - r0)
+                        let dyTile = dy.data + (f * frameRows + r0) * cout
+                        if wantWeight {  // dW += col^T dY
+                            fillColumns(x, g, frame: f, rows: r0..<(r0 + rows), into: col)
+                            GEMM.multiply(transposeA: true, m: width, n: cout, k: rows, a: col, lda: width,
+                                          b: dyTile, ldb: cout, beta: 1, c: partials[chunk].data, ldc: cout)
+                        }
+                        if computesInputGradient {  // dcol = dY W^T, scattered back into dX
+                            GEMM.multiply(transposeB: true, m: rows, n: width, k: cout, a: dyTile, lda: cout,
+                                          b: weight.value.data, ldb: cout, c: dcol, ldc: width)
+                            scatterColumns(dcol, g, frame: f, rows: r0..<(r0 + rows), into: dx)
+                        }
+                    }
+                }
+            }
+        }
+        let dW = weight.gradient.data
+        for p in partials {
+            for i in 0..<(width * cout) { dW[i] += p.data[i] }
+        }
+    }
+
+    /// Visits, for each output row of `rows` in frame `frame`, every kernel tap as
+    /// (row offset in the tile, tap index, input element offset or nil where padding).
+    @inline(__always)
+    private func forEachTap(_ g: Geometry, frame: Int, rows: Range<Int>, _ body: (Int, Int, Int?) -> Void) {
+        let (s, to) = (frame / g.tOut, frame % g.tOut)
+        for r in rows {
+            let (ho, wo) = (r / g.wOut, r % g.wOut)
+            var tap = 0
+            for kt in 0..<kernelSize.t {
+                let ti = to * stride.t - padding.t + kt
+                for kh in 0..<kernelSize.h {
+                    let hi = ho * stride.h - padding.h + kh
+                    for kw in 0..<kernelSize.w {
+                        let wi = wo * stride.w - padding.w + kw
+                        let inside = ti >= 0 && ti < g.tIn && hi >= 0 && hi < g.hIn && wi >= 0 && wi < g.wIn
+                        body(r - rows.lowerBound, tap, inside ? (((s * g.tIn + ti) * g.hIn + hi) * g.wIn + wi) * inputChannels : nil)
+                        tap += 1
+                    }
+                }
+            }
+        }
+    }
+
+    private func fillColumns(_ x: Tensor, _ g: Geometry, frame: Int, rows: Range<Int>, into col: UnsafeMutablePointer<Float>) {
+        let (cin, width, src) = (inputChannels, columnWidth, x.data)
+        forEachTap(g, frame: frame, rows: rows) { row, tap, offset in
+            let dst = col + row * width + tap * cin
+            if let offset { dst.update(from: src + offset, count: cin) } else { dst.update(repeating: 0, count: cin) }
+        }
+    }
+
+    private func scatterColumns(_ dcol: UnsafeMutablePointer<Float>, _ g: Geometry, frame: Int, rows: Range<Int>, into dx: Tensor) {
+        let (cin, width, dst) = (inputChannels, columnWidth, dx.data)
+        forEachTap(g, frame: frame, rows: rows) { row, tap, offset in
+            guard let offset else { return }
+            let src = dcol + row * width + tap * cin
+            for c in 0..<cin { dst[offset + c] += src[c] }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import NLTensor
+
+/// Convolution, then optionally BatchNorm3d, then optionally ReLU: mmcv's ConvModule, whose
+/// state_dict keys are "conv.*" and "bn.*". The convolution has a bias only without a norm.
+public final class ConvModule: Layer {
+    public let conv: Conv3d
+    public let norm: BatchNorm3d?
+    public let activation: ReLU?
+
+    public init(inputChannels: Int, outputChannels: Int, kernelSize: Size3, stride: Size3 = Size3(1),
+                padding: Size3 = Size3(0), normalized: Bool = true, activated: Bool = true) {
+        conv = Conv3d(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernelSize,
+                      stride: stride, padding: padding, bias: !normalized)
+        norm = normalized ? BatchNorm3d(channels: outputChannels) : nil
+        activation = activated ? ReLU() : nil
+    }
+
+    public var state: [(name: String, entry: StateEntry)] {
+        prefixed("conv", conv) + (norm.map { prefixed("bn", $0) } ?? [])
+    }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        var y = conv.forward(x, training: training)
+        if let norm { y = norm.forward(y, training: training) }
+        if let activation { y = activation.forward(y, training: training) }
+        return y
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        var g = dy
+        if let activation { g = activation.backward(g) }
+        if let norm { g = norm.backward(g) }
+        return conv.backward(g)
+    }
+}

@@ -1,0 +1,100 @@
+@_exported import NLTensor
+
+/// One step of a network. `forward` then `backward`, in the manner of llm.c:
+///
+/// - `forward` returns a buffer the layer owns and overwrites at its next call (copy what you
+///   keep); it remembers what `backward` needs (usually references to its input and output).
+/// - `backward` takes dLoss/dOutput for the last forward, *adds* the parameter gradients into
+///   each `Parameter.gradient` (zeroing is a separate step, `zeroGradients`), and returns
+///   dLoss/dInput, again a buffer the layer owns.
+public protocol Layer: AnyObject {
+    func forward(_ input: Tensor, training: Bool) -> Tensor
+    func backward(_ gradOutput: Tensor) -> Tensor
+    /// Parameters and buffers under their PyTorch state_dict names, relative to this layer;
+    /// composite layers list their children's under "child.".
+    var state: [(name: String, entry: StateEntry)] { get }
+}
+
+/// What a state_dict entry holds.
+public enum StateEntry {
+    case parameter(Parameter)
+    /// A float buffer that is not learned, such as a running mean.
+    case buffer(Tensor)
+    /// An int64 scalar, such as BatchNorm's num_batches_tracked.
+    case counter(Counter)
+}
+
+public final class Counter {
+    public var value: Int64 = 0
+    public init() {}
+}
+
+/// A learned tensor, its gradient, and how it is laid out in checkpoints.
+public final class Parameter {
+    /// Whether weight decay applies to this parameter by kind: some recipes exempt norms and biases.
+    public enum Kind: Sendable { case weight, bias, normalization }
+
+    public let value: Tensor
+    public let gradient: Tensor
+    public let kind: Kind
+    /// The shape in PyTorch's layout, as checkpoints hold it.
+    public let checkpointShape: [Int]
+    /// Axes taking the checkpoint layout to `value`'s (`value = checkpoint.permuted(axes)`), or nil
+    /// when the two layouts are the same.
+    public let fromCheckpointAxes: [Int]?
+    /// False for frozen parameters: backward then leaves `gradient` alone.
+    public var requiresGradient = true
+
+    public init(shape: [Int], kind: Kind, checkpointShape: [Int]? = nil, fromCheckpointAxes: [Int]? = nil) {
+        value = Tensor(zeros: shape)
+        gradient = Tensor(zeros: shape)
+        self.kind = kind
+        self.checkpointShape = checkpointShape ?? shape
+        self.fromCheckpointAxes = fromCheckpointAxes
+    }
+
+    /// The value, or a gradient, in PyTorch's layout.
+    public func inCheckpointLayout(_ tensor: Tensor) -> Tensor {
+        guard let axes = fromCheckpointAxes else { return tensor.reshaped(checkpointShape) }
+        var inverse = [Int](repeating: 0, count: axes.count)
+        for (i, a) in axes.enumerated() { inverse[a] = i }
+        return tensor.permuted(inverse).reshaped(checkpointShape)
+    }
+
+    /// Sets the value from a tensor in PyTorch's layout.
+    public func load(checkpoint tensor: Tensor) {
+        precondition(tensor.shape == checkpointShape, "loading \(tensor.shape) into \(checkpointShape)")
+        value.copy(from: fromCheckpointAxes.map { tensor.permuted($0) } ?? tensor)
+    }
+}
+
+/// Three sizes along (time, height, width): kernels, strides, paddings.
+public struct Size3: Equatable, Hashable, Sendable, CustomStringConvertible {
+    public var t, h, w: Int
+    public init(_ t: Int, _ h: Int, _ w: Int) { (self.t, self.h, self.w) = (t, h, w) }
+    public init(_ all: Int) { (t, h, w) = (all, all, all) }
+    public var volume: Int { t * h * w }
+    public var description: String { "\(t)x\(h)x\(w)" }
+}
+
+extension Layer {
+    /// The learned parameters, with their names.
+    public var parameters: [(name: String, parameter: Parameter)] {
+        state.compactMap { if case .parameter(let p) = $0.entry { (name: $0.name, parameter: p) } else { nil } }
+    }
+
+    public func zeroGradients() {
+        for (_, p) in parameters { p.gradient.zero() }
+    }
+}
+
+/// `layer`'s state with every name prefixed by "prefix.".
+public func prefixed(_ prefix: String, _ layer: Layer) -> [(name: String, entry: StateEntry)] {
+    layer.state.map { (name: "\(prefix).\($0.name)", entry: $0.entry) }
+}
+
+/// The output length of a window of `kernel` sliding by `stride` over `length` padded by `padding`
+/// on both sides (PyTorch's floor rule). The one output-size function of every conv and pool.
+public func slidingOutputLength(_ length: Int, kernel: Int, stride: Int, padding: Int) -> Int {
+    (length + 2 * padding - kernel) / stride + 1
+}

@@ -1,0 +1,248 @@
+import NLTensor
+
+/// The non-local block of Wang et al. (CVPR 2018) as mmcv's NonLocal3d builds it:
+///
+///     z = x + BN(conv_out(f(theta(x), phi(x)) g(x)))
+///
+/// with theta, phi and g 1x1x1 convolutions to C/2 channels (phi and g followed by a 1x2x2 max
+/// pool when sub-sampling) and the pairwise function f one of:
+/// - embedded_gaussian: softmax(theta phi^T), optionally scaled by 1/sqrt(C/2) first;
+/// - gaussian: softmax(x x'^T) on the input itself (no theta, no phi convolution);
+/// - dot_product: theta phi^T / P' (P' positions of phi);
+/// - concatenation: ReLU(w . [theta_i, phi_j]) / P'.
+/// conv_out has no bias; its BatchNorm's weight and bias start at zero, so a new block is the
+/// identity. Per sample, the attention matrix is P x P' (P = T*H*W positions).
+public final class NonLocalBlock: Layer {
+    public enum Mode: String, CaseIterable, Sendable {
+        case embeddedGaussian = "embedded_gaussian"
+        case gaussian
+        case dotProduct = "dot_product"
+        case concatenation
+    }
+
+    public let channels: Int
+    public let innerChannels: Int
+    public let mode: Mode
+    public let useScale: Bool
+    public let subSample: Bool
+
+    public let g: Conv3d
+    public let theta: Conv3d?
+    public let phi: Conv3d?
+    /// concatenation's projection of [theta_i, phi_j] to one value, stored as 2 * C/2 weights.
+    public let concatProject: Parameter?
+    public let convOut: ConvModule
+    private let gPool: MaxPool3d?
+    private let phiPool: MaxPool3d?
+
+    // What forward keeps for backward.
+    private var input: Tensor?
+    private var thetaOut: Tensor?      // (N, P, d): theta(x), or x itself for gaussian
+    private var phiOut: Tensor?        // (N, P', d)
+    private var gOut: Tensor?          // (N, P', C/2)
+    private var attention: Tensor?     // (N, P, P')
+    private var concatTheta: Tensor?   // (N, P): w1 . theta_i, for concatenation
+    private var concatPhi: Tensor?     // (N, P'): w2 . phi_j
+    private var attended: Tensor?      // (N, T, H, W, C/2): attention * g
+    private var output: Tensor?
+    // Gradient buffers.
+    private var gradInput: Tensor?
+    private var gradAttention: Tensor? // (P, P') for one sample
+    private var gradTheta: Tensor?
+    private var gradPhi: Tensor?
+    private var gradG: Tensor?
+
+    public init(channels: Int, mode: Mode = .embeddedGaussian, useScale: Bool = false, subSample: Bool = true) {
+        self.channels = channels
+        innerChannels = max(channels / 2, 1)
+        self.mode = mode
+        self.useScale = useScale
+        self.subSample = subSample
+        let inner = innerChannels
+        func pointwise(_ cin: Int, _ cout: Int) -> Conv3d {
+            Conv3d(inputChannels: cin, outputChannels: cout, kernelSize: Size3(1))
+        }
+        g = pointwise(channels, inner)
+        theta = mode == .gaussian ? nil : pointwise(channels, inner)
+        phi = mode == .gaussian ? nil : pointwise(channels, inner)
+        concatProject = mode == .concatenation
+            ? Parameter(shape: [2 * inner], kind: .weight, checkpointShape: [1, 2 * inner, 1, 1, 1]) : nil
+        convOut = ConvModule(inputChannels: inner, outputChannels: channels, kernelSize: Size3(1), activated: false)
+        gPool = subSample ? MaxPool3d(kernelSize: Size3(1, 2, 2)) : nil
+        phiPool = subSample ? MaxPool3d(kernelSize: Size3(1, 2, 2)) : nil
+        convOut.norm!.weight.value.zero()
+        convOut.norm!.bias.value.zero()
+    }
+
+    /// The reference's initialisation: every convolution weight normal with std 0.01, biases
+    /// zero, the output BatchNorm's weight and bias zero.
+    public func initialize(using generator: inout SeededGenerator) {
+        for conv in [g, theta, phi, convOut.conv].compactMap({ $0 }) {
+            conv.weight.value.fillNormal(std: 0.01, using: &generator)
+            conv.bias?.value.zero()
+        }
+        concatProject?.value.fillNormal(std: 0.01, using: &generator)
+        convOut.norm!.weight.value.zero()
+        convOut.norm!.bias.value.zero()
+    }
+
+    public var state: [(name: String, entry: StateEntry)] {
+        // With sub-sampling the reference wraps g and phi in nn.Sequential(conv, pool): "g.0.conv".
+        let wrapped = subSample ? ".0" : ""
+        var entries = prefixed("g\(wrapped).conv", g)
+        if let theta { entries += prefixed("theta.conv", theta) }
+        if let phi { entries += prefixed("phi\(wrapped).conv", phi) }
+        if let concatProject { entries.append((name: "concat_project.conv.weight", entry: .parameter(concatProject))) }
+        return entries + prefixed("conv_out", convOut)
+    }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        precondition(x.rank == 5 && x.channels == channels, "NonLocalBlock(\(channels)) got input \(x.shape)")
+        input = x
+        let n = x.shape[0], p = x.rows / n, inner = innerChannels
+        let gFull = g.forward(x, training: training)
+        let gx = gPool?.forward(gFull, training: training) ?? gFull
+        let th: Tensor, ph: Tensor
+        if let theta, let phi {
+            th = theta.forward(x, training: training)
+            let phFull = phi.forward(x, training: training)
+            ph = phiPool?.forward(phFull, training: training) ?? phFull
+        } else {
+            th = x
+            ph = phiPool?.forward(x, training: training) ?? x
+        }
+        let pp = ph.rows / n, d = th.channels
+        (thetaOut, phiOut, gOut) = (th, ph, gx)
+        let a = reuse(&attention, shape: [n, p, pp])
+        let y = reuse(&attended, shape: Array(x.shape.dropLast()) + [inner])
+        if mode == .concatenation { projectConcatenation(th, ph, n: n, p: p, pp: pp) }
+        for s in 0..<n {
+            let aS = a.data + s * p * pp, thS = th.data + s * p * d, phS = ph.data + s * pp * d
+            switch mode {
+            case .embeddedGaussian, .gaussian, .dotProduct:
+                GEMM.multiply(transposeB: true, m: p, n: pp, k: d, alpha: pairwiseScale(pp),
+                              a: thS, lda: d, b: phS, ldb: d, c: aS, ldc: pp)
+                if mode != .dotProduct { softmaxRows(aS, rows: p, columns: pp) }
+            case .concatenation:
+                let (ct, cp, scale) = (concatTheta!.data + s * p, concatPhi!.data + s * pp, 1 / Float(pp))
+                Parallel.forRanges(p) { _, rows in
+                    for i in rows { for j in 0..<pp { aS[i * pp + j] = max(ct[i] + cp[j], 0) * scale } }
+                }
+            }
+            GEMM.multiply(m: p, n: inner, k: pp, a: aS, lda: pp, b: gx.data + s * pp * inner, ldb: inner,
+                          c: y.data + s * p * inner, ldc: inner)
+        }
+        let z = convOut.forward(y, training: training)
+        let out = reuse(&output, shape: x.shape)
+        add(x, z, into: out)
+        return out
+    }
+
+    /// The factor theta phi^T is multiplied by before softmax (or, for dot_product, instead of it).
+    private func pairwiseScale(_ pp: Int) -> Float {
+        switch mode {
+        case .embeddedGaussian: useScale ? 1 / Float(innerChannels).squareRoot() : 1
+        case .dotProduct: 1 / Float(pp)
+        case .gaussian, .concatenation: 1
+        }
+    }
+
+    /// concatenation: w . [theta_i, phi_j] = w1 . theta_i + w2 . phi_j, so the two halves of the
+    /// projection are computed once per position.
+    private func projectConcatenation(_ th: Tensor, _ ph: Tensor, n: Int, p: Int, pp: Int) {
+        let (inner, w) = (innerChannels, concatProject!.value.data)
+        let ct = reuse(&concatTheta, shape: [n, p]), cp = reuse(&concatPhi, shape: [n, pp])
+        GEMM.multiply(m: n * p, n: 1, k: inner, a: th.data, lda: inner, b: w, ldb: 1, c: ct.data, ldc: 1)
+        GEMM.multiply(m: n * pp, n: 1, k: inner, a: ph.data, lda: inner, b: w + inner, ldb: 1, c: cp.data, ldc: 1)
+    }
+
+    public func backward(_ dOut: Tensor) -> Tensor {
+        guard let x = input, let th = thetaOut, let ph = phiOut, let gx = gOut, let a = attention else {
+            preconditionFailure("NonLocalBlock.backward before forward")
+        }
+        let n = x.shape[0], p = x.rows / n, pp = ph.rows / n, d = th.channels, inner = innerChannels
+        let dy = convOut.backward(dOut)                                  // (N, T, H, W, C/2)
+        let dA = reuse(&gradAttention, shape: [p, pp])
+        let dTh = reuse(&gradTheta, shape: th.shape), dPh = reuse(&gradPhi, shape: ph.shape)
+        let dG = reuse(&gradG, shape: gx.shape)
+        for s in 0..<n {
+            let aS = a.data + s * p * pp, dyS = dy.data + s * p * inner, gS = gx.data + s * pp * inner
+            // dA = dY g^T, dg = A^T dY
+            GEMM.multiply(transposeB: true, m: p, n: pp, k: inner, a: dyS, lda: inner, b: gS, ldb: inner,
+                          c: dA.data, ldc: pp)
+            GEMM.multiply(transposeA: true, m: pp, n: inner, k: p, a: aS, lda: pp, b: dyS, ldb: inner,
+                          c: dG.data + s * pp * inner, ldc: inner)
+            let thS = th.data + s * p * d, phS = ph.data + s * pp * d
+            let dThS = dTh.data + s * p * d, dPhS = dPh.data + s * pp * d
+            if mode == .concatenation {
+                backwardConcatenation(sample: s, dA: dA.data, p: p, pp: pp, thS, phS, dThS, dPhS)
+                continue
+            }
+            // Through the softmax, dA becomes dS = A * (dA - rowsum(A * dA)); dot_product has none.
+            // The scale applied to the scores in forward is applied to dTheta and dPhi below.
+            if mode != .dotProduct {
+                Parallel.forRanges(p) { _, rows in
+                    for i in rows {
+                        let (ai, gi) = (aS + i * pp, dA.data + i * pp)
+                        var dot = 0.0
+                        for j in 0..<pp { dot += Double(ai[j] * gi[j]) }
+                        let dotF = Float(dot)
+                        for j in 0..<pp { gi[j] = ai[j] * (gi[j] - dotF) }
+                    }
+                }
+            }
+            let scale = pairwiseScale(pp)
+            GEMM.multiply(m: p, n: d, k: pp, alpha: scale, a: dA.data, lda: pp, b: phS, ldb: d, c: dThS, ldc: d)
+            GEMM.multiply(transposeA: true, m: pp, n: d, k: p, alpha: scale, a: dA.data, lda: pp, b: thS, ldb: d,
+                          c: dPhS, ldc: d)
+        }
+        let dx = reuse(&gradInput, shape: x.shape)
+        dx.copy(from: dOut)                                              // the residual path
+        add(dx, g.backward(gPool?.backward(dG) ?? dG), into: dx)
+        if let theta, let phi {
+            add(dx, theta.backward(dTh), into: dx)
+            add(dx, phi.backward(phiPool?.backward(dPh) ?? dPh), into: dx)
+        } else {
+            add(dx, dTh, into: dx)
+            add(dx, phiPool?.backward(dPh) ?? dPh, into: dx)
+        }
+        return dx
+    }
+
+    /// concatenation's backward for one sample: with s_ij = w1 . theta_i + w2 . phi_j and
+    /// A_ij = ReLU(s_ij) / P', dS_ij = dA_ij / P' where s_ij > 0; theta_i gets (sum_j dS_ij) w1,
+    /// phi_j gets (sum_i dS_ij) w2, and w1, w2 the matching sums over positions.
+    private func backwardConcatenation(sample s: Int, dA: UnsafeMutablePointer<Float>, p: Int, pp: Int,
+                                       _ thS: UnsafeMutablePointer<Float>, _ phS: UnsafeMutablePointer<Float>,
+                                       _ dThS: UnsafeMutablePointer<Float>, _ dPhS: UnsafeMutablePointer<Float>) {
+        let (inner, w, project) = (innerChannels, concatProject!.value.data, concatProject!)
+        let (ct, cp, scale) = (concatTheta!.data + s * p, concatPhi!.data + s * pp, 1 / Float(pp))
+        var rowSums = [Float](repeating: 0, count: p), columnSums = [Double](repeating: 0, count: pp)
+        for i in 0..<p {
+            var sum = 0.0
+            for j in 0..<pp where ct[i] + cp[j] > 0 {
+                let v = dA[i * pp + j] * scale
+                sum += Double(v)
+                columnSums[j] += Double(v)
+            }
+            rowSums[i] = Float(sum)
+        }
+        for i in 0..<p { for c in 0..<inner { dThS[i * inner + c] = rowSums[i] * w[c] } }
+        for j in 0..<pp { for c in 0..<inner { dPhS[j * inner + c] = Float(columnSums[j]) * w[inner + c] } }
+        guard project.requiresGradient else { return }
+        for c in 0..<inner {
+            var g1 = 0.0, g2 = 0.0
+            for i in 0..<p { g1 += Double(rowSums[i] * thS[i * inner + c]) }
+            for j in 0..<pp { g2 += columnSums[j] * Double(phS[j * inner + c]) }
+            project.gradient.data[c] += Float(g1)
+            project.gradient.data[inner + c] += Float(g2)
+        }
+    }
+}
+
+extension Tensor {
+    /// Fills with normal draws of mean 0 and standard deviation `std`.
+    public func fillNormal(std: Float, using generator: inout SeededGenerator) {
+        for i in 0..<count { data[i] = generator.normal() * std }
+    }
+}

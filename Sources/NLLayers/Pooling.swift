@@ -1,0 +1,139 @@
+import NLTensor
+
+/// Max pooling over (T, H, W), as `torch.nn.MaxPool3d` (floor mode; padded positions never win;
+/// ties go to the first position in (t, h, w) order, NaN wins, as PyTorch's CPU kernel).
+public final class MaxPool3d: Layer {
+    public let kernelSize: Size3
+    public let stride: Size3
+    public let padding: Size3
+
+    private var inputShape: [Int] = []
+    private var output: Tensor?
+    private var gradInput: Tensor?
+    /// For each output element, the input position (within its sample) that won.
+    private var winners: [Int32] = []
+
+    public init(kernelSize: Size3, stride: Size3? = nil, padding: Size3 = Size3(0)) {
+        precondition(padding.t * 2 <= kernelSize.t && padding.h * 2 <= kernelSize.h && padding.w * 2 <= kernelSize.w,
+                     "MaxPool3d padding \(padding) must be at most half the kernel \(kernelSize)")
+        self.kernelSize = kernelSize
+        self.stride = stride ?? kernelSize
+        self.padding = padding
+    }
+
+    public var state: [(name: String, entry: StateEntry)] { [] }
+
+    public func outputShape(for s: [Int]) -> [Int] {
+        precondition(s.count == 5, "MaxPool3d expects (N, T, H, W, C), got \(s)")
+        let out = [
+            slidingOutputLength(s[1], kernel: kernelSize.t, stride: stride.t, padding: padding.t),
+            slidingOutputLength(s[2], kernel: kernelSize.h, stride: stride.h, padding: padding.h),
+            slidingOutputLength(s[3], kernel: kernelSize.w, stride: stride.w, padding: padding.w),
+        ]
+        precondition(out.allSatisfy { $0 > 0 }, "MaxPool3d kernel \(kernelSize) does not fit input \(s)")
+        return [s[0]] + out + [s[4]]
+    }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        let shape = outputShape(for: x.shape)
+        let y = reuse(&output, shape: shape)
+        inputShape = x.shape
+        if winners.count != y.count { winners = [Int32](repeating: 0, count: y.count) }
+        let (tIn, hIn, wIn, c) = (x.shape[1], x.shape[2], x.shape[3], x.shape[4])
+        let (tOut, hOut, wOut) = (shape[1], shape[2], shape[3])
+        let samplePositions = tIn * hIn * wIn
+        winners.withUnsafeMutableBufferPointer { win in
+            let winner = win.baseAddress!
+            Parallel.forRanges(y.rows) { _, rows in
+                for r in rows {
+                    var rest = r
+                    let wo = rest % wOut; rest /= wOut
+                    let ho = rest % hOut; rest /= hOut
+                    let to = rest % tOut; let s = rest / tOut
+                    let (t0, h0, w0) = (to * stride.t - padding.t, ho * stride.h - padding.h, wo * stride.w - padding.w)
+                    let (ts, hs, ws) = (max(t0, 0), max(h0, 0), max(w0, 0))
+                    let (te, he, we) = (min(t0 + kernelSize.t, tIn), min(h0 + kernelSize.h, hIn), min(w0 + kernelSize.w, wIn))
+                    let out = y.data + r * c, best = winner + r * c
+                    let first = Int32((ts * hIn + hs) * wIn + ws)
+                    for j in 0..<c { out[j] = -.infinity; best[j] = first }
+                    for t in ts..<te {
+                        for h in hs..<he {
+                            for w in ws..<we {
+                                let position = (t * hIn + h) * wIn + w
+                                let v = x.data + (s * samplePositions + position) * c
+                                for j in 0..<c where v[j] > out[j] || v[j].isNaN {
+                                    out[j] = v[j]
+                                    best[j] = Int32(position)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        guard let y = output else { preconditionFailure("MaxPool3d.backward before forward") }
+        precondition(dy.shape == y.shape, "MaxPool3d.backward got \(dy.shape), output was \(y.shape)")
+        let dx = reuse(&gradInput, shape: inputShape)
+        dx.zero()
+        let c = inputShape[4], samplePositions = inputShape[1] * inputShape[2] * inputShape[3]
+        let outputPositions = y.rows / inputShape[0]
+        winners.withUnsafeBufferPointer { win in
+            // Windows overlap, so threads split the channels, never the positions.
+            Parallel.forRanges(c) { _, channels in
+                for r in 0..<y.rows {
+                    let s = r / outputPositions
+                    for j in channels {
+                        dx.data[(s * samplePositions + Int(win[r * c + j])) * c + j] += dy.data[r * c + j]
+                    }
+                }
+            }
+        }
+        return dx
+    }
+}
+
+/// Mean over (T, H, W): (N, T, H, W, C) to (N, C).
+public final class GlobalAveragePool: Layer {
+    private var inputShape: [Int] = []
+    private var output: Tensor?
+    private var gradInput: Tensor?
+
+    public init() {}
+
+    public var state: [(name: String, entry: StateEntry)] { [] }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        let (n, c) = (x.shape[0], x.channels)
+        let y = reuse(&output, shape: [n, c])
+        inputShape = x.shape
+        let positions = x.rows / n
+        Parallel.forEach(n) { s in
+            let out = y.data + s * c
+            var sums = [Double](repeating: 0, count: c)
+            for p in 0..<positions {
+                let row = x.data + (s * positions + p) * c
+                for j in 0..<c { sums[j] += Double(row[j]) }
+            }
+            for j in 0..<c { out[j] = Float(sums[j] / Double(positions)) }
+        }
+        return y
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        let dx = reuse(&gradInput, shape: inputShape)
+        let (n, c) = (inputShape[0], inputShape[4])
+        let positions = dx.rows / n
+        let scale = 1 / Float(positions)
+        Parallel.forRanges(dx.rows) { _, rows in
+            for r in rows {
+                let (g, d) = (dy.data + (r / positions) * c, dx.data + r * c)
+                for j in 0..<c { d[j] = g[j] * scale }
+            }
+        }
+        return dx
+    }
+}

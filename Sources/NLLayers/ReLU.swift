@@ -1,0 +1,31 @@
+import NLTensor
+
+/// max(0, x), element-wise. Backward passes the gradient where the output is positive.
+public final class ReLU: Layer {
+    private var output: Tensor?
+    private var gradInput: Tensor?
+
+    public init() {}
+
+    public var state: [(name: String, entry: StateEntry)] { [] }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        let y = reuse(&output, shape: x.shape)
+        let (src, dst) = (x.data, y.data)
+        forEachElementRange(x.count) { range in
+            for i in range { dst[i] = max(src[i], 0) }
+        }
+        return y
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        guard let y = output else { preconditionFailure("ReLU.backward before forward") }
+        precondition(dy.shape == y.shape, "ReLU.backward got \(dy.shape), output was \(y.shape)")
+        let dx = reuse(&gradInput, shape: y.shape)
+        let (out, g, d) = (y.data, dy.data, dx.data)
+        forEachElementRange(y.count) { range in
+            for i in range { d[i] = out[i] > 0 ? g[i] : 0 }
+        }
+        return dx
+    }
+}

@@ -1,0 +1,50 @@
+import NLTensor
+
+/// Softmax cross-entropy over (N, classes) logits, averaged over the batch, as
+/// `torch.nn.functional.cross_entropy`. Also gives the softmax probabilities for metrics.
+public enum SoftmaxCrossEntropy {
+    /// The mean loss and dLoss/dLogits (N, classes).
+    public static func lossAndGradient(logits: Tensor, labels: [Int]) -> (loss: Float, gradient: Tensor) {
+        let (n, k) = (logits.shape[0], logits.channels)
+        precondition(labels.count == n, "\(labels.count) labels for \(n) logits")
+        let gradient = softmax(logits)
+        var loss = 0.0
+        for s in 0..<n {
+            precondition(labels[s] >= 0 && labels[s] < k, "label \(labels[s]) is not a class of \(k)")
+            let p = gradient.data + s * k
+            loss -= log(max(Double(p[labels[s]]), Double.leastNonzeroMagnitude))
+            p[labels[s]] -= 1
+            for j in 0..<k { p[j] /= Float(n) }
+        }
+        return (Float(loss / Double(n)), gradient)
+    }
+
+    /// Row-wise softmax of (N, classes) logits, computed stably.
+    public static func softmax(_ logits: Tensor) -> Tensor {
+        let result = logits.copy()
+        softmaxRows(result.data, rows: logits.rows, columns: logits.channels)
+        return result
+    }
+}
+
+/// In-place softmax of each row of a (rows x columns) matrix: exp(x - max) / sum, summed in Double.
+public func softmaxRows(_ m: UnsafeMutablePointer<Float>, rows: Int, columns: Int) {
+    Parallel.forRanges(rows, minimumChunk: 8) { _, range in
+        for r in range {
+            let row = m + r * columns
+            var top = -Float.infinity
+            for j in 0..<columns { top = max(top, row[j]) }
+            var sum = 0.0
+            for j in 0..<columns {
+                row[j] = expf(row[j] - top)
+                sum += Double(row[j])
+            }
+            let inverse = Float(1 / sum)
+            for j in 0..<columns { row[j] *= inverse }
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

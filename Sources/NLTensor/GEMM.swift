@@ -1,0 +1,77 @@
+import COpenBLAS
+
+/// Row-major single-precision matrix multiply through OpenBLAS's `cblas_sgemm`, split across the
+/// project's threads (OpenBLAS itself runs single-threaded, see `Parallel`).
+public enum GEMM {
+    /// C[M, N] = alpha * op(A)[M, K] * op(B)[K, N] + beta * C, where op(X) is X or its transpose.
+    /// Leading dimensions are the row strides of A, B and C as stored (before any transpose).
+    ///
+    /// The work is split over threads along M (rows of C) when M is large, else along N, else, when
+    /// only K is large (weight gradients: K = N*T*H*W rows), along K into private accumulators
+    /// that are summed in a fixed order, so results are reproducible for a given thread count.
+    public static func multiply(
+        transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        guard m > 0, n > 0 else { return }
+        let threads = Parallel.isInsideLoop ? 1 : Parallel.threadCount
+        let minimumSplit = 64 * threads
+        if threads == 1 || m * n * k < 1 << 18 || (m < minimumSplit && n < minimumSplit && k < 4 * minimumSplit) {
+            sgemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        } else if m >= minimumSplit {
+            Parallel.forRanges(m, minimumChunk: 32) { _, rows in
+                let aRows = transposeA ? a + rows.lowerBound : a + rows.lowerBound * lda
+                sgemm(transposeA, transposeB, rows.count, n, k, alpha, aRows, lda, b, ldb, beta,
+                      c + rows.lowerBound * ldc, ldc)
+            }
+        } else if n >= minimumSplit {
+            Parallel.forRanges(n, minimumChunk: 32) { _, columns in
+                let bColumns = transposeB ? b + columns.lowerBound * ldb : b + columns.lowerBound
+                sgemm(transposeA, transposeB, m, columns.count, k, alpha, a, lda, bColumns, ldb, beta,
+                      c + columns.lowerBound, ldc)
+            }
+        } else {
+            multiplySplittingK(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        }
+    }
+
+    /// Each thread multiplies a slice of K into its own M x N accumulator; the slices are then
+    /// added to C in slice order.
+    private static func multiplySplittingK(
+        _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+    ) {
+        let slices = Parallel.split(k, minimumChunk: 64)
+        let partials = Tensor(zeros: [slices.count, m, n])
+        Parallel.forEach(slices.count) { s in
+            let depth = slices[s]
+            let aSlice = transposeA ? a + depth.lowerBound * lda : a + depth.lowerBound
+            let bSlice = transposeB ? b + depth.lowerBound : b + depth.lowerBound * ldb
+            sgemm(transposeA, transposeB, m, n, depth.count, alpha, aSlice, lda, bSlice, ldb, 0,
+                  partials.data + s * m * n, n)
+        }
+        for i in 0..<m {
+            let row = c + i * ldc
+            for j in 0..<n { row[j] = beta == 0 ? 0 : beta * row[j] }
+            for s in 0..<slices.count {
+                let partial = partials.data + (s * m + i) * n
+                for j in 0..<n { row[j] += partial[j] }
+            }
+        }
+    }
+
+    private static func sgemm(
+        _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+    ) {
+        if k == 0 {  // BLAS would leave C untouched; the product of empty matrices is zero.
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+            return
+        }
+        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}

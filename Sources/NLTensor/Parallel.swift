@@ -1,0 +1,77 @@
+import COpenBLAS
+import Dispatch
+import Foundation
+
+/// The project's one level of parallelism. OpenBLAS is kept single-threaded; every parallel loop,
+/// GEMMs split into per-thread pieces included, goes through here, and a loop started inside
+/// another one runs serially on its caller's thread, so parallelism never nests.
+public enum Parallel {
+    /// Threads used by parallel loops: `NL_THREADS` if set, otherwise the number of active cores.
+    public static var threadCount: Int { state.threads }
+
+    /// Sets the number of threads for later loops (at least 1). Call before work starts.
+    public static func setThreadCount(_ count: Int) { state.threads = max(1, count) }
+
+    /// Runs `body(i)` for every i in 0..<count, spread over the threads. Each i runs exactly once;
+    /// the order of calls is unspecified, so bodies must write disjoint memory.
+    public static func forEach(_ count: Int, _ body: (Int) -> Void) {
+        if count <= 1 || threadCount == 1 || isInsideLoop {
+            for i in 0..<count { body(i) }
+            return
+        }
+        // The bodies write disjoint memory by contract; the box carries the closure across the
+        // @Sendable boundary Dispatch imposes, for the duration of this call only.
+        withoutActuallyEscaping(body) { body in
+            let box = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: count) { i in
+                let outer = isInsideLoop
+                isInsideLoop = true
+                box.value(i)
+                isInsideLoop = outer
+            }
+        }
+    }
+
+    /// Splits 0..<count into at most `threadCount` contiguous ranges of at least `minimumChunk`
+    /// elements (a split that depends only on count and the thread count, so per-range partial
+    /// results are reproducible) and runs `body(chunk, range)` for each, in parallel.
+    public static func forRanges(_ count: Int, minimumChunk: Int = 1, _ body: (Int, Range<Int>) -> Void) {
+        let ranges = split(count, minimumChunk: minimumChunk)
+        forEach(ranges.count) { body($0, ranges[$0]) }
+    }
+
+    /// The ranges `forRanges` uses: as equal as possible, at most `threadCount` of them.
+    public static func split(_ count: Int, minimumChunk: Int = 1) -> [Range<Int>] {
+        guard count > 0 else { return [] }
+        let pieces = max(1, min(isInsideLoop ? 1 : threadCount, count / max(minimumChunk, 1)))
+        return (0..<pieces).map { p in (count * p / pieces)..<(count * (p + 1) / pieces) }
+    }
+
+    /// True on a thread that is running the body of a parallel loop.
+    public static var isInsideLoop: Bool {
+        get { pthread_getspecific(state.insideKey) != nil }
+        set { pthread_setspecific(state.insideKey, newValue ? UnsafeRawPointer(bitPattern: 1) : nil) }
+    }
+
+    private struct UncheckedSendable<Value>: @unchecked Sendable {
+        let value: Value
+        init(_ value: Value) { self.value = value }
+    }
+
+    private final class State: @unchecked Sendable {
+        var threads: Int
+        let insideKey: pthread_key_t
+
+        init() {
+            let fromEnvironment = ProcessInfo.processInfo.environment["NL_THREADS"].flatMap { Int($0) }
+            threads = max(1, fromEnvironment ?? ProcessInfo.processInfo.activeProcessorCount)
+            var key = pthread_key_t()
+            pthread_key_create(&key, nil)
+            insideKey = key
+            // One level of parallelism: ours. OpenBLAS runs each call on its caller's thread.
+            openblas_set_num_threads(1)
+        }
+    }
+
+    private static let state = State()
+}

@@ -1,0 +1,220 @@
+import Foundation
+
+/// The safetensors format (https://github.com/huggingface/safetensors): an 8-byte little-endian
+/// header length, a JSON header naming each tensor's dtype, shape and byte range, an optional
+/// `__metadata__` string map, then the raw little-endian data. Reads what Python's safetensors
+/// writes and writes what it reads (tensors sorted by dtype size then name, header padded to 8).
+public struct SafeTensors {
+    public enum DType: String, Sendable {
+        case f32 = "F32", f64 = "F64", i64 = "I64", u8 = "U8"
+        public var size: Int {
+            switch self {
+            case .f32: 4
+            case .f64, .i64: 8
+            case .u8: 1
+            }
+        }
+    }
+
+    public struct Entry: Sendable {
+        public var dtype: DType
+        public var shape: [Int]
+        /// Raw little-endian bytes, `shape.product * dtype.size` of them.
+        public var bytes: Data
+    }
+
+    public var entries: [String: Entry] = [:]
+    public var metadata: [String: String] = [:]
+
+    public init() {}
+
+    public var names: [String] { entries.keys.sorted() }
+
+    // MARK: Reading
+
+    public init(contentsOf path: String) throws {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+        } catch {
+            throw SafeTensorsError(path: path, problem: "cannot read the file (\(error.localizedDescription))")
+        }
+        try self.init(data: data, path: path)
+    }
+
+    /// Parses a whole safetensors file; `path` only names it in errors.
+    public init(data: Data, path: String) throws {
+        func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: problem) }
+        guard data.count >= 8 else { throw fail("file is \(data.count) bytes, too short for a safetensors header") }
+        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard headerLength <= UInt64(data.count - 8) else {
+            throw fail("header length \(headerLength) runs past the end of the \(data.count)-byte file")
+        }
+        let dataStart = data.startIndex + 8 + Int(headerLength)
+        let header = data[(data.startIndex + 8)..<dataStart]
+        guard let json = try? JSONSerialization.jsonObject(with: header), let object = json as? [String: Any] else {
+            throw fail("header is not a JSON object")
+        }
+        let payload = data.count - 8 - Int(headerLength)
+        for (name, value) in object {
+            if name == "__metadata__" {
+                guard let map = value as? [String: String] else { throw fail("__metadata__ is not a map of strings") }
+                metadata = map
+                continue
+            }
+            guard let info = value as? [String: Any], let dtypeName = info["dtype"] as? String,
+                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2
+            else { throw fail("tensor '\(name)' lacks a dtype, shape or data_offsets") }
+            guard let dtype = DType(rawValue: dtypeName) else {
+                throw fail("tensor '\(name)' has dtype \(dtypeName); supported: F32, F64, I64, U8")
+            }
+            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= payload else {
+                throw fail("tensor '\(name)' has a bad shape or byte range")
+            }
+            guard offsets[1] - offsets[0] == shape.reduce(1, *) * dtype.size else {
+                throw fail("tensor '\(name)' has \(offsets[1] - offsets[0]) bytes for shape \(shape) of \(dtypeName)")
+            }
+            entries[name] = Entry(dtype: dtype, shape: shape,
+                                  bytes: data[(dataStart + offsets[0])..<(dataStart + offsets[1])])
+        }
+    }
+
+    /// The named tensor as Float32 (F32 as is, F64 and I64 converted).
+    public func tensor(_ name: String) -> Tensor? {
+        guard let entry = entries[name] else { return nil }
+        let result = Tensor(zeros: entry.shape)
+        let out = result.data
+        entry.bytes.withUnsafeBytes { raw in
+            switch entry.dtype {
+            case .f32: for i in 0..<result.count { out[i] = Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) }
+            case .f64: for i in 0..<result.count { out[i] = Float(Double(bitPattern: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self).littleEndian)) }
+            case .i64: for i in 0..<result.count { out[i] = Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))) }
+            case .u8: for i in 0..<result.count { out[i] = Float(raw[i]) }
+            }
+        }
+        return result
+    }
+
+    /// The named I64 tensor's values.
+    public func int64s(_ name: String) -> [Int64]? {
+        guard let entry = entries[name], entry.dtype == .i64 else { return nil }
+        return entry.bytes.withUnsafeBytes { raw in
+            (0..<(entry.bytes.count / 8)).map { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) }
+        }
+    }
+
+    /// The named U8 tensor's bytes.
+    public func uint8s(_ name: String) -> [UInt8]? {
+        guard let entry = entries[name], entry.dtype == .u8 else { return nil }
+        return Array(entry.bytes)
+    }
+
+    // MARK: Building
+
+    public mutating func set(_ name: String, _ tensor: Tensor) {
+        var bytes = Data(count: tensor.count * 4)
+        bytes.withUnsafeMutableBytes { raw in
+            for i in 0..<tensor.count { raw.storeBytes(of: tensor.data[i].bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
+        }
+        entries[name] = Entry(dtype: .f32, shape: tensor.shape, bytes: bytes)
+    }
+
+    public mutating func set(_ name: String, int64s values: [Int64], shape: [Int]) {
+        precondition(shape.reduce(1, *) == values.count, "shape \(shape) does not hold \(values.count) values")
+        var bytes = Data(count: values.count * 8)
+        bytes.withUnsafeMutableBytes { raw in
+            for (i, v) in values.enumerated() { raw.storeBytes(of: v.littleEndian, toByteOffset: 8 * i, as: Int64.self) }
+        }
+        entries[name] = Entry(dtype: .i64, shape: shape, bytes: bytes)
+    }
+
+    public mutating func set(_ name: String, uint8s bytes: Data, shape: [Int]) {
+        precondition(shape.reduce(1, *) == bytes.count, "shape \(shape) does not hold \(bytes.count) bytes")
+        entries[name] = Entry(dtype: .u8, shape: shape, bytes: bytes)
+    }
+
+    // MARK: Writing
+
+    /// The file's bytes: header, then tensors ordered by dtype size (largest first) then name, so
+    /// every tensor starts aligned to its element size.
+    public func serialized() -> Data {
+        let order = entries.keys.sorted { a, b in
+            let (sa, sb) = (entries[a]!.dtype.size, entries[b]!.dtype.size)
+            return sa != sb ? sa > sb : a < b
+        }
+        var fields: [String] = []
+        if !metadata.isEmpty {
+            let pairs = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
+            fields.append("\"__metadata__\":{\(pairs.joined(separator: ","))}")
+        }
+        var offset = 0
+        for name in order {
+            let entry = entries[name]!
+            let shape = entry.shape.map(String.init).joined(separator: ",")
+            fields.append("\(jsonString(name)):{\"dtype\":\"\(entry.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + entry.bytes.count)]}")
+            offset += entry.bytes.count
+        }
+        var header = Data("{\(fields.joined(separator: ","))}".utf8)
+        header.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - header.count % 8) % 8))
+        var file = Data(capacity: 8 + header.count + offset)
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { file.append(contentsOf: $0) }
+        file.append(header)
+        for name in order { file.append(entries[name]!.bytes) }
+        return file
+    }
+
+    /// Writes the file atomically: to a temporary file beside `path`, synced, then renamed over it,
+    /// so a crash leaves either the old file or the new one, never a torn one.
+    public func write(to path: String) throws {
+        try writeAtomically(serialized(), to: path)
+    }
+}
+
+public struct SafeTensorsError: Error, CustomStringConvertible {
+    public let path: String
+    public let problem: String
+    public var description: String { "\(path): \(problem)" }
+}
+
+/// Writes `data` to a temporary file in `path`'s directory, fsyncs it, and renames it to `path`.
+public func writeAtomically(_ data: Data, to path: String) throws {
+    let temporary = path + ".tmp-\(getpid())"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw SafeTensorsError(path: path, problem: "cannot create \(temporary): \(String(cString: strerror(errno)))") }
+    var failure: String?
+    data.withUnsafeBytes { raw in
+        var written = 0
+        while written < raw.count {
+            let n = Foundation.write(fd, raw.baseAddress! + written, raw.count - written)
+            if n < 0 { if errno == EINTR { continue }; failure = String(cString: strerror(errno)); return }
+            written += n
+        }
+    }
+    if failure == nil && fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
+    close(fd)
+    if failure == nil && rename(temporary, path) != 0 { failure = String(cString: strerror(errno)) }
+    if let failure {
+        unlink(temporary)
+        throw SafeTensorsError(path: path, problem: "cannot write: \(failure)")
+    }
+    // Make the rename itself durable.
+    let directory = open((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent, O_RDONLY)
+    if directory >= 0 { fsync(directory); close(directory) }
+}
+
+/// A JSON string literal for `s`.
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}

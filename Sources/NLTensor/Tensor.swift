@@ -1,0 +1,137 @@
+import Foundation
+
+/// A 64-byte aligned block of Float32 that one or more `Tensor` views share.
+public final class TensorStorage: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+
+    /// Zero-filled, so that fresh buffers never carry stale values.
+    public init(count: Int) {
+        precondition(count >= 0, "negative element count")
+        var raw: UnsafeMutableRawPointer?
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+            fatalError("out of memory allocating \(bytes) bytes")
+        }
+        memset(raw, 0, bytes)
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.count = count
+    }
+
+    deinit { free(pointer) }
+}
+
+/// A Float32 tensor with reference semantics, like `torch.Tensor`: copying a `Tensor` value makes
+/// another view of the same elements, so writes through one are seen by the other. Activations are
+/// channels-last (N, T, H, W, C); `shape` lists dimensions outermost first, elements are contiguous.
+public struct Tensor: @unchecked Sendable {
+    public let shape: [Int]
+    public let count: Int
+    public let storage: TensorStorage
+    /// Where this view starts in `storage`.
+    public let offset: Int
+
+    /// A zero-filled tensor.
+    public init(zeros shape: [Int]) {
+        self.shape = shape
+        count = shape.reduce(1, *)
+        storage = TensorStorage(count: count)
+        offset = 0
+    }
+
+    public init(shape: [Int], values: [Float]) {
+        precondition(shape.reduce(1, *) == values.count, "shape \(shape) does not hold \(values.count) values")
+        self.init(zeros: shape)
+        values.withUnsafeBufferPointer { storage.pointer.update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    public init(shape: [Int], repeating value: Float) {
+        self.init(zeros: shape)
+        fill(value)
+    }
+
+    private init(shape: [Int], storage: TensorStorage, offset: Int) {
+        self.shape = shape
+        count = shape.reduce(1, *)
+        self.storage = storage
+        self.offset = offset
+    }
+
+    public var rank: Int { shape.count }
+    /// The first element. Valid while this tensor (or another view of its storage) is alive.
+    public var data: UnsafeMutablePointer<Float> { storage.pointer + offset }
+    public var buffer: UnsafeMutableBufferPointer<Float> { .init(start: data, count: count) }
+    public var array: [Float] { Array(buffer) }
+    /// The size of the last dimension: the channels of an activation.
+    public var channels: Int { shape.last ?? 1 }
+    /// Elements per index of the last dimension: the rows of an activation seen as a (rows, C) matrix.
+    public var rows: Int { shape.isEmpty ? 1 : count / max(channels, 1) }
+
+    /// Another view of the same elements with another shape of the same size.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
+        return Tensor(shape: newShape, storage: storage, offset: offset)
+    }
+
+    /// Another view of the same elements: indices `range` of the first axis.
+    public func slice(_ range: Range<Int>) -> Tensor {
+        precondition(rank > 0 && range.lowerBound >= 0 && range.upperBound <= shape[0], "slice \(range) of \(shape)")
+        let per = count / max(shape[0], 1)
+        return Tensor(shape: [range.count] + shape.dropFirst(), storage: storage, offset: offset + range.lowerBound * per)
+    }
+
+    /// A new tensor holding the same elements.
+    public func copy() -> Tensor {
+        let result = Tensor(zeros: shape)
+        result.data.update(from: data, count: count)
+        return result
+    }
+
+    /// Copies `source`'s elements, which must be as many, into this tensor.
+    public func copy(from source: Tensor) {
+        precondition(source.count == count, "copying \(source.shape) into \(shape)")
+        data.update(from: source.data, count: count)
+    }
+
+    public func fill(_ value: Float) { buffer.update(repeating: value) }
+    public func zero() { memset(data, 0, count * MemoryLayout<Float>.stride) }
+
+    /// A new tensor whose axis i is this tensor's axis `axes[i]`, as `torch.permute`.
+    public func permuted(_ axes: [Int]) -> Tensor {
+        precondition(axes.sorted() == Array(0..<rank), "\(axes) is not a permutation of \(rank) axes")
+        let outShape = axes.map { shape[$0] }
+        let result = Tensor(zeros: outShape)
+        var inStrides = [Int](repeating: 1, count: rank)
+        for i in stride(from: rank - 2, through: 0, by: -1) { inStrides[i] = inStrides[i + 1] * shape[i + 1] }
+        let strides = axes.map { inStrides[$0] }
+        var index = [Int](repeating: 0, count: rank)
+        let src = data, dst = result.data
+        for o in 0..<count {
+            var offset = 0
+            for i in 0..<rank { offset += index[i] * strides[i] }
+            dst[o] = src[offset]
+            var axis = rank - 1
+            while axis >= 0 {
+                index[axis] += 1
+                if index[axis] < outShape[axis] { break }
+                index[axis] = 0
+                axis -= 1
+            }
+        }
+        return result
+    }
+
+    /// PyTorch's (N, C, T, H, W) to channels-last (N, T, H, W, C).
+    public func channelsLast() -> Tensor { permuted([0, 2, 3, 4, 1]) }
+    /// Channels-last (N, T, H, W, C) to PyTorch's (N, C, T, H, W).
+    public func channelsFirst() -> Tensor { permuted([0, 4, 1, 2, 3]) }
+}
+
+/// Returns `slot` if it already holds a tensor of `shape`, otherwise a new zero tensor stored in
+/// `slot`: how layers keep their output and gradient buffers from one step to the next.
+public func reuse(_ slot: inout Tensor?, shape: [Int]) -> Tensor {
+    if let existing = slot, existing.shape == shape { return existing }
+    let fresh = Tensor(zeros: shape)
+    slot = fresh
+    return fresh
+}

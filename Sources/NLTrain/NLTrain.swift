@@ -1,0 +1,2 @@
+@_exported import NLModels
+@_exported import NLData

@@ -1,0 +1,74 @@
+import NLTensor
+import NLTestSupport
+import Testing
+
+/// C = alpha op(A) op(B) + beta C, by three loops in Double.
+func naiveGEMM(_ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: Tensor, _ lda: Int,
+               _ b: Tensor, _ ldb: Int, _ beta: Float, _ c: Tensor, _ ldc: Int) -> Tensor {
+    let out = c.copy()
+    for i in 0..<m {
+        for j in 0..<n {
+            var sum = 0.0
+            for p in 0..<k {
+                let av = ta ? a.data[p * lda + i] : a.data[i * lda + p]
+                let bv = tb ? b.data[j * ldb + p] : b.data[p * ldb + j]
+                sum += Double(av) * Double(bv)
+            }
+            out.data[i * ldc + j] = Float(Double(alpha) * sum + Double(beta) * Double(c.data[i * ldc + j]))
+        }
+    }
+    return out
+}
+
+struct GEMMTests {
+    /// Shapes that take each path: serial, split along M, along N, along K, and K = 0.
+    @Test(arguments: [(3, 5, 7), (300, 20, 33), (16, 400, 40), (20, 24, 5000), (130, 140, 150), (4, 3, 0)])
+    func matchesNaiveProductInEveryLayout(shape: (Int, Int, Int)) {
+        let (m, n, k) = shape
+        var generator = SeededGenerator(seed: 1)
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            // Leading dimensions wider than the matrices, as row-shifted views use them.
+            let lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 1
+            let a = randomTensor([max(ta ? k : m, 1) * lda], using: &generator)
+            let b = randomTensor([max(tb ? n : k, 1) * ldb], using: &generator)
+            let c = randomTensor([m * ldc], using: &generator)
+            let expected = naiveGEMM(ta, tb, m, n, k, 0.5, a, lda, b, ldb, 0.25, c, ldc)
+            GEMM.multiply(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 0.5, a: a.data, lda: lda,
+                          b: b.data, ldb: ldb, beta: 0.25, c: c.data, ldc: ldc)
+            #expect(relativeError(c, expected) < 1e-5, "transposes \(ta) \(tb)")
+        }
+    }
+
+    @Test func splitResultsAreReproducible() {
+        var generator = SeededGenerator(seed: 2)
+        let a = randomTensor([4000 * 24], using: &generator), b = randomTensor([4000 * 24], using: &generator)
+        let c1 = Tensor(zeros: [24 * 24]), c2 = Tensor(zeros: [24 * 24])
+        for c in [c1, c2] {
+            GEMM.multiply(transposeA: true, m: 24, n: 24, k: 4000, a: a.data, lda: 24, b: b.data, ldb: 24, c: c.data, ldc: 24)
+        }
+        #expect(c1.array == c2.array)
+    }
+}
+
+struct ParallelTests {
+    @Test func rangesCoverEveryIndexOnce() {
+        for count in [0, 1, 7, 1000] {
+            let ranges = Parallel.split(count, minimumChunk: 3)
+            #expect(ranges.flatMap { Array($0) } == Array(0..<count))
+        }
+    }
+
+    @Test func nestedLoopsRunSerially() {
+        var inner = [Bool](repeating: false, count: 8)
+        inner.withUnsafeMutableBufferPointer { flags in
+            let base = flags.baseAddress!
+            Parallel.forEach(8) { i in
+                #expect(Parallel.isInsideLoop || Parallel.threadCount == 1)
+                #expect(Parallel.split(100).count == 1)
+                base[i] = true
+            }
+        }
+        #expect(inner.allSatisfy { $0 })
+        #expect(!Parallel.isInsideLoop)
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+import NLTensor
+import NLTestSupport
+import Testing
+
+struct SafeTensorsTests {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nl-safetensors-\(getpid())").path
+
+    @Test func roundTripsEveryDtypeAndMetadata() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var file = SafeTensors()
+        file.set("weights", Tensor(shape: [2, 3], values: [1, -2, 3.5, 0, 1e-8, 6]))
+        file.set("count", int64s: [Int64.max], shape: [])
+        file.set("pixels", uint8s: Data([0, 255, 7]), shape: [3])
+        file.metadata = ["config": "[train]\nlr = 0.01 # \"quoted\"\t\\", "epoch": "3"]
+        let path = directory + "/roundtrip.safetensors"
+        try file.write(to: path)
+        let read = try SafeTensors(contentsOf: path)
+        #expect(read.names == ["count", "pixels", "weights"])
+        #expect(read.tensor("weights")!.array == [1, -2, 3.5, 0, 1e-8, 6])
+        #expect(read.entries["count"]!.shape == [] && read.int64s("count") == [Int64.max])
+        #expect(read.uint8s("pixels") == [0, 255, 7])
+        #expect(read.metadata == file.metadata)
+        #expect(read.serialized() == file.serialized())
+        // Eight-byte dtypes first, so each tensor is aligned to its element size.
+        let bytes = file.serialized()
+        let headerLength = bytes.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        #expect(headerLength % 8 == 0)
+    }
+
+    @Test func readsWhatPythonWrote() throws {
+        // A fixture written by PyTorch's safetensors: F32 tensors, an I64 scalar, string metadata.
+        let path = fixtureDirectory().replacingOccurrences(of: "NLTensorTests", with: "NLLayersTests") + "/batchnorm3d_train.safetensors"
+        let file = try SafeTensors(contentsOf: path)
+        #expect(file.tensor("input")!.shape == [3, 6, 3, 4, 5])
+        #expect(file.int64s("param.num_batches_tracked") == [0])
+        #expect(file.int64s("after.num_batches_tracked") == [1])
+        #expect(file.metadata["layer"] == "batchnorm3d")
+    }
+
+    @Test func rejectsDamagedFilesNamingThem() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var file = SafeTensors()
+        file.set("x", Tensor(shape: [4], values: [1, 2, 3, 4]))
+        let good = file.serialized()
+        let cases: [(String, Data)] = [
+            ("empty", Data()),
+            ("truncated", good.prefix(good.count - 3)),
+            ("huge header", Data([0xff, 0xff, 0, 0, 0, 0, 0, 0]) + good.dropFirst(8)),
+            ("not json", Data([4, 0, 0, 0, 0, 0, 0, 0]) + Data("abcd".utf8)),
+        ]
+        for (name, bytes) in cases {
+            let path = directory + "/\(name).safetensors"
+            try bytes.write(to: URL(fileURLWithPath: path))
+            #expect(throws: SafeTensorsError.self, "\(name)") { try SafeTensors(contentsOf: path) }
+            do { _ = try SafeTensors(contentsOf: path) } catch { #expect("\(error)".contains(path)) }
+        }
+        #expect(throws: SafeTensorsError.self) { try SafeTensors(contentsOf: directory + "/missing.safetensors") }
+    }
+}
