@@ -42,6 +42,7 @@ let package = Package(
         .target(name: "NLTestSupport", dependencies: ["NLLayers"], path: "Tests/NLTestSupport"),
         .testTarget(name: "NLTensorTests", dependencies: ["NLTensor", "NLTestSupport"]),
         .testTarget(name: "NLLayersTests", dependencies: ["NLLayers", "NLTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "NLModelsTests", dependencies: ["NLModels", "NLTrain", "NLTestSupport"], exclude: ["Fixtures"]),
     ]
 )
 

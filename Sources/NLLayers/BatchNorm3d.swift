@@ -38,7 +38,7 @@ public final class BatchNorm3d: Layer {
         inverseStd = Tensor(zeros: [channels])
     }
 
-    public var state: [(name: String, entry: StateEntry)] {
+    public var ownState: [(name: String, entry: StateEntry)] {
         [("weight", .parameter(weight)), ("bias", .parameter(bias)), ("running_mean", .buffer(runningMean)),
          ("running_var", .buffer(runningVariance)), ("num_batches_tracked", .counter(batchesTracked))]
     }

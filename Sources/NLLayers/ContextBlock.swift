@@ -9,7 +9,7 @@ import NLTensor
 /// last conv starting at zero, so a new block is the identity. A lighter alternative to the
 /// non-local block: one attention map per sample instead of a P x P' one.
 public final class ContextBlock: Layer {
-    public enum Pooling: String, Sendable { case attention = "att", average = "avg" }
+    public enum Pooling: String, CaseIterable, Sendable { case attention = "att", average = "avg" }
 
     public let channels: Int
     public let planes: Int
@@ -54,10 +54,12 @@ public final class ContextBlock: Layer {
         }
     }
 
-    public var state: [(name: String, entry: StateEntry)] {
-        (convMask.map { prefixed("conv_mask", $0) } ?? [])
-            + (channelAdd.map { prefixed("channel_add_conv", $0) } ?? [])
-            + (channelMul.map { prefixed("channel_mul_conv", $0) } ?? [])
+    public var children: [(name: String, layer: Layer)] {
+        var list: [(name: String, layer: Layer)] = []
+        if let convMask { list.append(("conv_mask", convMask)) }
+        if let channelAdd { list.append(("channel_add_conv", channelAdd)) }
+        if let channelMul { list.append(("channel_mul_conv", channelMul)) }
+        return list
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
@@ -158,9 +160,7 @@ public final class ContextBlock: Layer {
             project = Conv3d(inputChannels: planes, outputChannels: channels, kernelSize: Size3(1))
         }
 
-        public var state: [(name: String, entry: StateEntry)] {
-            prefixed("0", expand) + prefixed("1", norm) + prefixed("3", project)
-        }
+        public var children: [(name: String, layer: Layer)] { [("0", expand), ("1", norm), ("3", project)] }
 
         public func forward(_ x: Tensor, training: Bool) -> Tensor {
             let h = activation.forward(norm.forward(expand.forward(x, training: training), training: training), training: training)

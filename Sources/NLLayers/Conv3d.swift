@@ -44,7 +44,7 @@ public final class Conv3d: Layer {
         self.bias = bias ? Parameter(shape: [outputChannels], kind: .bias) : nil
     }
 
-    public var state: [(name: String, entry: StateEntry)] {
+    public var ownState: [(name: String, entry: StateEntry)] {
         [(name: "weight", entry: .parameter(weight))] + (bias.map { [(name: "bias", entry: .parameter($0))] } ?? [])
     }
 

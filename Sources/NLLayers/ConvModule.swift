@@ -15,8 +15,8 @@ public final class ConvModule: Layer {
         activation = activated ? ReLU() : nil
     }
 
-    public var state: [(name: String, entry: StateEntry)] {
-        prefixed("conv", conv) + (norm.map { prefixed("bn", $0) } ?? [])
+    public var children: [(name: String, layer: Layer)] {
+        [(name: "conv", layer: conv)] + (norm.map { [(name: "bn", layer: $0)] } ?? [])
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {

@@ -17,8 +17,6 @@ public final class Dropout: Layer {
         generator = SeededGenerator(seed: seed)
     }
 
-    public var state: [(name: String, entry: StateEntry)] { [] }
-
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         guard training && probability > 0 else {
             mask = nil

@@ -10,9 +10,11 @@
 public protocol Layer: AnyObject {
     func forward(_ input: Tensor, training: Bool) -> Tensor
     func backward(_ gradOutput: Tensor) -> Tensor
-    /// Parameters and buffers under their PyTorch state_dict names, relative to this layer;
-    /// composite layers list their children's under "child.".
-    var state: [(name: String, entry: StateEntry)] { get }
+    /// This layer's own parameters and buffers, under their PyTorch state_dict names.
+    var ownState: [(name: String, entry: StateEntry)] { get }
+    /// The layers inside this one, under the names that prefix their state ("conv", "bn", "0"),
+    /// as PyTorch's named_children.
+    var children: [(name: String, layer: Layer)] { get }
 }
 
 /// What a state_dict entry holds.
@@ -78,6 +80,24 @@ public struct Size3: Equatable, Hashable, Sendable, CustomStringConvertible {
 }
 
 extension Layer {
+    public var ownState: [(name: String, entry: StateEntry)] { [] }
+    public var children: [(name: String, layer: Layer)] { [] }
+
+    /// The state_dict: own entries, then each child's under "child.".
+    public var state: [(name: String, entry: StateEntry)] {
+        ownState + children.flatMap { child in child.layer.state.map { (name: "\(child.name).\($0.name)", entry: $0.entry) } }
+    }
+
+    /// Every layer inside this one, depth first.
+    public var descendants: [Layer] { namedDescendants.map(\.layer) }
+
+    /// Every layer inside this one with its dotted path ("layer1.0.conv1"), depth first.
+    public var namedDescendants: [(name: String, layer: Layer)] {
+        children.flatMap { child in
+            [child] + child.layer.namedDescendants.map { (name: "\(child.name).\($0.name)", layer: $0.layer) }
+        }
+    }
+
     /// The learned parameters, with their names.
     public var parameters: [(name: String, parameter: Parameter)] {
         state.compactMap { if case .parameter(let p) = $0.entry { (name: $0.name, parameter: p) } else { nil } }
@@ -86,11 +106,6 @@ extension Layer {
     public func zeroGradients() {
         for (_, p) in parameters { p.gradient.zero() }
     }
-}
-
-/// `layer`'s state with every name prefixed by "prefix.".
-public func prefixed(_ prefix: String, _ layer: Layer) -> [(name: String, entry: StateEntry)] {
-    layer.state.map { (name: "\(prefix).\($0.name)", entry: $0.entry) }
 }
 
 /// The output length of a window of `kernel` sliding by `stride` over `length` padded by `padding`

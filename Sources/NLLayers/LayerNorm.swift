@@ -23,7 +23,7 @@ public final class LayerNorm: Layer {
         weight.value.fill(1)
     }
 
-    public var state: [(name: String, entry: StateEntry)] {
+    public var ownState: [(name: String, entry: StateEntry)] {
         [("weight", .parameter(weight)), ("bias", .parameter(bias))]
     }
 

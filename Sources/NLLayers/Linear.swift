@@ -18,7 +18,7 @@ public final class Linear: Layer {
         self.bias = bias ? Parameter(shape: [outputFeatures], kind: .bias) : nil
     }
 
-    public var state: [(name: String, entry: StateEntry)] {
+    public var ownState: [(name: String, entry: StateEntry)] {
         [(name: "weight", entry: .parameter(weight))] + (bias.map { [(name: "bias", entry: .parameter($0))] } ?? [])
     }
 

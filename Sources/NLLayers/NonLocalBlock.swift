@@ -29,8 +29,9 @@ public final class NonLocalBlock: Layer {
     public let g: Conv3d
     public let theta: Conv3d?
     public let phi: Conv3d?
-    /// concatenation's projection of [theta_i, phi_j] to one value, stored as 2 * C/2 weights.
-    public let concatProject: Parameter?
+    /// concatenation's projection of [theta_i, phi_j] to one value: a 1x1x1 convolution from
+    /// 2 * C/2 channels to 1 without bias in the reference, of which only the weight is used.
+    public let concatProject: Conv3d?
     public let convOut: ConvModule
     private let gPool: MaxPool3d?
     private let phiPool: MaxPool3d?
@@ -66,7 +67,7 @@ public final class NonLocalBlock: Layer {
         theta = mode == .gaussian ? nil : pointwise(channels, inner)
         phi = mode == .gaussian ? nil : pointwise(channels, inner)
         concatProject = mode == .concatenation
-            ? Parameter(shape: [2 * inner], kind: .weight, checkpointShape: [1, 2 * inner, 1, 1, 1]) : nil
+            ? Conv3d(inputChannels: 2 * inner, outputChannels: 1, kernelSize: Size3(1), bias: false) : nil
         convOut = ConvModule(inputChannels: inner, outputChannels: channels, kernelSize: Size3(1), activated: false)
         gPool = subSample ? MaxPool3d(kernelSize: Size3(1, 2, 2)) : nil
         phiPool = subSample ? MaxPool3d(kernelSize: Size3(1, 2, 2)) : nil
@@ -81,19 +82,20 @@ public final class NonLocalBlock: Layer {
             conv.weight.value.fillNormal(std: 0.01, using: &generator)
             conv.bias?.value.zero()
         }
-        concatProject?.value.fillNormal(std: 0.01, using: &generator)
+        concatProject?.weight.value.fillNormal(std: 0.01, using: &generator)
         convOut.norm!.weight.value.zero()
         convOut.norm!.bias.value.zero()
     }
 
-    public var state: [(name: String, entry: StateEntry)] {
+    /// In the reference's registration order, so the state_dict lists keys as PyTorch does.
+    public var children: [(name: String, layer: Layer)] {
         // With sub-sampling the reference wraps g and phi in nn.Sequential(conv, pool): "g.0.conv".
         let wrapped = subSample ? ".0" : ""
-        var entries = prefixed("g\(wrapped).conv", g)
-        if let theta { entries += prefixed("theta.conv", theta) }
-        if let phi { entries += prefixed("phi\(wrapped).conv", phi) }
-        if let concatProject { entries.append((name: "concat_project.conv.weight", entry: .parameter(concatProject))) }
-        return entries + prefixed("conv_out", convOut)
+        var list: [(name: String, layer: Layer)] = [("g\(wrapped).conv", g), ("conv_out", convOut)]
+        if let theta { list.append(("theta.conv", theta)) }
+        if let phi { list.append(("phi\(wrapped).conv", phi)) }
+        if let concatProject { list.append(("concat_project.conv", concatProject)) }
+        return list
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
@@ -150,7 +152,7 @@ public final class NonLocalBlock: Layer {
     /// concatenation: w . [theta_i, phi_j] = w1 . theta_i + w2 . phi_j, so the two halves of the
     /// projection are computed once per position.
     private func projectConcatenation(_ th: Tensor, _ ph: Tensor, n: Int, p: Int, pp: Int) {
-        let (inner, w) = (innerChannels, concatProject!.value.data)
+        let (inner, w) = (innerChannels, concatProject!.weight.value.data)
         let ct = reuse(&concatTheta, shape: [n, p]), cp = reuse(&concatPhi, shape: [n, pp])
         GEMM.multiply(m: n * p, n: 1, k: inner, a: th.data, lda: inner, b: w, ldb: 1, c: ct.data, ldc: 1)
         GEMM.multiply(m: n * pp, n: 1, k: inner, a: ph.data, lda: inner, b: w + inner, ldb: 1, c: cp.data, ldc: 1)
@@ -215,7 +217,7 @@ public final class NonLocalBlock: Layer {
     private func backwardConcatenation(sample s: Int, dA: UnsafeMutablePointer<Float>, p: Int, pp: Int,
                                        _ thS: UnsafeMutablePointer<Float>, _ phS: UnsafeMutablePointer<Float>,
                                        _ dThS: UnsafeMutablePointer<Float>, _ dPhS: UnsafeMutablePointer<Float>) {
-        let (inner, w, project) = (innerChannels, concatProject!.value.data, concatProject!)
+        let (inner, w, project) = (innerChannels, concatProject!.weight.value.data, concatProject!.weight)
         let (ct, cp, scale) = (concatTheta!.data + s * p, concatPhi!.data + s * pp, 1 / Float(pp))
         var rowSums = [Float](repeating: 0, count: p), columnSums = [Double](repeating: 0, count: pp)
         for i in 0..<p {

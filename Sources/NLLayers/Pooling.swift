@@ -21,8 +21,6 @@ public final class MaxPool3d: Layer {
         self.padding = padding
     }
 
-    public var state: [(name: String, entry: StateEntry)] { [] }
-
     public func outputShape(for s: [Int]) -> [Int] {
         precondition(s.count == 5, "MaxPool3d expects (N, T, H, W, C), got \(s)")
         let out = [
@@ -103,8 +101,6 @@ public final class GlobalAveragePool: Layer {
     private var gradInput: Tensor?
 
     public init() {}
-
-    public var state: [(name: String, entry: StateEntry)] { [] }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         let (n, c) = (x.shape[0], x.channels)

@@ -7,8 +7,6 @@ public final class ReLU: Layer {
 
     public init() {}
 
-    public var state: [(name: String, entry: StateEntry)] { [] }
-
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         let y = reuse(&output, shape: x.shape)
         let (src, dst) = (x.data, y.data)

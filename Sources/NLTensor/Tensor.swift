@@ -61,6 +61,13 @@ public struct Tensor: @unchecked Sendable {
     /// The first element. Valid while this tensor (or another view of its storage) is alive.
     public var data: UnsafeMutablePointer<Float> { storage.pointer + offset }
     public var buffer: UnsafeMutableBufferPointer<Float> { .init(start: data, count: count) }
+
+    /// Element `i` of the flattened tensor. Unlike `data[i]`, safe on a temporary: a raw pointer
+    /// taken from a tensor that is not kept in a variable can outlive its storage.
+    public subscript(i: Int) -> Float {
+        get { withExtendedLifetime(storage) { data[i] } }
+        nonmutating set { withExtendedLifetime(storage) { data[i] = newValue } }
+    }
     public var array: [Float] { Array(buffer) }
     /// The size of the last dimension: the channels of an activation.
     public var channels: Int { shape.last ?? 1 }

@@ -68,19 +68,10 @@ struct FixtureParityTests {
             Issue.record("\(name) \(quantity): shape \(actual.shape), expected \(expected.shape)", sourceLocation: sourceLocation)
             return
         }
-        // Some gradients are zero in exact arithmetic (a bias in front of a softmax, which is
-        // shift-invariant, or in front of a BatchNorm with batch statistics): the float64
-        // reference holds ~1e-17 and float32 leaves rounding noise, so no ratio is meaningful.
-        // Those must be small in absolute terms instead.
-        if maxMagnitude(expected) < 1e-9 {
-            let deviation = maxMagnitude(actual)
-            report(name, "\(quantity) (zero in exact arithmetic; absolute)", deviation)
-            #expect(deviation < Self.zeroTolerance, "\(name) \(quantity): \(deviation) where 0 is exact", sourceLocation: sourceLocation)
-            return
-        }
-        let error = relativeError(actual, expected)
-        report(name, quantity, error)
-        #expect(error < Self.tolerance, "\(name) \(quantity): relative error \(error)", sourceLocation: sourceLocation)
+        let comparison = Comparison(actual, expected)
+        report(name, quantity, comparison)
+        #expect(comparison.passes(tolerance: Self.tolerance, zeroTolerance: Self.zeroTolerance),
+                "\(name) \(quantity): \(comparison.label)", sourceLocation: sourceLocation)
     }
 }
 

@@ -71,7 +71,7 @@ struct GradientCheckTests {
     /// the batch-statistics BatchNorm after it is too sharply curved for finite differences.
     func conditionConcatenation(_ block: NonLocalBlock, _ x: Tensor) {
         block.g.bias!.value.fill(2)
-        let (theta, phi, w, inner) = (block.theta!, block.phi!, block.concatProject!.value.data, block.innerChannels)
+        let (theta, phi, w, inner) = (block.theta!, block.phi!, block.concatProject!.weight.value.data, block.innerChannels)
         func scores(_ conv: Conv3d, _ weights: UnsafeMutablePointer<Float>) -> [Float] {
             let out = conv.forward(x, training: false)
             return (0..<out.rows).map { r in (0..<inner).reduce(0) { $0 + out.data[r * inner + $1] * weights[$1] } }

@@ -118,7 +118,7 @@ func naiveNonLocal(_ block: NonLocalBlock, _ x: Tensor, training: Bool) -> Tenso
             var scores = [Double](repeating: 0, count: pp)
             for j in 0..<pp {
                 if block.mode == .concatenation {
-                    let w = block.concatProject!.value.data
+                    let w = block.concatProject!.weight.value.data
                     var v = 0.0
                     for c in 0..<inner {
                         v += Double(w[c]) * Double(theta.data[(s * p + i) * d + c]) + Double(w[inner + c]) * Double(phi.data[(s * pp + j) * d + c])

@@ -34,6 +34,34 @@ public func fixtureDirectory(_ file: String = #filePath) -> String {
     URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent("Fixtures").path
 }
 
+/// How a tensor compares with its reference: a relative error, or, when the reference is zero in
+/// exact arithmetic (below `zeroBelow`; a float64 reference then holds rounding noise of ~1e-17,
+/// as for the gradient of a bias in front of a softmax or a batch-statistics BatchNorm, which
+/// are shift-invariant), the largest magnitude of the tensor, which must be rounding noise too.
+public enum Comparison {
+    case relative(Float)
+    case zero(deviation: Float)
+
+    public init(_ actual: Tensor, _ expected: Tensor, zeroBelow: Float = 1e-9) {
+        self = maxMagnitude(expected) < zeroBelow ? .zero(deviation: maxMagnitude(actual)) : .relative(relativeError(actual, expected))
+    }
+
+    /// Within `tolerance` (relative) or `zeroTolerance` (absolute, for exact zeros).
+    public func passes(tolerance: Float, zeroTolerance: Float) -> Bool {
+        switch self {
+        case .relative(let e): e < tolerance
+        case .zero(let d): d < zeroTolerance
+        }
+    }
+
+    public var label: String {
+        switch self {
+        case .relative(let e): String(format: "%.2e", e)
+        case .zero(let d): String(format: "%.2e (zero in exact arithmetic; absolute)", d)
+        }
+    }
+}
+
 /// The largest magnitude of a tensor.
 public func maxMagnitude(_ t: Tensor) -> Float { t.buffer.reduce(0) { max($0, abs($1)) } }
 
@@ -41,6 +69,10 @@ public func maxMagnitude(_ t: Tensor) -> Float { t.buffer.reduce(0) { max($0, ab
 /// test run reports how close every layer came to its reference.
 public func report(_ caseName: String, _ quantity: String, _ error: Float) {
     print("max-relative-error \(caseName) \(quantity) \(String(format: "%.2e", error))")
+}
+
+public func report(_ caseName: String, _ quantity: String, _ comparison: Comparison) {
+    print("max-relative-error \(caseName) \(quantity) \(comparison.label)")
 }
 
 /// Loads a layer's state from a fixture's "param.<key>" tensors; returns the keys it found no
@@ -132,4 +164,50 @@ public func distinctValues(_ shape: [Int], spacing: Float = 0.1, using generator
     var values = (0..<count).map { Float($0) * spacing - Float(count) * spacing / 2 }
     values.shuffle(using: &generator)
     return Tensor(shape: shape, values: values)
+}
+
+/// `count` values in [-1, 1) for `key`, exactly as scripts/reference_models.py's hash_uniform:
+/// mix32(fnv1a(key) + i * 0x9E3779B9) / 2^31 - 1, in 32-bit integer arithmetic.
+public func hashUniform(_ key: String, count: Int) -> [Double] {
+    var base: UInt32 = 0x811C_9DC5
+    for byte in key.utf8 { base = (base ^ UInt32(byte)) &* 0x0100_0193 }
+    return (0..<count).map { i in
+        var x = base &+ UInt32(truncatingIfNeeded: i) &* 0x9E37_79B9
+        x = (x ^ (x >> 16)) &* 0x7FEB_352D
+        x = (x ^ (x >> 15)) &* 0x846C_A68B
+        x ^= x >> 16
+        return Double(x) / 2_147_483_648.0 - 1.0
+    }
+}
+
+/// Sets every float entry of `layer`'s state as reference_models.py's deterministic_state does,
+/// so both sides run the same weights without storing them.
+public func setDeterministicState(_ layer: Layer) {
+    for (key, entry) in layer.state {
+        let shape: [Int]
+        switch entry {
+        case .parameter(let p): shape = p.checkpointShape
+        case .buffer(let b): shape = b.shape
+        case .counter: continue
+        }
+        let count = shape.reduce(1, *)
+        let u = hashUniform(key, count: count)
+        let components = key.split(separator: ".")
+        let values: [Double]
+        if key.hasSuffix("running_var") { values = u.map { 1 + 0.2 * $0 } }
+        else if key.hasSuffix("running_mean") || key.hasSuffix("bias") { values = u.map { 0.1 * $0 } }
+        else if shape.count == 1 || (shape.count == 4 && components[components.count - 2] == "1") { values = u.map { 1 + 0.2 * $0 } }
+        else {
+            // He-uniform; non-local theta, phi and g a tenth of that, as the script does.
+            var a = (6.0 / Double(count / shape[0])).squareRoot()
+            if key.contains(".non_local_block.") && !key.contains(".conv_out.") { a /= 10 }
+            values = u.map { $0 * a }
+        }
+        let tensor = Tensor(shape: shape, values: values.map { Float($0) })
+        switch entry {
+        case .parameter(let p): p.load(checkpoint: tensor)
+        case .buffer(let b): b.copy(from: tensor)
+        case .counter: break
+        }
+    }
 }

@@ -1,0 +1,158 @@
+import NLLayers
+
+/// mmaction2's ResNet3d backbone: a stem (conv1, max pool), four stages of residual blocks, and
+/// a (2, 1, 1) max pool after the first stage.
+public final class ResNet3d: Layer {
+    public let spec: ModelSpec
+    public let conv1: ConvModule
+    public let maxpool: MaxPool3d
+    public let pool2: MaxPool3d?
+    /// stages[i][j] is "layer{i+1}.{j}".
+    public let stages: [[ResidualBlock]]
+
+    public init(spec: ModelSpec) {
+        precondition(spec.problems().isEmpty, "invalid model: \(spec.problems().joined(separator: "; "))")
+        self.spec = spec
+        let k = spec.conv1Kernel
+        conv1 = ConvModule(inputChannels: 3, outputChannels: spec.baseChannels, kernelSize: k,
+                           stride: Size3(spec.conv1StrideT, 2, 2), padding: Size3((k.t - 1) / 2, (k.h - 1) / 2, (k.w - 1) / 2))
+        conv1.conv.computesInputGradient = false  // the input is the clip
+        maxpool = MaxPool3d(kernelSize: Size3(1, 3, 3), stride: Size3(spec.pool1StrideT, 2, 2), padding: Size3(0, 1, 1))
+        pool2 = spec.withPool2 ? MaxPool3d(kernelSize: Size3(2, 1, 1)) : nil
+        let (blocks, bottleneck) = spec.architecture!
+        var channels = spec.baseChannels
+        var stages: [[ResidualBlock]] = []
+        for (i, count) in blocks.enumerated() {
+            let planes = spec.baseChannels << i
+            stages.append((0..<count).map { j in
+                ResidualBlock(spec: spec, inputChannels: j == 0 ? channels : planes * (bottleneck ? 4 : 1),
+                              planes: planes, spatialStride: j == 0 && i > 0 ? 2 : 1,
+                              inflated: spec.inflatePerBlock[i][j] == 1, withNonLocal: spec.nonLocalPerBlock[i][j] == 1,
+                              withContext: spec.contextPerBlock[i][j] == 1)
+            })
+            channels = stages.last!.last!.outputChannels
+        }
+        self.stages = stages
+        applyFreezing()
+    }
+
+    public var featureChannels: Int { stages.last!.last!.outputChannels }
+
+    /// frozen_stages and norm_eval, as mmaction2's _freeze_stages and train(): frozen parts keep
+    /// their parameters and use running statistics; norm_eval puts every BatchNorm on running
+    /// statistics.
+    private func applyFreezing() {
+        let frozen: [Layer] = spec.frozenStages < 0 ? [] : [conv1] + stages.prefix(spec.frozenStages).joined().map { $0 as Layer }
+        for layer in frozen {
+            for (_, p) in layer.parameters { p.requiresGradient = false }
+        }
+        for layer in spec.normEval ? [self] : frozen {
+            for norm in ([layer] + layer.descendants).compactMap({ $0 as? BatchNorm3d }) { norm.frozen = true }
+        }
+    }
+
+    public var children: [(name: String, layer: Layer)] {
+        [("conv1", conv1)] + stages.enumerated().flatMap { i, blocks in
+            blocks.enumerated().map { j, block in (name: "layer\(i + 1).\(j)", layer: block as Layer) }
+        }
+    }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        var y = maxpool.forward(conv1.forward(x, training: training), training: training)
+        for (i, blocks) in stages.enumerated() {
+            for block in blocks { y = block.forward(y, training: training) }
+            if i == 0, let pool2 { y = pool2.forward(y, training: training) }
+        }
+        return y
+    }
+
+    /// Back to the first trainable layer; frozen stages below it need no gradient, and nothing
+    /// needs the clip's: the result is an empty tensor.
+    public func backward(_ dy: Tensor) -> Tensor {
+        var g = dy
+        for (i, blocks) in stages.enumerated().reversed() {
+            if i < spec.frozenStages { return Tensor(zeros: [0]) }
+            if i == 0, let pool2 { g = pool2.backward(g) }
+            for block in blocks.reversed() { g = block.backward(g) }
+        }
+        if spec.frozenStages >= 0 { return Tensor(zeros: [0]) }
+        return conv1.backward(maxpool.backward(g))
+    }
+}
+
+/// mmaction2's I3DHead: global average pooling, dropout, and a linear classifier "fc_cls".
+public final class I3DHead: Layer {
+    public let pool = GlobalAveragePool()
+    public let dropout: Dropout
+    public let fc: Linear
+
+    public init(inputChannels: Int, classes: Int, dropout probability: Float) {
+        dropout = Dropout(probability: probability)
+        fc = Linear(inputFeatures: inputChannels, outputFeatures: classes)
+    }
+
+    public var children: [(name: String, layer: Layer)] { [("fc_cls", fc)] }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        fc.forward(dropout.forward(pool.forward(x, training: training), training: training), training: training)
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        pool.backward(dropout.backward(fc.backward(dy)))
+    }
+}
+
+/// mmaction2's Recognizer3D: clips (N, T, H, W, 3) to class scores (N, classes). Its state_dict
+/// keys are "backbone.*" and "cls_head.*", as mmaction2's.
+public final class Recognizer: Layer {
+    public let spec: ModelSpec
+    public let backbone: ResNet3d
+    public let head: I3DHead
+
+    /// A network initialised as mmaction2 does, from `seed`.
+    public init(spec: ModelSpec, seed: UInt64 = 0) {
+        self.spec = spec
+        backbone = ResNet3d(spec: spec)
+        head = I3DHead(inputChannels: backbone.featureChannels, classes: spec.numClasses, dropout: spec.dropout)
+        var generator = SeededGenerator(seed: seed)
+        initialize(using: &generator)
+        head.dropout.generator = SeededGenerator(seed: seed, stream: 1)
+    }
+
+    public var children: [(name: String, layer: Layer)] { [("backbone", backbone), ("cls_head", head)] }
+
+    public func forward(_ clip: Tensor, training: Bool) -> Tensor {
+        precondition(clip.rank == 5 && clip.channels == 3, "a clip is (N, T, H, W, 3); got \(clip.shape)")
+        return head.forward(backbone.forward(clip, training: training), training: training)
+    }
+
+    public func backward(_ dLogits: Tensor) -> Tensor {
+        backbone.backward(head.backward(dLogits))
+    }
+
+    /// mmaction2's initialisation: every backbone convolution Kaiming normal (fan out, ReLU gain),
+    /// BatchNorm weight 1 and bias 0 (the last of each block 0 with zero_init_residual), non-local
+    /// and context blocks as their own references, the classifier normal with std 0.01.
+    public func initialize(using generator: inout SeededGenerator) {
+        for block in backbone.stages.joined() {
+            for module in block.convs + (block.downsample.map { [$0] } ?? []) { initializeKaiming(module, using: &generator) }
+            if spec.zeroInitResidual { block.convs.last!.norm!.weight.value.zero() }
+            block.context?.initialize(using: &generator)
+            block.nonLocal?.initialize(using: &generator)
+        }
+        initializeKaiming(backbone.conv1, using: &generator)
+        head.fc.weight.value.fillNormal(std: 0.01, using: &generator)
+        head.fc.bias?.value.zero()
+    }
+
+    private func initializeKaiming(_ module: ConvModule, using generator: inout SeededGenerator) {
+        let conv = module.conv
+        let fanOut = conv.outputChannels * conv.kernelSize.volume
+        conv.weight.value.fillNormal(std: (2 / Float(fanOut)).squareRoot(), using: &generator)
+        conv.bias?.value.zero()
+        if let norm = module.norm {
+            norm.weight.value.fill(1)
+            norm.bias.value.zero()
+        }
+    }
+}

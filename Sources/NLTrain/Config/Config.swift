@@ -1,0 +1,179 @@
+import Foundation
+import NLData
+import NLModels
+
+/// [model]: which network, from a named model whose fields the other keys change.
+public struct ModelSection: Sendable {
+    public var name = "nl_i3d_r50"
+    public var spec = ModelSpec.named("nl_i3d_r50")!
+    /// Weights to start from (a checkpoint or an inflated 2D network's safetensors); "" for none.
+    public var pretrained = ""
+}
+
+/// [data]: the dataset, clip sampling and transforms.
+public struct DataSection: Sendable {
+    public var format: AnnotationFormat = .kineticsCSV
+    public var root = ""
+    public var trainAnnotations = ""
+    public var valAnnotations = ""
+    public var classes = ""
+    public var clipLength = 32
+    public var frameInterval = 2
+    public var numClips = 1
+    public var trainShortSide = [256, 320]
+    public var cropSize = 224
+    public var testShortSide = 256
+    public var testCrop: TestCrop = .center
+    public var flip = true
+    public var mean = [123.675, 116.28, 103.53]
+    public var std = [58.395, 57.12, 57.375]
+    public var workers = 2
+}
+
+/// [train]: optimisation, schedule, logging and checkpoints.
+public struct TrainSection: Sendable {
+    public var workDir = ""
+    public var seed = 0
+    public var batchSize = 8
+    public var epochs = 100
+    public var lr = 0.01
+    public var momentum = 0.9
+    public var nesterov = false
+    public var weightDecay = 1e-4
+    public var decayNormAndBias = true
+    public var warmup: WarmupKind = .linear
+    public var warmupEpochs = 1.0
+    public var warmupIterations = 0
+    public var warmupStartFactor = 0.1
+    public var lrPolicy: LRPolicy = .step
+    public var lrSteps = [40, 80]
+    public var lrGamma = 0.1
+    public var lrMin = 0.0
+    public var gradClip = 40.0
+    public var logEvery = 20
+    public var evalEvery = 5
+    public var checkpointEvery = 1
+    public var checkpointEveryIterations = 0
+    public var keepCheckpoints = 5
+    public var preciseBNBatches = 0
+    public var maxBadFraction = 0.05
+}
+
+/// [eval]: validation and nleval.
+public struct EvalSection: Sendable {
+    public var batchSize = 8
+    public var numClips = 1
+}
+
+public enum WarmupKind: String, CaseIterable, Sendable { case none, linear, constant }
+public enum LRPolicy: String, CaseIterable, Sendable { case step, cosine }
+
+/// A resolved configuration: every key of every section, with its value from the config files,
+/// `--set` overrides or its default. Format and rules: configs/README.md.
+public struct Config: Sendable {
+    public var model = ModelSection()
+    public var data = DataSection()
+    public var train = TrainSection()
+    public var eval = EvalSection()
+    /// Where each key's value came from ("model.depth" -> file:line), for later errors.
+    public private(set) var sources: [String: ConfigSource] = [:]
+
+    public init() {}
+
+    /// Interprets `file`: unknown sections and keys, and values that do not fit, are errors that
+    /// name the file, the line and (for unknown names) the nearest valid one.
+    public init(_ file: ConfigFile) throws(ConfigError) {
+        for section in file.sectionOrder {
+            guard Self.schema.contains(where: { $0.name == section }) else {
+                let near = nearest(section, in: Self.schema.map(\.name))
+                throw ConfigError(source: file.sections[section]!.values.map(\.source).min { $0.line < $1.line }!,
+                                  message: "unknown section [\(section)]\(near.map { "; did you mean [\($0)]?" } ?? "")")
+            }
+        }
+        // A named model first: its fields are the base the other [model] keys change.
+        if let name = file.sections["model"]?["name"] {
+            guard let spec = ModelSpec.named(name.value) else {
+                throw ConfigError(source: name.source, message: "model.name: no model '\(name.value)'; models: \(ModelSpec.names.joined(separator: ", "))")
+            }
+            model.name = name.value
+            model.spec = spec
+            sources["model.name"] = name.source
+        }
+        for section in Self.schema {
+            let entries = (file.sections[section.name] ?? [:]).sorted { $0.value.source.line < $1.value.source.line }
+            for (key, entry) in entries where !(section.name == "model" && key == "name") {
+                guard let setting = section.settings.first(where: { $0.key == key }) else {
+                    let near = nearest(key, in: section.settings.map(\.key))
+                    throw ConfigError(source: entry.source, message: "unknown key '\(key)' in [\(section.name)]\(near.map { "; did you mean '\($0)'?" } ?? "")")
+                }
+                do { try setting.read(&self, entry.value) } catch let problem as ValueProblem {
+                    throw ConfigError(source: entry.source, message: "\(section.name).\(key): \(problem.message)")
+                } catch {
+                    throw ConfigError(source: entry.source, message: "\(section.name).\(key): \(error)")
+                }
+                sources["\(section.name).\(key)"] = entry.source
+            }
+        }
+        let problems = model.spec.problems()
+        if let first = problems.first {
+            throw ConfigError(source: sources["model.name"] ?? ConfigSource(file: "[model]", line: 0), message: "model: \(first)")
+        }
+    }
+
+    /// Reads `path` (if any), then applies `overrides` ("section.key=value").
+    public init(path: String?, overrides: [String] = []) throws(ConfigError) {
+        var file = try path.map { (p) throws(ConfigError) in try ConfigFile(path: p) } ?? ConfigFile()
+        for o in overrides { try file.apply(override: o) }
+        try self.init(file)
+    }
+
+    /// Fails unless every key in `keys` ("data.root") has a value from a file or `--set`.
+    public func require(_ keys: [String], by command: String) throws(ConfigError) {
+        if let missing = keys.first(where: { sources[$0] == nil }) {
+            let (section, key) = (missing.split(separator: ".")[0], missing.split(separator: ".")[1])
+            throw ConfigError(source: ConfigSource(file: "config", line: 0),
+                              message: "\(command) needs [\(section)] \(key); set it in the config or with --set \(missing)=...")
+        }
+    }
+
+    /// The resolved config as config text, every key with its value and its help as a comment:
+    /// what `--print-config` shows and what the work directory and every checkpoint keep.
+    public var text: String {
+        var lines = ["# Resolved configuration: every key, with its value from the config files, --set or its default."]
+        for section in Self.schema {
+            lines.append("")
+            lines.append("[\(section.name)]")
+            for setting in section.settings {
+                lines.append("# \(setting.help)")
+                lines.append("\(setting.key) = \(setting.show(self))")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The keys of every section, for documentation: (section, key, default, help).
+    public static var documentation: [(section: String, key: String, value: String, help: String)] {
+        let defaults = Config()
+        return schema.flatMap { section in section.settings.map { (section.name, $0.key, $0.show(defaults), $0.help) } }
+    }
+}
+
+/// The name in `candidates` closest to `name` by edit distance, if close enough to be a typo.
+func nearest(_ name: String, in candidates: [String]) -> String? {
+    func distance(_ a: [Character], _ b: [Character]) -> Int {
+        var row = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var previous = row[0]
+            row[0] = i
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                let current = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                previous = current
+            }
+        }
+        return row[b.count]
+    }
+    let scored = candidates.map { ($0, distance(Array(name), Array($0))) }.min { $0.1 < $1.1 }
+    guard let (best, d) = scored, d <= max(2, name.count / 3) else { return nil }
+    return best
+}

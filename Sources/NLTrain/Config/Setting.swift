@@ -1,0 +1,137 @@
+import Foundation
+import NLModels
+
+/// A value that does not fit its key; the config adds where it came from.
+struct ValueProblem: Error {
+    let message: String
+}
+
+/// One key of a config section: its name, its help text, and how it reads a value into, and
+/// shows it from, the section's typed settings.
+struct Setting<Target> {
+    let key: String
+    let help: String
+    let read: (inout Target, String) throws -> Void
+    let show: (Target) -> String
+}
+
+extension Setting {
+    static func int(_ key: String, _ path: WritableKeyPath<Target, Int>, in range: ClosedRange<Int>, _ help: String) -> Setting {
+        Setting(key: key, help: help, read: { target, text in
+            target[keyPath: path] = try parseInt(text, in: range)
+        }, show: { "\($0[keyPath: path])" })
+    }
+
+    static func double(_ key: String, _ path: WritableKeyPath<Target, Double>, in range: ClosedRange<Double>, _ help: String) -> Setting {
+        Setting(key: key, help: help, read: { target, text in
+            target[keyPath: path] = try parseDouble(text, in: range)
+        }, show: { format($0[keyPath: path]) })
+    }
+
+    static func float(_ key: String, _ path: WritableKeyPath<Target, Float>, in range: ClosedRange<Double>, _ help: String) -> Setting {
+        Setting(key: key, help: help, read: { target, text in
+            target[keyPath: path] = Float(try parseDouble(text, in: range))
+        }, show: { format(Double($0[keyPath: path])) })
+    }
+
+    static func bool(_ key: String, _ path: WritableKeyPath<Target, Bool>, _ help: String) -> Setting {
+        Setting(key: key, help: help, read: { target, text in
+            switch text.lowercased() {
+            case "true", "yes", "on", "1": target[keyPath: path] = true
+            case "false", "no", "off", "0": target[keyPath: path] = false
+            default: throw ValueProblem(message: "expected true or false, got '\(text)'")
+            }
+        }, show: { $0[keyPath: path] ? "true" : "false" })
+    }
+
+    static func string(_ key: String, _ path: WritableKeyPath<Target, String>, _ help: String) -> Setting {
+        Setting(key: key, help: help, read: { target, text in target[keyPath: path] = text },
+                show: { quotedIfNeeded($0[keyPath: path]) })
+    }
+
+    static func choice<Value: RawRepresentable & CaseIterable>(
+        _ key: String, _ path: WritableKeyPath<Target, Value>, _ help: String
+    ) -> Setting where Value.RawValue == String {
+        Setting(key: key, help: help, read: { target, text in
+            guard let value = Value(rawValue: text) else {
+                throw ValueProblem(message: "expected one of \(Value.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
+            }
+            target[keyPath: path] = value
+        }, show: { $0[keyPath: path].rawValue })
+    }
+
+    static func ints(_ key: String, _ path: WritableKeyPath<Target, [Int]>, count: ClosedRange<Int>, in range: ClosedRange<Int>,
+                     _ help: String) -> Setting {
+        Setting(key: key, help: help, read: { target, text in
+            let values = try words(text, count: count).map { try parseInt($0, in: range) }
+            target[keyPath: path] = values
+        }, show: { $0[keyPath: path].map(String.init).joined(separator: " ") })
+    }
+
+    static func doubles(_ key: String, _ path: WritableKeyPath<Target, [Double]>, count: ClosedRange<Int>,
+                        in range: ClosedRange<Double>, _ help: String) -> Setting {
+        Setting(key: key, help: help, read: { target, text in
+            target[keyPath: path] = try words(text, count: count).map { try parseDouble($0, in: range) }
+        }, show: { $0[keyPath: path].map(format).joined(separator: " ") })
+    }
+
+    static func strings(_ key: String, _ path: WritableKeyPath<Target, [String]>, allowed: [String], _ help: String) -> Setting {
+        Setting(key: key, help: help, read: { target, text in
+            let values = try words(text, count: 1...allowed.count)
+            if let bad = values.first(where: { !allowed.contains($0) }) {
+                throw ValueProblem(message: "'\(bad)' is not one of \(allowed.joined(separator: ", "))")
+            }
+            target[keyPath: path] = values
+        }, show: { $0[keyPath: path].joined(separator: " ") })
+    }
+
+    static func size3(_ key: String, _ path: WritableKeyPath<Target, Size3>, _ help: String) -> Setting {
+        Setting(key: key, help: help, read: { target, text in
+            let v = try words(text, count: 3...3).map { try parseInt($0, in: 1...99) }
+            target[keyPath: path] = Size3(v[0], v[1], v[2])
+        }, show: { let s = $0[keyPath: path]; return "\(s.t) \(s.h) \(s.w)" })
+    }
+
+    /// Four stages of 0/1 digits, one per block ("111 1010 101010 010"); one digit for a stage
+    /// applies it to every block of that stage.
+    static func pattern(_ key: String, _ path: WritableKeyPath<Target, [[Int]]>, _ help: String) -> Setting {
+        Setting(key: key, help: help, read: { target, text in
+            let stages = try words(text, count: 4...4)
+            guard stages.allSatisfy({ $0.allSatisfy { $0 == "0" || $0 == "1" } }) else {
+                throw ValueProblem(message: "expected four groups of 0/1 digits, one digit per block, such as '111 1010 101010 010'")
+            }
+            target[keyPath: path] = stages.map { $0.map { $0 == "1" ? 1 : 0 } }
+        }, show: { $0[keyPath: path].map { $0.map(String.init).joined() }.joined(separator: " ") })
+    }
+}
+
+private func words(_ text: String, count: ClosedRange<Int>) throws -> [String] {
+    let parts = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," }).map(String.init)
+    guard count.contains(parts.count) else {
+        let expected = count.lowerBound == count.upperBound ? "\(count.lowerBound)" : "\(count.lowerBound) to \(count.upperBound)"
+        throw ValueProblem(message: "expected \(expected) value\(count.upperBound == 1 ? "" : "s"), got \(parts.count) in '\(text)'")
+    }
+    return parts
+}
+
+private func parseInt(_ text: String, in range: ClosedRange<Int>) throws -> Int {
+    guard let value = Int(text) else { throw ValueProblem(message: "expected a whole number, got '\(text)'") }
+    guard range.contains(value) else { throw ValueProblem(message: "\(value) is outside \(range.lowerBound)...\(range.upperBound)") }
+    return value
+}
+
+private func parseDouble(_ text: String, in range: ClosedRange<Double>) throws -> Double {
+    guard let value = Double(text), value.isFinite else { throw ValueProblem(message: "expected a number, got '\(text)'") }
+    guard range.contains(value) else { throw ValueProblem(message: "\(format(value)) is outside \(format(range.lowerBound))...\(format(range.upperBound))") }
+    return value
+}
+
+/// The shortest text that reads back as the same number: 0.01, 1e-05, 256.
+func format(_ value: Double) -> String {
+    if value == value.rounded() && abs(value) < 1e15 { return String(Int(value)) }
+    return "\(value)"
+}
+
+private func quotedIfNeeded(_ text: String) -> String {
+    text.contains(" #") || text.hasPrefix("#") || (text.hasPrefix(" ") || text.hasSuffix(" ")) ? "\"\(text)\"" : text
+}
