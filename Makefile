@@ -19,6 +19,7 @@ test: deps
 PYTHON ?= /tmp/torch/bin/python
 fixtures:
 	$(PYTHON) scripts/make_layer_fixtures.py
+	$(PYTHON) scripts/make_model_fixtures.py
 
 clean:
 	rm -rf .build

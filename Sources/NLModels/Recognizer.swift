@@ -11,7 +11,7 @@ public final class ResNet3d: Layer {
     public let stages: [[ResidualBlock]]
 
     public init(spec: ModelSpec) {
-        precondition(spec.problems().isEmpty, "invalid model: \(spec.problems().joined(separator: "; "))")
+        precondition(spec.problems().isEmpty, "invalid model: \(spec.problems().map(\.message).joined(separator: "; "))")
         self.spec = spec
         let k = spec.conv1Kernel
         conv1 = ConvModule(inputChannels: 3, outputChannels: spec.baseChannels, kernelSize: k,

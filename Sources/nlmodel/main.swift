@@ -1,11 +1,140 @@
 import ArgumentParser
+import Foundation
 import NLTrain
 
-struct Command: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "nlmodel", abstract: "Inspect, run and convert models (not yet implemented).")
-    func run() throws {
-        throw ValidationError("nlmodel is not implemented yet")
+/// The model a subcommand works on: from a config file, a named model, or a checkpoint's config.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Config file whose [model] section defines the network.")
+    var config: String?
+
+    @Option(help: "A named model: \(ModelSpec.names.joined(separator: ", ")).")
+    var model: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
+    var overrides: [String] = []
+
+    func validate() throws {
+        if config != nil && model != nil { throw ValidationError("give --config or --model, not both") }
+    }
+
+    /// The resolved config; without --config or --model, the one `checkpoint` was written with.
+    func resolve(checkpoint: Checkpoint? = nil) throws -> Config {
+        if let model { return try Config(path: nil, overrides: ["model.name=\(model)"] + overrides) }
+        if config != nil || checkpoint == nil { return try Config(path: config, overrides: overrides) }
+        return try checkpoint!.config(overrides: overrides)
     }
 }
 
-Command.main()
+@main
+struct NLModel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nlmodel",
+        abstract: "Inspect, run and convert Non-local I3D models.",
+        discussion: """
+            The model comes from --config FILE (its [model] section), --model NAME, or a checkpoint's own config, \
+            with --set section.key=value overrides, as for nltrain. Exit codes: 0 done, 64 usage or config error, \
+            65 bad file content, 74 cannot read or write a file.
+            """,
+        subcommands: [Summary.self, Forward.self, Inflate.self])
+}
+
+/// Runs `body`, turning any error into a one-line message and the matching exit status.
+func running(_ body: () throws -> Void) {
+    do { try body() } catch { exit(reporting: error, command: "nlmodel") }
+}
+
+struct Summary: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Each layer's output shape, parameters and FLOPs, and the totals, for a clip shape.")
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(help: ArgumentHelp("Clip shape N,T,H,W (default: 1, data.clip_len, data.crop_size, data.crop_size).", valueName: "N,T,H,W"))
+    var clip: String?
+
+    func run() throws {
+        running {
+            let config = try options.resolve()
+            var shape = [1, config.data.clipLength, config.data.cropSize, config.data.cropSize]
+            if let clip {
+                let parts = clip.split(separator: ",").compactMap { Int($0) }
+                guard parts.count == 4, parts.allSatisfy({ $0 > 0 }) else { throw CommandError(.usage, "--clip takes N,T,H,W, such as 1,32,224,224") }
+                shape = parts
+            }
+            let model = try ModelTool.model(config)
+            print(ModelTool.summary(of: model, name: config.model.name, clipShape: shape + [3]))
+        }
+    }
+}
+
+struct Forward: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a saved clip through the model and save the logits (and the loss and gradients).",
+        discussion: """
+            The input holds a float tensor 'clip' [N, 3, T, H, W] (PyTorch's layout) and, for --backward, an int64 \
+            tensor 'labels' [N]. The output holds 'logits' [N, classes] and, with --backward, 'loss' and every \
+            parameter's gradient as 'grad.<key>' in PyTorch's layouts. Dropout is off. This is how to check a \
+            converted checkpoint against the framework it came from.
+            """)
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(help: "Checkpoint or weights to load (all model keys must match). Without it the model is initialised from its seed.")
+    var ckpt: String?
+
+    @Option(help: "Safetensors file with 'clip' (and 'labels').")
+    var input: String
+
+    @Option(help: "Safetensors file to write.")
+    var output: String
+
+    @Flag(help: "Use batch statistics in BatchNorm, as PyTorch's train().")
+    var trainMode = false
+
+    @Flag(help: "Also compute the loss of 'labels' and every parameter's gradient.")
+    var backward = false
+
+    func run() throws {
+        running {
+            let checkpoint = try ckpt.map { try Checkpoint(path: $0) }
+            let config = try options.resolve(checkpoint: checkpoint)
+            let model = try ModelTool.model(config, checkpoint: checkpoint, dropout: false)
+            let inputFile = try SafeTensors(contentsOf: input)
+            let start = Date()
+            let result = try ModelTool.forward(model, input: inputFile, inputPath: input, trainMode: trainMode, backward: backward)
+            let seconds = Date().timeIntervalSince(start)
+            try result.write(to: output)
+            print("wrote \(output): logits\(backward ? ", loss and \(result.names.count - 2) gradients" : "")"
+                  + String(format: " (forward%@: %.2f s)", backward ? " and backward" : "", seconds))
+        }
+    }
+}
+
+struct Inflate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inflate a 2D ImageNet ResNet (torchvision key names) into the 3D model.",
+        discussion: """
+            Each 2D kernel is repeated along time and divided by its temporal length, BatchNorm is copied, and the \
+            non-local blocks and the head keep their initialisation, as mmaction2's inflate_weights. The output is \
+            a safetensors file of the model's weights, for [model] pretrained or nltrain --init.
+            """)
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(name: .customLong("from"), help: "2D ResNet weights (safetensors) with torchvision's key names.")
+    var source: String
+
+    @Option(help: "Safetensors file to write.")
+    var output: String
+
+    func run() throws {
+        running {
+            let config = try options.resolve()
+            let model = try ModelTool.model(config)
+            let (weights, report) = try ModelTool.inflate(model, config: config, from: try SafeTensors(contentsOf: source), path: source)
+            try weights.write(to: output)
+            print(ModelTool.describe(report, from: source))
+            print("wrote \(output)")
+        }
+    }
+}

@@ -114,9 +114,11 @@ public struct Config: Sendable {
                 sources["\(section.name).\(key)"] = entry.source
             }
         }
-        let problems = model.spec.problems()
-        if let first = problems.first {
-            throw ConfigError(source: sources["model.name"] ?? ConfigSource(file: "[model]", line: 0), message: "model: \(first)")
+        // Point at the key the problem concerns, or, when it kept its default, at the depth or the
+        // named model that made it wrong.
+        if let (key, message) = model.spec.problems().first {
+            let source = sources["model.\(key)"] ?? sources["model.depth"] ?? sources["model.name"] ?? ConfigSource(file: "[model]", line: 0)
+            throw ConfigError(source: source, message: "model.\(key): \(message)")
         }
     }
 

@@ -1,0 +1,103 @@
+import Foundation
+import NLTrain
+import Testing
+
+/// Runs a built command (the executables sit beside the test bundle) and returns its exit status
+/// and output.
+func run(_ command: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let process = Process()
+    process.executableURL = directory.appendingPathComponent(command)
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile(), stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
+func temporaryDirectory() -> String {
+    let d = FileManager.default.temporaryDirectory.appendingPathComponent("nl-cli-\(UUID().uuidString)").path
+    try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+    return d
+}
+
+struct NLModelCLITests {
+    @Test func summaryGivesTheTotals() throws {
+        let r = try run("nlmodel", ["summary", "--model", "nl_i3d_r50"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("35,397,840") && r.stdout.contains("88.677"))
+        #expect(r.stdout.contains("backbone.layer3.5.non_local_block"))
+    }
+
+    @Test func configErrorsExit64WithTheNearestKey() throws {
+        let r = try run("nlmodel", ["summary", "--model", "nl_i3d_r50", "--set", "model.num_clases=7"])
+        #expect(r.status == 64 && r.stderr.contains("did you mean 'num_classes'?"))
+        #expect(try run("nlmodel", ["summary", "--model", "nl_i3d_r50", "--config", "x.cfg"]).status == 64)
+    }
+
+    /// forward writes logits and, with --backward, the loss and every gradient under PyTorch's
+    /// names; the same weights give the same logits through a checkpoint.
+    @Test func forwardWritesLogitsLossAndGradients() throws {
+        let dir = temporaryDirectory()
+        let spec = ["--model", "nl_i3d_r50_tiny", "--set", "model.num_classes=5"]
+        var input = SafeTensors()
+        var generator = SeededGenerator(seed: 3)
+        let clip = Tensor(zeros: [2, 3, 8, 32, 32])
+        clip.fillNormal(std: 1, using: &generator)
+        input.set("clip", clip)
+        input.set("labels", int64s: [1, 4], shape: [2])
+        try input.write(to: "\(dir)/in.safetensors")
+        let r = try run("nlmodel", ["forward"] + spec + ["--input", "\(dir)/in.safetensors", "--output", "\(dir)/out.safetensors", "--train-mode", "--backward"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let out = try SafeTensors(contentsOf: "\(dir)/out.safetensors")
+        #expect(out.entries["logits"]?.shape == [2, 5] && out.entries["loss"]?.shape == [])
+        let model = Recognizer(spec: try Config(path: nil, overrides: ["model.name=nl_i3d_r50_tiny", "model.num_classes=5"]).model.spec)
+        #expect(Set(out.names.filter { $0.hasPrefix("grad.") }) == Set(model.parameters.map { "grad.\($0.name)" }))
+        #expect(out.entries["grad.backbone.conv1.conv.weight"]?.shape == [4, 3, 5, 7, 7])
+
+        // Save weights, run inference through --ckpt: same logits as from the same seed.
+        var weights = SafeTensors()
+        model.save(into: &weights)
+        try weights.write(to: "\(dir)/w.safetensors")
+        let a = try run("nlmodel", ["forward"] + spec + ["--ckpt", "\(dir)/w.safetensors", "--input", "\(dir)/in.safetensors", "--output", "\(dir)/a.safetensors"])
+        let b = try run("nlmodel", ["forward"] + spec + ["--input", "\(dir)/in.safetensors", "--output", "\(dir)/b.safetensors"])
+        #expect(a.status == 0 && b.status == 0)
+        #expect(try SafeTensors(contentsOf: "\(dir)/a.safetensors").tensor("logits")!.array == SafeTensors(contentsOf: "\(dir)/b.safetensors").tensor("logits")!.array)
+    }
+
+    @Test func badInputsGiveDataAndIOErrors() throws {
+        let dir = temporaryDirectory()
+        let missing = try run("nlmodel", ["forward", "--model", "nl_i3d_r50_tiny", "--input", "\(dir)/none.safetensors", "--output", "\(dir)/o.safetensors"])
+        #expect(missing.status == 74 && missing.stderr.contains("none.safetensors"))
+        try Data("not safetensors".utf8).write(to: URL(fileURLWithPath: "\(dir)/junk.safetensors"))
+        let junk = try run("nlmodel", ["forward", "--model", "nl_i3d_r50_tiny", "--input", "\(dir)/junk.safetensors", "--output", "\(dir)/o.safetensors"])
+        #expect(junk.status == 65 && junk.stderr.contains("junk.safetensors"))
+        var noLabels = SafeTensors()
+        noLabels.set("clip", Tensor(zeros: [1, 3, 8, 32, 32]))
+        try noLabels.write(to: "\(dir)/nolabels.safetensors")
+        let r = try run("nlmodel", ["forward", "--model", "nl_i3d_r50_tiny", "--input", "\(dir)/nolabels.safetensors", "--output", "\(dir)/o.safetensors", "--backward"])
+        #expect(r.status == 65 && r.stderr.contains("labels"))
+        let wrongCheckpoint = try run("nlmodel", ["forward", "--model", "nl_i3d_r50", "--ckpt", "\(dir)/nolabels.safetensors",
+                                                  "--input", "\(dir)/nolabels.safetensors", "--output", "\(dir)/o.safetensors"])
+        #expect(wrongCheckpoint.status == 65 && wrongCheckpoint.stderr.contains("missing"))
+    }
+
+    @Test func inflateReportsWhatItMapped() throws {
+        let dir = temporaryDirectory()
+        var file2D = SafeTensors()
+        file2D.set("conv1.weight", Tensor(shape: [4, 3, 7, 7], repeating: 0.5))
+        file2D.set("fc.weight", Tensor(zeros: [10, 128]))
+        try file2D.write(to: "\(dir)/r2d.safetensors")
+        let r = try run("nlmodel", ["inflate", "--model", "nl_i3d_r50_tiny", "--from", "\(dir)/r2d.safetensors", "--output", "\(dir)/i.safetensors"])
+        #expect(r.status == 0 && r.stdout.contains("mapped 1 tensors") && r.stdout.contains("not used from \(dir)/r2d.safetensors: fc.weight"))
+        let inflated = try SafeTensors(contentsOf: "\(dir)/i.safetensors").tensor("backbone.conv1.conv.weight")!
+        #expect(inflated.shape == [4, 3, 5, 7, 7] && inflated.array.allSatisfy { abs($0 - 0.1) < 1e-7 })
+        var unrelated = SafeTensors()
+        unrelated.set("something", Tensor(zeros: [2]))
+        try unrelated.write(to: "\(dir)/u.safetensors")
+        #expect(try run("nlmodel", ["inflate", "--model", "nl_i3d_r50_tiny", "--from", "\(dir)/u.safetensors", "--output", "\(dir)/i.safetensors"]).status == 65)
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import NLTrain
+import Testing
+
+struct ConfigTests {
+    let directory: String = {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("nl-config-\(getpid())-\(UUID().uuidString)").path
+        try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        return d
+    }()
+
+    func write(_ name: String, _ text: String) -> String {
+        let path = "\(directory)/\(name)"
+        try! text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func expectError(_ text: String, at line: Int, containing fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        let path = write("bad.cfg", text)
+        do {
+            _ = try Config(path: path)
+            Issue.record("no error for: \(text)", sourceLocation: sourceLocation)
+        } catch {
+            #expect(error.source.file == path && error.source.line == line, "\(error)", sourceLocation: sourceLocation)
+            #expect(error.description.contains(fragment), "\(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func readsSectionsValuesCommentsAndQuotes() throws {
+        let path = write("a.cfg", """
+            # a comment
+            [model]
+            name = i3d_r50        # a trailing comment
+            num_classes = 7
+            non_local = 0 0101 010101 0
+            [data]
+            root = "videos with spaces/#1"
+            train_short_side = 256 320
+            mean = 1, 2.5, 3
+            [train]
+            lr = 1e-3
+            nesterov = yes
+            """)
+        let config = try Config(path: path)
+        #expect(config.model.name == "i3d_r50" && config.model.spec.numClasses == 7)
+        #expect(config.model.spec.nonLocalPerBlock == [[0, 0, 0], [0, 1, 0, 1], [0, 1, 0, 1, 0, 1], [0, 0, 0]])
+        #expect(config.data.root == "videos with spaces/#1")
+        #expect(config.data.trainShortSide == [256, 320] && config.data.mean == [1, 2.5, 3])
+        #expect(config.train.lr == 0.001 && config.train.nesterov)
+    }
+
+    @Test func includesAreOverriddenByLaterLinesAndSet() throws {
+        write("base.cfg", "[train]\nlr = 0.1\nepochs = 10\n[model]\nnum_classes = 3\n")
+        let path = write("child.cfg", "include = base.cfg\n[train]\nlr = 0.2\n")
+        let config = try Config(path: path, overrides: ["train.epochs=20"])
+        #expect(config.train.lr == 0.2 && config.train.epochs == 20 && config.model.spec.numClasses == 3)
+        #expect(config.sources["train.lr"]?.line == 3 && config.sources["train.epochs"]?.file.hasPrefix("--set") == true)
+    }
+
+    @Test func errorsNameTheFileTheLineAndTheNearestKey() {
+        expectError("[train]\nlr = 0.1\nlearning_rat = 3\n", at: 3, containing: "unknown key 'learning_rat'")
+        expectError("[train]\nepoch = 3\n", at: 2, containing: "did you mean 'epochs'?")
+        expectError("[trian]\nlr = 1\n", at: 2, containing: "did you mean [train]?")
+        expectError("[train]\nbatch_size = eight\n", at: 2, containing: "train.batch_size: expected a whole number")
+        expectError("[train]\nbatch_size = 0\n", at: 2, containing: "outside 1...4096")
+        expectError("[model]\nnon_local_mode = gausian\n", at: 2, containing: "expected one of embedded_gaussian")
+        expectError("[model]\nname = resnet\n", at: 2, containing: "no model 'resnet'")
+        expectError("lr = 1\n", at: 1, containing: "outside any [section]")
+        expectError("[train]\njust words\n", at: 2, containing: "expected 'key = value'")
+        expectError("include = missing.cfg\n", at: 1, containing: "include missing.cfg: no such file")
+        expectError("[model]\ndepth = 101\n", at: 2, containing: "inflate needs 4 stages")
+    }
+
+    @Test func includeCyclesAreErrors() {
+        write("x.cfg", "include = y.cfg\n")
+        let path = write("y.cfg", "include = x.cfg\n")
+        #expect(throws: ConfigError.self) { try Config(path: path) }
+    }
+
+    @Test func overridesNeedSectionAndKey() {
+        #expect(throws: ConfigError.self) { try Config(path: nil, overrides: ["lr=0.1"]) }
+        #expect(throws: ConfigError.self) { try Config(path: nil, overrides: ["train.nope=1"]) }
+    }
+
+    /// The resolved text lists every key and reads back as the same configuration.
+    @Test func resolvedTextRoundTrips() throws {
+        let config = try Config(path: nil, overrides: ["model.name=gc_i3d_r50", "train.lr=0.05", "data.root=/data/k400", "model.context_fusion=channel_add channel_mul"])
+        let text = config.text
+        for (section, key, _, _) in Config.documentation { #expect(text.contains("\n\(key) = "), "\(section).\(key)") }
+        let again = try Config(ConfigFile(text: text, name: "resolved"))
+        #expect(again.text == text)
+        #expect(again.model.spec == config.model.spec && again.train.lr == 0.05)
+    }
+
+    @Test func requiredKeysAreNamed() throws {
+        let config = try Config(path: nil, overrides: ["data.root=/x"])
+        #expect(throws: ConfigError.self) { try config.require(["data.root", "data.train_annotations"], by: "nltrain") }
+        do { try config.require(["data.train_annotations"], by: "nltrain") } catch {
+            #expect(error.message.contains("--set data.train_annotations="))
+        }
+    }
+}
