@@ -43,6 +43,7 @@ let package = Package(
         .testTarget(name: "NLTensorTests", dependencies: ["NLTensor", "NLTestSupport"]),
         .testTarget(name: "NLLayersTests", dependencies: ["NLLayers", "NLTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "NLModelsTests", dependencies: ["NLModels", "NLTrain", "NLTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "NLVideoTests", dependencies: ["NLVideo", "NLTensor"]),
         .testTarget(name: "NLTrainTests", dependencies: ["NLTrain", "NLTestSupport"]),
         // End-to-end tests of the built commands.
         .testTarget(name: "CLITests", dependencies: ["NLTrain", "NLTestSupport"]),

@@ -1,0 +1,217 @@
+import CFFmpeg
+
+/// RGB frames (count, height, width, 3), row-major, 8 bits a channel.
+public struct VideoFrames: Sendable {
+    public let count: Int
+    public let height: Int
+    public let width: Int
+    public var pixels: [UInt8]
+
+    /// The bytes of frame `i`.
+    public func frame(_ i: Int) -> ArraySlice<UInt8> {
+        let size = height * width * 3
+        return pixels[(i * size)..<((i + 1) * size)]
+    }
+}
+
+/// The size frames are returned at.
+public enum FrameSize: Sendable, Equatable {
+    /// As stored (after rotation, if applied).
+    case native
+    /// Scaled so the shorter side is this long, keeping the aspect ratio (mmaction2's
+    /// Resize(scale=(-1, S)): sides rounded half up).
+    case shortSide(Int)
+    case exactly(width: Int, height: Int)
+}
+
+/// swscale's interpolation for resizing.
+public enum Interpolation: String, Sendable, CaseIterable {
+    case bilinear, bicubic, area
+
+    var flags: Int32 {
+        switch self {
+        case .bilinear: SWS_BILINEAR
+        case .bicubic: SWS_BICUBIC
+        case .area: SWS_AREA
+        }
+    }
+}
+
+extension VideoReader {
+    /// The frames at `indices` (presentation order; any order, repeats allowed), as RGB at `size`,
+    /// turned upright unless `rotate` is false. Decodes forward from the keyframe at or before the
+    /// first frame wanted, seeking only when that skips work, and converts each wanted frame
+    /// once, straight to the target size.
+    public func frames(at indices: [Int], size: FrameSize = .native, interpolation: Interpolation = .bilinear,
+                       rotate: Bool = true) throws(VideoError) -> VideoFrames {
+        guard !indices.isEmpty else { return VideoFrames(count: 0, height: 0, width: 0, pixels: []) }
+        if let bad = indices.first(where: { $0 < 0 || $0 >= info.frames }) {
+            throw VideoError(path: path, kind: .invalidRequest, message: "frame \(bad) is outside the video's \(info.frames) frames")
+        }
+        let rotation = rotate ? info.rotation : 0
+        let shown = rotation % 180 == 0 ? (width: info.width, height: info.height) : (width: info.height, height: info.width)
+        let (width, height) = try outputSize(size, shown: shown)
+        let frameBytes = width * height * 3
+        var output = VideoFrames(count: indices.count, height: height, width: width, pixels: [UInt8](repeating: 0, count: indices.count * frameBytes))
+        var slots: [Int: [Int]] = [:]
+        for (slot, i) in indices.enumerated() { slots[i, default: []].append(slot) }
+        let wanted = slots.keys.sorted()
+        // Native size converts with ffmpeg's own default (bicubic), so frames match its output.
+        let flags = size == .native ? SWS_BICUBIC : interpolation.flags
+        var remaining = wanted.count
+        try output.pixels.withUnsafeMutableBufferPointer { (pixels: inout UnsafeMutableBufferPointer<UInt8>) throws(VideoError) in
+            let base = pixels.baseAddress!
+            try decode(from: wanted.first!, through: wanted.last!) { i, frame in
+                guard let targets = slots[i] else { return false }
+                let first = base + targets[0] * frameBytes
+                converter.convert(frame, width: width, height: height, rotation: rotation, flags: flags, into: first)
+                for slot in targets.dropFirst() { (base + slot * frameBytes).update(from: first, count: frameBytes) }
+                slots[i] = nil
+                remaining -= 1
+                return remaining == 0
+            }
+        }
+        if remaining > 0 {
+            let missing = slots.keys.min()!
+            throw VideoError(path: path, kind: .damaged(lastGoodIndex: missing - 1),
+                             message: "frame \(missing) could not be decoded (the stream is damaged there); frames up to \(missing - 1) decode")
+        }
+        return output
+    }
+
+    private func outputSize(_ size: FrameSize, shown: (width: Int, height: Int)) throws(VideoError) -> (Int, Int) {
+        switch size {
+        case .native:
+            return (shown.width, shown.height)
+        case .shortSide(let s):
+            guard s > 0 else { throw VideoError(path: path, kind: .invalidRequest, message: "short side \(s) is not positive") }
+            let scale = Double(s) / Double(min(shown.width, shown.height))
+            return (max(1, Int(Double(shown.width) * scale + 0.5)), max(1, Int(Double(shown.height) * scale + 0.5)))
+        case .exactly(let w, let h):
+            guard w > 0, h > 0 else { throw VideoError(path: path, kind: .invalidRequest, message: "size \(w)x\(h) is not positive") }
+            return (w, h)
+        }
+    }
+
+    /// Decodes frames `first...last`, handing each decoded frame with its presentation index to
+    /// `deliver` until it returns true or the range is passed. Every loop is bounded: at most as
+    /// many packets as the index holds, plus a margin, are read.
+    func decode(from first: Int, through last: Int,
+                _ deliver: (Int, UnsafeMutablePointer<AVFrame>) -> Bool) throws(VideoError) {
+        let keyframe = index.keyframes.last { $0.index <= first }!
+        // Go on decoding forward only when no keyframe lies between here and the target.
+        if position == nil || position! >= first || keyframe.index > position! {
+            try seek(to: keyframe)
+        }
+        // The next frame's index, when counting in output order: known when going on from here,
+        // else from the first packet after the seek.
+        var counted = index.byTimestamp == nil ? position.map { $0 + 1 } : nil
+        var packetsLeft = info.frames + 64
+        var decodeErrors = 0
+        func drain() -> Bool {
+            while avcodec_receive_frame(decoder, frame) >= 0 {
+                defer { av_frame_unref(frame) }
+                let i: Int
+                if let byTimestamp = index.byTimestamp {
+                    let pts = frame.pointee.pts != cffmpeg_nopts_value() ? frame.pointee.pts : frame.pointee.best_effort_timestamp
+                    guard let found = byTimestamp[pts] else { continue }
+                    i = found
+                } else {
+                    guard let next = counted else { continue }
+                    i = next
+                    counted = next + 1
+                }
+                position = i
+                if i >= first && i <= last && deliver(i, frame) { return true }
+                if i >= last { return true }  // past the range: what is missing is not coming
+            }
+            return false
+        }
+        while packetsLeft > 0 {
+            let read = av_read_frame(format, packet)
+            if read < 0 {  // the end, or damage: drain the decoder, and the next read seeks
+                avcodec_send_packet(decoder, nil)
+                _ = drain()
+                position = nil
+                return
+            }
+            defer { av_packet_unref(packet) }
+            guard packet.pointee.stream_index == streamIndex else { continue }
+            packetsLeft -= 1
+            if index.byTimestamp == nil && counted == nil, let position = index.byDecodingTimestamp[packet.pointee.dts] {
+                counted = position  // the keyframe the seek landed on
+            }
+            if avcodec_send_packet(decoder, packet) < 0 {
+                decodeErrors += 1
+                if decodeErrors > 32 { break }
+                continue
+            }
+            if drain() { return }
+        }
+        position = nil
+    }
+}
+
+/// swscale from the decoder's pixel format to RGB24 at the target size, then the display
+/// rotation, into the caller's buffer. Converts through an aligned buffer so swscale takes its
+/// SIMD paths (the ones ffmpeg's own frames take).
+final class FrameConverter {
+    private var context: OpaquePointer?
+    private var buffer: UnsafeMutablePointer<UInt8>?
+    private var capacity = 0
+
+    deinit {
+        sws_freeContext(context)
+        av_free(buffer)
+    }
+
+    /// Converts `frame` to a width x height RGB picture (as displayed after `rotation` degrees
+    /// clockwise) at `destination`, rows packed.
+    func convert(_ frame: UnsafeMutablePointer<AVFrame>, width: Int, height: Int, rotation: Int, flags: Int32,
+                 into destination: UnsafeMutablePointer<UInt8>) {
+        // Scale to the stored orientation's shape, then turn.
+        let (scaledWidth, scaledHeight) = rotation % 180 == 0 ? (width, height) : (height, width)
+        let f = frame.pointee
+        context = sws_getCachedContext(context, f.width, f.height, AVPixelFormat(f.format), Int32(scaledWidth), Int32(scaledHeight),
+                                       AV_PIX_FMT_RGB24, flags, nil, nil, nil)
+        let stride = (scaledWidth * 3 + 63) / 64 * 64
+        if capacity < stride * scaledHeight {
+            av_free(buffer)
+            capacity = stride * scaledHeight
+            buffer = av_malloc(capacity)!.assumingMemoryBound(to: UInt8.self)
+        }
+        var planes: [UnsafeMutablePointer<UInt8>?] = [buffer, nil, nil, nil]
+        var strides: [Int32] = [Int32(stride), 0, 0, 0]
+        withUnsafePointer(to: f.data) { data in
+            withUnsafePointer(to: f.linesize) { linesize in
+                let source = UnsafeRawPointer(data).assumingMemoryBound(to: UnsafePointer<UInt8>?.self)
+                _ = sws_scale(context, source, UnsafeRawPointer(linesize).assumingMemoryBound(to: Int32.self), 0, f.height,
+                              &planes, &strides)
+            }
+        }
+        rotated(buffer!, stride: stride, width: scaledWidth, height: scaledHeight, rotation: rotation, into: destination)
+    }
+
+    /// Copies a picture turned `rotation` degrees clockwise, as ffmpeg's transpose=clock (90),
+    /// hflip+vflip (180) and transpose=cclock (270).
+    private func rotated(_ source: UnsafeMutablePointer<UInt8>, stride: Int, width: Int, height: Int, rotation: Int,
+                         into destination: UnsafeMutablePointer<UInt8>) {
+        switch rotation {
+        case 90:  // output (r, c) = input (height - 1 - c, r); output is height wide
+            for r in 0..<width { for c in 0..<height { copyPixel(source + (height - 1 - c) * stride + r * 3, destination + (r * height + c) * 3) } }
+        case 180:
+            for r in 0..<height { for c in 0..<width { copyPixel(source + (height - 1 - r) * stride + (width - 1 - c) * 3, destination + (r * width + c) * 3) } }
+        case 270:  // output (r, c) = input (c, width - 1 - r)
+            for r in 0..<width { for c in 0..<height { copyPixel(source + c * stride + (width - 1 - r) * 3, destination + (r * height + c) * 3) } }
+        default:
+            for r in 0..<height { (destination + r * width * 3).update(from: source + r * stride, count: width * 3) }
+        }
+    }
+
+    @inline(__always)
+    private func copyPixel(_ from: UnsafeMutablePointer<UInt8>, _ to: UnsafeMutablePointer<UInt8>) {
+        to[0] = from[0]
+        to[1] = from[1]
+        to[2] = from[2]
+    }
+}

@@ -1,0 +1,232 @@
+import CFFmpeg
+import Foundation
+
+/// What a video holds, from its packet index (not the container's estimates).
+public struct VideoInfo: Sendable, Equatable {
+    /// Frames in presentation order: one per video packet of the index.
+    public let frames: Int
+    /// Average frames per second.
+    public let fps: Double
+    /// Seconds from the first frame's start to the last frame's end.
+    public let duration: Double
+    /// Coded width and height (before display rotation).
+    public let width: Int
+    public let height: Int
+    /// Degrees to turn the picture clockwise to show it upright (0, 90, 180, 270), from the
+    /// stream's display matrix, as phones record it.
+    public let rotation: Int
+    public let codec: String
+    /// Each frame's presentation time in seconds, in presentation order.
+    public let timestamps: [Double]
+
+    /// Width and height as displayed, after rotation.
+    public var displaySize: (width: Int, height: Int) { rotation % 180 == 0 ? (width, height) : (height, width) }
+}
+
+/// Reads frames of one video file with FFmpeg: it indexes the video packets once, then returns
+/// any frames asked for, decoding forward from the nearest keyframe and converting only the
+/// frames it returns, straight to RGB at the size asked. One reader is used by one thread at a
+/// time; open several for parallel work. The FFmpeg objects are freed in `deinit`.
+public final class VideoReader {
+    public let path: String
+    public let info: VideoInfo
+
+    /// Decoder threads (1: the caller's thread alone; 0: FFmpeg's choice).
+    public let threads: Int
+
+    /// Where frames are known to be: keyframes, and how decoded frames map to indices.
+    struct Index {
+        /// Presentation index of each keyframe, ascending, with the timestamp to seek to it.
+        var keyframes: [(index: Int, seekTimestamp: Int64)] = []
+        /// Frame index by presentation timestamp; nil when some packets lack one (AVI), and frames
+        /// are counted in output order instead: from a keyframe when the stream does not reorder
+        /// frames (then decode order is presentation order), else from the start.
+        var byTimestamp: [Int64: Int]?
+        /// Decode-order position by decoding timestamp, for that counting.
+        var byDecodingTimestamp: [Int64: Int] = [:]
+    }
+
+    let index: Index
+    let format: UnsafeMutablePointer<AVFormatContext>
+    let decoder: UnsafeMutablePointer<AVCodecContext>
+    let packet: UnsafeMutablePointer<AVPacket>
+    let frame: UnsafeMutablePointer<AVFrame>
+    let streamIndex: Int32
+    let converter = FrameConverter()
+    /// Presentation index of the last frame the decoder gave since the last seek, if it can go on
+    /// from there; nil when the next read must seek.
+    var position: Int?
+
+    /// Decoder threads for readers that run in parallel with others (the loader's workers): one.
+    public static let defaultThreads = 1
+
+    public init(path: String, threads: Int = VideoReader.defaultThreads) throws(VideoError) {
+        FFmpegLog.installed
+        self.path = path
+        self.threads = max(0, threads)
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw VideoError(path: path, kind: .missingFile, message: "no such file")
+        }
+        var context: UnsafeMutablePointer<AVFormatContext>?
+        let opened = avformat_open_input(&context, path, nil, nil)
+        guard opened >= 0, let context else {
+            throw VideoError(path: path, kind: .notMedia, doing: "cannot open as media", code: opened)
+        }
+        var formatContext: UnsafeMutablePointer<AVFormatContext>? = context
+        var decoderContext: UnsafeMutablePointer<AVCodecContext>?
+        var packet: UnsafeMutablePointer<AVPacket>? = av_packet_alloc()
+        var frame: UnsafeMutablePointer<AVFrame>? = av_frame_alloc()
+        func cleanUp() {
+            avformat_close_input(&formatContext)
+            avcodec_free_context(&decoderContext)
+            av_packet_free(&packet)
+            av_frame_free(&frame)
+        }
+        do throws(VideoError) {
+            let found = avformat_find_stream_info(context, nil)
+            guard found >= 0 else { throw VideoError(path: path, kind: .notMedia, doing: "cannot read stream information", code: found) }
+            var codec: UnsafePointer<AVCodec>?
+            let best = av_find_best_stream(context, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0)
+            if best == cffmpeg_averror_stream_not_found() || (best >= 0 && Self.isAttachedPicture(context, best)) {
+                throw VideoError(path: path, kind: .noVideoStream, message: "no video stream")
+            }
+            guard best >= 0, let codec else {
+                throw VideoError(path: path, kind: .noDecoder, doing: "no decoder for the video stream", code: best)
+            }
+            let stream = context.pointee.streams[Int(best)]!
+            guard let decoder = avcodec_alloc_context3(codec) else {
+                throw VideoError(path: path, kind: .noDecoder, message: "cannot allocate a decoder")
+            }
+            decoderContext = decoder
+            avcodec_parameters_to_context(decoder, stream.pointee.codecpar)
+            decoder.pointee.pkt_timebase = stream.pointee.time_base
+            decoder.pointee.thread_count = Int32(self.threads)
+            decoder.pointee.thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE
+            let codecOpened = avcodec_open2(decoder, codec, nil)
+            guard codecOpened >= 0 else {
+                throw VideoError(path: path, kind: .noDecoder, doing: "cannot open the \(String(cString: codec.pointee.name)) decoder", code: codecOpened)
+            }
+            guard let packet, let frame else { throw VideoError(path: path, kind: .notMedia, message: "out of memory") }
+            let packets = Self.readPackets(context, stream: best, packet: packet)
+            guard !packets.isEmpty else {
+                throw VideoError(path: path, kind: .noDecodableFrame, message: "the video stream holds no packets")
+            }
+            (info, index) = Self.describe(packets, stream: stream, codec: codec)
+            format = context
+            self.decoder = decoder
+            self.packet = packet
+            self.frame = frame
+            streamIndex = best
+        } catch {
+            cleanUp()
+            throw error
+        }
+        try rewind()
+    }
+
+    deinit {
+        var context: UnsafeMutablePointer<AVFormatContext>? = format
+        avformat_close_input(&context)
+        var decoder: UnsafeMutablePointer<AVCodecContext>? = decoder
+        avcodec_free_context(&decoder)
+        var packet: UnsafeMutablePointer<AVPacket>? = packet
+        av_packet_free(&packet)
+        var frame: UnsafeMutablePointer<AVFrame>? = frame
+        av_frame_free(&frame)
+    }
+
+    /// Cover art in an audio file is a "video" stream of one attached picture, not a video.
+    private static func isAttachedPicture(_ context: UnsafeMutablePointer<AVFormatContext>, _ stream: Int32) -> Bool {
+        context.pointee.streams[Int(stream)]!.pointee.disposition & AV_DISPOSITION_ATTACHED_PIC != 0
+    }
+
+    /// A video packet's timing, as read by the index pass.
+    struct PacketTiming {
+        let pts: Int64?
+        let dts: Int64?
+        let duration: Int64
+        let isKey: Bool
+    }
+
+    /// Demuxes the whole file once (no decoding), keeping the video packets' timing. Stops at the
+    /// end or at the first read error: packets past damage are not in the index.
+    private static func readPackets(_ context: UnsafeMutablePointer<AVFormatContext>, stream: Int32,
+                                    packet: UnsafeMutablePointer<AVPacket>) -> [PacketTiming] {
+        var packets: [PacketTiming] = []
+        let none = cffmpeg_nopts_value()
+        while av_read_frame(context, packet) >= 0 {
+            defer { av_packet_unref(packet) }
+            let p = packet.pointee
+            guard p.stream_index == stream, p.flags & AV_PKT_FLAG_DISCARD == 0 else { continue }
+            packets.append(PacketTiming(pts: p.pts == none ? nil : p.pts, dts: p.dts == none ? nil : p.dts,
+                                        duration: p.duration, isKey: p.flags & AV_PKT_FLAG_KEY != 0))
+        }
+        return packets
+    }
+
+    /// Metadata and the frame index from the packets.
+    private static func describe(_ packets: [PacketTiming], stream: UnsafeMutablePointer<AVStream>,
+                                 codec: UnsafePointer<AVCodec>) -> (VideoInfo, Index) {
+        let timeBase = av_q2d(stream.pointee.time_base)
+        var index = Index()
+        for (position, p) in packets.enumerated() {
+            if let dts = p.dts { index.byDecodingTimestamp[dts] = position }
+        }
+        let ticks: [Int64]  // presentation times in stream ticks, in presentation order
+        if packets.allSatisfy({ $0.pts != nil }) {
+            ticks = Array(Set(packets.map { $0.pts! })).sorted()
+            var byTimestamp: [Int64: Int] = [:]
+            for (i, t) in ticks.enumerated() { byTimestamp[t] = i }
+            index.byTimestamp = byTimestamp
+            index.keyframes = packets.filter(\.isKey).map { (byTimestamp[$0.pts!]!, $0.dts ?? $0.pts!) }
+        } else {
+            ticks = packets.enumerated().map { $0.element.dts ?? Int64($0.offset) }
+            // Without reordering a keyframe's decode position is its presentation index. With it
+            // (B-frames in AVI), an anchor frame is shown some slots after it is stored, and
+            // nothing in the packets says how many: such files are decoded from the start.
+            if stream.pointee.codecpar.pointee.video_delay == 0 {
+                index.keyframes = packets.enumerated().filter { $0.element.isKey }.map { ($0.offset, $0.element.dts ?? Int64($0.offset)) }
+            }
+        }
+        index.keyframes.sort { $0.index < $1.index }
+        if index.keyframes.first?.index != 0 {  // a stream that does not start on a keyframe is still decoded from its start
+            index.keyframes.insert((0, packets.first?.dts ?? ticks[0]), at: 0)
+        }
+        let timestamps = ticks.map { Double($0 - ticks[0]) * timeBase }
+        // The average over the index, which is right for variable frame rates; the container's
+        // figure only for a single frame.
+        let rate = stream.pointee.avg_frame_rate
+        let measured = timestamps.count > 1 ? Double(timestamps.count - 1) / (timestamps.last! - timestamps.first!) : 0
+        let fps = measured.isFinite && measured > 0 ? measured : (rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0)
+        let lastDuration = packets.last!.duration > 0 ? Double(packets.last!.duration) * timeBase : (fps > 0 ? 1 / fps : 0)
+        let parameters = stream.pointee.codecpar.pointee
+        let info = VideoInfo(frames: ticks.count, fps: fps, duration: (timestamps.last ?? 0) + lastDuration,
+                             width: Int(parameters.width), height: Int(parameters.height),
+                             rotation: displayRotation(stream), codec: String(cString: avcodec_get_name(parameters.codec_id)), timestamps: timestamps)
+        return (info, index)
+    }
+
+    /// Back to the first frame, with an empty decoder.
+    func rewind() throws(VideoError) {
+        try seek(to: index.keyframes[0])
+    }
+
+    /// Positions the demuxer at the keyframe (or an earlier one) and empties the decoder.
+    func seek(to keyframe: (index: Int, seekTimestamp: Int64)) throws(VideoError) {
+        let sought = av_seek_frame(format, streamIndex, keyframe.seekTimestamp, AVSEEK_FLAG_BACKWARD)
+        guard sought >= 0 else { throw VideoError(path: path, kind: .damaged(lastGoodIndex: -1), doing: "cannot seek", code: sought) }
+        avcodec_flush_buffers(decoder)
+        position = nil
+    }
+}
+
+/// Degrees clockwise that turn the stored picture upright: the display matrix's rotation is
+/// counterclockwise, as ffmpeg's autorotate reads it.
+private func displayRotation(_ stream: UnsafeMutablePointer<AVStream>) -> Int {
+    var size: Int = 0
+    guard let data = av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, &size), size >= 9 * 4 else { return 0 }
+    let angle = -av_display_rotation_get(UnsafeRawPointer(data).assumingMemoryBound(to: Int32.self))
+    guard angle.isFinite else { return 0 }
+    let quarter = Int((angle / 90).rounded())
+    return ((quarter % 4) + 4) % 4 * 90
+}
