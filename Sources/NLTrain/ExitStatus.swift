@@ -39,7 +39,7 @@ public func exitStatus(for error: Error) -> (ExitStatus, String) {
 }
 
 /// Prints "command: message" to standard error and exits with the error's status.
-public func exit(reporting error: Error, command: String) -> Never {
+public func exitReporting(_ error: Error, command: String) -> Never {
     let (status, message) = exitStatus(for: error)
     FileHandle.standardError.write(Data("\(command): \(message)\n".utf8))
     exit(status.rawValue)

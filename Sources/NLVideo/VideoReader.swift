@@ -16,6 +16,8 @@ public struct VideoInfo: Sendable, Equatable {
     /// stream's display matrix, as phones record it.
     public let rotation: Int
     public let codec: String
+    /// The decoder's pixel format, as FFmpeg names it ("yuv420p", "yuv420p10le").
+    public let pixelFormat: String
     /// Each frame's presentation time in seconds, in presentation order.
     public let timestamps: [Double]
 
@@ -202,7 +204,9 @@ public final class VideoReader {
         let parameters = stream.pointee.codecpar.pointee
         let info = VideoInfo(frames: ticks.count, fps: fps, duration: (timestamps.last ?? 0) + lastDuration,
                              width: Int(parameters.width), height: Int(parameters.height),
-                             rotation: displayRotation(stream), codec: String(cString: avcodec_get_name(parameters.codec_id)), timestamps: timestamps)
+                             rotation: displayRotation(stream), codec: String(cString: avcodec_get_name(parameters.codec_id)),
+                             pixelFormat: av_get_pix_fmt_name(AVPixelFormat(parameters.format)).map { String(cString: $0) } ?? "unknown",
+                             timestamps: timestamps)
         return (info, index)
     }
 

@@ -40,7 +40,7 @@ struct NLModel: ParsableCommand {
 
 /// Runs `body`, turning any error into a one-line message and the matching exit status.
 func running(_ body: () throws -> Void) {
-    do { try body() } catch { exit(reporting: error, command: "nlmodel") }
+    do { try body() } catch { exitReporting(error, command: "nlmodel") }
 }
 
 struct Summary: ParsableCommand {

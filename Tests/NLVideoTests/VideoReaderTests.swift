@@ -49,7 +49,8 @@ struct VideoReaderTests {
     }
 
     /// Scaling happens inside swscale, straight to the target size: frames equal ffmpeg's scale
-    /// filter with the same interpolation, rotation included.
+    /// filter with the same interpolation (for 8-bit 4:2:0 video, scaled in YUV then converted,
+    /// as "scale,format=yuv420p"), rotation included.
     @Test(arguments: [("h264_bframes.mp4", Interpolation.bilinear), ("vp9.webm", .bicubic), ("rotated_90.mp4", .area), ("odd_size.mp4", .bilinear)])
     func scaledFramesEqualFFmpegScale(_ name: String, _ interpolation: Interpolation) throws {
         let reader = try VideoReader(path: TestVideos.path(name))
@@ -62,7 +63,8 @@ struct VideoReaderTests {
         let rotation = reader.info.rotation
         let (scaledWidth, scaledHeight) = rotation % 180 == 0 ? (frames.width, frames.height) : (frames.height, frames.width)
         let turn = [0: "", 90: ",transpose=clock", 180: ",hflip,vflip", 270: ",transpose=cclock"][rotation]!
-        let filter = "scale=\(scaledWidth):\(scaledHeight):flags=\(interpolation.rawValue)\(turn)"
+        let scale = "scale=\(scaledWidth):\(scaledHeight):flags=\(interpolation.rawValue)"
+        let filter = (reader.info.pixelFormat == "yuv420p" ? "\(scale),format=yuv420p,\(scale)" : scale) + turn
         let ffmpeg = TestVideos.ffmpegFrames(name, filter: filter, autorotate: false)
         let difference = firstDifference(frames.pixels, ffmpeg, frameBytes: frames.width * frames.height * 3)
         #expect(difference == nil, "\(name): \(difference ?? "")")
@@ -75,7 +77,9 @@ struct VideoReaderTests {
         #expect(vfr.frames == 60 && abs(vfr.duration - 2.96) < 1e-6 && abs(vfr.fps - 59 / 2.92) < 1e-6)
         #expect(zip(vfr.timestamps, vfr.timestamps.dropFirst()).allSatisfy { $1 > $0 })
         #expect(Set(zip(vfr.timestamps.dropFirst(), vfr.timestamps).map { (($0 - $1) * 1000).rounded() }) == [40, 80])
+        #expect(try VideoReader(path: TestVideos.path("h264_10bit.mp4")).info.pixelFormat == "yuv420p10le")
         let h264 = try VideoReader(path: TestVideos.path("h264_bframes.mp4")).info
+        #expect(h264.pixelFormat == "yuv420p")
         #expect(h264.codec == "h264" && h264.width == 96 && h264.height == 64 && h264.fps == 25 && h264.duration == 2 && h264.rotation == 0)
         #expect(try VideoReader(path: TestVideos.path("rotated_90.mp4")).info.rotation == 270)
         #expect(try VideoReader(path: TestVideos.path("rotated_270.mp4")).info.rotation == 90)
