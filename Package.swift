@@ -44,6 +44,7 @@ let package = Package(
         .testTarget(name: "NLLayersTests", dependencies: ["NLLayers", "NLTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "NLModelsTests", dependencies: ["NLModels", "NLTrain", "NLTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "NLVideoTests", dependencies: ["NLVideo", "NLTensor"]),
+        .testTarget(name: "NLDataTests", dependencies: ["NLData"]),
         .testTarget(name: "NLTrainTests", dependencies: ["NLTrain", "NLTestSupport"]),
         // End-to-end tests of the built commands.
         .testTarget(name: "CLITests", dependencies: ["NLTrain", "NLTestSupport"]),

@@ -7,6 +7,11 @@ public struct VideoFrames: Sendable {
     public let width: Int
     public var pixels: [UInt8]
 
+    public init(count: Int, height: Int, width: Int, pixels: [UInt8]) {
+        precondition(pixels.count == count * height * width * 3, "\(pixels.count) bytes for \(count) frames of \(width)x\(height)")
+        (self.count, self.height, self.width, self.pixels) = (count, height, width, pixels)
+    }
+
     /// The bytes of frame `i`.
     public func frame(_ i: Int) -> ArraySlice<UInt8> {
         let size = height * width * 3
@@ -166,23 +171,26 @@ extension VideoReader {
 }
 
 /// swscale from the decoder's pixel format to RGB24 at the target size, then the display
-/// rotation, into the caller's buffer. Converts through aligned buffers so swscale takes its SIMD
-/// paths (the ones ffmpeg's own frames take). At native size it is one swscale call, as ffmpeg's,
-/// so frames equal ffmpeg's. When resizing 8-bit 4:2:0 video (nearly all of Kinetics) it scales
-/// in YUV, then converts at the target size, as ffmpeg's "scale,format=yuv420p" chain: a sixth of
-/// swscale's instructions against scaling straight to packed RGB, with chroma upsampled as ffmpeg
-/// does at native size (repeated, not interpolated).
+/// rotation, into the caller's buffer. swscale writes into frames FFmpeg allocated itself
+/// (av_frame_get_buffer): its SIMD code writes past the end of rows and expects the padding those
+/// have. At native size it is one swscale call, as ffmpeg's, so frames equal ffmpeg's. When
+/// resizing 8-bit 4:2:0 video (nearly all of Kinetics) it scales in YUV, then converts at the
+/// target size, as ffmpeg's "scale,format=yuv420p" chain: a sixth of swscale's instructions against
+/// scaling straight to packed RGB, with chroma upsampled as ffmpeg does at native size (repeated,
+/// not interpolated).
 final class FrameConverter {
     private var direct: OpaquePointer?      // any format to RGB24, scaling
     private var scaler: OpaquePointer?      // yuv420p to yuv420p at the target size
     private var toRGB: OpaquePointer?       // yuv420p to RGB24, same size
-    private var rgb = AlignedBuffer()
-    private var yuv = AlignedBuffer()
+    private let rgb = av_frame_alloc()!
+    private let yuv = av_frame_alloc()!
 
     deinit {
         sws_freeContext(direct)
         sws_freeContext(scaler)
         sws_freeContext(toRGB)
+        var frames: [UnsafeMutablePointer<AVFrame>?] = [rgb, yuv]
+        for i in frames.indices { av_frame_free(&frames[i]) }
     }
 
     /// Converts `frame` to a width x height RGB picture (as displayed after `rotation` degrees
@@ -193,34 +201,45 @@ final class FrameConverter {
         let (w, h) = rotation % 180 == 0 ? (width, height) : (height, width)
         let f = frame.pointee
         let format = AVPixelFormat(f.format)
-        let stride = (w * 3 + 63) / 64 * 64
-        let out = rgb.reserve(stride * h)
-        var rgbPlanes: [UnsafeMutablePointer<UInt8>?] = [out, nil, nil, nil]
-        var rgbStrides: [Int32] = [Int32(stride), 0, 0, 0]
-        withUnsafePointer(to: f.data) { data in
-            withUnsafePointer(to: f.linesize) { linesize in
-                let source = UnsafeRawPointer(data).assumingMemoryBound(to: UnsafePointer<UInt8>?.self)
-                let sourceStrides = UnsafeRawPointer(linesize).assumingMemoryBound(to: Int32.self)
-                if format == AV_PIX_FMT_YUV420P && (Int(f.width), Int(f.height)) != (w, h) {
-                    let lumaStride = (w + 63) / 64 * 64, chromaStride = ((w + 1) / 2 + 63) / 64 * 64, chromaRows = (h + 1) / 2
-                    let planes = yuv.reserve(lumaStride * h + 2 * chromaStride * chromaRows)
-                    var yuvPlanes: [UnsafeMutablePointer<UInt8>?] = [planes, planes + lumaStride * h, planes + lumaStride * h + chromaStride * chromaRows, nil]
-                    var yuvStrides: [Int32] = [Int32(lumaStride), Int32(chromaStride), Int32(chromaStride), 0]
-                    scaler = sws_getCachedContext(scaler, f.width, f.height, format, Int32(w), Int32(h), AV_PIX_FMT_YUV420P, flags, nil, nil, nil)
-                    toRGB = sws_getCachedContext(toRGB, Int32(w), Int32(h), AV_PIX_FMT_YUV420P, Int32(w), Int32(h), AV_PIX_FMT_RGB24, flags, nil, nil, nil)
-                    _ = sws_scale(scaler, source, sourceStrides, 0, f.height, &yuvPlanes, &yuvStrides)
-                    _ = yuvPlanes.withUnsafeBufferPointer { p in
-                        p.withMemoryRebound(to: UnsafePointer<UInt8>?.self) { constPlanes in
-                            sws_scale(toRGB, constPlanes.baseAddress, yuvStrides, 0, Int32(h), &rgbPlanes, &rgbStrides)
-                        }
+        allocate(rgb, w, h, AV_PIX_FMT_RGB24)
+        if format == AV_PIX_FMT_YUV420P && (Int(f.width), Int(f.height)) != (w, h) {
+            allocate(yuv, w, h, AV_PIX_FMT_YUV420P)
+            scaler = sws_getCachedContext(scaler, f.width, f.height, format, Int32(w), Int32(h), AV_PIX_FMT_YUV420P, flags, nil, nil, nil)
+            toRGB = sws_getCachedContext(toRGB, Int32(w), Int32(h), AV_PIX_FMT_YUV420P, Int32(w), Int32(h), AV_PIX_FMT_RGB24, flags, nil, nil, nil)
+            scale(scaler, from: frame, into: yuv)
+            scale(toRGB, from: yuv, into: rgb)
+        } else {
+            direct = sws_getCachedContext(direct, f.width, f.height, format, Int32(w), Int32(h), AV_PIX_FMT_RGB24, flags, nil, nil, nil)
+            scale(direct, from: frame, into: rgb)
+        }
+        rotated(rgb.pointee.data.0!, stride: Int(rgb.pointee.linesize.0), width: w, height: h, rotation: rotation, into: destination)
+    }
+
+    /// Gives `frame` FFmpeg-allocated planes for width x height of `format`, unless it has them.
+    private func allocate(_ frame: UnsafeMutablePointer<AVFrame>, _ width: Int, _ height: Int, _ format: AVPixelFormat) {
+        let f = frame.pointee
+        if f.data.0 != nil && Int(f.width) == width && Int(f.height) == height && f.format == format.rawValue { return }
+        av_frame_unref(frame)
+        frame.pointee.width = Int32(width)
+        frame.pointee.height = Int32(height)
+        frame.pointee.format = format.rawValue
+        guard av_frame_get_buffer(frame, 0) >= 0 else { fatalError("out of memory for a \(width)x\(height) frame") }
+    }
+
+    private func scale(_ context: OpaquePointer?, from source: UnsafeMutablePointer<AVFrame>, into target: UnsafeMutablePointer<AVFrame>) {
+        withUnsafePointer(to: &source.pointee.data) { sourceData in
+            withUnsafePointer(to: &source.pointee.linesize) { sourceStrides in
+                withUnsafePointer(to: &target.pointee.data) { targetData in
+                    withUnsafePointer(to: &target.pointee.linesize) { targetStrides in
+                        _ = sws_scale(context,
+                                      UnsafeRawPointer(sourceData).assumingMemoryBound(to: UnsafePointer<UInt8>?.self),
+                                      UnsafeRawPointer(sourceStrides).assumingMemoryBound(to: Int32.self), 0, source.pointee.height,
+                                      UnsafeRawPointer(targetData).assumingMemoryBound(to: UnsafeMutablePointer<UInt8>?.self),
+                                      UnsafeRawPointer(targetStrides).assumingMemoryBound(to: Int32.self))
                     }
-                } else {
-                    direct = sws_getCachedContext(direct, f.width, f.height, format, Int32(w), Int32(h), AV_PIX_FMT_RGB24, flags, nil, nil, nil)
-                    _ = sws_scale(direct, source, sourceStrides, 0, f.height, &rgbPlanes, &rgbStrides)
                 }
             }
         }
-        rotated(out, stride: stride, width: w, height: h, rotation: rotation, into: destination)
     }
 
     /// Copies a picture turned `rotation` degrees clockwise, as ffmpeg's transpose=clock (90),
@@ -245,21 +264,4 @@ final class FrameConverter {
         to[1] = from[1]
         to[2] = from[2]
     }
-}
-
-/// A 64-byte aligned byte buffer that grows as needed, freed with its owner.
-struct AlignedBuffer: ~Copyable {
-    private var pointer: UnsafeMutablePointer<UInt8>?
-    private var capacity = 0
-
-    mutating func reserve(_ bytes: Int) -> UnsafeMutablePointer<UInt8> {
-        if capacity < bytes {
-            av_free(pointer)
-            pointer = av_malloc(bytes)!.assumingMemoryBound(to: UInt8.self)
-            capacity = bytes
-        }
-        return pointer!
-    }
-
-    deinit { av_free(pointer) }
 }

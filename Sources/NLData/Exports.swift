@@ -1,2 +1,2 @@
-@_exported import NLVideo
 @_exported import NLTensor
+@_exported import NLVideo

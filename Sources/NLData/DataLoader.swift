@@ -1,0 +1,327 @@
+import Foundation
+
+/// One batch: clips (count, T, H, W, 3) in the model's layout, with their labels and videos.
+public struct Batch: @unchecked Sendable {
+    /// Position of the batch in its epoch.
+    public let index: Int
+    /// Valid until the next batch is asked for: the loader then refills its buffer.
+    public let clips: Tensor
+    public let labels: [Int]
+    /// Dataset index of each clip's video.
+    public let videos: [Int]
+    /// Evaluation only: clips whose video could not be read (their pixels are zeros).
+    public let failed: [Bool]
+    public var count: Int { labels.count }
+}
+
+/// Decodes and transforms clips on worker threads into a bounded ring of batch buffers.
+///
+/// Every clip's randomness (sampling, short side, crop, flip) comes from (seed, epoch, video,
+/// attempt), never from which worker made it, so an epoch gives the same batches in the same order
+/// with any number of workers, and resuming at (epoch, iteration) skips to them without decoding
+/// what comes before. Training shuffles per epoch, drops the last incomplete batch, and replaces a
+/// clip whose video fails by one from another video chosen the same way; evaluation keeps the
+/// order, gives each video `numClips x crops` views, and marks failed ones instead.
+public final class DataLoader: @unchecked Sendable {
+    public enum Mode: Sendable { case training, evaluation }
+
+    public struct Options: Sendable {
+        public var batchSize: Int
+        /// Decoding threads; 0 decodes on the caller's thread.
+        public var workers: Int
+        public var seed: UInt64
+        /// Batches decoded ahead: the ring's size is prefetch + 1.
+        public var prefetch = 2
+        /// This process's share of every epoch (PyTorch's DistributedSampler semantics).
+        public var rank = 0
+        public var worldSize = 1
+
+        public init(batchSize: Int, workers: Int, seed: UInt64) {
+            (self.batchSize, self.workers, self.seed) = (batchSize, workers, seed)
+        }
+    }
+
+    public let dataset: Dataset
+    public let sampler: SampleFrames
+    public let pipeline: ClipPipeline
+    public let mode: Mode
+    public let options: Options
+    public let badVideos: BadVideoLog?
+
+    public init(dataset: Dataset, sampler: SampleFrames, pipeline: ClipPipeline, mode: Mode, options: Options,
+                badVideos: BadVideoLog? = nil) {
+        precondition(options.batchSize > 0 && options.worldSize > 0 && (0..<options.worldSize).contains(options.rank))
+        (self.dataset, self.sampler, self.pipeline, self.mode, self.options, self.badVideos) = (dataset, sampler, pipeline, mode, options, badVideos)
+    }
+
+    /// Views per video: one in training (its clips joined in time), clips x crops in evaluation.
+    public var viewsPerVideo: Int { mode == .training ? 1 : sampler.numClips * pipeline.views }
+    /// Frames per view.
+    public var framesPerView: Int { mode == .training ? sampler.numClips * sampler.clipLength : sampler.clipLength }
+    /// (T, H, W, 3) of every view.
+    public var clipShape: [Int] { [framesPerView, pipeline.outputSize, pipeline.outputSize, 3] }
+
+    /// This rank's videos for `epoch`, in order: shuffled from (seed, epoch) in training, padded
+    /// to a multiple of the world size by repeating the first ones, then every worldSize-th.
+    public func order(epoch: Int) -> [Int] {
+        var all = Array(dataset.entries.indices)
+        if mode == .training {
+            var generator = SeededGenerator(seed: options.seed, stream: UInt64(epoch))
+            all.shuffle(using: &generator)
+        }
+        let perRank = (all.count + options.worldSize - 1) / options.worldSize
+        let padded = all + all.prefix(perRank * options.worldSize - all.count)
+        return Array(stride(from: options.rank, to: padded.count, by: options.worldSize).map { padded[$0] })
+    }
+
+    public var videosPerEpoch: Int { (dataset.entries.count + options.worldSize - 1) / options.worldSize }
+
+    /// Training drops the last incomplete batch; evaluation keeps it.
+    public var batchesPerEpoch: Int {
+        let views = videosPerEpoch * viewsPerVideo
+        return mode == .training ? views / options.batchSize : (views + options.batchSize - 1) / options.batchSize
+    }
+
+    /// The batches of `epoch` from batch `iteration` on.
+    public func batches(epoch: Int, from iteration: Int = 0) -> BatchIterator {
+        BatchIterator(loader: self, epoch: epoch, first: iteration)
+    }
+
+    /// The views of dataset video `video`, decoded and cropped, for `epoch`. Draws come from
+    /// (seed, epoch, video, attempt).
+    func views(of video: Int, epoch: Int, attempt: Int) throws -> [VideoFrames] {
+        var generator = SeededGenerator(seed: options.seed, stream: UInt64(epoch) << 40 ^ UInt64(video) << 8 ^ UInt64(attempt))
+        let reader = try VideoReader(path: dataset.entries[video].path)
+        let indices = sampler.indices(frameCount: reader.info.frames, using: &generator)
+        let short = pipeline.resize.draw(using: &generator)
+        let frames = try reader.frames(at: indices, size: .shortSide(short), interpolation: pipeline.resize.interpolation)
+        guard mode == .evaluation else { return pipeline.views(of: frames, using: &generator) }
+        let size = frames.height * frames.width * 3 * sampler.clipLength
+        return (0..<sampler.numClips).flatMap { clip in
+            let part = VideoFrames(count: sampler.clipLength, height: frames.height, width: frames.width,
+                                   pixels: Array(frames.pixels[(clip * size)..<((clip + 1) * size)]))
+            return pipeline.views(of: part, using: &generator)
+        }
+    }
+
+    /// A replacement for a training video that failed: another video drawn from (seed, epoch,
+    /// video, attempt), so the same in every run.
+    func replacement(for video: Int, epoch: Int, attempt: Int) -> Int {
+        var generator = SeededGenerator(seed: options.seed ^ 0x5EED, stream: UInt64(epoch) << 40 ^ UInt64(video) << 8 ^ UInt64(attempt))
+        let other = generator.below(max(dataset.entries.count - 1, 1))
+        return dataset.entries.count > 1 && other >= video ? other + 1 : other
+    }
+}
+
+/// The batches of one epoch, made ahead by the loader's workers.
+public final class BatchIterator: @unchecked Sendable {
+    private let loader: DataLoader
+    private let epoch: Int
+    private let order: [Int]
+    private let batchSize: Int
+    private let views: Int
+    private let end: Int            // batches in the epoch
+    private let jobEnd: Int         // videos needed for them
+    private let depth: Int
+    private var slots: [Tensor]
+    private var labels: [[Int]]
+    private var videos: [[Int]]
+    private var failed: [[Bool]]
+    private var filled: [Int]
+    private var current: Int        // the next batch to hand out
+    private var nextJob: Int
+    private var error: Error?
+    private var stopped = false
+    private var activeWorkers = 0
+    private let condition = NSCondition()
+    /// Seconds the caller has spent waiting for batches.
+    public private(set) var waitSeconds = 0.0
+
+    init(loader: DataLoader, epoch: Int, first: Int) {
+        self.loader = loader
+        self.epoch = epoch
+        order = loader.order(epoch: epoch)
+        batchSize = loader.options.batchSize
+        views = loader.viewsPerVideo
+        end = loader.batchesPerEpoch
+        let positions = min(order.count * views, end * batchSize)
+        jobEnd = (positions + views - 1) / views
+        depth = loader.options.prefetch + 1
+        slots = (0..<depth).map { _ in Tensor(zeros: [loader.options.batchSize] + loader.clipShape) }
+        labels = Array(repeating: Array(repeating: 0, count: batchSize), count: depth)
+        videos = labels
+        failed = Array(repeating: Array(repeating: false, count: batchSize), count: depth)
+        filled = Array(repeating: 0, count: depth)
+        current = min(first, end)
+        nextJob = current * batchSize / views
+        for _ in 0..<loader.options.workers {
+            activeWorkers += 1
+            let thread = Thread { [self] in work() }
+            thread.name = "nl-loader"
+            thread.start()
+        }
+    }
+
+    deinit { stop() }
+
+    /// Stops the workers after their current clip and waits for them.
+    public func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        while activeWorkers > 0 { condition.wait() }
+        condition.unlock()
+    }
+
+    private func size(ofBatch b: Int) -> Int { min(batchSize, jobEnd * views - b * batchSize) }
+
+    /// The next batch, or nil at the end of the epoch. Throws when too many videos fail.
+    public func next() throws -> Batch? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard current < end else { return nil }
+        // The caller is done with the previous batch: its buffer may be refilled.
+        if current > 0 { filled[(current - 1) % depth] = 0 }
+        condition.broadcast()
+        let b = current, slot = b % depth, count = size(ofBatch: b)
+        let start = Date()
+        while filled[slot] < count && error == nil {
+            if loader.options.workers == 0 {
+                condition.unlock()
+                runNextJob()
+                condition.lock()
+            } else {
+                condition.wait()
+            }
+        }
+        waitSeconds += Date().timeIntervalSince(start)
+        if let error { throw error }
+        current += 1
+        let clips = count == batchSize ? slots[slot] : slots[slot].slice(0..<count)
+        return Batch(index: b, clips: clips, labels: Array(labels[slot].prefix(count)),
+                     videos: Array(videos[slot].prefix(count)), failed: Array(failed[slot].prefix(count)))
+    }
+
+    private func work() {
+        while runNextJob() {}
+        condition.lock()
+        activeWorkers -= 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Takes the next video, if its views' buffers are free, decodes it and writes its views;
+    /// false when there is nothing left to do.
+    @discardableResult
+    private func runNextJob() -> Bool {
+        condition.lock()
+        // A video may be started when the last batch it writes to has a free buffer.
+        while !stopped && error == nil && nextJob < jobEnd && ((nextJob + 1) * views - 1) / batchSize >= current + depth - 1 {
+            if loader.options.workers == 0 { condition.unlock(); return false }
+            condition.wait()
+        }
+        guard !stopped && error == nil && nextJob < jobEnd else {
+            condition.unlock()
+            return false
+        }
+        let job = nextJob
+        nextJob += 1
+        condition.unlock()
+
+        let (results, label, video, didFail) = load(job)
+        condition.lock()
+        defer { condition.unlock() }
+        if case .failure(let e) = results {
+            error = error ?? e
+            condition.broadcast()
+            return false
+        }
+        let clips = try! results.get()
+        for v in 0..<views {
+            let position = job * views + v
+            let slot = (position / batchSize) % depth, offset = position % batchSize
+            let destination = slots[slot].data + offset * slots[slot].count / batchSize
+            if v < clips.count {
+                condition.unlock()
+                loader.pipeline.normalize.write(clips[v], rescale: loader.pipeline.rescale, into: destination)
+                condition.lock()
+            } else {
+                destination.update(repeating: 0, count: slots[slot].count / batchSize)
+            }
+            labels[slot][offset] = label
+            videos[slot][offset] = video
+            failed[slot][offset] = didFail
+            filled[slot] += 1
+        }
+        condition.broadcast()
+        return true
+    }
+
+    /// The views of the job'th video of the epoch: in training, of a replacement video when it
+    /// fails; in evaluation, none (marked failed).
+    private func load(_ job: Int) -> (Result<[VideoFrames], Error>, label: Int, video: Int, failed: Bool) {
+        var video = order[job]
+        for attempt in 0..<16 {
+            do {
+                let clips = try loader.views(of: video, epoch: epoch, attempt: attempt)
+                return (.success(clips), loader.dataset.entries[video].label, video, false)
+            } catch {
+                let entry = loader.dataset.entries[video]
+                if let log = loader.badVideos, let stop = log.record(entry, error: error, datasetSize: loader.dataset.entries.count) {
+                    return (.failure(stop), entry.label, video, true)
+                }
+                if loader.mode == .evaluation { return (.success([]), entry.label, video, true) }
+                video = loader.replacement(for: video, epoch: epoch, attempt: attempt)
+            }
+        }
+        return (.failure(DataError("16 videos in a row failed to decode; see bad_videos.txt")), 0, video, true)
+    }
+}
+
+/// The videos that failed to decode: each reported once, listed in the work directory's
+/// bad_videos.txt, and counted against the allowed fraction.
+public final class BadVideoLog: @unchecked Sendable {
+    public let file: String?
+    public let maxFraction: Double
+    /// Called once per failing video, with a line to log.
+    public let report: @Sendable (String) -> Void
+    private var seen: [String: String] = [:]
+    private let lock = NSLock()
+
+    public init(file: String?, maxFraction: Double, report: @escaping @Sendable (String) -> Void) {
+        (self.file, self.maxFraction, self.report) = (file, maxFraction, report)
+        if let file, let text = try? String(contentsOfFile: file, encoding: .utf8) {
+            for line in text.split(separator: "\n") {
+                let parts = line.split(separator: "\t", maxSplits: 1)
+                seen[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+            }
+        }
+    }
+
+    /// Videos that have failed, with their errors.
+    public var failures: [String: String] { lock.withLock { seen } }
+
+    /// Notes a failure; returns an error when more than `maxFraction` of the dataset has failed.
+    func record(_ entry: VideoEntry, error: Error, datasetSize: Int) -> DataError? {
+        lock.withLock {
+            if seen[entry.path] == nil {
+                let message = "\(error)".replacingOccurrences(of: "\n", with: " ")
+                seen[entry.path] = message
+                report("skipping a video that does not decode (\(entry.source)): \(message)")
+                if let file {
+                    let line = "\(entry.path)\t\(message)\n"
+                    if let handle = FileHandle(forWritingAtPath: file) {
+                        handle.seekToEndOfFile()
+                        handle.write(Data(line.utf8))
+                        try? handle.close()
+                    } else {
+                        try? line.write(toFile: file, atomically: false, encoding: .utf8)
+                    }
+                }
+            }
+            let fraction = Double(seen.count) / Double(max(datasetSize, 1))
+            guard fraction > maxFraction else { return nil }
+            return DataError("\(seen.count) of \(datasetSize) videos failed to decode (\(String(format: "%.1f", fraction * 100))%, more than max_bad_fraction \(maxFraction)); they are listed in \(file ?? "the log")")
+        }
+    }
+}

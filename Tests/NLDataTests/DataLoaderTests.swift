@@ -1,0 +1,91 @@
+import Foundation
+import NLData
+import Testing
+
+struct DataLoaderTests {
+    func loader(_ dataset: Dataset, workers: Int, mode: DataLoader.Mode = .training, batchSize: Int = 4, rank: Int = 0, worldSize: Int = 1,
+                pipeline: ClipPipeline = SyntheticData.pipeline, log: BadVideoLog? = nil) -> DataLoader {
+        var options = DataLoader.Options(batchSize: batchSize, workers: workers, seed: 11)
+        (options.rank, options.worldSize) = (rank, worldSize)
+        let sampler = SampleFrames(clipLength: 8, frameInterval: 2, numClips: mode == .training ? 1 : 2, testMode: mode == .evaluation)
+        return DataLoader(dataset: dataset, sampler: sampler, pipeline: pipeline, mode: mode, options: options, badVideos: log)
+    }
+
+    func all(_ iterator: BatchIterator) throws -> [(clips: [Float], labels: [Int], videos: [Int], failed: [Bool])] {
+        defer { iterator.stop() }
+        var out: [(clips: [Float], labels: [Int], videos: [Int], failed: [Bool])] = []
+        while let batch = try iterator.next() { out.append((batch.clips.array, batch.labels, batch.videos, batch.failed)) }
+        return out
+    }
+
+    /// The same batches in the same order with 0, 1 or 3 workers; resuming mid-epoch gives the
+    /// rest of them; another epoch shuffles differently.
+    @Test func deterministicWhateverTheWorkers() throws {
+        let dataset = try SyntheticData.dataset()
+        let reference = try all(loader(dataset, workers: 0).batches(epoch: 1))
+        #expect(reference.count == dataset.entries.count / 4)  // drop_last
+        #expect(reference.allSatisfy { $0.clips.count == 4 * 8 * 48 * 48 * 3 })
+        for workers in [1, 3] {
+            let batches = try all(loader(dataset, workers: workers).batches(epoch: 1))
+            #expect(batches.count == reference.count)
+            for (a, b) in zip(batches, reference) { #expect(a.clips == b.clips && a.labels == b.labels && a.videos == b.videos) }
+        }
+        let resumed = try all(loader(dataset, workers: 2).batches(epoch: 1, from: 2))
+        #expect(resumed.count == reference.count - 2 && resumed[0].clips == reference[2].clips)
+        let other = try all(loader(dataset, workers: 2).batches(epoch: 2))
+        #expect(other[0].videos != reference[0].videos)
+        #expect(Set(reference.flatMap(\.videos)).count == reference.count * 4)  // no video twice in an epoch
+        for batch in reference { for (v, label) in zip(batch.videos, batch.labels) { #expect(dataset.entries[v].label == label) } }
+    }
+
+    @Test func shardsSplitEveryEpoch() throws {
+        let dataset = try SyntheticData.dataset()
+        let l0 = loader(dataset, workers: 0, rank: 0, worldSize: 2), l1 = loader(dataset, workers: 0, rank: 1, worldSize: 2)
+        let (a, b) = (l0.order(epoch: 3), l1.order(epoch: 3))
+        #expect(a.count == (dataset.entries.count + 1) / 2 && Set(a).isDisjoint(with: b) || dataset.entries.count % 2 == 1)
+        #expect(Set(a + b) == Set(dataset.entries.indices))
+    }
+
+    /// Evaluation: every video once, in order, clips x crops views each, the last batch kept.
+    @Test func evaluationViews() throws {
+        let dataset = try SyntheticData.dataset("val.csv")
+        let three = ClipPipeline(resize: ShortEdgeResize(48), crop: .three(ThreeCrop(size: 48)), normalize: SyntheticData.pipeline.normalize)
+        let l = loader(dataset, workers: 2, mode: .evaluation, batchSize: 5, pipeline: three)
+        #expect(l.viewsPerVideo == 6)
+        let batches = try all(l.batches(epoch: 0))
+        let videos = batches.flatMap(\.videos)
+        #expect(videos == dataset.entries.indices.flatMap { [Int](repeating: $0, count: 6) })
+        #expect(batches.map(\.labels.count) == [5, 5, 5, 5, 5, 5, 5, 1] && !batches.flatMap(\.failed).contains(true))
+    }
+
+    /// A video that does not decode is replaced in training (logged once, listed in
+    /// bad_videos.txt) and marked in evaluation; past the allowed fraction the epoch stops.
+    @Test func brokenVideos() throws {
+        let dataset = try SyntheticData.dataset("train_with_problems.csv")
+        #expect(dataset.missing.count == 1 && dataset.missing[0].source.hasSuffix("train_with_problems.csv:21"))
+        let broken = dataset.entries.firstIndex { $0.path.contains("BROKENVIDEO") }!
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).txt").path
+        let reports = Reports()
+        let log = BadVideoLog(file: file, maxFraction: 0.5, report: { reports.add($0) })
+        let l = loader(dataset, workers: 2, batchSize: 1, log: log)
+        let batches = try all(l.batches(epoch: 0))
+        #expect(batches.count == dataset.entries.count && !batches.flatMap(\.videos).contains(broken))
+        #expect(reports.lines.count == 1 && reports.lines[0].contains("train_with_problems.csv:20"))
+        let listed = try String(contentsOfFile: file, encoding: .utf8)
+        #expect(listed.hasPrefix(dataset.entries[broken].path + "\t"))
+        // Evaluation keeps the video and marks its views failed.
+        let eval = try all(loader(dataset, workers: 1, mode: .evaluation, batchSize: 2, log: BadVideoLog(file: nil, maxFraction: 1, report: { _ in })).batches(epoch: 0))
+        let failedVideos = Set(zip(eval.flatMap(\.videos), eval.flatMap(\.failed)).filter(\.1).map(\.0))
+        #expect(failedVideos == [broken])
+        // No videos may fail: the first failure stops the epoch with a data error.
+        let strict = loader(dataset, workers: 1, batchSize: 1, log: BadVideoLog(file: nil, maxFraction: 0, report: { _ in }))
+        #expect(throws: DataError.self) { try all(strict.batches(epoch: 0)) }
+    }
+}
+
+final class Reports: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [String] = []
+    func add(_ line: String) { lock.withLock { stored.append(line) } }
+    var lines: [String] { lock.withLock { stored } }
+}

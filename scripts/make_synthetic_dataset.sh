@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Writes a Kinetics-style dataset that only motion tells apart: a textured square on a textured
+# background, moving left, right, up or down, or turning clockwise or counterclockwise. Every video
+# draws its own colours, tilt, size, start and speed from the same ranges whatever its class, so a
+# single frame says nothing about the class. Codecs, containers, sizes and frame rates are mixed
+# as in a real download (H.264 mp4 and mkv, VP9 and VP8 webm; 24, 25, 30 fps).
+#
+#   scripts/make_synthetic_dataset.sh OUT [--train N] [--val N] [--seconds S] [--seed K]
+#
+# N videos per class in each split (default 24 and 8), S seconds each (default 3). Writes
+# OUT/{train,val}/LABEL/YOUTUBEID_START_END.EXT, OUT/train.csv and OUT/val.csv
+# (label,youtube_id,time_start,time_end,split) and OUT/classes.txt. Needs the ffmpeg CLI.
+set -euo pipefail
+out=${1:?usage: make_synthetic_dataset.sh OUT [--train N] [--val N] [--seconds S] [--seed K]}
+shift
+train=24 val=8 seconds=3 seed=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --train) train=$2; shift 2 ;;
+    --val) val=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 64 ;;
+  esac
+done
+
+classes=("moving left" "moving right" "moving up" "moving down" "turning clockwise" "turning counterclockwise")
+sizes=(160x120 176x132 144x112 192x128)
+rates=(24 25 30)
+encoders=("mp4:-c:v libx264 -preset veryfast -pix_fmt yuv420p"
+          "webm:-c:v libvpx-vp9 -deadline realtime -cpu-used 8 -b:v 300k -pix_fmt yuv420p"
+          "mkv:-c:v libx264 -preset veryfast -bf 2 -pix_fmt yuv420p"
+          "webm:-c:v libvpx -deadline realtime -cpu-used 8 -b:v 300k")
+RANDOM=$seed
+mkdir -p "$out"
+printf '%s\n' "${classes[@]}" > "$out/classes.txt"
+
+pick() { local -n list=$1; echo "${list[RANDOM % ${#list[@]}]}"; }
+between() { echo $(($1 + RANDOM % ($2 - $1 + 1))); }
+color() { printf '0x%02x%02x%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)); }
+youtube_id() { local chars=abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_- id=; for _ in $(seq 11); do id+=${chars:RANDOM % 64:1}; done; echo "$id"; }
+
+made=0 total=$(( (train + val) * ${#classes[@]} ))
+for split in train val; do
+  count=$([ $split = train ] && echo "$train" || echo "$val")
+  echo "label,youtube_id,time_start,time_end,split" > "$out/$split.csv"
+  for label in "${classes[@]}"; do
+    mkdir -p "$out/$split/$label"
+    for _ in $(seq "$count"); do
+      size=$(pick sizes); w=${size%x*}; h=${size#*x}; rate=$(pick rates)
+      encoder=$(pick encoders); ext=${encoder%%:*}; options=${encoder#*:}
+      side=$(between $((h / 4)) $((h / 3)))      # the square's side
+      tilt=$(between 0 89)                       # degrees, whatever the class
+      span=$((side * 3 / 2))                     # room the tilted square needs
+      speed=$(between $(( (w - span) / (2 * seconds) )) $(( (w - span) * 9 / (10 * seconds) )))
+      vspeed=$(between $(( (h - span) / (2 * seconds) )) $(( (h - span) * 9 / (10 * seconds) )))
+      x0=$(between 0 $((w - span))); y0=$(between 0 $((h - span)))
+      turn=0 x="$x0" y="$y0"
+      case $label in
+        "moving right") x0=$(between 0 $((w - span - speed * seconds))); x="$x0+$speed*t" ;;
+        "moving left") x0=$(between $((speed * seconds)) $((w - span))); x="$x0-$speed*t" ;;
+        "moving down") y0=$(between 0 $((h - span - vspeed * seconds))); y="$y0+$vspeed*t" ;;
+        "moving up") y0=$(between $((vspeed * seconds)) $((h - span))); y="$y0-$vspeed*t" ;;
+        "turning clockwise") turn=$(between 60 150) ;;
+        "turning counterclockwise") turn=-$(between 60 150) ;;
+      esac
+      start=$(between 0 300); id=$(youtube_id)
+      file=$(printf '%s/%s/%s/%s_%06d_%06d.%s' "$out" "$split" "$label" "$id" "$start" $((start + 10)) "$ext")
+      # shellcheck disable=SC2086
+      ffmpeg -hide_banner -loglevel error -nostdin -y \
+        -f lavfi -i "color=c=$(color):s=${w}x${h}:r=$rate:d=$seconds,noise=alls=$(between 30 70):allf=p" \
+        -f lavfi -i "color=c=$(color):s=${side}x${side}:r=$rate:d=$seconds,noise=alls=$(between 60 90):allf=p,format=rgba" \
+        -filter_complex "[1]rotate=a='($tilt+($turn)*t)*PI/180':c=black@0:ow=$span:oh=$span[object];[0][object]overlay=x='$x':y='$y':shortest=1,format=yuv420p" \
+        $options "$file"
+      echo "$label,$id,$start,$((start + 10)),$split" >> "$out/$split.csv"
+      made=$((made + 1))
+      [ -t 1 ] && printf '\r%d/%d videos' "$made" "$total"
+    done
+  done
+done
+[ -t 1 ] && echo
+echo "wrote $made videos of ${#classes[@]} classes to $out ($train train and $val val per class)"
