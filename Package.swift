@@ -35,7 +35,7 @@ let package = Package(
         .executableTarget(name: "nltrain", dependencies: ["NLTrain", argumentParser]),
         .executableTarget(name: "nleval", dependencies: ["NLTrain", argumentParser]),
         .executableTarget(name: "nlmodel", dependencies: ["NLTrain", argumentParser]),
-        .executableTarget(name: "nlvideo", dependencies: ["NLData", argumentParser]),
+        .executableTarget(name: "nlvideo", dependencies: ["NLTrain", argumentParser]),
         .executableTarget(name: "nlbench", dependencies: ["NLTrain", argumentParser]),
 
         // Helpers the test targets share: fixtures, error measures, central differences.
@@ -43,8 +43,8 @@ let package = Package(
         .testTarget(name: "NLTensorTests", dependencies: ["NLTensor", "NLTestSupport"]),
         .testTarget(name: "NLLayersTests", dependencies: ["NLLayers", "NLTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "NLModelsTests", dependencies: ["NLModels", "NLTrain", "NLTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "NLVideoTests", dependencies: ["NLVideo", "NLTensor"]),
-        .testTarget(name: "NLDataTests", dependencies: ["NLData"]),
+        .testTarget(name: "NLVideoTests", dependencies: ["NLVideo", "NLTestSupport"]),
+        .testTarget(name: "NLDataTests", dependencies: ["NLData", "NLTestSupport"]),
         .testTarget(name: "NLTrainTests", dependencies: ["NLTrain", "NLTestSupport"]),
         // End-to-end tests of the built commands.
         .testTarget(name: "CLITests", dependencies: ["NLTrain", "NLTestSupport"]),

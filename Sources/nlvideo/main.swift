@@ -1,13 +1,13 @@
 import ArgumentParser
 import Foundation
-import NLData
+import NLTrain
 
 @main
 struct NLVideoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nlvideo",
         abstract: "Probe and decode videos with FFmpeg, as the training pipeline reads them.",
-        subcommands: [Probe.self, Frames.self])
+        subcommands: [Probe.self, Frames.self, Check.self])
 }
 
 struct Probe: ParsableCommand {
@@ -110,6 +110,84 @@ struct Frames: ParsableCommand {
         } catch {
             FileHandle.standardError.write(Data("nlvideo: \(error)\n".utf8))
             throw ExitCode(74)
+        }
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Read every video of a dataset and report the missing and undecodable ones.",
+        discussion: """
+            The dataset comes from --config (its [data] section; --split train, val or both) or from an annotation \
+            file with --format and --root. Videos are read several at once with a progress bar (plain lines when not \
+            on a terminal). By default the first, middle and last frames of each video are decoded, which finds \
+            truncated and damaged files; --every-frame decodes all of them. Each problem is printed with its \
+            annotation line; --bad-list writes the paths of the bad videos, one a line. Exit codes: 0 all readable, \
+            64 usage or config error, 65 some video missing or undecodable (or a bad annotation file).
+            """)
+
+    @Argument(help: "An annotation file (instead of --config).")
+    var annotations: String?
+
+    @Option(help: "Config file whose [data] section names the dataset.")
+    var config: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
+    var overrides: [String] = []
+
+    @Option(help: "With --config: train, val or both.")
+    var split = "both"
+
+    @Option(help: "Annotation format without --config: kinetics_csv, list or folders.")
+    var format = "kinetics_csv"
+
+    @Option(help: "Folder the videos are under, without --config.")
+    var root = ""
+
+    @Option(help: "Videos read at once (default: every core).")
+    var workers = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(help: "Decode every frame instead of the first, middle and last.")
+    var everyFrame = false
+
+    @Option(help: "Write the paths of missing and undecodable videos to this file.")
+    var badList: String?
+
+    func validate() throws {
+        if (config == nil) == (annotations == nil) { throw ValidationError("give --config FILE or an annotation file") }
+        if AnnotationFormat(rawValue: format) == nil { throw ValidationError("--format is kinetics_csv, list or folders") }
+        if !["train", "val", "both"].contains(split) { throw ValidationError("--split is train, val or both") }
+    }
+
+    func run() throws {
+        do {
+            var datasets: [Dataset] = []
+            if let config {
+                let resolved = try Config(path: config, overrides: overrides)
+                let splits: [DataSetup.Split] = split == "both" ? (resolved.data.valAnnotations.isEmpty ? [.train] : [.train, .val]) : [DataSetup.Split(rawValue: split)!]
+                datasets = try splits.map { try DataSetup.dataset(resolved, split: $0) }
+            } else {
+                datasets = [try Annotations.load(format: AnnotationFormat(rawValue: format)!, annotations: annotations!, root: root)]
+            }
+            var problems: [DatasetCheck.Problem] = []
+            var videos = 0
+            for dataset in datasets {
+                let progress = Progress(total: dataset.entries.count, label: "checked")
+                problems += DatasetCheck.run(dataset, workers: workers, everyFrame: everyFrame, progress: progress)
+                videos += dataset.entries.count + dataset.missing.count
+            }
+            for p in problems { print("\(p.source): \(p.message)") }
+            let missing = problems.filter { $0.message == "missing" }.count
+            print("checked \(videos) videos: \(videos - problems.count) readable, \(problems.count - missing) undecodable, \(missing) missing")
+            if let badList { try problems.map { $0.path + "\n" }.joined().write(toFile: badList, atomically: true, encoding: .utf8) }
+            if !problems.isEmpty { throw ExitCode(65) }
+        } catch let error as ExitCode {
+            throw error
+        } catch let error as DataError {
+            FileHandle.standardError.write(Data("nlvideo: \(error)\n".utf8))
+            throw ExitCode(65)
+        } catch {
+            exitReporting(error, command: "nlvideo")
         }
     }
 }

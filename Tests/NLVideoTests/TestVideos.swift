@@ -1,16 +1,10 @@
 import Foundation
+import NLTestSupport
 import NLVideo
 
 /// The test videos, made once per test run by scripts/make_test_videos.sh with the ffmpeg CLI.
 enum TestVideos {
-    static let directory: String = {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nl-test-videos-\(getpid())").path
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../scripts/make_test_videos.sh").standardized.path
-        let status = shell(script, [dir]).status
-        precondition(status == 0, "\(script) failed")
-        return dir
-    }()
+    static var directory: String { testVideoDirectory }
 
     /// (file, frames) of every good video.
     static let manifest: [(name: String, frames: Int)] = {
@@ -31,19 +25,6 @@ enum TestVideos {
         if let filter { arguments += ["-vf", filter] }
         return Array(shell("/usr/bin/env", ["ffmpeg"] + arguments + ["-pix_fmt", "rgb24", "-f", "rawvideo", "-"]).output)
     }
-}
-
-@discardableResult
-func shell(_ executable: String, _ arguments: [String]) -> (status: Int32, output: Data) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    try! process.run()
-    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, output)
 }
 
 /// Where two frame buffers first differ, as "frame k" (nil when equal). Comparing large arrays

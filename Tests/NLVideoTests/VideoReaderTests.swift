@@ -1,5 +1,6 @@
 import Foundation
 import NLTensor
+import NLTestSupport
 import NLVideo
 import Testing
 

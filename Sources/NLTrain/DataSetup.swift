@@ -1,0 +1,52 @@
+import NLData
+
+/// The datasets, samplers and clip pipelines a config's [data] and [eval] sections describe.
+public enum DataSetup {
+    public enum Split: String, CaseIterable, Sendable { case train, val }
+
+    /// The split's videos. Class indices come from the classes file or, without one, from the
+    /// training annotations, so that both splits agree.
+    public static func dataset(_ config: Config, split: Split) throws -> Dataset {
+        let data = config.data
+        let annotations = split == .train ? data.trainAnnotations : data.valAnnotations
+        guard !annotations.isEmpty else {
+            throw ConfigError(source: ConfigSource(file: "config", line: 0), message: "[data] \(split.rawValue)_annotations is not set")
+        }
+        return try Annotations.load(format: data.format, annotations: annotations, root: data.root,
+                                    classes: data.classes.isEmpty ? nil : data.classes,
+                                    classesFrom: data.trainAnnotations.isEmpty ? nil : data.trainAnnotations)
+    }
+
+    /// Training: clip_len frames at frame_interval from a random start (num_clips joined in time),
+    /// a short side drawn from train_short_side, a random crop_size crop, a random flip.
+    public static func trainingLoader(_ config: Config, dataset: Dataset, badVideos: BadVideoLog?, rank: Int = 0,
+                                      worldSize: Int = 1) -> DataLoader {
+        let d = config.data
+        let sides = d.trainShortSide
+        let pipeline = ClipPipeline(resize: ShortEdgeResize(range: sides.min()!...sides.max()!), crop: .random(RandomCrop(size: d.cropSize)),
+                                    flip: d.flip ? RandomHorizontalFlip(probability: 0.5) : nil, normalize: normalize(config))
+        var options = DataLoader.Options(batchSize: config.train.batchSize, workers: d.workers, seed: UInt64(config.train.seed))
+        (options.rank, options.worldSize) = (rank, worldSize)
+        return DataLoader(dataset: dataset, sampler: SampleFrames(clipLength: d.clipLength, frameInterval: d.frameInterval, numClips: d.numClips),
+                          pipeline: pipeline, mode: .training, options: options, badVideos: badVideos)
+    }
+
+    /// Evaluation: `clips` clips evenly spaced (eval.num_clips by default), test_short_side, and
+    /// `crops` crop_size crops (test_crop by default: one centre crop or three).
+    public static func evaluationLoader(_ config: Config, dataset: Dataset, clips: Int? = nil, crops: Int? = nil,
+                                        badVideos: BadVideoLog?, rank: Int = 0, worldSize: Int = 1) -> DataLoader {
+        let d = config.data
+        let three = crops.map { $0 == 3 } ?? (d.testCrop == .three)
+        let pipeline = ClipPipeline(resize: ShortEdgeResize(d.testShortSide),
+                                    crop: three ? .three(ThreeCrop(size: d.cropSize)) : .center(CenterCrop(size: d.cropSize)),
+                                    normalize: normalize(config))
+        var options = DataLoader.Options(batchSize: config.eval.batchSize, workers: d.workers, seed: UInt64(config.train.seed))
+        (options.rank, options.worldSize) = (rank, worldSize)
+        let sampler = SampleFrames(clipLength: d.clipLength, frameInterval: d.frameInterval, numClips: clips ?? config.eval.numClips, testMode: true)
+        return DataLoader(dataset: dataset, sampler: sampler, pipeline: pipeline, mode: .evaluation, options: options, badVideos: badVideos)
+    }
+
+    private static func normalize(_ config: Config) -> Normalize {
+        Normalize(mean: config.data.mean.map(Float.init), std: config.data.std.map(Float.init))
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+
+/// Runs an executable and returns its exit status and standard output.
+@discardableResult
+public func shell(_ executable: String, _ arguments: [String]) -> (status: Int32, output: Data) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    try! process.run()
+    let output = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
+}
+
+/// Runs one of the repository's scripts, which must succeed.
+func runScript(_ name: String, _ arguments: [String]) {
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/\(name)").standardized.path
+    precondition(shell(script, arguments).status == 0, "\(script) \(arguments.joined(separator: " ")) failed")
+}
+
+/// The video reader's test files (scripts/make_test_videos.sh), made once per test process.
+public let testVideoDirectory: String = {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nl-test-videos-\(getpid())").path
+    runScript("make_test_videos.sh", [dir])
+    return dir
+}()
+
+/// A small synthetic dataset (scripts/make_synthetic_dataset.sh: 6 classes, 3 training and 1
+/// validation video each, 2 s), made once per test process, with a broken video and a missing
+/// one listed in a copy of the training annotations, train_with_problems.csv (lines 20 and 21).
+public let syntheticDatasetDirectory: String = {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nl-synthetic-\(getpid())").path
+    runScript("make_synthetic_dataset.sh", [dir, "--train", "3", "--val", "1", "--seconds", "2"])
+    try! Data((0..<4000).map { UInt8(truncatingIfNeeded: $0 &* 7919) }).write(to: URL(fileURLWithPath: "\(dir)/train/moving up/BROKENVIDEO_000001_000011.mp4"))
+    let csv = try! String(contentsOfFile: "\(dir)/train.csv", encoding: .utf8)
+    try! (csv + "moving up,BROKENVIDEO,1,11,train\nmoving up,MISSINGVIDE,1,11,train\n").write(toFile: "\(dir)/train_with_problems.csv", atomically: true, encoding: .utf8)
+    return dir
+}()
