@@ -11,8 +11,15 @@ public enum SoftmaxCrossEntropy {
         var loss = 0.0
         for s in 0..<n {
             precondition(labels[s] >= 0 && labels[s] < k, "label \(labels[s]) is not a class of \(k)")
+            // -log softmax as log-sum-exp in Double (as PyTorch's log_softmax): -log of a float32
+            // probability would lose a small loss to rounding and cap a large one.
+            let z = logits.data + s * k
+            var top = -Float.infinity
+            for j in 0..<k { top = max(top, z[j]) }
+            var sum = 0.0
+            for j in 0..<k { sum += exp(Double(z[j] - top)) }
+            loss += log(sum) - Double(z[labels[s]] - top)
             let p = gradient.data + s * k
-            loss -= log(max(Double(p[labels[s]]), Double.leastNonzeroMagnitude))
             p[labels[s]] -= 1
             for j in 0..<k { p[j] /= Float(n) }
         }

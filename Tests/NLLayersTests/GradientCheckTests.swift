@@ -51,6 +51,10 @@ struct GradientCheckTests {
     /// conv weight moves (every pooled window shifts at once), and concatenation's ReLU has P x P'
     /// kinks; so the check runs without sub-sampling, with concatenation's scores all positive.
     /// The pool has its own check above, and PyTorch parity covers the blocks with both.
+    /// Concatenation's theta bias moves the loss so little that float32 rounding dominates a 1e-2
+    /// step's difference quotient (measured: -0.012 at 3e-3, -0.021 or -0.042 at 1e-2 depending
+    /// on OpenBLAS's kernel, against -0.024 analytic); its scores keep 0.5 from ReLU's kink, so a
+    /// 3e-2 step (stencil reach 6e-2) is still smooth and its quotient stable across kernels.
     @Test(arguments: NonLocalBlock.Mode.allCases)
     func nonLocal(mode: NonLocalBlock.Mode) {
         var generator = SeededGenerator(seed: 24)
@@ -60,7 +64,7 @@ struct GradientCheckTests {
             let x = randomTensor([2, 2, 4, 4, 6], using: &generator)
             if mode == .concatenation { conditionConcatenation(block, x) }
             for training in [false, true] {
-                expectGradients(block, x, training: training, "non-local \(mode) useScale \(useScale) training \(training)")
+                expectGradients(block, x, training: training, step: mode == .concatenation ? 3e-2 : 1e-2, "non-local \(mode) useScale \(useScale) training \(training)")
             }
         }
     }
