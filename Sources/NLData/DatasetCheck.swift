@@ -13,7 +13,7 @@ public enum DatasetCheck {
     /// The dataset's missing videos, and those that fail to open or decode: by default the first,
     /// middle and last frames (what truncation and most damage break), with `everyFrame` all of
     /// them. `workers` videos are read at once.
-    public static func run(_ dataset: Dataset, workers: Int, everyFrame: Bool = false, progress: Progress? = nil) -> [Problem] {
+    public static func run(_ dataset: Dataset, workers: Int, everyFrame: Bool = false, progress: ProgressDisplay? = nil) -> [Problem] {
         var problems = dataset.missing.map { Problem(path: $0.path, source: $0.source, message: "missing") }
         let found = Found()
         let next = Counter()

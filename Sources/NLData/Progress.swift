@@ -2,21 +2,25 @@ import Foundation
 
 /// Progress of long work: a bar redrawn in place on a terminal, plain lines otherwise (cron,
 /// files), both with the rate and the time left.
-public final class Progress: @unchecked Sendable {
+public final class ProgressDisplay: @unchecked Sendable {
     public let total: Int
     public let label: String
     public let unit: String
     private let output: FileHandle
     private let interactive: Bool
     private let start = Date()
-    private var done = 0
+    private let initial: Int
+    private var done: Int
     private var lastShown = Date.distantPast
     private var lastLinePercent = -1
     private let lock = NSLock()
 
-    /// `interactive` defaults to whether `output` is a terminal.
-    public init(total: Int, label: String, unit: String = "videos", output: FileHandle = .standardError, interactive: Bool? = nil) {
+    /// `interactive` defaults to whether `output` is a terminal; `completed` units were done
+    /// before (a resumed run): they count towards the total, not towards the rate.
+    public init(total: Int, label: String, unit: String = "videos", completed: Int = 0, output: FileHandle = .standardError,
+                interactive: Bool? = nil) {
         (self.total, self.label, self.unit, self.output) = (max(total, 0), label, unit, output)
+        (initial, done) = (completed, completed)
         self.interactive = interactive ?? (isatty(output.fileDescriptor) != 0)
     }
 
@@ -35,11 +39,11 @@ public final class Progress: @unchecked Sendable {
     private func show(final: Bool) {
         let now = Date()
         let elapsed = now.timeIntervalSince(start)
-        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let rate = elapsed > 0 ? Double(done - initial) / elapsed : 0
         let left = rate > 0 ? Double(total - done) / rate : 0
         let percent = total > 0 ? done * 100 / total : 100
         let status = "\(label) \(done)/\(total) \(unit), \(String(format: "%.1f", rate))/s, "
-            + (final ? "took \(Progress.duration(elapsed))" : "\(Progress.duration(left)) left")
+            + (final ? "took \(ProgressDisplay.duration(elapsed))" : "\(ProgressDisplay.duration(left)) left")
         if interactive {
             guard final || now.timeIntervalSince(lastShown) >= 0.1 else { return }
             lastShown = now

@@ -172,7 +172,7 @@ struct Check: ParsableCommand {
             var problems: [DatasetCheck.Problem] = []
             var videos = 0
             for dataset in datasets {
-                let progress = Progress(total: dataset.entries.count, label: "checked")
+                let progress = ProgressDisplay(total: dataset.entries.count, label: "checked")
                 problems += DatasetCheck.run(dataset, workers: workers, everyFrame: everyFrame, progress: progress)
                 videos += dataset.entries.count + dataset.missing.count
             }
