@@ -45,7 +45,7 @@ let package = Package(
         .testTarget(name: "NLModelsTests", dependencies: ["NLModels", "NLTrain", "NLTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "NLVideoTests", dependencies: ["NLVideo", "NLTestSupport"]),
         .testTarget(name: "NLDataTests", dependencies: ["NLData", "NLTestSupport"]),
-        .testTarget(name: "NLTrainTests", dependencies: ["NLTrain", "NLTestSupport"]),
+        .testTarget(name: "NLTrainTests", dependencies: ["NLTrain", "NLTestSupport"], exclude: ["Fixtures"]),
         // End-to-end tests of the built commands.
         .testTarget(name: "CLITests", dependencies: ["NLTrain", "NLTestSupport"]),
     ]

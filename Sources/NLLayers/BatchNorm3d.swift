@@ -8,7 +8,8 @@ import NLTensor
 public final class BatchNorm3d: Layer {
     public let channels: Int
     public let epsilon: Float
-    public let momentum: Float
+    /// Weight of each new batch in the running statistics (precise BN changes it).
+    public var momentum: Float
     public let weight: Parameter
     public let bias: Parameter
     public let runningMean: Tensor

@@ -32,13 +32,14 @@ public enum DataSetup {
     }
 
     /// Evaluation: `clips` clips evenly spaced (eval.num_clips by default), test_short_side, and
-    /// `crops` crop_size crops (test_crop by default: one centre crop or three).
+    /// `crops` crops of test_crop_size (test_crop by default: one centre crop or three).
     public static func evaluationLoader(_ config: Config, dataset: Dataset, clips: Int? = nil, crops: Int? = nil,
                                         badVideos: BadVideoLog?, rank: Int = 0, worldSize: Int = 1) -> DataLoader {
         let d = config.data
         let three = crops.map { $0 == 3 } ?? (d.testCrop == .three)
+        let size = d.testCropSize > 0 ? d.testCropSize : d.cropSize
         let pipeline = ClipPipeline(resize: ShortEdgeResize(d.testShortSide),
-                                    crop: three ? .three(ThreeCrop(size: d.cropSize)) : .center(CenterCrop(size: d.cropSize)),
+                                    crop: three ? .three(ThreeCrop(size: size)) : .center(CenterCrop(size: size)),
                                     normalize: normalize(config))
         var options = DataLoader.Options(batchSize: config.eval.batchSize, workers: d.workers, seed: UInt64(config.train.seed))
         (options.rank, options.worldSize) = (rank, worldSize)

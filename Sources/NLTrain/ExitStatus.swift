@@ -1,4 +1,5 @@
 import Foundation
+import NLData
 import NLModels
 
 /// The commands' exit codes (sysexits), so cron and scripts can act on them.
@@ -34,6 +35,8 @@ public func exitStatus(for error: Error) -> (ExitStatus, String) {
     case let e as ConfigError: (.usage, e.description)
     case let e as SafeTensorsError: (e.problem.hasPrefix("cannot") ? .io : .data, e.description)
     case let e as StateDictError: (.data, e.description)
+    case let e as DataError: (.data, e.description)
+    case let e as VideoError: (.data, e.description)
     default: (.internalError, "\(error)")
     }
 }

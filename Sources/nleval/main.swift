@@ -1,11 +1,80 @@
 import ArgumentParser
+import Foundation
 import NLTrain
 
-struct Command: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "nleval", abstract: "Evaluate a checkpoint: top-1, top-5 and mean class accuracy (not yet implemented).")
+@main
+struct NLEval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nleval",
+        abstract: "Evaluate a checkpoint: top-1, top-5 and mean class accuracy on a split of its dataset.",
+        discussion: """
+            The config comes from the checkpoint (nltrain writes it into every checkpoint); --config replaces it \
+            (for weights converted from mmaction2, which carry none) and --set changes keys of either. Each video is \
+            seen as CLIPS clips evenly spaced x CROPS crops (1 centre crop or 3), and its softmax scores are \
+            averaged over the views (mmaction2's average_clips='prob'). Videos that cannot be read are listed and \
+            counted as misses. Exit codes: 0 done, 64 usage or config error, 65 data error, 74 I/O error.
+            """)
+
+    @Option(help: "Checkpoint (safetensors) to evaluate.")
+    var ckpt: String
+
+    @Option(help: "Config file to use instead of the checkpoint's own.")
+    var config: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
+    var overrides: [String] = []
+
+    @Option(help: "Dataset split: val or train.")
+    var split: DataSetup.Split = .val
+
+    @Option(help: ArgumentHelp("Views per video (default: eval.num_clips x data.test_crop's 1 or 3).", valueName: "CLIPSxCROPS"))
+    var views: String?
+
+    @Option(help: ArgumentHelp("Write the metrics and per-class accuracy as JSON to this file.", valueName: "file"))
+    var json: String?
+
+    @Option(help: ArgumentHelp("Write every video's class probabilities as CSV to this file.", valueName: "file"))
+    var dump: String?
+
+    /// --views as (clips, crops).
+    var parsedViews: (clips: Int, crops: Int)? {
+        guard let views else { return nil }
+        let parts = views.lowercased().split(separator: "x").compactMap { Int($0) }
+        guard parts.count == 2, parts[0] > 0, [1, 3].contains(parts[1]) else { return nil }
+        return (parts[0], parts[1])
+    }
+
+    func validate() throws {
+        if views != nil && parsedViews == nil { throw ValidationError("--views takes CLIPSxCROPS, such as 10x3 (crops: 1 or 3)") }
+    }
+
     func run() throws {
-        throw ValidationError("nleval is not implemented yet")
+        do {
+            let checkpoint = try Checkpoint(path: ckpt)
+            let resolved = config != nil ? try Config(path: config, overrides: overrides) : try checkpoint.config(overrides: overrides)
+            try resolved.require(["data.root", "data.\(split.rawValue)_annotations"], by: "nleval")
+            let result = try Evaluator.evaluate(checkpoint: checkpoint, config: resolved, split: split, clips: parsedViews?.clips,
+                                                crops: parsedViews?.crops, progressOutput: .standardError) { line in
+                FileHandle.standardError.write(Data("nleval: \(line)\n".utf8))
+            }
+            let viewText = "\(parsedViews?.clips ?? resolved.eval.numClips)x\(parsedViews?.crops ?? (resolved.data.testCrop == .three ? 3 : 1))"
+            print("\(ckpt) on \(split.rawValue), \(viewText) views: \(result.summary)")
+            if let json {
+                try write(result.json(extra: ["checkpoint": ckpt, "split": split.rawValue, "views": viewText]) + "\n", to: json)
+            }
+            if let dump {
+                try write(result.scoresCSV(classes: result.perClass.map(\.name)), to: dump)
+            }
+        } catch {
+            exitReporting(error, command: "nleval")
+        }
+    }
+
+    private func write(_ text: String, to path: String) throws {
+        do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+            throw CommandError(.io, "\(path): cannot write (\(error.localizedDescription))")
+        }
     }
 }
 
-Command.main()
+extension DataSetup.Split: ExpressibleByArgument {}

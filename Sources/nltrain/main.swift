@@ -1,11 +1,63 @@
 import ArgumentParser
+import Foundation
 import NLTrain
 
-struct Command: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "nltrain", abstract: "Train a Non-local I3D network from a plain-text config (not yet implemented).")
+@main
+struct NLTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nltrain",
+        abstract: "Train a Non-local I3D network from a plain-text config.",
+        discussion: """
+            Trains [model] on [data] with [train]'s SGD and schedule, writing checkpoints, train.log, metrics.jsonl \
+            and bad_videos.txt into [train] work_dir. A work directory with a checkpoint resumes by itself, bit for \
+            bit; a finished one exits 0 at once; a second run on it exits 75. --max-time and SIGTERM/SIGINT stop \
+            after a checkpoint with exit 75: run the same command again to continue (cron: see the README). Exit \
+            codes: 0 done, 64 usage or config error, 65 data error, 70 internal error, 74 I/O error, 75 not finished. \
+            Every key: configs/README.md.
+            """)
+
+    @Option(help: "Config file.")
+    var config: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
+    var overrides: [String] = []
+
+    @Option(help: "Resume from this checkpoint instead of the work directory's latest.")
+    var resume: String?
+
+    @Option(name: .customLong("init"), help: "Start from these weights (model only: fine-tuning, or `nlmodel inflate` output), instead of [model] pretrained.")
+    var initialWeights: String?
+
+    @Option(help: ArgumentHelp("Stop after a checkpoint at the first iteration past this time (90s, 30m, 2h, 1h30m).", valueName: "duration"))
+    var maxTime: String?
+
+    @Flag(help: "Print the resolved config, every key with its value, and exit.")
+    var printConfig = false
+
+    func validate() throws {
+        if config == nil && !printConfig { throw ValidationError("give --config FILE") }
+        if let maxTime, parseDuration(maxTime) == nil { throw ValidationError("--max-time takes a duration such as 90s, 30m, 2h or 1h30m") }
+        if resume != nil && initialWeights != nil { throw ValidationError("give --resume or --init, not both") }
+    }
+
     func run() throws {
-        throw ValidationError("nltrain is not implemented yet")
+        do {
+            let resolved = try Config(path: config, overrides: overrides)
+            if printConfig {
+                print(resolved.text, terminator: "")
+                return
+            }
+            var options = Trainer.Options()
+            options.resume = resume
+            options.initialWeights = initialWeights
+            options.maxTime = maxTime.flatMap(parseDuration)
+            StopSignal.install()
+            let status = try Trainer(config: resolved, options: options).run()
+            if status != .done { throw ExitCode(status.rawValue) }
+        } catch let code as ExitCode {
+            throw code
+        } catch {
+            exitReporting(error, command: "nltrain")
+        }
     }
 }
-
-Command.main()

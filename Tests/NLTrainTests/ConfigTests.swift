@@ -99,4 +99,30 @@ struct ConfigTests {
             #expect(error.message.contains("--set data.train_annotations="))
         }
     }
+
+    static let configsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../configs").standardized.path
+
+    /// configs/README.md documents every key, in its section's table.
+    @Test func everyKeyIsDocumented() throws {
+        let readme = try String(contentsOfFile: "\(Self.configsDirectory)/README.md", encoding: .utf8)
+        let sections = readme.components(separatedBy: "\n### [").dropFirst()
+        for (section, key, _, _) in Config.documentation {
+            let table = sections.first { $0.hasPrefix("\(section)]") } ?? ""
+            #expect(table.contains("| `\(key)` |"), "configs/README.md does not document \(section).\(key)")
+        }
+    }
+
+    /// Every shipped config resolves, and the recipes say what their comments say.
+    @Test func shippedConfigsResolve() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.configsDirectory).filter { $0.hasSuffix(".cfg") }
+        #expect(Set(files).isSuperset(of: ["i3d_nl.cfg", "i3d_nl_8x8.cfg", "i3d.cfg", "gc_i3d.cfg", "demo.cfg"]))
+        for file in files { _ = try Config(path: "\(Self.configsDirectory)/\(file)") }
+        let nl = try Config(path: "\(Self.configsDirectory)/i3d_nl.cfg")
+        #expect(nl.model.name == "nl_i3d_r50" && nl.data.clipLength == 32 && nl.data.frameInterval == 2 && nl.data.trainShortSide == [256, 320])
+        #expect(nl.train.lr == 0.01 && nl.train.lrSteps == [40, 80] && nl.train.epochs == 100 && nl.train.gradClip == 40)
+        #expect(nl.train.keepCheckpoints == 5 && nl.train.checkpointEvery == 1 && nl.model.spec.dropout == 0.5)
+        let fast = try Config(path: "\(Self.configsDirectory)/i3d_nl_8x8.cfg")
+        #expect(fast.data.clipLength == 8 && fast.data.frameInterval == 8 && fast.train.lrPolicy == .cosine && fast.train.preciseBNBatches == 200)
+        #expect(fast.model.spec.nonLocal == nl.model.spec.nonLocal && fast.model.spec.conv1StrideT == 1)
+    }
 }

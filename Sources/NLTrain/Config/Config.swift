@@ -24,6 +24,8 @@ public struct DataSection: Sendable {
     public var cropSize = 224
     public var testShortSide = 256
     public var testCrop: TestCrop = .center
+    /// 0: crop_size.
+    public var testCropSize = 0
     public var flip = true
     public var mean = [123.675, 116.28, 103.53]
     public var std = [58.395, 57.12, 57.375]

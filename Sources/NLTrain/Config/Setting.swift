@@ -31,7 +31,7 @@ extension Setting {
     static func float(_ key: String, _ path: WritableKeyPath<Target, Float>, in range: ClosedRange<Double>, _ help: String) -> Setting {
         Setting(key: key, help: help, read: { target, text in
             target[keyPath: path] = Float(try parseDouble(text, in: range))
-        }, show: { format(Double($0[keyPath: path])) })
+        }, show: { "\($0[keyPath: path])" })  // Float's own shortest form: 0.3, not 0.30000001192092896
     }
 
     static func bool(_ key: String, _ path: WritableKeyPath<Target, Bool>, _ help: String) -> Setting {

@@ -1,0 +1,45 @@
+import Foundation
+
+/// Where a run is, kept in every checkpoint's metadata beside the resolved config.
+public struct TrainingState: Sendable, Equatable {
+    /// The epoch under way (0-based) and the batches of it already done.
+    public var epoch = 0
+    public var iteration = 0
+    /// Batches done over the whole run.
+    public var globalIteration = 0
+    public var bestTop1: Double?
+    public var bestEpoch: Int?
+    /// The dropout generator's state.
+    public var dropoutGenerator: [UInt64] = []
+    /// True once every epoch is done.
+    public var finished = false
+
+    public static let format = "nl-checkpoint-1"
+
+    public init() {}
+
+    public func metadata(config: String) -> [String: String] {
+        var m = ["format": Self.format, "config": config, "epoch": "\(epoch)", "iteration": "\(iteration)",
+                 "global_iteration": "\(globalIteration)", "rng": dropoutGenerator.map(String.init).joined(separator: " "),
+                 "finished": finished ? "true" : "false"]
+        if let bestTop1 { m["best_top1"] = "\(bestTop1)" }
+        if let bestEpoch { m["best_epoch"] = "\(bestEpoch)" }
+        return m
+    }
+
+    /// The state a checkpoint's metadata holds; `path` names it in errors.
+    public init(metadata m: [String: String], path: String) throws {
+        guard m["format"] == Self.format else {
+            throw CommandError(.data, "\(path): not a training checkpoint (its metadata has no format \(Self.format))")
+        }
+        guard let epoch = m["epoch"].flatMap(Int.init), let iteration = m["iteration"].flatMap(Int.init),
+              let global = m["global_iteration"].flatMap(Int.init), let rng = m["rng"] else {
+            throw CommandError(.data, "\(path): the checkpoint's metadata lacks its position (epoch, iteration, global_iteration, rng)")
+        }
+        (self.epoch, self.iteration, globalIteration) = (epoch, iteration, global)
+        dropoutGenerator = rng.split(separator: " ").compactMap { UInt64($0) }
+        bestTop1 = m["best_top1"].flatMap(Double.init)
+        bestEpoch = m["best_epoch"].flatMap(Int.init)
+        finished = m["finished"] == "true"
+    }
+}

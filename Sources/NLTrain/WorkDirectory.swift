@@ -1,0 +1,103 @@
+import Foundation
+
+/// A run's folder: checkpoints, the last_checkpoint pointer, the resolved config, logs, metrics,
+/// bad_videos.txt, and the lock that keeps a second run out.
+public final class WorkDirectory {
+    public let path: String
+    private var lockDescriptor: Int32 = -1
+
+    public init(_ path: String) throws {
+        self.path = path
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw CommandError(.io, "\(path): cannot create the work directory (\(error.localizedDescription))")
+        }
+        guard access(path, W_OK) == 0 else { throw CommandError(.io, "\(path): the work directory is not writable") }
+    }
+
+    deinit { if lockDescriptor >= 0 { close(lockDescriptor) } }
+
+    public func file(_ name: String) -> String { "\(path)/\(name)" }
+
+    /// Takes the directory's lock for this process's life, or fails with exit 75 naming the
+    /// process that holds it. The lock is the kernel's (flock), so a crashed run leaves none.
+    public func lock() throws {
+        let lockPath = file("lock")
+        let fd = open(lockPath, O_RDWR | O_CREAT, 0o644)
+        guard fd >= 0 else { throw CommandError(.io, "\(lockPath): cannot open the lock file") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
+            close(fd)
+            throw CommandError(.notFinished, "another run holds \(path) (\(holder.isEmpty ? "unknown process" : holder)); try again when it ends")
+        }
+        let host = ProcessInfo.processInfo.hostName
+        let text = "pid \(getpid()) on \(host) since \(ISO8601DateFormatter().string(from: Date()))\n"
+        ftruncate(fd, 0)
+        _ = text.withCString { Glibc.write(fd, $0, strlen($0)) }
+        lockDescriptor = fd
+    }
+
+    /// Writes text to a file of the directory, atomically.
+    public func write(_ text: String, to name: String) throws {
+        do { try writeAtomically(Data(text.utf8), to: file(name)) } catch {
+            throw CommandError(.io, "\(file(name)): cannot write (\(error))")
+        }
+    }
+
+    /// Appends a line to a file of the directory.
+    public func append(_ line: String, to name: String) {
+        let target = file(name)
+        if let handle = FileHandle(forWritingAtPath: target) {
+            handle.seekToEndOfFile()
+            handle.write(Data((line + "\n").utf8))
+            try? handle.close()
+        } else {
+            FileManager.default.createFile(atPath: target, contents: Data((line + "\n").utf8))
+        }
+    }
+
+    /// Writes a checkpoint atomically and, unless it is only the best one, points last_checkpoint at it.
+    public func writeCheckpoint(_ checkpoint: SafeTensors, name: String, makeLast: Bool = true) throws {
+        do { try checkpoint.write(to: file(name)) } catch {
+            throw CommandError(.io, "\(file(name)): cannot write the checkpoint (\(error))")
+        }
+        if makeLast { try write(name + "\n", to: "last_checkpoint") }
+    }
+
+    /// The checkpoint to resume from: the one last_checkpoint names or, when it cannot be read, the
+    /// newest other readable one. `refused` hears of each file passed over and why.
+    public func latestCheckpoint(refused: (String) -> Void) -> (Checkpoint, TrainingState)? {
+        let pointed = (try? String(contentsOfFile: file("last_checkpoint"), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter {
+            $0.hasSuffix(".safetensors") && $0 != "best.safetensors"
+        }
+        // Newest first: the pointed one, then by the global iteration in the name.
+        let ordered = (pointed.map { [$0] } ?? []) + names.filter { $0 != pointed }.sorted { iterationInName($0) > iterationInName($1) }
+        for name in ordered {
+            do {
+                let checkpoint = try Checkpoint(path: file(name))
+                let state = try TrainingState(metadata: checkpoint.file.metadata, path: checkpoint.path)
+                return (checkpoint, state)
+            } catch {
+                refused("refusing \(file(name)): \(exitStatus(for: error).1)")
+            }
+        }
+        return nil
+    }
+
+    /// Periodic checkpoints beyond the newest `keep`, removed (the best one is never among them).
+    public func prune(keep: Int) {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasPrefix("iter_") && $0.hasSuffix(".safetensors") }
+        for name in names.sorted(by: { iterationInName($0) > iterationInName($1) }).dropFirst(keep) {
+            try? FileManager.default.removeItem(atPath: file(name))
+        }
+    }
+}
+
+/// Checkpoints are named iter_<global iteration, zero-padded>.safetensors.
+func checkpointName(globalIteration: Int) -> String { String(format: "iter_%08d.safetensors", globalIteration) }
+
+private func iterationInName(_ name: String) -> Int {
+    Int(name.dropFirst("iter_".count).prefix { $0.isNumber }) ?? -1
+}

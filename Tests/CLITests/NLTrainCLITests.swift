@@ -1,0 +1,97 @@
+import Foundation
+import NLTestSupport
+import NLTrain
+import Testing
+
+/// nltrain and nleval as cron and users run them: end to end on the small synthetic dataset, the
+/// exit codes, the lock, signals.
+struct NLTrainCLITests {
+    @Test func trainThenEvaluate() throws {
+        let work = scratchDirectory("cli-train")
+        let config = tinyRunConfig(workDirectory: work)
+        let trained = try run("nltrain", ["--config", config])
+        #expect(trained.status == 0, "\(trained.stderr)")
+        #expect(trained.stdout.contains("validation: top-1") && trained.stdout.contains("finished 2 epochs"))
+        #expect(trained.stdout.contains("iter 4/4 lr") && trained.stdout.contains("clips/s eta"))
+
+        let json = "\(work)/eval.json", dump = "\(work)/scores.csv"
+        let evaluated = try run("nleval", ["--ckpt", "\(work)/best.safetensors", "--views", "2x3", "--json", json, "--dump", dump])
+        #expect(evaluated.status == 0, "\(evaluated.stderr)")
+        #expect(evaluated.stdout.contains("2x3 views: top-1"))
+        let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
+        #expect(metrics["videos"] as? Int == 6 && metrics["failed"] as? Int == 0)
+        for key in ["top1", "top5", "mean_class_accuracy"] { #expect(metrics[key] is Double) }
+        #expect((metrics["per_class"] as? [String: Any])?.count == 6)
+        #expect(try String(contentsOfFile: dump, encoding: .utf8).split(separator: "\n").count == 7)
+
+        // Run again: finished, nothing to do.
+        let again = try run("nltrain", ["--config", config])
+        #expect(again.status == 0 && again.stdout.contains("nothing to do"))
+    }
+
+    /// Broken and missing videos in training: listed, skipped, and the run goes on.
+    @Test func brokenVideosAreSkippedAndListed() throws {
+        let work = scratchDirectory("cli-broken")
+        let config = tinyRunConfig(workDirectory: work, epochs: 1)
+        let r = try run("nltrain", ["--config", config, "--set", "data.train_annotations=\(syntheticDatasetDirectory)/train_with_problems.csv",
+                                    "--set", "train.max_bad_fraction=0.2"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("train_with_problems.csv:21") && r.stdout.contains("1 missing"))
+        let bad = try String(contentsOfFile: "\(work)/bad_videos.txt", encoding: .utf8)
+        #expect(bad.contains("BROKENVIDEO"))
+        // Past max_bad_fraction the run stops with exit 65.
+        let strict = try run("nltrain", ["--config", tinyRunConfig(workDirectory: scratchDirectory("cli-strict"), epochs: 1),
+                                         "--set", "data.train_annotations=\(syntheticDatasetDirectory)/train_with_problems.csv",
+                                         "--set", "train.max_bad_fraction=0.01"])
+        #expect(strict.status == 65 && strict.stderr.contains("max_bad_fraction"), "\(strict.stderr)")
+    }
+
+    @Test func exitCodes() throws {
+        let config = tinyRunConfig(workDirectory: scratchDirectory("cli-codes"), epochs: 1)
+        let typo = try run("nltrain", ["--config", config, "--set", "train.lr_step=3"])
+        #expect(typo.status == 64 && typo.stderr.contains("did you mean 'lr_steps'?"))
+        let noAnnotations = try run("nltrain", ["--config", config, "--set", "data.train_annotations=/nonexistent/train.csv"])
+        #expect(noAnnotations.status == 65 && noAnnotations.stderr.contains("/nonexistent/train.csv"), "\(noAnnotations.stderr)")
+        let unwritable = try run("nltrain", ["--config", config, "--set", "train.work_dir=/proc/nl-work"])
+        #expect(unwritable.status == 74 && unwritable.stderr.contains("/proc/nl-work"), "\(unwritable.stderr)")
+        let notCheckpoint = try run("nleval", ["--ckpt", config])
+        #expect(notCheckpoint.status == 65 && notCheckpoint.stderr.contains(config), "\(notCheckpoint.stderr)")
+        let printed = try run("nltrain", ["--print-config", "--config", config])
+        #expect(printed.status == 0 && printed.stdout.contains("max_bad_fraction = ") && printed.stdout.contains("base_channels = 4"))
+    }
+
+    /// A second run on a work directory another holds exits 75 at once, naming the holder.
+    @Test func theLockKeepsASecondRunOut() throws {
+        let work = scratchDirectory("cli-lock")
+        let holder = try WorkDirectory(work)
+        try holder.lock()
+        let r = try run("nltrain", ["--config", tinyRunConfig(workDirectory: work, epochs: 1)])
+        #expect(r.status == 75 && r.stderr.contains("pid \(getpid())"), "\(r.stderr)")
+    }
+
+    /// SIGTERM (as a scheduler sends before killing) and the time budget stop after a checkpoint
+    /// with exit 75; the same command then continues to the end.
+    @Test func sigtermAndTheTimeBudgetStopAfterACheckpoint() throws {
+        let work = scratchDirectory("cli-signal")
+        let config = tinyRunConfig(workDirectory: work, epochs: 30)  // long enough to be running when the signal comes
+        let budget = try run("nltrain", ["--config", config, "--max-time", "0s"])
+        #expect(budget.status == 75 && budget.stdout.contains("stopped by the time budget"), "\(budget.stderr)")
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("nltrain")
+        process.arguments = ["--config", config]
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        let log = "\(work)/train.log"
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").components(separatedBy: "iter ").count < 3 {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        process.terminate()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 75)
+        #expect(try String(contentsOfFile: log, encoding: .utf8).contains("stopped by SIGTERM"))
+        let resumed = try run("nltrain", ["--config", config, "--max-time", "0"])
+        #expect(resumed.status == 75 && resumed.stdout.contains("resuming from \(work)/iter_"), "\(resumed.stderr)")
+    }
+}

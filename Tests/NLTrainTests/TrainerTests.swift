@@ -1,0 +1,61 @@
+import Foundation
+import NLTestSupport
+import NLTrain
+import Testing
+
+struct TrainerTests {
+    let quiet = FileHandle(forWritingAtPath: "/dev/null")!
+
+    func train(_ workDirectory: String, maxTime: Double? = nil) throws -> NLTrain.ExitStatus {
+        var options = Trainer.Options()
+        options.maxTime = maxTime
+        let config = try Config(path: tinyRunConfig(workDirectory: workDirectory))
+        return try Trainer(config: config, options: options, output: quiet).run()
+    }
+
+    func lastCheckpoint(_ workDirectory: String) throws -> SafeTensors {
+        let name = try String(contentsOfFile: "\(workDirectory)/last_checkpoint", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        return try SafeTensors(contentsOf: "\(workDirectory)/\(name)")
+    }
+
+    /// Stopping after every iteration (the time budget spent at once) and resuming gives, bit for
+    /// bit, the weights, momentum, running statistics and best checkpoint of an uninterrupted run.
+    @Test func resumingEveryIterationGivesTheUninterruptedWeights() throws {
+        let straight = scratchDirectory("straight"), stopped = scratchDirectory("stopped")
+        #expect(try train(straight) == .done)
+        var invocations = 0
+        while try train(stopped, maxTime: 0) == .notFinished { invocations += 1 }
+        #expect(invocations == 7, "a stop after each of 2 x 4 batches but the last")
+        let (a, b) = (try lastCheckpoint(straight), try lastCheckpoint(stopped))
+        #expect(a.names == b.names && a.names.contains { $0.hasPrefix("optimizer.") })
+        let differing = a.names.filter { a.entries[$0]!.bytes != b.entries[$0]!.bytes }
+        #expect(differing.isEmpty, "differ: \(differing.prefix(5))")
+        for key in ["epoch", "iteration", "global_iteration", "rng", "finished", "best_top1"] {
+            #expect(a.metadata[key] == b.metadata[key], "\(key): \(a.metadata[key] ?? "-") vs \(b.metadata[key] ?? "-")")
+        }
+        let (bestA, bestB) = (try SafeTensors(contentsOf: "\(straight)/best.safetensors"), try SafeTensors(contentsOf: "\(stopped)/best.safetensors"))
+        #expect(bestA.names.allSatisfy { bestA.entries[$0]!.bytes == bestB.entries[$0]?.bytes })
+        // A finished run has nothing left to do.
+        #expect(try train(stopped) == .done)
+    }
+
+    /// The work directory after a run: the resolved config, logs, metrics, the last and best
+    /// checkpoints, the pointer, and no more periodic checkpoints than keep_checkpoints.
+    @Test func workDirectoryContents() throws {
+        let dir = scratchDirectory("contents")
+        #expect(try train(dir) == .done)
+        let files = Set(try FileManager.default.contentsOfDirectory(atPath: dir))
+        #expect(files.isSuperset(of: ["config.cfg", "train.log", "metrics.jsonl", "last_checkpoint", "best.safetensors", "lock"]))
+        #expect(files.filter { $0.hasPrefix("iter_") }.count == 2)
+        let metrics = try String(contentsOfFile: "\(dir)/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let train = metrics.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter { $0["mode"] as? String == "train" }
+        #expect(train.count == 8)
+        for key in ["epoch", "iteration", "lr", "loss", "top1", "data_time", "step_time", "clips_per_s", "eta_s", "rss_mib"] {
+            #expect(train.allSatisfy { $0[key] != nil }, "metrics.jsonl lacks \(key)")
+        }
+        #expect(metrics.filter { $0.contains("\"mode\":\"val\"") }.count == 2)
+        let checkpoint = try lastCheckpoint(dir)
+        let config = try Checkpoint(path: dir + "/" + "x", file: checkpoint).config()
+        #expect(config.train.batchSize == 4 && config.data.clipLength == 4, "the checkpoint holds the resolved config")
+    }
+}
