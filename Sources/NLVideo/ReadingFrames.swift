@@ -66,14 +66,24 @@ extension VideoReader {
         var remaining = wanted.count
         try output.pixels.withUnsafeMutableBufferPointer { (pixels: inout UnsafeMutableBufferPointer<UInt8>) throws(VideoError) in
             let base = pixels.baseAddress!
-            try decode(wanted: Set(wanted), from: wanted.first!, through: wanted.last!) { i, frame in
-                guard let targets = slots[i] else { return false }
-                let first = base + targets[0] * frameBytes
-                converter.convert(frame, width: width, height: height, rotation: rotation, flags: flags, into: first)
-                for slot in targets.dropFirst() { (base + slot * frameBytes).update(from: first, count: frameBytes) }
-                slots[i] = nil
-                remaining -= 1
-                return remaining == 0
+            func read(before keyframeLimit: Int?) throws(VideoError) -> Int? {
+                let pending = slots.keys.sorted()
+                return try decode(wanted: Set(pending), from: pending.first!, through: pending.last!, keyframeBefore: keyframeLimit) { i, frame in
+                    guard let targets = slots[i] else { return false }
+                    let first = base + targets[0] * frameBytes
+                    converter.convert(frame, width: width, height: height, rotation: rotation, flags: flags, into: first)
+                    for slot in targets.dropFirst() { (base + slot * frameBytes).update(from: first, count: frameBytes) }
+                    slots[i] = nil
+                    remaining -= 1
+                    return remaining == 0
+                }
+            }
+            // An open GOP's keyframe is no clean entry point: frames after it may still refer to
+            // the GOP before, and the decoder drops them. Once, go back one keyframe and read
+            // what is missing from there.
+            if let keyframe = try read(before: nil), remaining > 0, keyframe > 0 {
+                position = nil
+                _ = try read(before: keyframe)
             }
         }
         if remaining > 0 {
@@ -102,12 +112,17 @@ extension VideoReader {
     /// `deliver` until it returns true or the range is passed. Frames that are neither `wanted`
     /// nor referenced by other frames are not decoded at all. Every loop is bounded: at most as
     /// many packets as the index holds, plus a margin, are read.
-    func decode(wanted: Set<Int>, from first: Int, through last: Int,
-                _ deliver: (Int, UnsafeMutablePointer<AVFrame>) -> Bool) throws(VideoError) {
-        let keyframe = index.keyframes.last { $0.index <= first }!
+    /// Returns the index of the keyframe it sought to, or nil when it went on from where the last
+    /// read stopped; `keyframeBefore` makes it seek to a keyframe before that index.
+    @discardableResult
+    func decode(wanted: Set<Int>, from first: Int, through last: Int, keyframeBefore limit: Int? = nil,
+                _ deliver: (Int, UnsafeMutablePointer<AVFrame>) -> Bool) throws(VideoError) -> Int? {
+        let keyframe = index.keyframes.last { $0.index <= first && $0.index < (limit ?? Int.max) } ?? index.keyframes[0]
         // Go on decoding forward only when no keyframe lies between here and the target.
+        var sought: Int?
         if position == nil || position! >= first || keyframe.index > position! {
             try seek(to: keyframe)
+            sought = keyframe.index
         }
         // The next frame's index, when counting in output order: known when going on from here,
         // else from the first packet after the seek.
@@ -139,7 +154,7 @@ extension VideoReader {
                 avcodec_send_packet(decoder, nil)
                 _ = drain()
                 position = nil
-                return
+                return sought
             }
             defer { av_packet_unref(packet) }
             guard packet.pointee.stream_index == streamIndex else { continue }
@@ -153,9 +168,10 @@ extension VideoReader {
                 if decodeErrors > 32 { break }
                 continue
             }
-            if drain() { return }
+            if drain() { return sought }
         }
         position = nil
+        return sought
     }
 
     /// What the decoder may skip of this packet's frame: if the frame is not wanted, all of it

@@ -180,7 +180,10 @@ public final class VideoReader {
             var byTimestamp: [Int64: Int] = [:]
             for (i, t) in ticks.enumerated() { byTimestamp[t] = i }
             index.byTimestamp = byTimestamp
-            index.keyframes = packets.filter(\.isKey).map { (byTimestamp[$0.pts!]!, $0.dts ?? $0.pts!) }
+            // Seek by presentation time: demuxers search their index by it (mov shifts it onto its
+            // decoding timeline itself), and a decoding time, earlier by the reordering delay, lands
+            // on the keyframe before, doubling the work.
+            index.keyframes = packets.filter(\.isKey).map { (byTimestamp[$0.pts!]!, $0.pts!) }
         } else {
             ticks = packets.enumerated().map { $0.element.dts ?? Int64($0.offset) }
             // Without reordering a keyframe's decode position is its presentation index. With it
