@@ -235,43 +235,49 @@ public final class Conv3d: Layer {
         }
     }
 
-    /// Visits, for each output row of `rows` in frame `frame`, every kernel tap as
-    /// (row offset in the tile, tap index, input element offset or nil where padding).
+    /// Visits, for each output row of `rows` in frame `frame` and each (kt, kh) of the kernel, the
+    /// row of kw taps as one run: (row offset in the tile, the run's first column, the input
+    /// element offset of its first inside tap, and the inside taps kLow..<kHigh), or with a nil
+    /// offset when the whole run is padding. Consecutive kw taps read consecutive input columns,
+    /// so the inside part of a run is one contiguous block of (kHigh - kLow) * Cin floats.
     @inline(__always)
-    private func forEachTap(_ g: Geometry, frame: Int, rows: Range<Int>, _ body: (Int, Int, Int?) -> Void) {
-        let (s, to) = (frame / g.tOut, frame % g.tOut)
+    private func forEachRun(_ g: Geometry, frame: Int, rows: Range<Int>, _ body: (Int, Int, Int?, Range<Int>) -> Void) {
+        let (s, to, cin, kw) = (frame / g.tOut, frame % g.tOut, inputChannels, kernelSize.w)
         for r in rows {
             let (ho, wo) = (r / g.wOut, r % g.wOut)
-            var tap = 0
+            let wStart = wo * stride.w - padding.w
+            let inside = max(0, -wStart)..<max(max(0, -wStart), min(kw, g.wIn - wStart))
+            var column = 0
             for kt in 0..<kernelSize.t {
                 let ti = to * stride.t - padding.t + kt
                 for kh in 0..<kernelSize.h {
                     let hi = ho * stride.h - padding.h + kh
-                    for kw in 0..<kernelSize.w {
-                        let wi = wo * stride.w - padding.w + kw
-                        let inside = ti >= 0 && ti < g.tIn && hi >= 0 && hi < g.hIn && wi >= 0 && wi < g.wIn
-                        body(r - rows.lowerBound, tap, inside ? (((s * g.tIn + ti) * g.hIn + hi) * g.wIn + wi) * inputChannels : nil)
-                        tap += 1
-                    }
+                    let valid = ti >= 0 && ti < g.tIn && hi >= 0 && hi < g.hIn && !inside.isEmpty
+                    let offset = valid ? (((s * g.tIn + ti) * g.hIn + hi) * g.wIn + wStart + inside.lowerBound) * cin : nil
+                    body(r - rows.lowerBound, column, offset, inside)
+                    column += kw * cin
                 }
             }
         }
     }
 
     private func fillColumns(_ x: Tensor, _ g: Geometry, frame: Int, rows: Range<Int>, into col: UnsafeMutablePointer<Float>) {
-        let (cin, width, src) = (inputChannels, columnWidth, x.data)
-        forEachTap(g, frame: frame, rows: rows) { row, tap, offset in
-            let dst = col + row * width + tap * cin
-            if let offset { dst.update(from: src + offset, count: cin) } else { dst.update(repeating: 0, count: cin) }
+        let (cin, width, src, kw) = (inputChannels, columnWidth, x.data, kernelSize.w)
+        forEachRun(g, frame: frame, rows: rows) { row, column, offset, inside in
+            let dst = col + row * width + column
+            guard let offset else { dst.update(repeating: 0, count: kw * cin); return }
+            dst.update(repeating: 0, count: inside.lowerBound * cin)
+            (dst + inside.lowerBound * cin).update(from: src + offset, count: inside.count * cin)
+            (dst + inside.upperBound * cin).update(repeating: 0, count: (kw - inside.upperBound) * cin)
         }
     }
 
     private func scatterColumns(_ dcol: UnsafeMutablePointer<Float>, _ g: Geometry, frame: Int, rows: Range<Int>, into dx: Tensor) {
         let (cin, width, dst) = (inputChannels, columnWidth, dx.data)
-        forEachTap(g, frame: frame, rows: rows) { row, tap, offset in
+        forEachRun(g, frame: frame, rows: rows) { row, column, offset, inside in
             guard let offset else { return }
-            let src = dcol + row * width + tap * cin
-            for c in 0..<cin { dst[offset + c] += src[c] }
+            let src = dcol + row * width + column + inside.lowerBound * cin
+            for c in 0..<(inside.count * cin) { dst[offset + c] += src[c] }
         }
     }
 }
