@@ -1,3 +1,4 @@
+import Dispatch
 import NLLayers
 
 /// mmaction2's ResNet3d backbone: a stem (conv1, max pool), four stages of residual blocks, and
@@ -57,27 +58,53 @@ public final class ResNet3d: Layer {
         }
     }
 
-    public func forward(_ x: Tensor, training: Bool) -> Tensor {
-        var y = maxpool.forward(conv1.forward(x, training: training), training: training)
+    /// The layers in the order forward runs them, under their state_dict paths: the stem, each
+    /// residual block (with its non-local or context block), pool2 after the first stage.
+    public var sequence: [(name: String, layer: Layer)] {
+        var list: [(name: String, layer: Layer)] = [("conv1", conv1), ("maxpool", maxpool)]
         for (i, blocks) in stages.enumerated() {
-            for block in blocks { y = block.forward(y, training: training) }
-            if i == 0, let pool2 { y = pool2.forward(y, training: training) }
+            list += blocks.enumerated().map { j, block in (name: "layer\(i + 1).\(j)", layer: block as Layer) }
+            if i == 0, let pool2 { list.append(("pool2", pool2)) }
         }
-        return y
+        return list
+    }
+
+    /// How many layers of `sequence`, from its start, get no gradient: the stem and the frozen
+    /// stages (with pool2 when the first stage is frozen).
+    private var frozenPrefix: Int {
+        guard spec.frozenStages >= 0 else { return 0 }
+        let frozenBlocks = stages.prefix(spec.frozenStages).reduce(0) { $0 + $1.count }
+        return 2 + frozenBlocks + (spec.frozenStages >= 1 && pool2 != nil ? 1 : 0)
+    }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor { forward(x, training: training, timing: nil) }
+
+    public func backward(_ dy: Tensor) -> Tensor { backward(dy, timing: nil) }
+
+    /// Forward, reporting each layer of `sequence` and its seconds to `timing`.
+    public func forward(_ x: Tensor, training: Bool, timing: LayerTiming?) -> Tensor {
+        sequence.reduce(x) { y, step in timed(step.name, timing) { step.layer.forward(y, training: training) } }
     }
 
     /// Back to the first trainable layer; frozen stages below it need no gradient, and nothing
     /// needs the clip's: the result is an empty tensor.
-    public func backward(_ dy: Tensor) -> Tensor {
+    public func backward(_ dy: Tensor, timing: LayerTiming?) -> Tensor {
         var g = dy
-        for (i, blocks) in stages.enumerated().reversed() {
-            if i < spec.frozenStages { return Tensor(zeros: [0]) }
-            if i == 0, let pool2 { g = pool2.backward(g) }
-            for block in blocks.reversed() { g = block.backward(g) }
-        }
-        if spec.frozenStages >= 0 { return Tensor(zeros: [0]) }
-        return conv1.backward(maxpool.backward(g))
+        for step in sequence.dropFirst(max(frozenPrefix, 1)).reversed() { g = timed(step.name, timing) { step.layer.backward(g) } }
+        guard frozenPrefix == 0 else { return Tensor(zeros: [0]) }
+        return timed("conv1", timing) { conv1.backward(g) }
     }
+}
+
+/// Receives a layer's name and the seconds one call of it took.
+public typealias LayerTiming = (String, Double) -> Void
+
+func timed(_ name: String, _ timing: LayerTiming?, _ body: () -> Tensor) -> Tensor {
+    guard let timing else { return body() }
+    let start = DispatchTime.now().uptimeNanoseconds
+    let result = body()
+    timing(name, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    return result
 }
 
 /// mmaction2's I3DHead: global average pooling, dropout, and a linear classifier "fc_cls".
@@ -121,13 +148,20 @@ public final class Recognizer: Layer {
 
     public var children: [(name: String, layer: Layer)] { [("backbone", backbone), ("cls_head", head)] }
 
-    public func forward(_ clip: Tensor, training: Bool) -> Tensor {
+    public func forward(_ clip: Tensor, training: Bool) -> Tensor { forward(clip, training: training, timing: nil) }
+
+    public func backward(_ dLogits: Tensor) -> Tensor { backward(dLogits, timing: nil) }
+
+    /// Forward, reporting each backbone layer's seconds ("backbone.layer3.1") and the head's.
+    public func forward(_ clip: Tensor, training: Bool, timing: LayerTiming?) -> Tensor {
         precondition(clip.rank == 5 && clip.channels == 3, "a clip is (N, T, H, W, 3); got \(clip.shape)")
-        return head.forward(backbone.forward(clip, training: training), training: training)
+        let features = backbone.forward(clip, training: training, timing: timing.map { t in { t("backbone.\($0)", $1) } })
+        return timed("cls_head", timing) { head.forward(features, training: training) }
     }
 
-    public func backward(_ dLogits: Tensor) -> Tensor {
-        backbone.backward(head.backward(dLogits))
+    public func backward(_ dLogits: Tensor, timing: LayerTiming?) -> Tensor {
+        let g = timed("cls_head", timing) { head.backward(dLogits) }
+        return backbone.backward(g, timing: timing.map { t in { t("backbone.\($0)", $1) } })
     }
 
     /// mmaction2's initialisation: every backbone convolution Kaiming normal (fan out, ReLU gain),

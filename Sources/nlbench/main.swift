@@ -6,8 +6,8 @@ import NLTrain
 struct NLBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nlbench",
-        abstract: "Measure the pipeline's speed: decoding (and, as they land, the training step and the whole pipeline).",
-        subcommands: [Decode.self])
+        abstract: "Measure the pipeline's speed: the training step, decoding and the data loader.",
+        subcommands: [Step.self, Decode.self, Loader.self])
 }
 
 struct Decode: ParsableCommand {
@@ -46,6 +46,90 @@ struct Decode: ParsableCommand {
             let result = try benchmark.run()
             print(String(format: "nlbench decode workers=%d clip_len=%d interval=%d short_side=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB",
                          workers, clipLen, frameInterval, shortSide, result.clips, result.seconds, result.clipsPerSecond, peakResidentMiB))
+        } catch {
+            exitReporting(error, command: "nlbench")
+        }
+    }
+}
+
+struct Loader: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make training batches of a config's [data] as nltrain's loader does and report clips per second.",
+        discussion: """
+            Decoding, scale jitter, crops, flips and normalising, on data.workers threads, with nothing consuming \
+            the batches: the most the loader can feed the training step. Prints one line: clips/s, seconds, peak RSS.
+            """)
+
+    @Option(help: "Config file.")
+    var config: String
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
+    var overrides: [String] = []
+
+    @Option(help: "Batches to make.")
+    var batches = 20
+
+    func run() throws {
+        do {
+            var benchmark = LoaderBenchmark(config: try Config(path: config, overrides: overrides))
+            benchmark.batches = batches
+            let result = try benchmark.run()
+            let d = benchmark.config.data
+            print(String(format: "nlbench loader workers=%d batch=%d clip=%dx%d crop=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB",
+                         d.workers, benchmark.config.train.batchSize, d.clipLength, d.frameInterval, d.cropSize, result.clips,
+                         result.seconds, result.clipsPerSecond, peakResidentMiB))
+        } catch {
+            exitReporting(error, command: "nlbench")
+        }
+    }
+}
+
+struct Step: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time the training step of a model (random input, forward, backward, SGD), as ../shared/bench/pytorch_step.py does.",
+        discussion: """
+            One warm-up step, then --steps timed ones; prints one line in pytorch_step.py's form (train-step GFLOP, \
+            median seconds, GFLOP/s, clips/s, peak RSS) and, with --layers, each layer's forward and backward \
+            milliseconds. NL_THREADS sets the threads (default: every core).
+            """)
+
+    @Option(help: "Clips per step.")
+    var batch = 2
+
+    @Option(help: "Frames per clip.")
+    var frames = 8
+
+    @Option(help: "Height and width of the clip.")
+    var size = 112
+
+    @Option(help: "Model: \(ModelSpec.names.joined(separator: ", ")).")
+    var model = "nl_i3d_r50"
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a [model] key (repeatable).", valueName: "model.key=value"))
+    var overrides: [String] = []
+
+    @Option(help: "Timed steps.")
+    var steps = 3
+
+    @Flag(help: "Print each layer's forward and backward time.")
+    var layers = false
+
+    func run() throws {
+        do {
+            let config = try Config(path: nil, overrides: ["model.name=\(model)"] + overrides)
+            var benchmark = StepBenchmark(spec: config.model.spec)
+            (benchmark.batch, benchmark.frames, benchmark.size, benchmark.steps) = (batch, frames, size, max(1, steps))
+            let r = benchmark.run()
+            print(String(format: "nlbench %@ threads=%d batch=%d frames=%d size=%d: train-step %.1f GFLOP, median %.3f s, %.1f GFLOP/s, %.2f clips/s, peak RSS %.0f MiB",
+                         model, Parallel.threadCount, batch, frames, size, r.flops / 1e9, r.medianSeconds, r.gflopsPerSecond,
+                         Double(batch) / r.medianSeconds, peakResidentMiB))
+            guard layers else { return }
+            let total = r.layers.reduce(0) { $0 + $1.forward + $1.backward }
+            func padded(_ s: String) -> String { s.padding(toLength: 24, withPad: " ", startingAt: 0) }
+            print(padded("layer") + "  forward ms  backward ms   share")
+            for (name, forward, backward) in r.layers {
+                print(padded(name) + String(format: "%12.1f %12.1f %7.1f%%", forward * 1000, backward * 1000, (forward + backward) / total * 100))
+            }
         } catch {
             exitReporting(error, command: "nlbench")
         }

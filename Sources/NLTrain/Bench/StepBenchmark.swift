@@ -1,0 +1,59 @@
+import Foundation
+import NLModels
+
+/// The training-step benchmark, in the form of ../shared/bench/pytorch_step.py: a random clip and
+/// labels, forward, loss, backward, SGD (momentum 0.9, weight decay 1e-4); one warm-up step, then
+/// `steps` timed ones, and their median.
+public struct StepBenchmark {
+    public var spec: ModelSpec
+    public var batch = 2, frames = 8, size = 112
+    public var steps = 3
+
+    public init(spec: ModelSpec) { self.spec = spec }
+
+    public struct Result: Sendable {
+        /// FLOPs of one step as PyTorch's FlopCounterMode counts them (2 a multiply-add).
+        public let flops: Double
+        public let medianSeconds: Double
+        /// Per layer of the sequence (in forward order): the median forward and backward seconds.
+        public let layers: [(name: String, forward: Double, backward: Double)]
+        public var gflopsPerSecond: Double { flops / medianSeconds / 1e9 }
+    }
+
+    /// Forward FLOPs and, for each multiply in backward, the gradient of each operand that needs
+    /// one: 3x the forward's multiply-adds, less the first convolution's input gradient (the
+    /// clip needs none).
+    public static func trainStepFLOPs(_ model: Recognizer, clipShape: [Int]) -> Double {
+        let rows = model.summary(clipShape: clipShape)
+        let total = rows.reduce(0) { $0 + $1.multiplyAdds }
+        let stem = rows.first { $0.name == "backbone.conv1" }!.multiplyAdds
+        return 2 * Double(3 * total - stem)
+    }
+
+    public func run() -> Result {
+        let model = Recognizer(spec: spec)
+        let sgd = SGD(parameters: model.parameters.filter { $0.parameter.requiresGradient }, momentum: 0.9, nesterov: false, weightDecay: 1e-4)
+        var generator = SeededGenerator(seed: 0)
+        let clip = Tensor(zeros: [batch, frames, size, size, 3])
+        clip.fillNormal(std: 1, using: &generator)
+        let labels = (0..<batch).map { _ in generator.below(spec.numClasses) }
+        var forwardTimes: [String: [Double]] = [:], backwardTimes: [String: [Double]] = [:], order: [String] = []
+        var stepTimes: [Double] = []
+        for step in 0...steps {
+            let timed = step > 0
+            let start = DispatchTime.now().uptimeNanoseconds
+            model.zeroGradients()
+            let logits = model.forward(clip, training: true, timing: timed ? { name, seconds in
+                if forwardTimes[name] == nil { order.append(name) }
+                forwardTimes[name, default: []].append(seconds)
+            } : nil)
+            let (_, gradient) = SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: labels)
+            _ = model.backward(gradient, timing: timed ? { backwardTimes[$0, default: []].append($1) } : nil)
+            sgd.step(lr: 0.01)
+            if timed { stepTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+        }
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        return Result(flops: Self.trainStepFLOPs(model, clipShape: clip.shape), medianSeconds: median(stepTimes),
+                      layers: order.map { ($0, median(forwardTimes[$0]!), backwardTimes[$0].map(median) ?? 0) })
+    }
+}
