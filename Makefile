@@ -1,7 +1,7 @@
-# Set-up, build and tests. `make test` is what CI runs (.ci/run).
+# Set-up, build, tests, demo and benchmarks. `make test` is what CI runs (.ci/run).
 SWIFT ?= swift
 
-.PHONY: deps build test fixtures clean
+.PHONY: deps build test demo bench fixtures clean
 
 # System packages (FFmpeg, OpenBLAS), installed with apt-get only when missing.
 deps:
@@ -15,11 +15,20 @@ test: deps
 	$(SWIFT) build -c release --build-tests
 	$(SWIFT) test -c release --skip-build
 
-# Regenerates the PyTorch parity fixtures (needs torch and safetensors; never run by CI).
+# The synthetic dataset, a small non-local network trained on it, and its evaluation.
+demo: build
+	@scripts/demo.sh
+
+# Decoding, the training step and the whole pipeline, measured (see README: Speed).
+bench: build
+	@scripts/bench.sh
+
+# Regenerates the PyTorch fixtures (needs torch and safetensors; never run by CI).
 PYTHON ?= /tmp/torch/bin/python
 fixtures:
 	$(PYTHON) scripts/make_layer_fixtures.py
 	$(PYTHON) scripts/make_model_fixtures.py
+	$(PYTHON) scripts/make_train_fixtures.py
 
 clean:
 	rm -rf .build

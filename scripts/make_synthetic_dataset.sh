@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# Writes a Kinetics-style dataset that only motion tells apart: a textured square on a textured
-# background, moving left, right, up or down, or turning clockwise or counterclockwise. Every video
-# draws its own colours, tilt, size, start and speed from the same ranges whatever its class, so a
-# single frame says nothing about the class. Codecs, containers, sizes and frame rates are mixed
-# as in a real download (H.264 mp4 and mkv, VP9 and VP8 webm; 24, 25, 30 fps).
+# Writes a Kinetics-style dataset that only motion tells apart: textured 2:1 rectangles on a
+# textured background, all moving left, right, up or down, or all turning clockwise or
+# counterclockwise. Every video draws its own colours (dark on bright or bright on dark), sizes,
+# tilts, starts and speeds from the same ranges whatever its class, so a single frame says nothing
+# about the class. Codecs, containers, sizes and frame rates are mixed as in a real download
+# (H.264 mp4 and mkv, VP9 and VP8 webm; 24, 25, 30 fps).
 #
-#   scripts/make_synthetic_dataset.sh OUT [--train N] [--val N] [--seconds S] [--seed K]
+#   scripts/make_synthetic_dataset.sh OUT [--train N] [--val N] [--seconds S] [--objects K] [--seed K]
 #
-# N videos per class in each split (default 24 and 8), S seconds each (default 3). Writes
-# OUT/{train,val}/LABEL/YOUTUBEID_START_END.EXT, OUT/train.csv and OUT/val.csv
-# (label,youtube_id,time_start,time_end,split) and OUT/classes.txt. Needs the ffmpeg CLI.
+# N videos per class in each split (default 32 and 8), S seconds each (default 2), K rectangles
+# a video (default 3). Writes OUT/{train,val}/LABEL/YOUTUBEID_START_END.EXT, OUT/train.csv and
+# OUT/val.csv (label,youtube_id,time_start,time_end,split) and OUT/classes.txt. Needs the ffmpeg CLI.
 set -euo pipefail
-out=${1:?usage: make_synthetic_dataset.sh OUT [--train N] [--val N] [--seconds S] [--seed K]}
+out=${1:?usage: make_synthetic_dataset.sh OUT [--train N] [--val N] [--seconds S] [--objects K] [--seed K]}
 shift
-train=24 val=8 seconds=3 seed=1
+train=32 val=8 seconds=2 seed=1 objects=3
 while [ $# -gt 0 ]; do
   case $1 in
     --train) train=$2; shift 2 ;;
     --val) val=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
+    --objects) objects=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 64 ;;
   esac
 done
@@ -37,7 +39,7 @@ printf '%s\n' "${classes[@]}" > "$out/classes.txt"
 
 pick() { local -n list=$1; echo "${list[RANDOM % ${#list[@]}]}"; }
 between() { echo $(($1 + RANDOM % ($2 - $1 + 1))); }
-color() { printf '0x%02x%02x%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)); }
+color() { local low=$1; printf '0x%02x%02x%02x' $((low + RANDOM % 128)) $((low + RANDOM % 128)) $((low + RANDOM % 128)); }
 youtube_id() { local chars=abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_- id=; for _ in $(seq 11); do id+=${chars:RANDOM % 64:1}; done; echo "$id"; }
 
 made=0 total=$(( (train + val) * ${#classes[@]} ))
@@ -49,34 +51,43 @@ for split in train val; do
     for _ in $(seq "$count"); do
       size=$(pick sizes); w=${size%x*}; h=${size#*x}; rate=$(pick rates)
       encoder=$(pick encoders); ext=${encoder%%:*}; options=${encoder#*:}
-      side=$(between $((h / 4)) $((h / 3)))      # the square's side
-      tilt=$(between 0 89)                       # degrees, whatever the class
-      span=$((side * 3 / 2))                     # room the tilted square needs
-      speed=$(between $(( (w - span) / (2 * seconds) )) $(( (w - span) * 9 / (10 * seconds) )))
-      vspeed=$(between $(( (h - span) / (2 * seconds) )) $(( (h - span) * 9 / (10 * seconds) )))
-      x0=$(between 0 $((w - span))); y0=$(between 0 $((h - span)))
-      turn=0 x="$x0" y="$y0"
-      case $label in
-        "moving right") x0=$(between 0 $((w - span - speed * seconds))); x="$x0+$speed*t" ;;
-        "moving left") x0=$(between $((speed * seconds)) $((w - span))); x="$x0-$speed*t" ;;
-        "moving down") y0=$(between 0 $((h - span - vspeed * seconds))); y="$y0+$vspeed*t" ;;
-        "moving up") y0=$(between $((vspeed * seconds)) $((h - span))); y="$y0-$vspeed*t" ;;
-        "turning clockwise") turn=$(between 60 150) ;;
-        "turning counterclockwise") turn=-$(between 60 150) ;;
-      esac
+      dark=$((RANDOM % 2 * 128))                   # background dark and objects bright, or the reverse
+      inputs=(-f lavfi -i "color=c=$(color $dark):s=${w}x${h}:r=$rate:d=$seconds,noise=alls=$(between 10 30):allf=p")
+      chain="" scene="[0]"
+      for k in $(seq "$objects"); do
+        side=$(between $((h / 5)) $((h / 3)))      # the rectangle's long side
+        tilt=$(between 0 179)                      # degrees, whatever the class
+        span=$((side * 3 / 2))                     # room the tilted rectangle needs
+        # Across 60 to 95% of the free room over the video.
+        speed=$(between $(( (w - span) * 6 / (10 * seconds) )) $(( (w - span) * 95 / (100 * seconds) )))
+        vspeed=$(between $(( (h - span) * 6 / (10 * seconds) )) $(( (h - span) * 95 / (100 * seconds) )))
+        x0=$(between 0 $((w - span))); y0=$(between 0 $((h - span)))
+        turn=0 x="$x0" y="$y0"
+        case $label in
+          "moving right") x0=$(between 0 $((w - span - speed * seconds))); x="$x0+$speed*t" ;;
+          "moving left") x0=$(between $((speed * seconds)) $((w - span))); x="$x0-$speed*t" ;;
+          "moving down") y0=$(between 0 $((h - span - vspeed * seconds))); y="$y0+$vspeed*t" ;;
+          "moving up") y0=$(between $((vspeed * seconds)) $((h - span))); y="$y0-$vspeed*t" ;;
+          "turning clockwise") turn=$(between 90 180) ;;
+          "turning counterclockwise") turn=-$(between 90 180) ;;
+        esac
+        inputs+=(-f lavfi -i "color=c=$(color $((128 - dark))):s=${side}x$((side / 2)):r=$rate:d=$seconds,noise=alls=$(between 20 40):allf=p,format=rgba")
+        chain+="[$k]rotate=a='($tilt+($turn)*t)*PI/180':c=black@0:ow=$span:oh=$span[o$k];${scene}[o$k]overlay=x='$x':y='$y':shortest=1[s$k];"
+        scene="[s$k]"
+      done
       start=$(between 0 300); id=$(youtube_id)
       file=$(printf '%s/%s/%s/%s_%06d_%06d.%s' "$out" "$split" "$label" "$id" "$start" $((start + 10)) "$ext")
+      # Two encoders at once (every draw above is made in order, so the output does not depend on it).
+      while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n; done
       # shellcheck disable=SC2086
-      ffmpeg -hide_banner -loglevel error -nostdin -y \
-        -f lavfi -i "color=c=$(color):s=${w}x${h}:r=$rate:d=$seconds,noise=alls=$(between 30 70):allf=p" \
-        -f lavfi -i "color=c=$(color):s=${side}x${side}:r=$rate:d=$seconds,noise=alls=$(between 60 90):allf=p,format=rgba" \
-        -filter_complex "[1]rotate=a='($tilt+($turn)*t)*PI/180':c=black@0:ow=$span:oh=$span[object];[0][object]overlay=x='$x':y='$y':shortest=1,format=yuv420p" \
-        $options "$file"
+      ffmpeg -hide_banner -loglevel error -nostdin -y "${inputs[@]}" \
+        -filter_complex "${chain}${scene}format=yuv420p" $options "$file" &
       echo "$label,$id,$start,$((start + 10)),$split" >> "$out/$split.csv"
       made=$((made + 1))
       [ -t 1 ] && printf '\r%d/%d videos' "$made" "$total"
     done
   done
 done
+for job in $(jobs -p); do wait "$job"; done  # an encoder that failed fails the script (set -e)
 [ -t 1 ] && echo
 echo "wrote $made videos of ${#classes[@]} classes to $out ($train train and $val val per class)"

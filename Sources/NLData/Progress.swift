@@ -51,8 +51,8 @@ public final class ProgressDisplay: @unchecked Sendable {
             let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
             output.write(Data("\r[\(bar)] \(status)\u{1B}[K\(final ? "\n" : "")".utf8))
         } else {
-            // A line at every tenth of the way, and at least every 30 seconds.
-            guard final || percent / 10 > lastLinePercent / 10 || now.timeIntervalSince(lastShown) >= 30 else { return }
+            // A line at every tenth of the way (the end has its own), and at least every 30 seconds.
+            guard final || (done < total && (percent / 10 > lastLinePercent / 10 || now.timeIntervalSince(lastShown) >= 30)) else { return }
             (lastShown, lastLinePercent) = (now, percent)
             output.write(Data("\(status) (\(percent)%)\n".utf8))
         }

@@ -290,7 +290,7 @@ func argmax(_ logits: Tensor, row: Int) -> Int {
 
 /// One line of JSON with the keys sorted.
 func jsonLine(_ values: [String: Any]) -> String {
-    let data = try! JSONSerialization.data(withJSONObject: values, options: [.sortedKeys])
+    let data = try! JSONSerialization.data(withJSONObject: values, options: [.sortedKeys, .withoutEscapingSlashes])
     return String(decoding: data, as: UTF8.self)
 }
 
