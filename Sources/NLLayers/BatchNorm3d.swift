@@ -5,6 +5,10 @@ import NLTensor
 /// - training: batch statistics (biased variance to normalise), and running statistics updated
 ///   with `momentum` and the unbiased variance;
 /// - inference, or `frozen` (mmaction2's norm_eval): running statistics, nothing updated.
+///
+/// With `fusedReLU` it is BatchNorm3d then ReLU in one pass over the data and one buffer: the
+/// ReLU is applied as the output is written, and backward masks the incoming gradient where the
+/// output is zero as it reads it (ConvModule's conv-BN-ReLU keeps two activations, not three).
 public final class BatchNorm3d: Layer {
     public let channels: Int
     public let epsilon: Float
@@ -17,17 +21,19 @@ public final class BatchNorm3d: Layer {
     public let batchesTracked = Counter()
     /// Use running statistics even while training, and leave them alone.
     public var frozen = false
+    /// Apply a ReLU to the output (see the type's comment).
+    public let fusedReLU: Bool
 
     private var input: Tensor?
     private var output: Tensor?
-    private var gradInput: Tensor?
     // The statistics the last forward normalised with, and whether they were the batch's.
     private let mean: Tensor
     private let inverseStd: Tensor
     private var usedBatchStatistics = false
 
-    public init(channels: Int, epsilon: Float = 1e-5, momentum: Float = 0.1) {
+    public init(channels: Int, epsilon: Float = 1e-5, momentum: Float = 0.1, fusedReLU: Bool = false) {
         self.channels = channels
+        self.fusedReLU = fusedReLU
         self.epsilon = epsilon
         self.momentum = momentum
         weight = Parameter(shape: [channels], kind: .normalization)
@@ -46,7 +52,10 @@ public final class BatchNorm3d: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.channels == channels, "BatchNorm3d(\(channels)) got input \(x.shape)")
-        let y = reuse(&output, shape: x.shape)
+        // Backward needs the output only for the fused ReLU's mask; otherwise it lives as long
+        // as the layers after need it (a residual sum reads it at once).
+        let y = Tensor(transient: x.shape)
+        output = fusedReLU ? y : nil
         input = x
         usedBatchStatistics = training && !frozen
         let c = channels
@@ -75,10 +84,11 @@ public final class BatchNorm3d: Layer {
             sc[j] = w[j] * s[j]
             sh[j] = b[j] - m[j] * sc[j]
         }
+        let (floor, xp, yp) = (fusedReLU ? Float(0) : -.infinity, x.data, y.data)
         Parallel.forRanges(x.rows, minimumChunk: 256) { _, rows in
             for r in rows {
-                let (xi, yo) = (x.data + r * c, y.data + r * c)
-                for j in 0..<c { yo[j] = xi[j] * sc[j] + sh[j] }
+                let (xi, yo) = (xp + r * c, yp + r * c)
+                for j in 0..<c { yo[j] = max(xi[j] * sc[j] + sh[j], floor) }
             }
         }
         return y
@@ -87,15 +97,16 @@ public final class BatchNorm3d: Layer {
     /// Per-channel mean and biased variance, in two passes for accuracy.
     static func statistics(_ x: Tensor) -> (mean: [Double], variance: [Double]) {
         let c = x.channels, n = Double(x.rows)
+        let xp = x.data
         let sums = columnSumPartials(rows: x.rows, channels: c) { r, acc in
-            let row = x.data + r * c
-            for j in 0..<c { acc[j] += Double(row[j]) }
+            let row = xp + r * c
+            for j in 0..<c { acc[j] += row[j] }
         }
-        let mean = sums.map { $0 / n }
-        let squares = mean.withUnsafeBufferPointer { m in
+        let mean = sums.map { $0 / n }, center = mean.map { Float($0) }
+        let squares = center.withUnsafeBufferPointer { m in
             columnSumPartials(rows: x.rows, channels: c) { r, acc in
-                let row = x.data + r * c
-                for j in 0..<c { let d = Double(row[j]) - m[j]; acc[j] += d * d }
+                let row = xp + r * c
+                for j in 0..<c { let d = row[j] - m[j]; acc[j] += d * d }
             }
         }
         return (mean, squares.map { $0 / n })
@@ -104,15 +115,26 @@ public final class BatchNorm3d: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("BatchNorm3d.backward before forward") }
         precondition(dy.shape == x.shape, "BatchNorm3d.backward got \(dy.shape), input was \(x.shape)")
-        let dx = reuse(&gradInput, shape: x.shape)
+        let dx = Tensor(transient: x.shape)
         let c = channels
         let (m, s) = (mean.data, inverseStd.data)
+        // Raw pointers taken once, so the loops below vectorise. The gradient reaching the
+        // normalisation is dy, or with the fused ReLU dy where the output is above 0.
+        let (xp, gp, dp, fused) = (x.data, dy.data, dx.data, fusedReLU)
+        let yp = output?.data ?? gp  // read only when fused
         // Per channel: sum(dy) and sum(dy * xhat), where xhat = (x - mean) * inverseStd.
+        let vectors = c / 8 * 8
         let sums = columnSumPartials(rows: x.rows, channels: c, width: 2) { r, acc in
-            let (xi, gi) = (x.data + r * c, dy.data + r * c)
-            for j in 0..<c {
-                acc[j] += Double(gi[j])
-                acc[c + j] += Double(gi[j] * (xi[j] - m[j]) * s[j])
+            let (xi, yi, gi, accXhat) = (xp + r * c, yp + r * c, gp + r * c, acc + c)
+            for j in stride(from: 0, to: vectors, by: 8) {
+                let g = fused ? reluMasked(gi.load8(j), where: yi.load8(j)) : gi.load8(j)
+                acc.store8(acc.load8(j) + g, j)
+                accXhat.store8(accXhat.load8(j) + g * (xi.load8(j) - m.load8(j)) * s.load8(j), j)
+            }
+            for j in vectors..<c {
+                let g = !fused || yi[j] > 0 ? gi[j] : 0
+                acc[j] += g
+                accXhat[j] += g * (xi[j] - m[j]) * s[j]
             }
         }
         if weight.requiresGradient { for j in 0..<c { weight.gradient.data[j] += Float(sums[c + j]) } }
@@ -132,8 +154,15 @@ public final class BatchNorm3d: Layer {
         }
         Parallel.forRanges(x.rows, minimumChunk: 256) { _, rows in
             for r in rows {
-                let (xi, gi, di) = (x.data + r * c, dy.data + r * c, dx.data + r * c)
-                for j in 0..<c { di[j] = gn[j] * (gi[j] - md[j] - (xi[j] - m[j]) * s[j] * mx[j]) }
+                let (xi, yi, gi, di) = (xp + r * c, yp + r * c, gp + r * c, dp + r * c)
+                for j in stride(from: 0, to: vectors, by: 8) {
+                    let g = fused ? reluMasked(gi.load8(j), where: yi.load8(j)) : gi.load8(j)
+                    di.store8(gn.load8(j) * (g - md.load8(j) - (xi.load8(j) - m.load8(j)) * s.load8(j) * mx.load8(j)), j)
+                }
+                for j in vectors..<c {
+                    let g = !fused || yi[j] > 0 ? gi[j] : 0
+                    di[j] = gn[j] * (g - md[j] - (xi[j] - m[j]) * s[j] * mx[j])
+                }
             }
         }
         return dx

@@ -22,8 +22,6 @@ public final class ContextBlock: Layer {
     private var weights: Tensor?      // (N, P) attention over positions
     private var context: Tensor?      // (N, 1, 1, 1, C)
     private var gate: Tensor?         // (N, C) sigmoid(T_mul(context))
-    private var output: Tensor?
-    private var gradInput: Tensor?
 
     /// `channelAdd` and `channelMul` are mmcv's fusion types "channel_add" and "channel_mul".
     public init(channels: Int, ratio: Double, pooling: Pooling = .attention, channelAdd: Bool = true, channelMul: Bool = false) {
@@ -82,7 +80,7 @@ public final class ContextBlock: Layer {
                 for j in 0..<c { ctx.data[s * c + j] /= Float(p) }
             }
         }
-        let out = reuse(&output, shape: x.shape)
+        let out = Tensor(transient: x.shape)
         out.copy(from: x)
         if let channelMul {
             let m = reuse(&gate, shape: [n, c])
@@ -100,7 +98,7 @@ public final class ContextBlock: Layer {
     public func backward(_ dOut: Tensor) -> Tensor {
         guard let x = input, let ctx = context else { preconditionFailure("ContextBlock.backward before forward") }
         let n = x.shape[0], c = channels, p = x.rows / n
-        let dx = reuse(&gradInput, shape: x.shape)
+        let dx = Tensor(transient: x.shape)
         dx.copy(from: dOut)
         let dCtx = Tensor(zeros: ctx.shape)
         if let channelAdd {  // d(add term) = sum over positions of dOut

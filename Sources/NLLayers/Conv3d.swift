@@ -21,8 +21,7 @@ public final class Conv3d: Layer {
     public var computesInputGradient = true
 
     private var input: Tensor?
-    private var output: Tensor?
-    private var gradInput: Tensor?
+    private var outputShape: [Int] = []
     private var columns: [Tensor] = []         // per thread chunk: tileRows x (taps * Cin)
     private var weightPartials: [Tensor] = []  // per thread chunk: (taps * Cin) x Cout
 
@@ -66,7 +65,8 @@ public final class Conv3d: Layer {
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
-        let y = reuse(&output, shape: outputShape(for: x.shape))
+        let y = Tensor(transient: outputShape(for: x.shape))
+        outputShape = y.shape
         input = x
         let g = Geometry(input: x.shape, output: y.shape)
         if isRowShifted { forwardRowShifted(x, y, g) } else { forwardTiled(x, y, g) }
@@ -75,10 +75,10 @@ public final class Conv3d: Layer {
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
-        guard let x = input, let y = output else { preconditionFailure("Conv3d.backward before forward") }
-        precondition(dy.shape == y.shape, "Conv3d.backward got \(dy.shape), output was \(y.shape)")
-        let dx = computesInputGradient ? reuse(&gradInput, shape: x.shape) : Tensor(zeros: [0])
-        let g = Geometry(input: x.shape, output: y.shape)
+        guard let x = input else { preconditionFailure("Conv3d.backward before forward") }
+        precondition(dy.shape == outputShape, "Conv3d.backward got \(dy.shape), output was \(outputShape)")
+        let dx = computesInputGradient ? Tensor(transient: x.shape) : Tensor(zeros: [0])
+        let g = Geometry(input: x.shape, output: outputShape)
         if isRowShifted { backwardRowShifted(x, dy, dx, g) } else { backwardTiled(x, dy, dx, g) }
         if let bias, bias.requiresGradient { addColumnSums(of: dy, into: bias.gradient.data) }
         return dx

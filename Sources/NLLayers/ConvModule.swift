@@ -1,18 +1,20 @@
 import NLTensor
 
 /// Convolution, then optionally BatchNorm3d, then optionally ReLU: mmcv's ConvModule, whose
-/// state_dict keys are "conv.*" and "bn.*". The convolution has a bias only without a norm.
+/// state_dict keys are "conv.*" and "bn.*". The convolution has a bias only without a norm. After a
+/// norm the ReLU is the norm's fused one (one pass and one buffer fewer); without, a ReLU layer.
 public final class ConvModule: Layer {
     public let conv: Conv3d
     public let norm: BatchNorm3d?
-    public let activation: ReLU?
+    /// The ReLU of a module without a norm.
+    private let activation: ReLU?
 
     public init(inputChannels: Int, outputChannels: Int, kernelSize: Size3, stride: Size3 = Size3(1),
                 padding: Size3 = Size3(0), normalized: Bool = true, activated: Bool = true) {
         conv = Conv3d(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernelSize,
                       stride: stride, padding: padding, bias: !normalized)
-        norm = normalized ? BatchNorm3d(channels: outputChannels) : nil
-        activation = activated ? ReLU() : nil
+        norm = normalized ? BatchNorm3d(channels: outputChannels, fusedReLU: activated) : nil
+        activation = activated && !normalized ? ReLU() : nil
     }
 
     public var children: [(name: String, layer: Layer)] {

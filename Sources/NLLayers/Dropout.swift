@@ -8,8 +8,6 @@ public final class Dropout: Layer {
     public var generator: SeededGenerator
 
     private var mask: Tensor?     // 0 or 1/(1-p) per element; nil when the last forward was the identity
-    private var output: Tensor?
-    private var gradInput: Tensor?
 
     public init(probability: Float, seed: UInt64 = 0) {
         precondition(probability >= 0 && probability < 1, "dropout probability \(probability) is not in [0, 1)")
@@ -26,14 +24,14 @@ public final class Dropout: Layer {
         let m = Tensor(zeros: x.shape)
         for i in 0..<x.count { m.data[i] = generator.uniform() < probability ? 0 : keep }
         mask = m
-        let y = reuse(&output, shape: x.shape)
+        let y = Tensor(transient: x.shape)
         for i in 0..<x.count { y.data[i] = x.data[i] * m.data[i] }
         return y
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let m = mask else { return dy }
-        let dx = reuse(&gradInput, shape: dy.shape)
+        let dx = Tensor(transient: dy.shape)
         for i in 0..<dy.count { dx.data[i] = dy.data[i] * m.data[i] }
         return dx
     }

@@ -6,7 +6,9 @@
 ///   keep); it remembers what `backward` needs (usually references to its input and output).
 /// - `backward` takes dLoss/dOutput for the last forward, *adds* the parameter gradients into
 ///   each `Parameter.gradient` (zeroing is a separate step, `zeroGradients`), and returns
-///   dLoss/dInput, again a buffer the layer owns.
+///   dLoss/dInput in a transient tensor (`Tensor(transient:)`): the caller's, whose memory goes
+///   back to the pool when the caller drops it, so a backward pass holds only the gradients in
+///   flight, not one for every layer.
 public protocol Layer: AnyObject {
     func forward(_ input: Tensor, training: Bool) -> Tensor
     func backward(_ gradOutput: Tensor) -> Tensor

@@ -9,8 +9,6 @@ public final class LayerNorm: Layer {
     public let bias: Parameter
 
     private var input: Tensor?
-    private var output: Tensor?
-    private var gradInput: Tensor?
     private var mean: [Float] = []
     private var inverseStd: [Float] = []
 
@@ -29,7 +27,7 @@ public final class LayerNorm: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.channels == channels, "LayerNorm(\(channels)) got input \(x.shape)")
-        let y = reuse(&output, shape: x.shape)
+        let y = Tensor(transient: x.shape)
         input = x
         let c = channels
         mean = [Float](repeating: 0, count: x.rows)
@@ -51,7 +49,7 @@ public final class LayerNorm: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("LayerNorm.backward before forward") }
-        let dx = reuse(&gradInput, shape: x.shape)
+        let dx = Tensor(transient: x.shape)
         let (c, w) = (channels, weight.value.data)
         for r in 0..<x.rows {
             let (xi, gi, di) = (x.data + r * c, dy.data + r * c, dx.data + r * c)

@@ -8,8 +8,6 @@ public final class Linear: Layer {
     public let bias: Parameter?
 
     private var input: Tensor?
-    private var output: Tensor?
-    private var gradInput: Tensor?
 
     public init(inputFeatures: Int, outputFeatures: Int, bias: Bool = true) {
         self.inputFeatures = inputFeatures
@@ -24,7 +22,7 @@ public final class Linear: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.channels == inputFeatures, "Linear(\(inputFeatures)->\(outputFeatures)) got input \(x.shape)")
-        let y = reuse(&output, shape: Array(x.shape.dropLast()) + [outputFeatures])
+        let y = Tensor(transient: Array(x.shape.dropLast()) + [outputFeatures])
         input = x
         GEMM.multiply(transposeB: true, m: x.rows, n: outputFeatures, k: inputFeatures, a: x.data, lda: inputFeatures,
                       b: weight.value.data, ldb: inputFeatures, c: y.data, ldc: outputFeatures)
@@ -34,7 +32,7 @@ public final class Linear: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("Linear.backward before forward") }
-        let dx = reuse(&gradInput, shape: x.shape)
+        let dx = Tensor(transient: x.shape)
         if weight.requiresGradient {  // dW += dY^T X
             GEMM.multiply(transposeA: true, m: outputFeatures, n: inputFeatures, k: x.rows, a: dy.data, lda: outputFeatures,
                           b: x.data, ldb: inputFeatures, beta: 1, c: weight.gradient.data, ldc: inputFeatures)

@@ -45,13 +45,6 @@ public final class NonLocalBlock: Layer {
     private var concatTheta: Tensor?   // (N, P): w1 . theta_i, for concatenation
     private var concatPhi: Tensor?     // (N, P'): w2 . phi_j
     private var attended: Tensor?      // (N, T, H, W, C/2): attention * g
-    private var output: Tensor?
-    // Gradient buffers.
-    private var gradInput: Tensor?
-    private var gradAttention: Tensor? // (P, P') for one sample
-    private var gradTheta: Tensor?
-    private var gradPhi: Tensor?
-    private var gradG: Tensor?
 
     public init(channels: Int, mode: Mode = .embeddedGaussian, useScale: Bool = false, subSample: Bool = true) {
         self.channels = channels
@@ -135,7 +128,7 @@ public final class NonLocalBlock: Layer {
                           c: y.data + s * p * inner, ldc: inner)
         }
         let z = convOut.forward(y, training: training)
-        let out = reuse(&output, shape: x.shape)
+        let out = Tensor(transient: x.shape)
         add(x, z, into: out)
         return out
     }
@@ -164,9 +157,9 @@ public final class NonLocalBlock: Layer {
         }
         let n = x.shape[0], p = x.rows / n, pp = ph.rows / n, d = th.channels, inner = innerChannels
         let dy = convOut.backward(dOut)                                  // (N, T, H, W, C/2)
-        let dA = reuse(&gradAttention, shape: [p, pp])
-        let dTh = reuse(&gradTheta, shape: th.shape), dPh = reuse(&gradPhi, shape: ph.shape)
-        let dG = reuse(&gradG, shape: gx.shape)
+        let dA = Tensor(transient: [p, pp])                              // one sample's at a time
+        let dTh = Tensor(transient: th.shape), dPh = Tensor(transient: ph.shape)
+        let dG = Tensor(transient: gx.shape)
         for s in 0..<n {
             let aS = a.data + s * p * pp, dyS = dy.data + s * p * inner, gS = gx.data + s * pp * inner
             // dA = dY g^T, dg = A^T dY
@@ -198,7 +191,7 @@ public final class NonLocalBlock: Layer {
             GEMM.multiply(transposeA: true, m: pp, n: d, k: p, alpha: scale, a: dA.data, lda: pp, b: thS, ldb: d,
                           c: dPhS, ldc: d)
         }
-        let dx = reuse(&gradInput, shape: x.shape)
+        let dx = Tensor(transient: x.shape)
         dx.copy(from: dOut)                                              // the residual path
         add(dx, g.backward(gPool?.backward(dG) ?? dG), into: dx)
         if let theta, let phi {

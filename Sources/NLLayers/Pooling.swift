@@ -7,9 +7,7 @@ public final class MaxPool3d: Layer {
     public let stride: Size3
     public let padding: Size3
 
-    private var inputShape: [Int] = []
-    private var output: Tensor?
-    private var gradInput: Tensor?
+    private var inputShape: [Int] = [], outputShape: [Int] = []
     /// For each output element, the input position (within its sample) that won.
     private var winners: [Int32] = []
 
@@ -34,8 +32,8 @@ public final class MaxPool3d: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         let shape = outputShape(for: x.shape)
-        let y = reuse(&output, shape: shape)
-        inputShape = x.shape
+        let y = Tensor(transient: shape)
+        (inputShape, outputShape) = (x.shape, shape)
         if winners.count != y.count { winners = [Int32](repeating: 0, count: y.count) }
         let (tIn, hIn, wIn, c) = (x.shape[1], x.shape[2], x.shape[3], x.shape[4])
         let (tOut, hOut, wOut) = (shape[1], shape[2], shape[3])
@@ -73,16 +71,15 @@ public final class MaxPool3d: Layer {
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
-        guard let y = output else { preconditionFailure("MaxPool3d.backward before forward") }
-        precondition(dy.shape == y.shape, "MaxPool3d.backward got \(dy.shape), output was \(y.shape)")
-        let dx = reuse(&gradInput, shape: inputShape)
+        precondition(dy.shape == outputShape, "MaxPool3d.backward got \(dy.shape), output was \(outputShape)")
+        let dx = Tensor(transient: inputShape)
         dx.zero()
         let c = inputShape[4], samplePositions = inputShape[1] * inputShape[2] * inputShape[3]
-        let outputPositions = y.rows / inputShape[0]
+        let outputPositions = dy.rows / inputShape[0]
         winners.withUnsafeBufferPointer { win in
             // Windows overlap, so threads split the channels, never the positions.
             Parallel.forRanges(c) { _, channels in
-                for r in 0..<y.rows {
+                for r in 0..<dy.rows {
                     let s = r / outputPositions
                     for j in channels {
                         dx.data[(s * samplePositions + Int(win[r * c + j])) * c + j] += dy.data[r * c + j]
@@ -97,14 +94,12 @@ public final class MaxPool3d: Layer {
 /// Mean over (T, H, W): (N, T, H, W, C) to (N, C).
 public final class GlobalAveragePool: Layer {
     private var inputShape: [Int] = []
-    private var output: Tensor?
-    private var gradInput: Tensor?
 
     public init() {}
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         let (n, c) = (x.shape[0], x.channels)
-        let y = reuse(&output, shape: [n, c])
+        let y = Tensor(transient: [n, c])
         inputShape = x.shape
         let positions = x.rows / n
         Parallel.forEach(n) { s in
@@ -120,7 +115,7 @@ public final class GlobalAveragePool: Layer {
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
-        let dx = reuse(&gradInput, shape: inputShape)
+        let dx = Tensor(transient: inputShape)
         let (n, c) = (inputShape[0], inputShape[4])
         let positions = dx.rows / n
         let scale = 1 / Float(positions)

@@ -3,12 +3,12 @@ import NLTensor
 /// max(0, x), element-wise. Backward passes the gradient where the output is positive.
 public final class ReLU: Layer {
     private var output: Tensor?
-    private var gradInput: Tensor?
 
     public init() {}
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
-        let y = reuse(&output, shape: x.shape)
+        let y = Tensor(transient: x.shape)
+        output = y  // backward's mask
         let (src, dst) = (x.data, y.data)
         forEachElementRange(x.count) { range in
             for i in range { dst[i] = max(src[i], 0) }
@@ -19,10 +19,12 @@ public final class ReLU: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         guard let y = output else { preconditionFailure("ReLU.backward before forward") }
         precondition(dy.shape == y.shape, "ReLU.backward got \(dy.shape), output was \(y.shape)")
-        let dx = reuse(&gradInput, shape: y.shape)
+        let dx = Tensor(transient: y.shape)
         let (out, g, d) = (y.data, dy.data, dx.data)
         forEachElementRange(y.count) { range in
-            for i in range { d[i] = out[i] > 0 ? g[i] : 0 }
+            let vectors = range.lowerBound + range.count / 8 * 8
+            for i in stride(from: range.lowerBound, to: vectors, by: 8) { d.store8(reluMasked(g.load8(i), where: out.load8(i)), i) }
+            for i in vectors..<range.upperBound { d[i] = out[i] > 0 ? g[i] : 0 }
         }
         return dx
     }

@@ -15,8 +15,6 @@ public final class ResidualBlock: Layer {
     public let nonLocal: NonLocalBlock?
     private let relu = ReLU()
 
-    private var sum: Tensor?
-    private var gradInput: Tensor?
 
     /// The block a ResNet3d stage builds at `index`; see `ModelSpec` for the options.
     init(spec: ModelSpec, inputChannels: Int, planes: Int, spatialStride: Int, inflated: Bool,
@@ -66,7 +64,7 @@ public final class ResidualBlock: Layer {
         for conv in convs { branch = conv.forward(branch, training: training) }
         if let context { branch = context.forward(branch, training: training) }
         let shortcut = downsample?.forward(x, training: training) ?? x
-        let s = reuse(&sum, shape: branch.shape)
+        let s = Tensor(transient: branch.shape)  // dropped once the ReLU has read it
         add(branch, shortcut, into: s)
         let out = relu.forward(s, training: training)
         return nonLocal?.forward(out, training: training) ?? out
@@ -77,7 +75,7 @@ public final class ResidualBlock: Layer {
         var dBranch = context?.backward(dSum) ?? dSum
         for conv in convs.reversed() { dBranch = conv.backward(dBranch) }
         let dShortcut = downsample?.backward(dSum) ?? dSum
-        let dx = reuse(&gradInput, shape: dBranch.shape)
+        let dx = Tensor(transient: dBranch.shape)
         add(dBranch, dShortcut, into: dx)
         return dx
     }

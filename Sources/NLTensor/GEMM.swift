@@ -44,7 +44,7 @@ public enum GEMM {
         _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
     ) {
         let slices = Parallel.split(k, minimumChunk: 64)
-        let partials = Tensor(zeros: [slices.count, m, n])
+        let partials = Tensor(transient: [slices.count, m, n])  // each slice overwritten (beta 0) below
         Parallel.forEach(slices.count) { s in
             let depth = slices[s]
             let aSlice = transposeA ? a + depth.lowerBound * lda : a + depth.lowerBound

@@ -4,21 +4,55 @@ import Foundation
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
+    /// Transient storage goes back to the pool when its last view is dropped.
+    private let transient: Bool
 
     /// Zero-filled, so that fresh buffers never carry stale values.
     public init(count: Int) {
+        pointer = Self.allocate(count)
+        memset(pointer, 0, max(count, 1) * MemoryLayout<Float>.stride)
+        self.count = count
+        transient = false
+    }
+
+    /// From the pool of transient buffers, contents undefined.
+    init(transientCount count: Int) {
+        pointer = TransientPool.shared.take(count) ?? Self.allocate(count)
+        self.count = count
+        transient = true
+    }
+
+    static func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
         precondition(count >= 0, "negative element count")
         var raw: UnsafeMutableRawPointer?
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
         guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
             fatalError("out of memory allocating \(bytes) bytes")
         }
-        memset(raw, 0, bytes)
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        self.count = count
+        return raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
-    deinit { free(pointer) }
+    deinit {
+        if transient { TransientPool.shared.give(pointer, count: count) } else { free(pointer) }
+    }
+}
+
+/// Buffers that live for part of a step, such as the gradients backward passes from layer to
+/// layer: each returns here when its tensor is dropped and serves the next request of its size,
+/// so memory holds only what is alive at once, and a step reuses the pages of the last one
+/// instead of faulting in new ones.
+final class TransientPool: @unchecked Sendable {
+    static let shared = TransientPool()
+    private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
+    private let lock = NSLock()
+
+    func take(_ count: Int) -> UnsafeMutablePointer<Float>? {
+        lock.withLock { free[count]?.popLast() }
+    }
+
+    func give(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
+        lock.withLock { free[count, default: []].append(pointer) }
+    }
 }
 
 /// A Float32 tensor with reference semantics, like `torch.Tensor`: copying a `Tensor` value makes
@@ -36,6 +70,15 @@ public struct Tensor: @unchecked Sendable {
         self.shape = shape
         count = shape.reduce(1, *)
         storage = TensorStorage(count: count)
+        offset = 0
+    }
+
+    /// A tensor for the rest of a computation (a gradient passed between layers), from the pool
+    /// of transient buffers: its elements are undefined until written.
+    public init(transient shape: [Int]) {
+        self.shape = shape
+        count = shape.reduce(1, *)
+        storage = TensorStorage(transientCount: count)
         offset = 0
     }
 

@@ -115,6 +115,26 @@ struct NaiveReferenceTests {
         }
     }
 
+    /// BatchNorm3d's fused ReLU is BatchNorm3d then ReLU, bit for bit, forward and backward.
+    @Test func fusedReLUIsBatchNormThenReLU() {
+        var generator = SeededGenerator(seed: 17)
+        for (training, frozen) in [(true, false), (false, false), (true, true)] {
+            let (fused, plain, relu) = (BatchNorm3d(channels: 5, fusedReLU: true), BatchNorm3d(channels: 5), ReLU())
+            randomizeParameters(fused, using: &generator)
+            for (a, b) in zip(fused.state, plain.state) {
+                if case .parameter(let p) = a.entry, case .parameter(let q) = b.entry { q.value.copy(from: p.value) }
+            }
+            (fused.frozen, plain.frozen) = (frozen, frozen)
+            let x = randomTensor([2, 3, 4, 2, 5], using: &generator), dy = randomTensor([2, 3, 4, 2, 5], using: &generator)
+            let y = fused.forward(x, training: training)
+            #expect(y.array == relu.forward(plain.forward(x, training: training), training: training).array)
+            #expect(y.array.contains(0) && y.array.contains { $0 > 0 }, "both sides of the kink")
+            let dx = fused.backward(dy), expected = plain.backward(relu.backward(dy))
+            #expect(dx.array == expected.array && fused.weight.gradient.array == plain.weight.gradient.array)
+            #expect(fused.bias.gradient.array == plain.bias.gradient.array && fused.runningMean.array == plain.runningMean.array)
+        }
+    }
+
     @Test(arguments: NonLocalBlock.Mode.allCases)
     func nonLocalMatchesDefinition(mode: NonLocalBlock.Mode) {
         var generator = SeededGenerator(seed: 16)
