@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
 # make bench: the project's speed, each figure one line.
+# - the training step of nl_i3d_r50 at batch 2 x 8x112x112, 2 x 8x224x224 and 1 x 32x224x224, and
+#   a per-layer breakdown of the middle one (forward and backward);
 # - decoding: the Kinetics training pattern (32 frames at interval 2 from a random start, RGB,
 #   short side 256) over 10-second H.264 videos at 340x256 and 640x360, one reader and two at once;
-# - the loader: training batches at the demo config and at i3d_nl's clip shape, 1 and 2 workers.
+# - the loader alone, and the whole pipeline (loader and training step together: clips/s end to
+#   end and the time spent waiting for data), at the demo config and at i3d_nl's clip shape.
 # The peers run beside it on the same machine (see README, Speed):
+#   scripts/compare_step_with_pytorch.sh                                      (PyTorch)
 #   python3 scripts/bench_decode_python.py data/bench/h264_340x256_*.mp4      (PyAV, decord)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/release
 scripts/make_bench_videos.sh data/bench
 [ -f data/synthetic/val.csv ] || scripts/make_synthetic_dataset.sh data/synthetic
+(cd data/bench && for f in h264_*.mp4; do echo "$f 0"; done) > data/bench/list.txt  # an mmaction2 list file
+i3d_nl_on_bench=(--config configs/i3d_nl.cfg --set data.format=list --set data.root=data/bench
+                 --set data.train_annotations=data/bench/list.txt --set data.classes=)
+
+for shape in "2 8 112" "2 8 224" "1 32 224"; do
+  set -- $shape
+  $bin/nlbench step --batch "$1" --frames "$2" --size "$3"
+done
+$bin/nlbench step --batch 2 --frames 8 --size 224 --layers | tail -n +2
 for size in 340x256 640x360; do
   for workers in 1 2; do
     $bin/nlbench decode data/bench/h264_${size}_*.mp4 --workers $workers --clips 100
   done
 done
-# The bench videos as an mmaction2 list file, for the loader at i3d_nl's clip shape.
-(cd data/bench && for f in h264_*.mp4; do echo "$f 0"; done) > data/bench/list.txt
 for workers in 1 2; do
   $bin/nlbench loader --config configs/demo.cfg --set data.workers=$workers --batches 40
-  $bin/nlbench loader --config configs/i3d_nl.cfg --set data.workers=$workers --set data.format=list \
-    --set data.root=data/bench --set data.train_annotations=data/bench/list.txt --set data.classes= --batches 5
+  $bin/nlbench loader "${i3d_nl_on_bench[@]}" --set data.workers=$workers --batches 5
 done
+$bin/nlbench pipeline --config configs/demo.cfg --iterations 40
+$bin/nlbench pipeline "${i3d_nl_on_bench[@]}" --set train.batch_size=2 --iterations 4

@@ -6,8 +6,8 @@ import NLTrain
 struct NLBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nlbench",
-        abstract: "Measure the pipeline's speed: the training step, decoding and the data loader.",
-        subcommands: [Step.self, Decode.self, Loader.self])
+        abstract: "Measure the pipeline's speed: the training step, decoding, the data loader and the whole pipeline.",
+        subcommands: [Step.self, Decode.self, Loader.self, Pipeline.self])
 }
 
 struct Decode: ParsableCommand {
@@ -130,6 +130,39 @@ struct Step: ParsableCommand {
             for (name, forward, backward) in r.layers {
                 print(padded(name) + String(format: "%12.1f %12.1f %7.1f%%", forward * 1000, backward * 1000, (forward + backward) / total * 100))
             }
+        } catch {
+            exitReporting(error, command: "nlbench")
+        }
+    }
+}
+
+struct Pipeline: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a config's model on its data as nltrain does, writing nothing, and report clips/s and the time spent waiting for data.",
+        discussion: """
+            The loader's workers decode ahead while the model steps; after a warm-up iteration (the loader's start), \
+            --iterations iterations are timed. Prints one line: clips/s end to end and the share of the time the \
+            step waited for a batch.
+            """)
+
+    @Option(help: "Config file.")
+    var config: String
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
+    var overrides: [String] = []
+
+    @Option(help: "Timed iterations.")
+    var iterations = 10
+
+    func run() throws {
+        do {
+            var benchmark = PipelineBenchmark(config: try Config(path: config, overrides: overrides))
+            benchmark.iterations = iterations
+            let r = try benchmark.run()
+            let c = benchmark.config
+            print(String(format: "nlbench pipeline %@ workers=%d batch=%d clip=%dx%d crop=%d: %d clips in %.2f s, %.2f clips/s, waiting for data %.1f%% (first batch %.2f s), peak RSS %.0f MiB",
+                         c.model.name, c.data.workers, c.train.batchSize, c.data.clipLength, c.data.frameInterval, c.data.cropSize,
+                         r.clips, r.seconds, r.clipsPerSecond, r.waitShare * 100, r.firstBatchSeconds, peakResidentMiB))
         } catch {
             exitReporting(error, command: "nlbench")
         }

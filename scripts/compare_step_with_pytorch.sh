@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The training step beside PyTorch's, on this machine: for each shape, ROUNDS rounds of
+# `nlbench step` and ../shared/bench/pytorch_step.py, one right after the other (this machine's
+# speed drifts by 10-20% over minutes, so the two are interleaved), then each one's median.
+#   scripts/compare_step_with_pytorch.sh [ROUNDS]      (needs PYTHON with torch: /tmp/torch/bin/python)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+python=${PYTHON:-/tmp/torch/bin/python}
+yardstick=${YARDSTICK:-../shared/bench/pytorch_step.py}
+median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+for shape in "2 8 112" "2 8 224" "1 32 224"; do
+  set -- $shape
+  ours=() theirs=() ours_rss=() theirs_rss=()
+  for _ in $(seq "$rounds"); do
+    line=$(.build/release/nlbench step --batch "$1" --frames "$2" --size "$3")
+    ours+=("$(sed -E 's/.*median ([0-9.]+) s.*/\1/' <<< "$line")"); ours_rss+=("$(sed -E 's/.*peak RSS ([0-9]+) MiB.*/\1/' <<< "$line")")
+    line=$("$python" "$yardstick" --batch "$1" --frames "$2" --size "$3" 2>/dev/null | tail -1)
+    theirs+=("$(sed -E 's/.*median ([0-9.]+) s.*/\1/' <<< "$line")"); theirs_rss+=("$(sed -E 's/.*peak RSS ([0-9]+) MiB.*/\1/' <<< "$line")")
+    flops=$(sed -E 's/.*train-step ([0-9.]+) GFLOP.*/\1/' <<< "$line")
+  done
+  a=$(printf '%s\n' "${ours[@]}" | median) b=$(printf '%s\n' "${theirs[@]}" | median)
+  ra=$(printf '%s\n' "${ours_rss[@]}" | median) rb=$(printf '%s\n' "${theirs_rss[@]}" | median)
+  awk -v s="$1x$2x$3" -v f="$flops" -v a="$a" -v b="$b" -v ra="$ra" -v rb="$rb" 'BEGIN {
+    printf "batch %s: %s GFLOP; nlbench %.3f s (%.1f GFLOP/s, %d MiB), pytorch %.3f s (%.1f GFLOP/s, %d MiB): %.2fx\n",
+      s, f, a, f / a, ra, b, f / b, rb, b / a }'
+done
