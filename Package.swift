@@ -22,6 +22,7 @@ let package = Package(
             name: "CFFmpeg", pkgConfig: "libavformat libavcodec libswscale libavutil",
             providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libavutil-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
 
         // Libraries, lowest first: a module never imports one listed after it.
         .target(name: "NLTensor", dependencies: ["COpenBLAS"]),
@@ -29,7 +30,8 @@ let package = Package(
         .target(name: "NLModels", dependencies: ["NLLayers"]),
         .target(name: "NLVideo", dependencies: ["CFFmpeg"]),
         .target(name: "NLData", dependencies: ["NLVideo", "NLTensor"]),
-        .target(name: "NLTrain", dependencies: ["NLModels", "NLData"]),
+        .target(name: "NLDistributed", dependencies: ["CMPI"]),
+        .target(name: "NLTrain", dependencies: ["NLModels", "NLData", "NLDistributed"]),
 
         // Executables: argument parsing and wiring only.
         .executableTarget(name: "nltrain", dependencies: ["NLTrain", argumentParser]),

@@ -23,6 +23,10 @@ public final class BatchNorm3d: Layer {
     public var frozen = false
     /// Apply a ReLU to the output (see the type's comment).
     public let fusedReLU: Bool
+    /// Synchronised BatchNorm (a data-parallel job's sync_bn): adds each per-channel sum up over
+    /// every process, in place, so the batch statistics and their gradients are the global
+    /// batch's. nil: this process's batch alone.
+    public var synchronize: ((inout [Double]) -> Void)?
 
     private var input: Tensor?
     private var output: Tensor?
@@ -62,8 +66,8 @@ public final class BatchNorm3d: Layer {
         let (m, s, rm, rv) = (mean.data, inverseStd.data, runningMean.data, runningVariance.data)
         if usedBatchStatistics {
             precondition(x.rows > 1, "BatchNorm3d expects more than 1 value per channel when training, got input \(x.shape)")
-            let (batchMean, variance) = Self.statistics(x)
-            let n = Float(x.rows)
+            let (batchMean, variance, count) = statistics(x)
+            let n = Float(count)
             for j in 0..<c {
                 m[j] = Float(batchMean[j])
                 s[j] = 1 / (Float(variance[j]) + epsilon).squareRoot()
@@ -94,22 +98,25 @@ public final class BatchNorm3d: Layer {
         return y
     }
 
-    /// Per-channel mean and biased variance, in two passes for accuracy.
-    static func statistics(_ x: Tensor) -> (mean: [Double], variance: [Double]) {
-        let c = x.channels, n = Double(x.rows)
-        let xp = x.data
-        let sums = columnSumPartials(rows: x.rows, channels: c) { r, acc in
+    /// Per-channel mean and biased variance over the batch (every process's when synchronised),
+    /// in two passes for accuracy, and the number of values per channel.
+    func statistics(_ x: Tensor) -> (mean: [Double], variance: [Double], count: Double) {
+        let c = x.channels, xp = x.data
+        var sums = columnSumPartials(rows: x.rows, channels: c) { r, acc in
             let row = xp + r * c
             for j in 0..<c { acc[j] += row[j] }
-        }
+        } + [Double(x.rows)]
+        synchronize?(&sums)
+        let n = sums.removeLast()
         let mean = sums.map { $0 / n }, center = mean.map { Float($0) }
-        let squares = center.withUnsafeBufferPointer { m in
+        var squares = center.withUnsafeBufferPointer { m in
             columnSumPartials(rows: x.rows, channels: c) { r, acc in
                 let row = xp + r * c
                 for j in 0..<c { let d = row[j] - m[j]; acc[j] += d * d }
             }
         }
-        return (mean, squares.map { $0 / n })
+        synchronize?(&squares)
+        return (mean, squares.map { $0 / n }, n)
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
@@ -137,19 +144,23 @@ public final class BatchNorm3d: Layer {
                 accXhat[j] += g * (xi[j] - m[j]) * s[j]
             }
         }
+        // The parameters' gradients are this process's (a data-parallel job averages them, as
+        // every gradient); the statistics' are the global batch's when synchronised.
         if weight.requiresGradient { for j in 0..<c { weight.gradient.data[j] += Float(sums[c + j]) } }
         if bias.requiresGradient { for j in 0..<c { bias.gradient.data[j] += Float(sums[j]) } }
+        var global = sums + [Double(x.rows)]
+        if usedBatchStatistics { synchronize?(&global) }
+        let n = global.removeLast()
 
         // With batch statistics: dx = w * s * (dy - mean(dy) - xhat * mean(dy * xhat)).
         // With running statistics, which are constants: dx = w * s * dy.
         let gain = Tensor(zeros: [c]), meanDy = Tensor(zeros: [c]), meanDyXhat = Tensor(zeros: [c])
         let (gn, md, mx) = (gain.data, meanDy.data, meanDyXhat.data)
-        let n = Double(x.rows)
         for j in 0..<c {
             gn[j] = weight.value.data[j] * s[j]
             if usedBatchStatistics {
-                md[j] = Float(sums[j] / n)
-                mx[j] = Float(sums[c + j] / n)
+                md[j] = Float(global[j] / n)
+                mx[j] = Float(global[c + j] / n)
             }
         }
         Parallel.forRanges(x.rows, minimumChunk: 256) { _, rows in

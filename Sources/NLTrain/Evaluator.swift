@@ -21,28 +21,30 @@ public enum Evaluator {
     /// softmax probabilities over its views (mmaction2's average_clips='prob'), and scores the
     /// videos. Videos that fail to decode count as misses. `progress` counts batches.
     public static func evaluate(_ model: Recognizer, loader: DataLoader, progress: ProgressDisplay? = nil) throws -> EvaluationResult {
-        let dataset = loader.dataset, classes = dataset.classes.count
-        var sums = [Int: [Double]](), views = [Int: Int](), failed = Set<Int>()
+        try evaluate(model, loader: loader, progress: progress, parallel: DataParallel(nil))!
+    }
+
+    /// The same over a data-parallel job: each rank scores its share of the videos (the loader's
+    /// rank and world size) and rank 0 gathers them and returns the result; the others, nil.
+    static func evaluate(_ model: Recognizer, loader: DataLoader, progress: ProgressDisplay?, parallel: DataParallel) throws -> EvaluationResult? {
+        var local = VideoScores()
         let iterator = loader.batches(epoch: 0)
         defer { iterator.stop() }
         while let batch = try iterator.next() {
             let probabilities = SoftmaxCrossEntropy.softmax(model.forward(batch.clips, training: false))
             for (k, video) in batch.videos.enumerated() {
-                if batch.failed[k] { failed.insert(video); continue }
-                var sum = sums[video] ?? [Double](repeating: 0, count: classes)
-                for c in 0..<classes { sum[c] += Double(probabilities[k * classes + c]) }
-                sums[video] = sum
-                views[video, default: 0] += 1
+                local.add(video: video, probabilities: batch.failed[k] ? nil : probabilities, row: k)
             }
             progress?.advance()
         }
         progress?.finish()
-        var scores: [(path: String, label: Int, probabilities: [Float])] = []
-        for video in Set(loader.order(epoch: 0)).sorted() where !failed.contains(video) {
-            guard let sum = sums[video] else { continue }
-            scores.append((dataset.entries[video].path, dataset.entries[video].label, sum.map { Float($0 / Double(views[video]!)) }))
+        guard let parts = parallel.gather(local.encoded()) else { return nil }
+        let all = try parts.reduce(into: VideoScores()) { $0.merge(try VideoScores(decoding: $1)) }
+        let dataset = loader.dataset
+        let scores = all.sums.keys.sorted().filter { !all.failed.contains($0) }.map { video in
+            (dataset.entries[video].path, dataset.entries[video].label, all.sums[video]!.map { Float($0 / Double(all.views[video]!)) })
         }
-        let missed = failed.sorted().map { (dataset.entries[$0].path, dataset.entries[$0].label) }
+        let missed = all.failed.sorted().map { (dataset.entries[$0].path, dataset.entries[$0].label) }
         return score(scores, missed: missed, classes: dataset.classes)
     }
 
@@ -72,9 +74,10 @@ extension Evaluator {
     /// What nleval does: `checkpoint`'s weights on `split` of `config`'s dataset, every video seen
     /// as `clips` clips x `crops` crops (the config's eval.num_clips and data.test_crop by default).
     /// Videos that cannot be read are reported through `log` and counted as misses. Progress goes
-    /// to `progressOutput` (a bar on a terminal, lines otherwise).
+    /// to `progressOutput` (a bar on a terminal, lines otherwise). Under mpirun each process
+    /// evaluates its share and rank 0 gets the result; the others get nil.
     public static func evaluate(checkpoint: Checkpoint, config: Config, split: DataSetup.Split, clips: Int? = nil, crops: Int? = nil,
-                                progressOutput: FileHandle? = nil, log: @escaping @Sendable (String) -> Void) throws -> EvaluationResult {
+                                progressOutput: FileHandle? = nil, log: @escaping @Sendable (String) -> Void) throws -> EvaluationResult? {
         let model = Recognizer(spec: config.model.spec)
         try checkpoint.load(into: model)
         let dataset = try DataSetup.dataset(config, split: split)
@@ -83,9 +86,11 @@ extension Evaluator {
             throw CommandError(.data, "\(checkpoint.path): the model has \(config.model.spec.numClasses) classes, the dataset \(dataset.classes.count)")
         }
         let failures = BadVideoLog(file: nil, maxFraction: 1, report: log)
-        let loader = DataSetup.evaluationLoader(config, dataset: dataset, clips: clips, crops: crops, badVideos: failures)
-        let progress = progressOutput.map { ProgressDisplay(total: loader.batchesPerEpoch, label: "evaluating", unit: "batches", output: $0) }
-        return try evaluate(model, loader: loader, progress: progress)
+        let parallel = DataParallel()
+        let loader = DataSetup.evaluationLoader(config, dataset: dataset, clips: clips, crops: crops, badVideos: failures,
+                                                rank: parallel.rank, worldSize: parallel.size)
+        let progress = parallel.isRoot ? progressOutput.map { ProgressDisplay(total: loader.batchesPerEpoch, label: "evaluating", unit: "batches", output: $0) } : nil
+        return try evaluate(model, loader: loader, progress: progress, parallel: parallel)
     }
 }
 
@@ -99,10 +104,13 @@ extension EvaluationResult {
         return jsonLine(values.merging(extra) { a, _ in a })
     }
 
-    /// nleval --dump: one line a video, its path, label and the probability of every class.
+    /// nleval --dump: one line a video, its path, label and the probability of every class (the
+    /// model's classes past the dataset's as class_N).
     public func scoresCSV(classes: [String]) -> String {
         func field(_ s: String) -> String { s.contains(",") || s.contains("\"") ? "\"\(s.replacingOccurrences(of: "\"", with: "\"\""))\"" : s }
-        var lines = [(["path", "label"] + classes).map(field).joined(separator: ",")]
+        let width = scores.first?.probabilities.count ?? classes.count
+        let names = classes + (classes.count..<max(width, classes.count)).map { "class_\($0)" }
+        var lines = [(["path", "label"] + names).map(field).joined(separator: ",")]
         for (path, label, probabilities) in scores {
             lines.append(([field(path), field(classes[label])] + probabilities.map { String(format: "%.6f", $0) }).joined(separator: ","))
         }
@@ -113,5 +121,53 @@ extension EvaluationResult {
     public var summary: String {
         String(format: "top-1 %.2f%%  top-5 %.2f%%  mean class accuracy %.2f%%  (%d videos, %d failed)",
                top1 * 100, top5 * 100, meanClassAccuracy * 100, videos, failed)
+    }
+}
+
+/// Each video's summed class probabilities and views, and the videos that failed: what a rank
+/// sends rank 0 after evaluating its share.
+struct VideoScores {
+    var sums: [Int: [Double]] = [:]
+    var views: [Int: Int] = [:]
+    var failed: Set<Int> = []
+
+    /// Adds one view: row `row` of `probabilities` (nil for a video that failed).
+    mutating func add(video: Int, probabilities: Tensor?, row: Int) {
+        guard let probabilities else { failed.insert(video); return }
+        let width = probabilities.channels
+        var sum = sums[video] ?? [Double](repeating: 0, count: width)
+        for c in 0..<width { sum[c] += Double(probabilities[row * width + c]) }
+        sums[video] = sum
+        views[video, default: 0] += 1
+    }
+
+    /// Another rank's scores. A video two ranks both saw (the last shares are padded with the
+    /// first videos, as PyTorch's DistributedSampler does) is counted once.
+    mutating func merge(_ other: VideoScores) {
+        for (video, sum) in other.sums where sums[video] == nil && !failed.contains(video) {
+            (sums[video], views[video]) = (sum, other.views[video])
+        }
+        for video in other.failed where sums[video] == nil { failed.insert(video) }
+    }
+
+    /// As bytes: per video its index, views (0 when it failed), width, then the sums.
+    func encoded() -> Data {
+        var words: [Double] = []
+        for video in failed.sorted() { words += [Double(video), 0, 0] }
+        for (video, sum) in sums.sorted(by: { $0.key < $1.key }) { words += [Double(video), Double(views[video]!), Double(sum.count)] + sum }
+        return words.withUnsafeBytes { Data($0) }
+    }
+
+    init() {}
+
+    init(decoding data: Data) throws {
+        let words = data.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
+        var i = 0
+        while i + 3 <= words.count {
+            let (video, count, width) = (Int(words[i]), Int(words[i + 1]), Int(words[i + 2]))
+            guard i + 3 + width <= words.count else { throw CommandError(.internalError, "malformed scores from another rank") }
+            if count == 0 { failed.insert(video) } else { (sums[video], views[video]) = (Array(words[(i + 3)..<(i + 3 + width)]), count) }
+            i += 3 + width
+        }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import NLData
+import NLDistributed
 import NLModels
 
 /// The commands' exit codes (sysexits), so cron and scripts can act on them.
@@ -21,9 +22,12 @@ public enum ExitStatus: Int32, Sendable {
 public struct CommandError: Error, CustomStringConvertible {
     public let status: ExitStatus
     public let message: String
-    public init(_ status: ExitStatus, _ message: String) {
+    /// In a data-parallel job: every rank met it at once (rank 0 reports it; all exit with it).
+    public let shared: Bool
+    public init(_ status: ExitStatus, _ message: String, shared: Bool = false) {
         self.status = status
         self.message = message
+        self.shared = shared
     }
     public var description: String { message }
 }
@@ -41,9 +45,19 @@ public func exitStatus(for error: Error) -> (ExitStatus, String) {
     }
 }
 
-/// Prints "command: message" to standard error and exits with the error's status.
+/// Prints "command: message" to standard error and exits with the error's status. In a
+/// data-parallel job an error of one rank ends every rank (MPI_Abort, with the same status), so
+/// none is left waiting for it; an error every rank shares is printed by rank 0 alone.
 public func exitReporting(_ error: Error, command: String) -> Never {
     let (status, message) = exitStatus(for: error)
-    FileHandle.standardError.write(Data("\(command): \(message)\n".utf8))
-    exit(status.rawValue)
+    guard let job = Communicator.world, job.size > 1 else {
+        FileHandle.standardError.write(Data("\(command): \(message)\n".utf8))
+        exit(status.rawValue)
+    }
+    if let shared = error as? CommandError, shared.shared {
+        if job.isRoot { FileHandle.standardError.write(Data("\(command): \(message)\n".utf8)) }
+        exit(status.rawValue)
+    }
+    FileHandle.standardError.write(Data("\(command) (rank \(job.rank) of \(job.size)): \(message)\n".utf8))
+    job.abort(status: status.rawValue)
 }

@@ -16,7 +16,8 @@ public final class SGD {
     public let weightDecay: Float
     /// Whether normalisation weights and biases are decayed too.
     public let decayNormAndBias: Bool
-    private let parameters: [(name: String, parameter: Parameter)]
+    /// The parameters it updates, under their state_dict names.
+    public let parameters: [(name: String, parameter: Parameter)]
     /// Momentum buffers by parameter name; absent until a parameter's first step.
     public private(set) var buffers: [String: Tensor] = [:]
 

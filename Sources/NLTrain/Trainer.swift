@@ -17,18 +17,27 @@ public enum StopSignal {
         sigaddset(&signals, SIGINT)
         pthread_sigmask(SIG_UNBLOCK, &signals, nil)
     }
+}
 
-    static var name: String? {
-        switch received.load(ordering: .relaxed) {
-        case 0: nil
-        case SIGTERM: "SIGTERM"
-        case SIGINT: "SIGINT"
-        case let s: "signal \(s)"
+/// Why a run stops before its end; the ranks of a job agree on the largest any of them asks for.
+enum StopReason: Int, Comparable {
+    case none = 0, timeBudget, sigint, sigterm
+
+    static func < (a: StopReason, b: StopReason) -> Bool { a.rawValue < b.rawValue }
+
+    func describe(maxTime: TimeInterval?) -> String {
+        switch self {
+        case .none: "nothing"
+        case .timeBudget: "the time budget (--max-time \(ProgressDisplay.duration(maxTime ?? 0)))"
+        case .sigint: "SIGINT"
+        case .sigterm: "SIGTERM"
         }
     }
 }
 
-/// `nltrain`: trains the config's model on its dataset, resumably. `log` may be called from the
+/// `nltrain`: trains the config's model on its dataset, resumably, alone or as one rank of a
+/// data-parallel job (mpirun): then every rank trains on its share of each batch, the gradients
+/// are averaged, and rank 0 alone writes the work directory. `log` may be called from the
 /// loader's threads (bad videos), hence the lock.
 public final class Trainer: @unchecked Sendable {
     public struct Options {
@@ -45,6 +54,7 @@ public final class Trainer: @unchecked Sendable {
     public let options: Options
     private let output: FileHandle
     private let interactive: Bool
+    private let parallel = DataParallel()
     private var workDirectory: WorkDirectory!
     private let started = Date()
     private let logLock = NSLock()
@@ -60,18 +70,21 @@ public final class Trainer: @unchecked Sendable {
     /// checkpoint (75), or an error. The work directory's lock is held throughout.
     public func run() throws -> ExitStatus {
         try config.require(["data.root", "data.train_annotations", "train.work_dir"], by: "nltrain")
-        workDirectory = try WorkDirectory(config.train.workDir)
-        try workDirectory.lock()
-        try workDirectory.write(config.text, to: "config.cfg")
+        try onRoot {
+            workDirectory = try WorkDirectory(config.train.workDir)
+            try workDirectory.lock()
+            try workDirectory.write(config.text, to: "config.cfg")
+        }
 
         let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
         let sgd = SGD(parameters: model.parameters.filter { $0.parameter.requiresGradient }, momentum: config.train.momentum,
                       nesterov: config.train.nesterov, weightDecay: config.train.weightDecay, decayNormAndBias: config.train.decayNormAndBias)
         var state = try restore(model: model, sgd: sgd)
         if state.finished {
-            log("\(workDirectory.path) has finished all \(config.train.epochs) epochs" + (state.bestTop1.map { String(format: "; best validation top-1 %.2f%%", $0 * 100) } ?? "") + "; nothing to do")
+            log("\(config.train.workDir) has finished all \(config.train.epochs) epochs" + (state.bestTop1.map { String(format: "; best validation top-1 %.2f%%", $0 * 100) } ?? "") + "; nothing to do")
             return .done
         }
+        if config.train.syncBN { parallel.synchronizeBatchNorms(of: model) }
 
         let trainSet = try DataSetup.dataset(config, split: .train)
         log("training set: \(trainSet.summary)")
@@ -80,22 +93,28 @@ public final class Trainer: @unchecked Sendable {
             throw ConfigError(source: config.sources["model.num_classes"] ?? ConfigSource(file: "config", line: 0),
                               message: "model.num_classes is \(config.model.spec.numClasses) but the dataset has \(trainSet.classes.count) classes")
         }
-        let badVideos = BadVideoLog(file: workDirectory.file("bad_videos.txt"), maxFraction: config.train.maxBadFraction) { [weak self] in self?.log($0) }
-        let loader = DataSetup.trainingLoader(config, dataset: trainSet, badVideos: badVideos)
+        // Every rank lists the videos it could not read in the same file (lines are appended whole).
+        let badVideos = BadVideoLog(file: "\(config.train.workDir)/bad_videos.txt", maxFraction: config.train.maxBadFraction) { [weak self] in
+            self?.log($0, everyRank: true)
+        }
+        let loader = DataSetup.trainingLoader(config, dataset: trainSet, badVideos: badVideos, rank: parallel.rank, worldSize: parallel.size)
         guard loader.batchesPerEpoch > 0 else {
-            throw DataError("the training set has \(trainSet.entries.count) videos, fewer than one batch of \(config.train.batchSize)")
+            throw DataError("the training set has \(trainSet.entries.count) videos, fewer than one batch of \(config.train.batchSize) for each of \(parallel.size) processes")
         }
         let valLoader = try config.data.valAnnotations.isEmpty || config.train.evalEvery == 0 ? nil
-            : DataSetup.evaluationLoader(config, dataset: DataSetup.dataset(config, split: .val), badVideos: BadVideoLog(file: nil, maxFraction: 1) { _ in })
+            : DataSetup.evaluationLoader(config, dataset: DataSetup.dataset(config, split: .val), badVideos: BadVideoLog(file: nil, maxFraction: 1) { _ in },
+                                         rank: parallel.rank, worldSize: parallel.size)
         if let valLoader { log("validation set: \(valLoader.dataset.summary)") }
         let schedule = LearningRateSchedule(config.train, iterationsPerEpoch: loader.batchesPerEpoch)
         let totalIterations = config.train.epochs * loader.batchesPerEpoch
-        log("training \(config.model.name) for \(config.train.epochs) epochs of \(loader.batchesPerEpoch) iterations (batch \(config.train.batchSize)) in \(workDirectory.path)"
+        log("training \(config.model.name) for \(config.train.epochs) epochs of \(loader.batchesPerEpoch) iterations (batch \(config.train.batchSize)"
+            + (parallel.isDistributed ? " on each of \(parallel.size) processes, \(config.train.batchSize * parallel.size) in all" : "")
+            + ") in \(config.train.workDir)"
             + (state.globalIteration > 0 ? ", resuming at epoch \(state.epoch + 1) iteration \(state.iteration)" : ""))
 
-        var meter = Meter()
-        let bar = interactive ? ProgressDisplay(total: totalIterations, label: "training", unit: "iterations",
-                                                completed: state.globalIteration, output: output) : nil
+        var meter = Meter(), bucket: [Float] = []
+        let bar = interactive && parallel.isRoot ? ProgressDisplay(total: totalIterations, label: "training", unit: "iterations",
+                                                                   completed: state.globalIteration, output: output) : nil
         while state.epoch < config.train.epochs {
             let iterator = loader.batches(epoch: state.epoch, from: state.iteration)
             defer { iterator.stop() }
@@ -105,13 +124,15 @@ public final class Trainer: @unchecked Sendable {
                 let stepStart = Date()
                 let lr = schedule.rate(at: state.globalIteration)
                 model.zeroGradients()
+                model.head.dropout.generator = dropoutGenerator(at: state.globalIteration)
                 let logits = model.forward(batch.clips, training: true)
                 let (loss, gradient) = SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: batch.labels)
                 guard loss.isFinite else {
-                    throw CommandError(.internalError, "the loss became \(loss) at iteration \(state.globalIteration + 1); lower train.lr or set train.grad_clip, and resume from the last checkpoint in \(workDirectory.path)")
+                    throw CommandError(.internalError, "the loss became \(loss) at iteration \(state.globalIteration + 1); lower train.lr or set train.grad_clip, and resume from the last checkpoint in \(config.train.workDir)")
                 }
                 let correct = (0..<batch.count).filter { k in argmax(logits, row: k) == batch.labels[k] }.count
                 _ = model.backward(gradient)
+                parallel.averageGradients(of: sgd.parameters, bucket: &bucket)
                 if config.train.gradClip > 0 { sgd.clipGradients(maxNorm: config.train.gradClip) }
                 sgd.step(lr: lr)
                 state.iteration += 1
@@ -123,12 +144,12 @@ public final class Trainer: @unchecked Sendable {
                 }
                 if config.train.checkpointEveryIterations > 0 && state.globalIteration % config.train.checkpointEveryIterations == 0
                     && state.iteration < loader.batchesPerEpoch {
-                    try checkpoint(model, sgd, &state)
+                    try checkpoint(model, sgd, state)
                 }
                 // Mid-epoch stops here; at an epoch's end, after its validation below.
-                if state.iteration < loader.batchesPerEpoch, let reason = stopReason() {
-                    try checkpoint(model, sgd, &state)
-                    log("stopped by \(reason) at epoch \(state.epoch + 1) iteration \(state.iteration); run the same command to continue")
+                if state.iteration < loader.batchesPerEpoch, case let reason = stopReason(), reason != .none {
+                    try checkpoint(model, sgd, state)
+                    log("stopped by \(reason.describe(maxTime: options.maxTime)) at epoch \(state.epoch + 1) iteration \(state.iteration); run the same command to continue")
                     return .notFinished
                 }
                 dataStart = Date()
@@ -138,25 +159,50 @@ public final class Trainer: @unchecked Sendable {
             if let valLoader, state.epoch % config.train.evalEvery == 0 || state.epoch == config.train.epochs {
                 try validate(model, valLoader, training: loader, state: &state)
             }
+            let reason = stopReason()
             let due = config.train.checkpointEvery > 0 && state.epoch % config.train.checkpointEvery == 0
-            if due || state.epoch == config.train.epochs || stopReason() != nil {
+            if due || state.epoch == config.train.epochs || reason != .none {
                 state.finished = state.epoch == config.train.epochs
-                try checkpoint(model, sgd, &state)
+                try checkpoint(model, sgd, state)
             }
-            if !state.finished, let reason = stopReason() {
-                log("stopped by \(reason) after epoch \(state.epoch); run the same command to continue")
+            if !state.finished, reason != .none {
+                log("stopped by \(reason.describe(maxTime: options.maxTime)) after epoch \(state.epoch); run the same command to continue")
                 return .notFinished
             }
         }
         log("finished \(config.train.epochs) epochs in \(ProgressDisplay.duration(Date().timeIntervalSince(started)))"
-            + (state.bestTop1.map { String(format: "; best validation top-1 %.2f%% (epoch %d), %@/best.safetensors", $0 * 100, state.bestEpoch ?? 0, workDirectory.path) } ?? "")
-            + "; last checkpoint \(workDirectory.path)/\(checkpointName(globalIteration: state.globalIteration))")
+            + (state.bestTop1.map { String(format: "; best validation top-1 %.2f%% (epoch %d), %@/best.safetensors", $0 * 100, state.bestEpoch ?? 0, config.train.workDir) } ?? "")
+            + "; last checkpoint \(config.train.workDir)/\(checkpointName(globalIteration: state.globalIteration))")
         return .done
     }
 
-    /// The state to start from: --resume, else the work directory's latest readable checkpoint
-    /// (corrupt ones refused by name), else a fresh run from --init or [model] pretrained.
+    /// Dropout's draws for one iteration of one rank, from (seed, iteration, rank): nothing to
+    /// save in checkpoints, and no two ranks draw the same masks.
+    private func dropoutGenerator(at globalIteration: Int) -> SeededGenerator {
+        SeededGenerator(seed: UInt64(config.train.seed), stream: UInt64(globalIteration) << 16 | UInt64(parallel.rank) + 1)
+    }
+
+    /// The state to start from, read by rank 0 and given to every rank: --resume, else the work
+    /// directory's latest readable checkpoint (corrupt ones refused by name), else a fresh run
+    /// from --init or [model] pretrained.
     private func restore(model: Recognizer, sgd: SGD) throws -> TrainingState {
+        var state = TrainingState()
+        try onRoot { state = try restoreOnRoot(model: model, sgd: sgd) }
+        guard parallel.isDistributed else { return state }
+        var snapshot = SafeTensors()
+        if parallel.isRoot {
+            model.save(into: &snapshot)
+            sgd.save(into: &snapshot)
+            snapshot.metadata = state.metadata(config: config.text)
+        }
+        let shared = try SafeTensors(data: parallel.fromRoot(snapshot.serialized()), path: "rank 0's training state")
+        guard !parallel.isRoot else { return state }
+        try Checkpoint(path: "rank 0's training state", file: shared).load(into: model)
+        try sgd.load(from: shared, path: "rank 0's training state")
+        return try TrainingState(metadata: shared.metadata, path: "rank 0's training state")
+    }
+
+    private func restoreOnRoot(model: Recognizer, sgd: SGD) throws -> TrainingState {
         var found: (Checkpoint, TrainingState)?
         if let path = options.resume {
             let checkpoint = try Checkpoint(path: path)
@@ -170,40 +216,42 @@ public final class Trainer: @unchecked Sendable {
                 let report = model.load(from: try Checkpoint(path: initial).modelState)
                 log("initialised \(report.loaded.count) tensors from \(initial)" + (report.isComplete ? "" : "; not loaded: \(report.summary)"))
             }
-            var fresh = TrainingState()
-            fresh.dropoutGenerator = model.head.dropout.generator.words
-            return fresh
+            return TrainingState()
         }
         try checkpoint.load(into: model)
         try sgd.load(from: checkpoint.file, path: checkpoint.path)
-        if state.dropoutGenerator.count == 4 { model.head.dropout.generator = SeededGenerator(words: state.dropoutGenerator) }
         log("resuming from \(checkpoint.path)")
         return state
     }
 
-    private func checkpoint(_ model: Recognizer, _ sgd: SGD, _ state: inout TrainingState) throws {
-        state.dropoutGenerator = model.head.dropout.generator.words
-        var file = SafeTensors()
-        model.save(into: &file)
-        sgd.save(into: &file)
-        file.metadata = state.metadata(config: config.text)
-        let name = checkpointName(globalIteration: state.globalIteration)
-        try workDirectory.writeCheckpoint(file, name: name)
-        workDirectory.prune(keep: config.train.keepCheckpoints)
+    /// Rank 0 writes the checkpoint; the weights and momentum are the same on every rank.
+    private func checkpoint(_ model: Recognizer, _ sgd: SGD, _ state: TrainingState) throws {
+        try onRoot {
+            var file = SafeTensors()
+            model.save(into: &file)
+            sgd.save(into: &file)
+            file.metadata = state.metadata(config: config.text)
+            let name = checkpointName(globalIteration: state.globalIteration)
+            try workDirectory.writeCheckpoint(file, name: name)
+            workDirectory.prune(keep: config.train.keepCheckpoints)
+        }
     }
 
     private func validate(_ model: Recognizer, _ loader: DataLoader, training: DataLoader, state: inout TrainingState) throws {
         if config.train.preciseBNBatches > 0 {
             try preciseBatchNorm(model, training)
         }
-        let progress = interactive ? ProgressDisplay(total: loader.batchesPerEpoch, label: "validating", unit: "batches", output: output) : nil
-        let result = try Evaluator.evaluate(model, loader: loader, progress: progress)
-        let isBest = result.top1 > (state.bestTop1 ?? -1)
-        log(String(format: "epoch %d validation: top-1 %.2f%% top-5 %.2f%% mean class accuracy %.2f%% (%d videos, %d failed)%@",
-                   state.epoch, result.top1 * 100, result.top5 * 100, result.meanClassAccuracy * 100, result.videos, result.failed, isBest ? ", best so far" : ""))
-        workDirectory.append(jsonLine(["mode": "val", "epoch": state.epoch, "top1": result.top1, "top5": result.top5,
-                                       "mean_class_accuracy": result.meanClassAccuracy, "videos": result.videos, "failed": result.failed]), to: "metrics.jsonl")
-        if isBest {
+        let progress = interactive && parallel.isRoot ? ProgressDisplay(total: loader.batchesPerEpoch, label: "validating", unit: "batches", output: output) : nil
+        let scored = try Evaluator.evaluate(model, loader: loader, progress: progress, parallel: parallel)
+        var best = false
+        try onRoot {
+            guard let result = scored else { return }
+            best = result.top1 > (state.bestTop1 ?? -1)
+            log(String(format: "epoch %d validation: top-1 %.2f%% top-5 %.2f%% mean class accuracy %.2f%% (%d videos, %d failed)%@",
+                       state.epoch, result.top1 * 100, result.top5 * 100, result.meanClassAccuracy * 100, result.videos, result.failed, best ? ", best so far" : ""))
+            workDirectory.append(jsonLine(["mode": "val", "epoch": state.epoch, "top1": result.top1, "top5": result.top5,
+                                           "mean_class_accuracy": result.meanClassAccuracy, "videos": result.videos, "failed": result.failed]), to: "metrics.jsonl")
+            guard best else { return }
             (state.bestTop1, state.bestEpoch) = (result.top1, state.epoch)
             var file = SafeTensors()
             model.save(into: &file)
@@ -221,7 +269,8 @@ public final class Trainer: @unchecked Sendable {
             norm.runningMean.zero()
             norm.runningVariance.zero()
         }
-        let iterator = loader.batches(epoch: 1_000_000 + config.train.epochs)
+        let epoch = 1_000_000 + config.train.epochs
+        let iterator = loader.batches(epoch: epoch)
         defer {
             iterator.stop()
             for (norm, m) in zip(norms, momenta) { norm.momentum = m }
@@ -229,19 +278,40 @@ public final class Trainer: @unchecked Sendable {
         var count = 0
         while count < config.train.preciseBNBatches, let batch = try iterator.next() {
             for norm in norms { norm.momentum = 1 / Float(count + 1) }  // a running average
+            model.head.dropout.generator = dropoutGenerator(at: epoch + count)
             _ = model.forward(batch.clips, training: true)
             count += 1
         }
         log("recomputed BatchNorm statistics over \(count) batches")
     }
 
-    /// Why the run must stop now, if it must: a signal, or the time budget.
-    private func stopReason() -> String? {
-        if let name = StopSignal.name { return name }
-        if let maxTime = options.maxTime, Date().timeIntervalSince(started) >= maxTime {
-            return "the time budget (--max-time \(ProgressDisplay.duration(maxTime)))"
+    /// Why the run must stop now, if it must: a signal (on any rank), or the time budget (rank
+    /// 0's clock). Every rank calls it at the same points and gets the same answer.
+    private func stopReason() -> StopReason {
+        var local = StopReason.none
+        switch StopSignal.received.load(ordering: .relaxed) {
+        case SIGTERM: local = .sigterm
+        case SIGINT: local = .sigint
+        default:
+            if parallel.isRoot, let maxTime = options.maxTime, Date().timeIntervalSince(started) >= maxTime { local = .timeBudget }
         }
-        return nil
+        return StopReason(rawValue: parallel.maximum(local.rawValue)) ?? .none
+    }
+
+    /// Runs `body` on rank 0 alone and makes its failure every rank's: the others throw the same
+    /// status, silently (rank 0 reports it).
+    private func onRoot(_ body: () throws -> Void) throws {
+        var failure = ""
+        if parallel.isRoot {
+            do { try body() } catch {
+                guard parallel.isDistributed else { throw error }
+                let (status, message) = exitStatus(for: error)
+                failure = "\(status.rawValue) \(message)"
+            }
+        }
+        let shared = String(decoding: parallel.fromRoot(Data(failure.utf8)), as: UTF8.self)
+        guard let space = shared.firstIndex(of: " "), let code = Int32(shared[..<space]), let status = ExitStatus(rawValue: code) else { return }
+        throw CommandError(status, String(shared[shared.index(after: space)...]), shared: true)
     }
 
     private struct Meter {
@@ -255,24 +325,32 @@ public final class Trainer: @unchecked Sendable {
         }
     }
 
+    /// A log line over the last iterations: loss and top-1 over every rank's clips, times and
+    /// memory of rank 0, which writes it.
     private func report(_ meter: inout Meter, state: TrainingState, lr: Double, iterationsPerEpoch: Int, left: Int) {
         let n = Double(max(meter.iterations, 1))
+        let global = parallel.sum([meter.loss, Double(meter.correct), Double(meter.clips)])
+        let (loss, top1) = (global[0] / n / Double(parallel.size), global[1] / max(global[2], 1))
+        let clipsPerSecond = global[2] / max(meter.data + meter.step, 1e-9)
+        defer { (meter.loss, meter.correct, meter.clips, meter.data, meter.step, meter.iterations) = (0, 0, 0, 0, 0, 0) }
+        guard parallel.isRoot else { return }
         let perIteration = meter.totalStep / Double(max(meter.totalIterations, 1))
         let rss = residentMiB()
         log(String(format: "epoch %d/%d iter %d/%d lr %.6g loss %.4f top1 %.1f%% data %.3fs step %.3fs %.2f clips/s eta %@ rss %.0fMiB",
-                   state.epoch + 1, config.train.epochs, state.iteration, iterationsPerEpoch, lr, meter.loss / n,
-                   Double(meter.correct) * 100 / Double(max(meter.clips, 1)), meter.data / n, meter.step / n,
-                   Double(meter.clips) / max(meter.data + meter.step, 1e-9), ProgressDisplay.duration(perIteration * Double(left)), rss))
+                   state.epoch + 1, config.train.epochs, state.iteration, iterationsPerEpoch, lr, loss, top1 * 100, meter.data / n,
+                   meter.step / n, clipsPerSecond, ProgressDisplay.duration(perIteration * Double(left)), rss))
         workDirectory.append(jsonLine(["mode": "train", "epoch": state.epoch + 1, "iteration": state.iteration, "global_iteration": state.globalIteration,
-                                       "lr": lr, "loss": meter.loss / n, "top1": Double(meter.correct) / Double(max(meter.clips, 1)),
-                                       "data_time": meter.data / n, "step_time": meter.step / n,
-                                       "clips_per_s": Double(meter.clips) / max(meter.data + meter.step, 1e-9),
-                                       "eta_s": perIteration * Double(left), "rss_mib": rss]), to: "metrics.jsonl")
-        (meter.loss, meter.correct, meter.clips, meter.data, meter.step, meter.iterations) = (0, 0, 0, 0, 0, 0)
+                                       "lr": lr, "loss": loss, "top1": top1, "data_time": meter.data / n, "step_time": meter.step / n,
+                                       "clips_per_s": clipsPerSecond, "eta_s": perIteration * Double(left), "rss_mib": rss]), to: "metrics.jsonl")
     }
 
-    /// A line to the output (clearing a progress bar on a terminal) and to train.log.
-    func log(_ line: String) {
+    /// A line to the output (clearing a progress bar on a terminal) and to train.log, by rank 0;
+    /// other ranks' lines that only they can tell (their bad videos) go to standard error.
+    func log(_ line: String, everyRank: Bool = false) {
+        guard parallel.isRoot else {
+            if everyRank { FileHandle.standardError.write(Data("nltrain rank \(parallel.rank): \(line)\n".utf8)) }
+            return
+        }
         let stamped = "\(timestamp()) \(line)"
         logLock.withLock {
             output.write(Data(((interactive ? "\r\u{1B}[K" : "") + stamped + "\n").utf8))

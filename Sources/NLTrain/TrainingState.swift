@@ -9,8 +9,6 @@ public struct TrainingState: Sendable, Equatable {
     public var globalIteration = 0
     public var bestTop1: Double?
     public var bestEpoch: Int?
-    /// The dropout generator's state.
-    public var dropoutGenerator: [UInt64] = []
     /// True once every epoch is done.
     public var finished = false
 
@@ -20,8 +18,7 @@ public struct TrainingState: Sendable, Equatable {
 
     public func metadata(config: String) -> [String: String] {
         var m = ["format": Self.format, "config": config, "epoch": "\(epoch)", "iteration": "\(iteration)",
-                 "global_iteration": "\(globalIteration)", "rng": dropoutGenerator.map(String.init).joined(separator: " "),
-                 "finished": finished ? "true" : "false"]
+                 "global_iteration": "\(globalIteration)", "finished": finished ? "true" : "false"]
         if let bestTop1 { m["best_top1"] = "\(bestTop1)" }
         if let bestEpoch { m["best_epoch"] = "\(bestEpoch)" }
         return m
@@ -33,11 +30,10 @@ public struct TrainingState: Sendable, Equatable {
             throw CommandError(.data, "\(path): not a training checkpoint (its metadata has no format \(Self.format))")
         }
         guard let epoch = m["epoch"].flatMap(Int.init), let iteration = m["iteration"].flatMap(Int.init),
-              let global = m["global_iteration"].flatMap(Int.init), let rng = m["rng"] else {
-            throw CommandError(.data, "\(path): the checkpoint's metadata lacks its position (epoch, iteration, global_iteration, rng)")
+              let global = m["global_iteration"].flatMap(Int.init) else {
+            throw CommandError(.data, "\(path): the checkpoint's metadata lacks its position (epoch, iteration, global_iteration)")
         }
         (self.epoch, self.iteration, globalIteration) = (epoch, iteration, global)
-        dropoutGenerator = rng.split(separator: " ").compactMap { UInt64($0) }
         bestTop1 = m["best_top1"].flatMap(Double.init)
         bestEpoch = m["best_epoch"].flatMap(Int.init)
         finished = m["finished"] == "true"

@@ -90,7 +90,8 @@ struct Step: ParsableCommand {
         discussion: """
             One warm-up step, then --steps timed ones; prints one line in pytorch_step.py's form (train-step GFLOP, \
             median seconds, GFLOP/s, clips/s, peak RSS) and, with --layers, each layer's forward and backward \
-            milliseconds. NL_THREADS sets the threads (default: every core).
+            milliseconds. NL_THREADS sets the threads (default: every core). Under mpirun each rank steps and the \
+            gradients are averaged as in training; rank 0 prints, with the allreduce's time.
             """)
 
     @Option(help: "Clips per step.")
@@ -120,9 +121,11 @@ struct Step: ParsableCommand {
             var benchmark = StepBenchmark(spec: config.model.spec)
             (benchmark.batch, benchmark.frames, benchmark.size, benchmark.steps) = (batch, frames, size, max(1, steps))
             let r = benchmark.run()
+            guard r.reports else { return }
             print(String(format: "nlbench %@ threads=%d batch=%d frames=%d size=%d: train-step %.1f GFLOP, median %.3f s, %.1f GFLOP/s, %.2f clips/s, peak RSS %.0f MiB",
                          model, Parallel.threadCount, batch, frames, size, r.flops / 1e9, r.medianSeconds, r.gflopsPerSecond,
-                         Double(batch) / r.medianSeconds, peakResidentMiB))
+                         Double(batch) / r.medianSeconds, peakResidentMiB)
+                  + (r.allreduceSeconds.map { String(format: "; gradient allreduce %.3f s (%.1f%% of the step)", $0, $0 / r.medianSeconds * 100) } ?? ""))
             guard layers else { return }
             let total = r.layers.reduce(0) { $0 + $1.forward + $1.backward }
             func padded(_ s: String) -> String { s.padding(toLength: 24, withPad: " ", startingAt: 0) }

@@ -12,7 +12,8 @@ struct NLEval: ParsableCommand {
             (for weights converted from mmaction2, which carry none) and --set changes keys of either. Each video is \
             seen as CLIPS clips evenly spaced x CROPS crops (1 centre crop or 3), and its softmax scores are \
             averaged over the views (mmaction2's average_clips='prob'). Videos that cannot be read are listed and \
-            counted as misses. Exit codes: 0 done, 64 usage or config error, 65 data error, 74 I/O error.
+            counted as misses. Under mpirun (mpirun -np N nleval ...) each process evaluates a share of the videos \
+            and rank 0 reports. Exit codes: 0 done, 64 usage or config error, 65 data error, 74 I/O error.
             """)
 
     @Option(help: "Checkpoint (safetensors) to evaluate.")
@@ -53,10 +54,10 @@ struct NLEval: ParsableCommand {
             let checkpoint = try Checkpoint(path: ckpt)
             let resolved = config != nil ? try Config(path: config, overrides: overrides) : try checkpoint.config(overrides: overrides)
             try resolved.require(["data.root", "data.\(split.rawValue)_annotations"], by: "nleval")
-            let result = try Evaluator.evaluate(checkpoint: checkpoint, config: resolved, split: split, clips: parsedViews?.clips,
-                                                crops: parsedViews?.crops, progressOutput: .standardError) { line in
+            guard let result = try Evaluator.evaluate(checkpoint: checkpoint, config: resolved, split: split, clips: parsedViews?.clips,
+                                                      crops: parsedViews?.crops, progressOutput: .standardError, log: { line in
                 FileHandle.standardError.write(Data("nleval: \(line)\n".utf8))
-            }
+            }) else { return }  // another rank of an mpirun job: rank 0 reports
             let viewText = "\(parsedViews?.clips ?? resolved.eval.numClips)x\(parsedViews?.crops ?? (resolved.data.testCrop == .three ? 3 : 1))"
             print("\(ckpt) on \(split.rawValue), \(viewText) views: \(result.summary)")
             if let json {

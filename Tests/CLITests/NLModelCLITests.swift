@@ -2,13 +2,14 @@ import Foundation
 import NLTrain
 import Testing
 
-/// Runs a built command (the executables sit beside the test bundle) and returns its exit status
-/// and output.
-func run(_ command: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+/// Runs a built command (the executables sit beside the test bundle), or any program given by its
+/// absolute path, and returns its exit status and output.
+func run(_ command: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
     let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     let process = Process()
-    process.executableURL = directory.appendingPathComponent(command)
+    process.executableURL = command.hasPrefix("/") ? URL(fileURLWithPath: command) : directory.appendingPathComponent(command)
     process.arguments = arguments
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

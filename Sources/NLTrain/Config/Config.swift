@@ -59,6 +59,7 @@ public struct TrainSection: Sendable {
     public var keepCheckpoints = 5
     public var preciseBNBatches = 0
     public var maxBadFraction = 0.05
+    public var syncBN = false
 }
 
 /// [eval]: validation and nleval.

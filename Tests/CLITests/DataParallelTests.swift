@@ -1,0 +1,119 @@
+import Foundation
+import NLTestSupport
+import NLTrain
+import Testing
+
+/// Runs a built command as `processes` ranks of an Open MPI job on this machine.
+func mpirun(_ processes: Int, _ command: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    return try run("/usr/bin/mpirun", ["-np", "\(processes)", "--oversubscribe", directory.appendingPathComponent(command).path] + arguments,
+                   environment: mpiEnvironment)
+}
+
+/// Open MPI refuses to run as root unless told to (CI runs as root).
+let mpiEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]
+
+/// The model tensors and momentum of a work directory's last checkpoint.
+func lastCheckpoint(_ workDirectory: String) throws -> SafeTensors {
+    let name = try String(contentsOfFile: "\(workDirectory)/last_checkpoint", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    return try SafeTensors(contentsOf: "\(workDirectory)/\(name)")
+}
+
+/// `mpirun -np N nltrain`: each rank trains on its share of every batch, gradients averaged.
+struct DataParallelTests {
+    /// One epoch of the tiny run (4 iterations), dropout off so that no draw depends on the rank.
+    func config(_ workDirectory: String, batch: Int, _ extra: [String]) -> [String] {
+        ["--config", tinyRunConfig(workDirectory: workDirectory, epochs: 1), "--set", "model.dropout=0", "--set", "train.batch_size=\(batch)",
+         "--set", "train.eval_every=0", "--set", "train.precise_bn_batches=0"] + extra.flatMap { ["--set", $0] }
+    }
+
+    /// 2 ranks of batch 2 give the weights of 1 process of batch 4 (the same clips: the loader
+    /// deals every batch's videos to the ranks in turn), to 1e-5: with BatchNorm on running
+    /// statistics, and with synchronised BatchNorm, whose statistics are the global batch's.
+    @Test(arguments: [["model.norm_eval=true"], ["train.sync_bn=true"]])
+    func twoRanksOfHalfTheBatchTrainAsOneProcessOfAllOfIt(_ settings: [String]) throws {
+        let (one, two) = (scratchDirectory("dp-one"), scratchDirectory("dp-two"))
+        let alone = try run("nltrain", config(one, batch: 4, settings))
+        #expect(alone.status == 0, "\(alone.stderr)")
+        let job = try mpirun(2, "nltrain", config(two, batch: 2, settings))
+        #expect(job.status == 0, "\(job.stderr)")
+        #expect(job.stdout.contains("batch 2 on each of 2 processes, 4 in all"))
+        let (a, b) = (try lastCheckpoint(one), try lastCheckpoint(two))
+        #expect(a.names == b.names)
+        // The weights to 1e-5 (of their size, or absolute below 1: some biases are zero in exact
+        // arithmetic, and hold rounding noise), and what training changed of them, over the whole
+        // network, to 1e-4 (sums of gradients that nearly cancel differ in their last digits
+        // with the order they are added in).
+        let initial = Recognizer(spec: try Config(path: nil, overrides: ["model.name=nl_i3d_r18_small", "model.base_channels=4",
+                                                                           "model.num_classes=6"] + settings.filter { $0.hasPrefix("model.") }).model.spec)
+        var start = SafeTensors()
+        initial.save(into: &start)
+        var (worst, name, difference, change) = (Float(0), "", 0.0, 0.0)
+        for key in a.names where a.entries[key]!.dtype == .f32 && !key.hasPrefix("optimizer.") {
+            let (x, y, x0) = (a.tensor(key)!.array, b.tensor(key)!.array, start.tensor(key)!.array)
+            let error = zip(x, y).map { abs($0 - $1) }.max()! / max(1, x.map(abs).max()!)
+            if error > worst { (worst, name) = (error, key) }
+            for i in x.indices {
+                difference += Double(x[i] - y[i]) * Double(x[i] - y[i])
+                change += Double(x[i] - x0[i]) * Double(x[i] - x0[i])
+            }
+        }
+        let updates = (difference / change).squareRoot()
+        print("max-relative-error data-parallel \(settings[0]): weights \(String(format: "%.1e", worst)) (\(name)), updates \(String(format: "%.1e", updates))")
+        #expect(worst < 1e-5, "\(name)")
+        #expect(updates < 1e-4 && change > 0)
+    }
+
+    /// Stopping the job after every iteration and resuming it gives, bit for bit, the weights of
+    /// a job never stopped.
+    @Test func resumingAJobGivesTheUninterruptedWeights() throws {
+        let (straight, stopped) = (scratchDirectory("dp-straight"), scratchDirectory("dp-stopped"))
+        let settings = ["train.sync_bn=true"]
+        #expect(try mpirun(2, "nltrain", config(straight, batch: 2, settings)).status == 0)
+        var stops = 0
+        while try mpirun(2, "nltrain", config(stopped, batch: 2, settings) + ["--max-time", "0"]).status == 75 { stops += 1 }
+        #expect(stops == 3, "a stop after each of 4 iterations but the last")
+        let (a, b) = (try lastCheckpoint(straight), try lastCheckpoint(stopped))
+        #expect(a.names == b.names && a.names.allSatisfy { a.entries[$0]!.bytes == b.entries[$0]!.bytes })
+    }
+
+    /// A rank that dies ends the job with a non-zero exit, and the last checkpoint loads.
+    @Test func aRankThatDiesEndsTheJob() throws {
+        let work = scratchDirectory("dp-killed")
+        let arguments = ["-np", "2", "--oversubscribe", URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("nltrain").path]
+            + config(work, batch: 2, ["train.epochs=50", "train.checkpoint_every_iterations=1", "train.sync_bn=true"])
+        let job = Process()
+        job.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+        job.arguments = arguments
+        job.environment = ProcessInfo.processInfo.environment.merging(mpiEnvironment) { $1 }
+        job.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        job.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try job.run()
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, !FileManager.default.fileExists(atPath: "\(work)/last_checkpoint") { Thread.sleep(forTimeInterval: 0.05) }
+        Thread.sleep(forTimeInterval: 0.3)
+        let ranks = try run("/usr/bin/pgrep", ["-f", "nltrain --config \(work).cfg"]).stdout.split(separator: "\n").compactMap { Int32($0) }
+            .filter { $0 != job.processIdentifier }
+        #expect(ranks.count == 2, "the job's ranks: \(ranks)")
+        if let rank = ranks.last { kill(rank, SIGKILL) }
+        job.waitUntilExit()
+        #expect(job.terminationStatus != 0)
+        let checkpoint = try lastCheckpoint(work)
+        #expect(checkpoint.metadata["format"] == "nl-checkpoint-1" && checkpoint.names.contains("cls_head.fc_cls.weight"))
+    }
+
+    /// nleval as a job: each rank scores a share, rank 0 reports what one process reports.
+    @Test func evaluationAsAJob() throws {
+        let work = scratchDirectory("dp-eval")
+        #expect(try run("nltrain", config(work, batch: 4, [])).status == 0)
+        let checkpoint = "\(work)/iter_00000004.safetensors"
+        let alone = try run("nleval", ["--ckpt", checkpoint, "--views", "2x3", "--json", "\(work)/one.json"])
+        let job = try mpirun(2, "nleval", ["--ckpt", checkpoint, "--views", "2x3", "--json", "\(work)/two.json"])
+        #expect(alone.status == 0 && job.status == 0, "\(job.stderr)")
+        #expect(job.stdout.split(separator: "\n").count == 1, "rank 0 alone reports")
+        let one = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(work)/one.json"))) as! [String: Any]
+        let two = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(work)/two.json"))) as! [String: Any]
+        #expect(two["videos"] as? Int == 6)
+        for key in ["top1", "top5", "mean_class_accuracy"] { #expect(one[key] as? Double == two[key] as? Double, "\(key)") }
+    }
+}
