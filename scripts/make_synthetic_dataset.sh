@@ -30,17 +30,19 @@ classes=("moving left" "moving right" "moving up" "moving down" "turning clockwi
 sizes=(160x120 176x132 144x112 192x128)
 rates=(24 25 30)
 encoders=("mp4:-c:v libx264 -preset veryfast -pix_fmt yuv420p"
-          "webm:-c:v libvpx-vp9 -deadline realtime -cpu-used 8 -b:v 300k -pix_fmt yuv420p"
+          "webm:-c:v libvpx-vp9 -deadline good -cpu-used 5 -b:v 300k -pix_fmt yuv420p"
           "mkv:-c:v libx264 -preset veryfast -bf 2 -pix_fmt yuv420p"
-          "webm:-c:v libvpx -deadline realtime -cpu-used 8 -b:v 300k")
+          "webm:-c:v libvpx -deadline good -cpu-used 5 -b:v 300k")
 RANDOM=$seed
 mkdir -p "$out"
 printf '%s\n' "${classes[@]}" > "$out/classes.txt"
 
-pick() { local -n list=$1; echo "${list[RANDOM % ${#list[@]}]}"; }
-between() { echo $(($1 + RANDOM % ($2 - $1 + 1))); }
-color() { local low=$1; printf '0x%02x%02x%02x' $((low + RANDOM % 128)) $((low + RANDOM % 128)) $((low + RANDOM % 128)); }
-youtube_id() { local chars=abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_- id=; for _ in $(seq 11); do id+=${chars:RANDOM % 64:1}; done; echo "$id"; }
+# Random draws set REPLY: a $(...) runs in a subshell, where bash reseeds RANDOM, and the dataset
+# would no longer follow from --seed.
+pick() { local -n list=$1; REPLY=${list[RANDOM % ${#list[@]}]}; }
+between() { REPLY=$(($1 + RANDOM % ($2 - $1 + 1))); }
+color() { printf -v REPLY '0x%02x%02x%02x' $(($1 + RANDOM % 128)) $(($1 + RANDOM % 128)) $(($1 + RANDOM % 128)); }
+youtube_id() { local chars=abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-; REPLY=; for _ in {1..11}; do REPLY+=${chars:RANDOM % 64:1}; done; }
 
 made=0 total=$(( (train + val) * ${#classes[@]} ))
 for split in train val; do
@@ -48,40 +50,48 @@ for split in train val; do
   echo "label,youtube_id,time_start,time_end,split" > "$out/$split.csv"
   for label in "${classes[@]}"; do
     mkdir -p "$out/$split/$label"
-    for _ in $(seq "$count"); do
-      size=$(pick sizes); w=${size%x*}; h=${size#*x}; rate=$(pick rates)
-      encoder=$(pick encoders); ext=${encoder%%:*}; options=${encoder#*:}
+    for ((n = 0; n < count; n++)); do
+      pick sizes; w=${REPLY%x*}; h=${REPLY#*x}
+      pick rates; rate=$REPLY
+      pick encoders; ext=${REPLY%%:*}; options=${REPLY#*:}
       dark=$((RANDOM % 2 * 128))                   # background dark and objects bright, or the reverse
-      inputs=(-f lavfi -i "color=c=$(color $dark):s=${w}x${h}:r=$rate:d=$seconds,noise=alls=$(between 10 30):allf=p")
+      color $dark; background=$REPLY
+      between 10 30
+      inputs=(-f lavfi -i "color=c=$background:s=${w}x${h}:r=$rate:d=$seconds,noise=alls=$REPLY:allf=p:all_seed=$RANDOM")
       chain="" scene="[0]"
-      for k in $(seq "$objects"); do
-        side=$(between $((h / 5)) $((h / 3)))      # the rectangle's long side
-        tilt=$(between 0 179)                      # degrees, whatever the class
-        span=$((side * 3 / 2))                     # room the tilted rectangle needs
+      for ((k = 1; k <= objects; k++)); do
+        between $((h / 5)) $((h / 3)); side=$REPLY  # the rectangle's long side
+        between 0 179; tilt=$REPLY                   # degrees, whatever the class
+        span=$((side * 3 / 2))                       # room the tilted rectangle needs
         # Across 60 to 95% of the free room over the video.
-        speed=$(between $(( (w - span) * 6 / (10 * seconds) )) $(( (w - span) * 95 / (100 * seconds) )))
-        vspeed=$(between $(( (h - span) * 6 / (10 * seconds) )) $(( (h - span) * 95 / (100 * seconds) )))
-        x0=$(between 0 $((w - span))); y0=$(between 0 $((h - span)))
+        between $(( (w - span) * 6 / (10 * seconds) )) $(( (w - span) * 95 / (100 * seconds) )); speed=$REPLY
+        between $(( (h - span) * 6 / (10 * seconds) )) $(( (h - span) * 95 / (100 * seconds) )); vspeed=$REPLY
+        between 0 $((w - span)); x0=$REPLY
+        between 0 $((h - span)); y0=$REPLY
         turn=0 x="$x0" y="$y0"
         case $label in
-          "moving right") x0=$(between 0 $((w - span - speed * seconds))); x="$x0+$speed*t" ;;
-          "moving left") x0=$(between $((speed * seconds)) $((w - span))); x="$x0-$speed*t" ;;
-          "moving down") y0=$(between 0 $((h - span - vspeed * seconds))); y="$y0+$vspeed*t" ;;
-          "moving up") y0=$(between $((vspeed * seconds)) $((h - span))); y="$y0-$vspeed*t" ;;
-          "turning clockwise") turn=$(between 90 180) ;;
-          "turning counterclockwise") turn=-$(between 90 180) ;;
+          "moving right") between 0 $((w - span - speed * seconds)); x="$REPLY+$speed*t" ;;
+          "moving left") between $((speed * seconds)) $((w - span)); x="$REPLY-$speed*t" ;;
+          "moving down") between 0 $((h - span - vspeed * seconds)); y="$REPLY+$vspeed*t" ;;
+          "moving up") between $((vspeed * seconds)) $((h - span)); y="$REPLY-$vspeed*t" ;;
+          "turning clockwise") between 90 180; turn=$REPLY ;;
+          "turning counterclockwise") between 90 180; turn=-$REPLY ;;
         esac
-        inputs+=(-f lavfi -i "color=c=$(color $((128 - dark))):s=${side}x$((side / 2)):r=$rate:d=$seconds,noise=alls=$(between 20 40):allf=p,format=rgba")
+        color $((128 - dark)); foreground=$REPLY
+        between 20 40
+        inputs+=(-f lavfi -i "color=c=$foreground:s=${side}x$((side / 2)):r=$rate:d=$seconds,noise=alls=$REPLY:allf=p:all_seed=$RANDOM,format=rgba")
         chain+="[$k]rotate=a='($tilt+($turn)*t)*PI/180':c=black@0:ow=$span:oh=$span[o$k];${scene}[o$k]overlay=x='$x':y='$y':shortest=1[s$k];"
         scene="[s$k]"
       done
-      start=$(between 0 300); id=$(youtube_id)
+      between 0 300; start=$REPLY
+      youtube_id; id=$REPLY
       file=$(printf '%s/%s/%s/%s_%06d_%06d.%s' "$out" "$split" "$label" "$id" "$start" $((start + 10)) "$ext")
-      # Two encoders at once (every draw above is made in order, so the output does not depend on it).
+      # Two single-threaded encoders at once, with the noise seeded and the containers bit-exact
+      # (no random IDs or dates): the files follow from --seed alone.
       while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n; done
       # shellcheck disable=SC2086
-      ffmpeg -hide_banner -loglevel error -nostdin -y "${inputs[@]}" \
-        -filter_complex "${chain}${scene}format=yuv420p" $options "$file" &
+      ffmpeg -hide_banner -loglevel error -nostdin -y -threads 1 "${inputs[@]}" \
+        -filter_complex "${chain}${scene}format=yuv420p" $options -fflags +bitexact -flags:v +bitexact "$file" &
       echo "$label,$id,$start,$((start + 10)),$split" >> "$out/$split.csv"
       made=$((made + 1))
       [ -t 1 ] && printf '\r%d/%d videos' "$made" "$total"

@@ -52,6 +52,17 @@ struct Decode: ParsableCommand {
     }
 }
 
+/// A config file and --set overrides: the loader's and the pipeline's input.
+struct ConfigOptions: ParsableArguments {
+    @Option(help: "Config file.")
+    var config: String
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
+    var overrides: [String] = []
+
+    func resolve() throws -> Config { try Config(path: config, overrides: overrides) }
+}
+
 struct Loader: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make training batches of a config's [data] as nltrain's loader does and report clips per second.",
@@ -60,18 +71,14 @@ struct Loader: ParsableCommand {
             the batches: the most the loader can feed the training step. Prints one line: clips/s, seconds, peak RSS.
             """)
 
-    @Option(help: "Config file.")
-    var config: String
-
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
-    var overrides: [String] = []
+    @OptionGroup var options: ConfigOptions
 
     @Option(help: "Batches to make.")
     var batches = 20
 
     func run() throws {
         do {
-            var benchmark = LoaderBenchmark(config: try Config(path: config, overrides: overrides))
+            var benchmark = LoaderBenchmark(config: try options.resolve())
             benchmark.batches = batches
             let result = try benchmark.run()
             let d = benchmark.config.data
@@ -148,18 +155,14 @@ struct Pipeline: ParsableCommand {
             step waited for a batch.
             """)
 
-    @Option(help: "Config file.")
-    var config: String
-
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
-    var overrides: [String] = []
+    @OptionGroup var options: ConfigOptions
 
     @Option(help: "Timed iterations.")
     var iterations = 10
 
     func run() throws {
         do {
-            var benchmark = PipelineBenchmark(config: try Config(path: config, overrides: overrides))
+            var benchmark = PipelineBenchmark(config: try options.resolve())
             benchmark.iterations = iterations
             let r = try benchmark.run()
             let c = benchmark.config
