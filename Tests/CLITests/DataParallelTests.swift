@@ -10,8 +10,10 @@ func mpirun(_ processes: Int, _ command: String, _ arguments: [String]) throws -
                    environment: mpiEnvironment)
 }
 
-/// Open MPI refuses to run as root unless told to (CI runs as root).
-let mpiEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]
+/// Open MPI refuses to run as root unless told to (CI runs as root); in a container its
+/// shared-memory transport may not read another process's memory directly, so it copies.
+let mpiEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+                      "OMPI_MCA_btl_vader_single_copy_mechanism": "none"]
 
 /// The model tensors and momentum of a work directory's last checkpoint.
 func lastCheckpoint(_ workDirectory: String) throws -> SafeTensors {
