@@ -58,4 +58,34 @@ struct TrainerTests {
         let config = try Checkpoint(path: dir + "/" + "x", file: checkpoint).config()
         #expect(config.train.batchSize == 4 && config.data.clipLength == 4, "the checkpoint holds the resolved config")
     }
+
+    /// A corrupt newest checkpoint is refused by name and the one before it used; --resume takes
+    /// a given checkpoint; --init takes weights alone and starts at the beginning.
+    @Test func corruptCheckpointsResumeAndInit() throws {
+        let dir = scratchDirectory("corrupt")
+        var options = Trainer.Options()
+        options.maxTime = 0
+        let config = try Config(path: tinyRunConfig(workDirectory: dir))
+        let log = Pipe()
+        for _ in 0..<2 { #expect(try Trainer(config: config, options: options, output: quiet).run() == .notFinished) }
+        let newest = "\(dir)/iter_00000002.safetensors"
+        let whole = try Data(contentsOf: URL(fileURLWithPath: newest))
+        try whole.prefix(whole.count / 2).write(to: URL(fileURLWithPath: newest))
+        #expect(try Trainer(config: config, options: options, output: log.fileHandleForWriting).run() == .notFinished)
+        try log.fileHandleForWriting.close()
+        let text = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(text.contains("refusing \(newest)") && text.contains("resuming from \(dir)/iter_00000001.safetensors"), "\(text)")
+
+        let other = scratchDirectory("resume")
+        var resume = Trainer.Options()
+        (resume.resume, resume.maxTime) = ("\(dir)/iter_00000001.safetensors", 0)
+        #expect(try Trainer(config: try Config(path: tinyRunConfig(workDirectory: other)), options: resume, output: quiet).run() == .notFinished)
+        #expect(try SafeTensors(contentsOf: "\(other)/iter_00000002.safetensors").metadata["global_iteration"] == "2")
+
+        let fresh = scratchDirectory("init")
+        var initial = Trainer.Options()
+        (initial.initialWeights, initial.maxTime) = ("\(dir)/iter_00000001.safetensors", 0)
+        #expect(try Trainer(config: try Config(path: tinyRunConfig(workDirectory: fresh)), options: initial, output: quiet).run() == .notFinished)
+        #expect(try SafeTensors(contentsOf: "\(fresh)/iter_00000001.safetensors").metadata["global_iteration"] == "1", "--init starts at the beginning")
+    }
 }
