@@ -66,7 +66,7 @@ public final class Communicator: @unchecked Sendable {
     public func gather(_ data: Data) -> [Data]? {
         var count = data.count
         var counts = [Int](repeating: 0, count: isRoot ? size : 0)
-        counts.withUnsafeMutableBufferPointer { MPI_Gather(&count, 1, cmpi_long(), $0.baseAddress, 1, cmpi_long(), 0, cmpi_comm_world()) }
+        _ = counts.withUnsafeMutableBufferPointer { MPI_Gather(&count, 1, cmpi_long(), $0.baseAddress, 1, cmpi_long(), 0, cmpi_comm_world()) }
         // Rank by rank, as point-to-point messages: the sizes are small (scores), the order fixed.
         if !isRoot {
             var bytes = [UInt8](data)

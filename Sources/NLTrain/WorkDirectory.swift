@@ -53,7 +53,7 @@ public final class WorkDirectory {
             handle.write(Data((line + "\n").utf8))
             try? handle.close()
         } else {
-            FileManager.default.createFile(atPath: target, contents: Data((line + "\n").utf8))
+            _ = FileManager.default.createFile(atPath: target, contents: Data((line + "\n").utf8))
         }
     }
 
