@@ -102,17 +102,23 @@ public final class BatchNorm3d: Layer {
     /// in two passes for accuracy, and the number of values per channel.
     func statistics(_ x: Tensor) -> (mean: [Double], variance: [Double], count: Double) {
         let c = x.channels, xp = x.data
+        let vectors = c / 8 * 8
         var sums = columnSumPartials(rows: x.rows, channels: c) { r, acc in
             let row = xp + r * c
-            for j in 0..<c { acc[j] += row[j] }
+            for j in stride(from: 0, to: vectors, by: 8) { acc.store8(acc.load8(j) + widened(row.load8(j)), j) }
+            for j in vectors..<c { acc[j] += Double(row[j]) }
         } + [Double(x.rows)]
         synchronize?(&sums)
         let n = sums.removeLast()
-        let mean = sums.map { $0 / n }, center = mean.map { Float($0) }
-        var squares = center.withUnsafeBufferPointer { m in
+        let mean = sums.map { $0 / n }
+        var squares = mean.withUnsafeBufferPointer { m in
             columnSumPartials(rows: x.rows, channels: c) { r, acc in
-                let row = xp + r * c
-                for j in 0..<c { let d = row[j] - m[j]; acc[j] += d * d }
+                let (row, center) = (xp + r * c, UnsafeMutablePointer(mutating: m.baseAddress!))
+                for j in stride(from: 0, to: vectors, by: 8) {
+                    let d = widened(row.load8(j)) - center.load8(j)
+                    acc.store8(acc.load8(j) + d * d, j)
+                }
+                for j in vectors..<c { let d = Double(row[j]) - m[j]; acc[j] += d * d }
             }
         }
         synchronize?(&squares)
@@ -135,13 +141,13 @@ public final class BatchNorm3d: Layer {
             let (xi, yi, gi, accXhat) = (xp + r * c, yp + r * c, gp + r * c, acc + c)
             for j in stride(from: 0, to: vectors, by: 8) {
                 let g = fused ? reluMasked(gi.load8(j), where: yi.load8(j)) : gi.load8(j)
-                acc.store8(acc.load8(j) + g, j)
-                accXhat.store8(accXhat.load8(j) + g * (xi.load8(j) - m.load8(j)) * s.load8(j), j)
+                acc.store8(acc.load8(j) + widened(g), j)
+                accXhat.store8(accXhat.load8(j) + widened(g * (xi.load8(j) - m.load8(j)) * s.load8(j)), j)
             }
             for j in vectors..<c {
                 let g = !fused || yi[j] > 0 ? gi[j] : 0
-                acc[j] += g
-                accXhat[j] += g * (xi[j] - m[j]) * s[j]
+                acc[j] += Double(g)
+                accXhat[j] += Double(g * (xi[j] - m[j]) * s[j])
             }
         }
         // The parameters' gradients are this process's (a data-parallel job averages them, as

@@ -6,33 +6,25 @@ public func addColumnSums(of matrix: Tensor, into sums: UnsafeMutablePointer<Flo
     let c = matrix.channels
     let partials = columnSumPartials(rows: matrix.rows, channels: c) { r, acc in
         let row = matrix.data + r * c
-        for j in 0..<c { acc[j] += row[j] }
+        for j in 0..<c { acc[j] += Double(row[j]) }
     }
     for j in 0..<c { sums[j] += Float(partials[j]) }
 }
 
-/// Sums, per column, `accumulate(row, partial)` over all rows, `width` x C sums in all. Each
-/// thread runs through a range of rows in blocks of 32: a block sums in Float (vector-wide and
-/// short enough to stay exact to float rounding), the blocks in Double; the threads' sums are
-/// then added in range order, so results do not depend on timing.
+/// Sums, per column, `accumulate(row, partial)` over all rows, `width` x C sums in all: each
+/// thread fills a Double partial for a range of rows; the partials are then added in range
+/// order, so results do not depend on timing.
 @inlinable
 public func columnSumPartials(
     rows: Int, channels c: Int, width: Int = 1,
-    _ accumulate: (Int, UnsafeMutablePointer<Float>) -> Void
+    _ accumulate: (Int, UnsafeMutablePointer<Double>) -> Void
 ) -> [Double] {
     let ranges = Parallel.split(rows, minimumChunk: 256), n = c * width
     var partials = [Double](repeating: 0, count: max(ranges.count, 1) * n)
     partials.withUnsafeMutableBufferPointer { p in
         let base = p.baseAddress!
         Parallel.forEach(ranges.count) { chunk in
-            let total = base + chunk * n, range = ranges[chunk]
-            let block = UnsafeMutablePointer<Float>.allocate(capacity: n)
-            defer { block.deallocate() }
-            for start in stride(from: range.lowerBound, to: range.upperBound, by: 32) {
-                block.update(repeating: 0, count: n)
-                for r in start..<min(start + 32, range.upperBound) { accumulate(r, block) }
-                for j in 0..<n { total[j] += Double(block[j]) }
-            }
+            for r in ranges[chunk] { accumulate(r, base + chunk * n) }
         }
     }
     var total = [Double](repeating: 0, count: n)
