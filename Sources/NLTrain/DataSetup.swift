@@ -18,17 +18,23 @@ public enum DataSetup {
     }
 
     /// Training: clip_len frames at frame_interval from a random start (num_clips joined in time),
-    /// a short side drawn from train_short_side, a random crop_size crop, a random flip.
+    /// a short side drawn from train_short_side, a random crop_size crop, a random flip. An error
+    /// when the dataset holds less than one batch for each process.
     public static func trainingLoader(_ config: Config, dataset: Dataset, badVideos: BadVideoLog?, rank: Int = 0,
-                                      worldSize: Int = 1) -> DataLoader {
+                                      worldSize: Int = 1) throws -> DataLoader {
         let d = config.data
         let sides = d.trainShortSide
         let pipeline = ClipPipeline(resize: ShortEdgeResize(range: sides.min()!...sides.max()!), crop: .random(RandomCrop(size: d.cropSize)),
                                     flip: d.flip ? RandomHorizontalFlip(probability: 0.5) : nil, normalize: normalize(config))
         var options = DataLoader.Options(batchSize: config.train.batchSize, workers: d.workers, seed: UInt64(config.train.seed))
         (options.rank, options.worldSize) = (rank, worldSize)
-        return DataLoader(dataset: dataset, sampler: SampleFrames(clipLength: d.clipLength, frameInterval: d.frameInterval, numClips: d.numClips),
-                          pipeline: pipeline, mode: .training, options: options, badVideos: badVideos)
+        let loader = DataLoader(dataset: dataset, sampler: SampleFrames(clipLength: d.clipLength, frameInterval: d.frameInterval, numClips: d.numClips),
+                                pipeline: pipeline, mode: .training, options: options, badVideos: badVideos)
+        guard loader.batchesPerEpoch > 0 else {
+            throw DataError("\(d.trainAnnotations): \(dataset.entries.count) videos, fewer than one batch of \(config.train.batchSize)"
+                            + (worldSize > 1 ? " for each of \(worldSize) processes" : ""))
+        }
+        return loader
     }
 
     /// Evaluation: `clips` clips evenly spaced (eval.num_clips by default), test_short_side, and

@@ -97,10 +97,7 @@ public final class Trainer: @unchecked Sendable {
         let badVideos = BadVideoLog(file: "\(config.train.workDir)/bad_videos.txt", maxFraction: config.train.maxBadFraction) { [weak self] in
             self?.log($0, everyRank: true)
         }
-        let loader = DataSetup.trainingLoader(config, dataset: trainSet, badVideos: badVideos, rank: parallel.rank, worldSize: parallel.size)
-        guard loader.batchesPerEpoch > 0 else {
-            throw DataError("the training set has \(trainSet.entries.count) videos, fewer than one batch of \(config.train.batchSize) for each of \(parallel.size) processes")
-        }
+        let loader = try DataSetup.trainingLoader(config, dataset: trainSet, badVideos: badVideos, rank: parallel.rank, worldSize: parallel.size)
         let valLoader = try config.data.valAnnotations.isEmpty || config.train.evalEvery == 0 ? nil
             : DataSetup.evaluationLoader(config, dataset: DataSetup.dataset(config, split: .val), badVideos: BadVideoLog(file: nil, maxFraction: 1) { _ in },
                                          rank: parallel.rank, worldSize: parallel.size)
@@ -179,7 +176,7 @@ public final class Trainer: @unchecked Sendable {
     /// Dropout's draws for one iteration of one rank, from (seed, iteration, rank): nothing to
     /// save in checkpoints, and no two ranks draw the same masks.
     private func dropoutGenerator(at globalIteration: Int) -> SeededGenerator {
-        SeededGenerator(seed: UInt64(config.train.seed), stream: UInt64(globalIteration) << 16 | UInt64(parallel.rank) + 1)
+        SeededGenerator(seed: UInt64(config.train.seed), stream: (UInt64(globalIteration) << 16 | UInt64(parallel.rank)) + 1)
     }
 
     /// The state to start from, read by rank 0 and given to every rank: --resume, else the work
@@ -189,12 +186,7 @@ public final class Trainer: @unchecked Sendable {
         var state = TrainingState()
         try onRoot { state = try restoreOnRoot(model: model, sgd: sgd) }
         guard parallel.isDistributed else { return state }
-        var snapshot = SafeTensors()
-        if parallel.isRoot {
-            model.save(into: &snapshot)
-            sgd.save(into: &snapshot)
-            snapshot.metadata = state.metadata(config: config.text)
-        }
+        let snapshot = parallel.isRoot ? self.snapshot(model, sgd, state) : SafeTensors()
         let shared = try SafeTensors(data: parallel.fromRoot(snapshot.serialized()), path: "rank 0's training state")
         guard !parallel.isRoot else { return state }
         try Checkpoint(path: "rank 0's training state", file: shared).load(into: model)
@@ -227,14 +219,18 @@ public final class Trainer: @unchecked Sendable {
     /// Rank 0 writes the checkpoint; the weights and momentum are the same on every rank.
     private func checkpoint(_ model: Recognizer, _ sgd: SGD, _ state: TrainingState) throws {
         try onRoot {
-            var file = SafeTensors()
-            model.save(into: &file)
-            sgd.save(into: &file)
-            file.metadata = state.metadata(config: config.text)
-            let name = checkpointName(globalIteration: state.globalIteration)
-            try workDirectory.writeCheckpoint(file, name: name)
+            try workDirectory.writeCheckpoint(snapshot(model, sgd, state), name: checkpointName(globalIteration: state.globalIteration))
             workDirectory.prune(keep: config.train.keepCheckpoints)
         }
+    }
+
+    /// The weights, the momentum buffers (without `sgd`, the weights alone) and the training state.
+    private func snapshot(_ model: Recognizer, _ sgd: SGD?, _ state: TrainingState) -> SafeTensors {
+        var file = SafeTensors()
+        model.save(into: &file)
+        sgd?.save(into: &file)
+        file.metadata = state.metadata(config: config.text)
+        return file
     }
 
     private func validate(_ model: Recognizer, _ loader: DataLoader, training: DataLoader, state: inout TrainingState) throws {
@@ -253,10 +249,7 @@ public final class Trainer: @unchecked Sendable {
                                            "mean_class_accuracy": result.meanClassAccuracy, "videos": result.videos, "failed": result.failed]), to: "metrics.jsonl")
             guard best else { return }
             (state.bestTop1, state.bestEpoch) = (result.top1, state.epoch)
-            var file = SafeTensors()
-            model.save(into: &file)
-            file.metadata = state.metadata(config: config.text)
-            try workDirectory.writeCheckpoint(file, name: "best.safetensors", makeLast: false)
+            try workDirectory.writeCheckpoint(snapshot(model, nil, state), name: "best.safetensors", makeLast: false)
         }
     }
 

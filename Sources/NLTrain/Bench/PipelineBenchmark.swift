@@ -25,10 +25,7 @@ public struct PipelineBenchmark {
     /// going on into the next epochs as training does (each starts its loader afresh).
     public func run() throws -> Result {
         let dataset = try DataSetup.dataset(config, split: .train)
-        let loader = DataSetup.trainingLoader(config, dataset: dataset, badVideos: nil)
-        guard loader.batchesPerEpoch > 0 else {
-            throw DataError("\(config.data.trainAnnotations): \(dataset.entries.count) videos, fewer than a batch of \(config.train.batchSize)")
-        }
+        let loader = try DataSetup.trainingLoader(config, dataset: dataset, badVideos: nil)
         let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
         let sgd = SGD(parameters: model.parameters.filter { $0.parameter.requiresGradient }, momentum: config.train.momentum,
                       nesterov: config.train.nesterov, weightDecay: config.train.weightDecay)
