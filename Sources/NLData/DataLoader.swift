@@ -114,6 +114,11 @@ public final class DataLoader: @unchecked Sendable {
 }
 
 /// The batches of one epoch, made ahead by the loader's workers.
+///
+/// The ring holds `depth` batch buffers: the one the caller holds and `depth - 1` being filled.
+/// A video's views go to consecutive positions and may span any number of batches (10x3 views in
+/// batches of 8); a view whose batch has no buffer yet is parked, decoded, until the caller frees
+/// one. A video is started only when its first view can be written, which bounds what is parked.
 public final class BatchIterator: @unchecked Sendable {
     private let loader: DataLoader
     private let epoch: Int
@@ -130,12 +135,22 @@ public final class BatchIterator: @unchecked Sendable {
     private var filled: [Int]
     private var current: Int        // the next batch to hand out
     private var nextJob: Int
+    /// Decoded views waiting for their batch's buffer.
+    private var parked: [View] = []
     private var error: Error?
     private var stopped = false
     private var activeWorkers = 0
     private let condition = NSCondition()
     /// Seconds the caller has spent waiting for batches.
     public private(set) var waitSeconds = 0.0
+
+    /// One view for one position of the epoch: its frames, or nil for a video that failed.
+    private struct View {
+        let position: Int
+        let frames: VideoFrames?
+        let label: Int
+        let video: Int
+    }
 
     init(loader: DataLoader, epoch: Int, first: Int) {
         self.loader = loader
@@ -146,7 +161,7 @@ public final class BatchIterator: @unchecked Sendable {
         end = loader.batchesPerEpoch
         let positions = min(order.count * views, end * batchSize)
         jobEnd = (positions + views - 1) / views
-        depth = loader.options.prefetch + 1
+        depth = max(loader.options.prefetch, 1) + 1
         slots = (0..<depth).map { _ in Tensor(zeros: [loader.options.batchSize] + loader.clipShape) }
         labels = Array(repeating: Array(repeating: 0, count: batchSize), count: depth)
         videos = labels
@@ -175,6 +190,10 @@ public final class BatchIterator: @unchecked Sendable {
 
     private func size(ofBatch b: Int) -> Int { min(batchSize, jobEnd * views - b * batchSize) }
 
+    /// Whether position `p`'s batch has a buffer to fill: every batch from the next one handed out
+    /// up to the ring's size, less the buffer the caller holds.
+    private func writable(_ p: Int) -> Bool { p / batchSize < current + depth - 1 }
+
     /// The next batch, or nil at the end of the epoch. Throws when too many videos fail.
     public func next() throws -> Batch? {
         condition.lock()
@@ -188,8 +207,10 @@ public final class BatchIterator: @unchecked Sendable {
         while filled[slot] < count && error == nil {
             if loader.options.workers == 0 {
                 condition.unlock()
-                runNextJob()
+                let worked = runNextJob()
                 condition.lock()
+                // Without workers the caller does the work; batch b's views can always be made.
+                if !worked && filled[slot] < count && error == nil { error = DataError("internal error: batch \(b) cannot be filled") }
             } else {
                 condition.wait()
             }
@@ -210,71 +231,79 @@ public final class BatchIterator: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Takes the next video, if its views' buffers are free, decodes it and writes its views;
-    /// false when there is nothing left to do.
+    /// Writes a parked view whose buffer is now free, or decodes the next video and writes (or
+    /// parks) its views. False when there is nothing left to do, or, without workers, nothing
+    /// to do yet.
     @discardableResult
     private func runNextJob() -> Bool {
         condition.lock()
-        // A video may be started when the last batch it writes to has a free buffer.
-        while !stopped && error == nil && nextJob < jobEnd && ((nextJob + 1) * views - 1) / batchSize >= current + depth - 1 {
-            if loader.options.workers == 0 { condition.unlock(); return false }
+        defer { condition.unlock() }
+        while true {
+            guard !stopped && error == nil else { return false }
+            if let i = parked.firstIndex(where: { writable($0.position) }) {
+                write(parked.remove(at: i))
+                return true
+            }
+            if nextJob < jobEnd && writable(nextJob * views) { break }
+            if (nextJob >= jobEnd && parked.isEmpty) || loader.options.workers == 0 { return false }
             condition.wait()
-        }
-        guard !stopped && error == nil && nextJob < jobEnd else {
-            condition.unlock()
-            return false
         }
         let job = nextJob
         nextJob += 1
         condition.unlock()
-
-        let (results, label, video, didFail) = load(job)
+        let (results, label, video) = load(job)
         condition.lock()
-        defer { condition.unlock() }
-        if case .failure(let e) = results {
+        switch results {
+        case .failure(let e):
             error = error ?? e
             condition.broadcast()
             return false
-        }
-        let clips = try! results.get()
-        for v in 0..<views {
-            let position = job * views + v
-            let slot = (position / batchSize) % depth, offset = position % batchSize
-            let destination = slots[slot].data + offset * slots[slot].count / batchSize
-            if v < clips.count {
-                condition.unlock()
-                loader.pipeline.normalize.write(clips[v], rescale: loader.pipeline.rescale, into: destination)
-                condition.lock()
-            } else {
-                destination.update(repeating: 0, count: slots[slot].count / batchSize)
+        case .success(let clips):
+            for v in 0..<views {
+                let view = View(position: job * views + v, frames: v < clips.count ? clips[v] : nil, label: label, video: video)
+                if writable(view.position) { write(view) } else { parked.append(view) }
             }
-            labels[slot][offset] = label
-            videos[slot][offset] = video
-            failed[slot][offset] = didFail
-            filled[slot] += 1
+            return true
         }
+    }
+
+    /// Normalises a view into its batch's buffer (outside the lock) and counts it; called and
+    /// returns with the lock held.
+    private func write(_ view: View) {
+        let slot = (view.position / batchSize) % depth, offset = view.position % batchSize
+        let size = slots[slot].count / batchSize, destination = slots[slot].data + offset * size
+        condition.unlock()
+        if let frames = view.frames {
+            loader.pipeline.normalize.write(frames, rescale: loader.pipeline.rescale, into: destination)
+        } else {
+            destination.update(repeating: 0, count: size)
+        }
+        condition.lock()
+        labels[slot][offset] = view.label
+        videos[slot][offset] = view.video
+        failed[slot][offset] = view.frames == nil
+        filled[slot] += 1
         condition.broadcast()
-        return true
     }
 
     /// The views of the job'th video of the epoch: in training, of a replacement video when it
-    /// fails; in evaluation, none (marked failed).
-    private func load(_ job: Int) -> (Result<[VideoFrames], Error>, label: Int, video: Int, failed: Bool) {
+    /// fails; in evaluation, none (its views are marked failed).
+    private func load(_ job: Int) -> (Result<[VideoFrames], Error>, label: Int, video: Int) {
         var video = order[job]
         for attempt in 0..<16 {
             do {
                 let clips = try loader.views(of: video, epoch: epoch, attempt: attempt)
-                return (.success(clips), loader.dataset.entries[video].label, video, false)
+                return (.success(clips), loader.dataset.entries[video].label, video)
             } catch {
                 let entry = loader.dataset.entries[video]
                 if let log = loader.badVideos, let stop = log.record(entry, error: error, datasetSize: loader.dataset.entries.count) {
-                    return (.failure(stop), entry.label, video, true)
+                    return (.failure(stop), entry.label, video)
                 }
-                if loader.mode == .evaluation { return (.success([]), entry.label, video, true) }
+                if loader.mode == .evaluation { return (.success([]), entry.label, video) }
                 video = loader.replacement(for: video, epoch: epoch, attempt: attempt)
             }
         }
-        return (.failure(DataError("16 videos in a row failed to decode; see bad_videos.txt")), 0, video, true)
+        return (.failure(DataError("16 videos in a row failed to decode; see bad_videos.txt")), 0, video)
     }
 }
 

@@ -17,6 +17,9 @@ public struct EvaluationResult: Sendable {
 }
 
 public enum Evaluator {
+    /// An evaluation stopped before its end (a signal during validation).
+    struct Interrupted: Error {}
+
     /// Runs every view of every video through the model in inference mode, averages each video's
     /// softmax probabilities over its views (mmaction2's average_clips='prob'), and scores the
     /// videos. Videos that fail to decode count as misses. `progress` counts batches.
@@ -26,7 +29,10 @@ public enum Evaluator {
 
     /// The same over a data-parallel job: each rank scores its share of the videos (the loader's
     /// rank and world size) and rank 0 gathers them and returns the result; the others, nil.
-    static func evaluate(_ model: Recognizer, loader: DataLoader, progress: ProgressDisplay?, parallel: DataParallel) throws -> EvaluationResult? {
+    /// `interrupted` is asked after every batch (on every rank alike); when it says so, the
+    /// evaluation ends by throwing `Interrupted`.
+    static func evaluate(_ model: Recognizer, loader: DataLoader, progress: ProgressDisplay?, parallel: DataParallel,
+                         interrupted: () -> Bool = { false }) throws -> EvaluationResult? {
         var local = VideoScores()
         let iterator = loader.batches(epoch: 0)
         defer { iterator.stop() }
@@ -36,6 +42,7 @@ public enum Evaluator {
                 local.add(video: video, probabilities: batch.failed[k] ? nil : probabilities, row: k)
             }
             progress?.advance()
+            if interrupted() { throw Interrupted() }
         }
         progress?.finish()
         guard let parts = parallel.gather(local.encoded()) else { return nil }

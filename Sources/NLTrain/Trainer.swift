@@ -109,6 +109,14 @@ public final class Trainer: @unchecked Sendable {
             + ") in \(config.train.workDir)"
             + (state.globalIteration > 0 ? ", resuming at epoch \(state.epoch + 1) iteration \(state.iteration)" : ""))
 
+        if state.validationPending {
+            // The last run was stopped during this validation: do it before training on.
+            if let valLoader {
+                if let stopped = try finishValidation(model, valLoader, training: loader, sgd: sgd, state: &state) { return stopped }
+            } else {
+                state.validationPending = false
+            }
+        }
         var meter = Meter(), bucket: [Float] = []
         let bar = interactive && parallel.isRoot ? ProgressDisplay(total: totalIterations, label: "training", unit: "iterations",
                                                                    completed: state.globalIteration, output: output) : nil
@@ -153,16 +161,17 @@ public final class Trainer: @unchecked Sendable {
             }
             state.epoch += 1
             state.iteration = 0
-            if let valLoader, state.epoch % config.train.evalEvery == 0 || state.epoch == config.train.epochs {
-                try validate(model, valLoader, training: loader, state: &state)
-            }
-            let reason = stopReason()
+            state.validationPending = valLoader != nil && (state.epoch % config.train.evalEvery == 0 || state.epoch == config.train.epochs)
+            state.finished = state.epoch == config.train.epochs && !state.validationPending
+            // A validated epoch's checkpoint comes before its validation: a kill then loses no training.
             let due = config.train.checkpointEvery > 0 && state.epoch % config.train.checkpointEvery == 0
-            if due || state.epoch == config.train.epochs || reason != .none {
-                state.finished = state.epoch == config.train.epochs
-                try checkpoint(model, sgd, state)
-            }
+            let written = due || state.epoch == config.train.epochs || state.validationPending
+            if written { try checkpoint(model, sgd, state) }
+            if let valLoader, state.validationPending,
+               let stopped = try finishValidation(model, valLoader, training: loader, sgd: sgd, state: &state) { return stopped }
+            let reason = stopReason()
             if !state.finished, reason != .none {
+                if !written { try checkpoint(model, sgd, state) }
                 log("stopped by \(reason.describe(maxTime: options.maxTime)) after epoch \(state.epoch); run the same command to continue")
                 return .notFinished
             }
@@ -233,12 +242,33 @@ public final class Trainer: @unchecked Sendable {
         return file
     }
 
+    /// Validates the epoch just trained, whose checkpoint is written, and rewrites that checkpoint
+    /// marked validated (with the best top-1 so far). A SIGTERM or SIGINT during validation ends
+    /// it at once, the checkpoint still saying the validation is to do, and returns the run's exit
+    /// status (75); nil when the run goes on.
+    private func finishValidation(_ model: Recognizer, _ loader: DataLoader, training: DataLoader, sgd: SGD,
+                                  state: inout TrainingState) throws -> ExitStatus? {
+        do {
+            try validate(model, loader, training: training, state: &state)
+        } catch is Evaluator.Interrupted {
+            log("stopped by \(signal()?.describe(maxTime: nil) ?? "a signal to another process") during epoch \(state.epoch)'s validation; run the same command to validate and continue")
+            return .notFinished
+        }
+        state.validationPending = false
+        state.finished = state.epoch == config.train.epochs
+        try checkpoint(model, sgd, state)
+        return nil
+    }
+
+    /// Recomputes the BatchNorm statistics when asked (precise BN), evaluates, logs the result and
+    /// keeps the best weights. Throws Evaluator.Interrupted when a signal stops it.
     private func validate(_ model: Recognizer, _ loader: DataLoader, training: DataLoader, state: inout TrainingState) throws {
         if config.train.preciseBNBatches > 0 {
             try preciseBatchNorm(model, training)
         }
+        log("validating epoch \(state.epoch) on \(loader.dataset.entries.count) videos, \(loader.viewsPerVideo) views each")
         let progress = interactive && parallel.isRoot ? ProgressDisplay(total: loader.batchesPerEpoch, label: "validating", unit: "batches", output: output) : nil
-        let scored = try Evaluator.evaluate(model, loader: loader, progress: progress, parallel: parallel)
+        let scored = try Evaluator.evaluate(model, loader: loader, progress: progress, parallel: parallel) { signalled() != .none }
         var best = false
         try onRoot {
             guard let result = scored else { return }
@@ -274,6 +304,7 @@ public final class Trainer: @unchecked Sendable {
             model.head.dropout.generator = dropoutGenerator(at: epoch + count)
             _ = model.forward(batch.clips, training: true)
             count += 1
+            if signalled() != .none { throw Evaluator.Interrupted() }
         }
         log("recomputed BatchNorm statistics over \(count) batches")
     }
@@ -281,14 +312,23 @@ public final class Trainer: @unchecked Sendable {
     /// Why the run must stop now, if it must: a signal (on any rank), or the time budget (rank
     /// 0's clock). Every rank calls it at the same points and gets the same answer.
     private func stopReason() -> StopReason {
-        var local = StopReason.none
+        stopReason(local: signal() ?? (parallel.isRoot && options.maxTime.map { Date().timeIntervalSince(started) >= $0 } == true ? .timeBudget : .none))
+    }
+
+    /// A signal received by any rank, or .none. Validation stops for signals alone: the time
+    /// budget waits for its end, or a validation longer than the budget would never finish.
+    private func signalled() -> StopReason { stopReason(local: signal() ?? .none) }
+
+    private func signal() -> StopReason? {
         switch StopSignal.received.load(ordering: .relaxed) {
-        case SIGTERM: local = .sigterm
-        case SIGINT: local = .sigint
-        default:
-            if parallel.isRoot, let maxTime = options.maxTime, Date().timeIntervalSince(started) >= maxTime { local = .timeBudget }
+        case SIGTERM: .sigterm
+        case SIGINT: .sigint
+        default: nil
         }
-        return StopReason(rawValue: parallel.maximum(local.rawValue)) ?? .none
+    }
+
+    private func stopReason(local: StopReason) -> StopReason {
+        StopReason(rawValue: parallel.maximum(local.rawValue)) ?? .none
     }
 
     /// Runs `body` on rank 0 alone and makes its failure every rank's: the others throw the same

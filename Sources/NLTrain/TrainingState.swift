@@ -11,6 +11,8 @@ public struct TrainingState: Sendable, Equatable {
     public var bestEpoch: Int?
     /// True once every epoch is done.
     public var finished = false
+    /// The epoch just done is still to be validated (a signal stopped its validation).
+    public var validationPending = false
 
     public static let format = "nl-checkpoint-1"
 
@@ -21,6 +23,7 @@ public struct TrainingState: Sendable, Equatable {
                  "global_iteration": "\(globalIteration)", "finished": finished ? "true" : "false"]
         if let bestTop1 { m["best_top1"] = "\(bestTop1)" }
         if let bestEpoch { m["best_epoch"] = "\(bestEpoch)" }
+        if validationPending { m["validation_pending"] = "true" }
         return m
     }
 
@@ -37,5 +40,6 @@ public struct TrainingState: Sendable, Equatable {
         bestTop1 = m["best_top1"].flatMap(Double.init)
         bestEpoch = m["best_epoch"].flatMap(Int.init)
         finished = m["finished"] == "true"
+        validationPending = m["validation_pending"] == "true"
     }
 }

@@ -4,10 +4,10 @@ import Testing
 
 struct DataLoaderTests {
     func loader(_ dataset: Dataset, workers: Int, mode: DataLoader.Mode = .training, batchSize: Int = 4, rank: Int = 0, worldSize: Int = 1,
-                pipeline: ClipPipeline = SyntheticData.pipeline, log: BadVideoLog? = nil) -> DataLoader {
+                pipeline: ClipPipeline = SyntheticData.pipeline, numClips: Int = 2, log: BadVideoLog? = nil) -> DataLoader {
         var options = DataLoader.Options(batchSize: batchSize, workers: workers, seed: 11)
         (options.rank, options.worldSize) = (rank, worldSize)
-        let sampler = SampleFrames(clipLength: 8, frameInterval: 2, numClips: mode == .training ? 1 : 2, testMode: mode == .evaluation)
+        let sampler = SampleFrames(clipLength: 8, frameInterval: 2, numClips: mode == .training ? 1 : numClips, testMode: mode == .evaluation)
         return DataLoader(dataset: dataset, sampler: sampler, pipeline: pipeline, mode: mode, options: options, badVideos: log)
     }
 
@@ -56,6 +56,25 @@ struct DataLoaderTests {
         let videos = batches.flatMap(\.videos)
         #expect(videos == dataset.entries.indices.flatMap { [Int](repeating: $0, count: 6) })
         #expect(batches.map(\.labels.count) == [5, 5, 5, 5, 5, 5, 5, 1] && !batches.flatMap(\.failed).contains(true))
+    }
+
+    /// Many views a video (10 clips x 3 crops, the paper's test) span several batches of any size,
+    /// with and without workers: every view arrives once, in order, with the same pixels whatever
+    /// the batch size. (Batches smaller than a video's views used to wait forever.)
+    @Test(.timeLimit(.minutes(1)), arguments: [0, 1, 2]) func viewsSpanningBatches(workers: Int) throws {
+        let dataset = try SyntheticData.dataset("val.csv")
+        let three = ClipPipeline(resize: ShortEdgeResize(32), crop: .three(ThreeCrop(size: 32)), normalize: SyntheticData.pipeline.normalize)
+        let whole = try all(loader(dataset, workers: 0, mode: .evaluation, batchSize: 30 * dataset.entries.count, pipeline: three, numClips: 10).batches(epoch: 0))
+        #expect(whole.count == 1)
+        let reference = whole[0].clips, viewSize = reference.count / (30 * dataset.entries.count)
+        for batchSize in [1, 4, 7, 8, 29, 31, 64] {
+            let l = loader(dataset, workers: workers, mode: .evaluation, batchSize: batchSize, pipeline: three, numClips: 10)
+            let batches = try all(l.batches(epoch: 0))
+            #expect(batches.count == l.batchesPerEpoch)
+            #expect(batches.flatMap(\.videos) == dataset.entries.indices.flatMap { [Int](repeating: $0, count: 30) })
+            #expect(batches.flatMap(\.clips) == reference, "batch \(batchSize), \(workers) workers")
+            #expect(batches.allSatisfy { $0.clips.count == $0.videos.count * viewSize })
+        }
     }
 
     /// A video that does not decode is replaced in training (logged once, listed in
