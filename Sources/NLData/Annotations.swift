@@ -16,6 +16,8 @@ public struct Dataset: Sendable {
     public let missing: [(source: String, path: String)]
     /// Lines that could not be read, with the reason.
     public let malformed: [(source: String, reason: String)]
+    /// Lines read with a caveat (extra labels on a list line), with the caveat.
+    public var warnings: [(source: String, message: String)] = []
 
     /// "120 videos, 7 classes; 3 missing, 1 malformed line" and the first few problems.
     public var summary: String {
@@ -28,6 +30,14 @@ public struct Dataset: Sendable {
     /// One line per problem, "file:line: what".
     public var problems: [String] {
         missing.map { "\($0.source): no video at \($0.path)" } + malformed.map { "\($0.source): \($0.reason)" }
+            + warnings.map { "\($0.source): \($0.message)" }
+    }
+
+    /// The first entry whose label the model cannot score, as an error naming its line.
+    public func labelProblem(numClasses: Int) -> DataError? {
+        guard let entry = entries.first(where: { $0.label >= numClasses }) else { return nil }
+        return DataError("\(entry.source): label \(entry.label) (\(classes[entry.label])) is not below the model's \(numClasses) classes (model.num_classes); "
+                         + "this dataset has \(classes.count)")
     }
 }
 
@@ -44,7 +54,7 @@ public enum Annotations {
                             classesFrom: String? = nil) throws(DataError) -> Dataset {
         let classNames: [String]?
         if let classes, !classes.isEmpty {
-            classNames = try readLines(classes).map { $0.text.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            classNames = try readLines(classes, what: "classes file").map { $0.text.trimmingCharacters(in: .whitespaces) }
         } else if let classesFrom, classesFrom != annotations {
             classNames = try load(format: format, annotations: classesFrom, root: root).classes
         } else {
@@ -61,34 +71,64 @@ public enum Annotations {
         path.hasPrefix("/") || root.isEmpty ? path : (root as NSString).appendingPathComponent(path)
     }
 
-    private static func readLines(_ path: String) throws(DataError) -> [(number: Int, text: String)] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw DataError(FileManager.default.fileExists(atPath: path)
-                            ? "\(path): cannot read the annotation file (not UTF-8 text?)" : "\(path): no such annotation file")
-        }
-        return text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().compactMap { i, line in
-            let trimmed = line.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
-            return trimmed.trimmingCharacters(in: .whitespaces).isEmpty ? nil : (i + 1, trimmed)
-        }
+    private static func readLines(_ path: String, what: String = "annotation file") throws(DataError) -> [TextFile.Line] {
+        do { return try TextFile.lines(path, what: what) } catch { throw DataError(error.description) }
     }
 
-    /// Kinetics CSV: label,youtube_id,time_start,time_end,split[,...], a header line; videos at
-    /// ROOT/SPLIT/LABEL/YOUTUBEID_START_END.EXT (times zero-padded to six digits; EXT any of
-    /// mp4, webm, mkv, ...; the label folder as written or with spaces as underscores).
+    /// The columns of a Kinetics CSV, by the header's names when there is one.
+    struct KineticsColumns {
+        var label = 0, youtubeID = 1, timeStart = 2, timeEnd = 3, split = 4
+        var count: Int { max(label, youtubeID, timeStart, timeEnd, split) + 1 }
+
+        /// The columns a header line names, or nil when the line is not a header. A header
+        /// without a label column (Kinetics' test CSVs) is an error.
+        init?(header fields: [String], path: String) throws(DataError) {
+            let names = fields.map { $0.lowercased() }
+            guard names.contains("youtube_id") else { return nil }
+            func column(_ name: String) throws(DataError) -> Int {
+                guard let i = names.firstIndex(of: name) else {
+                    throw DataError("\(path):1: the header has no \(name) column (label,youtube_id,time_start,time_end,split)"
+                                    + (name == "label" ? "; an unlabelled test list cannot be trained on or evaluated" : ""))
+                }
+                return i
+            }
+            (label, youtubeID, timeStart, timeEnd, split) = (try column("label"), try column("youtube_id"), try column("time_start"),
+                                                             try column("time_end"), try column("split"))
+        }
+
+        init() {}
+    }
+
+    /// Kinetics CSV: label,youtube_id,time_start,time_end,split (in the header's order, when it
+    /// has one; fields may be quoted); videos at ROOT/SPLIT/LABEL/YOUTUBEID_START_END.EXT (times
+    /// zero-padded to six digits; EXT any of mp4, webm, mkv, ...; the label folder as written or
+    /// with spaces as underscores).
     private static func kinetics(_ path: String, root: String, classes: [String]?) throws(DataError) -> Dataset {
         var rows: [(source: String, label: String, file: String)] = []
         var missing: [(source: String, path: String)] = [], malformed: [(source: String, reason: String)] = []
-        for (number, line) in try readLines(path) {
+        var lines = try readLines(path)[...]
+        var columns = KineticsColumns()
+        if let first = lines.first, let header = try KineticsColumns(header: csvFields(first.text), path: path) {
+            columns = header
+            lines = lines.dropFirst()
+        }
+        for (number, line) in lines {
             let source = "\(path):\(number)"
             let fields = csvFields(line)
-            if number == 1 && fields.first?.lowercased() == "label" { continue }  // the header
-            guard fields.count >= 5, let start = Int(fields[2].split(separator: ".")[0]), let end = Int(fields[3].split(separator: ".")[0]),
-                  !fields[0].isEmpty, !fields[1].isEmpty, !fields[4].isEmpty else {
-                malformed.append((source, "expected label,youtube_id,time_start,time_end,split, got '\(line)'"))
+            guard fields.count >= columns.count else {
+                malformed.append((source, "expected \(columns.count) fields (label,youtube_id,time_start,time_end,split), got \(fields.count): '\(line)'"))
                 continue
             }
-            let (label, id, split) = (fields[0], fields[1], fields[4])
-            let name = String(format: "%@_%06d_%06d", id, start, end)
+            let (label, id, split) = (fields[columns.label], fields[columns.youtubeID], fields[columns.split])
+            guard let start = kineticsTime(fields[columns.timeStart]), let end = kineticsTime(fields[columns.timeEnd]) else {
+                malformed.append((source, "time_start and time_end must be whole seconds, got '\(fields[columns.timeStart])' and '\(fields[columns.timeEnd])'"))
+                continue
+            }
+            guard !label.isEmpty, !id.isEmpty, !split.isEmpty else {
+                malformed.append((source, "empty label, youtube_id or split in '\(line)'"))
+                continue
+            }
+            let name = "\(id)_\(start)_\(end)"
             let folders = [label, label.replacingOccurrences(of: " ", with: "_")]
             let candidates = folders.flatMap { folder in videoExtensions.map { "\(root)/\(split)/\(folder)/\(name).\($0)" } }
             if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) {
@@ -100,22 +140,44 @@ public enum Annotations {
         return try labelled(rows, classes: classes, missing: missing, malformed: malformed, path: path)
     }
 
-    /// mmaction2 list files: "relative/path label_index" a line, paths relative to the root.
+    /// A Kinetics time as its file names write it: whole seconds, zero-padded to six digits and
+    /// never cut ("4" -> "000004", "10.0" -> "000010", "4294967296" kept whole); nil for an
+    /// empty, fractional or non-numeric field.
+    public static func kineticsTime(_ field: String) -> String? {
+        let parts = field.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let whole = parts.first, !whole.isEmpty, whole.allSatisfy({ $0.isASCII && $0.isNumber }),
+              parts.count == 1 || parts[1].allSatisfy({ $0 == "0" }) else { return nil }
+        let digits = String(whole.drop { $0 == "0" })
+        return String(repeating: "0", count: max(0, 6 - digits.count)) + digits
+    }
+
+    /// mmaction2 list files: "relative/path label_index" a line, paths relative to the root. The
+    /// label is the last field and the path everything before it (Kinetics' folder names hold
+    /// spaces). A line with more labels (a multi-label list, "path 3 17") is read with its first
+    /// one, with a warning.
     private static func list(_ path: String, root: String, classes: [String]?) throws(DataError) -> Dataset {
         var entries: [VideoEntry] = []
         var missing: [(source: String, path: String)] = [], malformed: [(source: String, reason: String)] = []
+        var warnings: [(source: String, message: String)] = []
         for (number, line) in try readLines(path) {
             let source = "\(path):\(number)"
-            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            guard fields.count >= 2, let label = Int(fields[1]), label >= 0 else {
+            let numbers = trailingNumbers(line)
+            guard let last = numbers.last, !line[..<last.start].trimmingCharacters(in: .whitespaces).isEmpty else {
                 malformed.append((source, "expected 'relative/path label_index', got '\(line)'"))
                 continue
+            }
+            var (name, label) = (line[..<last.start].trimmingCharacters(in: .whitespaces), last.value)
+            // "clip.mp4 3 17" is two labels, unless a file "clip.mp4 3" is there.
+            if let first = numbers.first, numbers.count > 1, !FileManager.default.fileExists(atPath: resolve(name, root: root)),
+               !line[..<first.start].trimmingCharacters(in: .whitespaces).isEmpty {
+                (name, label) = (line[..<first.start].trimmingCharacters(in: .whitespaces), first.value)
+                warnings.append((source, "\(numbers.count) labels on one line (a multi-label list?); using the first, \(label)"))
             }
             if let classes, label >= classes.count {
                 malformed.append((source, "label \(label) is not one of the \(classes.count) classes"))
                 continue
             }
-            let file = resolve(String(fields[0]), root: root)
+            let file = resolve(String(name), root: root)
             if FileManager.default.fileExists(atPath: file) {
                 entries.append(VideoEntry(path: file, label: label, source: source))
             } else {
@@ -123,7 +185,19 @@ public enum Annotations {
             }
         }
         let names = classes ?? (0..<((entries.map(\.label).max() ?? -1) + 1)).map(String.init)
-        return try finished(Dataset(entries: entries, classes: names, missing: missing, malformed: malformed), path: path)
+        var dataset = Dataset(entries: entries, classes: names, missing: missing, malformed: malformed)
+        dataset.warnings = warnings
+        return try finished(dataset, path: path)
+    }
+
+    /// The whole non-negative numbers at the end of a list line, each with where it starts.
+    static func trailingNumbers(_ line: String) -> [(value: Int, start: String.Index)] {
+        var numbers: [(value: Int, start: String.Index)] = []
+        for word in line.split(whereSeparator: { $0 == " " || $0 == "\t" }).reversed() {
+            guard word.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int(word) else { break }
+            numbers.insert((value, word.startIndex), at: 0)
+        }
+        return numbers
     }
 
     /// A folder per class: FOLDER/CLASS/VIDEO.EXT; classes are the sorted folder names.
@@ -132,12 +206,12 @@ public enum Annotations {
             throw DataError("\(folder): no such folder of class folders")
         }
         var rows: [(source: String, label: String, file: String)] = []
-        for name in names.sorted() {
+        for name in names.sorted() where !name.hasPrefix(".") {  // hidden: .DS_Store, ._clip.mp4 (macOS), .git
             let classFolder = "\(folder)/\(name)"
             var isFolder: ObjCBool = false
             guard FileManager.default.fileExists(atPath: classFolder, isDirectory: &isFolder), isFolder.boolValue else { continue }
             let videos = (try? FileManager.default.contentsOfDirectory(atPath: classFolder)) ?? []
-            for video in videos.sorted() where videoExtensions.contains((video as NSString).pathExtension.lowercased()) {
+            for video in videos.sorted() where !video.hasPrefix(".") && videoExtensions.contains((video as NSString).pathExtension.lowercased()) {
                 rows.append((classFolder, name, "\(classFolder)/\(video)"))
             }
         }
@@ -162,12 +236,19 @@ public enum Annotations {
         return try finished(Dataset(entries: entries, classes: names, missing: missing, malformed: malformed), path: path)
     }
 
+    /// The dataset, unless it has no usable video: then an error that says why, with the first
+    /// few malformed lines and missing videos.
     private static func finished(_ dataset: Dataset, path: String) throws(DataError) -> Dataset {
-        guard !dataset.entries.isEmpty else {
-            let first = dataset.problems.first.map { "; first problem: \($0)" } ?? ""
-            throw DataError("\(path): no usable video (\(dataset.summary))\(first)")
+        guard dataset.entries.isEmpty else { return dataset }
+        var reason = "\(path): no usable video (\(dataset.summary))"
+        if dataset.missing.isEmpty && dataset.malformed.isEmpty { reason += ": the file lists no videos" }
+        let shown = 5
+        for (kind, lines) in [("malformed", dataset.malformed.map { "\($0.source): \($0.reason)" }),
+                              ("missing", dataset.missing.map { "\($0.source): no video at \($0.path)" })] where !lines.isEmpty {
+            reason += "\n  \(lines.count) \(kind)" + (lines.count > shown ? ", the first \(shown)" : "") + ":"
+            reason += lines.prefix(shown).map { "\n    \($0)" }.joined()
         }
-        return dataset
+        throw DataError(reason)
     }
 
     /// The fields of one CSV line: commas separate, double quotes enclose fields that hold

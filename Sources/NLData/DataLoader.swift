@@ -317,13 +317,17 @@ public final class BadVideoLog: @unchecked Sendable {
     private var seen: [String: String] = [:]
     private let lock = NSLock()
 
-    public init(file: String?, maxFraction: Double, report: @escaping @Sendable (String) -> Void) {
+    /// Videos a former run listed in `file` are known (not reported again) when they are among
+    /// `dataset`'s: the others have left the annotations and count against nothing.
+    public init(file: String?, maxFraction: Double, dataset: Dataset? = nil, report: @escaping @Sendable (String) -> Void) {
         (self.file, self.maxFraction, self.report) = (file, maxFraction, report)
-        if let file, let text = try? String(contentsOfFile: file, encoding: .utf8) {
-            for line in text.split(separator: "\n") {
-                let parts = line.split(separator: "\t", maxSplits: 1)
-                seen[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
-            }
+        guard let file, FileManager.default.fileExists(atPath: file), let lines = try? TextFile.lines(file, what: "list of bad videos") else { return }
+        let current = dataset.map { Set($0.entries.map(\.path)) }
+        for (_, line) in lines {
+            let parts = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
+            let path = String(parts[0])
+            guard !path.isEmpty, current?.contains(path) ?? true else { continue }
+            seen[path] = parts.count > 1 ? String(parts[1]) : ""
         }
     }
 

@@ -89,6 +89,7 @@ extension Evaluator {
         try checkpoint.load(into: model)
         let dataset = try DataSetup.dataset(config, split: split)
         for problem in dataset.problems.prefix(10) { log(problem) }
+        if let problem = dataset.labelProblem(numClasses: config.model.spec.numClasses) { throw problem }
         guard dataset.classes.count <= config.model.spec.numClasses else {
             throw CommandError(.data, "\(checkpoint.path): the model has \(config.model.spec.numClasses) classes, the dataset \(dataset.classes.count)")
         }

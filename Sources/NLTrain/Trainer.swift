@@ -89,12 +89,13 @@ public final class Trainer: @unchecked Sendable {
         let trainSet = try DataSetup.dataset(config, split: .train)
         log("training set: \(trainSet.summary)")
         for problem in trainSet.problems.prefix(10) { log("  \(problem)") }
+        if let problem = trainSet.labelProblem(numClasses: config.model.spec.numClasses) { throw problem }
         guard trainSet.classes.count <= config.model.spec.numClasses else {
             throw ConfigError(source: config.sources["model.num_classes"] ?? ConfigSource(file: "config", line: 0),
                               message: "model.num_classes is \(config.model.spec.numClasses) but the dataset has \(trainSet.classes.count) classes")
         }
         // Every rank lists the videos it could not read in the same file (lines are appended whole).
-        let badVideos = BadVideoLog(file: "\(config.train.workDir)/bad_videos.txt", maxFraction: config.train.maxBadFraction) { [weak self] in
+        let badVideos = BadVideoLog(file: "\(config.train.workDir)/bad_videos.txt", maxFraction: config.train.maxBadFraction, dataset: trainSet) { [weak self] in
             self?.log($0, everyRank: true)
         }
         let loader = try DataSetup.trainingLoader(config, dataset: trainSet, badVideos: badVideos, rank: parallel.rank, worldSize: parallel.size)

@@ -60,15 +60,55 @@ struct ConfigTests {
     @Test func errorsNameTheFileTheLineAndTheNearestKey() {
         expectError("[train]\nlr = 0.1\nlearning_rat = 3\n", at: 3, containing: "unknown key 'learning_rat'")
         expectError("[train]\nepoch = 3\n", at: 2, containing: "did you mean 'epochs'?")
-        expectError("[trian]\nlr = 1\n", at: 2, containing: "did you mean [train]?")
+        expectError("[trian]\nlr = 1\n", at: 1, containing: "did you mean [train]?")
+        expectError("[train]\nlr = 1\n[trian]\n", at: 3, containing: "unknown section [trian]")  // empty, still unknown
+        expectError("[train]\nlr = 0x10\n", at: 2, containing: "expected a number, got '0x10'")
+        expectError("[train]\nlr = 1e-400\n", at: 2, containing: "beyond the range")
+        expectError("[train]\nlr = 1e400\n", at: 2, containing: "beyond the range")
+        expectError("[train]\nlr = nan\n", at: 2, containing: "expected a number")
         expectError("[train]\nbatch_size = eight\n", at: 2, containing: "train.batch_size: expected a whole number")
         expectError("[train]\nbatch_size = 0\n", at: 2, containing: "outside 1...4096")
         expectError("[model]\nnon_local_mode = gausian\n", at: 2, containing: "expected one of embedded_gaussian")
         expectError("[model]\nname = resnet\n", at: 2, containing: "no model 'resnet'")
         expectError("lr = 1\n", at: 1, containing: "outside any [section]")
         expectError("[train]\njust words\n", at: 2, containing: "expected 'key = value'")
-        expectError("include = missing.cfg\n", at: 1, containing: "include missing.cfg: no such file")
+        expectError("include = missing.cfg\n", at: 1, containing: "include missing.cfg: no such config file")
         expectError("[model]\ndepth = 101\n", at: 2, containing: "inflate needs 4 stages")
+    }
+
+    /// A config saved on Windows (CRLF), on an old Mac (CR), with a byte-order mark or trailing
+    /// blanks reads as the same config, includes too.
+    @Test func lineEndsAndByteOrderMarks() throws {
+        let text = "# a comment\n[train]\nlr = 0.5   \nepochs = 7\t\n[data]\nroot = \"a b\"\ninclude = base.cfg\n"
+        write("base.cfg", "[model]\r\nnum_classes = 9\r\n")
+        for (name, variant) in [("lf", text), ("crlf", text.replacingOccurrences(of: "\n", with: "\r\n")),
+                                ("cr", text.replacingOccurrences(of: "\n", with: "\r")), ("bom", "\u{FEFF}" + text)] {
+            let config = try Config(path: write("\(name).cfg", variant))
+            #expect(config.train.lr == 0.5 && config.train.epochs == 7 && config.data.root == "a b" && config.model.spec.numClasses == 9, "\(name)")
+            #expect(config.sources["train.epochs"]?.line == 4, "\(name)")
+        }
+        expectError("[train]\r\nlr = 1\r\nepochs = x\r\n", at: 3, containing: "expected a whole number, got 'x'")
+    }
+
+    @Test func unreadableConfigsSayWhy() {
+        for (path, fragment) in [(directory, "is a directory"), ("/proc/self/mem", "cannot read the config file"), ("\(directory)/none.cfg", "no such config file")] {
+            do { _ = try Config(path: path); Issue.record("read \(path)") } catch {
+                #expect(error.description.hasPrefix(path) && error.description.contains(fragment), "\(error)")
+            }
+        }
+        let utf16 = "\(directory)/utf16.cfg"
+        try! "[train]\nlr = 1\n".data(using: .utf16)!.write(to: URL(fileURLWithPath: utf16))
+        #expect(throws: ConfigError.self) { try Config(path: utf16) }
+        let latin1 = "\(directory)/latin1.cfg"
+        try! Data("[data]\nroot = caf\u{E9}\n".data(using: .isoLatin1)!).write(to: URL(fileURLWithPath: latin1))
+        do { _ = try Config(path: latin1) } catch { #expect(error.description == "\(latin1):2: not UTF-8 text; save the file as UTF-8") }
+    }
+
+    @Test func requiredKeysMustNotBeEmpty() throws {
+        let config = try Config(path: nil, overrides: ["train.work_dir=", "data.root=/videos", "data.train_annotations=a.csv"])
+        do { try config.require(["data.root", "data.train_annotations", "train.work_dir"], by: "nltrain"); Issue.record("no error") } catch {
+            #expect(error.description.contains("train.work_dir is empty; nltrain needs it"), "\(error)")
+        }
     }
 
     @Test func includeCyclesAreErrors() {

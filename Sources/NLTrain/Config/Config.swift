@@ -86,12 +86,9 @@ public struct Config: Sendable {
     /// Interprets `file`: unknown sections and keys, and values that do not fit, are errors that
     /// name the file, the line and (for unknown names) the nearest valid one.
     public init(_ file: ConfigFile) throws(ConfigError) {
-        for section in file.sectionOrder {
-            guard Self.schema.contains(where: { $0.name == section }) else {
-                let near = nearest(section, in: Self.schema.map(\.name))
-                throw ConfigError(source: file.sections[section]!.values.map(\.source).min { $0.line < $1.line }!,
-                                  message: "unknown section [\(section)]\(near.map { "; did you mean [\($0)]?" } ?? "")")
-            }
+        for (section, source) in file.sectionOrder where !Self.schema.contains(where: { $0.name == section }) {
+            let near = nearest(section, in: Self.schema.map(\.name))
+            throw ConfigError(source: source, message: "unknown section [\(section)]\(near.map { "; did you mean [\($0)]?" } ?? "")")
         }
         // A named model first: its fields are the base the other [model] keys change.
         if let name = file.sections["model"]?["name"] {
@@ -132,12 +129,17 @@ public struct Config: Sendable {
         try self.init(file)
     }
 
-    /// Fails unless every key in `keys` ("data.root") has a value from a file or `--set`.
+    /// Fails unless every key in `keys` ("data.root") has a value, not empty, from a file or `--set`.
     public func require(_ keys: [String], by command: String) throws(ConfigError) {
-        if let missing = keys.first(where: { sources[$0] == nil }) {
-            let (section, key) = (missing.split(separator: ".")[0], missing.split(separator: ".")[1])
-            throw ConfigError(source: ConfigSource(file: "config", line: 0),
-                              message: "\(command) needs [\(section)] \(key); set it in the config or with --set \(missing)=...")
+        for name in keys {
+            let (section, key) = (name.split(separator: ".")[0], name.split(separator: ".")[1])
+            guard let source = sources[name] else {
+                throw ConfigError(source: ConfigSource(file: "config", line: 0),
+                                  message: "\(command) needs [\(section)] \(key); set it in the config or with --set \(name)=...")
+            }
+            guard let setting = Self.schema.first(where: { $0.name == section })?.settings.first(where: { $0.key == key }),
+                  setting.show(self).trimmingCharacters(in: CharacterSet(charactersIn: "\" ")).isEmpty else { continue }
+            throw ConfigError(source: source, message: "\(name) is empty; \(command) needs it")
         }
     }
 

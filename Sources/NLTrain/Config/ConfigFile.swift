@@ -1,4 +1,5 @@
 import Foundation
+import NLData
 
 /// Where a config value came from, for error messages.
 public struct ConfigSource: Sendable, Equatable, CustomStringConvertible {
@@ -26,8 +27,8 @@ public struct ConfigFile: Sendable {
 
     /// section -> key -> entry, the last assignment of each key winning.
     public private(set) var sections: [String: [String: Entry]] = [:]
-    /// Section names in the order they first appeared.
-    public private(set) var sectionOrder: [String] = []
+    /// Section names in the order they first appeared, with where (empty sections too).
+    public private(set) var sectionOrder: [(name: String, source: ConfigSource)] = []
 
     public init() {}
 
@@ -39,7 +40,7 @@ public struct ConfigFile: Sendable {
     /// Parses config text; `name` stands for the file in errors, and includes are relative to
     /// `directory`.
     public init(text: String, name: String, directory: String = ".") throws(ConfigError) {
-        try parse(text, name: name, directory: directory, including: [])
+        try parse(TextFile.lines(of: text), name: name, directory: directory, including: [])
     }
 
     private mutating func read(_ path: String, including: [String]) throws(ConfigError) {
@@ -47,25 +48,27 @@ public struct ConfigFile: Sendable {
         if including.contains(canonical) {
             throw ConfigError(source: ConfigSource(file: including.last!, line: 0), message: "includes itself through \(path)")
         }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            let problem = FileManager.default.fileExists(atPath: path) ? "cannot read this file (not UTF-8 text?)" : "no such file"
-            throw ConfigError(source: ConfigSource(file: path, line: 0), message: problem)
+        let lines: [TextFile.Line]
+        do { lines = try TextFile.lines(path, what: "config file") } catch {
+            throw ConfigError(source: ConfigSource(file: path, line: error.line ?? 0), message: error.problem)
         }
-        try parse(text, name: path, directory: (canonical as NSString).deletingLastPathComponent,
+        try parse(lines, name: path, directory: (canonical as NSString).deletingLastPathComponent,
                   including: including + [canonical])
     }
 
-    private mutating func parse(_ text: String, name: String, directory: String, including: [String]) throws(ConfigError) {
+    private mutating func parse(_ lines: [TextFile.Line], name: String, directory: String, including: [String]) throws(ConfigError) {
         var section: String?
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let source = ConfigSource(file: name, line: index + 1)
-            let line = Self.stripComment(String(rawLine)).trimmingCharacters(in: .whitespaces)
+        for (number, rawLine) in lines {
+            let source = ConfigSource(file: name, line: number)
+            let line = Self.stripComment(rawLine).trimmingCharacters(in: .whitespaces)
             if line.isEmpty { continue }
             if line.hasPrefix("[") {
                 guard line.hasSuffix("]"), line.count > 2 else {
                     throw ConfigError(source: source, message: "a section header is [name], got '\(line)'")
                 }
-                section = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces)
+                let name = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces)
+                if !sectionOrder.contains(where: { $0.name == name }) { sectionOrder.append((name, source)) }
+                section = name
                 continue
             }
             guard let equals = line.firstIndex(of: "=") else {
@@ -93,7 +96,7 @@ public struct ConfigFile: Sendable {
 
     /// Sets one value, as a later line would.
     public mutating func set(section: String, key: String, value: String, source: ConfigSource) {
-        if sections[section] == nil { sectionOrder.append(section) }
+        if !sectionOrder.contains(where: { $0.name == section }) { sectionOrder.append((section, source)) }
         sections[section, default: [:]][key] = Entry(value: value, source: source)
     }
 

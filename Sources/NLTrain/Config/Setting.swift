@@ -120,8 +120,19 @@ private func parseInt(_ text: String, in range: ClosedRange<Int>) throws -> Int 
     return value
 }
 
+/// A decimal number as people write them in configs: 0.01, .5, 1e-4, -3. Hexadecimal (Swift's
+/// Double would read 0x10 as 16), inf and nan are refused, as are numbers beyond Double's
+/// range either way (1e400, and 1e-400, which Double reads as 0).
 private func parseDouble(_ text: String, in range: ClosedRange<Double>) throws -> Double {
-    guard let value = Double(text), value.isFinite else { throw ValueProblem(message: "expected a number, got '\(text)'") }
+    let mantissa = text.prefix { $0 != "e" && $0 != "E" }, exponent = text.dropFirst(mantissa.count + 1)
+    let digits = mantissa.drop { $0 == "+" || $0 == "-" }
+    guard mantissa.count - digits.count <= 1, digits.contains(where: \.isNumber),
+          digits.allSatisfy({ ($0.isASCII && $0.isNumber) || $0 == "." }), digits.filter({ $0 == "." }).count <= 1,
+          text.count == mantissa.count || (!exponent.isEmpty && Int(exponent) != nil),
+          let value = Double(text) else { throw ValueProblem(message: "expected a number, got '\(text)'") }
+    guard value.isFinite, value != 0 || !digits.contains(where: { $0.isNumber && $0 != "0" }) else {
+        throw ValueProblem(message: "\(text) is beyond the range of numbers (about 1e-308 to 1e308)")
+    }
     guard range.contains(value) else { throw ValueProblem(message: "\(format(value)) is outside \(format(range.lowerBound))...\(format(range.upperBound))") }
     return value
 }
