@@ -43,6 +43,10 @@ ff $audio -c:a aac audio_only.m4a
 # A 10 s faststart H.264 file to damage.
 ff $(src 96x64 25 10) -c:v libx264 -preset veryfast -bf 2 -g 25 -movflags +faststart long.mp4
 ff $(src 96x64 25 10) -c:v libx264 -preset veryfast -bf 2 -g 25 long.mkv
+ff $(src 96x64 25 10) -c:v libvpx -deadline realtime -g 25 long.webm
+# Media that is not a video to sample: a still picture, a raw stream without a container.
+ff $(src 96x64 25 1) -frames:v 1 still.jpg
+ff $(src 96x64) -c:v libx264 -preset veryfast -f h264 raw.h264
 }
 
 # Broken files.
@@ -51,9 +55,10 @@ head -c 20000 /dev/urandom > random_bytes.mp4
 printf 'this is a text file, not a video\n%.0s' {1..50} > text.mp4
 head -c 3000 long.mp4 > header_only.mp4   # the moov atom and no media data
 size=$(stat -c %s long.mp4)
-for percent in 30 60 90; do
+for percent in 10 30 60 90; do
   head -c $((size * percent / 100)) long.mp4 > "truncated_${percent}.mp4"
   head -c $(($(stat -c %s long.mkv) * percent / 100)) long.mkv > "truncated_${percent}.mkv"
+  head -c $(($(stat -c %s long.webm) * percent / 100)) long.webm > "truncated_${percent}.webm"
 done
 
 cat > MANIFEST <<'EOF'
@@ -78,4 +83,5 @@ odd_size_ffv1.mkv 50
 with_audio.mp4 50
 long.mp4 250
 long.mkv 250
+long.webm 250
 EOF

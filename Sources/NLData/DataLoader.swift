@@ -92,6 +92,7 @@ public final class DataLoader: @unchecked Sendable {
     func views(of video: Int, epoch: Int, attempt: Int) throws -> [VideoFrames] {
         var generator = SeededGenerator(seed: options.seed, stream: UInt64(epoch) << 40 ^ UInt64(video) << 8 ^ UInt64(attempt))
         let reader = try VideoReader(path: dataset.entries[video].path)
+        if let truncation = reader.info.truncation { badVideos?.notePartial(dataset.entries[video], truncation: truncation) }
         let indices = sampler.indices(frameCount: reader.info.frames, using: &generator)
         let short = pipeline.resize.draw(using: &generator)
         let frames = try reader.frames(at: indices, size: .shortSide(short), interpolation: pipeline.resize.interpolation)
@@ -304,57 +305,5 @@ public final class BatchIterator: @unchecked Sendable {
             }
         }
         return (.failure(DataError("16 videos in a row failed to decode; see bad_videos.txt")), 0, video)
-    }
-}
-
-/// The videos that failed to decode: each reported once, listed in the work directory's
-/// bad_videos.txt, and counted against the allowed fraction.
-public final class BadVideoLog: @unchecked Sendable {
-    public let file: String?
-    public let maxFraction: Double
-    /// Called once per failing video, with a line to log.
-    public let report: @Sendable (String) -> Void
-    private var seen: [String: String] = [:]
-    private let lock = NSLock()
-
-    /// Videos a former run listed in `file` are known (not reported again) when they are among
-    /// `dataset`'s: the others have left the annotations and count against nothing.
-    public init(file: String?, maxFraction: Double, dataset: Dataset? = nil, report: @escaping @Sendable (String) -> Void) {
-        (self.file, self.maxFraction, self.report) = (file, maxFraction, report)
-        guard let file, FileManager.default.fileExists(atPath: file), let lines = try? TextFile.lines(file, what: "list of bad videos") else { return }
-        let current = dataset.map { Set($0.entries.map(\.path)) }
-        for (_, line) in lines {
-            let parts = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
-            let path = String(parts[0])
-            guard !path.isEmpty, current?.contains(path) ?? true else { continue }
-            seen[path] = parts.count > 1 ? String(parts[1]) : ""
-        }
-    }
-
-    /// Videos that have failed, with their errors.
-    public var failures: [String: String] { lock.withLock { seen } }
-
-    /// Notes a failure; returns an error when more than `maxFraction` of the dataset has failed.
-    func record(_ entry: VideoEntry, error: Error, datasetSize: Int) -> DataError? {
-        lock.withLock {
-            if seen[entry.path] == nil {
-                let message = "\(error)".replacingOccurrences(of: "\n", with: " ")
-                seen[entry.path] = message
-                report("skipping a video that does not decode (\(entry.source)): \(message)")
-                if let file {
-                    let line = "\(entry.path)\t\(message)\n"
-                    if let handle = FileHandle(forWritingAtPath: file) {
-                        handle.seekToEndOfFile()
-                        handle.write(Data(line.utf8))
-                        try? handle.close()
-                    } else {
-                        try? line.write(toFile: file, atomically: false, encoding: .utf8)
-                    }
-                }
-            }
-            let fraction = Double(seen.count) / Double(max(datasetSize, 1))
-            guard fraction > maxFraction else { return nil }
-            return DataError("\(seen.count) of \(datasetSize) videos failed to decode (\(String(format: "%.1f", fraction * 100))%, more than max_bad_fraction \(maxFraction)); they are listed in \(file ?? "the log")")
-        }
     }
 }

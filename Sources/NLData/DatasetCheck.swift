@@ -10,11 +10,11 @@ public enum DatasetCheck {
         public let message: String
     }
 
-    /// The dataset's missing videos, and those that fail to open or decode: by default the first,
-    /// middle and last frames (what truncation and most damage break), with `everyFrame` all of
-    /// them. `workers` videos are read at once.
+    /// The dataset's missing videos, those cut short (their container promised more frames), and
+    /// those that fail to open or decode: by default the first, middle and last frames (what most
+    /// damage breaks), with `everyFrame` all of them. `workers` videos are read at once.
     public static func run(_ dataset: Dataset, workers: Int, everyFrame: Bool = false, progress: ProgressDisplay? = nil) -> [Problem] {
-        var problems = dataset.missing.map { Problem(path: $0.path, source: $0.source, message: "missing") }
+        var problems = dataset.missing.map { Problem(path: $0.path, source: $0.source, message: "missing: no video at \($0.path)") }
         let found = Found()
         let next = Counter()
         DispatchQueue.concurrentPerform(iterations: max(1, workers)) { _ in
@@ -29,6 +29,10 @@ public enum DatasetCheck {
                         }
                     } else {
                         _ = try reader.frames(at: Array(Set([0, n / 2, n - 1])).sorted(), size: .shortSide(32))
+                    }
+                    // The frames there decode, but the file lost the rest.
+                    if let truncation = reader.info.truncation {
+                        found.add(i, Problem(path: entry.path, source: entry.source, message: "\(entry.path): \(truncation)"))
                     }
                 } catch {
                     found.add(i, Problem(path: entry.path, source: entry.source, message: "\(error)"))

@@ -10,6 +10,7 @@ public struct ProbeLine: Codable, Sendable {
     public var height: Int?
     public var rotation: Int?
     public var codec: String?
+    /// Why the file cannot be read, or, for a truncated file whose frames there are readable, what is missing.
     public var error: String?
 
     /// Opens `path` and describes it; a file that cannot be read gives a line with `error`.
@@ -19,6 +20,7 @@ public struct ProbeLine: Codable, Sendable {
             let info = try VideoReader(path: path).info
             (frames, fps, duration) = (info.frames, info.fps, info.duration)
             (width, height, rotation, codec) = (info.width, info.height, info.rotation, info.codec)
+            error = info.truncation
         } catch {
             self.error = error.message
         }

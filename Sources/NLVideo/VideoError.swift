@@ -8,6 +8,8 @@ public struct VideoError: Error, CustomStringConvertible, Sendable, Equatable {
         /// Not a media file FFmpeg can open (empty, random bytes, text, a header without data).
         case notMedia
         case noVideoStream
+        /// Media that is not a video to sample: a still image, a raw stream without timestamps.
+        case notVideo
         case noDecoder
         case noDecodableFrame
         /// A requested frame lies past damage in the stream; frames up to `lastGoodIndex` (-1:

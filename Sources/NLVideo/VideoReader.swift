@@ -20,6 +20,9 @@ public struct VideoInfo: Sendable, Equatable {
     public let pixelFormat: String
     /// Each frame's presentation time in seconds, in presentation order.
     public let timestamps: [Double]
+    /// Set when the file lost data its container promised (a download or copy cut short): how
+    /// many frames are there, of how many, and FFmpeg's words. The frames there are readable.
+    public let truncation: String?
 
     /// Width and height as displayed, after rotation.
     public var displaySize: (width: Int, height: Int) { rotation % 180 == 0 ? (width, height) : (height, width) }
@@ -87,6 +90,7 @@ public final class VideoReader {
         do throws(VideoError) {
             let found = avformat_find_stream_info(context, nil)
             guard found >= 0 else { throw VideoError(path: path, kind: .notMedia, doing: "cannot read stream information", code: found) }
+            try Self.refuseStillsAndRawStreams(context, path: path)
             var codec: UnsafePointer<AVCodec>?
             let best = av_find_best_stream(context, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0)
             if best == cffmpeg_averror_stream_not_found() || (best >= 0 && Self.isAttachedPicture(context, best)) {
@@ -109,11 +113,11 @@ public final class VideoReader {
                 throw VideoError(path: path, kind: .noDecoder, doing: "cannot open the \(String(cString: codec.pointee.name)) decoder", code: codecOpened)
             }
             guard let packet, let frame else { throw VideoError(path: path, kind: .notMedia, message: "out of memory") }
-            let packets = Self.readPackets(context, stream: best, packet: packet)
+            let (packets, damage) = Self.readPackets(context, stream: best, packet: packet)
             guard !packets.isEmpty else {
-                throw VideoError(path: path, kind: .noDecodableFrame, message: "the video stream holds no packets")
+                throw VideoError(path: path, kind: .noDecodableFrame, message: "the video stream holds no packets" + (damage.map { " (\($0))" } ?? ""))
             }
-            (info, index) = Self.describe(packets, stream: stream, codec: codec)
+            (info, index) = Self.describe(packets, damage: damage, format: context, stream: stream, codec: codec)
             format = context
             self.decoder = decoder
             self.packet = packet
@@ -142,6 +146,22 @@ public final class VideoReader {
         context.pointee.streams[Int(stream)]!.pointee.disposition & AV_DISPOSITION_ATTACHED_PIC != 0
     }
 
+    /// Image files (JPEG, PNG: FFmpeg's image2 and *_pipe demuxers) are one still picture, and
+    /// raw elementary streams (.h264, .hevc) carry no timestamps and no index to find a frame by:
+    /// neither is a video the loader can sample.
+    private static func refuseStillsAndRawStreams(_ context: UnsafeMutablePointer<AVFormatContext>, path: String) throws(VideoError) {
+        let demuxer = context.pointee.iformat.pointee
+        let name = String(cString: demuxer.name), longName = demuxer.long_name.map { String(cString: $0) } ?? name
+        let codec = context.pointee.nb_streams > 0 ? String(cString: avcodec_get_name(context.pointee.streams[0]!.pointee.codecpar.pointee.codec_id)) : "unknown"
+        if name == "image2" || name.hasSuffix("_pipe") {
+            throw VideoError(path: path, kind: .notVideo, message: "a still image (\(codec)), not a video")
+        }
+        if longName.hasPrefix("raw ") {  // FFmpeg's raw demuxers: "raw H.264 video", "raw HEVC video", ...
+            throw VideoError(path: path, kind: .notVideo, message: "a raw \(codec) stream (\(longName)) without a container: it has no timestamps and no index, "
+                             + "so its frames cannot be found by seeking; put it in a container first (ffmpeg -i FILE -c copy FILE.mp4)")
+        }
+    }
+
     /// A video packet's timing, as read by the index pass.
     struct PacketTiming {
         let pts: Int64?
@@ -151,24 +171,32 @@ public final class VideoReader {
     }
 
     /// Demuxes the whole file once (no decoding), keeping the video packets' timing. Stops at the
-    /// end or at the first read error: packets past damage are not in the index.
+    /// end or at the first read error: packets past damage are not in the index. Also returns
+    /// FFmpeg's words when the file ended before its container said it would: a read error, an
+    /// error the demuxer logged ("partial file", "File ended prematurely").
     private static func readPackets(_ context: UnsafeMutablePointer<AVFormatContext>, stream: Int32,
-                                    packet: UnsafeMutablePointer<AVPacket>) -> [PacketTiming] {
+                                    packet: UnsafeMutablePointer<AVPacket>) -> ([PacketTiming], damage: String?) {
         var packets: [PacketTiming] = []
         let none = cffmpeg_nopts_value()
-        while av_read_frame(context, packet) >= 0 {
+        _ = FFmpegLog.takeLastError()
+        var status: Int32 = 0
+        while true {
+            status = av_read_frame(context, packet)
+            guard status >= 0 else { break }
             defer { av_packet_unref(packet) }
             let p = packet.pointee
             guard p.stream_index == stream, p.flags & AV_PKT_FLAG_DISCARD == 0 else { continue }
             packets.append(PacketTiming(pts: p.pts == none ? nil : p.pts, dts: p.dts == none ? nil : p.dts,
                                         duration: p.duration, isKey: p.flags & AV_PKT_FLAG_KEY != 0))
         }
-        return packets
+        if let logged = FFmpegLog.takeLastError() { return (packets, logged) }
+        guard status != cffmpeg_averror_eof() else { return (packets, nil) }
+        return (packets, VideoError(path: "", kind: .notMedia, doing: "read error", code: status).message)
     }
 
     /// Metadata and the frame index from the packets.
-    private static func describe(_ packets: [PacketTiming], stream: UnsafeMutablePointer<AVStream>,
-                                 codec: UnsafePointer<AVCodec>) -> (VideoInfo, Index) {
+    private static func describe(_ packets: [PacketTiming], damage: String?, format: UnsafeMutablePointer<AVFormatContext>,
+                                 stream: UnsafeMutablePointer<AVStream>, codec: UnsafePointer<AVCodec>) -> (VideoInfo, Index) {
         let timeBase = av_q2d(stream.pointee.time_base)
         var index = Index()
         for (position, p) in packets.enumerated() {
@@ -205,11 +233,21 @@ public final class VideoReader {
         let fps = measured.isFinite && measured > 0 ? measured : (rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0)
         let lastDuration = packets.last!.duration > 0 ? Double(packets.last!.duration) * timeBase : (fps > 0 ? 1 / fps : 0)
         let parameters = stream.pointee.codecpar.pointee
-        let info = VideoInfo(frames: ticks.count, fps: fps, duration: (timestamps.last ?? 0) + lastDuration,
+        let duration = (timestamps.last ?? 0) + lastDuration
+        // How many frames the container promised: its sample table (MP4) or its duration.
+        let listed = Int(avformat_index_get_entries_count(stream))
+        let promised = format.pointee.duration > 0 ? Double(format.pointee.duration) / Double(AV_TIME_BASE) : 0
+        let containerRate = rate.num > 0 && rate.den > 0 ? av_q2d(rate) : fps  // a cut file's own few frames measure it poorly
+        let expected = max(listed, Int((promised * containerRate).rounded()))
+        let truncation = damage.map { words in
+            "truncated: " + (expected > ticks.count ? "\(ticks.count) of \(listed > ticks.count ? "" : "about ")\(expected) frames are there"
+                             : "the file ends after frame \(ticks.count - 1)") + " (FFmpeg: \(words))"
+        }
+        let info = VideoInfo(frames: ticks.count, fps: fps, duration: duration,
                              width: Int(parameters.width), height: Int(parameters.height),
                              rotation: displayRotation(stream), codec: String(cString: avcodec_get_name(parameters.codec_id)),
                              pixelFormat: av_get_pix_fmt_name(AVPixelFormat(parameters.format)).map { String(cString: $0) } ?? "unknown",
-                             timestamps: timestamps)
+                             timestamps: timestamps, truncation: truncation)
         return (info, index)
     }
 

@@ -177,7 +177,7 @@ struct Check: ParsableCommand {
                 videos += dataset.entries.count + dataset.missing.count
             }
             for p in problems { print("\(p.source): \(p.message)") }
-            let missing = problems.filter { $0.message == "missing" }.count
+            let missing = problems.filter { $0.message.hasPrefix("missing") }.count
             print("checked \(videos) videos: \(videos - problems.count) readable, \(problems.count - missing) undecodable, \(missing) missing")
             if let badList { try problems.map { $0.path + "\n" }.joined().write(toFile: badList, atomically: true, encoding: .utf8) }
             if !problems.isEmpty { throw ExitCode(65) }

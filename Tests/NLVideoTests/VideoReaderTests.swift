@@ -14,6 +14,7 @@ struct VideoReaderTests {
     func everyFrameEqualsTheFFmpegCLI(_ name: String) throws {
         let reader = try VideoReader(path: TestVideos.path(name))
         #expect(reader.info.frames == TestVideos.manifest.first { $0.name == name }!.frames)
+        #expect(reader.info.truncation == nil, "\(name): \(reader.info.truncation ?? "")")
         let frames = try reader.frames(at: Array(0..<reader.info.frames))
         let difference = firstDifference(frames.pixels, TestVideos.ffmpegFrames(name), frameBytes: frames.width * frames.height * 3)
         #expect(difference == nil, "\(name): \(difference ?? "")")
@@ -97,6 +98,7 @@ struct VideoReaderTests {
         let cases: [(String, VideoError.Kind)] = [
             ("missing.mp4", .missingFile), ("empty.mp4", .notMedia), ("random_bytes.mp4", .notMedia),
             ("text.mp4", .notMedia), ("header_only.mp4", .notMedia), ("audio_only.m4a", .noVideoStream),
+            ("still.jpg", .notVideo), ("raw.h264", .notVideo),
         ]
         for (name, kind) in cases {
             do {
@@ -109,16 +111,31 @@ struct VideoReaderTests {
         }
     }
 
-    /// A truncated file keeps the frames before the damage, bit for bit as the intact file's;
-    /// asking beyond them is an error that says which frames decode.
-    @Test(arguments: ["truncated_30.mp4", "truncated_60.mp4", "truncated_90.mp4", "truncated_30.mkv", "truncated_60.mkv", "truncated_90.mkv"])
-    func truncatedFilesKeepTheFramesBeforeTheDamage(_ name: String) throws {
-        let intact = try VideoReader(path: TestVideos.path(name.hasSuffix("mp4") ? "long.mp4" : "long.mkv"))
+    /// What a still picture and a raw stream are, said plainly.
+    @Test func stillsAndRawStreamsSayWhatTheyAre() {
+        for (name, words) in [("still.jpg", "a still image (mjpeg), not a video"), ("raw.h264", "a raw h264 stream (raw H.264 video) without a container")] {
+            do { _ = try VideoReader(path: TestVideos.path(name)); Issue.record("\(name) opened") } catch {
+                #expect(error.message.hasPrefix(words), "\(error)")
+            }
+        }
+    }
+
+    /// A truncated file (its index or header promising more than is there) says so, with how
+    /// many frames are there, and keeps the frames before the damage, bit for bit as the intact
+    /// file's; asking beyond them is an error that says which frames decode.
+    @Test(arguments: ["10.mp4", "30.mp4", "60.mp4", "90.mp4", "10.mkv", "30.mkv", "60.mkv", "90.mkv", "10.webm", "30.webm", "60.webm", "90.webm"])
+    func truncatedFilesKeepTheFramesBeforeTheDamage(_ cut: String) throws {
+        let name = "truncated_" + cut
+        let intact = try VideoReader(path: TestVideos.path("long." + cut.split(separator: ".")[1]))
         let reader = try VideoReader(path: TestVideos.path(name))
         let n = reader.info.frames
         #expect(n > 0 && n < intact.info.frames)
-        var lastGood = n - 1
-        do { _ = try reader.frames(at: Array(0..<n)) } catch {
+        let truncation = reader.info.truncation ?? ""
+        #expect(truncation.hasPrefix("truncated: \(n) of ") && truncation.contains("250 frames are there"), "\(name): \(truncation)")
+        // The frames there: up to the first gap (a B-frame cut off while the frame after it stayed).
+        var lastGood = zip(reader.info.timestamps, intact.info.timestamps).prefix { $0 == $1 }.count - 1
+        #expect(lastGood >= n - 4)
+        do { _ = try reader.frames(at: Array(0...lastGood)) } catch {
             guard case .damaged(let good) = error.kind else { Issue.record("\(error)"); return }
             #expect(good >= n - 3, "\(error)")
             lastGood = good
@@ -145,8 +162,7 @@ struct VideoReaderTests {
         let png = try PNG.encode(rgb: frames.frame(0), width: frames.width, height: frames.height)
         let path = "\(TestVideos.directory)/frame.png"
         try png.write(to: URL(fileURLWithPath: path))
-        // A one-frame PNG "video" read back by FFmpeg's own PNG decoder.
-        let back = try VideoReader(path: path).frames(at: [0])
-        #expect(firstDifference(back.pixels, frames.pixels, frameBytes: 1) == nil)
+        // Read back by FFmpeg's own PNG decoder.
+        #expect(firstDifference(TestVideos.ffmpegFrames("frame.png"), frames.pixels, frameBytes: 1) == nil)
     }
 }
