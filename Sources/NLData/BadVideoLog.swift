@@ -9,6 +9,8 @@ public final class BadVideoLog: @unchecked Sendable {
     public let maxFraction: Double
     /// Called once per video, with a line to log.
     public let report: @Sendable (String) -> Void
+    /// What becomes of a failed video, for the log: "skipping" (training), "counting as a miss".
+    public let action: String
     private var failed: [String: String] = [:]
     private var partial: [String: String] = [:]
     private let lock = NSLock()
@@ -16,8 +18,9 @@ public final class BadVideoLog: @unchecked Sendable {
 
     /// Videos a former run listed in `file` are known (not reported again) when they are among
     /// `dataset`'s: the others have left the annotations and count against nothing.
-    public init(file: String?, maxFraction: Double, dataset: Dataset? = nil, report: @escaping @Sendable (String) -> Void) {
-        (self.file, self.maxFraction, self.report) = (file, maxFraction, report)
+    public init(file: String?, maxFraction: Double, dataset: Dataset? = nil, action: String = "skipping",
+                report: @escaping @Sendable (String) -> Void) {
+        (self.file, self.maxFraction, self.action, self.report) = (file, maxFraction, action, report)
         guard let file, FileManager.default.fileExists(atPath: file), let lines = try? TextFile.lines(file, what: "list of bad videos") else { return }
         let current = dataset.map { Set($0.entries.map(\.path)) }
         for (_, line) in lines {
@@ -37,7 +40,7 @@ public final class BadVideoLog: @unchecked Sendable {
             if failed[entry.path] == nil {
                 let message = "\(error)".replacingOccurrences(of: "\n", with: " ")
                 failed[entry.path] = message
-                report("skipping a video that does not decode (\(entry.source)): \(message)")
+                report("\(action) a video that does not decode (\(entry.source)): \(message)")
                 append(entry.path, message)
             }
             let fraction = Double(failed.count) / Double(max(datasetSize, 1))

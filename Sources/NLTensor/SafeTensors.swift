@@ -32,12 +32,13 @@ public struct SafeTensors {
 
     // MARK: Reading
 
-    public init(contentsOf path: String) throws {
+    public init(contentsOf path: String, what: String = "safetensors file") throws {
+        try Files.checkReadable(path, what: what)
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
         } catch {
-            throw SafeTensorsError(path: path, problem: "cannot read the file (\(error.localizedDescription))")
+            throw FileError(path, "cannot read the \(what) (\(String(cString: strerror(errno)).lowercased()))")
         }
         try self.init(data: data, path: path)
     }
@@ -165,8 +166,8 @@ public struct SafeTensors {
 
     /// Writes the file atomically: to a temporary file beside `path`, synced, then renamed over it,
     /// so a crash leaves either the old file or the new one, never a torn one.
-    public func write(to path: String) throws {
-        try writeAtomically(serialized(), to: path)
+    public func write(to path: String, what: String = "safetensors file") throws(FileError) {
+        try Files.write(serialized(), to: path, what: what)
     }
 }
 
@@ -174,32 +175,6 @@ public struct SafeTensorsError: Error, CustomStringConvertible {
     public let path: String
     public let problem: String
     public var description: String { "\(path): \(problem)" }
-}
-
-/// Writes `data` to a temporary file in `path`'s directory, fsyncs it, and renames it to `path`.
-public func writeAtomically(_ data: Data, to path: String) throws {
-    let temporary = path + ".tmp-\(getpid())"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { throw SafeTensorsError(path: path, problem: "cannot create \(temporary): \(String(cString: strerror(errno)))") }
-    var failure: String?
-    data.withUnsafeBytes { raw in
-        var written = 0
-        while written < raw.count {
-            let n = Foundation.write(fd, raw.baseAddress! + written, raw.count - written)
-            if n < 0 { if errno == EINTR { continue }; failure = String(cString: strerror(errno)); return }
-            written += n
-        }
-    }
-    if failure == nil && fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
-    close(fd)
-    if failure == nil && rename(temporary, path) != 0 { failure = String(cString: strerror(errno)) }
-    if let failure {
-        unlink(temporary)
-        throw SafeTensorsError(path: path, problem: "cannot write: \(failure)")
-    }
-    // Make the rename itself durable.
-    let directory = open((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent, O_RDONLY)
-    if directory >= 0 { fsync(directory); close(directory) }
 }
 
 /// A JSON string literal for `s`.

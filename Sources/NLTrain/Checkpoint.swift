@@ -14,7 +14,7 @@ public struct Checkpoint {
     /// Reads a checkpoint, or any safetensors file of model weights.
     public init(path: String) throws {
         self.path = path
-        file = try SafeTensors(contentsOf: path)
+        file = try SafeTensors(contentsOf: path, what: "checkpoint")
     }
 
     public init(path: String, file: SafeTensors) {

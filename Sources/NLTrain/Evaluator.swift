@@ -11,7 +11,9 @@ public struct EvaluationResult: Sendable {
     public var perClass: [(name: String, accuracy: Double?)]
     /// Videos scored, and videos that could not be read (counted as errors in the accuracies).
     public var videos: Int
-    public var failed: Int
+    public var failed: Int { failures.count }
+    /// The videos that could not be read, with why.
+    public var failures: [(path: String, error: String)]
     /// Each video's averaged class probabilities, label and path (for --dump).
     public var scores: [(path: String, label: Int, probabilities: [Float])]
 }
@@ -45,19 +47,21 @@ public enum Evaluator {
             if interrupted() { throw Interrupted() }
         }
         progress?.finish()
+        let errors = loader.badVideos?.failures ?? [:]
+        for video in local.failed.keys { local.failed[video] = errors[loader.dataset.entries[video].path] ?? "could not be read" }
         guard let parts = parallel.gather(local.encoded()) else { return nil }
         let all = try parts.reduce(into: VideoScores()) { $0.merge(try VideoScores(decoding: $1)) }
         let dataset = loader.dataset
-        let scores = all.sums.keys.sorted().filter { !all.failed.contains($0) }.map { video in
+        let scores = all.sums.keys.sorted().filter { all.failed[$0] == nil }.map { video in
             (dataset.entries[video].path, dataset.entries[video].label, all.sums[video]!.map { Float($0 / Double(all.views[video]!)) })
         }
-        let missed = all.failed.sorted().map { (dataset.entries[$0].path, dataset.entries[$0].label) }
+        let missed = all.failed.sorted { $0.key < $1.key }.map { (dataset.entries[$0.key].path, dataset.entries[$0.key].label, $0.value) }
         return score(scores, missed: missed, classes: dataset.classes)
     }
 
     /// Top-1, top-5, mean class accuracy and per-class accuracy of scored videos; `missed` videos
     /// (no scores) count as wrong.
-    public static func score(_ scores: [(path: String, label: Int, probabilities: [Float])], missed: [(path: String, label: Int)] = [],
+    public static func score(_ scores: [(path: String, label: Int, probabilities: [Float])], missed: [(path: String, label: Int, error: String)] = [],
                              classes: [String]) -> EvaluationResult {
         var hits1 = 0, hits5 = 0
         var perClassTotal = [Int](repeating: 0, count: classes.count), perClassHits = perClassTotal
@@ -67,13 +71,13 @@ public enum Evaluator {
             if ranked.prefix(5).contains(label) { hits5 += 1 }
             perClassTotal[label] += 1
         }
-        for (_, label) in missed { perClassTotal[label] += 1 }
+        for (_, label, _) in missed { perClassTotal[label] += 1 }
         let total = scores.count + missed.count
         let perClass = classes.indices.map { c in (classes[c], perClassTotal[c] > 0 ? Double(perClassHits[c]) / Double(perClassTotal[c]) : nil) }
         let present = perClass.compactMap(\.1)
         return EvaluationResult(top1: total > 0 ? Double(hits1) / Double(total) : 0, top5: total > 0 ? Double(hits5) / Double(total) : 0,
                                 meanClassAccuracy: present.isEmpty ? 0 : present.reduce(0, +) / Double(present.count),
-                                perClass: perClass, videos: total, failed: missed.count, scores: scores)
+                                perClass: perClass, videos: total, failures: missed.map { ($0.path, $0.error) }, scores: scores)
     }
 }
 
@@ -93,7 +97,7 @@ extension Evaluator {
         guard dataset.classes.count <= config.model.spec.numClasses else {
             throw CommandError(.data, "\(checkpoint.path): the model has \(config.model.spec.numClasses) classes, the dataset \(dataset.classes.count)")
         }
-        let failures = BadVideoLog(file: nil, maxFraction: 1, report: log)
+        let failures = BadVideoLog(file: nil, maxFraction: 1, action: "counting as a miss", report: log)
         let parallel = DataParallel()
         let loader = DataSetup.evaluationLoader(config, dataset: dataset, clips: clips, crops: crops, badVideos: failures,
                                                 rank: parallel.rank, worldSize: parallel.size)
@@ -108,7 +112,7 @@ extension EvaluationResult {
         var perClassAccuracy: [String: Any] = [:]
         for (name, accuracy) in perClass { perClassAccuracy[name] = accuracy ?? NSNull() }
         let values: [String: Any] = ["top1": top1, "top5": top5, "mean_class_accuracy": meanClassAccuracy, "videos": videos,
-                                     "failed": failed, "per_class": perClassAccuracy]
+                                     "failed": failed, "failures": failures.map { ["path": $0.path, "error": $0.error] }, "per_class": perClassAccuracy]
         return jsonLine(values.merging(extra) { a, _ in a })
     }
 
@@ -137,11 +141,12 @@ extension EvaluationResult {
 struct VideoScores {
     var sums: [Int: [Double]] = [:]
     var views: [Int: Int] = [:]
-    var failed: Set<Int> = []
+    /// Failed videos, with their errors.
+    var failed: [Int: String] = [:]
 
     /// Adds one view: row `row` of `probabilities` (nil for a video that failed).
     mutating func add(video: Int, probabilities: Tensor?, row: Int) {
-        guard let probabilities else { failed.insert(video); return }
+        guard let probabilities else { failed[video] = failed[video] ?? ""; return }
         let width = probabilities.channels
         var sum = sums[video] ?? [Double](repeating: 0, count: width)
         for c in 0..<width { sum[c] += Double(probabilities[row * width + c]) }
@@ -152,30 +157,39 @@ struct VideoScores {
     /// Another rank's scores. A video two ranks both saw (the last shares are padded with the
     /// first videos, as PyTorch's DistributedSampler does) is counted once.
     mutating func merge(_ other: VideoScores) {
-        for (video, sum) in other.sums where sums[video] == nil && !failed.contains(video) {
+        for (video, sum) in other.sums where sums[video] == nil && failed[video] == nil {
             (sums[video], views[video]) = (sum, other.views[video])
         }
-        for video in other.failed where sums[video] == nil { failed.insert(video) }
+        for (video, error) in other.failed where sums[video] == nil { failed[video] = error }
     }
 
-    /// As bytes: per video its index, views (0 when it failed), width, then the sums.
+    /// As bytes: the number of words, then per scored video its index, views, width and sums;
+    /// then the failed videos and their errors as JSON.
     func encoded() -> Data {
         var words: [Double] = []
-        for video in failed.sorted() { words += [Double(video), 0, 0] }
         for (video, sum) in sums.sorted(by: { $0.key < $1.key }) { words += [Double(video), Double(views[video]!), Double(sum.count)] + sum }
-        return words.withUnsafeBytes { Data($0) }
+        var data = withUnsafeBytes(of: UInt64(words.count)) { Data($0) }
+        data += words.withUnsafeBytes { Data($0) }
+        data += try! JSONEncoder().encode(Dictionary(uniqueKeysWithValues: failed.map { (String($0.key), $0.value) }))
+        return data
     }
 
     init() {}
 
     init(decoding data: Data) throws {
-        let words = data.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
+        let malformed = CommandError(.internalError, "malformed scores from another rank")
+        guard data.count >= 8 else { throw malformed }
+        let count = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        guard data.count >= 8 + 8 * count else { throw malformed }
+        let words = data.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: 8 + 8 * $0, as: Double.self) } }
         var i = 0
         while i + 3 <= words.count {
-            let (video, count, width) = (Int(words[i]), Int(words[i + 1]), Int(words[i + 2]))
-            guard i + 3 + width <= words.count else { throw CommandError(.internalError, "malformed scores from another rank") }
-            if count == 0 { failed.insert(video) } else { (sums[video], views[video]) = (Array(words[(i + 3)..<(i + 3 + width)]), count) }
+            let (video, views, width) = (Int(words[i]), Int(words[i + 1]), Int(words[i + 2]))
+            guard i + 3 + width <= words.count else { throw malformed }
+            (sums[video], self.views[video]) = (Array(words[(i + 3)..<(i + 3 + width)]), views)
             i += 3 + width
         }
+        let errors = try JSONDecoder().decode([String: String].self, from: data.dropFirst(8 + 8 * count))
+        for (video, error) in errors { failed[Int(video) ?? -1] = error }
     }
 }

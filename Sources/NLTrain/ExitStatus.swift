@@ -37,10 +37,11 @@ public func exitStatus(for error: Error) -> (ExitStatus, String) {
     switch error {
     case let e as CommandError: (e.status, e.message)
     case let e as ConfigError: (.usage, e.description)
-    case let e as SafeTensorsError: (e.problem.hasPrefix("cannot") ? .io : .data, e.description)
+    case let e as SafeTensorsError: (.data, e.description)
+    case let e as FileError: (.io, e.description)
     case let e as StateDictError: (.data, e.description)
     case let e as DataError: (.data, e.description)
-    case let e as VideoError: (.data, e.description)
+    case let e as VideoError: (e.kind == .invalidRequest ? .usage : .data, e.description)
     default: (.internalError, "\(error)")
     }
 }

@@ -100,7 +100,7 @@ public final class Trainer: @unchecked Sendable {
         }
         let loader = try DataSetup.trainingLoader(config, dataset: trainSet, badVideos: badVideos, rank: parallel.rank, worldSize: parallel.size)
         let valLoader = try config.data.valAnnotations.isEmpty || config.train.evalEvery == 0 ? nil
-            : DataSetup.evaluationLoader(config, dataset: DataSetup.dataset(config, split: .val), badVideos: BadVideoLog(file: nil, maxFraction: 1) { _ in },
+            : DataSetup.evaluationLoader(config, dataset: DataSetup.dataset(config, split: .val), badVideos: BadVideoLog(file: nil, maxFraction: 1, action: "counting as a miss") { [weak self] in self?.log($0) },
                                          rank: parallel.rank, worldSize: parallel.size)
         if let valLoader { log("validation set: \(valLoader.dataset.summary)") }
         let schedule = LearningRateSchedule(config.train, iterationsPerEpoch: loader.batchesPerEpoch)

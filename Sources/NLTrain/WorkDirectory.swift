@@ -8,11 +8,7 @@ public final class WorkDirectory {
 
     public init(_ path: String) throws {
         self.path = path
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        } catch {
-            throw CommandError(.io, "\(path): cannot create the work directory (\(error.localizedDescription))")
-        }
+        try Files.makeDirectory(path, what: "work directory")
         guard access(path, W_OK) == 0 else { throw CommandError(.io, "\(path): the work directory is not writable") }
     }
 
@@ -40,9 +36,7 @@ public final class WorkDirectory {
 
     /// Writes text to a file of the directory, atomically.
     public func write(_ text: String, to name: String) throws {
-        do { try writeAtomically(Data(text.utf8), to: file(name)) } catch {
-            throw CommandError(.io, "\(file(name)): cannot write (\(error))")
-        }
+        try Files.write(text, to: file(name), what: name)
     }
 
     /// Appends a line to a file of the directory.
@@ -59,9 +53,7 @@ public final class WorkDirectory {
 
     /// Writes a checkpoint atomically and, unless it is only the best one, points last_checkpoint at it.
     public func writeCheckpoint(_ checkpoint: SafeTensors, name: String, makeLast: Bool = true) throws {
-        do { try checkpoint.write(to: file(name)) } catch {
-            throw CommandError(.io, "\(file(name)): cannot write the checkpoint (\(error))")
-        }
+        try checkpoint.write(to: file(name), what: "checkpoint")
         if makeLast { try write(name + "\n", to: "last_checkpoint") }
     }
 

@@ -51,6 +51,9 @@ struct NLEval: ParsableCommand {
 
     func run() throws {
         do {
+            // Output paths first: a long evaluation must not end in "cannot write".
+            if let json { try Files.checkWritable(json, what: "JSON report") }
+            if let dump { try Files.checkWritable(dump, what: "scores file") }
             let checkpoint = try Checkpoint(path: ckpt)
             let resolved = config != nil ? try Config(path: config, overrides: overrides) : try checkpoint.config(overrides: overrides)
             try resolved.require(["data.root", "data.\(split.rawValue)_annotations"], by: "nleval")
@@ -61,19 +64,13 @@ struct NLEval: ParsableCommand {
             let viewText = "\(parsedViews?.clips ?? resolved.eval.numClips)x\(parsedViews?.crops ?? (resolved.data.testCrop == .three ? 3 : 1))"
             print("\(ckpt) on \(split.rawValue), \(viewText) views: \(result.summary)")
             if let json {
-                try write(result.json(extra: ["checkpoint": ckpt, "split": split.rawValue, "views": viewText]) + "\n", to: json)
+                try Files.write(result.json(extra: ["checkpoint": ckpt, "split": split.rawValue, "views": viewText]) + "\n", to: json, what: "JSON report")
             }
             if let dump {
-                try write(result.scoresCSV(classes: result.perClass.map(\.name)), to: dump)
+                try Files.write(result.scoresCSV(classes: result.perClass.map(\.name)), to: dump, what: "scores file")
             }
         } catch {
             exitReporting(error, command: "nleval")
-        }
-    }
-
-    private func write(_ text: String, to path: String) throws {
-        do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
-            throw CommandError(.io, "\(path): cannot write (\(error.localizedDescription))")
         }
     }
 }

@@ -96,6 +96,7 @@ struct Forward: ParsableCommand {
 
     func run() throws {
         running {
+            try Files.checkWritable(output, what: "output file")
             let checkpoint = try ckpt.map { try Checkpoint(path: $0) }
             let config = try options.resolve(checkpoint: checkpoint)
             let model = try ModelTool.model(config, checkpoint: checkpoint, dropout: false)
@@ -129,6 +130,7 @@ struct Inflate: ParsableCommand {
 
     func run() throws {
         running {
+            try Files.checkWritable(output, what: "output file")
             let config = try options.resolve()
             let model = try ModelTool.model(config)
             let (weights, report) = try ModelTool.inflate(model, config: config, from: try SafeTensors(contentsOf: source), path: source)

@@ -88,28 +88,24 @@ struct Frames: ParsableCommand {
 
     func run() throws {
         do {
+            if let output { try Files.checkWritable(output, what: "frames file") }
+            if let png { try Files.makeDirectory(png, what: "folder for the PNG files") }
             let reader = try VideoReader(path: file)
             let frames = try reader.frames(at: frameIndices!, size: targetSize!, interpolation: Interpolation(rawValue: interpolation)!,
                                            rotate: !noRotate)
             if let output {
                 var tensors = SafeTensors()
                 tensors.set("frames", uint8s: Data(frames.pixels), shape: [frames.count, frames.height, frames.width, 3])
-                try tensors.write(to: output)
+                try tensors.write(to: output, what: "frames file")
                 print("wrote \(output): frames [\(frames.count), \(frames.height), \(frames.width), 3]")
             } else if let png {
-                try FileManager.default.createDirectory(atPath: png, withIntermediateDirectories: true)
                 for (k, i) in frameIndices!.enumerated() {
-                    let path = "\(png)/frame_\(k)_\(i).png"
-                    try PNG.encode(rgb: frames.frame(k), width: frames.width, height: frames.height).write(to: URL(fileURLWithPath: path))
+                    try Files.write(PNG.encode(rgb: frames.frame(k), width: frames.width, height: frames.height), to: "\(png)/frame_\(k)_\(i).png", what: "PNG file")
                 }
                 print("wrote \(frames.count) PNG files to \(png)")
             }
-        } catch let error as VideoError {
-            FileHandle.standardError.write(Data("nlvideo: \(error)\n".utf8))
-            throw ExitCode(error.kind == .invalidRequest ? 64 : 65)
         } catch {
-            FileHandle.standardError.write(Data("nlvideo: \(error)\n".utf8))
-            throw ExitCode(74)
+            exitReporting(error, command: "nlvideo")
         }
     }
 }
@@ -161,6 +157,7 @@ struct Check: ParsableCommand {
 
     func run() throws {
         do {
+            if let badList { try Files.checkWritable(badList, what: "list of bad videos") }
             var datasets: [Dataset] = []
             if let config {
                 let resolved = try Config(path: config, overrides: overrides)
@@ -179,13 +176,10 @@ struct Check: ParsableCommand {
             for p in problems { print("\(p.source): \(p.message)") }
             let missing = problems.filter { $0.message.hasPrefix("missing") }.count
             print("checked \(videos) videos: \(videos - problems.count) readable, \(problems.count - missing) undecodable, \(missing) missing")
-            if let badList { try problems.map { $0.path + "\n" }.joined().write(toFile: badList, atomically: true, encoding: .utf8) }
-            if !problems.isEmpty { throw ExitCode(65) }
+            if let badList { try Files.write(problems.map { $0.path + "\n" }.joined(), to: badList, what: "list of bad videos") }
+            if !problems.isEmpty { throw ExitCode(ExitStatus.data.rawValue) }
         } catch let error as ExitCode {
             throw error
-        } catch let error as DataError {
-            FileHandle.standardError.write(Data("nlvideo: \(error)\n".utf8))
-            throw ExitCode(65)
         } catch {
             exitReporting(error, command: "nlvideo")
         }

@@ -55,6 +55,11 @@ struct SafeTensorsTests {
             #expect(throws: SafeTensorsError.self, "\(name)") { try SafeTensors(contentsOf: path) }
             do { _ = try SafeTensors(contentsOf: path) } catch { #expect("\(error)".contains(path)) }
         }
-        #expect(throws: SafeTensorsError.self) { try SafeTensors(contentsOf: directory + "/missing.safetensors") }
+        // Files that cannot be read say why, in words: missing, a directory.
+        for (path, words) in [(directory + "/missing.safetensors", "no such checkpoint"), (directory, "is a directory, not the checkpoint")] {
+            do { _ = try SafeTensors(contentsOf: path, what: "checkpoint"); Issue.record("read \(path)") } catch {
+                #expect("\(error)" == "\(path): \(words)")
+            }
+        }
     }
 }

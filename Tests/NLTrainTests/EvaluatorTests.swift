@@ -17,7 +17,7 @@ struct EvaluatorTests {
             video("3", label: 1, [0.3, 0.6, 0.1, 0, 0, 0]),       // right
             video("4", label: 2, [0.5, 0.2, 0.01, 0.1, 0.1, 0.09]), // wrong; label last of 6: not in the top 5
         ]
-        let result = Evaluator.score(scores, missed: [("5", 2)], classes: classes)
+        let result = Evaluator.score(scores, missed: [("5", 2, "damaged")], classes: classes)
         #expect(result.videos == 5 && result.failed == 1)
         #expect(abs(result.top1 - 2.0 / 5) < 1e-12)
         #expect(abs(result.top5 - 3.0 / 5) < 1e-12)
@@ -32,12 +32,13 @@ struct EvaluatorTests {
     }
 
     @Test func jsonAndScoreDump() throws {
-        let result = Evaluator.score([video("dir/x, y.mp4", label: 1, [0.25, 0.75, 0, 0, 0, 0])], classes: classes)
+        let result = Evaluator.score([video("dir/x, y.mp4", label: 1, [0.25, 0.75, 0, 0, 0, 0])], missed: [("bad.mp4", 0, "bad.mp4: moov atom not found")], classes: classes)
         let json = try JSONSerialization.jsonObject(with: Data(result.json(extra: ["split": "val"]).utf8)) as! [String: Any]
-        #expect(json["top1"] as? Double == 1 && json["videos"] as? Int == 1 && json["failed"] as? Int == 0)
-        #expect(json["split"] as? String == "val" && json["mean_class_accuracy"] as? Double == 1)
+        #expect(json["top1"] as? Double == 0.5 && json["videos"] as? Int == 2 && json["failed"] as? Int == 1)
+        #expect(json["failures"] as? [[String: String]] == [["path": "bad.mp4", "error": "bad.mp4: moov atom not found"]])
+        #expect(json["split"] as? String == "val" && json["mean_class_accuracy"] as? Double == 0.5)
         let perClass = json["per_class"] as! [String: Any]
-        #expect(perClass["b"] as? Double == 1 && perClass["a"] is NSNull)
+        #expect(perClass["b"] as? Double == 1 && perClass["a"] as? Double == 0 && perClass["c"] is NSNull)
         let csv = result.scoresCSV(classes: classes).split(separator: "\n")
         #expect(csv[0] == "path,label,a,b,c,d,e,f")
         #expect(csv[1] == "\"dir/x, y.mp4\",b,0.250000,0.750000,0.000000,0.000000,0.000000,0.000000")
