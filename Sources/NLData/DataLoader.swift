@@ -96,13 +96,23 @@ public final class DataLoader: @unchecked Sendable {
         let indices = sampler.indices(frameCount: reader.info.frames, using: &generator)
         let short = pipeline.resize.draw(using: &generator)
         let frames = try reader.frames(at: indices, size: .shortSide(short), interpolation: pipeline.resize.interpolation)
-        guard mode == .evaluation else { return pipeline.views(of: frames, using: &generator) }
-        let size = frames.height * frames.width * 3 * sampler.clipLength
-        return (0..<sampler.numClips).flatMap { clip in
-            let part = VideoFrames(count: sampler.clipLength, height: frames.height, width: frames.width,
-                                   pixels: Array(frames.pixels[(clip * size)..<((clip + 1) * size)]))
-            return pipeline.views(of: part, using: &generator)
+        let views: [VideoFrames]
+        if mode == .training {
+            views = pipeline.views(of: frames, using: &generator)
+        } else {
+            let size = frames.height * frames.width * 3 * sampler.clipLength
+            views = (0..<sampler.numClips).flatMap { clip in
+                let part = VideoFrames(count: sampler.clipLength, height: frames.height, width: frames.width,
+                                       pixels: Array(frames.pixels[(clip * size)..<((clip + 1) * size)]))
+                return pipeline.views(of: part, using: &generator)
+            }
         }
+        // A view smaller than the batch's would leave another clip's pixels in the buffer.
+        let side = pipeline.outputSize
+        if let small = views.first(where: { $0.width != side || $0.height != side }) {
+            throw DataError("\(dataset.entries[video].path): its \(frames.width)x\(frames.height) frames give a \(small.width)x\(small.height) view, not \(side)x\(side)")
+        }
+        return views
     }
 
     /// A replacement for a training video that failed: another video drawn from (seed, epoch,

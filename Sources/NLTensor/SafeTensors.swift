@@ -56,6 +56,7 @@ public struct SafeTensors {
         guard let json = try? JSONSerialization.jsonObject(with: header), let object = json as? [String: Any] else {
             throw fail("header is not a JSON object")
         }
+        if let duplicate = Self.duplicateKey(in: header) { throw fail("the header names '\(duplicate)' twice") }
         let payload = data.count - 8 - Int(headerLength)
         for (name, value) in object {
             if name == "__metadata__" {
@@ -72,12 +73,51 @@ public struct SafeTensors {
             guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= payload else {
                 throw fail("tensor '\(name)' has a bad shape or byte range")
             }
-            guard offsets[1] - offsets[0] == shape.reduce(1, *) * dtype.size else {
+            // The element count of a hostile shape can overflow: multiply with a check.
+            let bytes = (shape + [dtype.size]).reduce(Optional(1)) { product, d in
+                product.flatMap { p in let (r, overflow) = p.multipliedReportingOverflow(by: d); return overflow ? nil : r }
+            }
+            guard bytes == offsets[1] - offsets[0] else {
                 throw fail("tensor '\(name)' has \(offsets[1] - offsets[0]) bytes for shape \(shape) of \(dtypeName)")
             }
             entries[name] = Entry(dtype: dtype, shape: shape,
                                   bytes: data[(dataStart + offsets[0])..<(dataStart + offsets[1])])
         }
+        // The format's rule: the tensors cover the data without overlaps or holes.
+        var end = 0
+        for (name, entry) in entries.sorted(by: { $0.value.bytes.startIndex < $1.value.bytes.startIndex }) {
+            let start = entry.bytes.startIndex - dataStart
+            guard start == end else {
+                throw fail(start < end ? "tensor '\(name)' overlaps the tensor before it" : "the data has a hole before tensor '\(name)'")
+            }
+            end = start + entry.bytes.count
+        }
+    }
+
+    /// A key the header's top-level object holds twice (JSONSerialization keeps the last one
+    /// silently; the format forbids duplicates), found by scanning the JSON text.
+    private static func duplicateKey(in header: Data) -> String? {
+        var keys = Set<String>(), depth = 0, i = header.startIndex
+        while i < header.endIndex {
+            switch header[i] {
+            case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
+            case UInt8(ascii: "\""):
+                var j = i + 1
+                while j < header.endIndex && header[j] != UInt8(ascii: "\"") { j += header[j] == UInt8(ascii: "\\") ? 2 : 1 }
+                let text = header[(i + 1)..<min(j, header.endIndex)]
+                var k = j + 1
+                while k < header.endIndex && (header[k] == 0x20 || header[k] == 0x0A || header[k] == 0x0D || header[k] == 0x09) { k += 1 }
+                if depth == 1 && k < header.endIndex && header[k] == UInt8(ascii: ":") {
+                    let key = String(decoding: text, as: UTF8.self)
+                    if !keys.insert(key).inserted { return key }
+                }
+                i = j
+            default: break
+            }
+            i += 1
+        }
+        return nil
     }
 
     /// The named tensor as Float32 (F32 as is, F64 and I64 converted).

@@ -11,10 +11,12 @@ public struct Checkpoint {
     public let path: String
     public let file: SafeTensors
 
-    /// Reads a checkpoint, or any safetensors file of model weights.
+    /// Reads a checkpoint, or any safetensors file of model weights; a training checkpoint's
+    /// position must make sense.
     public init(path: String) throws {
         self.path = path
         file = try SafeTensors(contentsOf: path, what: "checkpoint")
+        if file.metadata["format"] != nil { _ = try TrainingState(metadata: file.metadata, path: path) }
     }
 
     public init(path: String, file: SafeTensors) {
@@ -35,15 +37,21 @@ public struct Checkpoint {
         return try Config(configFile)
     }
 
-    /// The model weights alone: every entry outside "optimizer.".
-    public var modelState: SafeTensors {
+    /// The model weights alone: every entry outside "optimizer.", all of them finite (a run that
+    /// diverged writes NaN weights, which would evaluate at chance and train nowhere).
+    public func modelState() throws -> SafeTensors {
         var model = SafeTensors()
         model.entries = file.entries.filter { !$0.key.hasPrefix(Self.optimizerPrefix) }
+        for name in model.names where model.entries[name]!.dtype == .f32 || model.entries[name]!.dtype == .f64 {
+            guard let tensor = model.tensor(name), tensor.buffer.allSatisfy(\.isFinite) else {
+                throw CommandError(.data, "\(path): tensor \(name) holds NaN or infinite values (the run diverged?); not loading it")
+            }
+        }
         return model
     }
 
     /// Loads the model weights into `model`, which must have exactly the checkpoint's keys.
     public func load(into model: Layer) throws {
-        try model.loadStrictly(from: modelState, path: path)
+        try model.loadStrictly(from: modelState(), path: path)
     }
 }

@@ -1,4 +1,5 @@
 import NLData
+import NLModels
 
 /// The datasets, samplers and clip pipelines a config's [data] and [eval] sections describe.
 public enum DataSetup {
@@ -24,6 +25,7 @@ public enum DataSetup {
                                       worldSize: Int = 1) throws -> DataLoader {
         let d = config.data
         let sides = d.trainShortSide
+        try requireCrop(d.cropSize, "data.crop_size", within: sides.min()!, "data.train_short_side", config)
         let pipeline = ClipPipeline(resize: ShortEdgeResize(range: sides.min()!...sides.max()!), crop: .random(RandomCrop(size: d.cropSize)),
                                     flip: d.flip ? RandomHorizontalFlip(probability: 0.5) : nil, normalize: normalize(config))
         var options = DataLoader.Options(batchSize: config.train.batchSize, workers: d.workers, seed: UInt64(config.train.seed))
@@ -40,10 +42,11 @@ public enum DataSetup {
     /// Evaluation: `clips` clips evenly spaced (eval.num_clips by default), test_short_side, and
     /// `crops` crops of test_crop_size (test_crop by default: one centre crop or three).
     public static func evaluationLoader(_ config: Config, dataset: Dataset, clips: Int? = nil, crops: Int? = nil,
-                                        badVideos: BadVideoLog?, rank: Int = 0, worldSize: Int = 1) -> DataLoader {
+                                        badVideos: BadVideoLog?, rank: Int = 0, worldSize: Int = 1) throws -> DataLoader {
         let d = config.data
         let three = crops.map { $0 == 3 } ?? (d.testCrop == .three)
         let size = d.testCropSize > 0 ? d.testCropSize : d.cropSize
+        try requireCrop(size, d.testCropSize > 0 ? "data.test_crop_size" : "data.crop_size", within: d.testShortSide, "data.test_short_side", config)
         let pipeline = ClipPipeline(resize: ShortEdgeResize(d.testShortSide),
                                     crop: three ? .three(ThreeCrop(size: size)) : .center(CenterCrop(size: size)),
                                     normalize: normalize(config))
@@ -51,6 +54,22 @@ public enum DataSetup {
         (options.rank, options.worldSize) = (rank, worldSize)
         let sampler = SampleFrames(clipLength: d.clipLength, frameInterval: d.frameInterval, numClips: clips ?? config.eval.numClips, testMode: true)
         return DataLoader(dataset: dataset, sampler: sampler, pipeline: pipeline, mode: .evaluation, options: options, badVideos: badVideos)
+    }
+
+    /// Fails (64) unless `model` can take `loader`'s batches (Recognizer.clipProblem).
+    public static func requireClip(_ model: Recognizer, loader: DataLoader, config: Config) throws(ConfigError) {
+        let training = loader.mode == .training
+        guard let problem = model.clipProblem([loader.options.batchSize] + loader.clipShape.dropLast(), training: training) else { return }
+        let key = training ? "train.batch_size" : "eval.batch_size"
+        throw ConfigError(source: config.sources[key] ?? config.sources["data.crop_size"] ?? ConfigSource(file: "config", line: 0), message: problem)
+    }
+
+    /// A crop larger than the short side frames are decoded at would need pixels the frames do
+    /// not have: a config error, as in the frameworks (whose crops then fail or come out smaller).
+    private static func requireCrop(_ crop: Int, _ cropKey: String, within side: Int, _ sideKey: String, _ config: Config) throws(ConfigError) {
+        guard crop > side else { return }
+        throw ConfigError(source: config.sources[cropKey] ?? config.sources[sideKey] ?? ConfigSource(file: "config", line: 0),
+                          message: "\(cropKey) \(crop) is larger than the short side the frames are decoded at (\(sideKey): \(side))")
     }
 
     private static func normalize(_ config: Config) -> Normalize {

@@ -99,8 +99,9 @@ extension Evaluator {
         }
         let failures = BadVideoLog(file: nil, maxFraction: 1, action: "counting as a miss", report: log)
         let parallel = DataParallel()
-        let loader = DataSetup.evaluationLoader(config, dataset: dataset, clips: clips, crops: crops, badVideos: failures,
-                                                rank: parallel.rank, worldSize: parallel.size)
+        let loader = try DataSetup.evaluationLoader(config, dataset: dataset, clips: clips, crops: crops, badVideos: failures,
+                                                    rank: parallel.rank, worldSize: parallel.size)
+        try DataSetup.requireClip(model, loader: loader, config: config)
         let progress = parallel.isRoot ? progressOutput.map { ProgressDisplay(total: loader.batchesPerEpoch, label: "evaluating", unit: "batches", output: $0) } : nil
         return try evaluate(model, loader: loader, progress: progress, parallel: parallel)
     }

@@ -50,6 +50,9 @@ public enum ModelTool {
         guard let clip = input.tensor("clip"), clip.rank == 5, clip.shape[1] == 3 else {
             throw CommandError(.data, "\(inputPath): needs a tensor 'clip' of shape [N, 3, T, H, W]")
         }
+        if let problem = model.clipProblem([clip.shape[0]] + clip.shape[2...], training: trainMode) {
+            throw CommandError(.data, "\(inputPath): \(problem)")
+        }
         let logits = model.forward(clip.channelsLast(), training: trainMode).copy()
         var output = SafeTensors()
         output.set("logits", logits)

@@ -47,6 +47,8 @@ public final class Trainer: @unchecked Sendable {
         public var initialWeights: String?
         /// Stop, after a checkpoint, at the first iteration boundary past this many seconds.
         public var maxTime: TimeInterval?
+        /// Set the work directory's checkpoints aside and train from the start.
+        public var startOver = false
         public init() {}
     }
 
@@ -73,6 +75,8 @@ public final class Trainer: @unchecked Sendable {
         try onRoot {
             workDirectory = try WorkDirectory(config.train.workDir)
             try workDirectory.lock()
+            let unfinished = workDirectory.removeUnfinishedWrites()
+            if !unfinished.isEmpty { log("removed what a killed run left half-written: \(unfinished.joined(separator: ", "))") }
             try workDirectory.write(config.text, to: "config.cfg")
         }
 
@@ -80,9 +84,13 @@ public final class Trainer: @unchecked Sendable {
         let sgd = SGD(parameters: model.parameters.filter { $0.parameter.requiresGradient }, momentum: config.train.momentum,
                       nesterov: config.train.nesterov, weightDecay: config.train.weightDecay, decayNormAndBias: config.train.decayNormAndBias)
         var state = try restore(model: model, sgd: sgd)
-        if state.finished {
+        if state.epoch >= config.train.epochs && !state.validationPending {
             log("\(config.train.workDir) has finished all \(config.train.epochs) epochs" + (state.bestTop1.map { String(format: "; best validation top-1 %.2f%%", $0 * 100) } ?? "") + "; nothing to do")
             return .done
+        }
+        if state.finished {
+            log("extending the finished run from \(state.epoch) to \(config.train.epochs) epochs; the learning-rate schedule is this config's")
+            state.finished = false
         }
         if config.train.syncBN { parallel.synchronizeBatchNorms(of: model) }
 
@@ -103,6 +111,8 @@ public final class Trainer: @unchecked Sendable {
             : DataSetup.evaluationLoader(config, dataset: DataSetup.dataset(config, split: .val), badVideos: BadVideoLog(file: nil, maxFraction: 1, action: "counting as a miss") { [weak self] in self?.log($0) },
                                          rank: parallel.rank, worldSize: parallel.size)
         if let valLoader { log("validation set: \(valLoader.dataset.summary)") }
+        for clipLoader in [loader, valLoader].compactMap({ $0 }) { try DataSetup.requireClip(model, loader: clipLoader, config: config) }
+        continueWithThisBatch(&state, iterationsPerEpoch: loader.batchesPerEpoch)
         let schedule = LearningRateSchedule(config.train, iterationsPerEpoch: loader.batchesPerEpoch)
         let totalIterations = config.train.epochs * loader.batchesPerEpoch
         log("training \(config.model.name) for \(config.train.epochs) epochs of \(loader.batchesPerEpoch) iterations (batch \(config.train.batchSize)"
@@ -206,16 +216,22 @@ public final class Trainer: @unchecked Sendable {
 
     private func restoreOnRoot(model: Recognizer, sgd: SGD) throws -> TrainingState {
         var found: (Checkpoint, TrainingState)?
+        if options.startOver, let folder = try workDirectory.setAsideCheckpoints() {
+            log("starting over: the earlier checkpoints are set aside in \(folder)")
+        }
         if let path = options.resume {
             let checkpoint = try Checkpoint(path: path)
             found = (checkpoint, try TrainingState(metadata: checkpoint.file.metadata, path: path))
         } else {
-            found = workDirectory.latestCheckpoint(refused: { [weak self] in self?.log($0) })
+            found = try workDirectory.latestCheckpoint(refused: { [weak self] in self?.log($0) })
+        }
+        if let (checkpoint, _) = found, let initial = options.initialWeights {
+            log("not using --init \(initial): resuming from \(checkpoint.path) wins (--start-over sets the work directory's checkpoints aside)")
         }
         guard let (checkpoint, state) = found else {
             let initial = options.initialWeights ?? (config.model.pretrained.isEmpty ? nil : config.model.pretrained)
             if let initial {
-                let report = model.load(from: try Checkpoint(path: initial).modelState)
+                let report = model.load(from: try Checkpoint(path: initial).modelState())
                 log("initialised \(report.loaded.count) tensors from \(initial)" + (report.isComplete ? "" : "; not loaded: \(report.summary)"))
             }
             return TrainingState()
@@ -224,6 +240,20 @@ public final class Trainer: @unchecked Sendable {
         try sgd.load(from: checkpoint.file, path: checkpoint.path)
         log("resuming from \(checkpoint.path)")
         return state
+    }
+
+    /// A checkpoint written with another number of clips an iteration (another batch_size or
+    /// number of processes) goes on from the clips of the epoch it has seen, not from its
+    /// iteration count; its global iteration, which the schedule runs on, follows.
+    private func continueWithThisBatch(_ state: inout TrainingState, iterationsPerEpoch: Int) {
+        let globalBatch = config.train.batchSize * parallel.size
+        defer { state.globalBatch = globalBatch }
+        guard let saved = state.globalBatch, saved != globalBatch else { return }
+        let seen = state.iteration * saved
+        state.iteration = min(seen / globalBatch, iterationsPerEpoch)
+        state.globalIteration = state.epoch * iterationsPerEpoch + state.iteration
+        log("the checkpoint was written at \(saved) clips an iteration and this run takes \(globalBatch): epoch \(state.epoch + 1) goes on after "
+            + "\(state.iteration * globalBatch) of the \(seen) clips it had seen (iteration \(state.iteration)), global iteration \(state.globalIteration)")
     }
 
     /// Rank 0 writes the checkpoint; the weights and momentum are the same on every rank.

@@ -13,6 +13,9 @@ public struct TrainingState: Sendable, Equatable {
     public var finished = false
     /// The epoch just done is still to be validated (a signal stopped its validation).
     public var validationPending = false
+    /// Clips per iteration over every process when the checkpoint was written (nil in older
+    /// checkpoints): a run resumed with another batch size or process count maps its position.
+    public var globalBatch: Int?
 
     public static let format = "nl-checkpoint-1"
 
@@ -24,6 +27,7 @@ public struct TrainingState: Sendable, Equatable {
         if let bestTop1 { m["best_top1"] = "\(bestTop1)" }
         if let bestEpoch { m["best_epoch"] = "\(bestEpoch)" }
         if validationPending { m["validation_pending"] = "true" }
+        if let globalBatch { m["global_batch"] = "\(globalBatch)" }
         return m
     }
 
@@ -36,7 +40,14 @@ public struct TrainingState: Sendable, Equatable {
               let global = m["global_iteration"].flatMap(Int.init) else {
             throw CommandError(.data, "\(path): the checkpoint's metadata lacks its position (epoch, iteration, global_iteration)")
         }
+        guard epoch >= 0, iteration >= 0, global >= iteration else {
+            throw CommandError(.data, "\(path): the checkpoint's position is impossible (epoch \(epoch), iteration \(iteration), global_iteration \(global))")
+        }
         (self.epoch, self.iteration, globalIteration) = (epoch, iteration, global)
+        if let batch = m["global_batch"] {
+            guard let value = Int(batch), value > 0 else { throw CommandError(.data, "\(path): the checkpoint's global_batch '\(batch)' is not a positive number") }
+            globalBatch = value
+        }
         bestTop1 = m["best_top1"].flatMap(Double.init)
         bestEpoch = m["best_epoch"].flatMap(Int.init)
         finished = m["finished"] == "true"

@@ -57,33 +57,72 @@ public final class WorkDirectory {
         if makeLast { try write(name + "\n", to: "last_checkpoint") }
     }
 
+    /// Removes what a killed run left half-written (checkpoint.tmp-PID files): with the lock held,
+    /// nothing else writes here. Returns their names.
+    public func removeUnfinishedWrites() -> [String] {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.contains(".tmp-") }
+        return names.filter { (try? FileManager.default.removeItem(atPath: file($0))) != nil }
+    }
+
     /// The checkpoint to resume from: the one last_checkpoint names or, when it cannot be read, the
-    /// newest other readable one. `refused` hears of each file passed over and why.
-    public func latestCheckpoint(refused: (String) -> Void) -> (Checkpoint, TrainingState)? {
+    /// newest other readable one. `refused` hears of each file passed over and why. When there are
+    /// checkpoints but none can be read, an error (65) that names them: starting from scratch
+    /// over them would silently discard the run.
+    public func latestCheckpoint(refused: (String) -> Void) throws -> (Checkpoint, TrainingState)? {
         let pointed = (try? String(contentsOfFile: file("last_checkpoint"), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter {
-            $0.hasSuffix(".safetensors") && $0 != "best.safetensors"
-        }
+        let names = checkpointNames()
         // Newest first: the pointed one, then by the global iteration in the name.
-        let ordered = (pointed.map { [$0] } ?? []) + names.filter { $0 != pointed }.sorted { iterationInName($0) > iterationInName($1) }
+        let ordered = (pointed.flatMap { names.contains($0) ? [$0] : nil } ?? []) + names.filter { $0 != pointed }
+        var unreadable: [String] = []
         for name in ordered {
             do {
-                let checkpoint = try Checkpoint(path: file(name))
-                let state = try TrainingState(metadata: checkpoint.file.metadata, path: checkpoint.path)
-                return (checkpoint, state)
+                return try read(name)
             } catch {
                 refused("refusing \(file(name)): \(exitStatus(for: error).1)")
+                unreadable.append(name)
             }
+        }
+        guard unreadable.isEmpty else {
+            throw CommandError(.data, "\(path): no checkpoint can be read (\(unreadable.joined(separator: ", "))); rather than start from scratch "
+                               + "over them, nltrain stops: restore a readable one, or give --start-over (they are then set aside, not deleted)")
         }
         return nil
     }
 
-    /// Periodic checkpoints beyond the newest `keep`, removed (the best one is never among them).
+    /// Periodic checkpoints beyond the newest `keep` readable ones, removed; unreadable ones are
+    /// neither counted nor removed (the best one is never among them).
     public func prune(keep: Int) {
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasPrefix("iter_") && $0.hasSuffix(".safetensors") }
-        for name in names.sorted(by: { iterationInName($0) > iterationInName($1) }).dropFirst(keep) {
+        for name in checkpointNames().filter({ (try? read($0)) != nil }).dropFirst(keep) {
             try? FileManager.default.removeItem(atPath: file(name))
         }
+    }
+
+    /// Moves every checkpoint, best.safetensors and last_checkpoint into a folder of their own,
+    /// for a run that starts over; returns the folder, or nil when there was nothing to move.
+    public func setAsideCheckpoints() throws -> String? {
+        let names = checkpointNames() + ["best.safetensors", "last_checkpoint"].filter { FileManager.default.fileExists(atPath: file($0)) }
+        guard !names.isEmpty else { return nil }
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        let folder = file("previous-\(formatter.string(from: Date()))")
+        try Files.makeDirectory(folder, what: "folder for the earlier checkpoints")
+        for name in names {
+            guard rename(file(name), "\(folder)/\(name)") == 0 else {
+                throw FileError(file(name), "cannot move it into \(folder) (\(String(cString: strerror(errno)).lowercased()))")
+            }
+        }
+        return folder
+    }
+
+    /// The periodic checkpoints' names, newest (by the global iteration in the name) first.
+    private func checkpointNames() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasPrefix("iter_") && $0.hasSuffix(".safetensors") }
+            .sorted { iterationInName($0) > iterationInName($1) }
+    }
+
+    private func read(_ name: String) throws -> (Checkpoint, TrainingState) {
+        let checkpoint = try Checkpoint(path: file(name))
+        return (checkpoint, try TrainingState(metadata: checkpoint.file.metadata, path: checkpoint.path))
     }
 }
 

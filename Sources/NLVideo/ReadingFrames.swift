@@ -1,4 +1,5 @@
 import CFFmpeg
+import Foundation
 
 /// RGB frames (count, height, width, 3), row-major, 8 bits a channel.
 public struct VideoFrames: Sendable {
@@ -57,6 +58,11 @@ extension VideoReader {
         let shown = rotation % 180 == 0 ? (width: info.width, height: info.height) : (width: info.height, height: info.width)
         let (width, height) = try outputSize(size, shown: shown)
         let frameBytes = width * height * 3
+        let memory = Double(ProcessInfo.processInfo.physicalMemory)
+        guard Double(frameBytes) * Double(indices.count) < memory / 2 else {
+            throw VideoError(path: path, kind: .invalidRequest, message: "\(indices.count) frames of \(width)x\(height) would take "
+                             + String(format: "%.1f GB, more than half of this machine's %.1f GB", Double(frameBytes * indices.count) / 1e9, memory / 1e9))
+        }
         var output = VideoFrames(count: indices.count, height: height, width: width, pixels: [UInt8](repeating: 0, count: indices.count * frameBytes))
         var slots: [Int: [Int]] = [:]
         for (slot, i) in indices.enumerated() { slots[i, default: []].append(slot) }
@@ -95,6 +101,18 @@ extension VideoReader {
     }
 
     private func outputSize(_ size: FrameSize, shown: (width: Int, height: Int)) throws(VideoError) -> (Int, Int) {
+        let (width, height) = try unchecked(size, shown: shown)
+        // swscale's own limit, and far past any video's.
+        guard width <= Self.maximumSide && height <= Self.maximumSide else {
+            throw VideoError(path: path, kind: .invalidRequest, message: "\(width)x\(height) frames are larger than \(Self.maximumSide) pixels a side")
+        }
+        return (width, height)
+    }
+
+    /// The largest width or height frames are scaled to.
+    public static let maximumSide = 16384
+
+    private func unchecked(_ size: FrameSize, shown: (width: Int, height: Int)) throws(VideoError) -> (Int, Int) {
         switch size {
         case .native:
             return (shown.width, shown.height)

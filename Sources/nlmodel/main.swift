@@ -62,6 +62,7 @@ struct Summary: ParsableCommand {
                 shape = parts
             }
             let model = try ModelTool.model(config)
+            if let problem = model.clipProblem(shape, training: false) { throw CommandError(.usage, "--clip \(shape.map(String.init).joined(separator: ",")): \(problem)") }
             print(ModelTool.summary(of: model, name: config.model.name, clipShape: shape + [3]))
         }
     }

@@ -33,6 +33,9 @@ struct NLTrain: ParsableCommand {
     @Option(help: ArgumentHelp("Stop after a checkpoint at the first iteration past this time (90s, 30m, 2h, 1h30m).", valueName: "duration"))
     var maxTime: String?
 
+    @Flag(help: "Set the work directory's checkpoints aside (into previous-DATE/, nothing is deleted) and train from the start.")
+    var startOver = false
+
     @Flag(help: "Print the resolved config, every key with its value, and exit.")
     var printConfig = false
 
@@ -40,6 +43,7 @@ struct NLTrain: ParsableCommand {
         if config == nil && !printConfig { throw ValidationError("give --config FILE") }
         if let maxTime, parseDuration(maxTime) == nil { throw ValidationError("--max-time takes a duration such as 90s, 30m, 2h or 1h30m") }
         if resume != nil && initialWeights != nil { throw ValidationError("give --resume or --init, not both") }
+        if resume != nil && startOver { throw ValidationError("give --resume or --start-over, not both") }
     }
 
     func run() throws {
@@ -52,6 +56,7 @@ struct NLTrain: ParsableCommand {
             var options = Trainer.Options()
             options.resume = resume
             options.initialWeights = initialWeights
+            options.startOver = startOver
             options.maxTime = maxTime.flatMap(parseDuration)
             StopSignal.install()
             let status = try Trainer(config: resolved, options: options).run()

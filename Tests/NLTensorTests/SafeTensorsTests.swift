@@ -48,6 +48,11 @@ struct SafeTensorsTests {
             ("truncated", good.prefix(good.count - 3)),
             ("huge header", Data([0xff, 0xff, 0, 0, 0, 0, 0, 0]) + good.dropFirst(8)),
             ("not json", Data([4, 0, 0, 0, 0, 0, 0, 0]) + Data("abcd".utf8)),
+            // What the format forbids: an element count that overflows, overlaps, holes, a key twice.
+            ("overflowing shape", handMade(#"{"x":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,16]}}"#, bytes: 16)),
+            ("overlapping", handMade(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, bytes: 12)),
+            ("hole", handMade(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#, bytes: 12)),
+            ("duplicate key", handMade(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, bytes: 4)),
         ]
         for (name, bytes) in cases {
             let path = directory + "/\(name).safetensors"
@@ -62,4 +67,12 @@ struct SafeTensorsTests {
             }
         }
     }
+}
+
+/// A safetensors file from a header written by hand and `bytes` bytes of data.
+func handMade(_ header: String, bytes: Int) -> Data {
+    var data = withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { Data($0) }
+    data.append(Data(header.utf8))
+    data.append(Data(count: bytes))
+    return data
 }
