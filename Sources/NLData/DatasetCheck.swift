@@ -3,8 +3,10 @@ import Foundation
 
 /// Reads every video of a dataset, several at once, to find the ones training would skip.
 public enum DatasetCheck {
-    /// A video that is missing or does not decode, with its annotation line.
+    /// A video that is missing, cut short or does not decode, with its annotation line.
     public struct Problem: Sendable {
+        public enum Kind: String, Sendable, CaseIterable { case missing, truncated, undecodable }
+        public let kind: Kind
         public let path: String
         public let source: String
         public let message: String
@@ -14,14 +16,16 @@ public enum DatasetCheck {
     /// those that fail to open or decode: by default the first, middle and last frames (what most
     /// damage breaks), with `everyFrame` all of them. `workers` videos are read at once.
     public static func run(_ dataset: Dataset, workers: Int, everyFrame: Bool = false, progress: ProgressDisplay? = nil) -> [Problem] {
-        var problems = dataset.missing.map { Problem(path: $0.path, source: $0.source, message: "missing: no video at \($0.path)") }
+        var problems = dataset.missing.map { Problem(kind: .missing, path: $0.path, source: $0.source, message: "missing: no video at \($0.path)") }
         let found = Found()
         let next = Counter()
         DispatchQueue.concurrentPerform(iterations: max(1, workers)) { _ in
             while let i = next.take(below: dataset.entries.count) {
                 let entry = dataset.entries[i]
+                var truncation: String?
                 do {
                     let reader = try VideoReader(path: entry.path)
+                    truncation = reader.info.truncation
                     let n = reader.info.frames
                     if everyFrame {
                         for start in stride(from: 0, to: n, by: 64) {
@@ -31,11 +35,12 @@ public enum DatasetCheck {
                         _ = try reader.frames(at: Array(Set([0, n / 2, n - 1])).sorted(), size: .shortSide(32))
                     }
                     // The frames there decode, but the file lost the rest.
-                    if let truncation = reader.info.truncation {
-                        found.add(i, Problem(path: entry.path, source: entry.source, message: "\(entry.path): \(truncation)"))
+                    if let truncation {
+                        found.add(i, Problem(kind: .truncated, path: entry.path, source: entry.source, message: "\(entry.path): \(truncation)"))
                     }
                 } catch {
-                    found.add(i, Problem(path: entry.path, source: entry.source, message: "\(error)"))
+                    found.add(i, truncation.map { Problem(kind: .truncated, path: entry.path, source: entry.source, message: "\(entry.path): \($0); and \((error as? VideoError)?.message ?? "\(error)")") }
+                                 ?? Problem(kind: .undecodable, path: entry.path, source: entry.source, message: "\(error)"))
                 }
                 progress?.advance()
             }

@@ -136,9 +136,10 @@ extension VideoReader {
     func decode(wanted: Set<Int>, from first: Int, through last: Int, keyframeBefore limit: Int? = nil,
                 _ deliver: (Int, UnsafeMutablePointer<AVFrame>) -> Bool) throws(VideoError) -> Int? {
         let keyframe = index.keyframes.last { $0.index <= first && $0.index < (limit ?? Int.max) } ?? index.keyframes[0]
-        // Go on decoding forward only when no keyframe lies between here and the target.
+        // Go on decoding forward only when no keyframe lies between here and the target, and no
+        // frame wanted was skipped on the way here.
         var sought: Int?
-        if position == nil || position! >= first || keyframe.index > position! {
+        if position == nil || position! >= first || keyframe.index > position! || !skipped.isDisjoint(with: wanted) {
             try seek(to: keyframe)
             sought = keyframe.index
         }
@@ -200,6 +201,7 @@ extension VideoReader {
         guard threads == 1, let byTimestamp = index.byTimestamp, let i = byTimestamp[packet.pts], !wanted.contains(i) else {
             return AVDISCARD_DEFAULT
         }
+        skipped.insert(i)  // if it is a reference frame, the decoder decodes it anyway; no matter
         return AVDISCARD_NONREF
     }
 }

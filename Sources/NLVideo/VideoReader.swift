@@ -61,6 +61,9 @@ public final class VideoReader {
     /// Presentation index of the last frame the decoder gave since the last seek, if it can go on
     /// from there; nil when the next read must seek.
     var position: Int?
+    /// Frames whose packets went to the decoder to be skipped since the last seek: going on from
+    /// `position` cannot give them.
+    var skipped: Set<Int> = []
 
     /// Decoder threads for readers that run in parallel with others (the loader's workers): one.
     public static let defaultThreads = 1
@@ -75,7 +78,8 @@ public final class VideoReader {
         var context: UnsafeMutablePointer<AVFormatContext>?
         let opened = avformat_open_input(&context, path, nil, nil)
         guard opened >= 0, let context else {
-            throw VideoError(path: path, kind: .notMedia, doing: "cannot open as media", code: opened)
+            throw VideoError(path: path, kind: .notMedia, doing: opened == cffmpeg_averror_eof() ? "truncated: the file ends inside its header" : "cannot open as media",
+                             code: opened)
         }
         var formatContext: UnsafeMutablePointer<AVFormatContext>? = context
         var decoderContext: UnsafeMutablePointer<AVCodecContext>?
@@ -113,11 +117,14 @@ public final class VideoReader {
                 throw VideoError(path: path, kind: .noDecoder, doing: "cannot open the \(String(cString: codec.pointee.name)) decoder", code: codecOpened)
             }
             guard let packet, let frame else { throw VideoError(path: path, kind: .notMedia, message: "out of memory") }
-            let (packets, damage) = Self.readPackets(context, stream: best, packet: packet)
+            var (packets, read, damage) = Self.readPackets(context, stream: best, packet: packet)
+            let truncation = Truncation(format: context, stream: stream, framesRead: read, damage: damage)
+            // A cut file's last packet is usually cut too, and nothing refers to it: leave it out.
+            if truncation != nil && !packets.isEmpty { packets.removeLast() }
             guard !packets.isEmpty else {
-                throw VideoError(path: path, kind: .noDecodableFrame, message: "the video stream holds no packets" + (damage.map { " (\($0))" } ?? ""))
+                throw VideoError(path: path, kind: .noDecodableFrame, message: truncation.map { $0.describe(framesThere: 0) } ?? "the video stream holds no packets")
             }
-            (info, index) = Self.describe(packets, damage: damage, format: context, stream: stream, codec: codec)
+            (info, index) = Self.describe(packets, truncation: truncation, stream: stream, codec: codec)
             format = context
             self.decoder = decoder
             self.packet = packet
@@ -172,30 +179,33 @@ public final class VideoReader {
 
     /// Demuxes the whole file once (no decoding), keeping the video packets' timing. Stops at the
     /// end or at the first read error: packets past damage are not in the index. Also returns
-    /// FFmpeg's words when the file ended before its container said it would: a read error, an
-    /// error the demuxer logged ("partial file", "File ended prematurely").
+    /// how many packets of the stream were read (those to discard too) and FFmpeg's words when
+    /// the reading went wrong: a read error, or an error the demuxer logged ("partial file",
+    /// "File ended prematurely").
     private static func readPackets(_ context: UnsafeMutablePointer<AVFormatContext>, stream: Int32,
-                                    packet: UnsafeMutablePointer<AVPacket>) -> ([PacketTiming], damage: String?) {
+                                    packet: UnsafeMutablePointer<AVPacket>) -> ([PacketTiming], read: Int, damage: String?) {
         var packets: [PacketTiming] = []
         let none = cffmpeg_nopts_value()
         _ = FFmpegLog.takeLastError()
-        var status: Int32 = 0
+        var status: Int32 = 0, read = 0
         while true {
             status = av_read_frame(context, packet)
             guard status >= 0 else { break }
             defer { av_packet_unref(packet) }
             let p = packet.pointee
-            guard p.stream_index == stream, p.flags & AV_PKT_FLAG_DISCARD == 0 else { continue }
+            guard p.stream_index == stream else { continue }
+            read += 1
+            guard p.flags & AV_PKT_FLAG_DISCARD == 0 else { continue }
             packets.append(PacketTiming(pts: p.pts == none ? nil : p.pts, dts: p.dts == none ? nil : p.dts,
                                         duration: p.duration, isKey: p.flags & AV_PKT_FLAG_KEY != 0))
         }
-        if let logged = FFmpegLog.takeLastError() { return (packets, logged) }
-        guard status != cffmpeg_averror_eof() else { return (packets, nil) }
-        return (packets, VideoError(path: "", kind: .notMedia, doing: "read error", code: status).message)
+        if let logged = FFmpegLog.takeLastError() { return (packets, read, logged) }
+        guard status != cffmpeg_averror_eof() else { return (packets, read, nil) }
+        return (packets, read, VideoError(path: "", kind: .notMedia, doing: "read error", code: status).message)
     }
 
     /// Metadata and the frame index from the packets.
-    private static func describe(_ packets: [PacketTiming], damage: String?, format: UnsafeMutablePointer<AVFormatContext>,
+    private static func describe(_ packets: [PacketTiming], truncation: Truncation?,
                                  stream: UnsafeMutablePointer<AVStream>, codec: UnsafePointer<AVCodec>) -> (VideoInfo, Index) {
         let timeBase = av_q2d(stream.pointee.time_base)
         var index = Index()
@@ -233,21 +243,11 @@ public final class VideoReader {
         let fps = measured.isFinite && measured > 0 ? measured : (rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0)
         let lastDuration = packets.last!.duration > 0 ? Double(packets.last!.duration) * timeBase : (fps > 0 ? 1 / fps : 0)
         let parameters = stream.pointee.codecpar.pointee
-        let duration = (timestamps.last ?? 0) + lastDuration
-        // How many frames the container promised: its sample table (MP4) or its duration.
-        let listed = Int(avformat_index_get_entries_count(stream))
-        let promised = format.pointee.duration > 0 ? Double(format.pointee.duration) / Double(AV_TIME_BASE) : 0
-        let containerRate = rate.num > 0 && rate.den > 0 ? av_q2d(rate) : fps  // a cut file's own few frames measure it poorly
-        let expected = max(listed, Int((promised * containerRate).rounded()))
-        let truncation = damage.map { words in
-            "truncated: " + (expected > ticks.count ? "\(ticks.count) of \(listed > ticks.count ? "" : "about ")\(expected) frames are there"
-                             : "the file ends after frame \(ticks.count - 1)") + " (FFmpeg: \(words))"
-        }
-        let info = VideoInfo(frames: ticks.count, fps: fps, duration: duration,
+        let info = VideoInfo(frames: ticks.count, fps: fps, duration: (timestamps.last ?? 0) + lastDuration,
                              width: Int(parameters.width), height: Int(parameters.height),
                              rotation: displayRotation(stream), codec: String(cString: avcodec_get_name(parameters.codec_id)),
                              pixelFormat: av_get_pix_fmt_name(AVPixelFormat(parameters.format)).map { String(cString: $0) } ?? "unknown",
-                             timestamps: timestamps, truncation: truncation)
+                             timestamps: timestamps, truncation: truncation?.describe(framesThere: ticks.count))
         return (info, index)
     }
 
@@ -262,6 +262,7 @@ public final class VideoReader {
         guard sought >= 0 else { throw VideoError(path: path, kind: .damaged(lastGoodIndex: -1), doing: "cannot seek", code: sought) }
         avcodec_flush_buffers(decoder)
         position = nil
+        skipped = []
     }
 }
 

@@ -167,17 +167,21 @@ struct Check: ParsableCommand {
                 datasets = [try Annotations.load(format: AnnotationFormat(rawValue: format)!, annotations: annotations!, root: root)]
             }
             var problems: [DatasetCheck.Problem] = []
-            var videos = 0
+            var videos = 0, malformed = 0
             for dataset in datasets {
+                for line in dataset.malformed { print("\(line.source): malformed: \(line.reason)") }
+                for line in dataset.warnings { print("\(line.source): warning: \(line.message)") }
+                malformed += dataset.malformed.count
                 let progress = ProgressDisplay(total: dataset.entries.count, label: "checked")
                 problems += DatasetCheck.run(dataset, workers: workers, everyFrame: everyFrame, progress: progress)
                 videos += dataset.entries.count + dataset.missing.count
             }
             for p in problems { print("\(p.source): \(p.message)") }
-            let missing = problems.filter { $0.message.hasPrefix("missing") }.count
-            print("checked \(videos) videos: \(videos - problems.count) readable, \(problems.count - missing) undecodable, \(missing) missing")
+            let counts = DatasetCheck.Problem.Kind.allCases.map { kind in "\(problems.filter { $0.kind == kind }.count) \(kind.rawValue)" }
+            print("checked \(videos) videos: \(videos - problems.count) readable, \(counts.joined(separator: ", "))"
+                  + (malformed > 0 ? "; \(malformed) malformed line\(malformed == 1 ? "" : "s")" : ""))
             if let badList { try Files.write(problems.map { $0.path + "\n" }.joined(), to: badList, what: "list of bad videos") }
-            if !problems.isEmpty { throw ExitCode(ExitStatus.data.rawValue) }
+            if !problems.isEmpty || malformed > 0 { throw ExitCode(ExitStatus.data.rawValue) }
         } catch let error as ExitCode {
             throw error
         } catch {

@@ -33,12 +33,12 @@ struct NLVideoCLITests {
         let r = try run("nlvideo", ["check", "\(root)/train_with_problems.csv", "--root", root, "--bad-list", "\(dir)/bad.txt"])
         #expect(r.status == 65)
         #expect(r.stdout.contains("train_with_problems.csv:20: ") && r.stdout.contains("train_with_problems.csv:21: missing"))
-        #expect(r.stdout.contains("checked 20 videos: 18 readable, 1 undecodable, 1 missing"))
+        #expect(r.stdout.contains("checked 20 videos: 18 readable, 1 missing, 0 truncated, 1 undecodable"))
         #expect(try String(contentsOfFile: "\(dir)/bad.txt", encoding: .utf8).split(separator: "\n").count == 2)
         let config = "\(dir)/d.cfg"
         try "[data]\nroot = \(root)\ntrain_annotations = \(root)/train.csv\nval_annotations = \(root)/val.csv\n".write(toFile: config, atomically: true, encoding: .utf8)
         let clean = try run("nlvideo", ["check", "--config", config, "--every-frame"])
-        #expect(clean.status == 0 && clean.stdout.contains("checked 24 videos: 24 readable, 0 undecodable, 0 missing"), "\(clean.stdout)")
+        #expect(clean.status == 0 && clean.stdout.contains("checked 24 videos: 24 readable, 0 missing, 0 truncated, 0 undecodable"), "\(clean.stdout)")
     }
 
     /// No leak: peak RSS is the same after 300 and after 3,000 open-read-close cycles.

@@ -149,6 +149,19 @@ struct VideoReaderTests {
         }
     }
 
+    /// Consecutive chunks on one reader (as nlvideo check --every-frame reads) equal one pass:
+    /// going on after a chunk must not lose the frames skipped while reading it.
+    @Test(arguments: ["long.mp4", "long.mkv", "h264_bframes.mp4", "hevc.mp4"])
+    func consecutiveChunksEqualOnePass(_ name: String) throws {
+        let all = try VideoReader(path: TestVideos.path(name)).frames(at: Array(0..<TestVideos.manifest.first { $0.name == name }!.frames))
+        let reader = try VideoReader(path: TestVideos.path(name))
+        var chunks: [UInt8] = []
+        for start in stride(from: 0, to: reader.info.frames, by: 16) {
+            chunks += try reader.frames(at: Array(start..<min(reader.info.frames, start + 16))).pixels
+        }
+        #expect(firstDifference(chunks, all.pixels, frameBytes: all.width * all.height * 3) == nil)
+    }
+
     @Test func badRequests() throws {
         let reader = try VideoReader(path: TestVideos.path("vp9.webm"))
         #expect(throws: VideoError.self) { try reader.frames(at: [-1]) }

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Writes the hostile-input corpus: files as other tools write them (Python's csv module, pandas,
+spreadsheets, Windows and old-Mac line ends, byte-order marks), damaged videos of every container,
+stills, raw streams, hidden files, bad configs and bad output paths; and OUT/cases.jsonl, one case a
+line: the command to run on them, the exit status it must give and words its output must hold.
+The Swift test HostileInputTests runs every case. Only the standard library and the ffmpeg CLI.
+
+    scripts/make_hostile_inputs.py OUT DATASET
+
+DATASET is a synthetic dataset (scripts/make_synthetic_dataset.sh), whose videos the annotation
+files point at.
+"""
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+out, dataset = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+cases = []
+
+
+def path(*parts):
+    return os.path.join(out, *parts)
+
+
+def case(name, args, status, contains=(), absent=()):
+    """A command (the first word a built command or an absolute program), its exit status, and
+    words standard output plus standard error must (and must not) hold."""
+    cases.append({"name": name, "args": args, "status": status, "contains": list(contains), "absent": list(absent)})
+
+
+def write(name, data, mode="w", **kwargs):
+    with open(path(name), mode, **kwargs) as f:
+        f.write(data)
+    return path(name)
+
+
+def ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *args], check=True)
+
+
+# Videos the annotation files name: copies of the dataset's first video under the labels used.
+source = sorted(os.path.join(dataset, "train", label, name)
+                for label in os.listdir(os.path.join(dataset, "train")) for name in os.listdir(os.path.join(dataset, "train", label)))[0]
+rows = [("abseiling", "aaa", 4, 14), ("kind, gentle", "bbb", 1, 11), ("air drumming", "ccc", 10, 20), ("abseiling", "ddd", 2147483648, 2147483658)]
+for label, vid, start, end in rows:
+    folder = path("videos", "train", label)
+    os.makedirs(folder, exist_ok=True)
+    shutil.copy(source, os.path.join(folder, f"{vid}_{start:06d}_{end:06d}.mp4"))
+header = ["label", "youtube_id", "time_start", "time_end", "split"]
+root = path("videos")
+
+
+def check(name, annotations, status=0, contains=(), absent=(), fmt="kinetics_csv"):
+    case(name, ["nlvideo", "check", annotations, "--format", fmt, "--root", root], status, contains, absent)
+
+
+# Kinetics CSVs as other tools write them.
+with open(path("python_csv.csv"), "w", newline="") as f:   # the csv module ends lines with CRLF and quotes "kind, gentle"
+    w = csv.writer(f)
+    w.writerow(header)
+    for label, vid, start, end in rows:
+        w.writerow([label, vid, start, end, "train"])
+check("csv module (CRLF, quoted comma)", path("python_csv.csv"), contains=["checked 4 videos: 4 readable"])
+text = open(path("python_csv.csv"), newline="").read()
+write("old_mac.csv", text.replace("\r\n", "\r"), newline="")
+check("CR line ends", path("old_mac.csv"), contains=["checked 4 videos: 4 readable"])
+write("excel_utf8.csv", "\ufeff" + text, newline="", encoding="utf-8")   # Excel's "CSV UTF-8": a BOM and CRLF
+check("Excel CSV UTF-8 (BOM)", path("excel_utf8.csv"), contains=["checked 4 videos: 4 readable"])
+write("trailing_blanks.csv", "".join(line.rstrip("\r\n") + "  \t\n" for line in text.splitlines(True)))
+check("trailing blanks", path("trailing_blanks.csv"), contains=["checked 4 videos: 4 readable"])
+with open(path("pandas.csv"), "w", newline="") as f:   # DataFrame.to_csv(): an index column, LF, floats where a column had a NaN
+    f.write("," + ",".join(header) + "\n")
+    for i, (label, vid, start, end) in enumerate(rows):
+        f.write(f'{i},"{label}",{vid},{start}.0,{end}.0,train\n' if "," in label else f"{i},{label},{vid},{start}.0,{end}.0,train\n")
+check("pandas (index column, 4.0)", path("pandas.csv"), contains=["checked 4 videos: 4 readable"])
+with open(path("quote_all.csv"), "w", newline="") as f:   # LibreOffice's "quote all text cells"
+    w = csv.writer(f, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+    w.writerow(header)
+    for label, vid, start, end in rows:
+        w.writerow([label, vid, start, end, "train"])
+check("every text cell quoted", path("quote_all.csv"), contains=["checked 4 videos: 4 readable"])
+with open(path("reordered.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["youtube_id", "split", "time_end", "label", "time_start", "is_cc"])
+    for label, vid, start, end in rows:
+        w.writerow([vid, "train", end, label, start, 0])
+check("reordered header", path("reordered.csv"), contains=["checked 4 videos: 4 readable"])
+write("latin1.csv", "label,youtube_id,time_start,time_end,split\ncaf\u00e9,aaa,4,14,train\n", encoding="latin-1")
+check("Latin-1, not UTF-8", path("latin1.csv"), 65, [path("latin1.csv") + ":2: not UTF-8 text"])
+write("utf16.csv", "label,youtube_id,time_start,time_end,split\n", encoding="utf-16")
+check("UTF-16 (Notepad's Unicode)", path("utf16.csv"), 65, ["UTF-16 text; save it as UTF-8"])
+bad_times = write("bad_times.csv", "label,youtube_id,time_start,time_end,split\nabseiling,aaa,4,14,train\n"
+                  "abseiling,aaa,,14,train\nabseiling,aaa,.,14,train\nabseiling,aaa,.5,14,train\nabseiling,aaa,4.5,14,train\n")
+check("empty, '.' and fractional times", bad_times, 65,
+      [f"{bad_times}:{n}: malformed: time_start and time_end must be whole seconds" for n in (3, 4, 5, 6)] + ["4 malformed lines"])
+check("times of 2^31 and more kept whole", path("python_csv.csv"), contains=["checked 4 videos: 4 readable"], absent=["no video at"])
+unlabelled = write("test.csv", "youtube_id,time_start,time_end,split\naaa,4,14,test\n")
+check("test CSV without labels", unlabelled, 65, [f"{unlabelled}:1: the header has no label column"])
+missing = write("missing.csv", "label,youtube_id,time_start,time_end,split\nabseiling,aaa,4,14,train\nabseiling,zzz,5,15,train\n")
+check("a missing entry names the path looked for", missing, 65,
+      [f"{missing}:3: missing: no video at {root}/train/abseiling/zzz_000005_000015.{{mp4"])
+nothing = write("nothing.csv", "label,youtube_id,time_start,time_end,split\nabseiling,zzz,5,15,train\nbroken line\n")
+check("no usable video says why", nothing, 65, ["no usable video (0 videos, 0 classes; 1 missing, 1 malformed line)",
+                                                f"{nothing}:2: no video at", f"{nothing}:3: expected 5 fields"])
+check("a directory as annotation file", out, 65, [f"{out}: is a directory, not the annotation file"])
+
+# mmaction2 list files: paths with spaces, extra labels.
+os.makedirs(path("videos", "pan left"), exist_ok=True)
+shutil.copy(source, path("videos", "pan left", "clip 1.mp4"))
+spaces = write("spaces.txt", "pan left/clip 1.mp4 3\r\ntrain/abseiling/aaa_000004_000014.mp4\t0\r\n", newline="")
+check("list paths with spaces", spaces, 0, ["checked 2 videos: 2 readable"], fmt="list")
+multi = write("multi.txt", "train/abseiling/aaa_000004_000014.mp4 1 4 7\n")
+check("extra labels warned", multi, 0, [f"{multi}:1: warning: 3 labels on one line"], fmt="list")
+
+# Folder trees with what macOS leaves behind.
+os.makedirs(path("folders", "a"), exist_ok=True)
+shutil.copy(source, path("folders", "a", "clip.mp4"))
+write(os.path.join("folders", "a", "._clip.mp4"), b"\x00\x05\x16\x07AppleDouble", "wb")
+write(os.path.join("folders", ".DS_Store"), b"\x00\x00\x00\x01Bud1", "wb")
+case("hidden files skipped", ["nlvideo", "check", path("folders"), "--format", "folders", "--root", "/"], 0, ["checked 1 videos: 1 readable"])
+
+# Damaged videos: every container cut at several points keeps its index but loses its data.
+os.makedirs(path("damaged"), exist_ok=True)
+src = ["-f", "lavfi", "-i", "testsrc=size=96x64:rate=25:duration=6"]
+encoders = {"mp4": ["-c:v", "libx264", "-preset", "veryfast", "-movflags", "+faststart"], "mov": ["-c:v", "libx264", "-preset", "veryfast", "-movflags", "+faststart"],
+            "mkv": ["-c:v", "libx264", "-preset", "veryfast"], "webm": ["-c:v", "libvpx", "-deadline", "realtime"]}
+cuts = []
+for ext, codec in encoders.items():
+    whole = path("damaged", f"whole.{ext}")
+    ffmpeg(*src, *codec, whole)
+    data = open(whole, "rb").read()
+    os.makedirs(path("damaged", "cut", ext), exist_ok=True)
+    for percent in (25, 50, 90):
+        cut = write(os.path.join("damaged", "cut", ext, f"cut_{percent}.{ext}"), data[: len(data) * percent // 100], "wb")
+        case(f"{ext} cut at {percent}%: probe", ["nlvideo", "probe", cut], 65, ["truncated: "])
+        cuts.append(cut)
+case("every cut named by check --every-frame", ["nlvideo", "check", path("damaged", "cut"), "--format", "folders", "--root", "/", "--every-frame"], 65,
+     [f"{cut}: truncated: " for cut in cuts] + [f"checked {len(cuts)} videos: 0 readable, 0 missing"])
+ffmpeg(*src, "-frames:v", "1", path("damaged", "still.jpg"))
+case("a JPEG says what it is", ["nlvideo", "probe", path("damaged", "still.jpg")], 65, ["a still image (mjpeg), not a video"])
+ffmpeg(*src, "-c:v", "libx264", "-preset", "veryfast", "-f", "h264", path("damaged", "raw.h264"))
+case("a raw stream says what it is", ["nlvideo", "probe", path("damaged", "raw.h264")], 65, ["a raw h264 stream", "put it in a container first"])
+
+# Configs.
+def config(name, body, **kwargs):
+    return write(name, body, newline="", **kwargs)
+
+
+good = "[train]\nlr = 0.123\nepochs = 7\n[data]\nroot = \"with space\"\n"
+for name, body in [("crlf.cfg", good.replace("\n", "\r\n")), ("cr.cfg", good.replace("\n", "\r")), ("bom.cfg", "\ufeff" + good)]:
+    case(f"config with {name[:-4]}", ["nltrain", "--print-config", "--config", config(name, body)], 0, ["lr = 0.123", "epochs = 7", "root = with space"])
+for name, body, words in [("empty_section.cfg", "[train]\nlr = 1\n[trian]\n", "empty_section.cfg:3: unknown section [trian]"),
+                          ("hex.cfg", "[train]\nlr = 0x10\n", "hex.cfg:2: train.lr: expected a number, got '0x10'"),
+                          ("underflow.cfg", "[train]\nlr = 1e-400\n", "underflow.cfg:2: train.lr: 1e-400 is beyond the range"),
+                          ("crlf_typo.cfg", "[train]\r\nlr_step = 3\r\n", "crlf_typo.cfg:2: unknown key 'lr_step' in [train]; did you mean 'lr_steps'?")]:
+    case(f"config: {name[:-4]}", ["nltrain", "--print-config", "--config", config(name, body)], 64, [words])
+utf16 = config("utf16.cfg", good, encoding="utf-16")
+case("config in UTF-16", ["nltrain", "--print-config", "--config", utf16], 64, [f"{utf16}: UTF-16 text"])
+case("config that is a directory", ["nltrain", "--print-config", "--config", out], 64, [f"{out}: is a directory, not the config file"])
+included = config("includes_dir.cfg", f"include = {out}\n")
+case("include of a directory", ["nltrain", "--print-config", "--config", included], 64, [f"include {out}: is a directory"])
+def run_config(name):
+    """A config to train with, in a work directory of its own (the cases run at once)."""
+    return config(f"run_{name}.cfg", f"[data]\nroot = {root}\ntrain_annotations = {path('python_csv.csv')}\n[train]\nwork_dir = {path('work', name)}\n")
+
+
+case("empty work_dir at run time", ["nltrain", "--config", run_config("a"), "--set", "train.work_dir="], 64, ["train.work_dir is empty; nltrain needs it"])
+case("empty data.root at run time", ["nltrain", "--config", run_config("b"), "--set", "data.root="], 64, ["data.root is empty; nltrain needs it"])
+labels = write("labels.txt", "train/abseiling/aaa_000004_000014.mp4 0\ntrain/abseiling/ddd_2147483648_2147483658.mp4 9\n")
+case("an out-of-range label is named by its line", ["nltrain", "--config", run_config("c"), "--set", "data.format=list", "--set", f"data.train_annotations={labels}",
+                                                    "--set", "model.num_classes=4"], 65, [f"{labels}:2: label 9"])
+
+# Output paths that cannot be written: said before the work, in words.
+case("nlvideo check --bad-list DIR", ["nlvideo", "check", path("python_csv.csv"), "--root", root, "--bad-list", out], 74, [f"{out}: is a directory; give a file name"])
+case("nlvideo frames --png onto a file", ["nlvideo", "frames", source, "--indices", "0", "--png", path("python_csv.csv")], 74, ["is a file; give a folder"])
+case("nlvideo frames --output into a missing folder", ["nlvideo", "frames", source, "--indices", "0", "--output", path("nowhere", "f.safetensors")], 74,
+     ["no such directory"])
+case("nltrain --resume DIR", ["nltrain", "--config", run_config("d"), "--resume", out], 74, [f"{out}: is a directory, not the checkpoint"])
+case("nleval --json DIR", ["nleval", "--ckpt", path("nothing.ckpt"), "--json", out], 74, [f"{out}: is a directory; give a file name for the JSON report"])
+case("nleval --dump DIR", ["nleval", "--ckpt", path("nothing.ckpt"), "--dump", out], 74, [f"{out}: is a directory; give a file name for the scores file"])
+
+with open(path("cases.jsonl"), "w") as f:
+    for c in cases:
+        f.write(json.dumps(c) + "\n")
+print(f"{len(cases)} cases in {path('cases.jsonl')}")
