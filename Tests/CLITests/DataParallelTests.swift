@@ -4,10 +4,8 @@ import NLTrain
 import Testing
 
 /// Runs a built command as `processes` ranks of an Open MPI job on this machine.
-func mpirun(_ processes: Int, _ command: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    return try run("/usr/bin/mpirun", ["-np", "\(processes)", "--oversubscribe", directory.appendingPathComponent(command).path] + arguments,
-                   environment: mpiEnvironment)
+func mpirun(_ processes: Int, _ command: String, _ arguments: [String]) throws -> CommandResult {
+    try run("/usr/bin/mpirun", ["-np", "\(processes)", "--oversubscribe", "\(commandDirectory)/\(command)"] + arguments, environment: mpiEnvironment)
 }
 
 /// Open MPI refuses to run as root unless told to (CI runs as root); in a container its

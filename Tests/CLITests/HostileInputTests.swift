@@ -19,7 +19,7 @@ struct HostileInputTests {
     static let cases: [Case] = {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nl-hostile-\(getpid())").path
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/make_hostile_inputs.py").standardized.path
-        precondition(shell("/usr/bin/env", ["python3", script, directory, syntheticDatasetDirectory]).status == 0, "\(script) failed")
+        precondition(try! run("/usr/bin/env", ["python3", script, directory, syntheticDatasetDirectory]).status == 0, "\(script) failed")
         let lines = try! String(contentsOfFile: "\(directory)/cases.jsonl", encoding: .utf8).split(separator: "\n")
         return lines.map { try! JSONDecoder().decode(Case.self, from: Data($0.utf8)) }
     }()

@@ -1,29 +1,7 @@
 import Foundation
+import NLTestSupport
 import NLTrain
 import Testing
-
-/// Runs a built command (the executables sit beside the test bundle), or any program given by its
-/// absolute path, and returns its exit status and output.
-func run(_ command: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    let process = Process()
-    process.executableURL = command.hasPrefix("/") ? URL(fileURLWithPath: command) : directory.appendingPathComponent(command)
-    process.arguments = arguments
-    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile(), stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
-}
-
-func temporaryDirectory() -> String {
-    let d = FileManager.default.temporaryDirectory.appendingPathComponent("nl-cli-\(UUID().uuidString)").path
-    try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-    return d
-}
 
 struct NLModelCLITests {
     @Test func summaryGivesTheTotals() throws {

@@ -1,25 +1,5 @@
 import Foundation
 
-/// Runs an executable and returns its exit status and standard output.
-@discardableResult
-public func shell(_ executable: String, _ arguments: [String]) -> (status: Int32, output: Data) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    try! process.run()
-    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, output)
-}
-
-/// Runs one of the repository's scripts, which must succeed.
-func runScript(_ name: String, _ arguments: [String]) {
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/\(name)").standardized.path
-    precondition(shell(script, arguments).status == 0, "\(script) \(arguments.joined(separator: " ")) failed")
-}
-
 /// The video reader's test files (scripts/make_test_videos.sh), made once per test process.
 public let testVideoDirectory: String = {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nl-test-videos-\(getpid())").path

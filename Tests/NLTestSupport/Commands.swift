@@ -1,0 +1,58 @@
+import Foundation
+
+/// What a command gave: its exit status, standard output (as bytes and as text) and standard error.
+public struct CommandResult: Sendable {
+    public let status: Int32
+    public let output: Data
+    public let stderr: String
+    public var stdout: String { String(decoding: output, as: UTF8.self) }
+}
+
+/// The folder the built commands (nltrain, nleval, ...) sit in, beside the test bundle.
+public let commandDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+
+/// Runs a built command by its name, or any program by its absolute path, in `directory` (default:
+/// the current one), with `environment` added to this process's and the built commands first on
+/// PATH; waits for it and returns what it gave. The one way tests start processes.
+public func run(_ command: String, _ arguments: [String], in directory: String? = nil,
+                environment: [String: String] = [:]) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: command.hasPrefix("/") ? command : "\(commandDirectory)/\(command)")
+    process.arguments = arguments
+    var variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    variables["PATH"] = commandDirectory + ":" + (variables["PATH"] ?? "/usr/bin:/bin")
+    process.environment = variables
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read standard error on another thread: a child filling one pipe while we wait on the other would deadlock.
+    let errors = ErrorReader(err.fileHandleForReading)
+    let output = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus, output: output, stderr: errors.text())
+}
+
+private final class ErrorReader: @unchecked Sendable {
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+    init(_ handle: FileHandle) {
+        Thread { [self] in data = handle.readDataToEndOfFile(); done.signal() }.start()
+    }
+    func text() -> String { done.wait(); return String(decoding: data, as: UTF8.self) }
+}
+
+/// A new empty folder under the temporary directory.
+public func temporaryDirectory() -> String {
+    let d = FileManager.default.temporaryDirectory.appendingPathComponent("nl-cli-\(UUID().uuidString)").path
+    try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+    return d
+}
+
+/// Runs one of the repository's scripts, which must succeed.
+func runScript(_ name: String, _ arguments: [String]) {
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/\(name)").standardized.path
+    let r = try! run(script, arguments)
+    precondition(r.status == 0, "\(script) \(arguments.joined(separator: " ")) failed: \(r.stderr)")
+}
