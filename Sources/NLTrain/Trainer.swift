@@ -94,6 +94,7 @@ public final class Trainer: @unchecked Sendable {
         }
         if config.train.syncBN { parallel.synchronizeBatchNorms(of: model) }
 
+        log("running on \(machineDescription)")
         let trainSet = try DataSetup.dataset(config, split: .train)
         log("training set: \(trainSet.summary)")
         for problem in trainSet.problems.prefix(10) { log("  \(problem)") }

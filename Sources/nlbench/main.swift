@@ -8,6 +8,12 @@ struct NLBench: ParsableCommand {
         commandName: "nlbench",
         abstract: "Measure the pipeline's speed: the training step, decoding, the data loader and the whole pipeline.",
         subcommands: [Step.self, Decode.self, Loader.self, Pipeline.self])
+
+    /// OpenBLAS's best kernel for this CPU first (this may start the command again).
+    static func main() {
+        BLASKernel.useTheBestKernel()
+        main(nil)
+    }
 }
 
 struct Decode: ParsableCommand {
@@ -44,8 +50,8 @@ struct Decode: ParsableCommand {
             (clips, max(1, workers), clipLen, frameInterval, shortSide)
         do {
             let result = try benchmark.run()
-            print(String(format: "nlbench decode workers=%d clip_len=%d interval=%d short_side=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB",
-                         workers, clipLen, frameInterval, shortSide, result.clips, result.seconds, result.clipsPerSecond, peakResidentMiB))
+            print(String(format: "nlbench decode workers=%d clip_len=%d interval=%d short_side=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB; %@",
+                         workers, clipLen, frameInterval, shortSide, result.clips, result.seconds, result.clipsPerSecond, peakResidentMiB, machineDescription))
         } catch {
             exitReporting(error, command: "nlbench")
         }
@@ -82,9 +88,9 @@ struct Loader: ParsableCommand {
             benchmark.batches = batches
             let result = try benchmark.run()
             let d = benchmark.config.data
-            print(String(format: "nlbench loader workers=%d batch=%d clip=%dx%d crop=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB",
+            print(String(format: "nlbench loader workers=%d batch=%d clip=%dx%d crop=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB; %@",
                          d.workers, benchmark.config.train.batchSize, d.clipLength, d.frameInterval, d.cropSize, result.clips,
-                         result.seconds, result.clipsPerSecond, peakResidentMiB))
+                         result.seconds, result.clipsPerSecond, peakResidentMiB, machineDescription))
         } catch {
             exitReporting(error, command: "nlbench")
         }
@@ -129,9 +135,9 @@ struct Step: ParsableCommand {
             (benchmark.batch, benchmark.frames, benchmark.size, benchmark.steps) = (batch, frames, size, max(1, steps))
             let r = benchmark.run()
             guard r.reports else { return }
-            print(String(format: "nlbench %@ threads=%d batch=%d frames=%d size=%d: train-step %.1f GFLOP, median %.3f s, %.1f GFLOP/s, %.2f clips/s, peak RSS %.0f MiB",
+            print(String(format: "nlbench %@ threads=%d batch=%d frames=%d size=%d: train-step %.1f GFLOP, median %.3f s, %.1f GFLOP/s, %.2f clips/s, peak RSS %.0f MiB; %@",
                          model, Parallel.threadCount, batch, frames, size, r.flops / 1e9, r.medianSeconds, r.gflopsPerSecond,
-                         Double(batch) / r.medianSeconds, peakResidentMiB)
+                         Double(batch) / r.medianSeconds, peakResidentMiB, machineDescription)
                   + (r.allreduceSeconds.map { String(format: "; gradient allreduce %.3f s (%.1f%% of the step)", $0, $0 / r.medianSeconds * 100) } ?? ""))
             guard layers else { return }
             let total = r.layers.reduce(0) { $0 + $1.forward + $1.backward }
@@ -166,9 +172,9 @@ struct Pipeline: ParsableCommand {
             benchmark.iterations = iterations
             let r = try benchmark.run()
             let c = benchmark.config
-            print(String(format: "nlbench pipeline %@ workers=%d batch=%d clip=%dx%d crop=%d: %d clips in %.2f s, %.2f clips/s, waiting for data %.1f%% (first batch %.2f s), peak RSS %.0f MiB",
+            print(String(format: "nlbench pipeline %@ workers=%d batch=%d clip=%dx%d crop=%d: %d clips in %.2f s, %.2f clips/s, waiting for data %.1f%% (first batch %.2f s), peak RSS %.0f MiB; %@",
                          c.model.name, c.data.workers, c.train.batchSize, c.data.clipLength, c.data.frameInterval, c.data.cropSize,
-                         r.clips, r.seconds, r.clipsPerSecond, r.waitShare * 100, r.firstBatchSeconds, peakResidentMiB))
+                         r.clips, r.seconds, r.clipsPerSecond, r.waitShare * 100, r.firstBatchSeconds, peakResidentMiB, machineDescription))
         } catch {
             exitReporting(error, command: "nlbench")
         }

@@ -16,6 +16,12 @@ struct NLEval: ParsableCommand {
             and rank 0 reports. Exit codes: 0 done, 64 usage or config error, 65 data error, 74 I/O error.
             """)
 
+    /// OpenBLAS's best kernel for this CPU first (this may start the command again).
+    static func main() {
+        BLASKernel.useTheBestKernel()
+        main(nil)
+    }
+
     @Option(help: "Checkpoint (safetensors) to evaluate.")
     var ckpt: String
 

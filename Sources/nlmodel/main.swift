@@ -36,6 +36,12 @@ struct NLModel: ParsableCommand {
             65 bad file content, 74 cannot read or write a file.
             """,
         subcommands: [Summary.self, Forward.self, Inflate.self])
+
+    /// OpenBLAS's best kernel for this CPU first (this may start the command again).
+    static func main() {
+        BLASKernel.useTheBestKernel()
+        main(nil)
+    }
 }
 
 /// Runs `body`, turning any error into a one-line message and the matching exit status.

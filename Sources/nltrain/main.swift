@@ -18,6 +18,12 @@ struct NLTrain: ParsableCommand {
             Every key: configs/README.md.
             """)
 
+    /// OpenBLAS's best kernel for this CPU first (this may start the command again).
+    static func main() {
+        BLASKernel.useTheBestKernel()
+        main(nil)
+    }
+
     @Option(help: "Config file.")
     var config: String?
 

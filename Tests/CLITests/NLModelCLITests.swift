@@ -79,4 +79,19 @@ struct NLModelCLITests {
         try unrelated.write(to: "\(dir)/u.safetensors")
         #expect(try run("nlmodel", ["inflate", "--model", "nl_i3d_r50_tiny", "--from", "\(dir)/u.safetensors", "--output", "\(dir)/i.safetensors"]).status == 65)
     }
+
+    /// As shipped, with no variable set, OpenBLAS runs the newest kernel the CPU allows (on a CPU
+    /// newer than OpenBLAS's table, the command starts itself again with it), and says so; a
+    /// user's OPENBLAS_CORETYPE wins.
+    @Test func theBestKernelWithoutAVariable() throws {
+        let shipped = try run("/usr/bin/env", ["-u", "OPENBLAS_CORETYPE", "\(commandDirectory)/nlbench", "step", "--model", "nl_i3d_r50_tiny", "--steps", "1"])
+        #expect(shipped.status == 0, "\(shipped.stderr)")
+        let kernel = shipped.stdout.components(separatedBy: "kernel ").last.map { String($0.prefix { $0 != " " }) } ?? ""
+        if let best = BLASKernel.best(for: .current) {
+            #expect(BLASKernel.choice(for: .current, openBLASChose: kernel) == nil && !kernel.isEmpty, "runs \(kernel), the CPU allows \(best): \(shipped.stdout)")
+        }
+        #expect(shipped.stdout.contains(CPUFeatures.current.model) && shipped.stdout.contains(CPUFeatures.current.vectorISA))
+        let forced = try run("nlbench", ["step", "--model", "nl_i3d_r50_tiny", "--steps", "1"], environment: ["OPENBLAS_CORETYPE": "Prescott"])
+        #expect(forced.status == 0 && forced.stdout.contains("kernel Prescott (OPENBLAS_CORETYPE)"), "\(forced.stdout)")
+    }
 }

@@ -1,0 +1,129 @@
+import COpenBLAS
+import Foundation
+
+/// What the CPU can do, as Linux reports it in /proc/cpuinfo: the cpuid feature bits the kernel
+/// has enabled (AVX-512 is listed only when the OS saves its registers).
+public struct CPUFeatures: Sendable, Equatable {
+    public var vendor: String
+    public var model: String
+    public var flags: Set<String>
+
+    public init(vendor: String, model: String, flags: Set<String>) {
+        (self.vendor, self.model, self.flags) = (vendor, model, flags)
+    }
+
+    /// This machine's.
+    public static let current: CPUFeatures = {
+        let text = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let key = line[..<colon].trimmingCharacters(in: .whitespaces)
+            if fields[key] == nil { fields[key] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) }
+        }
+        return CPUFeatures(vendor: fields["vendor_id"] ?? "unknown", model: fields["model name"] ?? "unknown CPU",
+                           flags: Set((fields["flags"] ?? "").split(separator: " ").map(String.init)))
+    }()
+
+    /// AVX-512 as OpenBLAS's SkylakeX kernels use it: Foundation, BW, DQ, VL, CD.
+    public var avx512: Bool { ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"].allSatisfy(flags.contains) }
+    public var avx2: Bool { flags.contains("avx2") && flags.contains("fma") }
+
+    /// The widest vector instruction set: "AVX-512+BF16", "AVX-512", "AVX2+FMA", "AVX", "SSE4.2", "SSE2".
+    public var vectorISA: String {
+        if avx512 { return flags.contains("avx512_bf16") ? "AVX-512+BF16" : "AVX-512" }
+        if avx2 { return "AVX2+FMA" }
+        if flags.contains("avx") { return "AVX" }
+        return flags.contains("sse4_2") ? "SSE4.2" : "SSE2"
+    }
+}
+
+/// Which of OpenBLAS's kernels sgemm runs on. A DYNAMIC_ARCH OpenBLAS (Debian's) picks them from
+/// a table of CPU models while it loads; a CPU newer than its table gets an old fallback (an
+/// AVX-512 Xeon of 2023 ran Debian 12's 0.3.21 on its SSE3 "Prescott" kernels: a fifth of the
+/// speed). It reads OPENBLAS_CORETYPE only while it loads, before main, so a command that needs
+/// another kernel starts itself again with the variable set. A user's own OPENBLAS_CORETYPE wins.
+public enum BLASKernel {
+    /// OpenBLAS's core names by the instructions their kernels need, oldest first. A kernel beyond
+    /// what the CPU has would crash on its first instruction (OpenBLAS does not check them all).
+    static let generations: [[String]] = [
+        ["Unknown", "Katmai", "Coppermine", "Northwood", "Athlon", "Opteron", "Banias"],
+        ["Prescott", "Opteron_SSE3", "Atom", "Nano"],
+        ["Core2", "Bobcat"],
+        ["Penryn", "Dunnington", "Barcelona"],
+        ["Nehalem"],
+        ["Sandybridge", "Bulldozer"],
+        ["Piledriver", "Steamroller"],
+        ["Haswell", "Zen", "Excavator"],
+        ["SkylakeX"],
+        ["Cooperlake"],
+        ["SapphireRapids"],
+    ]
+
+    /// The newest kernel the features allow (nil: none better than the oldest).
+    public static func best(for cpu: CPUFeatures) -> String? {
+        if cpu.avx512 { return cpu.flags.contains("avx512_bf16") ? "Cooperlake" : "SkylakeX" }
+        if cpu.avx2 { return cpu.vendor == "AuthenticAMD" || cpu.vendor == "HygonGenuine" ? "Zen" : "Haswell" }
+        if cpu.flags.contains("avx") { return "Sandybridge" }
+        if cpu.flags.contains("sse4_2") { return "Nehalem" }
+        return nil
+    }
+
+    /// The kernel to ask OpenBLAS for, or nil to keep `chosen`, its own choice: the best the
+    /// features allow when `chosen` is of an older generation. A core name not in the table is a
+    /// newer OpenBLAS's own and is kept.
+    public static func choice(for cpu: CPUFeatures, openBLASChose chosen: String) -> String? {
+        guard let best = best(for: cpu), let have = generation(of: chosen), let want = generation(of: best), have < want else { return nil }
+        return best
+    }
+
+    static func generation(of core: String) -> Int? {
+        generations.firstIndex { $0.contains { $0.lowercased() == core.lowercased() } }
+    }
+
+    /// The core OpenBLAS runs on ("Haswell").
+    public static var current: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
+
+    /// OpenBLAS's version ("0.3.21").
+    public static var version: String {
+        let config = openblas_get_config().map { String(cString: $0) } ?? ""
+        return config.split(separator: " ").dropFirst().first.map(String.init) ?? "unknown"
+    }
+
+    /// Set in the environment of a command that started itself again for a kernel: the core
+    /// OpenBLAS had picked.
+    static let pickedVariable = "NL_OPENBLAS_PICKED"
+
+    /// Called first thing by the commands that multiply matrices: when OpenBLAS runs on an older
+    /// kernel than the CPU allows and the user has not set OPENBLAS_CORETYPE, starts this command
+    /// again with it set to the best one (exec keeps the process, its pid and its place in an MPI
+    /// job, which has not started yet). Returns when there is nothing to do or exec failed.
+    public static func useTheBestKernel() {
+        let environment = ProcessInfo.processInfo.environment
+        guard environment["OPENBLAS_CORETYPE"] == nil, let wanted = choice(for: .current, openBLASChose: current) else { return }
+        setenv("OPENBLAS_CORETYPE", wanted, 1)
+        setenv(pickedVariable, current, 1)
+        let arguments = CommandLine.arguments.map { strdup($0) } + [nil]
+        execv("/proc/self/exe", arguments)
+        unsetenv("OPENBLAS_CORETYPE")  // exec failed: go on with OpenBLAS's choice
+        unsetenv(pickedVariable)
+    }
+
+    /// How the kernel came to be: "SkylakeX (chosen for this CPU; OpenBLAS picked Prescott)",
+    /// "Haswell (OpenBLAS's choice)", "SkylakeX (OPENBLAS_CORETYPE)".
+    public static var provenance: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let picked = environment[pickedVariable] { return "\(current) (chosen for this CPU; OpenBLAS picked \(picked))" }
+        if let forced = environment["OPENBLAS_CORETYPE"] {
+            return current.lowercased() == forced.lowercased() ? "\(current) (OPENBLAS_CORETYPE)" : "\(current) (OPENBLAS_CORETYPE=\(forced) was not available)"
+        }
+        return "\(current) (OpenBLAS's choice)"
+    }
+}
+
+/// One line on what a command computes on: "AMD EPYC (AVX2+FMA), OpenBLAS 0.3.21 kernel Zen
+/// (OpenBLAS's choice), 2 threads".
+public var machineDescription: String {
+    let cpu = CPUFeatures.current
+    return "\(cpu.model) (\(cpu.vectorISA)), OpenBLAS \(BLASKernel.version) kernel \(BLASKernel.provenance), \(Parallel.threadCount) thread\(Parallel.threadCount == 1 ? "" : "s")"
+}

@@ -1,0 +1,65 @@
+import NLTensor
+import Testing
+
+/// The BLAS kernel for a CPU: never beyond its instructions, never older than it allows.
+struct MachineTests {
+    static let sse = ["sse", "sse2", "pni", "ssse3", "sse4_1", "sse4_2"]
+    static let avx2 = sse + ["avx", "avx2", "fma"]
+    static let avx512 = avx2 + ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"]
+
+    func cpu(_ vendor: String, _ flags: [String]) -> CPUFeatures { CPUFeatures(vendor: vendor, model: "test", flags: Set(flags)) }
+
+    @Test func avx2Intel() {
+        let haswell = cpu("GenuineIntel", Self.avx2)
+        #expect(haswell.vectorISA == "AVX2+FMA" && BLASKernel.best(for: haswell) == "Haswell")
+        #expect(BLASKernel.choice(for: haswell, openBLASChose: "Prescott") == "Haswell")
+        #expect(BLASKernel.choice(for: haswell, openBLASChose: "Sandybridge") == "Haswell")
+        #expect(BLASKernel.choice(for: haswell, openBLASChose: "Haswell") == nil)
+    }
+
+    @Test func avx2AMD() {
+        let zen3 = cpu("AuthenticAMD", Self.avx2 + ["sse4a"])
+        #expect(BLASKernel.best(for: zen3) == "Zen")
+        #expect(BLASKernel.choice(for: zen3, openBLASChose: "Zen") == nil)
+        #expect(BLASKernel.choice(for: zen3, openBLASChose: "Haswell") == nil, "the same kernels")
+        #expect(BLASKernel.choice(for: zen3, openBLASChose: "Bulldozer") == "Zen")
+    }
+
+    /// The 2026 Xeon of the issue: Debian's OpenBLAS 0.3.21 did not know it and ran Prescott.
+    @Test func avx512() {
+        let xeon = cpu("GenuineIntel", Self.avx512)
+        #expect(xeon.vectorISA == "AVX-512")
+        #expect(BLASKernel.choice(for: xeon, openBLASChose: "Prescott") == "SkylakeX")
+        #expect(BLASKernel.choice(for: xeon, openBLASChose: "Haswell") == "SkylakeX")
+        #expect(BLASKernel.choice(for: xeon, openBLASChose: "SkylakeX") == nil)
+        #expect(BLASKernel.choice(for: xeon, openBLASChose: "Cooperlake") == nil, "never a step back")
+        // AVX-512 F alone (Knights Landing) lacks BW/DQ/VL, which SkylakeX's kernels use.
+        #expect(BLASKernel.best(for: cpu("GenuineIntel", Self.avx2 + ["avx512f", "avx512cd"])) == "Haswell")
+    }
+
+    @Test func avx512WithBF16() {
+        let cooper = cpu("GenuineIntel", Self.avx512 + ["avx512_bf16"])
+        #expect(cooper.vectorISA == "AVX-512+BF16")
+        #expect(BLASKernel.choice(for: cooper, openBLASChose: "Prescott") == "Cooperlake")
+        #expect(BLASKernel.choice(for: cooper, openBLASChose: "SkylakeX") == "Cooperlake")
+        // Zen 4: AMD with AVX-512 and BF16.
+        #expect(BLASKernel.choice(for: cpu("AuthenticAMD", Self.avx512 + ["avx512_bf16"]), openBLASChose: "Zen") == "Cooperlake")
+    }
+
+    /// A CPU the table does not know keeps what OpenBLAS chose, or gets what its features allow;
+    /// a core name newer than the table is OpenBLAS's own and is kept.
+    @Test func unrecognised() {
+        let old = cpu("GenuineIntel", ["sse", "sse2"])
+        #expect(old.vectorISA == "SSE2" && BLASKernel.best(for: old) == nil && BLASKernel.choice(for: old, openBLASChose: "Prescott") == nil)
+        let zhaoxin = cpu("CentaurHauls", Self.avx2)
+        #expect(BLASKernel.choice(for: zhaoxin, openBLASChose: "Nano") == "Haswell")
+        #expect(BLASKernel.choice(for: cpu("GenuineIntel", Self.avx512), openBLASChose: "GraniteRapids") == nil)
+        #expect(BLASKernel.best(for: cpu("", [])) == nil)
+    }
+
+    @Test func thisMachine() {
+        let here = CPUFeatures.current
+        #expect(!here.flags.isEmpty && here.model != "unknown CPU")
+        #expect(machineDescription.contains(here.model) && machineDescription.contains("OpenBLAS"))
+    }
+}
