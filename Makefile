@@ -5,7 +5,7 @@ SWIFT ?= swift
 
 # System packages (FFmpeg, OpenBLAS), installed with apt-get only when missing.
 deps:
-	@scripts/install-deps.sh
+	@scripts/make/install-deps.sh
 
 build: deps
 	$(SWIFT) build -c release
@@ -17,18 +17,18 @@ test: deps
 
 # The synthetic dataset, a small non-local network trained on it, and its evaluation.
 demo: build
-	@scripts/demo.sh
+	@scripts/make/demo.sh
 
 # Decoding, the training step and the whole pipeline, measured (see README: Speed).
 bench: build
-	@scripts/bench.sh
+	@scripts/make/bench.sh
 
 # Regenerates the PyTorch fixtures (needs torch and safetensors; never run by CI).
 PYTHON ?= /tmp/torch/bin/python
 fixtures:
-	$(PYTHON) scripts/make_layer_fixtures.py
-	$(PYTHON) scripts/make_model_fixtures.py
-	$(PYTHON) scripts/make_train_fixtures.py
+	$(PYTHON) scripts/fixtures/make_layer_fixtures.py
+	$(PYTHON) scripts/fixtures/make_model_fixtures.py
+	$(PYTHON) scripts/fixtures/make_train_fixtures.py
 
 clean:
 	rm -rf .build

@@ -1,4 +1,6 @@
 import COpenBLAS
+import Dispatch
+import Synchronization
 
 /// Row-major single-precision matrix multiply through OpenBLAS's `cblas_sgemm`, split across the
 /// project's threads (OpenBLAS itself runs single-threaded, see `Parallel`).
@@ -62,6 +64,20 @@ public enum GEMM {
         }
     }
 
+    /// What OpenBLAS's sgemm did since `Meter.reset()`, over every thread: its FLOPs and the
+    /// seconds threads spent in it. Counted only while `Meter.on` (nlbench step --layers).
+    public enum Meter {
+        static let on = Atomic<Bool>(false)
+        static let nanoseconds = Atomic<Int>(0)
+        static let flops = Atomic<Int>(0)
+
+        public static func start() { nanoseconds.store(0, ordering: .relaxed); flops.store(0, ordering: .relaxed); on.store(true, ordering: .relaxed) }
+        public static func stop() -> (flops: Double, threadSeconds: Double) {
+            on.store(false, ordering: .relaxed)
+            return (Double(flops.load(ordering: .relaxed)), Double(nanoseconds.load(ordering: .relaxed)) / 1e9)
+        }
+    }
+
     private static func sgemm(
         _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
         _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
@@ -71,7 +87,13 @@ public enum GEMM {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
             return
         }
+        let counting = Meter.on.load(ordering: .relaxed)
+        let start = counting ? DispatchTime.now().uptimeNanoseconds : 0
         cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        if counting {
+            Meter.nanoseconds.add(Int(DispatchTime.now().uptimeNanoseconds - start), ordering: .relaxed)
+            Meter.flops.add(2 * m * n * k, ordering: .relaxed)
+        }
     }
 }

@@ -30,6 +30,12 @@ public final class SGD {
         self.decayNormAndBias = decayNormAndBias
     }
 
+    /// SGD over `model`'s trainable parameters with [train]'s momentum, Nesterov and weight decay.
+    public convenience init(model: Recognizer, _ train: TrainSection) {
+        self.init(parameters: model.parameters.filter { $0.parameter.requiresGradient }, momentum: train.momentum, nesterov: train.nesterov,
+                  weightDecay: train.weightDecay, decayNormAndBias: train.decayNormAndBias)
+    }
+
     /// The global L2 norm of the trainable gradients.
     public func gradientNorm() -> Double {
         var sum = 0.0

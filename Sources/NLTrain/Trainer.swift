@@ -81,8 +81,7 @@ public final class Trainer: @unchecked Sendable {
         }
 
         let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
-        let sgd = SGD(parameters: model.parameters.filter { $0.parameter.requiresGradient }, momentum: config.train.momentum,
-                      nesterov: config.train.nesterov, weightDecay: config.train.weightDecay, decayNormAndBias: config.train.decayNormAndBias)
+        let sgd = SGD(model: model, config.train)
         var state = try restore(model: model, sgd: sgd)
         if state.epoch >= config.train.epochs && !state.validationPending {
             log("\(config.train.workDir) has finished all \(config.train.epochs) epochs" + (state.bestTop1.map { String(format: "; best validation top-1 %.2f%%", $0 * 100) } ?? "") + "; nothing to do")
@@ -114,7 +113,7 @@ public final class Trainer: @unchecked Sendable {
         if let valLoader { log("validation set: \(valLoader.dataset.summary)") }
         for clipLoader in [loader, valLoader].compactMap({ $0 }) { try DataSetup.requireClip(model, loader: clipLoader, config: config) }
         continueWithThisBatch(&state, iterationsPerEpoch: loader.batchesPerEpoch)
-        let schedule = LearningRateSchedule(config.train, iterationsPerEpoch: loader.batchesPerEpoch)
+        let step = TrainingStep(model: model, sgd: sgd, train: config.train, iterationsPerEpoch: loader.batchesPerEpoch, parallel: parallel)
         let totalIterations = config.train.epochs * loader.batchesPerEpoch
         log("training \(config.model.name) for \(config.train.epochs) epochs of \(loader.batchesPerEpoch) iterations (batch \(config.train.batchSize)"
             + (parallel.isDistributed ? " on each of \(parallel.size) processes, \(config.train.batchSize * parallel.size) in all" : "")
@@ -124,12 +123,12 @@ public final class Trainer: @unchecked Sendable {
         if state.validationPending {
             // The last run was stopped during this validation: do it before training on.
             if let valLoader {
-                if let stopped = try finishValidation(model, valLoader, training: loader, sgd: sgd, state: &state) { return stopped }
+                if let stopped = try finishValidation(step, valLoader, training: loader, state: &state) { return stopped }
             } else {
                 state.validationPending = false
             }
         }
-        var meter = Meter(), bucket: [Float] = []
+        var meter = Meter()
         let bar = interactive && parallel.isRoot ? ProgressDisplay(total: totalIterations, label: "training", unit: "iterations",
                                                                    completed: state.globalIteration, output: output) : nil
         while state.epoch < config.train.epochs {
@@ -139,25 +138,13 @@ public final class Trainer: @unchecked Sendable {
             while let batch = try iterator.next() {
                 let dataTime = Date().timeIntervalSince(dataStart)
                 let stepStart = Date()
-                let lr = schedule.rate(at: state.globalIteration)
-                model.zeroGradients()
-                model.head.dropout.generator = dropoutGenerator(at: state.globalIteration)
-                let logits = model.forward(batch.clips, training: true)
-                let (loss, gradient) = SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: batch.labels)
-                guard loss.isFinite else {
-                    throw CommandError(.internalError, "the loss became \(loss) at iteration \(state.globalIteration + 1); lower train.lr or set train.grad_clip, and resume from the last checkpoint in \(config.train.workDir)")
-                }
-                let correct = (0..<batch.count).filter { k in argmax(logits, row: k) == batch.labels[k] }.count
-                _ = model.backward(gradient)
-                parallel.averageGradients(of: sgd.parameters, bucket: &bucket)
-                if config.train.gradClip > 0 { sgd.clipGradients(maxNorm: config.train.gradClip) }
-                sgd.step(lr: lr)
+                let outcome = try step.run(batch.clips, labels: batch.labels, globalIteration: state.globalIteration)
                 state.iteration += 1
                 state.globalIteration += 1
-                meter.add(loss: Double(loss), correct: correct, clips: batch.count, data: dataTime, step: Date().timeIntervalSince(stepStart))
+                meter.add(loss: Double(outcome.loss), correct: outcome.correct, clips: batch.count, data: dataTime, step: Date().timeIntervalSince(stepStart))
                 bar?.advance()
                 if state.globalIteration % config.train.logEvery == 0 || state.iteration == loader.batchesPerEpoch {
-                    report(&meter, state: state, lr: lr, iterationsPerEpoch: loader.batchesPerEpoch, left: totalIterations - state.globalIteration)
+                    report(&meter, state: state, lr: outcome.lr, iterationsPerEpoch: loader.batchesPerEpoch, left: totalIterations - state.globalIteration)
                 }
                 if config.train.checkpointEveryIterations > 0 && state.globalIteration % config.train.checkpointEveryIterations == 0
                     && state.iteration < loader.batchesPerEpoch {
@@ -180,7 +167,7 @@ public final class Trainer: @unchecked Sendable {
             let written = due || state.epoch == config.train.epochs || state.validationPending
             if written { try checkpoint(model, sgd, state) }
             if let valLoader, state.validationPending,
-               let stopped = try finishValidation(model, valLoader, training: loader, sgd: sgd, state: &state) { return stopped }
+               let stopped = try finishValidation(step, valLoader, training: loader, state: &state) { return stopped }
             let reason = stopReason()
             if !state.finished, reason != .none {
                 if !written { try checkpoint(model, sgd, state) }
@@ -192,12 +179,6 @@ public final class Trainer: @unchecked Sendable {
             + (state.bestTop1.map { String(format: "; best validation top-1 %.2f%% (epoch %d), %@/best.safetensors", $0 * 100, state.bestEpoch ?? 0, config.train.workDir) } ?? "")
             + "; last checkpoint \(config.train.workDir)/\(checkpointName(globalIteration: state.globalIteration))")
         return .done
-    }
-
-    /// Dropout's draws for one iteration of one rank, from (seed, iteration, rank): nothing to
-    /// save in checkpoints, and no two ranks draw the same masks.
-    private func dropoutGenerator(at globalIteration: Int) -> SeededGenerator {
-        SeededGenerator(seed: UInt64(config.train.seed), stream: (UInt64(globalIteration) << 16 | UInt64(parallel.rank)) + 1)
     }
 
     /// The state to start from, read by rank 0 and given to every rank: --resume, else the work
@@ -278,25 +259,26 @@ public final class Trainer: @unchecked Sendable {
     /// marked validated (with the best top-1 so far). A SIGTERM or SIGINT during validation ends
     /// it at once, the checkpoint still saying the validation is to do, and returns the run's exit
     /// status (75); nil when the run goes on.
-    private func finishValidation(_ model: Recognizer, _ loader: DataLoader, training: DataLoader, sgd: SGD,
+    private func finishValidation(_ step: TrainingStep, _ loader: DataLoader, training: DataLoader,
                                   state: inout TrainingState) throws -> ExitStatus? {
         do {
-            try validate(model, loader, training: training, state: &state)
+            try validate(step, loader, training: training, state: &state)
         } catch is Evaluator.Interrupted {
             log("stopped by \(signal()?.describe(maxTime: nil) ?? "a signal to another process") during epoch \(state.epoch)'s validation; run the same command to validate and continue")
             return .notFinished
         }
         state.validationPending = false
         state.finished = state.epoch == config.train.epochs
-        try checkpoint(model, sgd, state)
+        try checkpoint(step.model, step.sgd, state)
         return nil
     }
 
     /// Recomputes the BatchNorm statistics when asked (precise BN), evaluates, logs the result and
     /// keeps the best weights. Throws Evaluator.Interrupted when a signal stops it.
-    private func validate(_ model: Recognizer, _ loader: DataLoader, training: DataLoader, state: inout TrainingState) throws {
+    private func validate(_ step: TrainingStep, _ loader: DataLoader, training: DataLoader, state: inout TrainingState) throws {
+        let model = step.model
         if config.train.preciseBNBatches > 0 {
-            try preciseBatchNorm(model, training)
+            try preciseBatchNorm(step, training)
         }
         log("validating epoch \(state.epoch) on \(loader.dataset.entries.count) videos, \(loader.viewsPerVideo) views each")
         let progress = interactive && parallel.isRoot ? ProgressDisplay(total: loader.batchesPerEpoch, label: "validating", unit: "batches", output: output) : nil
@@ -317,7 +299,8 @@ public final class Trainer: @unchecked Sendable {
 
     /// PySlowFast's precise BN: every BatchNorm's running statistics become the average of its
     /// batch statistics over precise_bn_batches training batches (an epoch of its own draws).
-    private func preciseBatchNorm(_ model: Recognizer, _ loader: DataLoader) throws {
+    private func preciseBatchNorm(_ step: TrainingStep, _ loader: DataLoader) throws {
+        let model = step.model
         let norms = ([model as Layer] + model.descendants).compactMap { $0 as? BatchNorm3d }.filter { !$0.frozen }
         let momenta = norms.map(\.momentum)
         for norm in norms {
@@ -333,7 +316,7 @@ public final class Trainer: @unchecked Sendable {
         var count = 0
         while count < config.train.preciseBNBatches, let batch = try iterator.next() {
             for norm in norms { norm.momentum = 1 / Float(count + 1) }  // a running average
-            model.head.dropout.generator = dropoutGenerator(at: epoch + count)
+            model.head.dropout.generator = step.dropoutGenerator(at: epoch + count)
             _ = model.forward(batch.clips, training: true)
             count += 1
             if signalled() != .none { throw Evaluator.Interrupted() }
@@ -422,13 +405,6 @@ public final class Trainer: @unchecked Sendable {
             workDirectory?.append(stamped, to: "train.log")
         }
     }
-}
-
-func argmax(_ logits: Tensor, row: Int) -> Int {
-    let c = logits.channels
-    var best = 0
-    for j in 1..<c where logits[row * c + j] > logits[row * c + best] { best = j }
-    return best
 }
 
 /// One line of JSON with the keys sorted.

@@ -22,8 +22,8 @@ struct Decode: ParsableCommand {
         discussion: """
             Each clip opens a fresh reader on the next file, decodes clip-len frames at frame-interval from a random \
             start, RGB at short-side, and closes it; --workers readers run at once (one decoder thread each). \
-            Prints one line: clips/s, seconds, peak RSS. scripts/make_bench_videos.sh makes the benchmark's videos; \
-            scripts/bench_decode_python.py measures PyAV and decord on the same files.
+            Prints one line: clips/s, seconds, peak RSS. scripts/data/make_bench_videos.sh makes the benchmark's videos; \
+            scripts/bench/bench_decode_python.py measures PyAV and decord on the same files.
             """)
 
     @Argument(help: "Video files.")
@@ -133,13 +133,17 @@ struct Step: ParsableCommand {
             let config = try Config(path: nil, overrides: ["model.name=\(model)"] + overrides)
             var benchmark = StepBenchmark(spec: config.model.spec)
             (benchmark.batch, benchmark.frames, benchmark.size, benchmark.steps) = (batch, frames, size, max(1, steps))
-            let r = benchmark.run()
+            let r = try benchmark.run()
             guard r.reports else { return }
             print(String(format: "nlbench %@ threads=%d batch=%d frames=%d size=%d: train-step %.1f GFLOP, median %.3f s, %.1f GFLOP/s, %.2f clips/s, peak RSS %.0f MiB; %@",
                          model, Parallel.threadCount, batch, frames, size, r.flops / 1e9, r.medianSeconds, r.gflopsPerSecond,
                          Double(batch) / r.medianSeconds, peakResidentMiB, machineDescription)
                   + (r.allreduceSeconds.map { String(format: "; gradient allreduce %.3f s (%.1f%% of the step)", $0, $0 / r.medianSeconds * 100) } ?? ""))
             guard layers else { return }
+            let threadSeconds = r.medianSeconds * Double(Parallel.threadCount)
+            print(String(format: "sgemm: %.1f GFLOP a step at %.1f GFLOP/s a thread, %.0f%% of the step's thread-time (%d threads x %.3f s)",
+                         r.sgemm.flops / 1e9, r.sgemm.flops / r.sgemm.threadSeconds / 1e9, r.sgemm.threadSeconds / threadSeconds * 100,
+                         Parallel.threadCount, r.medianSeconds))
             let total = r.layers.reduce(0) { $0 + $1.forward + $1.backward }
             func padded(_ s: String) -> String { s.padding(toLength: 24, withPad: " ", startingAt: 0) }
             print(padded("layer") + "  forward ms  backward ms   share")

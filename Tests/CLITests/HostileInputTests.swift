@@ -2,7 +2,7 @@ import Foundation
 import NLTestSupport
 import Testing
 
-/// Inputs as users bring them (issue 15): the corpus scripts/make_hostile_inputs.py writes at test
+/// Inputs as users bring them (issue 15): the corpus scripts/data/make_hostile_inputs.py writes at test
 /// time (files from Python's csv module, pandas and spreadsheets, other line ends, damaged videos
 /// of every container, stills, raw streams, hidden files, bad configs, bad output paths), each
 /// case run as its command and held to its exit status and words.
@@ -18,7 +18,7 @@ struct HostileInputTests {
 
     static let cases: [Case] = {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nl-hostile-\(getpid())").path
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/make_hostile_inputs.py").standardized.path
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/data/make_hostile_inputs.py").standardized.path
         precondition(try! run("/usr/bin/env", ["python3", script, directory, syntheticDatasetDirectory]).status == 0, "\(script) failed")
         let lines = try! String(contentsOfFile: "\(directory)/cases.jsonl", encoding: .utf8).split(separator: "\n")
         return lines.map { try! JSONDecoder().decode(Case.self, from: Data($0.utf8)) }

@@ -14,8 +14,8 @@ struct ReadmeCommandsTests {
     static let elsewhere: [(start: String, why: String)] = [
         ("make ", "make test is this suite; .ci/run runs make demo; make bench and make fixtures measure and need PyTorch"),
         ("srun ", "needs a Slurm cluster"),
-        ("python3 scripts/convert_mmaction2_checkpoint.py", "needs PyTorch and an mmaction2 .pth (run by hand; see the closing notes)"),
-        ("python3 scripts/check_against_pytorch.py", "needs PyTorch (run by hand; see the closing notes)"),
+        ("python3 scripts/convert/convert_mmaction2_checkpoint.py", "needs PyTorch and an mmaction2 .pth (run by hand; see the closing notes)"),
+        ("python3 scripts/convert/check_against_pytorch.py", "needs PyTorch (run by hand; see the closing notes)"),
     ]
 
     /// The README's command lines: the indented code lines that start with a command, the cron

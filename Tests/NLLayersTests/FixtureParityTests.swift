@@ -3,7 +3,7 @@ import NLLayers
 import NLTestSupport
 import Testing
 
-/// Every layer against PyTorch (fixtures made by scripts/make_layer_fixtures.py): forward output,
+/// Every layer against PyTorch (fixtures made by scripts/fixtures/make_layer_fixtures.py): forward output,
 /// input gradient, every parameter gradient and the buffers after the step, to 1e-4 relative.
 struct FixtureParityTests {
     static let directory = fixtureDirectory()

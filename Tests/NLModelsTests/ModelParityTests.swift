@@ -4,7 +4,7 @@ import NLTestSupport
 import NLTrain
 import Testing
 
-/// Whole networks against the PyTorch reference (scripts/make_model_fixtures.py): inference
+/// Whole networks against the PyTorch reference (scripts/fixtures/make_model_fixtures.py): inference
 /// logits, and in training mode the loss and the gradient of every trainable parameter, for each
 /// non-local mode, the context-block model, basic blocks, 3x3x3 inflation with frozen stages and
 /// norm_eval. Weights and input come from the same integer hash on both sides.

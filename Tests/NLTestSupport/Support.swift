@@ -166,7 +166,7 @@ public func distinctValues(_ shape: [Int], spacing: Float = 0.1, using generator
     return Tensor(shape: shape, values: values)
 }
 
-/// `count` values in [-1, 1) for `key`, exactly as scripts/reference_models.py's hash_uniform:
+/// `count` values in [-1, 1) for `key`, exactly as scripts/reference/reference_models.py's hash_uniform:
 /// mix32(fnv1a(key) + i * 0x9E3779B9) / 2^31 - 1, in 32-bit integer arithmetic.
 public func hashUniform(_ key: String, count: Int) -> [Double] {
     var base: UInt32 = 0x811C_9DC5

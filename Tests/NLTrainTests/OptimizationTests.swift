@@ -4,7 +4,7 @@ import NLTestSupport
 import NLTrain
 import Testing
 
-/// SGD against torch.optim.SGD (scripts/make_train_fixtures.py) and the learning-rate schedule
+/// SGD against torch.optim.SGD (scripts/fixtures/make_train_fixtures.py) and the learning-rate schedule
 /// against values worked out by hand from mmcv's formulas.
 struct OptimizationTests {
     let fixture = try! SafeTensors(contentsOf: fixtureDirectory() + "/sgd.safetensors")

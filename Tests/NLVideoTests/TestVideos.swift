@@ -2,7 +2,7 @@ import Foundation
 import NLTestSupport
 import NLVideo
 
-/// The test videos, made once per test run by scripts/make_test_videos.sh with the ffmpeg CLI.
+/// The test videos, made once per test run by scripts/data/make_test_videos.sh with the ffmpeg CLI.
 enum TestVideos {
     static var directory: String { testVideoDirectory }
 

@@ -3,8 +3,8 @@ import NLData
 import NLModels
 
 /// The whole training pipeline of a config, as nltrain runs it but writing nothing: the loader's
-/// workers decoding and transforming ahead, the model stepping with SGD. Reports clips per second
-/// end to end and the share of the time the step waited for data.
+/// workers decoding and transforming ahead, nltrain's own step (TrainingStep) training. Reports
+/// clips per second end to end and the share of the time the step waited for data.
 public struct PipelineBenchmark {
     public var config: Config
     public var iterations = 10
@@ -27,16 +27,14 @@ public struct PipelineBenchmark {
         let dataset = try DataSetup.dataset(config, split: .train)
         let loader = try DataSetup.trainingLoader(config, dataset: dataset, badVideos: nil)
         let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
-        let sgd = SGD(parameters: model.parameters.filter { $0.parameter.requiresGradient }, momentum: config.train.momentum,
-                      nesterov: config.train.nesterov, weightDecay: config.train.weightDecay)
-        func step(_ batch: Batch) {
-            model.zeroGradients()
-            let (_, gradient) = SoftmaxCrossEntropy.lossAndGradient(logits: model.forward(batch.clips, training: true), labels: batch.labels)
-            _ = model.backward(gradient)
-            sgd.step(lr: config.train.lr)
+        try DataSetup.requireClip(model, loader: loader, config: config)
+        let step = TrainingStep(model: model, sgd: SGD(model: model, config.train), train: config.train, iterationsPerEpoch: loader.batchesPerEpoch)
+        var iterator = loader.batches(epoch: 0), epoch = 0, iteration = 0
+        func train(_ batch: Batch) throws {
+            _ = try step.run(batch.clips, labels: batch.labels, globalIteration: iteration)
+            iteration += 1
         }
-        var iterator = loader.batches(epoch: 0), epoch = 0
-        step(try iterator.next()!)  // warm-up: the loader's start and the first step's allocations
+        try train(try iterator.next()!)  // warm-up: the loader's start and the first step's allocations
         let (firstBatch, start) = (iterator.waitSeconds, Date())
         var (clips, waited) = (0, -firstBatch)
         while clips < iterations * config.train.batchSize {
@@ -47,7 +45,7 @@ public struct PipelineBenchmark {
                 iterator = loader.batches(epoch: epoch)
                 continue
             }
-            step(batch)
+            try train(batch)
             clips += batch.count
         }
         waited += iterator.waitSeconds

@@ -1,12 +1,14 @@
 import Foundation
 import NLModels
 
-/// The training-step benchmark, in the form of ../shared/bench/pytorch_step.py: a random clip and
-/// labels, forward, loss, backward, SGD (momentum 0.9, weight decay 1e-4); one warm-up step, then
-/// `steps` timed ones, and their median. Under mpirun each rank steps and the gradients are
-/// averaged over the ranks as in training, which is timed on its own.
+/// The training-step benchmark: nltrain's own step (TrainingStep: SGD with momentum, weight decay,
+/// clipping and the scheduled rate, as [train]'s defaults, i3d_nl's, set them) on a random clip
+/// and labels, in the form of scripts/bench/pytorch_step.py; one warm-up step, then `steps` timed
+/// ones, and their median. Under mpirun each rank steps and the gradients are averaged over the
+/// ranks as in training.
 public struct StepBenchmark {
     public var spec: ModelSpec
+    public var train = TrainSection()
     public var batch = 2, frames = 8, size = 112
     public var steps = 3
 
@@ -16,12 +18,15 @@ public struct StepBenchmark {
         /// FLOPs of one step as PyTorch's FlopCounterMode counts them (2 a multiply-add).
         public let flops: Double
         public let medianSeconds: Double
-        /// Under mpirun: the median time of averaging the gradients over the ranks (within the step).
+        /// Under mpirun: the median time of averaging the gradients over the ranks (within the
+        /// step; it includes waiting for the slowest rank).
         public let allreduceSeconds: Double?
         /// Whether this process reports (rank 0, or the only process).
         public let reports: Bool
         /// Per layer of the sequence (in forward order): the median forward and backward seconds.
         public let layers: [(name: String, forward: Double, backward: Double)]
+        /// OpenBLAS's sgemm over the timed steps: FLOPs and the seconds threads spent in it.
+        public let sgemm: (flops: Double, threadSeconds: Double)
         public var gflopsPerSecond: Double { flops / medianSeconds / 1e9 }
     }
 
@@ -35,38 +40,34 @@ public struct StepBenchmark {
         return 2 * Double(3 * total - stem)
     }
 
-    public func run() -> Result {
+    public func run() throws -> Result {
         let model = Recognizer(spec: spec)
-        let sgd = SGD(parameters: model.parameters.filter { $0.parameter.requiresGradient }, momentum: 0.9, nesterov: false, weightDecay: 1e-4)
+        if let problem = model.clipProblem([batch, frames, size, size], training: true) { throw CommandError(.usage, problem) }
+        let step = TrainingStep(model: model, sgd: SGD(model: model, train), train: train, iterationsPerEpoch: 1000)
         var generator = SeededGenerator(seed: 0)
         let clip = Tensor(zeros: [batch, frames, size, size, 3])
         clip.fillNormal(std: 1, using: &generator)
         let labels = (0..<batch).map { _ in generator.below(spec.numClasses) }
         var forwardTimes: [String: [Double]] = [:], backwardTimes: [String: [Double]] = [:], order: [String] = []
-        var stepTimes: [Double] = [], allreduceTimes: [Double] = [], bucket: [Float] = []
-        let parallel = DataParallel()
-        for step in 0...steps {
-            let timed = step > 0
+        var stepTimes: [Double] = [], allreduceTimes: [Double] = []
+        for iteration in 0...steps {
+            let timed = iteration > 0
+            if iteration == 1 { GEMM.Meter.start() }
             let start = DispatchTime.now().uptimeNanoseconds
-            model.zeroGradients()
-            let logits = model.forward(clip, training: true, timing: timed ? { name, seconds in
+            let outcome = try step.run(clip, labels: labels, globalIteration: iteration, timing: timed ? { name, seconds in
                 if forwardTimes[name] == nil { order.append(name) }
                 forwardTimes[name, default: []].append(seconds)
-            } : nil)
-            let (_, gradient) = SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: labels)
-            _ = model.backward(gradient, timing: timed ? { backwardTimes[$0, default: []].append($1) } : nil)
-            if parallel.isDistributed {
-                _ = parallel.maximum(0)  // every rank here: the time below is the allreduce's, not a wait for the slowest
-                let reduceStart = DispatchTime.now().uptimeNanoseconds
-                parallel.averageGradients(of: sgd.parameters, bucket: &bucket)
-                if timed { allreduceTimes.append(Double(DispatchTime.now().uptimeNanoseconds - reduceStart) / 1e9) }
-            }
-            sgd.step(lr: 0.01)
-            if timed { stepTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+            } : nil, backwardTiming: timed ? { backwardTimes[$0, default: []].append($1) } : nil)
+            guard timed else { continue }
+            stepTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            allreduceTimes.append(outcome.allreduceSeconds)
         }
+        let sgemm = GEMM.Meter.stop()
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        let parallel = DataParallel()
         return Result(flops: Self.trainStepFLOPs(model, clipShape: clip.shape), medianSeconds: median(stepTimes),
-                      allreduceSeconds: allreduceTimes.isEmpty ? nil : median(allreduceTimes), reports: parallel.isRoot,
-                      layers: order.map { ($0, median(forwardTimes[$0]!), backwardTimes[$0].map(median) ?? 0) })
+                      allreduceSeconds: parallel.isDistributed ? median(allreduceTimes) : nil, reports: parallel.isRoot,
+                      layers: order.map { ($0, median(forwardTimes[$0]!), backwardTimes[$0].map(median) ?? 0) },
+                      sgemm: (sgemm.flops / Double(steps), sgemm.threadSeconds / Double(steps)))
     }
 }

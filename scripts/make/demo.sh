@@ -2,13 +2,13 @@
 # make demo: the synthetic dataset (made once), training configs/demo.cfg (resumed if it was
 # interrupted, skipped if it finished), evaluation of the best checkpoint, and where it all is.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 started=$(date +%s)
 bin=.build/release
 if [ ! -f data/synthetic/val.csv ]; then
   echo "== making the synthetic dataset in data/synthetic (about a minute)"
   rm -rf data/synthetic
-  scripts/make_synthetic_dataset.sh data/synthetic
+  scripts/data/make_synthetic_dataset.sh data/synthetic
 fi
 echo "== training configs/demo.cfg into work_dirs/demo (about 4 minutes on 2 cores)"
 $bin/nltrain --config configs/demo.cfg

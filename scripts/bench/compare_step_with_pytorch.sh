@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # The training step beside PyTorch's, on this machine: for each shape, ROUNDS rounds of
-# `nlbench step` and ../shared/bench/pytorch_step.py, one right after the other (this machine's
-# speed drifts by 10-20% over minutes, so the two are interleaved), then each one's median.
-#   scripts/compare_step_with_pytorch.sh [ROUNDS]      (needs PYTHON with torch: /tmp/torch/bin/python)
+# `nlbench step` and scripts/bench/pytorch_step.py (mmaction2's own NL I3D R50 and training step),
+# one right after the other (a machine's speed drifts by 10-20% over minutes, so the two are
+# interleaved), then each one's median, with the machine and OpenBLAS's kernel.
+#   scripts/bench/compare_step_with_pytorch.sh [ROUNDS]
+# PYTHON is a Python with torch and mmaction2 (default: python3; scripts/reference/mmaction2_models.py
+# says how to install them); YARDSTICK another step script of the same output.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 rounds=${1:-3}
-python=${PYTHON:-/tmp/torch/bin/python}
-yardstick=${YARDSTICK:-../shared/bench/pytorch_step.py}
+python=${PYTHON:-python3}
+yardstick=${YARDSTICK:-scripts/bench/pytorch_step.py}
+.build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*; /machine: /'
+lscpu | grep -E '^Model name' | sed 's/  */ /g'
+grep -o -w -E 'avx2|avx512f|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 for shape in "2 8 112" "2 8 224" "1 32 224"; do
   set -- $shape

@@ -7,13 +7,13 @@
 # - the loader alone, and the whole pipeline (loader and training step together: clips/s end to
 #   end and the time spent waiting for data), at the demo config and at i3d_nl's clip shape.
 # The peers run beside it on the same machine (see README, Speed):
-#   scripts/compare_step_with_pytorch.sh                                      (PyTorch)
-#   python3 scripts/bench_decode_python.py data/bench/h264_340x256_*.mp4      (PyAV, decord)
+#   scripts/bench/compare_step_with_pytorch.sh                                      (PyTorch)
+#   python3 scripts/bench/bench_decode_python.py data/bench/h264_340x256_*.mp4      (PyAV, decord)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 bin=.build/release
-scripts/make_bench_videos.sh data/bench
-[ -f data/synthetic/val.csv ] || scripts/make_synthetic_dataset.sh data/synthetic
+scripts/data/make_bench_videos.sh data/bench
+[ -f data/synthetic/val.csv ] || scripts/data/make_synthetic_dataset.sh data/synthetic
 (cd data/bench && for f in h264_*.mp4; do echo "$f 0"; done) > data/bench/list.txt  # an mmaction2 list file
 i3d_nl_on_bench=(--config configs/i3d_nl.cfg --set data.format=list --set data.root=data/bench
                  --set data.train_annotations=data/bench/list.txt --set data.classes=)

@@ -3,13 +3,13 @@
 project's safetensors weights, which `nlmodel forward --ckpt`, `[model] pretrained` and
 `nltrain --init` read.
 
-    python3 scripts/convert_mmaction2_checkpoint.py i3d_nl_dot_product_r50.pth nl_i3d_dot.safetensors
+    python3 scripts/convert/convert_mmaction2_checkpoint.py i3d_nl_dot_product_r50.pth nl_i3d_dot.safetensors
 
 mmaction2 saves {'meta': ..., 'state_dict': {...}, 'optimizer': ...}; the state_dict keys
 (backbone.*, cls_head.*) are already the project's, so the conversion keeps the model tensors, makes
 them contiguous float32 (int64 for num_batches_tracked), and drops everything else (the optimizer,
 mmaction2 2.x's data_preprocessor buffers). Check the result against PyTorch with
-scripts/check_against_pytorch.py --ckpt OUT (and the matching --mode and --classes).
+scripts/convert/check_against_pytorch.py --ckpt OUT (and the matching --mode and --classes).
 Needs torch and safetensors: pip install torch safetensors."""
 import argparse
 import torch

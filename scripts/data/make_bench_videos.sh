@@ -3,7 +3,7 @@
 # 30 fps, encoded with x264's defaults (as the Kinetics download scripts re-encode: one or two
 # keyframes in 10 s, B-frames), from moving test patterns with grain so they compress like camera
 # footage. Skips files that exist.
-#   scripts/make_bench_videos.sh OUT [COUNT_PER_SIZE]
+#   scripts/data/make_bench_videos.sh OUT [COUNT_PER_SIZE]
 set -euo pipefail
 out=${1:?usage: make_bench_videos.sh OUT [COUNT]}
 count=${2:-4}

@@ -5,9 +5,9 @@ stills, raw streams, hidden files, bad configs and bad output paths; and OUT/cas
 line: the command to run on them, the exit status it must give and words its output must hold.
 The Swift test HostileInputTests runs every case. Only the standard library and the ffmpeg CLI.
 
-    scripts/make_hostile_inputs.py OUT DATASET
+    scripts/data/make_hostile_inputs.py OUT DATASET
 
-DATASET is a synthetic dataset (scripts/make_synthetic_dataset.sh), whose videos the annotation
+DATASET is a synthetic dataset (scripts/data/make_synthetic_dataset.sh), whose videos the annotation
 files point at.
 """
 import csv

@@ -6,7 +6,7 @@
 # about the class. Codecs, containers, sizes and frame rates are mixed as in a real download
 # (H.264 mp4 and mkv, VP9 and VP8 webm; 24, 25, 30 fps).
 #
-#   scripts/make_synthetic_dataset.sh OUT [--train N] [--val N] [--seconds S] [--objects K] [--seed K]
+#   scripts/data/make_synthetic_dataset.sh OUT [--train N] [--val N] [--seconds S] [--objects K] [--seed K]
 #
 # N videos per class in each split (default 32 and 8), S seconds each (default 2), K rectangles
 # a video (default 3). Writes OUT/{train,val}/LABEL/YOUTUBEID_START_END.EXT, OUT/train.csv and

@@ -4,7 +4,7 @@ training clips of --clip-len frames at --frame-interval from a random start, RGB
 at --short-side, one fresh reader per clip, on --workers processes at once (as PyTorch's DataLoader).
 
     pip install av decord
-    python3 scripts/bench_decode_python.py FILES... [--clips 80] [--workers 1] [--style best|frameworks|all]
+    python3 scripts/bench/bench_decode_python.py FILES... [--clips 80] [--workers 1] [--style best|frameworks|all]
 
 Styles (one decoder thread each):
 - best: each library at its best: PyAV seeking to the keyframe before the clip, decoding forward and

@@ -2,7 +2,7 @@
 """Checks `nlmodel forward` against the PyTorch reference on the same weights and clip: inference
 logits, and in training mode (batch statistics, no dropout) the loss and every gradient.
 
-    /tmp/torch/bin/python scripts/check_against_pytorch.py [--ckpt WEIGHTS.safetensors] [--mode embedded_gaussian]
+    /tmp/torch/bin/python scripts/convert/check_against_pytorch.py [--ckpt WEIGHTS.safetensors] [--mode embedded_gaussian]
         [--clip 2,8,112,112] [--classes 400] [--nlmodel .build/release/nlmodel]
 
 Without --ckpt it saves the reference's own initial state_dict (seeded) and uses it, which checks that

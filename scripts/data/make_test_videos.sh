@@ -2,7 +2,7 @@
 # Writes the video reader's test files into OUT with the ffmpeg CLI (none are committed): every
 # codec and container a Kinetics download holds, the oddities (B-frames, open GOP, 10-bit, variable
 # frame rate, display rotation, odd sizes, audio beside the video) and broken files.
-#   scripts/make_test_videos.sh OUT
+#   scripts/data/make_test_videos.sh OUT
 # The good videos are 2 s at 25 fps (50 frames) unless named otherwise; MANIFEST lists them with
 # their frame counts.
 set -euo pipefail
