@@ -38,30 +38,19 @@ public final class SGD {
 
     /// The global L2 norm of the trainable gradients.
     public func gradientNorm() -> Double {
-        var sum = 0.0
-        for (_, p) in parameters where p.requiresGradient {
-            let g = p.gradient.data
-            for i in 0..<p.gradient.count { sum += Double(g[i]) * Double(g[i]) }
-        }
-        return sum.squareRoot()
+        parameters.reduce(0.0) { $0 + ($1.parameter.requiresGradient ? sumOfSquares($1.parameter.gradient) : 0) }.squareRoot()
     }
 
-    /// Scales all gradients so their global norm is at most `maxNorm` (clip_grad_norm_'s
-    /// max_norm / (norm + 1e-6)); returns the norm before clipping.
-    @discardableResult
-    public func clipGradients(maxNorm: Double) -> Double {
-        let norm = gradientNorm()
-        let coefficient = Float(maxNorm / (norm + 1e-6))
-        guard coefficient < 1 else { return norm }
-        for (_, p) in parameters where p.requiresGradient {
-            let g = p.gradient.data
-            for i in 0..<p.gradient.count { g[i] *= coefficient }
-        }
-        return norm
+    /// What clip_grad_norm_ multiplies the gradients by to bring their global norm to at most
+    /// `maxNorm` (max_norm / (norm + 1e-6), or 1): `step` applies it as it reads them.
+    public func clipCoefficient(maxNorm: Double) -> Float {
+        min(1, Float(maxNorm / (gradientNorm() + 1e-6)))
     }
 
-    /// One update with learning rate `lr`.
-    public func step(lr: Double) {
+    /// One update with learning rate `lr`, each gradient first multiplied by `gradientScale`
+    /// (clipping). Eight floats at a time, over the threads: the pass reads each weight, gradient
+    /// and momentum once.
+    public func step(lr: Double, gradientScale: Float = 1) {
         let lr = Float(lr)
         for (name, p) in parameters where p.requiresGradient {
             let decay = decayNormAndBias || p.kind == .weight ? weightDecay : 0
@@ -69,13 +58,27 @@ public final class SGD {
             let first = buffers[name] == nil
             let buffer = buffers[name] ?? Tensor(zeros: p.value.shape)
             buffers[name] = buffer
-            let b = buffer.data
-            let (m, nesterov) = (momentum, self.nesterov)
+            let (b, m, nesterov, c) = (buffer.data, momentum, self.nesterov, gradientScale)
+            // d = c g + decay w; b = d at first, then m b + d; w -= lr (d + m b with Nesterov, else b)
+            @inline(__always) func update<V: SIMD>(_ w: V, _ g: V, _ b: V) -> (w: V, b: V) where V.Scalar == Float {
+                var d = g
+                if c != 1 { d *= c }
+                d += decay * w
+                let nb = first ? d : m * b + d
+                return (w - lr * (nesterov ? d + m * nb : nb), nb)
+            }
             forEachElementRange(n) { range in
-                for i in range {
-                    let d = g[i] + decay * w[i]
-                    b[i] = first ? d : m * b[i] + d
-                    w[i] -= lr * (nesterov ? d + m * b[i] : b[i])
+                var i = range.lowerBound
+                while i + 8 <= range.upperBound {
+                    let (nw, nb) = update(w.load8(i), g.load8(i), b.load8(i))
+                    w.store8(nw, i)
+                    b.store8(nb, i)
+                    i += 8
+                }
+                while i < range.upperBound {
+                    let (nw, nb) = update(SIMD2(w[i], 0), SIMD2(g[i], 0), SIMD2(b[i], 0))
+                    (w[i], b[i]) = (nw[0], nb[0])
+                    i += 1
                 }
             }
         }
@@ -101,4 +104,32 @@ public final class SGD {
             buffers[name] = buffer
         }
     }
+}
+
+/// The sum of the squares of `t`'s elements, in Double: blocks of 4096 summed eight lanes at a
+/// time over the threads, then the blocks in order, so that the result depends neither on the
+/// thread count nor on timing.
+func sumOfSquares(_ t: Tensor) -> Double {
+    let (x, n, block) = (t.data, t.count, 4096)
+    guard n > 0 else { return 0 }
+    var partials = [Double](repeating: 0, count: (n + block - 1) / block)
+    partials.withUnsafeMutableBufferPointer { out in
+        let out = out.baseAddress!
+        Parallel.forRanges((n + block - 1) / block) { _, blocks in
+            for k in blocks {
+                var lanes = SIMD8<Double>.zero
+                var i = k * block
+                let end = min(n, i + block)
+                while i + 8 <= end {
+                    let v = widened(x.load8(i))
+                    lanes += v * v
+                    i += 8
+                }
+                var sum = lanes.sum()
+                while i < end { sum += Double(x[i]) * Double(x[i]); i += 1 }
+                out[k] = sum
+            }
+        }
+    }
+    return partials.reduce(0, +)
 }

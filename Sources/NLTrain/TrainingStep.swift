@@ -49,8 +49,7 @@ public final class TrainingStep {
         let reduceStart = DispatchTime.now().uptimeNanoseconds
         parallel.averageGradients(of: sgd.parameters, bucket: &bucket)
         let allreduce = parallel.isDistributed ? Double(DispatchTime.now().uptimeNanoseconds - reduceStart) / 1e9 : 0
-        if train.gradClip > 0 { sgd.clipGradients(maxNorm: train.gradClip) }
-        sgd.step(lr: lr)
+        sgd.step(lr: lr, gradientScale: train.gradClip > 0 ? sgd.clipCoefficient(maxNorm: train.gradClip) : 1)
         return Outcome(loss: loss, correct: correct, lr: lr, allreduceSeconds: allreduce)
     }
 

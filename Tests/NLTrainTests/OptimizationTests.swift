@@ -28,8 +28,8 @@ struct OptimizationTests {
                       weightDecay: options.weight_decay, decayNormAndBias: options.decay_norm_and_bias)
         for (step, lr) in file.metadata["lrs"]!.split(separator: " ").map({ Double($0)! }).enumerated() {
             for (key, p) in parameters { p.gradient.copy(from: file.tensor("\(name).grad.\(step).\(key)")!) }
-            if options.clip > 0 { sgd.clipGradients(maxNorm: options.clip) }
-            sgd.step(lr: lr)
+            let scale = options.clip > 0 ? sgd.clipCoefficient(maxNorm: options.clip) : 1
+            sgd.step(lr: lr, gradientScale: scale)
         }
         for (key, p) in parameters {
             #expect(relativeError(p.value, file.tensor("\(name).final.\(key)")!) < 1e-6, "\(name) \(key)")
