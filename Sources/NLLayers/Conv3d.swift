@@ -170,8 +170,9 @@ public final class Conv3d: Layer {
 
     private var columnWidth: Int { kernelSize.volume * inputChannels }
 
-    /// Output rows per column tile.
-    private func tileRows(_ g: Geometry) -> Int { max(1, min(g.hOut * g.wOut, Conv3d.tileBudget / columnWidth)) }
+    /// Output rows per column tile. Tiles run across frames: late stages have frames of a few
+    /// rows (4x4 at a 112 crop), and a GEMM of so few rows runs at a fraction of the machine's rate.
+    private var tileRows: Int { max(1, Conv3d.tileBudget / columnWidth) }
 
     /// Per-chunk buffers of at least `count` floats, reused across calls.
     private func buffers(_ pool: inout [Tensor], count: Int) -> [Tensor] {
@@ -181,49 +182,56 @@ public final class Conv3d: Layer {
         return pool
     }
 
+    /// Calls `body` for each tile of at most `tileRows` of the output rows `rows` (global: frame
+    /// after frame of the batch), with the tile's rows.
+    private func forEachTile(_ rows: Range<Int>, _ body: (Range<Int>) -> Void) {
+        for r0 in Swift.stride(from: rows.lowerBound, to: rows.upperBound, by: tileRows) {
+            body(r0..<min(r0 + tileRows, rows.upperBound))
+        }
+    }
+
     private func forwardTiled(_ x: Tensor, _ y: Tensor, _ g: Geometry) {
-        let (cout, frameRows, tile) = (outputChannels, g.hOut * g.wOut, tileRows(g))
-        let cols = buffers(&columns, count: tile * columnWidth)
-        Parallel.forRanges(g.n * g.tOut) { chunk, frames in
+        let cout = outputChannels
+        let cols = buffers(&columns, count: tileRows * columnWidth)
+        Parallel.forRanges(g.n * g.tOut * g.hOut * g.wOut) { chunk, rows in
             let col = cols[chunk].data
-            for f in frames {
-                for r0 in Swift.stride(from: 0, to: frameRows, by: tile) {
-                    let rows = min(tile, frameRows - r0)
-                    fillColumns(x, g, frame: f, rows: r0..<(r0 + rows), into: col)
-                    GEMM.multiply(m: rows, n: cout, k: columnWidth, a: col, lda: columnWidth,
-                                  b: weight.value.data, ldb: cout, c: y.data + (f * frameRows + r0) * cout, ldc: cout)
-                }
+            forEachTile(rows) { tile in
+                fillColumns(x, g, rows: tile, into: col)
+                GEMM.multiply(m: tile.count, n: cout, k: columnWidth, a: col, lda: columnWidth,
+                              b: weight.value.data, ldb: cout, c: y.data + tile.lowerBound * cout, ldc: cout)
             }
         }
     }
 
     private func backwardTiled(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, _ g: Geometry) {
-        let (cout, frameRows, tile, width) = (outputChannels, g.hOut * g.wOut, tileRows(g), columnWidth)
+        let (cout, frameRows, width) = (outputChannels, g.hOut * g.wOut, columnWidth)
         let wantWeight = weight.requiresGradient
-        let cols = buffers(&columns, count: 2 * tile * width)  // columns, then their gradient
+        let cols = buffers(&columns, count: 2 * tileRows * width)  // columns, then their gradient
         let partials = wantWeight ? buffers(&weightPartials, count: width * cout) : []
         for p in partials { p.zero() }
         if computesInputGradient { dx.zero() }
         // Output frames closer than `spacing` in time read overlapping input frames; frames of one
-        // phase are `spacing` apart, so their scatter-adds into dX never collide.
+        // phase are `spacing` apart, so their scatter-adds into dX never collide as long as each
+        // thread owns whole frames. With spacing 1 a thread's frames are consecutive and its tiles
+        // run across them; otherwise a tile stays in one frame.
         let spacing = computesInputGradient ? (kernelSize.t + stride.t - 1) / stride.t : 1
         for phase in 0..<spacing {
             let frames = (0..<(g.n * g.tOut)).filter { ($0 % g.tOut) % spacing == phase }
             Parallel.forRanges(frames.count) { chunk, range in
-                let col = cols[chunk].data, dcol = cols[chunk].data + tile * width
-                for f in range.map({ frames[$0] }) {
-                    for r0 in Swift.stride(from: 0, to: frameRows, by: tile) {
-                        let rows = min(tile, frameRows - r0)
-                        let dyTile = dy.data + (f * frameRows + r0) * cout
+                let col = cols[chunk].data, dcol = cols[chunk].data + tileRows * width
+                let runs = spacing == 1 ? [frames[range.lowerBound]..<(frames[range.upperBound - 1] + 1)] : range.map { frames[$0]..<(frames[$0] + 1) }
+                for run in runs {
+                    forEachTile((run.lowerBound * frameRows)..<(run.upperBound * frameRows)) { tile in
+                        let dyTile = dy.data + tile.lowerBound * cout
                         if wantWeight {  // dW += col^T dY
-                            fillColumns(x, g, frame: f, rows: r0..<(r0 + rows), into: col)
-                            GEMM.multiply(transposeA: true, m: width, n: cout, k: rows, a: col, lda: width,
+                            fillColumns(x, g, rows: tile, into: col)
+                            GEMM.multiply(transposeA: true, m: width, n: cout, k: tile.count, a: col, lda: width,
                                           b: dyTile, ldb: cout, beta: 1, c: partials[chunk].data, ldc: cout)
                         }
                         if computesInputGradient {  // dcol = dY W^T, scattered back into dX
-                            GEMM.multiply(transposeB: true, m: rows, n: width, k: cout, a: dyTile, lda: cout,
+                            GEMM.multiply(transposeB: true, m: tile.count, n: width, k: cout, a: dyTile, lda: cout,
                                           b: weight.value.data, ldb: cout, c: dcol, ldc: width)
-                            scatterColumns(dcol, g, frame: f, rows: r0..<(r0 + rows), into: dx)
+                            scatterColumns(dcol, g, rows: tile, into: dx)
                         }
                     }
                 }
@@ -232,6 +240,20 @@ public final class Conv3d: Layer {
         let dW = weight.gradient.data
         for p in partials {
             for i in 0..<(width * cout) { dW[i] += p.data[i] }
+        }
+    }
+
+    /// Visits the output rows `rows` (global) frame by frame: (frame, its rows within the frame,
+    /// the offset of the first of them in `rows`).
+    @inline(__always)
+    private func forEachFrame(_ g: Geometry, rows: Range<Int>, _ body: (Int, Range<Int>, Int) -> Void) {
+        let frameRows = g.hOut * g.wOut
+        var r = rows.lowerBound
+        while r < rows.upperBound {
+            let (frame, start) = (r / frameRows, r % frameRows)
+            let end = min(frameRows, start + rows.upperBound - r)
+            body(frame, start..<end, r - rows.lowerBound)
+            r += end - start
         }
     }
 
@@ -261,23 +283,29 @@ public final class Conv3d: Layer {
         }
     }
 
-    private func fillColumns(_ x: Tensor, _ g: Geometry, frame: Int, rows: Range<Int>, into col: UnsafeMutablePointer<Float>) {
+    /// Fills the columns of the output rows `rows` (global) into `col`, a row of it per output row.
+    private func fillColumns(_ x: Tensor, _ g: Geometry, rows: Range<Int>, into col: UnsafeMutablePointer<Float>) {
         let (cin, width, src, kw) = (inputChannels, columnWidth, x.data, kernelSize.w)
-        forEachRun(g, frame: frame, rows: rows) { row, column, offset, inside in
-            let dst = col + row * width + column
-            guard let offset else { dst.update(repeating: 0, count: kw * cin); return }
-            dst.update(repeating: 0, count: inside.lowerBound * cin)
-            (dst + inside.lowerBound * cin).update(from: src + offset, count: inside.count * cin)
-            (dst + inside.upperBound * cin).update(repeating: 0, count: (kw - inside.upperBound) * cin)
+        forEachFrame(g, rows: rows) { frame, frameRows, first in
+            forEachRun(g, frame: frame, rows: frameRows) { row, column, offset, inside in
+                let dst = col + (first + row) * width + column
+                guard let offset else { dst.update(repeating: 0, count: kw * cin); return }
+                dst.update(repeating: 0, count: inside.lowerBound * cin)
+                (dst + inside.lowerBound * cin).update(from: src + offset, count: inside.count * cin)
+                (dst + inside.upperBound * cin).update(repeating: 0, count: (kw - inside.upperBound) * cin)
+            }
         }
     }
 
-    private func scatterColumns(_ dcol: UnsafeMutablePointer<Float>, _ g: Geometry, frame: Int, rows: Range<Int>, into dx: Tensor) {
+    /// Adds the column gradients `dcol` of the output rows `rows` (global) back into dX.
+    private func scatterColumns(_ dcol: UnsafeMutablePointer<Float>, _ g: Geometry, rows: Range<Int>, into dx: Tensor) {
         let (cin, width, dst) = (inputChannels, columnWidth, dx.data)
-        forEachRun(g, frame: frame, rows: rows) { row, column, offset, inside in
-            guard let offset else { return }
-            let src = dcol + row * width + column + inside.lowerBound * cin
-            for c in 0..<(inside.count * cin) { dst[offset + c] += src[c] }
+        forEachFrame(g, rows: rows) { frame, frameRows, first in
+            forEachRun(g, frame: frame, rows: frameRows) { row, column, offset, inside in
+                guard let offset else { return }
+                let src = dcol + (first + row) * width + column + inside.lowerBound * cin
+                for c in 0..<(inside.count * cin) { dst[offset + c] += src[c] }
+            }
         }
     }
 }
