@@ -1,18 +1,25 @@
 # Set-up, build, tests, demo and benchmarks. `make test` is what CI runs (.ci/run).
 SWIFT ?= swift
 
+# The project's own loops are compiled for this machine's vector width (skylake-avx512: AVX-512,
+# haswell: AVX2 and FMA, else x86-64; scripts/make/target-cpu.sh); such a binary refuses to start
+# on an older CPU, with a message. `make build TARGET_CPU=x86-64` builds one for any x86-64.
+TARGET_CPU ?= $(word 1,$(shell scripts/make/target-cpu.sh))
+BUILD_LEVEL = $(if $(filter skylake-avx512,$(TARGET_CPU)),4,$(if $(filter haswell,$(TARGET_CPU)),3,1))
+SWIFT_BUILD = $(SWIFT) build -c release -Xswiftc -target-cpu -Xswiftc $(TARGET_CPU) -Xcc -DNL_BUILD_LEVEL=$(BUILD_LEVEL)
+
 .PHONY: deps build test demo bench fixtures clean
 
-# System packages (FFmpeg, OpenBLAS), installed with apt-get only when missing.
+# System packages (FFmpeg, OpenBLAS, Open MPI), installed with apt-get only when missing.
 deps:
 	@scripts/make/install-deps.sh
 
 build: deps
-	$(SWIFT) build -c release
+	$(SWIFT_BUILD)
 
 # Tests are built optimised: numeric code in a debug build is 10-100x slower.
 test: deps
-	$(SWIFT) build -c release --build-tests
+	$(SWIFT_BUILD) --build-tests
 	$(SWIFT) test -c release --skip-build
 
 # The synthetic dataset, a small non-local network trained on it, and its evaluation.
@@ -23,8 +30,10 @@ demo: build
 bench: build
 	@scripts/make/bench.sh
 
-# Regenerates the PyTorch fixtures (needs torch and safetensors; never run by CI).
-PYTHON ?= /tmp/torch/bin/python
+# Regenerates the PyTorch fixtures from mmaction2 and the in-repository reference (scripts/reference).
+# PYTHON is a Python with torch, safetensors and mmaction2 (see scripts/reference/mmaction2_models.py);
+# never run by CI, the fixtures are committed.
+PYTHON ?= python3
 fixtures:
 	$(PYTHON) scripts/fixtures/make_layer_fixtures.py
 	$(PYTHON) scripts/fixtures/make_model_fixtures.py

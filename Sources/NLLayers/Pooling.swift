@@ -51,15 +51,36 @@ public final class MaxPool3d: Layer {
                     let (te, he, we) = (min(t0 + kernelSize.t, tIn), min(h0 + kernelSize.h, hIn), min(w0 + kernelSize.w, wIn))
                     let out = y.data + r * c, best = winner + r * c
                     let first = Int32((ts * hIn + hs) * wIn + ws)
-                    for j in 0..<c { out[j] = -.infinity; best[j] = first }
+                    let sample = x.data + s * samplePositions * c
+                    // Eight channels at a time, the window's maximum kept in registers.
+                    var j = 0
+                    while j + 8 <= c {
+                        var (m, b) = (Float8(repeating: -.infinity), SIMD8<Int32>(repeating: first))
+                        for t in ts..<te {
+                            for h in hs..<he {
+                                for w in ws..<we {
+                                    let position = (t * hIn + h) * wIn + w
+                                    let v = (sample + position * c).load8(j)
+                                    let wins = (v .> m) .| (v .!= v)
+                                    m.replace(with: v, where: wins)
+                                    b.replace(with: SIMD8(repeating: Int32(position)), where: wins)
+                                }
+                            }
+                        }
+                        out.store8(m, j)
+                        best.store8(b, j)
+                        j += 8
+                    }
+                    let tail = j
+                    for k in tail..<c { out[k] = -.infinity; best[k] = first }
                     for t in ts..<te {
                         for h in hs..<he {
                             for w in ws..<we {
                                 let position = (t * hIn + h) * wIn + w
-                                let v = x.data + (s * samplePositions + position) * c
-                                for j in 0..<c where v[j] > out[j] || v[j].isNaN {
-                                    out[j] = v[j]
-                                    best[j] = Int32(position)
+                                let v = sample + position * c
+                                for k in tail..<c where v[k] > out[k] || v[k].isNaN {
+                                    out[k] = v[k]
+                                    best[k] = Int32(position)
                                 }
                             }
                         }

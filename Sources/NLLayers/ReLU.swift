@@ -16,6 +16,23 @@ public final class ReLU: Layer {
         return y
     }
 
+    /// max(0, a + b) in one pass: a residual block's sum and its ReLU, without the sum's buffer.
+    public func forward(sum a: Tensor, _ b: Tensor) -> Tensor {
+        precondition(a.shape == b.shape, "ReLU(sum:) of \(a.shape) and \(b.shape)")
+        let y = Tensor(transient: a.shape)
+        output = y
+        let (pa, pb, dst) = (a.data, b.data, y.data)
+        forEachElementRange(a.count) { range in
+            let vectors = range.lowerBound + range.count / 8 * 8
+            for i in stride(from: range.lowerBound, to: vectors, by: 8) {
+                let v = pa.load8(i) + pb.load8(i)
+                dst.store8(v.replacing(with: 0, where: v .< 0), i)  // NaN stays NaN, as max(x, 0)
+            }
+            for i in vectors..<range.upperBound { dst[i] = max(pa[i] + pb[i], 0) }
+        }
+        return y
+    }
+
     public func backward(_ dy: Tensor) -> Tensor {
         guard let y = output else { preconditionFailure("ReLU.backward before forward") }
         precondition(dy.shape == y.shape, "ReLU.backward got \(dy.shape), output was \(y.shape)")

@@ -64,9 +64,7 @@ public final class ResidualBlock: Layer {
         for conv in convs { branch = conv.forward(branch, training: training) }
         if let context { branch = context.forward(branch, training: training) }
         let shortcut = downsample?.forward(x, training: training) ?? x
-        let s = Tensor(transient: branch.shape)  // dropped once the ReLU has read it
-        add(branch, shortcut, into: s)
-        let out = relu.forward(s, training: training)
+        let out = relu.forward(sum: branch, shortcut)
         return nonLocal?.forward(out, training: training) ?? out
     }
 

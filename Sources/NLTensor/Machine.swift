@@ -1,3 +1,4 @@
+import CBuildTarget
 import COpenBLAS
 import Foundation
 
@@ -121,9 +122,20 @@ public enum BLASKernel {
     }
 }
 
+/// The x86-64 level the project's own Swift code was compiled for (`make build` picks the
+/// machine's: scripts/make/target-cpu.sh): "x86-64", "x86-64-v3" (AVX2, FMA) or "x86-64-v4"
+/// (AVX-512). A binary refuses to start on a CPU below it (Sources/CBuildTarget).
+public enum BuildTarget {
+    public static var level: Int { Int(nl_build_level()) }
+    public static var name: String { level > 1 ? "x86-64-v\(level)" : "x86-64" }
+    /// Whether this CPU runs code built for `level`.
+    public static func cpuRuns(level: Int) -> Bool { nl_cpu_runs_level(Int32(level)) != 0 }
+}
+
 /// One line on what a command computes on: "AMD EPYC (AVX2+FMA), OpenBLAS 0.3.21 kernel Zen
-/// (OpenBLAS's choice), 2 threads".
+/// (OpenBLAS's choice), 2 threads, built for x86-64-v3".
 public var machineDescription: String {
     let cpu = CPUFeatures.current
-    return "\(cpu.model) (\(cpu.vectorISA)), OpenBLAS \(BLASKernel.version) kernel \(BLASKernel.provenance), \(Parallel.threadCount) thread\(Parallel.threadCount == 1 ? "" : "s")"
+    return "\(cpu.model) (\(cpu.vectorISA)), OpenBLAS \(BLASKernel.version) kernel \(BLASKernel.provenance), "
+        + "\(Parallel.threadCount) thread\(Parallel.threadCount == 1 ? "" : "s"), built for \(BuildTarget.name)"
 }

@@ -94,4 +94,19 @@ struct NLModelCLITests {
         let forced = try run("nlbench", ["step", "--model", "nl_i3d_r50_tiny", "--steps", "1"], environment: ["OPENBLAS_CORETYPE": "Prescott"])
         #expect(forced.status == 0 && forced.stdout.contains("kernel Prescott (OPENBLAS_CORETYPE)"), "\(forced.stdout)")
     }
+
+    /// A binary built for x86-64-v4 (AVX-512) refuses to start, with a message, where the CPU lacks
+    /// it, and runs where it has it: Sources/CBuildTarget's check, compiled here with cc.
+    @Test func aBuildForANewerCPUSaysSo() throws {
+        let dir = temporaryDirectory(), source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Sources/CBuildTarget").standardized.path
+        try "int main(void) { return 0; }\n".write(toFile: "\(dir)/main.c", atomically: true, encoding: .utf8)
+        let built = try run("/usr/bin/env", ["cc", "-DNL_BUILD_LEVEL=4", "-I", "\(source)/include", "\(source)/build_target.c", "\(dir)/main.c", "-o", "\(dir)/v4"])
+        #expect(built.status == 0, "\(built.stderr)")
+        let r = try run("\(dir)/v4", [])
+        if BuildTarget.cpuRuns(level: 4) {
+            #expect(r.status == 0)
+        } else {
+            #expect(r.status == 70 && r.stderr.contains("compiled for x86-64-v4 (AVX-512), which this CPU lacks") && r.stderr.contains("make build"), "\(r.stderr)")
+        }
+    }
 }

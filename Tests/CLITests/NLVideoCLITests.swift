@@ -51,7 +51,8 @@ struct NLVideoCLITests {
             let r = try run("nlbench", ["decode"] + files + ["--clips", "\(clips)", "--clip-len", "4", "--short-side", "32"],
                             environment: ["MALLOC_MMAP_THRESHOLD_": "131072"])
             #expect(r.status == 0)
-            return Double(r.stdout.split(separator: " ").reversed().dropFirst().first!)!
+            let words = r.stdout.components(separatedBy: "peak RSS ").last!.split(separator: " ")
+            return Double(words.first ?? "") ?? .nan
         }
         let (few, many) = (try peakMiB(300), try peakMiB(3000))
         #expect(many - few < 4, "peak RSS grew from \(few) to \(many) MiB")

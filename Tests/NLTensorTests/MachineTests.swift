@@ -57,6 +57,15 @@ struct MachineTests {
         #expect(BLASKernel.best(for: cpu("", [])) == nil)
     }
 
+    /// The build's level runs here (or the tests would not have started), and the CPU check agrees
+    /// with the kernel's feature flags.
+    @Test func buildTarget() {
+        #expect(BuildTarget.cpuRuns(level: BuildTarget.level) && BuildTarget.cpuRuns(level: 1))
+        let here = CPUFeatures.current
+        #expect(BuildTarget.cpuRuns(level: 3) == (here.avx2 && here.flags.contains("bmi2")))
+        #expect(BuildTarget.cpuRuns(level: 4) == (here.avx512 && here.avx2))
+    }
+
     @Test func thisMachine() {
         let here = CPUFeatures.current
         #expect(!here.flags.isEmpty && here.model != "unknown CPU")
