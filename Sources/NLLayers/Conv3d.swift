@@ -22,8 +22,6 @@ public final class Conv3d: Layer {
 
     private var input: Tensor?
     private var outputShape: [Int] = []
-    private var columns: [Tensor] = []         // per thread chunk: tileRows x (taps * Cin)
-    private var weightPartials: [Tensor] = []  // per thread chunk: (taps * Cin) x Cout
 
     /// Floats in one column tile: bounds the vol2col buffer of each thread.
     static let tileBudget = 1 << 19
@@ -170,16 +168,15 @@ public final class Conv3d: Layer {
 
     private var columnWidth: Int { kernelSize.volume * inputChannels }
 
-    /// Output rows per column tile. Tiles run across frames: late stages have frames of a few
-    /// rows (4x4 at a 112 crop), and a GEMM of so few rows runs at a fraction of the machine's rate.
-    private var tileRows: Int { max(1, Conv3d.tileBudget / columnWidth) }
+    /// Output rows per column tile: the budget's worth, and at least 256, which wide columns
+    /// (4608 in res5) need to run near OpenBLAS's best rate (measured: 61 GFLOP/s a thread at 113
+    /// rows, 80 at 448). Tiles run across frames: late stages have frames of a few rows.
+    private var tileRows: Int { max(256, Conv3d.tileBudget / columnWidth) }
 
-    /// Per-chunk buffers of at least `count` floats, reused across calls.
-    private func buffers(_ pool: inout [Tensor], count: Int) -> [Tensor] {
-        if pool.count != Parallel.threadCount || pool.first!.count < count {
-            pool = (0..<Parallel.threadCount).map { _ in Tensor(zeros: [count]) }
-        }
-        return pool
+    /// A buffer of `count` floats for each thread, from the transient pool: the column tiles and
+    /// weight partials of one call, whose pages the next convolution reuses.
+    private func buffers(count: Int) -> [Tensor] {
+        (0..<Parallel.threadCount).map { _ in Tensor(transient: [count]) }
     }
 
     /// Calls `body` for each tile of at most `tileRows` of the output rows `rows` (global: frame
@@ -192,7 +189,7 @@ public final class Conv3d: Layer {
 
     private func forwardTiled(_ x: Tensor, _ y: Tensor, _ g: Geometry) {
         let cout = outputChannels
-        let cols = buffers(&columns, count: tileRows * columnWidth)
+        let cols = buffers(count: tileRows * columnWidth)
         Parallel.forRanges(g.n * g.tOut * g.hOut * g.wOut) { chunk, rows in
             let col = cols[chunk].data
             forEachTile(rows) { tile in
@@ -206,8 +203,8 @@ public final class Conv3d: Layer {
     private func backwardTiled(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, _ g: Geometry) {
         let (cout, frameRows, width) = (outputChannels, g.hOut * g.wOut, columnWidth)
         let wantWeight = weight.requiresGradient
-        let cols = buffers(&columns, count: 2 * tileRows * width)  // columns, then their gradient
-        let partials = wantWeight ? buffers(&weightPartials, count: width * cout) : []
+        let cols = buffers(count: 2 * tileRows * width)  // columns, then their gradient
+        let partials = wantWeight ? buffers(count: width * cout) : []
         for p in partials { p.zero() }
         if computesInputGradient { dx.zero() }
         // Output frames closer than `spacing` in time read overlapping input frames; frames of one

@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""PyAV and decord on the decode benchmark's pattern, the peers `nlbench decode` is measured against:
+"""PyAV, decord and torchcodec on the decode benchmark's pattern, the peers `nlbench decode` is measured against:
 training clips of --clip-len frames at --frame-interval from a random start, RGB with the short side
 at --short-side, one fresh reader per clip, on --workers processes at once (as PyTorch's DataLoader).
 
-    pip install av decord
+    pip install av decord torchcodec
     python3 scripts/bench/bench_decode_python.py FILES... [--clips 80] [--workers 1] [--style best|frameworks|all]
 
 Styles (one decoder thread each):
 - best: each library at its best: PyAV seeking to the keyframe before the clip, decoding forward and
   converting only the frames wanted, scaling inside swscale; decord with the size given to its
-  VideoReader (scaling inside its decoder) and get_batch.
+  VideoReader (scaling inside its decoder) and get_batch; torchcodec's VideoDecoder with exact and
+  with approximate seeking (no scan of the file when opened), resizing in the decoder
+  (transforms=[Resize]), get_frames_at.
 - frameworks: as the frameworks use them: mmaction2's PyAVDecode (decode from the start, every frame
   to RGB at native size), mmaction2's DecordDecode (get_batch at native size), PySlowFast's
   pyav_decode_stream (seek, then every frame of the segment to RGB at native size), each followed by
@@ -99,17 +101,29 @@ def decord_clip(path, indices):
     return reader.get_batch(indices).asnumpy()
 
 
+def torchcodec_clip(path, indices, seek_mode):
+    from torchcodec.decoders import VideoDecoder
+    from torchcodec.transforms import Resize
+    w, h = size(*SIZES[a.files.index(path)])   # known beforehand, as decord's best is given its size
+    decoder = VideoDecoder(path, seek_mode=seek_mode, dimension_order="NHWC", num_ffmpeg_threads=1, transforms=[Resize(size=(h, w))])
+    return decoder.get_frames_at(indices).data.numpy()
+
+
 def frame_counts(files):
     import av
-    counts = []
+    counts, sizes = [], []
     for f in files:
         with av.open(f) as c:
             counts.append(sum(1 for _ in c.demux(c.streams.video[0]) if _.size > 0))
-    return counts
+            sizes.append((c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height))
+    return counts, sizes
 
 
-READERS = {"av (best)": pyav_clip, "decord (best)": decord_clip, "av (mmaction2 PyAVDecode)": pyav_mmaction2,
-           "decord (mmaction2 DecordDecode)": decord_mmaction2, "av (PySlowFast)": pyav_pyslowfast}
+READERS = {"av (best)": pyav_clip, "decord (best)": decord_clip,
+           "torchcodec (exact, best)": lambda p, i: torchcodec_clip(p, i, "exact"),
+           "torchcodec (approximate, best)": lambda p, i: torchcodec_clip(p, i, "approximate"),
+           "av (mmaction2 PyAVDecode)": pyav_mmaction2, "decord (mmaction2 DecordDecode)": decord_mmaction2,
+           "av (PySlowFast)": pyav_pyslowfast}
 
 
 def work(job):
@@ -123,10 +137,10 @@ def work(job):
         read(a.files[f], [min(first + j * a.frame_interval, COUNTS[f] - 1) for j in range(a.clip_len)])
 
 
-COUNTS = frame_counts(a.files)
+COUNTS, SIZES = frame_counts(a.files)
 if __name__ == "__main__":
     names = list(READERS)
-    chosen = names[:2] if a.style == "best" else names[2:] if a.style == "frameworks" else names
+    chosen = names[:4] if a.style == "best" else names[4:] if a.style == "frameworks" else names
     for library in chosen:
         jobs = [(library, list(range(w, a.clips, a.workers)), w) for w in range(a.workers)]
         t = time.perf_counter()
