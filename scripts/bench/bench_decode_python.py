@@ -102,8 +102,10 @@ def decord_clip(path, indices):
 
 
 def torchcodec_clip(path, indices, seek_mode):
+    import torch
     from torchcodec.decoders import VideoDecoder
     from torchcodec.transforms import Resize
+    torch.set_num_threads(1)  # one thread a reader, as the others (PyTorch's own pool would fight the other workers)
     w, h = size(*SIZES[a.files.index(path)])   # known beforehand, as decord's best is given its size
     decoder = VideoDecoder(path, seek_mode=seek_mode, dimension_order="NHWC", num_ffmpeg_threads=1, transforms=[Resize(size=(h, w))])
     return decoder.get_frames_at(indices).data.numpy()
@@ -138,6 +140,9 @@ def work(job):
 
 
 COUNTS, SIZES = frame_counts(a.files)
+for module in ("av", "decord", "torch", "torchcodec.decoders", "torchcodec.transforms"):  # imported before the workers fork, not timed
+    try: __import__(module)
+    except ImportError: pass
 if __name__ == "__main__":
     names = list(READERS)
     chosen = names[:4] if a.style == "best" else names[4:] if a.style == "frameworks" else names
