@@ -34,13 +34,14 @@ let package = Package(
         .target(name: "NLData", dependencies: ["NLVideo", "NLTensor"]),
         .target(name: "NLDistributed", dependencies: ["CMPI"]),
         .target(name: "NLTrain", dependencies: ["NLModels", "NLData", "NLDistributed"]),
+        .target(name: "NLBench", dependencies: ["NLTrain"]),
 
         // Executables: argument parsing and wiring only.
         .executableTarget(name: "nltrain", dependencies: ["NLTrain", argumentParser]),
         .executableTarget(name: "nleval", dependencies: ["NLTrain", argumentParser]),
         .executableTarget(name: "nlmodel", dependencies: ["NLTrain", argumentParser]),
         .executableTarget(name: "nlvideo", dependencies: ["NLTrain", argumentParser]),
-        .executableTarget(name: "nlbench", dependencies: ["NLTrain", argumentParser]),
+        .executableTarget(name: "nlbench", dependencies: ["NLBench", argumentParser]),
 
         // Helpers the test targets share: fixtures, error measures, central differences.
         .target(name: "NLTestSupport", dependencies: ["NLModels"], path: "Tests/NLTestSupport"),

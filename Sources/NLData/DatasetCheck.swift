@@ -15,7 +15,8 @@ public enum DatasetCheck {
     /// The dataset's missing videos, those cut short (their container promised more frames), and
     /// those that fail to open or decode: by default the first, middle and last frames (what most
     /// damage breaks), with `everyFrame` all of them. `workers` videos are read at once.
-    public static func run(_ dataset: Dataset, workers: Int, everyFrame: Bool = false, progress: ProgressDisplay? = nil) -> [Problem] {
+    /// `advance` is called after each video (from any of the workers).
+    public static func run(_ dataset: Dataset, workers: Int, everyFrame: Bool = false, advance: @Sendable () -> Void = {}) -> [Problem] {
         var problems = dataset.missing.map { Problem(kind: .missing, path: $0.path, source: $0.source, message: "missing: no video at \($0.path)") }
         let found = Found()
         let next = Counter()
@@ -42,10 +43,9 @@ public enum DatasetCheck {
                     found.add(i, truncation.map { Problem(kind: .truncated, path: entry.path, source: entry.source, message: "\(entry.path): \($0); and \((error as? VideoError)?.message ?? "\(error)")") }
                                  ?? Problem(kind: .undecodable, path: entry.path, source: entry.source, message: "\(error)"))
                 }
-                progress?.advance()
+                advance()
             }
         }
-        progress?.finish()
         problems += found.sorted
         return problems
     }

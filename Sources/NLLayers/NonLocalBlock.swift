@@ -234,10 +234,3 @@ public final class NonLocalBlock: Layer {
         }
     }
 }
-
-extension Tensor {
-    /// Fills with normal draws of mean 0 and standard deviation `std`.
-    public func fillNormal(std: Float, using generator: inout SeededGenerator) {
-        for i in 0..<count { data[i] = generator.normal() * std }
-    }
-}

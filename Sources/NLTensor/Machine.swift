@@ -139,3 +139,18 @@ public var machineDescription: String {
     return "\(cpu.model) (\(cpu.vectorISA)), OpenBLAS \(BLASKernel.version) kernel \(BLASKernel.provenance), "
         + "\(Parallel.threadCount) thread\(Parallel.threadCount == 1 ? "" : "s"), built for \(BuildTarget.name)"
 }
+
+/// This process's memory, in MiB: resident now (/proc/self/statm) and at its peak (getrusage).
+public enum ProcessMemory {
+    public static var residentMiB: Double {
+        guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+              let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) else { return 0 }
+        return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
+    }
+
+    public static var peakMiB: Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        return Double(usage.ru_maxrss) / 1024
+    }
+}

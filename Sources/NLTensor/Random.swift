@@ -63,3 +63,10 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+extension Tensor {
+    /// Fills with normal draws of mean 0 and standard deviation `std`.
+    public func fillNormal(std: Float, using generator: inout SeededGenerator) {
+        for i in 0..<count { data[i] = generator.normal() * std }
+    }
+}

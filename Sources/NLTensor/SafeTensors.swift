@@ -211,9 +211,11 @@ public struct SafeTensors {
     }
 }
 
+/// A safetensors file whose content is not what it must be. Exit 65.
 public struct SafeTensorsError: Error, CustomStringConvertible {
     public let path: String
     public let problem: String
+    public init(path: String, problem: String) { (self.path, self.problem) = (path, problem) }
     public var description: String { "\(path): \(problem)" }
 }
 

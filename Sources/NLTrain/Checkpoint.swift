@@ -1,27 +1,54 @@
 import Foundation
 import NLModels
 
-/// A checkpoint: a safetensors file whose model tensors carry mmaction2's state_dict keys and
-/// PyTorch layouts, whose training state sits under "optimizer." and in the header's metadata
-/// (see DESIGN.md). The model part loads in PyTorch with load_state_dict(strict=True).
+/// A checkpoint, the one place that writes and reads one: a safetensors file whose model tensors
+/// carry mmaction2's state_dict keys and PyTorch layouts, whose momentum buffers sit under
+/// "optimizer.", and whose header's metadata holds the resolved config and the run's position
+/// (TrainingState). The model part loads in PyTorch with load_state_dict(strict=True).
 public struct Checkpoint {
     /// Keys under this prefix are training state, not model weights.
     public static let optimizerPrefix = "optimizer."
 
+    /// Where it was read from or will be written to (in errors: what it is).
     public let path: String
     public let file: SafeTensors
+    /// The run's position, for a training checkpoint (nil for weights alone).
+    public let state: TrainingState?
 
     /// Reads a checkpoint, or any safetensors file of model weights; a training checkpoint's
     /// position must make sense.
     public init(path: String) throws {
-        self.path = path
-        file = try SafeTensors(contentsOf: path, what: "checkpoint")
-        if file.metadata["format"] != nil { _ = try TrainingState(metadata: file.metadata, path: path) }
+        try self.init(path: path, file: SafeTensors(contentsOf: path, what: "checkpoint"))
     }
 
-    public init(path: String, file: SafeTensors) {
-        self.path = path
-        self.file = file
+    /// A checkpoint from the bytes of one (rank 0's state, sent to the other ranks).
+    public init(path: String, file: SafeTensors) throws {
+        (self.path, self.file) = (path, file)
+        state = file.metadata["format"] != nil ? try TrainingState(metadata: file.metadata, path: path) : nil
+    }
+
+    /// The checkpoint of a run now: `model`'s weights, `sgd`'s momentum (none: the weights alone,
+    /// as best.safetensors), the position and the resolved config text.
+    public init(model: Recognizer, sgd: SGD?, state: TrainingState, config: String) {
+        var file = SafeTensors()
+        model.save(into: &file)
+        sgd?.save(into: &file)
+        file.metadata = state.metadata(config: config)
+        (path, self.file, self.state) = ("", file, state)
+    }
+
+    /// Writes it atomically to `path`.
+    public func write(to path: String) throws {
+        try file.write(to: path, what: "checkpoint")
+    }
+
+    /// A training run's state put back: the weights into `model`, the momentum into `sgd`, and
+    /// the position returned.
+    public func restore(model: Recognizer, sgd: SGD) throws -> TrainingState {
+        guard let state else { throw CheckpointError(path, "not a training checkpoint (its metadata has no format \(TrainingState.format))") }
+        try load(into: model)
+        try sgd.load(from: file, path: path)
+        return state
     }
 
     /// The resolved config text the run was made with, if the file has one.
@@ -30,7 +57,7 @@ public struct Checkpoint {
     /// The config the checkpoint was written with, with `overrides` applied on top.
     public func config(overrides: [String] = []) throws -> Config {
         guard let text = configText else {
-            throw CommandError(.data, "\(path): holds no config; give one with --config or --model")
+            throw CheckpointError(path, "holds no config; give one with --config or --model")
         }
         var configFile = try ConfigFile(text: text, name: "\(path) (its config)")
         for o in overrides { try configFile.apply(override: o) }
@@ -44,7 +71,7 @@ public struct Checkpoint {
         model.entries = file.entries.filter { !$0.key.hasPrefix(Self.optimizerPrefix) }
         for name in model.names where model.entries[name]!.dtype == .f32 || model.entries[name]!.dtype == .f64 {
             guard let tensor = model.tensor(name), tensor.buffer.allSatisfy(\.isFinite) else {
-                throw CommandError(.data, "\(path): tensor \(name) holds NaN or infinite values (the run diverged?); not loading it")
+                throw CheckpointError(path, "tensor \(name) holds NaN or infinite values (the run diverged?); not loading it")
             }
         }
         return model

@@ -95,7 +95,7 @@ extension Evaluator {
         for problem in dataset.problems.prefix(10) { log(problem) }
         if let problem = dataset.labelProblem(numClasses: config.model.spec.numClasses) { throw problem }
         guard dataset.classes.count <= config.model.spec.numClasses else {
-            throw CommandError(.data, "\(checkpoint.path): the model has \(config.model.spec.numClasses) classes, the dataset \(dataset.classes.count)")
+            throw DataError("\(checkpoint.path): the model has \(config.model.spec.numClasses) classes, the dataset \(dataset.classes.count)")
         }
         let failures = BadVideoLog(file: nil, maxFraction: 1, action: "counting as a miss", report: log)
         let parallel = DataParallel()
@@ -178,7 +178,7 @@ struct VideoScores {
     init() {}
 
     init(decoding data: Data) throws {
-        let malformed = CommandError(.internalError, "malformed scores from another rank")
+        let malformed = TrainingError("malformed scores from another rank")
         guard data.count >= 8 else { throw malformed }
         let count = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
         guard data.count >= 8 + 8 * count else { throw malformed }

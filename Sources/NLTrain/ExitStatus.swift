@@ -18,24 +18,53 @@ public enum ExitStatus: Int32, Sendable {
     case notFinished = 75
 }
 
-/// An error a command reports as one line and an exit status.
-public struct CommandError: Error, CustomStringConvertible {
-    public let status: ExitStatus
+/// A checkpoint that cannot be used: not a training checkpoint, an impossible position, NaN
+/// weights, momentum of the wrong shape, none readable in a work directory. Exit 65.
+public struct CheckpointError: Error, CustomStringConvertible {
+    public let path: String
+    public let problem: String
+    public init(_ path: String, _ problem: String) { (self.path, self.problem) = (path, problem) }
+    public var description: String { "\(path): \(problem)" }
+}
+
+/// Another run holds the work directory. Exit 75: try again when it ends.
+public struct WorkDirectoryLocked: Error, CustomStringConvertible {
+    public let path: String
+    public let holder: String
+    public var description: String { "another run holds \(path) (\(holder)); try again when it ends" }
+}
+
+/// Training or evaluation that cannot go on: a loss that is not finite, another process's
+/// malformed results. Exit 70.
+public struct TrainingError: Error, CustomStringConvertible {
     public let message: String
-    /// In a data-parallel job: every rank met it at once (rank 0 reports it; all exit with it).
-    public let shared: Bool
-    public init(_ status: ExitStatus, _ message: String, shared: Bool = false) {
-        self.status = status
-        self.message = message
-        self.shared = shared
-    }
+    public init(_ message: String) { self.message = message }
     public var description: String { message }
+}
+
+/// A request that cannot be carried out as asked (an impossible clip shape). Exit 64.
+public struct UsageError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The failure of rank 0 of a data-parallel job, which every rank meets at once: rank 0 reports
+/// it, and every rank exits with its status.
+struct SharedFailure: Error, CustomStringConvertible {
+    let status: ExitStatus
+    let message: String
+    var description: String { message }
 }
 
 /// The exit status and message for any error a command can meet.
 public func exitStatus(for error: Error) -> (ExitStatus, String) {
     switch error {
-    case let e as CommandError: (e.status, e.message)
+    case let e as SharedFailure: (e.status, e.message)
+    case let e as CheckpointError: (.data, e.description)
+    case let e as WorkDirectoryLocked: (.notFinished, e.description)
+    case let e as TrainingError: (.internalError, e.description)
+    case let e as UsageError: (.usage, e.description)
     case let e as ConfigError: (.usage, e.description)
     case let e as SafeTensorsError: (.data, e.description)
     case let e as FileError: (.io, e.description)
@@ -55,7 +84,7 @@ public func exitReporting(_ error: Error, command: String) -> Never {
         FileHandle.standardError.write(Data("\(command): \(message)\n".utf8))
         exit(status.rawValue)
     }
-    if let shared = error as? CommandError, shared.shared {
+    if error is SharedFailure {
         if job.isRoot { FileHandle.standardError.write(Data("\(command): \(message)\n".utf8)) }
         exit(status.rawValue)
     }

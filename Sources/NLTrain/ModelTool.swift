@@ -48,10 +48,10 @@ public enum ModelTool {
     public static func forward(_ model: Recognizer, input: SafeTensors, inputPath: String, trainMode: Bool,
                                backward: Bool) throws -> SafeTensors {
         guard let clip = input.tensor("clip"), clip.rank == 5, clip.shape[1] == 3 else {
-            throw CommandError(.data, "\(inputPath): needs a tensor 'clip' of shape [N, 3, T, H, W]")
+            throw SafeTensorsError(path: inputPath, problem: "needs a tensor 'clip' of shape [N, 3, T, H, W]")
         }
         if let problem = model.clipProblem([clip.shape[0]] + clip.shape[2...], training: trainMode) {
-            throw CommandError(.data, "\(inputPath): \(problem)")
+            throw SafeTensorsError(path: inputPath, problem: problem)
         }
         let logits = model.forward(clip.channelsLast(), training: trainMode).copy()
         var output = SafeTensors()
@@ -59,7 +59,7 @@ public enum ModelTool {
         guard backward else { return output }
         let n = clip.shape[0], classes = model.spec.numClasses
         guard let labels = input.int64s("labels"), labels.count == n, labels.allSatisfy({ (0..<Int64(classes)).contains($0) }) else {
-            throw CommandError(.data, "\(inputPath): --backward needs an int64 tensor 'labels' of \(n) class indices below \(classes)")
+            throw SafeTensorsError(path: inputPath, problem: "--backward needs an int64 tensor 'labels' of \(n) class indices below \(classes)")
         }
         let (loss, dLogits) = SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: labels.map { Int($0) })
         model.zeroGradients()
@@ -74,7 +74,7 @@ public enum ModelTool {
     public static func inflate(_ model: Recognizer, config: Config, from file2D: SafeTensors, path: String) throws -> (SafeTensors, InflationReport) {
         let report = model.inflate(from: file2D)
         if report.mapped.isEmpty {
-            throw CommandError(.data, "\(path): no tensor with torchvision's ResNet names (conv1.weight, layer1.0.conv1.weight, ...) fits the model")
+            throw SafeTensorsError(path: path, problem: "no tensor with torchvision's ResNet names (conv1.weight, layer1.0.conv1.weight, ...) fits the model")
         }
         var output = SafeTensors()
         model.save(into: &output)

@@ -97,7 +97,7 @@ public final class SGD {
         for (name, p) in parameters {
             guard let stored = file.tensor(Checkpoint.optimizerPrefix + name) else { continue }
             guard stored.shape == p.checkpointShape else {
-                throw CommandError(.data, "\(path): momentum of \(name) has shape \(stored.shape), the parameter \(p.checkpointShape)")
+                throw CheckpointError(path, "momentum of \(name) has shape \(stored.shape), the parameter \(p.checkpointShape)")
             }
             let buffer = Tensor(zeros: p.value.shape)
             buffer.copy(from: p.fromCheckpointAxes.map { stored.permuted($0) } ?? stored)

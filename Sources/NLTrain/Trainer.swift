@@ -188,29 +188,26 @@ public final class Trainer: @unchecked Sendable {
         var state = TrainingState()
         try onRoot { state = try restoreOnRoot(model: model, sgd: sgd) }
         guard parallel.isDistributed else { return state }
-        let snapshot = parallel.isRoot ? self.snapshot(model, sgd, state) : SafeTensors()
+        let snapshot = parallel.isRoot ? Checkpoint(model: model, sgd: sgd, state: state, config: config.text).file : SafeTensors()
         let shared = try SafeTensors(data: parallel.fromRoot(snapshot.serialized()), path: "rank 0's training state")
         guard !parallel.isRoot else { return state }
-        try Checkpoint(path: "rank 0's training state", file: shared).load(into: model)
-        try sgd.load(from: shared, path: "rank 0's training state")
-        return try TrainingState(metadata: shared.metadata, path: "rank 0's training state")
+        return try Checkpoint(path: "rank 0's training state", file: shared).restore(model: model, sgd: sgd)
     }
 
     private func restoreOnRoot(model: Recognizer, sgd: SGD) throws -> TrainingState {
-        var found: (Checkpoint, TrainingState)?
+        var found: Checkpoint?
         if options.startOver, let folder = try workDirectory.setAsideCheckpoints() {
             log("starting over: the earlier checkpoints are set aside in \(folder)")
         }
         if let path = options.resume {
-            let checkpoint = try Checkpoint(path: path)
-            found = (checkpoint, try TrainingState(metadata: checkpoint.file.metadata, path: path))
+            found = try Checkpoint(path: path)
         } else {
             found = try workDirectory.latestCheckpoint(refused: { [weak self] in self?.log($0) })
         }
-        if let (checkpoint, _) = found, let initial = options.initialWeights {
+        if let checkpoint = found, let initial = options.initialWeights {
             log("not using --init \(initial): resuming from \(checkpoint.path) wins (--start-over sets the work directory's checkpoints aside)")
         }
-        guard let (checkpoint, state) = found else {
+        guard let checkpoint = found else {
             let initial = options.initialWeights ?? (config.model.pretrained.isEmpty ? nil : config.model.pretrained)
             if let initial {
                 let report = model.load(from: try Checkpoint(path: initial).modelState())
@@ -218,8 +215,7 @@ public final class Trainer: @unchecked Sendable {
             }
             return TrainingState()
         }
-        try checkpoint.load(into: model)
-        try sgd.load(from: checkpoint.file, path: checkpoint.path)
+        let state = try checkpoint.restore(model: model, sgd: sgd)
         log("resuming from \(checkpoint.path)")
         return state
     }
@@ -241,18 +237,9 @@ public final class Trainer: @unchecked Sendable {
     /// Rank 0 writes the checkpoint; the weights and momentum are the same on every rank.
     private func checkpoint(_ model: Recognizer, _ sgd: SGD, _ state: TrainingState) throws {
         try onRoot {
-            try workDirectory.writeCheckpoint(snapshot(model, sgd, state), name: checkpointName(globalIteration: state.globalIteration))
+            try workDirectory.write(Checkpoint(model: model, sgd: sgd, state: state, config: config.text), name: checkpointName(globalIteration: state.globalIteration))
             workDirectory.prune(keep: config.train.keepCheckpoints)
         }
-    }
-
-    /// The weights, the momentum buffers (without `sgd`, the weights alone) and the training state.
-    private func snapshot(_ model: Recognizer, _ sgd: SGD?, _ state: TrainingState) -> SafeTensors {
-        var file = SafeTensors()
-        model.save(into: &file)
-        sgd?.save(into: &file)
-        file.metadata = state.metadata(config: config.text)
-        return file
     }
 
     /// Validates the epoch just trained, whose checkpoint is written, and rewrites that checkpoint
@@ -293,7 +280,7 @@ public final class Trainer: @unchecked Sendable {
                                            "mean_class_accuracy": result.meanClassAccuracy, "videos": result.videos, "failed": result.failed]), to: "metrics.jsonl")
             guard best else { return }
             (state.bestTop1, state.bestEpoch) = (result.top1, state.epoch)
-            try workDirectory.writeCheckpoint(snapshot(model, nil, state), name: "best.safetensors", makeLast: false)
+            try workDirectory.write(Checkpoint(model: model, sgd: nil, state: state, config: config.text), name: "best.safetensors", makeLast: false)
         }
     }
 
@@ -359,7 +346,7 @@ public final class Trainer: @unchecked Sendable {
         }
         let shared = String(decoding: parallel.fromRoot(Data(failure.utf8)), as: UTF8.self)
         guard let space = shared.firstIndex(of: " "), let code = Int32(shared[..<space]), let status = ExitStatus(rawValue: code) else { return }
-        throw CommandError(status, String(shared[shared.index(after: space)...]), shared: true)
+        throw SharedFailure(status: status, message: String(shared[shared.index(after: space)...]))
     }
 
     private struct Meter {
@@ -383,7 +370,7 @@ public final class Trainer: @unchecked Sendable {
         defer { (meter.loss, meter.correct, meter.clips, meter.data, meter.step, meter.iterations) = (0, 0, 0, 0, 0, 0) }
         guard parallel.isRoot else { return }
         let perIteration = meter.totalStep / Double(max(meter.totalIterations, 1))
-        let rss = residentMiB()
+        let rss = ProcessMemory.residentMiB
         log(String(format: "epoch %d/%d iter %d/%d lr %.6g loss %.4f top1 %.1f%% data %.3fs step %.3fs %.2f clips/s eta %@ rss %.0fMiB",
                    state.epoch + 1, config.train.epochs, state.iteration, iterationsPerEpoch, lr, loss, top1 * 100, meter.data / n,
                    meter.step / n, clipsPerSecond, ProgressDisplay.duration(perIteration * Double(left)), rss))
@@ -405,23 +392,4 @@ public final class Trainer: @unchecked Sendable {
             workDirectory?.append(stamped, to: "train.log")
         }
     }
-}
-
-/// One line of JSON with the keys sorted.
-func jsonLine(_ values: [String: Any]) -> String {
-    let data = try! JSONSerialization.data(withJSONObject: values, options: [.sortedKeys, .withoutEscapingSlashes])
-    return String(decoding: data, as: UTF8.self)
-}
-
-func timestamp() -> String {
-    let formatter = DateFormatter()
-    formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
-    return formatter.string(from: Date())
-}
-
-/// The process's resident set size now, in MiB.
-public func residentMiB() -> Double {
-    guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
-          let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) else { return 0 }
-    return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
 }

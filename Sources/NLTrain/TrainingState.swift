@@ -34,18 +34,18 @@ public struct TrainingState: Sendable, Equatable {
     /// The state a checkpoint's metadata holds; `path` names it in errors.
     public init(metadata m: [String: String], path: String) throws {
         guard m["format"] == Self.format else {
-            throw CommandError(.data, "\(path): not a training checkpoint (its metadata has no format \(Self.format))")
+            throw CheckpointError(path, "not a training checkpoint (its metadata has no format \(Self.format))")
         }
         guard let epoch = m["epoch"].flatMap(Int.init), let iteration = m["iteration"].flatMap(Int.init),
               let global = m["global_iteration"].flatMap(Int.init) else {
-            throw CommandError(.data, "\(path): the checkpoint's metadata lacks its position (epoch, iteration, global_iteration)")
+            throw CheckpointError(path, "the checkpoint's metadata lacks its position (epoch, iteration, global_iteration)")
         }
         guard epoch >= 0, iteration >= 0, global >= iteration else {
-            throw CommandError(.data, "\(path): the checkpoint's position is impossible (epoch \(epoch), iteration \(iteration), global_iteration \(global))")
+            throw CheckpointError(path, "the checkpoint's position is impossible (epoch \(epoch), iteration \(iteration), global_iteration \(global))")
         }
         (self.epoch, self.iteration, globalIteration) = (epoch, iteration, global)
         if let batch = m["global_batch"] {
-            guard let value = Int(batch), value > 0 else { throw CommandError(.data, "\(path): the checkpoint's global_batch '\(batch)' is not a positive number") }
+            guard let value = Int(batch), value > 0 else { throw CheckpointError(path, "the checkpoint's global_batch '\(batch)' is not a positive number") }
             globalBatch = value
         }
         bestTop1 = m["best_top1"].flatMap(Double.init)

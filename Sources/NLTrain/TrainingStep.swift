@@ -42,7 +42,7 @@ public final class TrainingStep {
         let logits = model.forward(clips, training: true, timing: timing)
         let (loss, gradient) = SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: labels)
         guard loss.isFinite else {
-            throw CommandError(.internalError, "the loss became \(loss) at iteration \(globalIteration + 1); lower train.lr or set train.grad_clip, and resume from the last checkpoint in \(train.workDir)")
+            throw TrainingError("the loss became \(loss) at iteration \(globalIteration + 1); lower train.lr or set train.grad_clip, and resume from the last checkpoint in \(train.workDir)")
         }
         let correct = labels.indices.filter { argmax(logits, row: $0) == labels[$0] }.count
         _ = model.backward(gradient, timing: backwardTiming)

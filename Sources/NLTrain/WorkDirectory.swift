@@ -9,7 +9,7 @@ public final class WorkDirectory {
     public init(_ path: String) throws {
         self.path = path
         try Files.makeDirectory(path, what: "work directory")
-        guard access(path, W_OK) == 0 else { throw CommandError(.io, "\(path): the work directory is not writable") }
+        guard access(path, W_OK) == 0 else { throw FileError(path, "the work directory is not writable") }
     }
 
     deinit { if lockDescriptor >= 0 { close(lockDescriptor) } }
@@ -21,11 +21,11 @@ public final class WorkDirectory {
     public func lock() throws {
         let lockPath = file("lock")
         let fd = open(lockPath, O_RDWR | O_CREAT, 0o644)
-        guard fd >= 0 else { throw CommandError(.io, "\(lockPath): cannot open the lock file") }
+        guard fd >= 0 else { throw FileError(lockPath, "cannot open the lock file") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let holder = (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
             close(fd)
-            throw CommandError(.notFinished, "another run holds \(path) (\(holder.isEmpty ? "unknown process" : holder)); try again when it ends")
+            throw WorkDirectoryLocked(path: path, holder: holder.isEmpty ? "unknown process" : holder)
         }
         let host = ProcessInfo.processInfo.hostName
         let text = "pid \(getpid()) on \(host) since \(ISO8601DateFormatter().string(from: Date()))\n"
@@ -52,8 +52,8 @@ public final class WorkDirectory {
     }
 
     /// Writes a checkpoint atomically and, unless it is only the best one, points last_checkpoint at it.
-    public func writeCheckpoint(_ checkpoint: SafeTensors, name: String, makeLast: Bool = true) throws {
-        try checkpoint.write(to: file(name), what: "checkpoint")
+    public func write(_ checkpoint: Checkpoint, name: String, makeLast: Bool = true) throws {
+        try checkpoint.write(to: file(name))
         if makeLast { try write(name + "\n", to: "last_checkpoint") }
     }
 
@@ -68,7 +68,7 @@ public final class WorkDirectory {
     /// newest other readable one. `refused` hears of each file passed over and why. When there are
     /// checkpoints but none can be read, an error (65) that names them: starting from scratch
     /// over them would silently discard the run.
-    public func latestCheckpoint(refused: (String) -> Void) throws -> (Checkpoint, TrainingState)? {
+    public func latestCheckpoint(refused: (String) -> Void) throws -> Checkpoint? {
         let pointed = (try? String(contentsOfFile: file("last_checkpoint"), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
         let names = checkpointNames()
         // Newest first: the pointed one, then by the global iteration in the name.
@@ -83,7 +83,7 @@ public final class WorkDirectory {
             }
         }
         guard unreadable.isEmpty else {
-            throw CommandError(.data, "\(path): no checkpoint can be read (\(unreadable.joined(separator: ", "))); rather than start from scratch "
+            throw CheckpointError(path, "no checkpoint can be read (\(unreadable.joined(separator: ", "))); rather than start from scratch "
                                + "over them, nltrain stops: restore a readable one, or give --start-over (they are then set aside, not deleted)")
         }
         return nil
@@ -120,9 +120,11 @@ public final class WorkDirectory {
             .sorted { iterationInName($0) > iterationInName($1) }
     }
 
-    private func read(_ name: String) throws -> (Checkpoint, TrainingState) {
+    /// A training checkpoint of the directory, or an error saying why it cannot be one.
+    private func read(_ name: String) throws -> Checkpoint {
         let checkpoint = try Checkpoint(path: file(name))
-        return (checkpoint, try TrainingState(metadata: checkpoint.file.metadata, path: checkpoint.path))
+        guard checkpoint.state != nil else { throw CheckpointError(checkpoint.path, "not a training checkpoint (its metadata has no format \(TrainingState.format))") }
+        return checkpoint
     }
 }
 

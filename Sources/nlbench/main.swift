@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NLBench
 import NLTrain
 
 @main
@@ -51,7 +52,7 @@ struct Decode: ParsableCommand {
         do {
             let result = try benchmark.run()
             print(String(format: "nlbench decode workers=%d clip_len=%d interval=%d short_side=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB; %@",
-                         workers, clipLen, frameInterval, shortSide, result.clips, result.seconds, result.clipsPerSecond, peakResidentMiB, machineDescription))
+                         workers, clipLen, frameInterval, shortSide, result.clips, result.seconds, result.clipsPerSecond, ProcessMemory.peakMiB, machineDescription))
         } catch {
             exitReporting(error, command: "nlbench")
         }
@@ -90,7 +91,7 @@ struct Loader: ParsableCommand {
             let d = benchmark.config.data
             print(String(format: "nlbench loader workers=%d batch=%d clip=%dx%d crop=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB; %@",
                          d.workers, benchmark.config.train.batchSize, d.clipLength, d.frameInterval, d.cropSize, result.clips,
-                         result.seconds, result.clipsPerSecond, peakResidentMiB, machineDescription))
+                         result.seconds, result.clipsPerSecond, ProcessMemory.peakMiB, machineDescription))
         } catch {
             exitReporting(error, command: "nlbench")
         }
@@ -137,7 +138,7 @@ struct Step: ParsableCommand {
             guard r.reports else { return }
             print(String(format: "nlbench %@ threads=%d batch=%d frames=%d size=%d: train-step %.1f GFLOP, median %.3f s, %.1f GFLOP/s, %.2f clips/s, peak RSS %.0f MiB; %@",
                          model, Parallel.threadCount, batch, frames, size, r.flops / 1e9, r.medianSeconds, r.gflopsPerSecond,
-                         Double(batch) / r.medianSeconds, peakResidentMiB, machineDescription)
+                         Double(batch) / r.medianSeconds, ProcessMemory.peakMiB, machineDescription)
                   + (r.allreduceSeconds.map { String(format: "; gradient allreduce %.3f s (%.1f%% of the step)", $0, $0 / r.medianSeconds * 100) } ?? ""))
             guard layers else { return }
             let threadSeconds = r.medianSeconds * Double(Parallel.threadCount)
@@ -178,7 +179,7 @@ struct Pipeline: ParsableCommand {
             let c = benchmark.config
             print(String(format: "nlbench pipeline %@ workers=%d batch=%d clip=%dx%d crop=%d: %d clips in %.2f s, %.2f clips/s, waiting for data %.1f%% (first batch %.2f s), peak RSS %.0f MiB; %@",
                          c.model.name, c.data.workers, c.train.batchSize, c.data.clipLength, c.data.frameInterval, c.data.cropSize,
-                         r.clips, r.seconds, r.clipsPerSecond, r.waitShare * 100, r.firstBatchSeconds, peakResidentMiB, machineDescription))
+                         r.clips, r.seconds, r.clipsPerSecond, r.waitShare * 100, r.firstBatchSeconds, ProcessMemory.peakMiB, machineDescription))
         } catch {
             exitReporting(error, command: "nlbench")
         }

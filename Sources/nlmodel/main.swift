@@ -64,11 +64,11 @@ struct Summary: ParsableCommand {
             var shape = [1, config.data.clipLength, config.data.cropSize, config.data.cropSize]
             if let clip {
                 let parts = clip.split(separator: ",").compactMap { Int($0) }
-                guard parts.count == 4, parts.allSatisfy({ $0 > 0 }) else { throw CommandError(.usage, "--clip takes N,T,H,W, such as 1,32,224,224") }
+                guard parts.count == 4, parts.allSatisfy({ $0 > 0 }) else { throw UsageError("--clip takes N,T,H,W, such as 1,32,224,224") }
                 shape = parts
             }
             let model = try ModelTool.model(config)
-            if let problem = model.clipProblem(shape, training: false) { throw CommandError(.usage, "--clip \(shape.map(String.init).joined(separator: ",")): \(problem)") }
+            if let problem = model.clipProblem(shape, training: false) { throw UsageError("--clip \(shape.map(String.init).joined(separator: ",")): \(problem)") }
             print(ModelTool.summary(of: model, name: config.model.name, clipShape: shape + [3]))
         }
     }

@@ -173,7 +173,8 @@ struct Check: ParsableCommand {
                 for line in dataset.warnings { print("\(line.source): warning: \(line.message)") }
                 malformed += dataset.malformed.count
                 let progress = ProgressDisplay(total: dataset.entries.count, label: "checked")
-                problems += DatasetCheck.run(dataset, workers: workers, everyFrame: everyFrame, progress: progress)
+                problems += DatasetCheck.run(dataset, workers: workers, everyFrame: everyFrame) { progress.advance() }
+                progress.finish()
                 videos += dataset.entries.count + dataset.missing.count
             }
             for p in problems { print("\(p.source): \(p.message)") }

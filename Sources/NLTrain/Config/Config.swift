@@ -8,6 +8,8 @@ public struct ModelSection: Sendable {
     public var spec = ModelSpec.named("nl_i3d_r50")!
     /// Weights to start from (a checkpoint or an inflated 2D network's safetensors); "" for none.
     public var pretrained = ""
+
+    public init() {}
 }
 
 /// [data]: the dataset, clip sampling and transforms.
@@ -30,6 +32,8 @@ public struct DataSection: Sendable {
     public var mean = [123.675, 116.28, 103.53]
     public var std = [58.395, 57.12, 57.375]
     public var workers = 2
+
+    public init() {}
 }
 
 /// [train]: optimisation, schedule, logging and checkpoints.
@@ -60,12 +64,16 @@ public struct TrainSection: Sendable {
     public var preciseBNBatches = 0
     public var maxBadFraction = 0.05
     public var syncBN = false
+
+    public init() {}
 }
 
 /// [eval]: validation and nleval.
 public struct EvalSection: Sendable {
     public var batchSize = 8
     public var numClips = 1
+
+    public init() {}
 }
 
 public enum WarmupKind: String, CaseIterable, Sendable { case none, linear, constant }

@@ -1,7 +1,8 @@
 import Dispatch
 import Foundation
 import NLData
-
+import NLModels
+import NLTrain
 /// The decode benchmark: training clips (clip_len frames at frame_interval from a random start,
 /// RGB at a short side) read from a fresh reader each, as the loader reads them, on one or
 /// several threads at once.
@@ -53,11 +54,4 @@ public struct DecodeBenchmark: Sendable {
         private(set) var first: Error?
         func record(_ error: Error) { lock.withLock { if first == nil { first = error } } }
     }
-}
-
-/// The process's peak resident set size in MiB.
-public var peakResidentMiB: Double {
-    var usage = rusage()
-    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-    return Double(usage.ru_maxrss) / 1024
 }

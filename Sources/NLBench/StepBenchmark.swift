@@ -1,6 +1,8 @@
 import Foundation
+import NLData
+import NLDistributed
 import NLModels
-
+import NLTrain
 /// The training-step benchmark: nltrain's own step (TrainingStep: SGD with momentum, weight decay,
 /// clipping and the scheduled rate, as [train]'s defaults, i3d_nl's, set them) on a random clip
 /// and labels, in the form of scripts/bench/pytorch_step.py; one warm-up step, then `steps` timed
@@ -42,7 +44,7 @@ public struct StepBenchmark {
 
     public func run() throws -> Result {
         let model = Recognizer(spec: spec)
-        if let problem = model.clipProblem([batch, frames, size, size], training: true) { throw CommandError(.usage, problem) }
+        if let problem = model.clipProblem([batch, frames, size, size], training: true) { throw UsageError(problem) }
         let step = TrainingStep(model: model, sgd: SGD(model: model, train), train: train, iterationsPerEpoch: 1000)
         var generator = SeededGenerator(seed: 0)
         let clip = Tensor(zeros: [batch, frames, size, size, 3])
@@ -64,9 +66,9 @@ public struct StepBenchmark {
         }
         let sgemm = GEMM.Meter.stop()
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-        let parallel = DataParallel()
+        let job = Communicator.world
         return Result(flops: Self.trainStepFLOPs(model, clipShape: clip.shape), medianSeconds: median(stepTimes),
-                      allreduceSeconds: parallel.isDistributed ? median(allreduceTimes) : nil, reports: parallel.isRoot,
+                      allreduceSeconds: (job?.size ?? 1) > 1 ? median(allreduceTimes) : nil, reports: job?.isRoot ?? true,
                       layers: order.map { ($0, median(forwardTimes[$0]!), backwardTimes[$0].map(median) ?? 0) },
                       sgemm: (sgemm.flops / Double(steps), sgemm.threadSeconds / Double(steps)))
     }
