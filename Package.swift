@@ -35,13 +35,15 @@ let package = Package(
         .target(name: "NLDistributed", dependencies: ["CMPI"]),
         .target(name: "NLTrain", dependencies: ["NLModels", "NLData", "NLDistributed"]),
         .target(name: "NLBench", dependencies: ["NLTrain"]),
+        // What the commands share: --config/--set, argument types, the one exit path.
+        .target(name: "NLCommands", dependencies: ["NLTrain", argumentParser]),
 
         // Executables: argument parsing and wiring only.
-        .executableTarget(name: "nltrain", dependencies: ["NLTrain", argumentParser]),
-        .executableTarget(name: "nleval", dependencies: ["NLTrain", argumentParser]),
-        .executableTarget(name: "nlmodel", dependencies: ["NLTrain", argumentParser]),
-        .executableTarget(name: "nlvideo", dependencies: ["NLTrain", argumentParser]),
-        .executableTarget(name: "nlbench", dependencies: ["NLBench", argumentParser]),
+        .executableTarget(name: "nltrain", dependencies: ["NLCommands", argumentParser]),
+        .executableTarget(name: "nleval", dependencies: ["NLCommands", argumentParser]),
+        .executableTarget(name: "nlmodel", dependencies: ["NLCommands", argumentParser]),
+        .executableTarget(name: "nlvideo", dependencies: ["NLCommands", argumentParser]),
+        .executableTarget(name: "nlbench", dependencies: ["NLCommands", "NLBench", argumentParser]),
 
         // Helpers the test targets share: fixtures, error measures, central differences.
         .target(name: "NLTestSupport", dependencies: ["NLModels"], path: "Tests/NLTestSupport"),

@@ -101,7 +101,7 @@ public enum BLASKernel {
     /// job, which has not started yet). Returns when there is nothing to do or exec failed.
     public static func useTheBestKernel() {
         let environment = ProcessInfo.processInfo.environment
-        guard environment["OPENBLAS_CORETYPE"] == nil, let wanted = choice(for: .current, openBLASChose: current) else { return }
+        guard (environment["OPENBLAS_CORETYPE"] ?? "").isEmpty, let wanted = choice(for: .current, openBLASChose: current) else { return }
         setenv("OPENBLAS_CORETYPE", wanted, 1)
         setenv(pickedVariable, current, 1)
         let arguments = CommandLine.arguments.map { strdup($0) } + [nil]
@@ -115,7 +115,7 @@ public enum BLASKernel {
     public static var provenance: String {
         let environment = ProcessInfo.processInfo.environment
         if let picked = environment[pickedVariable] { return "\(current) (chosen for this CPU; OpenBLAS picked \(picked))" }
-        if let forced = environment["OPENBLAS_CORETYPE"] {
+        if let forced = environment["OPENBLAS_CORETYPE"], !forced.isEmpty {
             return current.lowercased() == forced.lowercased() ? "\(current) (OPENBLAS_CORETYPE)" : "\(current) (OPENBLAS_CORETYPE=\(forced) was not available)"
         }
         return "\(current) (OpenBLAS's choice)"

@@ -1,20 +1,14 @@
 import ArgumentParser
 import Foundation
 import NLBench
-import NLTrain
+import NLCommands
 
 @main
-struct NLBench: ParsableCommand {
+struct NLBench: MatrixCommand {
     static let configuration = CommandConfiguration(
         commandName: "nlbench",
         abstract: "Measure the pipeline's speed: the training step, decoding, the data loader and the whole pipeline.",
         subcommands: [Step.self, Decode.self, Loader.self, Pipeline.self])
-
-    /// OpenBLAS's best kernel for this CPU first (this may start the command again).
-    static func main() {
-        BLASKernel.useTheBestKernel()
-        main(nil)
-    }
 }
 
 struct Decode: ParsableCommand {
@@ -49,25 +43,13 @@ struct Decode: ParsableCommand {
         var benchmark = DecodeBenchmark(files: files)
         (benchmark.clips, benchmark.workers, benchmark.clipLength, benchmark.frameInterval, benchmark.shortSide) =
             (clips, max(1, workers), clipLen, frameInterval, shortSide)
-        do {
+        try runCommand("nlbench") {
             let result = try benchmark.run()
             print(String(format: "nlbench decode workers=%d clip_len=%d interval=%d short_side=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB; %@",
                          workers, clipLen, frameInterval, shortSide, result.clips, result.seconds, result.clipsPerSecond, ProcessMemory.peakMiB, machineDescription))
-        } catch {
-            exitReporting(error, command: "nlbench")
+            return .done
         }
     }
-}
-
-/// A config file and --set overrides: the loader's and the pipeline's input.
-struct ConfigOptions: ParsableArguments {
-    @Option(help: "Config file.")
-    var config: String
-
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
-    var overrides: [String] = []
-
-    func resolve() throws -> Config { try Config(path: config, overrides: overrides) }
 }
 
 struct Loader: ParsableCommand {
@@ -83,8 +65,12 @@ struct Loader: ParsableCommand {
     @Option(help: "Batches to make.")
     var batches = 20
 
+    func validate() throws {
+        if options.config == nil { throw ValidationError("give --config FILE") }
+    }
+
     func run() throws {
-        do {
+        try runCommand("nlbench") {
             var benchmark = LoaderBenchmark(config: try options.resolve())
             benchmark.batches = batches
             let result = try benchmark.run()
@@ -92,20 +78,22 @@ struct Loader: ParsableCommand {
             print(String(format: "nlbench loader workers=%d batch=%d clip=%dx%d crop=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB; %@",
                          d.workers, benchmark.config.train.batchSize, d.clipLength, d.frameInterval, d.cropSize, result.clips,
                          result.seconds, result.clipsPerSecond, ProcessMemory.peakMiB, machineDescription))
-        } catch {
-            exitReporting(error, command: "nlbench")
+            return .done
         }
     }
 }
 
 struct Step: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time the training step of a model (random input, forward, backward, SGD), as ../shared/bench/pytorch_step.py does.",
+        abstract: "Time nltrain's training step on a random clip, as scripts/bench/pytorch_step.py times mmaction2's.",
         discussion: """
-            One warm-up step, then --steps timed ones; prints one line in pytorch_step.py's form (train-step GFLOP, \
-            median seconds, GFLOP/s, clips/s, peak RSS) and, with --layers, each layer's forward and backward \
-            milliseconds. NL_THREADS sets the threads (default: every core). Under mpirun each rank steps and the \
-            gradients are averaged as in training; rank 0 prints, with the allreduce's time.
+            The step is nltrain's own (forward, loss, backward, gradient clipping, SGD with momentum and weight decay at \
+            the scheduled rate), with [train]'s settings from --config and --set (default: i3d_nl's). One warm-up step, \
+            then --steps timed ones; prints one line in pytorch_step.py's form (train-step GFLOP, median seconds, \
+            GFLOP/s, clips/s, peak RSS) with the machine (CPU, vector ISA, OpenBLAS and its kernel, threads) and, with \
+            --layers, OpenBLAS's sgemm share and each layer's forward and backward milliseconds. NL_THREADS sets the \
+            threads (default: every core). Under mpirun each rank steps and the gradients are averaged as in training; \
+            rank 0 prints, with the allreduce's time.
             """)
 
     @Option(help: "Clips per step.")
@@ -120,8 +108,7 @@ struct Step: ParsableCommand {
     @Option(help: "Model: \(ModelSpec.names.joined(separator: ", ")).")
     var model = "nl_i3d_r50"
 
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a [model] key (repeatable).", valueName: "model.key=value"))
-    var overrides: [String] = []
+    @OptionGroup var options: ConfigOptions
 
     @Option(help: "Timed steps.")
     var steps = 3
@@ -130,17 +117,18 @@ struct Step: ParsableCommand {
     var layers = false
 
     func run() throws {
-        do {
-            let config = try Config(path: nil, overrides: ["model.name=\(model)"] + overrides)
+        try runCommand("nlbench") {
+            let config = try Config(path: options.config, overrides: ["model.name=\(model)"] + options.overrides)
             var benchmark = StepBenchmark(spec: config.model.spec)
+            benchmark.train = config.train
             (benchmark.batch, benchmark.frames, benchmark.size, benchmark.steps) = (batch, frames, size, max(1, steps))
             let r = try benchmark.run()
-            guard r.reports else { return }
+            guard r.reports else { return .done }
             print(String(format: "nlbench %@ threads=%d batch=%d frames=%d size=%d: train-step %.1f GFLOP, median %.3f s, %.1f GFLOP/s, %.2f clips/s, peak RSS %.0f MiB; %@",
                          model, Parallel.threadCount, batch, frames, size, r.flops / 1e9, r.medianSeconds, r.gflopsPerSecond,
                          Double(batch) / r.medianSeconds, ProcessMemory.peakMiB, machineDescription)
                   + (r.allreduceSeconds.map { String(format: "; gradient allreduce %.3f s (%.1f%% of the step)", $0, $0 / r.medianSeconds * 100) } ?? ""))
-            guard layers else { return }
+            guard layers else { return .done }
             let threadSeconds = r.medianSeconds * Double(Parallel.threadCount)
             print(String(format: "sgemm: %.1f GFLOP a step at %.1f GFLOP/s a thread, %.0f%% of the step's thread-time (%d threads x %.3f s)",
                          r.sgemm.flops / 1e9, r.sgemm.flops / r.sgemm.threadSeconds / 1e9, r.sgemm.threadSeconds / threadSeconds * 100,
@@ -151,8 +139,7 @@ struct Step: ParsableCommand {
             for (name, forward, backward) in r.layers {
                 print(padded(name) + String(format: "%12.1f %12.1f %7.1f%%", forward * 1000, backward * 1000, (forward + backward) / total * 100))
             }
-        } catch {
-            exitReporting(error, command: "nlbench")
+            return .done
         }
     }
 }
@@ -171,8 +158,12 @@ struct Pipeline: ParsableCommand {
     @Option(help: "Timed iterations.")
     var iterations = 10
 
+    func validate() throws {
+        if options.config == nil { throw ValidationError("give --config FILE") }
+    }
+
     func run() throws {
-        do {
+        try runCommand("nlbench") {
             var benchmark = PipelineBenchmark(config: try options.resolve())
             benchmark.iterations = iterations
             let r = try benchmark.run()
@@ -180,8 +171,7 @@ struct Pipeline: ParsableCommand {
             print(String(format: "nlbench pipeline %@ workers=%d batch=%d clip=%dx%d crop=%d: %d clips in %.2f s, %.2f clips/s, waiting for data %.1f%% (first batch %.2f s), peak RSS %.0f MiB; %@",
                          c.model.name, c.data.workers, c.train.batchSize, c.data.clipLength, c.data.frameInterval, c.data.cropSize,
                          r.clips, r.seconds, r.clipsPerSecond, r.waitShare * 100, r.firstBatchSeconds, ProcessMemory.peakMiB, machineDescription))
-        } catch {
-            exitReporting(error, command: "nlbench")
+            return .done
         }
     }
 }

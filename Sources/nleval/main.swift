@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
-import NLTrain
+import NLCommands
 
 @main
-struct NLEval: ParsableCommand {
+struct NLEval: MatrixCommand {
     static let configuration = CommandConfiguration(
         commandName: "nleval",
         abstract: "Evaluate a checkpoint: top-1, top-5 and mean class accuracy on a split of its dataset.",
@@ -16,20 +16,10 @@ struct NLEval: ParsableCommand {
             and rank 0 reports. Exit codes: 0 done, 64 usage or config error, 65 data error, 74 I/O error.
             """)
 
-    /// OpenBLAS's best kernel for this CPU first (this may start the command again).
-    static func main() {
-        BLASKernel.useTheBestKernel()
-        main(nil)
-    }
-
     @Option(help: "Checkpoint (safetensors) to evaluate.")
     var ckpt: String
 
-    @Option(help: "Config file to use instead of the checkpoint's own.")
-    var config: String?
-
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
-    var overrides: [String] = []
+    @OptionGroup var options: ConfigOptions
 
     @Option(help: "Dataset split: val or train.")
     var split: DataSetup.Split = .val
@@ -56,17 +46,17 @@ struct NLEval: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try runCommand("nleval") {
             // Output paths first: a long evaluation must not end in "cannot write".
             if let json { try Files.checkWritable(json, what: "JSON report") }
             if let dump { try Files.checkWritable(dump, what: "scores file") }
             let checkpoint = try Checkpoint(path: ckpt)
-            let resolved = config != nil ? try Config(path: config, overrides: overrides) : try checkpoint.config(overrides: overrides)
+            let resolved = options.config != nil ? try options.resolve() : try checkpoint.config(overrides: options.overrides)
             try resolved.require(["data.root", "data.\(split.rawValue)_annotations"], by: "nleval")
             guard let result = try Evaluator.evaluate(checkpoint: checkpoint, config: resolved, split: split, clips: parsedViews?.clips,
                                                       crops: parsedViews?.crops, progressOutput: .standardError, log: { line in
                 FileHandle.standardError.write(Data("nleval: \(line)\n".utf8))
-            }) else { return }  // another rank of an mpirun job: rank 0 reports
+            }) else { return .done }  // another rank of an mpirun job: rank 0 reports
             let viewText = "\(parsedViews?.clips ?? resolved.eval.numClips)x\(parsedViews?.crops ?? (resolved.data.testCrop == .three ? 3 : 1))"
             print("\(ckpt) on \(split.rawValue), \(viewText) views: \(result.summary)")
             if let json {
@@ -75,10 +65,7 @@ struct NLEval: ParsableCommand {
             if let dump {
                 try Files.write(result.scoresCSV(classes: result.perClass.map(\.name)), to: dump, what: "scores file")
             }
-        } catch {
-            exitReporting(error, command: "nleval")
+            return .done
         }
     }
 }
-
-extension DataSetup.Split: ExpressibleByArgument {}

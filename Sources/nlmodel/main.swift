@@ -1,32 +1,28 @@
 import ArgumentParser
 import Foundation
-import NLTrain
+import NLCommands
 
 /// The model a subcommand works on: from a config file, a named model, or a checkpoint's config.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Config file whose [model] section defines the network.")
-    var config: String?
+    @OptionGroup var config: ConfigOptions
 
     @Option(help: "A named model: \(ModelSpec.names.joined(separator: ", ")).")
     var model: String?
 
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
-    var overrides: [String] = []
-
     func validate() throws {
-        if config != nil && model != nil { throw ValidationError("give --config or --model, not both") }
+        if config.config != nil && model != nil { throw ValidationError("give --config or --model, not both") }
     }
 
     /// The resolved config; without --config or --model, the one `checkpoint` was written with.
     func resolve(checkpoint: Checkpoint? = nil) throws -> Config {
-        if let model { return try Config(path: nil, overrides: ["model.name=\(model)"] + overrides) }
-        if config != nil || checkpoint == nil { return try Config(path: config, overrides: overrides) }
-        return try checkpoint!.config(overrides: overrides)
+        if let model { return try Config(path: nil, overrides: ["model.name=\(model)"] + config.overrides) }
+        guard let checkpoint, config.config == nil else { return try config.resolve() }
+        return try checkpoint.config(overrides: config.overrides)
     }
 }
 
 @main
-struct NLModel: ParsableCommand {
+struct NLModel: MatrixCommand {
     static let configuration = CommandConfiguration(
         commandName: "nlmodel",
         abstract: "Inspect, run and convert Non-local I3D models.",
@@ -36,17 +32,6 @@ struct NLModel: ParsableCommand {
             65 bad file content, 74 cannot read or write a file.
             """,
         subcommands: [Summary.self, Forward.self, Inflate.self])
-
-    /// OpenBLAS's best kernel for this CPU first (this may start the command again).
-    static func main() {
-        BLASKernel.useTheBestKernel()
-        main(nil)
-    }
-}
-
-/// Runs `body`, turning any error into a one-line message and the matching exit status.
-func running(_ body: () throws -> Void) {
-    do { try body() } catch { exitReporting(error, command: "nlmodel") }
 }
 
 struct Summary: ParsableCommand {
@@ -59,7 +44,7 @@ struct Summary: ParsableCommand {
     var clip: String?
 
     func run() throws {
-        running {
+        try runCommand("nlmodel") {
             let config = try options.resolve()
             var shape = [1, config.data.clipLength, config.data.cropSize, config.data.cropSize]
             if let clip {
@@ -70,6 +55,7 @@ struct Summary: ParsableCommand {
             let model = try ModelTool.model(config)
             if let problem = model.clipProblem(shape, training: false) { throw UsageError("--clip \(shape.map(String.init).joined(separator: ",")): \(problem)") }
             print(ModelTool.summary(of: model, name: config.model.name, clipShape: shape + [3]))
+            return .done
         }
     }
 }
@@ -102,7 +88,7 @@ struct Forward: ParsableCommand {
     var backward = false
 
     func run() throws {
-        running {
+        try runCommand("nlmodel") {
             try Files.checkWritable(output, what: "output file")
             let checkpoint = try ckpt.map { try Checkpoint(path: $0) }
             let config = try options.resolve(checkpoint: checkpoint)
@@ -114,6 +100,7 @@ struct Forward: ParsableCommand {
             try result.write(to: output)
             print("wrote \(output): logits\(backward ? ", loss and \(result.names.count - 2) gradients" : "")"
                   + String(format: " (forward%@: %.2f s)", backward ? " and backward" : "", seconds))
+            return .done
         }
     }
 }
@@ -136,7 +123,7 @@ struct Inflate: ParsableCommand {
     var output: String
 
     func run() throws {
-        running {
+        try runCommand("nlmodel") {
             try Files.checkWritable(output, what: "output file")
             let config = try options.resolve()
             let model = try ModelTool.model(config)
@@ -144,6 +131,7 @@ struct Inflate: ParsableCommand {
             try weights.write(to: output)
             print(ModelTool.describe(report, from: source))
             print("wrote \(output)")
+            return .done
         }
     }
 }

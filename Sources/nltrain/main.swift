@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
-import NLTrain
+import NLCommands
 
 @main
-struct NLTrain: ParsableCommand {
+struct NLTrainCommand: MatrixCommand {
     static let configuration = CommandConfiguration(
         commandName: "nltrain",
         abstract: "Train a Non-local I3D network from a plain-text config.",
@@ -18,17 +18,7 @@ struct NLTrain: ParsableCommand {
             Every key: configs/README.md.
             """)
 
-    /// OpenBLAS's best kernel for this CPU first (this may start the command again).
-    static func main() {
-        BLASKernel.useTheBestKernel()
-        main(nil)
-    }
-
-    @Option(help: "Config file.")
-    var config: String?
-
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
-    var overrides: [String] = []
+    @OptionGroup var options: ConfigOptions
 
     @Option(help: "Resume from this checkpoint instead of the work directory's latest.")
     var resume: String?
@@ -46,31 +36,24 @@ struct NLTrain: ParsableCommand {
     var printConfig = false
 
     func validate() throws {
-        if config == nil && !printConfig { throw ValidationError("give --config FILE") }
+        if options.config == nil && !printConfig { throw ValidationError("give --config FILE") }
         if let maxTime, parseDuration(maxTime) == nil { throw ValidationError("--max-time takes a duration such as 90s, 30m, 2h or 1h30m") }
         if resume != nil && initialWeights != nil { throw ValidationError("give --resume or --init, not both") }
         if resume != nil && startOver { throw ValidationError("give --resume or --start-over, not both") }
     }
 
     func run() throws {
-        do {
-            let resolved = try Config(path: config, overrides: overrides)
+        try runCommand("nltrain") {
+            let resolved = try options.resolve()
             if printConfig {
                 print(resolved.text, terminator: "")
-                return
+                return .done
             }
-            var options = Trainer.Options()
-            options.resume = resume
-            options.initialWeights = initialWeights
-            options.startOver = startOver
-            options.maxTime = maxTime.flatMap(parseDuration)
+            var training = Trainer.Options()
+            (training.resume, training.initialWeights, training.startOver) = (resume, initialWeights, startOver)
+            training.maxTime = maxTime.flatMap(parseDuration)
             StopSignal.install()
-            let status = try Trainer(config: resolved, options: options).run()
-            if status != .done { throw ExitCode(status.rawValue) }
-        } catch let code as ExitCode {
-            throw code
-        } catch {
-            exitReporting(error, command: "nltrain")
+            return try Trainer(config: resolved, options: training).run()
         }
     }
 }

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import NLTrain
+import NLCommands
 
 @main
 struct NLVideoCommand: ParsableCommand {
@@ -23,13 +23,15 @@ struct Probe: ParsableCommand {
     var files: [String]
 
     func run() throws {
-        var failed = false
-        for file in files {
-            let line = ProbeLine(path: file)
-            failed = failed || line.error != nil
-            print(line.json)
+        try runCommand("nlvideo") {
+            var failed = false
+            for file in files {
+                let line = ProbeLine(path: file)
+                failed = failed || line.error != nil
+                print(line.json)
+            }
+            return failed ? .data : .done
         }
-        if failed { throw ExitCode(65) }
     }
 }
 
@@ -55,7 +57,7 @@ struct Frames: ParsableCommand {
     var size: String?
 
     @Option(help: "Interpolation when scaling: bilinear, bicubic or area.")
-    var interpolation: String = "bilinear"
+    var interpolation: Interpolation = .bilinear
 
     @Flag(help: "Keep the stored orientation instead of applying the display rotation.")
     var noRotate = false
@@ -69,7 +71,6 @@ struct Frames: ParsableCommand {
     func validate() throws {
         if shortSide != nil && size != nil { throw ValidationError("give --short-side or --size, not both") }
         if (output == nil) == (png == nil) { throw ValidationError("give --output FILE or --png DIR") }
-        if Interpolation(rawValue: interpolation) == nil { throw ValidationError("--interpolation is bilinear, bicubic or area") }
         if frameIndices == nil { throw ValidationError("--indices takes comma-separated frame numbers, such as 0,5,9") }
         if size != nil && targetSize == nil { throw ValidationError("--size takes WxH, such as 320x240") }
     }
@@ -87,12 +88,11 @@ struct Frames: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try runCommand("nlvideo") {
             if let output { try Files.checkWritable(output, what: "frames file") }
             if let png { try Files.makeDirectory(png, what: "folder for the PNG files") }
             let reader = try VideoReader(path: file)
-            let frames = try reader.frames(at: frameIndices!, size: targetSize!, interpolation: Interpolation(rawValue: interpolation)!,
-                                           rotate: !noRotate)
+            let frames = try reader.frames(at: frameIndices!, size: targetSize!, interpolation: interpolation, rotate: !noRotate)
             if let output {
                 var tensors = SafeTensors()
                 tensors.set("frames", uint8s: Data(frames.pixels), shape: [frames.count, frames.height, frames.width, 3])
@@ -104,8 +104,7 @@ struct Frames: ParsableCommand {
                 }
                 print("wrote \(frames.count) PNG files to \(png)")
             }
-        } catch {
-            exitReporting(error, command: "nlvideo")
+            return .done
         }
     }
 }
@@ -125,17 +124,16 @@ struct Check: ParsableCommand {
     @Argument(help: "An annotation file (instead of --config).")
     var annotations: String?
 
-    @Option(help: "Config file whose [data] section names the dataset.")
-    var config: String?
+    @OptionGroup var options: ConfigOptions
 
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
-    var overrides: [String] = []
+    /// The splits to read, with --config.
+    enum Splits: String, CaseIterable, ExpressibleByArgument { case train, val, both }
 
     @Option(help: "With --config: train, val or both.")
-    var split = "both"
+    var split: Splits = .both
 
     @Option(help: "Annotation format without --config: kinetics_csv, list or folders.")
-    var format = "kinetics_csv"
+    var format: AnnotationFormat = .kineticsCSV
 
     @Option(help: "Folder the videos are under, without --config.")
     var root = ""
@@ -150,21 +148,23 @@ struct Check: ParsableCommand {
     var badList: String?
 
     func validate() throws {
-        if (config == nil) == (annotations == nil) { throw ValidationError("give --config FILE or an annotation file") }
-        if AnnotationFormat(rawValue: format) == nil { throw ValidationError("--format is kinetics_csv, list or folders") }
-        if !["train", "val", "both"].contains(split) { throw ValidationError("--split is train, val or both") }
+        if (options.config == nil) == (annotations == nil) { throw ValidationError("give --config FILE or an annotation file") }
     }
 
     func run() throws {
-        do {
+        try runCommand("nlvideo") {
             if let badList { try Files.checkWritable(badList, what: "list of bad videos") }
             var datasets: [Dataset] = []
-            if let config {
-                let resolved = try Config(path: config, overrides: overrides)
-                let splits: [DataSetup.Split] = split == "both" ? (resolved.data.valAnnotations.isEmpty ? [.train] : [.train, .val]) : [DataSetup.Split(rawValue: split)!]
+            if options.config != nil {
+                let resolved = try options.resolve()
+                let splits: [DataSetup.Split] = switch split {
+                case .both: resolved.data.valAnnotations.isEmpty ? [.train] : [.train, .val]
+                case .train: [.train]
+                case .val: [.val]
+                }
                 datasets = try splits.map { try DataSetup.dataset(resolved, split: $0) }
             } else {
-                datasets = [try Annotations.load(format: AnnotationFormat(rawValue: format)!, annotations: annotations!, root: root)]
+                datasets = [try Annotations.load(format: format, annotations: annotations!, root: root)]
             }
             var problems: [DatasetCheck.Problem] = []
             var videos = 0, malformed = 0
@@ -182,11 +182,7 @@ struct Check: ParsableCommand {
             print("checked \(videos) videos: \(videos - problems.count) readable, \(counts.joined(separator: ", "))"
                   + (malformed > 0 ? "; \(malformed) malformed line\(malformed == 1 ? "" : "s")" : ""))
             if let badList { try Files.write(problems.map { $0.path + "\n" }.joined(), to: badList, what: "list of bad videos") }
-            if !problems.isEmpty || malformed > 0 { throw ExitCode(ExitStatus.data.rawValue) }
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            exitReporting(error, command: "nlvideo")
+            return problems.isEmpty && malformed == 0 ? .done : .data
         }
     }
 }

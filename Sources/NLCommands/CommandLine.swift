@@ -1,0 +1,42 @@
+import ArgumentParser
+import Foundation
+@_exported import NLTrain
+
+/// `--config FILE` and `--set section.key=value`: how every command is told its config, declared
+/// once and shared through @OptionGroup, as swift-argument-parser's examples share options.
+public struct ConfigOptions: ParsableArguments {
+    @Option(help: "Config file (plain text; every key: configs/README.md).")
+    public var config: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
+    public var overrides: [String] = []
+
+    public init() {}
+
+    /// The config file with the overrides (without --config: the defaults with the overrides).
+    public func resolve() throws -> Config { try Config(path: config, overrides: overrides) }
+}
+
+/// The one way a command ends: its body returns (exit 0) or returns another status (75: not
+/// finished), or its error becomes one line on standard error and the error's exit status
+/// (`exitStatus(for:)`, the one mapping). Argument errors stay swift-argument-parser's (64).
+public func runCommand(_ name: String, _ body: () throws -> ExitStatus) throws {
+    let status: ExitStatus
+    do { status = try body() } catch { exitReporting(error, command: name) }
+    if status != .done { throw ExitCode(status.rawValue) }
+}
+
+extension DataSetup.Split: ExpressibleByArgument {}
+extension AnnotationFormat: ExpressibleByArgument {}
+extension Interpolation: ExpressibleByArgument {}
+
+/// A command that multiplies matrices: before anything else it has OpenBLAS run the best kernel
+/// this CPU allows (which may start the command again; see BLASKernel).
+public protocol MatrixCommand: ParsableCommand {}
+
+extension MatrixCommand {
+    public static func main() {
+        BLASKernel.useTheBestKernel()
+        main(nil)
+    }
+}
