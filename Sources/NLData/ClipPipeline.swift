@@ -1,47 +1,90 @@
-/// What a clip goes through after sampling: decoding at a short side, cropping (one or more
-/// views), flipping, and normalising into the model's float layout.
+/// A clip's whole way from its video to the model's floats, built from the config (DataSetup)
+/// and run by the loader once per video, with one random draw stream for the video:
+///
+///     frame indices (SampleFrames) -> a short side, drawn per video, that FFmpeg's scaler decodes
+///     at -> the crop (one view, or three) -> the flip -> normalised floats, channels-last (T, H, W, 3)
+///
+/// In training a video's clips are joined in time into one view; in evaluation each clip (and
+/// each of its crops) is a view of its own.
 public struct ClipPipeline: Sendable, Equatable {
     public enum Crop: Sendable, Equatable {
+        /// A square at a random place (the paper's and PySlowFast's training crop).
         case random(RandomCrop)
+        /// mmaction2's MultiScaleCrop, then a resize to its input size (mmaction2's I3D recipe).
+        case multiScale(MultiScaleCrop)
         case center(CenterCrop)
         case three(ThreeCrop)
-        case multiScale(MultiScaleCrop)
     }
 
+    public var sampler: SampleFrames
     public var resize: ShortEdgeResize
     public var crop: Crop
     public var flip: RandomHorizontalFlip?
-    public var rescale: Rescale?
     public var normalize: Normalize
 
-    public init(resize: ShortEdgeResize, crop: Crop, flip: RandomHorizontalFlip? = nil, rescale: Rescale? = nil, normalize: Normalize) {
-        (self.resize, self.crop, self.flip, self.rescale, self.normalize) = (resize, crop, flip, rescale, normalize)
+    public init(sampler: SampleFrames, resize: ShortEdgeResize, crop: Crop, flip: RandomHorizontalFlip? = nil, normalize: Normalize) {
+        (self.sampler, self.resize, self.crop, self.flip, self.normalize) = (sampler, resize, crop, flip, normalize)
     }
 
-    /// Spatial views each clip gives: three for ThreeCrop, else one.
-    public var views: Int {
-        if case .three = crop { return 3 }
-        return 1
+    /// Whether a video's clips are joined into one view (training) or each is its own (testing).
+    public var joinsClips: Bool { !sampler.testMode }
+
+    /// Views per video: one when joining clips, else clips x crops (three for ThreeCrop).
+    public var viewsPerVideo: Int {
+        if joinsClips { return 1 }
+        if case .three = crop { return 3 * sampler.numClips }
+        return sampler.numClips
     }
+
+    /// Frames per view.
+    public var framesPerView: Int { joinsClips ? sampler.numClips * sampler.clipLength : sampler.clipLength }
 
     /// Height and width of every view.
     public var outputSize: Int {
         switch crop {
         case .random(let c): c.size
+        case .multiScale(let c): c.inputSize
         case .center(let c): c.size
         case .three(let c): c.size
-        case .multiScale(let c): c.inputSize
         }
     }
 
-    /// The views of one decoded clip: cropped, then flipped (one draw for the clip).
-    public func views(of clip: VideoFrames, using generator: inout SeededGenerator) -> [VideoFrames] {
+    /// (T, H, W, 3) of every view.
+    public var viewShape: [Int] { [framesPerView, outputSize, outputSize, 3] }
+
+    /// The views of the video `reader` reads, drawing from `generator`: the frame indices, the
+    /// short side, then each clip's crop and flip. Throws what decoding throws, and when a view
+    /// comes out smaller than `outputSize` (it would leave another clip's pixels in a batch).
+    public func views(of reader: VideoReader, using generator: inout SeededGenerator) throws -> [VideoFrames] {
+        let indices = sampler.indices(frameCount: reader.info.frames, using: &generator)
+        let short = resize.draw(using: &generator)
+        let frames = try reader.frames(at: indices, size: .shortSide(short), interpolation: resize.interpolation)
+        let clips = joinsClips ? 1 : sampler.numClips, size = frames.pixels.count / clips
+        let views = (0..<clips).flatMap { clip in
+            let part = clips == 1 ? frames : VideoFrames(count: frames.count / clips, height: frames.height, width: frames.width,
+                                                          pixels: Array(frames.pixels[(clip * size)..<((clip + 1) * size)]))
+            return cropAndFlip(part, using: &generator)
+        }
+        let side = outputSize
+        if let small = views.first(where: { $0.width != side || $0.height != side }) {
+            throw DataError("\(reader.path): its \(frames.width)x\(frames.height) frames give a \(small.width)x\(small.height) view, not \(side)x\(side)")
+        }
+        return views
+    }
+
+    /// Writes a view as the model's floats, normalised, channels-last (T, H, W, 3), at `destination`.
+    public func write(_ view: VideoFrames, into destination: UnsafeMutablePointer<Float>) {
+        normalize.write(view, into: destination)
+    }
+
+    /// The crops of one clip, then flipped (one draw for the clip).
+    func cropAndFlip(_ clip: VideoFrames, using generator: inout SeededGenerator) -> [VideoFrames] {
         var views: [VideoFrames]
         switch crop {
         case .random(let c): views = [c.apply(clip, using: &generator)]
+        case .multiScale(let c): views = [c.apply(clip, using: &generator)]
         case .center(let c): views = [c.apply(clip)]
         case .three(let c): views = c.apply(clip)
-        case .multiScale(let c): views = [c.apply(clip, using: &generator)]
         }
         if let flip, flip.draw(using: &generator) {
             for i in views.indices { views[i].flipHorizontally() }

@@ -42,24 +42,21 @@ public final class DataLoader: @unchecked Sendable {
     }
 
     public let dataset: Dataset
-    public let sampler: SampleFrames
     public let pipeline: ClipPipeline
     public let mode: Mode
     public let options: Options
     public let badVideos: BadVideoLog?
 
-    public init(dataset: Dataset, sampler: SampleFrames, pipeline: ClipPipeline, mode: Mode, options: Options,
+    public init(dataset: Dataset, pipeline: ClipPipeline, mode: Mode, options: Options,
                 badVideos: BadVideoLog? = nil) {
         precondition(options.batchSize > 0 && options.worldSize > 0 && (0..<options.worldSize).contains(options.rank))
-        (self.dataset, self.sampler, self.pipeline, self.mode, self.options, self.badVideos) = (dataset, sampler, pipeline, mode, options, badVideos)
+        precondition(pipeline.joinsClips == (mode == .training), "a training loader joins each video's clips into one view; an evaluation loader does not")
+        (self.dataset, self.pipeline, self.mode, self.options, self.badVideos) = (dataset, pipeline, mode, options, badVideos)
     }
 
-    /// Views per video: one in training (its clips joined in time), clips x crops in evaluation.
-    public var viewsPerVideo: Int { mode == .training ? 1 : sampler.numClips * pipeline.views }
-    /// Frames per view.
-    public var framesPerView: Int { mode == .training ? sampler.numClips * sampler.clipLength : sampler.clipLength }
+    public var viewsPerVideo: Int { pipeline.viewsPerVideo }
     /// (T, H, W, 3) of every view.
-    public var clipShape: [Int] { [framesPerView, pipeline.outputSize, pipeline.outputSize, 3] }
+    public var clipShape: [Int] { pipeline.viewShape }
 
     /// This rank's videos for `epoch`, in order: shuffled from (seed, epoch) in training, padded
     /// to a multiple of the world size by repeating the first ones, then every worldSize-th.
@@ -87,32 +84,13 @@ public final class DataLoader: @unchecked Sendable {
         BatchIterator(loader: self, epoch: epoch, first: iteration)
     }
 
-    /// The views of dataset video `video`, decoded and cropped, for `epoch`. Draws come from
+    /// The views of dataset video `video` for `epoch`, through the clip pipeline. Draws come from
     /// (seed, epoch, video, attempt).
     func views(of video: Int, epoch: Int, attempt: Int) throws -> [VideoFrames] {
         var generator = SeededGenerator(seed: options.seed, stream: UInt64(epoch) << 40 ^ UInt64(video) << 8 ^ UInt64(attempt))
         let reader = try VideoReader(path: dataset.entries[video].path)
         if let truncation = reader.info.truncation { badVideos?.notePartial(dataset.entries[video], truncation: truncation) }
-        let indices = sampler.indices(frameCount: reader.info.frames, using: &generator)
-        let short = pipeline.resize.draw(using: &generator)
-        let frames = try reader.frames(at: indices, size: .shortSide(short), interpolation: pipeline.resize.interpolation)
-        let views: [VideoFrames]
-        if mode == .training {
-            views = pipeline.views(of: frames, using: &generator)
-        } else {
-            let size = frames.height * frames.width * 3 * sampler.clipLength
-            views = (0..<sampler.numClips).flatMap { clip in
-                let part = VideoFrames(count: sampler.clipLength, height: frames.height, width: frames.width,
-                                       pixels: Array(frames.pixels[(clip * size)..<((clip + 1) * size)]))
-                return pipeline.views(of: part, using: &generator)
-            }
-        }
-        // A view smaller than the batch's would leave another clip's pixels in the buffer.
-        let side = pipeline.outputSize
-        if let small = views.first(where: { $0.width != side || $0.height != side }) {
-            throw DataError("\(dataset.entries[video].path): its \(frames.width)x\(frames.height) frames give a \(small.width)x\(small.height) view, not \(side)x\(side)")
-        }
-        return views
+        return try pipeline.views(of: reader, using: &generator)
     }
 
     /// A replacement for a training video that failed: another video drawn from (seed, epoch,
@@ -285,7 +263,7 @@ public final class BatchIterator: @unchecked Sendable {
         let size = slots[slot].count / batchSize, destination = slots[slot].data + offset * size
         condition.unlock()
         if let frames = view.frames {
-            loader.pipeline.normalize.write(frames, rescale: loader.pipeline.rescale, into: destination)
+            loader.pipeline.write(frames, into: destination)
         } else {
             destination.update(repeating: 0, count: size)
         }

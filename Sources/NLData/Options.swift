@@ -9,6 +9,16 @@ public enum AnnotationFormat: String, CaseIterable, Sendable {
     case folders
 }
 
+/// The crop of each clip in training.
+public enum TrainCrop: String, CaseIterable, Sendable {
+    /// A crop_size square at a random place, after the short side drawn from train_short_side:
+    /// the paper's and PySlowFast's recipe.
+    case random
+    /// mmaction2's MultiScaleCrop (scales of the short side at five fixed places), resized to
+    /// crop_size: mmaction2's I3D recipe.
+    case multiscale
+}
+
 /// The crops of each clip in testing.
 public enum TestCrop: String, CaseIterable, Sendable {
     case center

@@ -1,7 +1,6 @@
-/// The clip transforms, with mmaction2's names and behaviour. One random draw per clip, shared by
-/// all its frames. Geometry works on the decoder's RGB bytes; `Normalize` writes the floats the
-/// model reads, channels-last (T, H, W, 3), which is the model's layout: `ReOrder` is needed only
-/// to hand clips to PyTorch-layout consumers.
+/// The clip transforms ClipPipeline runs, with mmaction2's names and behaviour. One random draw
+/// per clip, shared by all its frames. Geometry works on the decoder's RGB bytes; `Normalize`
+/// writes the floats the model reads, channels-last (T, H, W, 3).
 
 /// The short side frames are decoded at: fixed, or drawn per clip from a range (inclusive), as
 /// mmaction2's Resize(scale=(-1, S)) and RandomRescale(scale_range). Done inside the decoder's
@@ -66,24 +65,19 @@ public struct RandomHorizontalFlip: Sendable, Equatable {
 
     /// Whether this clip is flipped.
     public func draw(using generator: inout SeededGenerator) -> Bool { Double(generator.uniform()) < probability }
-
-    public func apply(_ clip: inout VideoFrames, using generator: inout SeededGenerator) {
-        if draw(using: &generator) { clip.flipHorizontally() }
-    }
 }
 
-/// mmaction2's MultiScaleCrop: a crop whose width and height are each one of `scales` times the
-/// short side (their scale indices at most `maxWHScaleGap` apart), at one of five fixed places
-/// (corners and centre) or anywhere with `randomCrop`, then resized to `inputSize` square
-/// (bilinear, as the Resize that follows it there).
+/// mmaction2's MultiScaleCrop (random_crop=False): a crop whose width and height are each one of
+/// `scales` times the short side (their scale indices at most `maxWHScaleGap` apart), at one of
+/// five fixed places (corners and centre), then resized to `inputSize` square (bilinear, as the
+/// Resize that follows it in mmaction2's I3D recipe).
 public struct MultiScaleCrop: Sendable, Equatable {
     public var inputSize: Int
     public var scales: [Double]
     public var maxWHScaleGap: Int
-    public var randomCrop: Bool
 
-    public init(inputSize: Int, scales: [Double] = [1, 0.875, 0.75, 0.66], maxWHScaleGap: Int = 1, randomCrop: Bool = false) {
-        (self.inputSize, self.scales, self.maxWHScaleGap, self.randomCrop) = (inputSize, scales, maxWHScaleGap, randomCrop)
+    public init(inputSize: Int, scales: [Double] = [1, 0.875, 0.75, 0.66], maxWHScaleGap: Int = 1) {
+        (self.inputSize, self.scales, self.maxWHScaleGap) = (inputSize, scales, maxWHScaleGap)
     }
 
     public func apply(_ clip: VideoFrames, using generator: inout SeededGenerator) -> VideoFrames {
@@ -97,22 +91,11 @@ public struct MultiScaleCrop: Sendable, Equatable {
         if abs(w - inputSize) < 3 { w = inputSize }
         if abs(h - inputSize) < 3 { h = inputSize }
         (w, h) = (min(w, clip.width), min(h, clip.height))
-        let (x, y): (Int, Int)
-        if randomCrop {
-            (x, y) = (generator.below(clip.width - w + 1), generator.below(clip.height - h + 1))
-        } else {
-            let (xs, ys) = ((clip.width - w) / 4, (clip.height - h) / 4)
-            let places = [(0, 0), (4 * xs, 0), (0, 4 * ys), (4 * xs, 4 * ys), (2 * xs, 2 * ys)]
-            (x, y) = places[generator.below(places.count)]
-        }
+        let (xs, ys) = ((clip.width - w) / 4, (clip.height - h) / 4)
+        let places = [(0, 0), (4 * xs, 0), (0, 4 * ys), (4 * xs, 4 * ys), (2 * xs, 2 * ys)]
+        let (x, y) = places[generator.below(places.count)]
         return clip.cropped(x: x, y: y, width: w, height: h).resized(width: inputSize, height: inputSize)
     }
-}
-
-/// Multiplies pixel values by `factor` (1/255 to bring bytes to [0, 1]), before `Normalize`.
-public struct Rescale: Sendable, Equatable {
-    public var factor: Float
-    public init(factor: Float = 1.0 / 255) { self.factor = factor }
 }
 
 /// (x - mean) / std per RGB channel, on the scale the values have by then (mmaction2: bytes, mean
@@ -126,11 +109,10 @@ public struct Normalize: Sendable, Equatable {
         (self.mean, self.std) = (mean, std)
     }
 
-    /// Writes the clip (after `rescale`) as floats, channels-last (T, H, W, 3), at `destination`.
-    public func write(_ clip: VideoFrames, rescale: Rescale? = nil, into destination: UnsafeMutablePointer<Float>) {
-        let factor = rescale?.factor ?? 1
+    /// Writes the clip as floats, channels-last (T, H, W, 3), at `destination`.
+    public func write(_ clip: VideoFrames, into destination: UnsafeMutablePointer<Float>) {
         // y = x * gain + shift, per channel
-        let gain = (0..<3).map { factor / std[$0] }, shift = (0..<3).map { -mean[$0] / std[$0] }
+        let gain = (0..<3).map { 1 / std[$0] }, shift = (0..<3).map { -mean[$0] / std[$0] }
         clip.pixels.withUnsafeBufferPointer { source in
             let pixels = clip.count * clip.height * clip.width
             for p in 0..<pixels {
@@ -138,12 +120,6 @@ public struct Normalize: Sendable, Equatable {
             }
         }
     }
-}
-
-/// Layout changes for consumers of PyTorch's layout: the model itself reads channels-last clips.
-public enum ReOrder {
-    /// (T, H, W, C) to (C, T, H, W).
-    public static func toChannelsFirst(_ clip: Tensor) -> Tensor { clip.permuted([3, 0, 1, 2]) }
 }
 
 extension VideoFrames {

@@ -148,6 +148,15 @@ public enum ProcessMemory {
         return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
     }
 
+    /// Resident memory that is the process's own (heap, stacks; not the shared libraries' pages,
+    /// which count towards RSS as other processes touch them too): where a leak shows.
+    public static var anonymousMiB: Double {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("RssAnon:") }),
+              let kB = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) else { return 0 }
+        return kB / 1024
+    }
+
     public static var peakMiB: Double {
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)

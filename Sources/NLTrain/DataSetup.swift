@@ -19,19 +19,26 @@ public enum DataSetup {
     }
 
     /// Training: clip_len frames at frame_interval from a random start (num_clips joined in time),
-    /// a short side drawn from train_short_side, a random crop_size crop, a random flip. An error
+    /// a short side drawn from train_short_side, the train_crop crop, a random flip. An error
     /// when the dataset holds less than one batch for each process.
     public static func trainingLoader(_ config: Config, dataset: Dataset, badVideos: BadVideoLog?, rank: Int = 0,
                                       worldSize: Int = 1) throws -> DataLoader {
         let d = config.data
         let sides = d.trainShortSide
-        try requireCrop(d.cropSize, "data.crop_size", within: sides.min()!, "data.train_short_side", config)
-        let pipeline = ClipPipeline(resize: ShortEdgeResize(range: sides.min()!...sides.max()!), crop: .random(RandomCrop(size: d.cropSize)),
+        let crop: ClipPipeline.Crop
+        switch d.trainCrop {
+        case .random:
+            try requireCrop(d.cropSize, "data.crop_size", within: sides.min()!, "data.train_short_side", config)
+            crop = .random(RandomCrop(size: d.cropSize))
+        case .multiscale:  // fractions of the short side, resized to crop_size: any size fits
+            crop = .multiScale(MultiScaleCrop(inputSize: d.cropSize, scales: d.multiscaleScales, maxWHScaleGap: d.multiscaleMaxWHGap))
+        }
+        let pipeline = ClipPipeline(sampler: SampleFrames(clipLength: d.clipLength, frameInterval: d.frameInterval, numClips: d.numClips),
+                                    resize: ShortEdgeResize(range: sides.min()!...sides.max()!), crop: crop,
                                     flip: d.flip ? RandomHorizontalFlip(probability: 0.5) : nil, normalize: normalize(config))
         var options = DataLoader.Options(batchSize: config.train.batchSize, workers: d.workers, seed: UInt64(config.train.seed))
         (options.rank, options.worldSize) = (rank, worldSize)
-        let loader = DataLoader(dataset: dataset, sampler: SampleFrames(clipLength: d.clipLength, frameInterval: d.frameInterval, numClips: d.numClips),
-                                pipeline: pipeline, mode: .training, options: options, badVideos: badVideos)
+        let loader = DataLoader(dataset: dataset, pipeline: pipeline, mode: .training, options: options, badVideos: badVideos)
         guard loader.batchesPerEpoch > 0 else {
             throw DataError("\(d.trainAnnotations): \(dataset.entries.count) videos, fewer than one batch of \(config.train.batchSize)"
                             + (worldSize > 1 ? " for each of \(worldSize) processes" : ""))
@@ -47,13 +54,13 @@ public enum DataSetup {
         let three = crops.map { $0 == 3 } ?? (d.testCrop == .three)
         let size = d.testCropSize > 0 ? d.testCropSize : d.cropSize
         try requireCrop(size, d.testCropSize > 0 ? "data.test_crop_size" : "data.crop_size", within: d.testShortSide, "data.test_short_side", config)
-        let pipeline = ClipPipeline(resize: ShortEdgeResize(d.testShortSide),
+        let sampler = SampleFrames(clipLength: d.clipLength, frameInterval: d.frameInterval, numClips: clips ?? config.eval.numClips, testMode: true)
+        let pipeline = ClipPipeline(sampler: sampler, resize: ShortEdgeResize(d.testShortSide),
                                     crop: three ? .three(ThreeCrop(size: size)) : .center(CenterCrop(size: size)),
                                     normalize: normalize(config))
         var options = DataLoader.Options(batchSize: config.eval.batchSize, workers: d.workers, seed: UInt64(config.train.seed))
         (options.rank, options.worldSize) = (rank, worldSize)
-        let sampler = SampleFrames(clipLength: d.clipLength, frameInterval: d.frameInterval, numClips: clips ?? config.eval.numClips, testMode: true)
-        return DataLoader(dataset: dataset, sampler: sampler, pipeline: pipeline, mode: .evaluation, options: options, badVideos: badVideos)
+        return DataLoader(dataset: dataset, pipeline: pipeline, mode: .evaluation, options: options, badVideos: badVideos)
     }
 
     /// Fails (64) unless `model` can take `loader`'s batches (Recognizer.clipProblem).

@@ -45,8 +45,9 @@ struct Decode: ParsableCommand {
             (clips, max(1, workers), clipLen, frameInterval, shortSide)
         try runCommand("nlbench") {
             let result = try benchmark.run()
-            print(String(format: "nlbench decode workers=%d clip_len=%d interval=%d short_side=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB; %@",
-                         workers, clipLen, frameInterval, shortSide, result.clips, result.seconds, result.clipsPerSecond, ProcessMemory.peakMiB, machineDescription))
+            print(String(format: "nlbench decode workers=%d clip_len=%d interval=%d short_side=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB, own memory at the end %.1f MiB; %@",
+                         workers, clipLen, frameInterval, shortSide, result.clips, result.seconds, result.clipsPerSecond, ProcessMemory.peakMiB,
+                         ProcessMemory.anonymousMiB, machineDescription))
             return .done
         }
     }

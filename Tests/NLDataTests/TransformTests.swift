@@ -45,7 +45,7 @@ struct TransformTests {
         var outcomes = Set<Bool>()
         for _ in 0..<50 {
             var c = clip
-            RandomHorizontalFlip(probability: 0.5).apply(&c, using: &generator)
+            if RandomHorizontalFlip(probability: 0.5).draw(using: &generator) { c.flipHorizontally() }
             outcomes.insert(c.pixels == flipped.pixels)
             #expect(c.pixels == flipped.pixels || c.pixels == clip.pixels)
         }
@@ -75,14 +75,28 @@ struct TransformTests {
         #expect(origins.count > 4)
     }
 
-    @Test func normalizeAndRescale() {
+    /// mmaction2's I3D recipe at half size: MultiScaleCrop(112, (1, 0.8), random_crop=False,
+    /// max_wh_scale_gap=0) on a 170x128 frame: crops of 128x128 or 102x102 at the five places
+    /// mmaction2's _sample_fix_offset gives (steps of (170 - w) / 4 and (128 - h) / 4), resized.
+    @Test func multiScaleCropAsMMAction2sI3DRecipe() {
+        var generator = SeededGenerator(seed: 4)
+        let crop = MultiScaleCrop(inputSize: 112, scales: [1, 0.8], maxWHScaleGap: 0)
+        let frame = coordinateClip(frames: 1, height: 128, width: 170)
+        var seen = Set<[Int]>()
+        for _ in 0..<400 {
+            let c = crop.apply(frame, using: &generator)
+            #expect(c.width == 112 && c.height == 112)
+            seen.insert([Int(c.pixels[0]), Int(c.pixels[1])])  // the crop's origin, coded in the first pixel
+        }
+        let expected: Set<[Int]> = [[0, 0], [40, 0], [20, 0], [68, 0], [0, 24], [68, 24], [34, 12]]
+        #expect(seen == expected, "\(seen.sorted { $0.lexicographicallyPrecedes($1) })")
+    }
+
+    @Test func normalize() {
         let pixel = VideoFrames(count: 1, height: 1, width: 1, pixels: [255, 0, 128])
         var out = [Float](repeating: 0, count: 3)
         out.withUnsafeMutableBufferPointer { Normalize(mean: [123.675, 116.28, 103.53], std: [58.395, 57.12, 57.375]).write(pixel, into: $0.baseAddress!) }
         #expect(abs(out[0] - (255 - 123.675) / 58.395) < 1e-5 && abs(out[1] + 116.28 / 57.12) < 1e-5)
-        out.withUnsafeMutableBufferPointer { Normalize(mean: [0.45, 0.45, 0.45], std: [0.225, 0.225, 0.225]).write(pixel, rescale: Rescale(), into: $0.baseAddress!) }
-        #expect(abs(out[0] - (1 - 0.45) / 0.225) < 1e-5 && abs(out[2] - (128.0 / 255 - 0.45) / 0.225) < 1e-5)
-        let t = Tensor(shape: [2, 1, 1, 3], values: [1, 2, 3, 4, 5, 6])
-        #expect(ReOrder.toChannelsFirst(t).array == [1, 4, 2, 5, 3, 6])
+
     }
 }

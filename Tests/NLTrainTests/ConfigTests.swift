@@ -158,11 +158,13 @@ struct ConfigTests {
         #expect(Set(files).isSuperset(of: ["i3d_nl.cfg", "i3d_nl_8x8.cfg", "i3d.cfg", "gc_i3d.cfg", "demo.cfg"]))
         for file in files { _ = try Config(path: "\(Self.configsDirectory)/\(file)") }
         let nl = try Config(path: "\(Self.configsDirectory)/i3d_nl.cfg")
-        #expect(nl.model.name == "nl_i3d_r50" && nl.data.clipLength == 32 && nl.data.frameInterval == 2 && nl.data.trainShortSide == [256, 320])
+        #expect(nl.model.name == "nl_i3d_r50" && nl.data.clipLength == 32 && nl.data.frameInterval == 2 && nl.data.trainShortSide == [256])
+        #expect(nl.data.trainCrop == .multiscale && nl.data.multiscaleScales == [1, 0.8] && nl.data.multiscaleMaxWHGap == 0, "mmaction2's recipe")
         #expect(nl.train.lr == 0.01 && nl.train.lrSteps == [40, 80] && nl.train.epochs == 100 && nl.train.gradClip == 40)
         #expect(nl.train.keepCheckpoints == 5 && nl.train.checkpointEvery == 1 && nl.model.spec.dropout == 0.5)
         let fast = try Config(path: "\(Self.configsDirectory)/i3d_nl_8x8.cfg")
         #expect(fast.data.clipLength == 8 && fast.data.frameInterval == 8 && fast.train.lrPolicy == .cosine && fast.train.preciseBNBatches == 200)
         #expect(fast.model.spec.nonLocal == nl.model.spec.nonLocal && fast.model.spec.conv1StrideT == 1)
+        #expect(fast.data.trainShortSide == [256, 320] && fast.data.trainCrop == .random, "PySlowFast's recipe")
     }
 }

@@ -24,6 +24,9 @@ public struct DataSection: Sendable {
     public var numClips = 1
     public var trainShortSide = [256, 320]
     public var cropSize = 224
+    public var trainCrop: TrainCrop = .random
+    public var multiscaleScales = [1, 0.875, 0.75, 0.66]
+    public var multiscaleMaxWHGap = 1
     public var testShortSide = 256
     public var testCrop: TestCrop = .center
     /// 0: crop_size.
