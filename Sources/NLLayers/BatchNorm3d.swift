@@ -34,6 +34,9 @@ public final class BatchNorm3d: Layer {
     private let mean: Tensor
     private let inverseStd: Tensor
     private var usedBatchStatistics = false
+    // Per-channel coefficients of forward (scale, shift) and backward (gain, mean(dy),
+    // mean(dy * xhat)): allocated once, so a step allocates nothing after the first.
+    private let coefficients: [Tensor]
 
     public init(channels: Int, epsilon: Float = 1e-5, momentum: Float = 0.1, fusedReLU: Bool = false) {
         self.channels = channels
@@ -47,6 +50,7 @@ public final class BatchNorm3d: Layer {
         runningVariance = Tensor(shape: [channels], repeating: 1)
         mean = Tensor(zeros: [channels])
         inverseStd = Tensor(zeros: [channels])
+        coefficients = (0..<5).map { _ in Tensor(zeros: [channels]) }
     }
 
     public var ownState: [(name: String, entry: StateEntry)] {
@@ -82,8 +86,7 @@ public final class BatchNorm3d: Layer {
             }
         }
         // y = x * scale + shift, per channel.
-        let scale = Tensor(zeros: [c]), shift = Tensor(zeros: [c])
-        let (sc, sh, w, b) = (scale.data, shift.data, weight.value.data, bias.value.data)
+        let (sc, sh, w, b) = (coefficients[0].data, coefficients[1].data, weight.value.data, bias.value.data)
         for j in 0..<c {
             sc[j] = w[j] * s[j]
             sh[j] = b[j] - m[j] * sc[j]
@@ -160,14 +163,10 @@ public final class BatchNorm3d: Layer {
 
         // With batch statistics: dx = w * s * (dy - mean(dy) - xhat * mean(dy * xhat)).
         // With running statistics, which are constants: dx = w * s * dy.
-        let gain = Tensor(zeros: [c]), meanDy = Tensor(zeros: [c]), meanDyXhat = Tensor(zeros: [c])
-        let (gn, md, mx) = (gain.data, meanDy.data, meanDyXhat.data)
+        let (gn, md, mx) = (coefficients[2].data, coefficients[3].data, coefficients[4].data)
         for j in 0..<c {
             gn[j] = weight.value.data[j] * s[j]
-            if usedBatchStatistics {
-                md[j] = Float(global[j] / n)
-                mx[j] = Float(global[c + j] / n)
-            }
+            (md[j], mx[j]) = usedBatchStatistics ? (Float(global[j] / n), Float(global[c + j] / n)) : (0, 0)
         }
         Parallel.forRanges(x.rows, minimumChunk: 256) { _, rows in
             for r in rows {

@@ -2,8 +2,9 @@
 
 /// One step of a network. `forward` then `backward`, in the manner of llm.c:
 ///
-/// - `forward` returns a buffer the layer owns and overwrites at its next call (copy what you
-///   keep); it remembers what `backward` needs (usually references to its input and output).
+/// - `forward` returns its output in a fresh transient tensor (`Tensor(transient:)`, from the
+///   pool of buffers), which lives as long as someone holds it; the layer keeps references to
+///   what `backward` needs (its input, or its output), nothing more.
 /// - `backward` takes dLoss/dOutput for the last forward, *adds* the parameter gradients into
 ///   each `Parameter.gradient` (zeroing is a separate step, `zeroGradients`), and returns
 ///   dLoss/dInput in a transient tensor (`Tensor(transient:)`): the caller's, whose memory goes

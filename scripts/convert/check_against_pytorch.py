@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Checks `nlmodel forward` against the PyTorch reference on the same weights and clip: inference
+"""Checks `nlmodel forward` against mmaction2 1.2.0's own network (the project's reference for the concatenation mode) on the same weights and clip: inference
 logits, and in training mode (batch statistics, no dropout) the loss and every gradient.
 
-    /tmp/torch/bin/python scripts/convert/check_against_pytorch.py [--ckpt WEIGHTS.safetensors] [--mode embedded_gaussian]
+    python3 scripts/convert/check_against_pytorch.py [--ckpt WEIGHTS.safetensors] [--mode embedded_gaussian]
         [--clip 2,8,112,112] [--classes 400] [--nlmodel .build/release/nlmodel]
 
 Without --ckpt it saves the reference's own initial state_dict (seeded) and uses it, which checks that
@@ -19,15 +19,20 @@ here = os.path.dirname(os.path.abspath(__file__))
 ap = argparse.ArgumentParser()
 ap.add_argument("--ckpt"); ap.add_argument("--mode", default="embedded_gaussian")
 ap.add_argument("--clip", default="2,8,112,112"); ap.add_argument("--classes", type=int, default=400)
-ap.add_argument("--reference", default=os.path.join(here, "..", "..", "shared", "reference"))
-ap.add_argument("--nlmodel", default=os.path.join(here, "..", ".build", "release", "nlmodel"))
+ap.add_argument("--nlmodel", default=os.path.join(here, "..", "..", ".build", "release", "nlmodel"))
 a = ap.parse_args()
-sys.path.insert(0, a.reference)
-from mmaction2_nl_i3d import nl_i3d_r50  # noqa: E402
+sys.path.insert(0, os.path.join(here, "..", "reference"))
 
 torch.manual_seed(0)
-model = nl_i3d_r50(num_classes=a.classes, mode=a.mode)
-model.cls_head.dropout.p = 0.0
+if a.mode == "concatenation":  # mmcv's NonLocal3d cannot run this mode in 3D: the project's own reference
+    from reference_models import Recognizer3D
+    model = Recognizer3D(a.classes, dropout=0.0, depth=50, base=64, inflate=((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0)),
+                         non_local=((0, 0, 0), (0, 1, 0, 1), (0, 1, 0, 1, 0, 1), (0, 0, 0)),
+                         nl_cfg=dict(mode=a.mode, use_scale=False, sub_sample=True), context=((0, 0, 0), (0,) * 4, (0,) * 6, (0, 0, 0)))
+else:  # mmaction2's own network
+    from mmaction2_models import nl_i3d_r50
+    model = nl_i3d_r50(num_classes=a.classes, mode=a.mode)
+    model.cls_head.dropout = torch.nn.Identity()
 tmp = tempfile.mkdtemp()
 weights = a.ckpt or os.path.join(tmp, "reference.safetensors")
 if a.ckpt:

@@ -24,6 +24,7 @@ import mmaction
 from mmengine.config import Config
 from mmaction.registry import MODELS
 from mmaction.utils import register_all_modules
+from mmcv.cnn import NonLocal3d  # noqa: F401  (mmaction2's non-local block, for the layer fixtures)
 
 register_all_modules()
 CONFIGS = os.path.join(os.path.dirname(mmaction.__file__), ".mim", "configs", "recognition", "i3d")
@@ -53,10 +54,12 @@ def model_config(mode="embedded_gaussian"):
 
 
 def nl_i3d_r50(num_classes=400, mode="embedded_gaussian", **backbone):
-    """The network of mmaction2's NL I3D R50 config; `backbone` overrides ResNet3d's arguments."""
+    """The network of mmaction2's NL I3D R50 config; `backbone` overrides ResNet3d's arguments
+    (depth, base_channels, inflate, non_local, ...). Weights at PyTorch's default initialisation:
+    the callers load their own."""
     cfg = model_config(mode)
     cfg.cls_head.num_classes = num_classes
     cfg.backbone.update(backbone)
-    model = MODELS.build(cfg)
-    model.init_weights()
-    return Recognizer(model)
+    depth, base = cfg.backbone.get("depth", 50), cfg.backbone.get("base_channels", 64)
+    cfg.cls_head.in_channels = base * 8 * (4 if depth >= 50 else 1)
+    return Recognizer(MODELS.build(cfg))

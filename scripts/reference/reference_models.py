@@ -1,14 +1,15 @@
 """mmaction2's Recognizer3D in plain PyTorch for every variant the project builds: ResNet3d of
 depth 18/34 (BasicBlock3d) and 50/101/152 (Bottleneck3d), '3x1x1' or '3x3x3' inflation, non-local
-blocks (the shared reference's NonLocal3d), GCNet context blocks after the last conv of a block
+blocks in every mode (own_modules.NonLocal3d), GCNet context blocks after the last conv of a block
 (context_block.py), frozen stages and norm_eval. State_dict keys are mmaction2's.
 
-For bottleneck networks with non-local blocks it builds the same modules as the shared reference
-(mmaction2_nl_i3d.py), whose ConvModule and NonLocal3d it uses; make_model_fixtures.py checks that
-both give the same output. Also the deterministic weights and inputs the model fixtures use."""
+mmaction2 itself (mmaction2_models.py) builds every variant but the concatenation mode and the
+context blocks; for those it does build, make_model_fixtures.py loads this network's weights into
+mmaction2's strictly and requires the same output before writing a fixture. Also the
+deterministic weights and inputs the model fixtures use."""
 import math
 import torch, torch.nn as nn, torch.nn.functional as F
-from mmaction2_nl_i3d import ConvModule, NonLocal3d, I3DHead
+from own_modules import ConvModule, NonLocal3d, I3DHead
 from context_block import ContextBlock3d
 
 
