@@ -38,6 +38,7 @@ fixtures:
 	$(PYTHON) scripts/fixtures/make_layer_fixtures.py
 	$(PYTHON) scripts/fixtures/make_model_fixtures.py
 	$(PYTHON) scripts/fixtures/make_train_fixtures.py
+	$(PYTHON) scripts/fixtures/make_tensorboard_fixture.py
 
 clean:
 	rm -rf .build

@@ -46,7 +46,7 @@ let package = Package(
         .executableTarget(name: "nlbench", dependencies: ["NLCommands", "NLBench", argumentParser]),
 
         // Helpers the test targets share: fixtures, error measures, central differences.
-        .target(name: "NLTestSupport", dependencies: ["NLModels"], path: "Tests/NLTestSupport"),
+        .target(name: "NLTestSupport", dependencies: ["NLTrain"], path: "Tests/NLTestSupport"),
         .testTarget(name: "NLTensorTests", dependencies: ["NLTensor", "NLTestSupport"]),
         .testTarget(name: "NLLayersTests", dependencies: ["NLLayers", "NLTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "NLModelsTests", dependencies: ["NLModels", "NLTrain", "NLTestSupport"], exclude: ["Fixtures"]),

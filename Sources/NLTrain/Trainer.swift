@@ -58,6 +58,8 @@ public final class Trainer: @unchecked Sendable {
     private let interactive: Bool
     private let parallel = DataParallel()
     private var workDirectory: WorkDirectory!
+    /// The run's TensorBoard events (rank 0, with [train] tensorboard).
+    private var tensorBoard: EventFileWriter?
     private let started = Date()
     private let logLock = NSLock()
 
@@ -114,6 +116,12 @@ public final class Trainer: @unchecked Sendable {
         for clipLoader in [loader, valLoader].compactMap({ $0 }) { try DataSetup.requireClip(model, loader: clipLoader, config: config) }
         continueWithThisBatch(&state, iterationsPerEpoch: loader.batchesPerEpoch)
         let step = TrainingStep(model: model, sgd: sgd, train: config.train, iterationsPerEpoch: loader.batchesPerEpoch, parallel: parallel)
+        if config.train.tensorboard, parallel.isRoot {
+            // A resumed run's file starts a session after the checkpoint's step: TensorBoard drops
+            // what an interrupted run logged past it, so no step shows twice.
+            tensorBoard = try EventFileWriter(directory: workDirectory.file("tb"), resumingAt: state.globalIteration > 0 ? state.globalIteration + 1 : nil)
+            tensorBoard?.text("```\n\(config.text)```", tag: "config", step: state.globalIteration)
+        }
         let totalIterations = config.train.epochs * loader.batchesPerEpoch
         log("training \(config.model.name) for \(config.train.epochs) epochs of \(loader.batchesPerEpoch) iterations (batch \(config.train.batchSize)"
             + (parallel.isDistributed ? " on each of \(parallel.size) processes, \(config.train.batchSize * parallel.size) in all" : "")
@@ -276,8 +284,13 @@ public final class Trainer: @unchecked Sendable {
             best = result.top1 > (state.bestTop1 ?? -1)
             log(String(format: "epoch %d validation: top-1 %.2f%% top-5 %.2f%% mean class accuracy %.2f%% (%d videos, %d failed)%@",
                        state.epoch, result.top1 * 100, result.top5 * 100, result.meanClassAccuracy * 100, result.videos, result.failed, best ? ", best so far" : ""))
-            workDirectory.append(jsonLine(["mode": "val", "epoch": state.epoch, "top1": result.top1, "top5": result.top5,
-                                           "mean_class_accuracy": result.meanClassAccuracy, "videos": result.videos, "failed": result.failed]), to: "metrics.jsonl")
+            workDirectory.append(jsonLine(["mode": "val", "epoch": state.epoch, "global_iteration": state.globalIteration, "top1": result.top1,
+                                           "top5": result.top5, "mean_class_accuracy": result.meanClassAccuracy, "videos": result.videos,
+                                           "failed": result.failed]), to: "metrics.jsonl")
+            tensorBoard?.scalars([("val/top1", result.top1), ("val/top5", result.top5), ("val/mean_class_accuracy", result.meanClassAccuracy)],
+                                 step: state.globalIteration)
+            let metrics = (try? String(contentsOfFile: workDirectory.file("metrics.jsonl"), encoding: .utf8)) ?? ""
+            try workDirectory.write(TrainingCurves.svg(metrics: metrics), to: "curves.svg")
             guard best else { return }
             (state.bestTop1, state.bestEpoch) = (result.top1, state.epoch)
             try workDirectory.write(Checkpoint(model: model, sgd: nil, state: state, config: config.text), name: "best.safetensors", makeLast: false)
@@ -377,6 +390,8 @@ public final class Trainer: @unchecked Sendable {
         workDirectory.append(jsonLine(["mode": "train", "epoch": state.epoch + 1, "iteration": state.iteration, "global_iteration": state.globalIteration,
                                        "lr": lr, "loss": loss, "top1": top1, "data_time": meter.data / n, "step_time": meter.step / n,
                                        "clips_per_s": clipsPerSecond, "eta_s": perIteration * Double(left), "rss_mib": rss]), to: "metrics.jsonl")
+        tensorBoard?.scalars([("train/loss", loss), ("train/lr", lr), ("train/top1", top1), ("train/data_time", meter.data / n),
+                              ("train/step_time", meter.step / n), ("train/clips_per_s", clipsPerSecond)], step: state.globalIteration)
     }
 
     /// A line to the output (clearing a progress bar on a terminal) and to train.log, by rank 0;

@@ -33,6 +33,9 @@ struct NLEval: MatrixCommand {
     @Option(help: ArgumentHelp("Write every video's class probabilities as CSV to this file.", valueName: "file"))
     var dump: String?
 
+    @Option(help: ArgumentHelp("Draw per-class accuracy and the confusion matrix into this .svg (or .html, with the tables).", valueName: "file"))
+    var report: String?
+
     /// --views as (clips, crops).
     var parsedViews: (clips: Int, crops: Int)? {
         guard let views else { return nil }
@@ -50,6 +53,7 @@ struct NLEval: MatrixCommand {
             // Output paths first: a long evaluation must not end in "cannot write".
             if let json { try Files.checkWritable(json, what: "JSON report") }
             if let dump { try Files.checkWritable(dump, what: "scores file") }
+            if let report { try Files.checkWritable(report, what: "report") }
             let checkpoint = try Checkpoint(path: ckpt)
             let resolved = options.config != nil ? try options.resolve() : try checkpoint.config(overrides: options.overrides)
             try resolved.require(["data.root", "data.\(split.rawValue)_annotations"], by: "nleval")
@@ -64,6 +68,10 @@ struct NLEval: MatrixCommand {
             }
             if let dump {
                 try Files.write(result.scoresCSV(classes: result.perClass.map(\.name)), to: dump, what: "scores file")
+            }
+            if let report {
+                let picture = EvaluationReport(result, title: "\(ckpt) on \(split.rawValue), \(viewText) views")
+                try Files.write(picture.document(forPath: report), to: report, what: "report")
             }
             return .done
         }

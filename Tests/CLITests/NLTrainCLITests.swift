@@ -14,9 +14,9 @@ struct NLTrainCLITests {
         #expect(trained.stdout.contains("validation: top-1") && trained.stdout.contains("finished 2 epochs"))
         #expect(trained.stdout.contains("iter 4/4 lr") && trained.stdout.contains("clips/s eta"))
 
-        let json = "\(work)/eval.json", dump = "\(work)/scores.csv"
+        let json = "\(work)/eval.json", dump = "\(work)/scores.csv", report = "\(work)/report.svg"
         // 10x3 views, the paper's test, in batches of 4: a video's views span batches.
-        let evaluated = try run("nleval", ["--ckpt", "\(work)/best.safetensors", "--views", "10x3", "--json", json, "--dump", dump])
+        let evaluated = try run("nleval", ["--ckpt", "\(work)/best.safetensors", "--views", "10x3", "--json", json, "--dump", dump, "--report", report])
         #expect(evaluated.status == 0, "\(evaluated.stderr)")
         #expect(evaluated.stdout.contains("10x3 views: top-1"))
         let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
@@ -24,6 +24,10 @@ struct NLTrainCLITests {
         for key in ["top1", "top5", "mean_class_accuracy"] { #expect(metrics[key] is Double) }
         #expect((metrics["per_class"] as? [String: Any])?.count == 6)
         #expect(try String(contentsOfFile: dump, encoding: .utf8).split(separator: "\n").count == 7)
+        let picture = try String(contentsOfFile: report, encoding: .utf8)
+        #expect(picture.hasPrefix("<svg") && picture.contains("moving left") && picture.contains("confusion matrix"))
+        #expect(try run("nleval", ["--ckpt", "\(work)/best.safetensors", "--report", "\(work)/report.html"]).status == 0)
+        #expect(try String(contentsOfFile: "\(work)/report.html", encoding: .utf8).contains("<h3>Per-class top-1</h3>"))
 
         // Run again: finished, nothing to do.
         let again = try run("nltrain", ["--config", config])

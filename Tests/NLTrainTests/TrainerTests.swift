@@ -37,6 +37,25 @@ struct TrainerTests {
         #expect(bestA.names.allSatisfy { bestA.entries[$0]!.bytes == bestB.entries[$0]?.bytes })
         // A finished run has nothing left to do.
         #expect(try train(stopped) == .done)
+
+        // TensorBoard: a file a run; each resumed run's file starts a session after its
+        // checkpoint, and every training step is logged exactly once over the files.
+        let files = try tensorBoardFiles(stopped)
+        #expect(files.count == invocations + 1, "one for each run that trained")
+        var steps: [Int] = []
+        for (k, events) in try files.map(readEventFile).enumerated() {
+            let start = events.first { $0.sessionStart }?.step
+            #expect(k == 0 ? start == nil : start == (steps.last ?? 0) + 1, "file \(k) starts a session after the step before")
+            steps += events.filter { $0.scalars["train/loss"] != nil }.map(\.step)
+        }
+        #expect(steps == Array(1...8))
+    }
+
+    /// The work directory's TensorBoard files, oldest first.
+    func tensorBoardFiles(_ workDirectory: String) throws -> [String] {
+        func order(_ name: String) -> [Int] { let parts = name.split(separator: "."); return [Int(parts[3]) ?? 0, Int(parts.last!) ?? 0] }
+        return try FileManager.default.contentsOfDirectory(atPath: "\(workDirectory)/tb").sorted { order($0).lexicographicallyPrecedes(order($1)) }
+            .map { "\(workDirectory)/tb/\($0)" }
     }
 
     /// The work directory after a run: the resolved config, logs, metrics, the last and best
@@ -54,6 +73,17 @@ struct TrainerTests {
             #expect(train.allSatisfy { $0[key] != nil }, "metrics.jsonl lacks \(key)")
         }
         #expect(metrics.filter { $0.contains("\"mode\":\"val\"") }.count == 2)
+        // TensorBoard: the config as text, the six training scalars at every logged step, the
+        // validation's three after each epoch; curves.svg drawn from metrics.jsonl.
+        let events = try readEventFile(try tensorBoardFiles(dir)[0])
+        #expect(events[0].fileVersion == "brain.Event:2" && events[1].texts["config"]?.contains("[train]") == true)
+        let trainTags: Set = ["train/loss", "train/lr", "train/top1", "train/data_time", "train/step_time", "train/clips_per_s"]
+        #expect(events.filter { Set($0.scalars.keys) == trainTags }.map(\.step) == Array(1...8))
+        #expect(events.filter { $0.scalars["val/top1"] != nil }.map(\.step) == [4, 8])
+        #expect(events.allSatisfy { e in e.scalars.values.allSatisfy(\.isFinite) })
+        let curves = try String(contentsOfFile: "\(dir)/curves.svg", encoding: .utf8)
+        #expect(wellFormed(curves) && curves.components(separatedBy: "<polyline").count == 5 && curves.contains("validation"))
+
         let checkpoint = try lastCheckpoint(dir)
         let config = try Checkpoint(path: dir + "/" + "x", file: checkpoint).config()
         #expect(config.train.batchSize == 4 && config.data.clipLength == 4, "the checkpoint holds the resolved config")

@@ -67,6 +67,7 @@ public struct TrainSection: Sendable {
     public var preciseBNBatches = 0
     public var maxBadFraction = 0.05
     public var syncBN = false
+    public var tensorboard = true
 
     public init() {}
 }

@@ -83,6 +83,7 @@ extension Config {
             .int("keep_checkpoints", \.train.keepCheckpoints, in: 1...100_000, "periodic checkpoints kept (the best one is kept besides)"),
             .int("precise_bn_batches", \.train.preciseBNBatches, in: 0...100_000, "batches to recompute BatchNorm statistics over before validation (0: off)"),
             .double("max_bad_fraction", \.train.maxBadFraction, in: 0...1, "stop (exit 65) when more than this fraction of videos fail to decode"),
+            .bool("tensorboard", \.train.tensorboard, "write TensorBoard event files into WORK_DIR/tb (tensorboard --logdir work_dirs)"),
             .bool("sync_bn", \.train.syncBN, "under mpirun: BatchNorm statistics over every process's batch (false: each process's own, PySlowFast's default)"),
         ]),
         Section(name: "eval", settings: [

@@ -1,0 +1,111 @@
+import Foundation
+
+/// nleval --report: per-class accuracy and the confusion matrix as a picture (SVG), or as a page
+/// (HTML: the picture and the tables), self-contained. The matrix keeps the classes in order,
+/// shades each row by the share of its videos (row-normalised) with the count in each cell where
+/// it fits, and lists the most confused pairs beside it, so that 400 classes stay readable.
+public struct EvaluationReport {
+    public let result: EvaluationResult
+    /// Title line (the checkpoint, the split, the views).
+    public let title: String
+    /// counts[true][predicted] over the videos that were read.
+    let counts: [[Int]]
+    let classes: [String]
+
+    public init(_ result: EvaluationResult, title: String) {
+        self.result = result
+        self.title = title
+        classes = result.perClass.map(\.name)
+        var counts = [[Int]](repeating: [Int](repeating: 0, count: classes.count), count: classes.count)
+        for (_, label, probabilities) in result.scores where label < classes.count {
+            let predicted = probabilities.indices.max { probabilities[$0] < probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 > $1) } ?? 0
+            if predicted < classes.count { counts[label][predicted] += 1 }
+        }
+        self.counts = counts
+    }
+
+    /// The `count` largest off-diagonal cells: (true class, predicted class, videos).
+    public func mostConfused(_ count: Int = 20) -> [(truth: Int, predicted: Int, videos: Int)] {
+        var cells: [(truth: Int, predicted: Int, videos: Int)] = []
+        for (i, row) in counts.enumerated() { for (j, n) in row.enumerated() where i != j && n > 0 { cells.append((i, j, n)) } }
+        return Array(cells.sorted { $0.videos != $1.videos ? $0.videos > $1.videos : ($0.truth, $0.predicted) < ($1.truth, $1.predicted) }.prefix(count))
+    }
+
+    /// The report as SVG or, for a path ending in .html, as an HTML page.
+    public func document(forPath path: String) -> String { path.lowercased().hasSuffix(".html") ? html : svg }
+
+    public var svg: String {
+        let n = max(classes.count, 1)
+        let cell = max(1.0, min(24, 640 / Double(n)))
+        let labelled = cell >= 9
+        let labelWidth = labelled ? Double(min(28, classes.map(\.count).max() ?? 4)) * 6.2 + 8 : 10
+        let matrixLeft = 40 + 170 + labelWidth, matrixTop = 120.0, side = cell * Double(n)
+        let pairsLeft = matrixLeft + side + 40
+        var svg = SVG(width: Int(pairsLeft + 380), height: Int(max(matrixTop + side + 70, 150 + 22 * 20 + 40)))
+        svg.text(title, x: 20, y: 26, size: 14, bold: true)
+        svg.text(result.summary, x: 20, y: 46, size: 12, color: "#444")
+        svg.text("per-class top-1", x: 40, y: matrixTop - 30, size: 12, bold: true)
+        svg.text("confusion matrix: rows true class, columns predicted (in class order), shaded by the row's share", x: matrixLeft, y: matrixTop - 30, size: 12, bold: true)
+        for (i, row) in counts.enumerated() {
+            let y = matrixTop + Double(i) * cell, total = row.reduce(0, +)
+            let accuracy = result.perClass[i].accuracy
+            // Per-class accuracy: a bar per class, on the matrix's rows.
+            svg.rect(40, y, 170 * (accuracy ?? 0), max(cell - (cell > 3 ? 1 : 0), 1), fill: "#4c72b0",
+                     title: "\(classes[i]): " + (accuracy.map { String(format: "%.1f%%", $0 * 100) } ?? "no videos"))
+            if labelled { svg.text(classes[i], x: matrixLeft - 6, y: y + cell * 0.72, size: min(11, cell * 0.8), anchor: "end") }
+            for (j, videos) in row.enumerated() where videos > 0 {
+                let share = Double(videos) / Double(max(total, 1))
+                svg.rect(matrixLeft + Double(j) * cell, y, cell, cell, fill: shade(share, diagonal: i == j),
+                         title: "\(classes[i]) -> \(classes[j]): \(videos) of \(total) videos (\(String(format: "%.0f", share * 100))%)")
+                if cell >= 18 { svg.text("\(videos)", x: matrixLeft + (Double(j) + 0.5) * cell, y: y + cell * 0.68, size: 9, anchor: "middle", color: share > 0.5 ? "white" : "#222") }
+            }
+        }
+        svg.line(matrixLeft, matrixTop, matrixLeft + side, matrixTop + side, color: "#ddd")
+        svg.text("\(n) classes; \(result.failed) unreadable video\(result.failed == 1 ? "" : "s") left out of the matrix", x: matrixLeft, y: matrixTop + side + 22, size: 10, color: "#666")
+        svg.text("most confused pairs (true -> predicted: videos, share of the true class)", x: pairsLeft, y: matrixTop - 30, size: 12, bold: true)
+        let pairs = mostConfused()
+        if pairs.isEmpty { svg.text("none: every video read was classified right", x: pairsLeft, y: matrixTop, size: 11) }
+        for (k, pair) in pairs.enumerated() {
+            let total = counts[pair.truth].reduce(0, +)
+            svg.text(String(format: "%2d. %@ -> %@: %d (%.0f%%)", k + 1, shorten(classes[pair.truth]), shorten(classes[pair.predicted]), pair.videos,
+                            Double(pair.videos) / Double(max(total, 1)) * 100), x: pairsLeft, y: matrixTop + Double(k) * 22, size: 11)
+        }
+        return svg.document
+    }
+
+    public var html: String {
+        func row(_ cells: [String]) -> String { "<tr>" + cells.map { "<td>\(SVG.escaped($0))</td>" }.joined() + "</tr>" }
+        let perClass = result.perClass.enumerated().map { i, c in
+            row([c.name, c.accuracy.map { String(format: "%.1f%%", $0 * 100) } ?? "-", "\(counts[i].reduce(0, +))"])
+        }.joined(separator: "\n")
+        let pairs = mostConfused().map { row([classes[$0.truth], classes[$0.predicted], "\($0.videos)"]) }.joined(separator: "\n")
+        return """
+            <!DOCTYPE html>
+            <html><head><meta charset="utf-8"><title>\(SVG.escaped(title))</title>
+            <style>body{font-family:sans-serif;margin:20px}table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px}th{background:#f4f4f4}</style>
+            </head><body>
+            <h2>\(SVG.escaped(title))</h2>
+            <p>\(SVG.escaped(result.summary))</p>
+            \(svg)
+            <h3>Most confused pairs</h3>
+            <table><tr><th>true class</th><th>predicted</th><th>videos</th></tr>
+            \(pairs)
+            </table>
+            <h3>Per-class top-1</h3>
+            <table><tr><th>class</th><th>top-1</th><th>videos read</th></tr>
+            \(perClass)
+            </table>
+            </body></html>
+
+            """
+    }
+
+    /// White to dark blue by the row's share; the diagonal (right answers) in green.
+    private func shade(_ share: Double, diagonal: Bool) -> String {
+        let t = max(0.08, min(1, share))
+        let (r, g, b) = diagonal ? (1 - 0.8 * t, 1 - 0.35 * t, 1 - 0.8 * t) : (1 - 0.9 * t, 1 - 0.75 * t, 1 - 0.35 * t)
+        return String(format: "#%02x%02x%02x", Int(r * 255), Int(g * 255), Int(b * 255))
+    }
+
+    private func shorten(_ name: String) -> String { name.count > 26 ? String(name.prefix(25)) + "…" : name }
+}

@@ -1,0 +1,77 @@
+import Foundation
+
+/// curves.svg: a run at a glance, from its metrics.jsonl: the training loss, the learning rate,
+/// and top-1 in training (the logged batches) and in validation, against global iterations, with
+/// the end of every epoch marked. The trainer redraws it at each validation.
+public enum TrainingCurves {
+    struct Point { let step: Double, value: Double }
+
+    /// The SVG for the lines of metrics.jsonl (malformed lines are passed over).
+    public static func svg(metrics: String) -> String {
+        var loss: [Point] = [], lr: [Point] = [], trainTop1: [Point] = [], valTop1: [Point] = []
+        var epochEnds: [Int: Double] = [:]
+        for line in TextFile.lines(of: metrics) {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.text.utf8)) as? [String: Any],
+                  let step = (object["global_iteration"] as? NSNumber)?.doubleValue else { continue }
+            let epoch = (object["epoch"] as? NSNumber)?.intValue ?? 0
+            func value(_ key: String) -> Double? { (object[key] as? NSNumber)?.doubleValue }
+            if object["mode"] as? String == "val" {
+                if let top1 = value("top1") { valTop1.append(Point(step: step, value: top1 * 100)) }
+            } else {
+                if let v = value("loss") { loss.append(Point(step: step, value: v)) }
+                if let v = value("lr") { lr.append(Point(step: step, value: v)) }
+                if let v = value("top1") { trainTop1.append(Point(step: step, value: v * 100)) }
+                epochEnds[epoch] = max(epochEnds[epoch] ?? 0, step)
+            }
+        }
+        let steps = (loss + valTop1).map(\.step)
+        let xRange = (steps.min() ?? 0)...max(steps.max() ?? 1, (steps.min() ?? 0) + 1)
+        var svg = SVG(width: 900, height: 760)
+        svg.text("Training: loss, learning rate and top-1 against iterations (dashed: the end of each epoch)", x: 70, y: 24, size: 14, bold: true)
+        let panels: [(title: String, series: [(name: String, color: String, points: [Point], dots: Bool)], yFromZero: Bool)] = [
+            ("loss", [("training loss", "#1f77b4", loss, false)], false),
+            ("learning rate", [("lr", "#2ca02c", lr, false)], true),
+            ("top-1 (%)", [("training (logged batches)", "#ff7f0e", trainTop1, false), ("validation", "#d62728", valTop1, true)], true),
+        ]
+        for (k, panel) in panels.enumerated() {
+            drawPanel(&svg, top: 50 + Double(k) * 235, title: panel.title, series: panel.series, xRange: xRange,
+                      yFromZero: panel.yFromZero, epochEnds: epochEnds)
+        }
+        return svg.document
+    }
+
+    private static func drawPanel(_ svg: inout SVG, top: Double, title: String, series: [(name: String, color: String, points: [Point], dots: Bool)],
+                                  xRange: ClosedRange<Double>, yFromZero: Bool, epochEnds: [Int: Double]) {
+        let (left, width, height) = (70.0, 800.0, 190.0)
+        let values = series.flatMap { $0.points.map(\.value) }.filter(\.isFinite)
+        var (lo, hi) = (yFromZero ? 0 : values.min() ?? 0, values.max() ?? 1)
+        if hi <= lo { hi = lo + 1 }
+        let span = hi - lo
+        (lo, hi) = (yFromZero ? lo : lo - 0.05 * span, hi + 0.05 * span)
+        func x(_ step: Double) -> Double { left + (step - xRange.lowerBound) / (xRange.upperBound - xRange.lowerBound) * width }
+        func y(_ v: Double) -> Double { top + height - (v - lo) / (hi - lo) * height }
+        svg.text(title, x: left, y: top - 6, size: 12, bold: true)
+        for tick in axisTicks(lo, hi) {
+            svg.line(left, y(tick), left + width, y(tick), color: "#eee")
+            svg.text(tickLabel(tick), x: left - 6, y: y(tick) + 4, size: 10, anchor: "end", color: "#555")
+        }
+        for tick in axisTicks(xRange.lowerBound, xRange.upperBound, count: 8) {
+            svg.text(tickLabel(tick), x: x(tick), y: top + height + 14, size: 10, anchor: "middle", color: "#555")
+        }
+        for (epoch, end) in epochEnds.sorted(by: { $0.key < $1.key }) {
+            svg.line(x(end), top, x(end), top + height, color: "#bbb", dashed: true)
+            if epochEnds.count <= 40 { svg.text("\(epoch)", x: x(end) - 2, y: top + 10, size: 9, anchor: "end", color: "#999") }
+        }
+        svg.line(left, top + height, left + width, top + height, color: "#444")
+        svg.line(left, top, left, top + height, color: "#444")
+        var legend = left + width
+        for s in series.reversed() {
+            let points = s.points.filter { $0.value.isFinite }.map { (x($0.step), y($0.value)) }
+            svg.polyline(points, color: s.color)
+            if s.dots { for (p, q) in zip(points, s.points) { svg.dot(p.0, p.1, color: s.color, title: String(format: "%@ %.2f at iteration %.0f", s.name, q.value, q.step)) } }
+            svg.text(s.name, x: legend, y: top - 6, size: 11, anchor: "end", color: s.color)
+            legend -= Double(s.name.count) * 6.5 + 16
+        }
+        svg.text("iteration", x: left + width, y: top + height + 28, size: 10, anchor: "end", color: "#555")
+    }
+}
