@@ -13,11 +13,14 @@ fi
 echo "== training configs/demo.cfg into work_dirs/demo (about 4 minutes on 2 cores)"
 $bin/nltrain --config configs/demo.cfg
 echo "== evaluating work_dirs/demo/best.safetensors on the validation videos"
-$bin/nleval --ckpt work_dirs/demo/best.safetensors --json work_dirs/demo/eval.json --dump work_dirs/demo/scores.csv
+$bin/nleval --ckpt work_dirs/demo/best.safetensors --json work_dirs/demo/eval.json --dump work_dirs/demo/scores.csv \
+  --report work_dirs/demo/report.html
 cat <<EOT
 == done in $(( $(date +%s) - started )) s
    log and metrics:   work_dirs/demo/train.log, work_dirs/demo/metrics.jsonl
+   pictures:          work_dirs/demo/curves.svg (open in a browser), tensorboard --logdir work_dirs
    checkpoints:       work_dirs/demo/best.safetensors and iter_*.safetensors (safetensors, mmaction2's keys)
-   evaluation:        work_dirs/demo/eval.json (top-1, top-5, per class), work_dirs/demo/scores.csv
+   evaluation:        work_dirs/demo/report.html (per-class accuracy, confusion matrix; open in a browser),
+                      work_dirs/demo/eval.json (top-1, top-5, per class), work_dirs/demo/scores.csv
    again, on 3 clips: $bin/nleval --ckpt work_dirs/demo/best.safetensors --views 3x1
 EOT
