@@ -67,7 +67,7 @@ public final class BadVideoLog: @unchecked Sendable {
             handle.write(line)
             try? handle.close()
         } else {
-            FileManager.default.createFile(atPath: file, contents: line)
+            _ = FileManager.default.createFile(atPath: file, contents: line)
         }
     }
 }
