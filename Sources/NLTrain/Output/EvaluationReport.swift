@@ -34,25 +34,39 @@ public struct EvaluationReport {
     /// The report as SVG or, for a path ending in .html, as an HTML page.
     public func document(forPath path: String) -> String { path.lowercased().hasSuffix(".html") ? html : svg }
 
-    public var svg: String {
+    public var svg: String { picture(titled: true) }
+
+    /// The picture; untitled inside the HTML page, which has the title as its heading.
+    private func picture(titled: Bool) -> String {
         let n = max(classes.count, 1)
         let cell = max(1.0, min(24, 640 / Double(n)))
         let labelled = cell >= 9
         let labelWidth = labelled ? Double(min(28, classes.map(\.count).max() ?? 4)) * 6.2 + 8 : 10
-        let matrixLeft = 40 + 170 + labelWidth, matrixTop = 120.0, side = cell * Double(n)
-        let pairsLeft = matrixLeft + side + 40
-        var svg = SVG(width: Int(pairsLeft + 380), height: Int(max(matrixTop + side + 70, 150 + 22 * 20 + 40)))
-        svg.text(title, x: 20, y: 26, size: 14, bold: true)
-        svg.text(result.summary, x: 20, y: 46, size: 12, color: "#444")
-        svg.text("per-class top-1", x: 40, y: matrixTop - 30, size: 12, bold: true)
-        svg.text("confusion matrix: rows true class, columns predicted (in class order), shaded by the row's share", x: matrixLeft, y: matrixTop - 30, size: 12, bold: true)
+        let barLeft = 20.0, barWidth = 170.0
+        // The bars' percentages stand right of them, the class names right-aligned before the matrix.
+        let matrixLeft = barLeft + barWidth + (labelled ? 40 : 10) + labelWidth, matrixTop = titled ? 120.0 : 60.0, side = cell * Double(n)
+        let pairsLeft = matrixLeft + max(side, 230) + 30
+        let pairs = mostConfused()
+        var svg = SVG(width: Int(pairsLeft + 380), height: Int(matrixTop + max(side + 40, 22 * Double(max(pairs.count, 1)) + 10)))
+        if titled {
+            svg.text(title, x: 20, y: 26, size: 14, bold: true)
+            svg.text(result.summary, x: 20, y: 46, size: 12, color: "#444")
+        }
+        svg.text("per-class top-1", x: barLeft, y: matrixTop - 30, size: 12, bold: true)
+        svg.text("confusion matrix", x: matrixLeft, y: matrixTop - 30, size: 12, bold: true)
+        svg.text("rows: true class; columns: predicted, in class", x: matrixLeft, y: matrixTop - 17, size: 10, color: "#444")
+        svg.text("order; shaded by the share of the row", x: matrixLeft, y: matrixTop - 5, size: 10, color: "#444")
         for (i, row) in counts.enumerated() {
             let y = matrixTop + Double(i) * cell, total = row.reduce(0, +)
             let accuracy = result.perClass[i].accuracy
+            let percent = accuracy.map { String(format: "%.0f%%", $0 * 100) } ?? "-"
             // Per-class accuracy: a bar per class, on the matrix's rows.
-            svg.rect(40, y, 170 * (accuracy ?? 0), max(cell - (cell > 3 ? 1 : 0), 1), fill: "#4c72b0",
+            svg.rect(barLeft, y, barWidth * (accuracy ?? 0), max(cell - (cell > 3 ? 1 : 0), 1), fill: "#4c72b0",
                      title: "\(classes[i]): " + (accuracy.map { String(format: "%.1f%%", $0 * 100) } ?? "no videos"))
-            if labelled { svg.text(classes[i], x: matrixLeft - 6, y: y + cell * 0.72, size: min(11, cell * 0.8), anchor: "end") }
+            if labelled {
+                svg.text(percent, x: barLeft + barWidth * (accuracy ?? 0) + 3, y: y + cell * 0.72, size: min(10, cell * 0.8), color: "#444")
+                svg.text(classes[i], x: matrixLeft - 6, y: y + cell * 0.72, size: min(11, cell * 0.8), anchor: "end")
+            }
             for (j, videos) in row.enumerated() where videos > 0 {
                 let share = Double(videos) / Double(max(total, 1))
                 svg.rect(matrixLeft + Double(j) * cell, y, cell, cell, fill: shade(share, diagonal: i == j),
@@ -60,15 +74,15 @@ public struct EvaluationReport {
                 if cell >= 18 { svg.text("\(videos)", x: matrixLeft + (Double(j) + 0.5) * cell, y: y + cell * 0.68, size: 9, anchor: "middle", color: share > 0.5 ? "white" : "#222") }
             }
         }
-        svg.line(matrixLeft, matrixTop, matrixLeft + side, matrixTop + side, color: "#ddd")
-        svg.text("\(n) classes; \(result.failed) unreadable video\(result.failed == 1 ? "" : "s") left out of the matrix", x: matrixLeft, y: matrixTop + side + 22, size: 10, color: "#666")
-        svg.text("most confused pairs (true -> predicted: videos, share of the true class)", x: pairsLeft, y: matrixTop - 30, size: 12, bold: true)
-        let pairs = mostConfused()
-        if pairs.isEmpty { svg.text("none: every video read was classified right", x: pairsLeft, y: matrixTop, size: 11) }
+        svg.rect(matrixLeft, matrixTop, side, side, fill: "none", stroke: "#bbb")
+        svg.text("\(n) classes; \(result.failed) unreadable video\(result.failed == 1 ? "" : "s") left out", x: matrixLeft, y: matrixTop + side + 18, size: 10, color: "#666")
+        svg.text("most confused pairs", x: pairsLeft, y: matrixTop - 30, size: 12, bold: true)
+        svg.text("true -> predicted: videos (share of the true class)", x: pairsLeft, y: matrixTop - 17, size: 10, color: "#444")
+        if pairs.isEmpty { svg.text("none: every video read was classified right", x: pairsLeft, y: matrixTop + 11, size: 11) }
         for (k, pair) in pairs.enumerated() {
             let total = counts[pair.truth].reduce(0, +)
             svg.text(String(format: "%2d. %@ -> %@: %d (%.0f%%)", k + 1, shorten(classes[pair.truth]), shorten(classes[pair.predicted]), pair.videos,
-                            Double(pair.videos) / Double(max(total, 1)) * 100), x: pairsLeft, y: matrixTop + Double(k) * 22, size: 11)
+                            Double(pair.videos) / Double(max(total, 1)) * 100), x: pairsLeft, y: matrixTop + 11 + Double(k) * 22, size: 11)
         }
         return svg.document
     }
@@ -86,7 +100,7 @@ public struct EvaluationReport {
             </head><body>
             <h2>\(SVG.escaped(title))</h2>
             <p>\(SVG.escaped(result.summary))</p>
-            \(svg)
+            \(picture(titled: false))
             <h3>Most confused pairs</h3>
             <table><tr><th>true class</th><th>predicted</th><th>videos</th></tr>
             \(pairs)

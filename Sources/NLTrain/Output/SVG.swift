@@ -27,9 +27,10 @@ struct SVG {
                     + (dashed ? " stroke-dasharray=\"3,3\"" : "") + "/>")
     }
 
-    mutating func rect(_ x: Double, _ y: Double, _ w: Double, _ h: Double, fill: String, title: String? = nil) {
+    mutating func rect(_ x: Double, _ y: Double, _ w: Double, _ h: Double, fill: String, stroke: String? = nil, title: String? = nil) {
         let tip = title.map { "<title>\(Self.escaped($0))</title>" } ?? ""
-        body.append("<rect x=\"\(Self.number(x))\" y=\"\(Self.number(y))\" width=\"\(Self.number(w))\" height=\"\(Self.number(h))\" fill=\"\(fill)\">\(tip)</rect>")
+        body.append("<rect x=\"\(Self.number(x))\" y=\"\(Self.number(y))\" width=\"\(Self.number(w))\" height=\"\(Self.number(h))\" fill=\"\(fill)\""
+                    + (stroke.map { " stroke=\"\($0)\"" } ?? "") + ">\(tip)</rect>")
     }
 
     mutating func polyline(_ points: [(Double, Double)], color: String, width: Double = 1.5) {
@@ -57,9 +58,9 @@ func axisTicks(_ lo: Double, _ hi: Double, count: Int = 5) -> [Double] {
     return stride(from: ceil(lo / step) * step, through: hi + step * 1e-9, by: step).map { $0 }
 }
 
-/// A tick's label: 0.001, 0.5, 20, 1.2k.
+/// A tick's label: 0.001, 0.5, 20, 12k (and 0, never -0, for a tick that rounding left near zero).
 func tickLabel(_ v: Double) -> String {
     if abs(v) >= 10_000 { return String(format: "%.0fk", v / 1000) }
-    if v == v.rounded() { return String(format: "%.0f", v) }
-    return String(format: abs(v) < 0.01 ? "%.0e" : "%g", v)
+    if abs(v) < 1e-12 { return "0" }
+    return String(format: "%g", v)
 }

@@ -1,0 +1,58 @@
+import Foundation
+import Synchronization
+
+/// SIGTERM and SIGINT ask a run to stop at the next iteration boundary, after a checkpoint.
+public enum StopSignal {
+    static let received = Atomic<Int32>(0)
+
+    public static func install() {
+        signal(SIGTERM) { StopSignal.received.store($0, ordering: .relaxed) }
+        signal(SIGINT) { StopSignal.received.store($0, ordering: .relaxed) }
+        // A parent may have started us with them blocked (signal masks are inherited).
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
+    }
+}
+
+/// Why a run stops before its end; the ranks of a job agree on the largest any of them asks for.
+enum StopReason: Int, Comparable {
+    case none = 0, timeBudget, sigint, sigterm
+
+    static func < (a: StopReason, b: StopReason) -> Bool { a.rawValue < b.rawValue }
+
+    func describe(maxTime: TimeInterval?) -> String {
+        switch self {
+        case .none: "nothing"
+        case .timeBudget: "the time budget (--max-time \(ProgressDisplay.duration(maxTime ?? 0)))"
+        case .sigint: "SIGINT"
+        case .sigterm: "SIGTERM"
+        }
+    }
+}
+
+extension Trainer {
+    /// Why the run must stop now, if it must: a signal (on any rank), or the time budget (rank
+    /// 0's clock). Every rank calls it at the same points and gets the same answer.
+    func stopReason() -> StopReason {
+        stopReason(local: signal() ?? (parallel.isRoot && options.maxTime.map { Date().timeIntervalSince(started) >= $0 } == true ? .timeBudget : .none))
+    }
+
+    /// A signal received by any rank, or .none. Validation stops for signals alone: the time
+    /// budget waits for its end, or a validation longer than the budget would never finish.
+    func signalled() -> StopReason { stopReason(local: signal() ?? .none) }
+
+    func signal() -> StopReason? {
+        switch StopSignal.received.load(ordering: .relaxed) {
+        case SIGTERM: .sigterm
+        case SIGINT: .sigint
+        default: nil
+        }
+    }
+
+    func stopReason(local: StopReason) -> StopReason {
+        StopReason(rawValue: parallel.maximum(local.rawValue)) ?? .none
+    }
+}

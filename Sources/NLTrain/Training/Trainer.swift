@@ -1,0 +1,266 @@
+import Foundation
+import NLData
+import NLModels
+
+/// `nltrain`: trains the config's model on its dataset, resumably, alone or as one rank of a
+/// data-parallel job (mpirun): then every rank trains on its share of each batch, the gradients
+/// are averaged, and rank 0 alone writes the work directory. `log` may be called from the
+/// loader's threads (bad videos), hence the lock.
+public final class Trainer: @unchecked Sendable {
+    public struct Options {
+        /// A checkpoint to resume from instead of the work directory's latest.
+        public var resume: String?
+        /// Weights to start from (model only), instead of [model] pretrained.
+        public var initialWeights: String?
+        /// Stop, after a checkpoint, at the first iteration boundary past this many seconds.
+        public var maxTime: TimeInterval?
+        /// Set the work directory's checkpoints aside and train from the start.
+        public var startOver = false
+        public init() {}
+    }
+
+    public let config: Config
+    public let options: Options
+    let output: FileHandle
+    let interactive: Bool
+    let parallel = DataParallel()
+    var workDirectory: WorkDirectory!
+    /// The run's TensorBoard events (rank 0, with [train] tensorboard).
+    var tensorBoard: EventFileWriter?
+    /// The training log's running sums, and the progress bar on a terminal (rank 0).
+    var meter = Meter()
+    var bar: ProgressDisplay?
+    let started = Date()
+    let logLock = NSLock()
+
+    public init(config: Config, options: Options, output: FileHandle = .standardOutput) {
+        self.config = config
+        self.options = options
+        self.output = output
+        interactive = isatty(output.fileDescriptor) != 0
+    }
+
+    /// Trains until every epoch is done (exit 0), the time budget or a signal stops it after a
+    /// checkpoint (75), or an error. The work directory's lock is held throughout.
+    public func run() throws -> ExitStatus {
+        try openWorkDirectory()
+        let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
+        let sgd = SGD(model: model, config.train)
+        var state = try restore(model: model, sgd: sgd)
+        guard hasEpochsLeft(&state) else { return .done }
+        if config.train.syncBN { parallel.synchronizeBatchNorms(of: model) }
+        log("running on \(machineDescription)")
+        let (training, validation) = try loaders(for: model)
+        continueWithThisBatch(&state, iterationsPerEpoch: training.batchesPerEpoch)
+        let step = TrainingStep(model: model, sgd: sgd, train: config.train, iterationsPerEpoch: training.batchesPerEpoch, parallel: parallel)
+        try startLogging(state, training: training)
+
+        // The last run may have been stopped during this validation: it comes before training on.
+        if state.validationPending, let stopped = try finishValidation(step, validation, training: training, state: &state) { return stopped }
+        if interactive && parallel.isRoot {
+            bar = ProgressDisplay(total: config.train.epochs * training.batchesPerEpoch, label: "training", unit: "iterations",
+                                  completed: state.globalIteration, output: output)
+        }
+        while state.epoch < config.train.epochs {
+            if let stopped = try trainEpoch(step, training, state: &state) { return stopped }
+            if let stopped = try endEpoch(step, training, validation, state: &state) { return stopped }
+        }
+        log("finished \(config.train.epochs) epochs in \(ProgressDisplay.duration(Date().timeIntervalSince(started)))"
+            + (state.bestTop1.map { String(format: "; best validation top-1 %.2f%% (epoch %d), %@/best.safetensors", $0 * 100, state.bestEpoch ?? 0, config.train.workDir) } ?? "")
+            + "; last checkpoint \(config.train.workDir)/\(checkpointName(globalIteration: state.globalIteration))")
+        return .done
+    }
+
+    /// Trains the rest of the state's epoch, checkpointing every checkpoint_every_iterations. A stop
+    /// asked for mid-epoch writes a checkpoint and returns the run's exit status (75).
+    private func trainEpoch(_ step: TrainingStep, _ loader: DataLoader, state: inout TrainingState) throws -> ExitStatus? {
+        let iterations = loader.batchesPerEpoch
+        let iterator = loader.batches(epoch: state.epoch, from: state.iteration)
+        defer { iterator.stop() }
+        var dataStart = Date()
+        while let batch = try iterator.next() {
+            let dataTime = Date().timeIntervalSince(dataStart)
+            let stepStart = Date()
+            let outcome = try step.run(batch.clips, labels: batch.labels, globalIteration: state.globalIteration)
+            state.iteration += 1
+            state.globalIteration += 1
+            meter.add(loss: Double(outcome.loss), correct: outcome.correct, clips: batch.count, data: dataTime, step: Date().timeIntervalSince(stepStart))
+            bar?.advance()
+            if state.globalIteration % config.train.logEvery == 0 || state.iteration == iterations {
+                report(state: state, lr: outcome.lr, iterationsPerEpoch: iterations, left: config.train.epochs * iterations - state.globalIteration)
+            }
+            // The epoch's last iteration is checkpointed, validated and stopped at by endEpoch.
+            if state.iteration < iterations {
+                if config.train.checkpointEveryIterations > 0 && state.globalIteration % config.train.checkpointEveryIterations == 0 {
+                    try checkpoint(step, state)
+                }
+                if case let reason = stopReason(), reason != .none {
+                    try checkpoint(step, state)
+                    log("stopped by \(reason.describe(maxTime: options.maxTime)) at epoch \(state.epoch + 1) iteration \(state.iteration); run the same command to continue")
+                    return .notFinished
+                }
+            }
+            dataStart = Date()
+        }
+        return nil
+    }
+
+    /// After an epoch's last iteration: its checkpoint, written before its validation so that a
+    /// kill loses no training, the validation when due, and a stop asked for (75).
+    private func endEpoch(_ step: TrainingStep, _ training: DataLoader, _ validation: DataLoader?, state: inout TrainingState) throws -> ExitStatus? {
+        state.epoch += 1
+        state.iteration = 0
+        state.validationPending = validation != nil && (state.epoch % config.train.evalEvery == 0 || state.epoch == config.train.epochs)
+        state.finished = state.epoch == config.train.epochs && !state.validationPending
+        let due = config.train.checkpointEvery > 0 && state.epoch % config.train.checkpointEvery == 0
+        let written = due || state.epoch == config.train.epochs || state.validationPending
+        if written { try checkpoint(step, state) }
+        if state.validationPending, let stopped = try finishValidation(step, validation, training: training, state: &state) { return stopped }
+        let reason = stopReason()
+        guard !state.finished, reason != .none else { return nil }
+        if !written { try checkpoint(step, state) }
+        log("stopped by \(reason.describe(maxTime: options.maxTime)) after epoch \(state.epoch); run the same command to continue")
+        return .notFinished
+    }
+
+    /// Rank 0 takes the work directory: its lock, what a killed run left half-written, the config.
+    private func openWorkDirectory() throws {
+        try config.require(["data.root", "data.train_annotations", "train.work_dir"], by: "nltrain")
+        try onRoot {
+            workDirectory = try WorkDirectory(config.train.workDir)
+            try workDirectory.lock()
+            let unfinished = workDirectory.removeUnfinishedWrites()
+            if !unfinished.isEmpty { log("removed what a killed run left half-written: \(unfinished.joined(separator: ", "))") }
+            try workDirectory.write(config.text, to: "config.cfg")
+        }
+    }
+
+    /// False when the run has done every epoch of this config; a finished run given more epochs
+    /// goes on, on this config's schedule.
+    private func hasEpochsLeft(_ state: inout TrainingState) -> Bool {
+        if state.epoch >= config.train.epochs && !state.validationPending {
+            log("\(config.train.workDir) has finished all \(config.train.epochs) epochs" + (state.bestTop1.map { String(format: "; best validation top-1 %.2f%%", $0 * 100) } ?? "") + "; nothing to do")
+            return false
+        }
+        if state.finished {
+            log("extending the finished run from \(state.epoch) to \(config.train.epochs) epochs; the learning-rate schedule is this config's")
+            state.finished = false
+        }
+        return true
+    }
+
+    /// The training loader and, when the config validates, the validation loader; each dataset
+    /// summarised in the log, and the model's clip checked against both.
+    private func loaders(for model: Recognizer) throws -> (training: DataLoader, validation: DataLoader?) {
+        let trainSet = try DataSetup.dataset(config, split: .train)
+        log("training set: \(trainSet.summary)")
+        for problem in trainSet.problems.prefix(10) { log("  \(problem)") }
+        if let problem = trainSet.labelProblem(numClasses: config.model.spec.numClasses) { throw problem }
+        guard trainSet.classes.count <= config.model.spec.numClasses else {
+            throw ConfigError(source: config.sources["model.num_classes"] ?? ConfigSource(file: "config", line: 0),
+                              message: "model.num_classes is \(config.model.spec.numClasses) but the dataset has \(trainSet.classes.count) classes")
+        }
+        // Every rank lists the videos it could not read in the same file (lines are appended whole).
+        let badVideos = BadVideoLog(file: "\(config.train.workDir)/bad_videos.txt", maxFraction: config.train.maxBadFraction, dataset: trainSet) { [weak self] in
+            self?.log($0, everyRank: true)
+        }
+        let training = try DataSetup.trainingLoader(config, dataset: trainSet, badVideos: badVideos, rank: parallel.rank, worldSize: parallel.size)
+        let validation = try config.data.valAnnotations.isEmpty || config.train.evalEvery == 0 ? nil
+            : DataSetup.evaluationLoader(config, dataset: DataSetup.dataset(config, split: .val), badVideos: BadVideoLog(file: nil, maxFraction: 1, action: "counting as a miss") { [weak self] in self?.log($0) },
+                                         rank: parallel.rank, worldSize: parallel.size)
+        if let validation { log("validation set: \(validation.dataset.summary)") }
+        for loader in [training, validation].compactMap({ $0 }) { try DataSetup.requireClip(model, loader: loader, config: config) }
+        return (training, validation)
+    }
+
+    /// The run's TensorBoard file (rank 0) and the log line saying what it trains.
+    private func startLogging(_ state: TrainingState, training: DataLoader) throws {
+        if config.train.tensorboard, parallel.isRoot {
+            // A resumed run's file starts a session after the checkpoint's step: TensorBoard drops
+            // what an interrupted run logged past it, so no step shows twice.
+            tensorBoard = try EventFileWriter(directory: workDirectory.file("tb"), resumingAt: state.globalIteration > 0 ? state.globalIteration + 1 : nil)
+            tensorBoard?.text("```\n\(config.text)```", tag: "config", step: state.globalIteration)
+        }
+        log("training \(config.model.name) for \(config.train.epochs) epochs of \(training.batchesPerEpoch) iterations (batch \(config.train.batchSize)"
+            + (parallel.isDistributed ? " on each of \(parallel.size) processes, \(config.train.batchSize * parallel.size) in all" : "")
+            + ") in \(config.train.workDir)"
+            + (state.globalIteration > 0 ? ", resuming at epoch \(state.epoch + 1) iteration \(state.iteration)" : ""))
+    }
+
+    /// The state to start from, read by rank 0 and given to every rank: --resume, else the work
+    /// directory's latest readable checkpoint (corrupt ones refused by name), else a fresh run
+    /// from --init or [model] pretrained.
+    private func restore(model: Recognizer, sgd: SGD) throws -> TrainingState {
+        var state = TrainingState()
+        try onRoot { state = try restoreOnRoot(model: model, sgd: sgd) }
+        guard parallel.isDistributed else { return state }
+        let snapshot = parallel.isRoot ? Checkpoint(model: model, sgd: sgd, state: state, config: config.text).file : SafeTensors()
+        let shared = try SafeTensors(data: parallel.fromRoot(snapshot.serialized()), path: "rank 0's training state")
+        guard !parallel.isRoot else { return state }
+        return try Checkpoint(path: "rank 0's training state", file: shared).restore(model: model, sgd: sgd)
+    }
+
+    private func restoreOnRoot(model: Recognizer, sgd: SGD) throws -> TrainingState {
+        var found: Checkpoint?
+        if options.startOver, let folder = try workDirectory.setAsideCheckpoints() {
+            log("starting over: the earlier checkpoints are set aside in \(folder)")
+        }
+        if let path = options.resume {
+            found = try Checkpoint(path: path)
+        } else {
+            found = try workDirectory.latestCheckpoint(refused: { [weak self] in self?.log($0) })
+        }
+        if let checkpoint = found, let initial = options.initialWeights {
+            log("not using --init \(initial): resuming from \(checkpoint.path) wins (--start-over sets the work directory's checkpoints aside)")
+        }
+        guard let checkpoint = found else {
+            let initial = options.initialWeights ?? (config.model.pretrained.isEmpty ? nil : config.model.pretrained)
+            if let initial {
+                let report = model.load(from: try Checkpoint(path: initial).modelState())
+                log("initialised \(report.loaded.count) tensors from \(initial)" + (report.isComplete ? "" : "; not loaded: \(report.summary)"))
+            }
+            return TrainingState()
+        }
+        let state = try checkpoint.restore(model: model, sgd: sgd)
+        log("resuming from \(checkpoint.path)")
+        return state
+    }
+
+    /// A checkpoint written with another number of clips an iteration (another batch_size or
+    /// number of processes) goes on from the clips of the epoch it has seen, not from its
+    /// iteration count; its global iteration, which the schedule runs on, follows.
+    private func continueWithThisBatch(_ state: inout TrainingState, iterationsPerEpoch: Int) {
+        let globalBatch = config.train.batchSize * parallel.size
+        defer { state.globalBatch = globalBatch }
+        guard let saved = state.globalBatch, saved != globalBatch else { return }
+        let seen = state.iteration * saved
+        state.iteration = min(seen / globalBatch, iterationsPerEpoch)
+        state.globalIteration = state.epoch * iterationsPerEpoch + state.iteration
+        log("the checkpoint was written at \(saved) clips an iteration and this run takes \(globalBatch): epoch \(state.epoch + 1) goes on after "
+            + "\(state.iteration * globalBatch) of the \(seen) clips it had seen (iteration \(state.iteration)), global iteration \(state.globalIteration)")
+    }
+
+    /// Rank 0 writes the checkpoint; the weights and momentum are the same on every rank.
+    func checkpoint(_ step: TrainingStep, _ state: TrainingState) throws {
+        try onRoot {
+            try workDirectory.write(Checkpoint(model: step.model, sgd: step.sgd, state: state, config: config.text), name: checkpointName(globalIteration: state.globalIteration))
+            workDirectory.prune(keep: config.train.keepCheckpoints)
+        }
+    }
+
+    /// Runs `body` on rank 0 alone and makes its failure every rank's: the others throw the same
+    /// status, silently (rank 0 reports it).
+    func onRoot(_ body: () throws -> Void) throws {
+        var failure = ""
+        if parallel.isRoot {
+            do { try body() } catch {
+                guard parallel.isDistributed else { throw error }
+                let (status, message) = exitStatus(for: error)
+                failure = "\(status.rawValue) \(message)"
+            }
+        }
+        let shared = String(decoding: parallel.fromRoot(Data(failure.utf8)), as: UTF8.self)
+        guard let space = shared.firstIndex(of: " "), let code = Int32(shared[..<space]), let status = ExitStatus(rawValue: code) else { return }
+        throw SharedFailure(status: status, message: String(shared[shared.index(after: space)...]))
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import NLData
+import NLModels
+
+extension Trainer {
+    /// Validates the epoch just trained, whose checkpoint is written, and rewrites that checkpoint
+    /// marked validated (with the best top-1 so far). A SIGTERM or SIGINT during validation ends
+    /// it at once, the checkpoint still saying the validation is to do, and returns the run's exit
+    /// status (75); nil when the run goes on.
+    func finishValidation(_ step: TrainingStep, _ loader: DataLoader?, training: DataLoader,
+                          state: inout TrainingState) throws -> ExitStatus? {
+        guard let loader else {  // this run's config does not validate
+            state.validationPending = false
+            return nil
+        }
+        do {
+            try validate(step, loader, training: training, state: &state)
+        } catch is Evaluator.Interrupted {
+            log("stopped by \(signal()?.describe(maxTime: nil) ?? "a signal to another process") during epoch \(state.epoch)'s validation; run the same command to validate and continue")
+            return .notFinished
+        }
+        state.validationPending = false
+        state.finished = state.epoch == config.train.epochs
+        try checkpoint(step, state)
+        return nil
+    }
+
+    /// Recomputes the BatchNorm statistics when asked (precise BN), evaluates, logs the result and
+    /// keeps the best weights. Throws Evaluator.Interrupted when a signal stops it.
+    func validate(_ step: TrainingStep, _ loader: DataLoader, training: DataLoader, state: inout TrainingState) throws {
+        let model = step.model
+        if config.train.preciseBNBatches > 0 {
+            try preciseBatchNorm(step, training)
+        }
+        log("validating epoch \(state.epoch) on \(loader.dataset.entries.count) videos, \(loader.viewsPerVideo) views each")
+        let progress = interactive && parallel.isRoot ? ProgressDisplay(total: loader.batchesPerEpoch, label: "validating", unit: "batches", output: output) : nil
+        let scored = try Evaluator.evaluate(model, loader: loader, progress: progress, parallel: parallel) { signalled() != .none }
+        var best = false
+        try onRoot {
+            guard let result = scored else { return }
+            best = result.top1 > (state.bestTop1 ?? -1)
+            log(String(format: "epoch %d validation: top-1 %.2f%% top-5 %.2f%% mean class accuracy %.2f%% (%d videos, %d failed)%@",
+                       state.epoch, result.top1 * 100, result.top5 * 100, result.meanClassAccuracy * 100, result.videos, result.failed, best ? ", best so far" : ""))
+            workDirectory.append(jsonLine(["mode": "val", "epoch": state.epoch, "global_iteration": state.globalIteration, "top1": result.top1,
+                                           "top5": result.top5, "mean_class_accuracy": result.meanClassAccuracy, "videos": result.videos,
+                                           "failed": result.failed]), to: "metrics.jsonl")
+            tensorBoard?.scalars([("val/top1", result.top1), ("val/top5", result.top5), ("val/mean_class_accuracy", result.meanClassAccuracy)],
+                                 step: state.globalIteration)
+            let metrics = (try? String(contentsOfFile: workDirectory.file("metrics.jsonl"), encoding: .utf8)) ?? ""
+            try workDirectory.write(TrainingCurves.svg(metrics: metrics), to: "curves.svg")
+            guard best else { return }
+            (state.bestTop1, state.bestEpoch) = (result.top1, state.epoch)
+            try workDirectory.write(Checkpoint(model: model, sgd: nil, state: state, config: config.text), name: "best.safetensors", makeLast: false)
+        }
+    }
+
+    /// PySlowFast's precise BN: every BatchNorm's running statistics become the average of its
+    /// batch statistics over precise_bn_batches training batches (an epoch of its own draws).
+    func preciseBatchNorm(_ step: TrainingStep, _ loader: DataLoader) throws {
+        let model = step.model
+        let norms = ([model as Layer] + model.descendants).compactMap { $0 as? BatchNorm3d }.filter { !$0.frozen }
+        let momenta = norms.map(\.momentum)
+        for norm in norms {
+            norm.runningMean.zero()
+            norm.runningVariance.zero()
+        }
+        let epoch = 1_000_000 + config.train.epochs
+        let iterator = loader.batches(epoch: epoch)
+        defer {
+            iterator.stop()
+            for (norm, m) in zip(norms, momenta) { norm.momentum = m }
+        }
+        var count = 0
+        while count < config.train.preciseBNBatches, let batch = try iterator.next() {
+            for norm in norms { norm.momentum = 1 / Float(count + 1) }  // a running average
+            model.head.dropout.generator = step.dropoutGenerator(at: epoch + count)
+            _ = model.forward(batch.clips, training: true)
+            count += 1
+            if signalled() != .none { throw Evaluator.Interrupted() }
+        }
+        log("recomputed BatchNorm statistics over \(count) batches")
+    }
+}
