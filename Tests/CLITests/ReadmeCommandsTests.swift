@@ -16,13 +16,14 @@ struct ReadmeCommandsTests {
         ("srun ", "needs a Slurm cluster"),
         ("python3 scripts/convert/convert_mmaction2_checkpoint.py", "needs PyTorch and an mmaction2 .pth (run by hand; see the closing notes)"),
         ("python3 scripts/convert/check_against_pytorch.py", "needs PyTorch (run by hand; see the closing notes)"),
+        ("PYTHON=", "the peers' benchmarks need PyTorch and mmaction2, or PyAV, decord and torchcodec, and measure (README, Speed)"),
     ]
 
     /// The README's command lines: the indented code lines that start with a command, the cron
     /// line as cron would run it (without its schedule).
     static let commands: [String] = {
         let text = try! String(contentsOfFile: "\(repository)/README.md", encoding: .utf8)
-        let starts = ["nltrain ", "nleval ", "nlvideo ", "nlmodel ", "nlbench ", "mpirun ", "srun ", "python3 ", "make ", "tensorboard "]
+        let starts = ["nltrain ", "nleval ", "nlvideo ", "nlmodel ", "nlbench ", "mpirun ", "srun ", "python3 ", "make ", "tensorboard ", "PYTHON="]
         return text.split(separator: "\n").compactMap { line -> String? in
             guard line.hasPrefix("    ") else { return nil }
             var command = line.trimmingCharacters(in: .whitespaces)

@@ -6,9 +6,9 @@
 #   short side 256) over 10-second H.264 videos at 340x256 and 640x360, one reader and two at once;
 # - the loader alone, and the whole pipeline (loader and training step together: clips/s end to
 #   end and the time spent waiting for data), at the demo config and at i3d_nl's clip shape.
-# The peers run beside it on the same machine (see README, Speed):
-#   scripts/bench/compare_step_with_pytorch.sh                                      (PyTorch)
-#   python3 scripts/bench/bench_decode_python.py data/bench/h264_340x256_*.mp4      (PyAV, decord)
+# The peers run beside it, interleaved, on the same machine (see README, Speed):
+#   PYTHON=VENV/bin/python scripts/bench/compare_step_with_pytorch.sh    (PyTorch, mmaction2)
+#   PYTHON=VENV/bin/python scripts/bench/compare_decode_with_python.sh   (PyAV, decord, torchcodec)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=.build/release
