@@ -17,15 +17,9 @@ public struct DecodeBenchmark: Sendable {
 
     public init(files: [String]) { self.files = files }
 
-    public struct Result: Sendable {
-        public let clips: Int
-        public let seconds: Double
-        public var clipsPerSecond: Double { Double(clips) / seconds }
-    }
-
     /// Reads `clips` clips, file after file; returns how long it took. Each worker opens, reads and
     /// closes its own readers (one decoder thread each).
-    public func run() throws -> Result {
+    public func run() throws -> Throughput {
         let infos = try files.map { try VideoReader(path: $0).info.frames }
         let span = (clipLength - 1) * frameInterval + 1
         let failures = Failures()
@@ -45,7 +39,7 @@ public struct DecodeBenchmark: Sendable {
             }
         }
         if let error = failures.first { throw error }
-        return Result(clips: clips, seconds: Date().timeIntervalSince(start))
+        return Throughput(clips: clips, seconds: Date().timeIntervalSince(start))
     }
 
     /// The first error any worker met.

@@ -11,14 +11,8 @@ public struct LoaderBenchmark {
 
     public init(config: Config) { self.config = config }
 
-    public struct Result: Sendable {
-        public let clips: Int
-        public let seconds: Double
-        public var clipsPerSecond: Double { Double(clips) / seconds }
-    }
-
     /// Reads `batches` batches of epoch 0, starting over while the dataset is short of them.
-    public func run() throws -> Result {
+    public func run() throws -> Throughput {
         let dataset = try DataSetup.dataset(config, split: .train)
         let loader = try DataSetup.trainingLoader(config, dataset: dataset, badVideos: nil)
         let start = Date()
@@ -29,6 +23,6 @@ public struct LoaderBenchmark {
             while clips < batches * config.train.batchSize, let batch = try iterator.next() { clips += batch.count }
             epoch += 1
         }
-        return Result(clips: clips, seconds: Date().timeIntervalSince(start))
+        return Throughput(clips: clips, seconds: Date().timeIntervalSince(start))
     }
 }

@@ -43,16 +43,17 @@ public final class DataLoader: @unchecked Sendable {
 
     public let dataset: Dataset
     public let pipeline: ClipPipeline
-    public let mode: Mode
     public let options: Options
     public let badVideos: BadVideoLog?
 
-    public init(dataset: Dataset, pipeline: ClipPipeline, mode: Mode, options: Options,
-                badVideos: BadVideoLog? = nil) {
+    public init(dataset: Dataset, pipeline: ClipPipeline, options: Options, badVideos: BadVideoLog? = nil) {
         precondition(options.batchSize > 0 && options.worldSize > 0 && (0..<options.worldSize).contains(options.rank))
-        precondition(pipeline.joinsClips == (mode == .training), "a training loader joins each video's clips into one view; an evaluation loader does not")
-        (self.dataset, self.pipeline, self.mode, self.options, self.badVideos) = (dataset, pipeline, mode, options, badVideos)
+        (self.dataset, self.pipeline, self.options, self.badVideos) = (dataset, pipeline, options, badVideos)
     }
+
+    /// Training when the pipeline joins each video's clips into one view (a training sampler),
+    /// evaluation when each clip is a view of its own (a test-mode sampler).
+    public var mode: Mode { pipeline.joinsClips ? .training : .evaluation }
 
     public var viewsPerVideo: Int { pipeline.viewsPerVideo }
     /// (T, H, W, 3) of every view.

@@ -64,7 +64,7 @@ public enum GEMM {
         }
     }
 
-    /// What OpenBLAS's sgemm did since `Meter.reset()`, over every thread: its FLOPs and the
+    /// What OpenBLAS's sgemm did between `Meter.start()` and `Meter.stop()`, over every thread: its FLOPs and the
     /// seconds threads spent in it. Counted only while `Meter.on` (nlbench step --layers).
     public enum Meter {
         static let on = Atomic<Bool>(false)

@@ -11,7 +11,7 @@ public enum DataSetup {
         let data = config.data
         let annotations = split == .train ? data.trainAnnotations : data.valAnnotations
         guard !annotations.isEmpty else {
-            throw ConfigError(source: ConfigSource(file: "config", line: 0), message: "[data] \(split.rawValue)_annotations is not set")
+            throw ConfigError(source: config.source(of: "data.\(split.rawValue)_annotations"), message: "[data] \(split.rawValue)_annotations is not set")
         }
         return try Annotations.load(format: data.format, annotations: annotations, root: data.root,
                                     classes: data.classes.isEmpty ? nil : data.classes,
@@ -38,7 +38,7 @@ public enum DataSetup {
                                     flip: d.flip ? RandomHorizontalFlip(probability: 0.5) : nil, normalize: normalize(config))
         var options = DataLoader.Options(batchSize: config.train.batchSize, workers: d.workers, seed: UInt64(config.train.seed))
         (options.rank, options.worldSize) = (rank, worldSize)
-        let loader = DataLoader(dataset: dataset, pipeline: pipeline, mode: .training, options: options, badVideos: badVideos)
+        let loader = DataLoader(dataset: dataset, pipeline: pipeline, options: options, badVideos: badVideos)
         guard loader.batchesPerEpoch > 0 else {
             throw DataError("\(d.trainAnnotations): \(dataset.entries.count) videos, fewer than one batch of \(config.train.batchSize)"
                             + (worldSize > 1 ? " for each of \(worldSize) processes" : ""))
@@ -60,7 +60,7 @@ public enum DataSetup {
                                     normalize: normalize(config))
         var options = DataLoader.Options(batchSize: config.eval.batchSize, workers: d.workers, seed: UInt64(config.train.seed))
         (options.rank, options.worldSize) = (rank, worldSize)
-        return DataLoader(dataset: dataset, pipeline: pipeline, mode: .evaluation, options: options, badVideos: badVideos)
+        return DataLoader(dataset: dataset, pipeline: pipeline, options: options, badVideos: badVideos)
     }
 
     /// Fails (64) unless `model` can take `loader`'s batches (Recognizer.clipProblem).
@@ -68,14 +68,14 @@ public enum DataSetup {
         let training = loader.mode == .training
         guard let problem = model.clipProblem([loader.options.batchSize] + loader.clipShape.dropLast(), training: training) else { return }
         let key = training ? "train.batch_size" : "eval.batch_size"
-        throw ConfigError(source: config.sources[key] ?? config.sources["data.crop_size"] ?? ConfigSource(file: "config", line: 0), message: problem)
+        throw ConfigError(source: config.source(of: key, "data.crop_size"), message: problem)
     }
 
     /// A crop larger than the short side frames are decoded at would need pixels the frames do
     /// not have: a config error, as in the frameworks (whose crops then fail or come out smaller).
     private static func requireCrop(_ crop: Int, _ cropKey: String, within side: Int, _ sideKey: String, _ config: Config) throws(ConfigError) {
         guard crop > side else { return }
-        throw ConfigError(source: config.sources[cropKey] ?? config.sources[sideKey] ?? ConfigSource(file: "config", line: 0),
+        throw ConfigError(source: config.source(of: cropKey, sideKey),
                           message: "\(cropKey) \(crop) is larger than the short side the frames are decoded at (\(sideKey): \(side))")
     }
 

@@ -59,6 +59,11 @@ public enum Evaluator {
         return score(scores, missed: missed, classes: dataset.classes)
     }
 
+    /// Class indices from the most probable down; a tie goes to the lower index.
+    static func classesByScore(_ probabilities: [Float]) -> [Int] {
+        probabilities.indices.sorted { probabilities[$0] != probabilities[$1] ? probabilities[$0] > probabilities[$1] : $0 < $1 }
+    }
+
     /// Top-1, top-5, mean class accuracy and per-class accuracy of scored videos; `missed` videos
     /// (no scores) count as wrong.
     public static func score(_ scores: [(path: String, label: Int, probabilities: [Float])], missed: [(path: String, label: Int, error: String)] = [],
@@ -66,7 +71,7 @@ public enum Evaluator {
         var hits1 = 0, hits5 = 0
         var perClassTotal = [Int](repeating: 0, count: classes.count), perClassHits = perClassTotal
         for (_, label, probabilities) in scores {
-            let ranked = probabilities.indices.sorted { probabilities[$0] != probabilities[$1] ? probabilities[$0] > probabilities[$1] : $0 < $1 }
+            let ranked = classesByScore(probabilities)
             if ranked.first == label { hits1 += 1; perClassHits[label] += 1 }
             if ranked.prefix(5).contains(label) { hits5 += 1 }
             perClassTotal[label] += 1

@@ -10,7 +10,7 @@ struct DataLoaderTests {
         let sampler = SampleFrames(clipLength: 8, frameInterval: 2, numClips: mode == .training ? 1 : numClips, testMode: mode == .evaluation)
         var clips = pipeline
         clips.sampler = sampler
-        return DataLoader(dataset: dataset, pipeline: clips, mode: mode, options: options, badVideos: log)
+        return DataLoader(dataset: dataset, pipeline: clips, options: options, badVideos: log)
     }
 
     func all(_ iterator: BatchIterator) throws -> [(clips: [Float], labels: [Int], videos: [Int], failed: [Bool])] {

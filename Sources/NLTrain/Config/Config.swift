@@ -141,12 +141,18 @@ public struct Config: Sendable {
         try self.init(file)
     }
 
+    /// Where the first of `keys` that a file or `--set` gave was set, for an error about it; plain
+    /// "config" when none was (a default).
+    public func source(of keys: String...) -> ConfigSource {
+        keys.lazy.compactMap { sources[$0] }.first ?? ConfigSource(file: "config", line: 0)
+    }
+
     /// Fails unless every key in `keys` ("data.root") has a value, not empty, from a file or `--set`.
     public func require(_ keys: [String], by command: String) throws(ConfigError) {
         for name in keys {
             let (section, key) = (name.split(separator: ".")[0], name.split(separator: ".")[1])
             guard let source = sources[name] else {
-                throw ConfigError(source: ConfigSource(file: "config", line: 0),
+                throw ConfigError(source: source(of: name),
                                   message: "\(command) needs [\(section)] \(key); set it in the config or with --set \(name)=...")
             }
             guard let setting = Self.schema.first(where: { $0.name == section })?.settings.first(where: { $0.key == key }),

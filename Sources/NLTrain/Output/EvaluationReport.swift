@@ -18,8 +18,7 @@ public struct EvaluationReport {
         classes = result.perClass.map(\.name)
         var counts = [[Int]](repeating: [Int](repeating: 0, count: classes.count), count: classes.count)
         for (_, label, probabilities) in result.scores where label < classes.count {
-            let predicted = probabilities.indices.max { probabilities[$0] < probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 > $1) } ?? 0
-            if predicted < classes.count { counts[label][predicted] += 1 }
+            if let predicted = Evaluator.classesByScore(probabilities).first, predicted < classes.count { counts[label][predicted] += 1 }
         }
         self.counts = counts
     }

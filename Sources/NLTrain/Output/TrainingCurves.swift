@@ -66,9 +66,9 @@ public enum TrainingCurves {
         svg.line(left, top, left, top + height, color: "#444")
         var legend = left + width
         for s in series.reversed() {
-            let points = s.points.filter { $0.value.isFinite }.map { (x($0.step), y($0.value)) }
-            svg.polyline(points, color: s.color)
-            if s.dots { for (p, q) in zip(points, s.points) { svg.dot(p.0, p.1, color: s.color, title: String(format: "%@ %.2f at iteration %.0f", s.name, q.value, q.step)) } }
+            let finite = s.points.filter { $0.value.isFinite }
+            svg.polyline(finite.map { (x($0.step), y($0.value)) }, color: s.color)
+            if s.dots { for p in finite { svg.dot(x(p.step), y(p.value), color: s.color, title: String(format: "%@ %.2f at iteration %.0f", s.name, p.value, p.step)) } }
             svg.text(s.name, x: legend, y: top - 6, size: 11, anchor: "end", color: s.color)
             legend -= Double(s.name.count) * 6.5 + 16
         }

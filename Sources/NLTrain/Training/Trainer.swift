@@ -157,7 +157,7 @@ public final class Trainer: @unchecked Sendable {
         for problem in trainSet.problems.prefix(10) { log("  \(problem)") }
         if let problem = trainSet.labelProblem(numClasses: config.model.spec.numClasses) { throw problem }
         guard trainSet.classes.count <= config.model.spec.numClasses else {
-            throw ConfigError(source: config.sources["model.num_classes"] ?? ConfigSource(file: "config", line: 0),
+            throw ConfigError(source: config.source(of: "model.num_classes"),
                               message: "model.num_classes is \(config.model.spec.numClasses) but the dataset has \(trainSet.classes.count) classes")
         }
         // Every rank lists the videos it could not read in the same file (lines are appended whole).
