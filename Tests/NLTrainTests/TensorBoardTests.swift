@@ -75,6 +75,21 @@ struct TensorBoardTests {
     }
 }
 
+extension TensorBoardTests {
+    /// A class name longer than the label column is cut where the picture writes it (it ran over
+    /// the bars in a browser) and kept whole in its tooltip and in the HTML tables.
+    @Test func longClassNamesAreCutInThePicture() throws {
+        let long = String(repeating: "x", count: 120)
+        let classes = [long, "short & <odd>"]
+        let scores: [(path: String, label: Int, probabilities: [Float])] = [("a.mp4", 0, [0.9, 0.1]), ("b.mp4", 1, [0.8, 0.2])]
+        let report = EvaluationReport(Evaluator.score(scores, classes: classes), title: "long names")
+        let texts = report.svg.components(separatedBy: "<text").dropFirst().map { $0.components(separatedBy: "</text>")[0] }
+        #expect(wellFormed(report.svg))
+        #expect(texts.allSatisfy { !$0.contains(long) } && texts.contains { $0.contains(String(long.prefix(25)) + "…") })
+        #expect(report.svg.contains("<title>\(long)") && report.html.contains("<td>\(long)</td>"))
+    }
+}
+
 /// Whether `text` parses as XML.
 func wellFormed(_ text: String) -> Bool {
     XMLParser(data: Data(text.utf8)).parse()

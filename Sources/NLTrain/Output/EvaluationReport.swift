@@ -40,7 +40,7 @@ public struct EvaluationReport {
         let n = max(classes.count, 1)
         let cell = max(1.0, min(24, 640 / Double(n)))
         let labelled = cell >= 9
-        let labelWidth = labelled ? Double(min(28, classes.map(\.count).max() ?? 4)) * 6.2 + 8 : 10
+        let labelWidth = labelled ? Double(classes.map { shorten($0).count }.max() ?? 4) * 6.2 + 8 : 10
         let barLeft = 20.0, barWidth = 170.0
         // The bars' percentages stand right of them, the class names right-aligned before the matrix.
         let matrixLeft = barLeft + barWidth + (labelled ? 40 : 10) + labelWidth, matrixTop = titled ? 120.0 : 60.0, side = cell * Double(n)
@@ -64,7 +64,7 @@ public struct EvaluationReport {
                      title: "\(classes[i]): " + (accuracy.map { String(format: "%.1f%%", $0 * 100) } ?? "no videos"))
             if labelled {
                 svg.text(percent, x: barLeft + barWidth * (accuracy ?? 0) + 3, y: y + cell * 0.72, size: min(10, cell * 0.8), color: "#444")
-                svg.text(classes[i], x: matrixLeft - 6, y: y + cell * 0.72, size: min(11, cell * 0.8), anchor: "end")
+                svg.text(shorten(classes[i]), x: matrixLeft - 6, y: y + cell * 0.72, size: min(11, cell * 0.8), anchor: "end")
             }
             for (j, videos) in row.enumerated() where videos > 0 {
                 let share = Double(videos) / Double(max(total, 1))
@@ -120,5 +120,6 @@ public struct EvaluationReport {
         return String(format: "#%02x%02x%02x", Int(r * 255), Int(g * 255), Int(b * 255))
     }
 
+    /// A class name cut to 26 characters where the picture lists it (the tooltips and tables keep it whole).
     private func shorten(_ name: String) -> String { name.count > 26 ? String(name.prefix(25)) + "…" : name }
 }
