@@ -19,6 +19,12 @@ public final class Conv3d: Layer {
     /// False for a network's first layer, whose input needs no gradient: backward then returns an
     /// empty tensor and skips that work.
     public var computesInputGradient = true
+    /// Whether forward and the weight gradient run through the direct loops for few input channels
+    /// (Conv3d+FewChannels.swift) instead of vol2col: chosen at init for the shape and this
+    /// machine; tests set it both ways.
+    public var usesDirectLoops: Bool {
+        didSet { precondition(!usesDirectLoops || Conv3d.directLoopsFit(outputChannels), "direct loops need Cout a multiple of \(Conv3d.channelBlock)") }
+    }
 
     private var input: Tensor?
     private var outputShape: [Int] = []
@@ -39,6 +45,7 @@ public final class Conv3d: Layer {
             checkpointShape: [outputChannels, inputChannels, kernelSize.t, kernelSize.h, kernelSize.w],
             fromCheckpointAxes: [2, 3, 4, 1, 0])
         self.bias = bias ? Parameter(shape: [outputChannels], kind: .bias) : nil
+        usesDirectLoops = Conv3d.directLoopsPay(inputChannels) && Conv3d.directLoopsFit(outputChannels)
     }
 
     public var ownState: [(name: String, entry: StateEntry)] {
@@ -67,7 +74,13 @@ public final class Conv3d: Layer {
         outputShape = y.shape
         input = x
         let g = Geometry(input: x.shape, output: y.shape)
-        if isRowShifted { forwardRowShifted(x, y, g) } else { forwardTiled(x, y, g) }
+        if isRowShifted {
+            forwardRowShifted(x, y, g)
+        } else if usesDirectLoops {
+            forwardDirect(x, y, g)
+        } else {
+            forwardTiled(x, y, g)
+        }
         if let bias { addToEveryRow(y, bias.value.data) }
         return y
     }
@@ -77,12 +90,19 @@ public final class Conv3d: Layer {
         precondition(dy.shape == outputShape, "Conv3d.backward got \(dy.shape), output was \(outputShape)")
         let dx = computesInputGradient ? Tensor(transient: x.shape) : Tensor(zeros: [0])
         let g = Geometry(input: x.shape, output: outputShape)
-        if isRowShifted { backwardRowShifted(x, dy, dx, g) } else { backwardTiled(x, dy, dx, g) }
+        if isRowShifted {
+            backwardRowShifted(x, dy, dx, g)
+        } else if usesDirectLoops {
+            if weight.requiresGradient { weightGradientDirect(x, dy, g) }
+            if computesInputGradient { backwardTiled(x, dy, dx, g, weightGradient: false) }
+        } else {
+            backwardTiled(x, dy, dx, g, weightGradient: weight.requiresGradient)
+        }
         if let bias, bias.requiresGradient { addColumnSums(of: dy, into: bias.gradient.data) }
         return dx
     }
 
-    private struct Geometry {
+    struct Geometry {
         let n, tIn, hIn, wIn, tOut, hOut, wOut: Int
         init(input: [Int], output: [Int]) {
             (n, tIn, hIn, wIn) = (input[0], input[1], input[2], input[3])
@@ -200,9 +220,8 @@ public final class Conv3d: Layer {
         }
     }
 
-    private func backwardTiled(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, _ g: Geometry) {
+    private func backwardTiled(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, _ g: Geometry, weightGradient wantWeight: Bool) {
         let (cout, frameRows, width) = (outputChannels, g.hOut * g.wOut, columnWidth)
-        let wantWeight = weight.requiresGradient
         let cols = buffers(count: 2 * tileRows * width)  // columns, then their gradient
         let partials = wantWeight ? buffers(count: width * cout) : []
         for p in partials { p.zero() }

@@ -85,6 +85,9 @@ public enum BLASKernel {
     /// The core OpenBLAS runs on ("Haswell").
     public static var current: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
 
+    /// Whether the kernel is an AVX-512 one (16 floats a vector).
+    public static var isAVX512: Bool { (generation(of: current) ?? 0) >= generation(of: "SkylakeX")! }
+
     /// OpenBLAS's version ("0.3.21").
     public static var version: String {
         let config = openblas_get_config().map { String(cString: $0) } ?? ""

@@ -49,10 +49,36 @@ struct NaiveReferenceTests {
         #expect(relativeError(conv.weight.gradient, dw) < 1e-5)
     }
 
+    /// The direct loops for few input channels (a stem) and vol2col, each against the definition:
+    /// edges where windows leave the input on one side, both sides or everywhere, a width that
+    /// leaves positions after the blocks of six, one and four channel blocks of 16.
+    @Test(arguments: [1, 3, 4])
+    func fewChannelConvolutionMatchesDefinition(inputChannels: Int) {
+        var generator = SeededGenerator(seed: 14)
+        let cases: [(kernel: Size3, stride: Size3, padding: Size3, input: [Int])] = [
+            (Size3(5, 7, 7), Size3(1, 2, 2), Size3(2, 3, 3), [2, 4, 9, 13]),  // the stem
+            (Size3(3, 7, 7), Size3(2, 2, 2), Size3(1, 3, 3), [1, 5, 11, 16]),
+            (Size3(1, 3, 3), Size3(1), Size3(0, 1, 1), [1, 2, 5, 8]),
+            (Size3(2, 3, 5), Size3(1, 2, 3), Size3(0), [1, 3, 6, 17]),
+            (Size3(1, 3, 9), Size3(1, 1, 2), Size3(0, 2, 4), [1, 1, 4, 7]),  // wider than the input
+            (Size3(1, 1, 2), Size3(1), Size3(0, 0, 1), [2, 2, 3, 10]),
+        ]
+        for (kernel, stride, padding, size) in cases {
+            for direct in [true, false] {
+                for cout in [16, 64] {
+                    let conv = Conv3d(inputChannels: inputChannels, outputChannels: cout, kernelSize: kernel, stride: stride,
+                                      padding: padding, bias: cout == 16)
+                    conv.usesDirectLoops = direct
+                    compare(conv, input: randomTensor(size + [inputChannels], using: &generator), using: &generator)
+                }
+            }
+        }
+    }
+
     func compare(_ conv: Conv3d, input x: Tensor, using generator: inout SeededGenerator) {
         randomizeParameters(conv, using: &generator)
         let naive = NaiveConvolution(conv: conv)
-        let label = "kernel \(conv.kernelSize) stride \(conv.stride) padding \(conv.padding) bias \(conv.bias != nil)"
+        let label = "kernel \(conv.kernelSize) stride \(conv.stride) padding \(conv.padding) bias \(conv.bias != nil) channels \(conv.inputChannels)->\(conv.outputChannels) direct \(conv.usesDirectLoops)"
         let y = conv.forward(x, training: true)
         #expect(relativeError(y, naive.forward(x)) < 1e-5, "forward, \(label)")
         let dy = randomTensor(y.shape, using: &generator)
