@@ -73,6 +73,13 @@ public final class Conv3d: Layer {
         let y = Tensor(transient: outputShape(for: x.shape))
         outputShape = y.shape
         input = x
+        convolve(x, into: y)
+        if let bias { addToEveryRow(y, bias.value.data) }
+        return y
+    }
+
+    /// y = the convolution of x, without the bias.
+    private func convolve(_ x: Tensor, into y: Tensor) {
         let g = Geometry(input: x.shape, output: y.shape)
         if isRowShifted {
             forwardRowShifted(x, y, g)
@@ -81,8 +88,6 @@ public final class Conv3d: Layer {
         } else {
             forwardTiled(x, y, g)
         }
-        if let bias { addToEveryRow(y, bias.value.data) }
-        return y
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
@@ -92,14 +97,51 @@ public final class Conv3d: Layer {
         let g = Geometry(input: x.shape, output: outputShape)
         if isRowShifted {
             backwardRowShifted(x, dy, dx, g)
-        } else if usesDirectLoops {
-            if weight.requiresGradient { weightGradientDirect(x, dy, g) }
-            if computesInputGradient { backwardTiled(x, dy, dx, g, weightGradient: false) }
         } else {
-            backwardTiled(x, dy, dx, g, weightGradient: weight.requiresGradient)
+            let transposed = computesInputGradient ? inputGradientConvolution(rows: x.rows) : nil
+            if usesDirectLoops && weight.requiresGradient { weightGradientDirect(x, dy, g) }
+            let (weightByColumns, inputByColumns) = (!usesDirectLoops && weight.requiresGradient, computesInputGradient && transposed == nil)
+            if weightByColumns || inputByColumns {
+                backwardTiled(x, dy, dx, g, weightGradient: weightByColumns, inputGradient: inputByColumns)
+            }
+            transposed?.convolve(dy, into: dx)
         }
         if let bias, bias.requiresGradient { addColumnSums(of: dy, into: bias.gradient.data) }
         return dx
+    }
+
+    /// The input gradient of a stride-1 convolution is the stride-1 convolution of dY with the
+    /// kernel flipped along time, height and width and its channels swapped, padded by k - 1 - p
+    /// (nil where that is negative). Through vol2col of dY it is one GEMM a tile that writes dX
+    /// once; the way back through columns writes dY Wᵀ, taps x Cin floats a row, and adds them
+    /// into dX. Its kernel is rebuilt from the weight at each backward, which costs more than it
+    /// saves below 4 x Cout rows (the late stages' few positions).
+    private lazy var transposedConvolution: Conv3d? = {
+        let p = Size3(kernelSize.t - 1 - padding.t, kernelSize.h - 1 - padding.h, kernelSize.w - 1 - padding.w)
+        guard stride == Size3(1), p.t >= 0, p.h >= 0, p.w >= 0 else { return nil }
+        let t = Conv3d(inputChannels: outputChannels, outputChannels: inputChannels, kernelSize: kernelSize, padding: p, bias: false)
+        t.usesDirectLoops = false
+        return t
+    }()
+
+    /// `transposedConvolution` with the current weight flipped into it, where it pays for `rows`.
+    private func inputGradientConvolution(rows: Int) -> Conv3d? {
+        guard rows >= 4 * outputChannels, let t = transposedConvolution else { return nil }
+        // Flipping all three axes reverses the order of the taps; each tap's Cin x Cout matrix is
+        // transposed, in blocks that stay in cache.
+        let (cin, cout, taps, block) = (inputChannels, outputChannels, kernelSize.volume, 16)
+        let (source, flipped) = (weight.value.data, t.weight.value.data)
+        Parallel.forEach(taps) { tap in
+            let (from, to) = (source + (taps - 1 - tap) * cin * cout, flipped + tap * cin * cout)
+            for i0 in Swift.stride(from: 0, to: cin, by: block) {
+                for j0 in Swift.stride(from: 0, to: cout, by: block) {
+                    for i in i0..<min(i0 + block, cin) {
+                        for j in j0..<min(j0 + block, cout) { to[j * cin + i] = from[i * cout + j] }
+                    }
+                }
+            }
+        }
+        return t
     }
 
     struct Geometry {
@@ -220,17 +262,17 @@ public final class Conv3d: Layer {
         }
     }
 
-    private func backwardTiled(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, _ g: Geometry, weightGradient wantWeight: Bool) {
+    private func backwardTiled(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, _ g: Geometry, weightGradient wantWeight: Bool, inputGradient wantInput: Bool) {
         let (cout, frameRows, width) = (outputChannels, g.hOut * g.wOut, columnWidth)
-        let cols = buffers(count: 2 * tileRows * width)  // columns, then their gradient
+        let cols = buffers(count: (wantInput ? 2 : 1) * tileRows * width)  // columns, then their gradient
         let partials = wantWeight ? buffers(count: width * cout) : []
         for p in partials { p.zero() }
-        if computesInputGradient { dx.zero() }
+        if wantInput { dx.zero() }
         // Output frames closer than `spacing` in time read overlapping input frames; frames of one
         // phase are `spacing` apart, so their scatter-adds into dX never collide as long as each
         // thread owns whole frames. With spacing 1 a thread's frames are consecutive and its tiles
         // run across them; otherwise a tile stays in one frame.
-        let spacing = computesInputGradient ? (kernelSize.t + stride.t - 1) / stride.t : 1
+        let spacing = wantInput ? (kernelSize.t + stride.t - 1) / stride.t : 1
         for phase in 0..<spacing {
             let frames = (0..<(g.n * g.tOut)).filter { ($0 % g.tOut) % spacing == phase }
             Parallel.forRanges(frames.count) { chunk, range in
@@ -244,7 +286,7 @@ public final class Conv3d: Layer {
                             GEMM.multiply(transposeA: true, m: width, n: cout, k: tile.count, a: col, lda: width,
                                           b: dyTile, ldb: cout, beta: 1, c: partials[chunk].data, ldc: cout)
                         }
-                        if computesInputGradient {  // dcol = dY W^T, scattered back into dX
+                        if wantInput {  // dcol = dY W^T, scattered back into dX
                             GEMM.multiply(transposeB: true, m: tile.count, n: width, k: cout, a: dyTile, lda: cout,
                                           b: weight.value.data, ldb: cout, c: dcol, ldc: width)
                             scatterColumns(dcol, g, rows: tile, into: dx)
