@@ -27,8 +27,9 @@ public struct StepBenchmark {
         public let reports: Bool
         /// Per layer of the sequence (in forward order): the median forward and backward seconds.
         public let layers: [(name: String, forward: Double, backward: Double)]
-        /// OpenBLAS's sgemm over the timed steps: FLOPs and the seconds threads spent in it.
-        public let sgemm: (flops: Double, threadSeconds: Double)
+        /// OpenBLAS's sgemm in one step (the timed steps' mean): FLOPs and the seconds threads
+        /// spent in it, in all and by shape.
+        public let sgemm: GEMM.Meter.Record
         public var gflopsPerSecond: Double { flops / medianSeconds / 1e9 }
     }
 
@@ -70,6 +71,6 @@ public struct StepBenchmark {
         return Result(flops: Self.trainStepFLOPs(model, clipShape: clip.shape), medianSeconds: median(stepTimes),
                       allreduceSeconds: (job?.size ?? 1) > 1 ? median(allreduceTimes) : nil, reports: job?.isRoot ?? true,
                       layers: order.map { ($0, median(forwardTimes[$0]!), backwardTimes[$0].map(median) ?? 0) },
-                      sgemm: (sgemm.flops / Double(steps), sgemm.threadSeconds / Double(steps)))
+                      sgemm: sgemm.perStep(of: steps))
     }
 }

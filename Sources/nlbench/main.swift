@@ -92,7 +92,8 @@ struct Step: ParsableCommand {
             the scheduled rate), with [train]'s settings from --config and --set (default: i3d_nl's). One warm-up step, \
             then --steps timed ones; prints one line in pytorch_step.py's form (train-step GFLOP, median seconds, \
             GFLOP/s, clips/s, peak RSS) with the machine (CPU, vector ISA, OpenBLAS and its kernel, threads) and, with \
-            --layers, OpenBLAS's sgemm share and each layer's forward and backward milliseconds. NL_THREADS sets the \
+            --layers, OpenBLAS's sgemm share, the sgemm shapes that took longest (as OpenBLAS gets them, after the \
+            split over threads) and each layer's forward and backward milliseconds. NL_THREADS sets the \
             threads (default: every core). Under mpirun each rank steps and the gradients are averaged as in training; \
             rank 0 prints, with the allreduce's time.
             """)
@@ -114,7 +115,7 @@ struct Step: ParsableCommand {
     @Option(help: "Timed steps.")
     var steps = 3
 
-    @Flag(help: "Print each layer's forward and backward time.")
+    @Flag(help: "Print sgemm's share and shapes, and each layer's forward and backward time.")
     var layers = false
 
     func run() throws {
@@ -134,6 +135,11 @@ struct Step: ParsableCommand {
             print(String(format: "sgemm: %.1f GFLOP a step at %.1f GFLOP/s a thread, %.0f%% of the step's thread-time (%d threads x %.3f s)",
                          r.sgemm.flops / 1e9, r.sgemm.flops / r.sgemm.threadSeconds / 1e9, r.sgemm.threadSeconds / threadSeconds * 100,
                          Parallel.threadCount, r.medianSeconds))
+            print("the 12 sgemm shapes (M x N x K) threads spent longest in, a step:")
+            for (shape, use) in r.sgemm.shapes.sorted(by: { $0.value.threadSeconds > $1.value.threadSeconds }).prefix(12) {
+                print(String(format: "  %@ %5d calls %8.1f ms %6.1f GFLOP/s a thread", shape.description.padding(toLength: 22, withPad: " ", startingAt: 0),
+                             use.calls, use.threadSeconds * 1000, shape.flops * Double(use.calls) / use.threadSeconds / 1e9))
+            }
             let total = r.layers.reduce(0) { $0 + $1.forward + $1.backward }
             func padded(_ s: String) -> String { s.padding(toLength: 24, withPad: " ", startingAt: 0) }
             print(padded("layer") + "  forward ms  backward ms   share")

@@ -35,6 +35,14 @@ struct NaiveReferenceTests {
         compare(conv, input: randomTensor([1, 2, 32, 33, 64], using: &generator), using: &generator)
     }
 
+    /// Several tiles per thread with a strided temporal kernel: the input gradient goes back
+    /// through columns, scattered phase by phase so threads never add into the same frame.
+    @Test func stridedConvolutionAcrossSeveralTiles() {
+        var generator = SeededGenerator(seed: 15)
+        let conv = Conv3d(inputChannels: 64, outputChannels: 8, kernelSize: Size3(3), stride: Size3(2, 1, 1), padding: Size3(1))
+        compare(conv, input: randomTensor([1, 5, 20, 20, 64], using: &generator), using: &generator)
+    }
+
     /// The first layer of a network skips the input gradient and still gets its weight gradient.
     @Test func convolutionWithoutInputGradient() {
         var generator = SeededGenerator(seed: 13)
