@@ -27,14 +27,14 @@ extension Conv3d {
 
     /// y (zeroed here) = the convolution of x, a row of output positions at a time.
     func forwardDirect(_ x: Tensor, _ y: Tensor, _ g: Geometry) {
-        let cout = outputChannels
+        let (cout, interior) = (outputChannels, interiorPositions(g))
         Parallel.forRanges(g.n * g.tOut * g.hOut) { _, outputRows in
             for row in outputRows {
                 let out = y.data + row * g.wOut * cout
                 out.update(repeating: 0, count: g.wOut * cout)
                 forEachKernelRow(x, g, outputRow: row) { input, taps in
                     for block in Swift.stride(from: 0, to: cout, by: Conv3d.channelBlock) {
-                        accumulateOutputs(input: input, taps: taps + block, outputs: out + block, g)
+                        accumulateOutputs(input: input, taps: taps + block, outputs: out + block, interior, g)
                     }
                 }
             }
@@ -43,7 +43,7 @@ extension Conv3d {
 
     /// dW += the weight gradient, from per-thread partial sums added in a fixed order.
     func weightGradientDirect(_ x: Tensor, _ dy: Tensor, _ g: Geometry) {
-        let (cout, width) = (outputChannels, kernelSize.volume * inputChannels)
+        let (cout, width, interior) = (outputChannels, kernelSize.volume * inputChannels, interiorPositions(g))
         let chunks = Parallel.split(g.n * g.tOut * g.hOut)
         let partials = Tensor(transient: [chunks.count, width * cout])
         partials.zero()
@@ -54,7 +54,7 @@ extension Conv3d {
                 forEachKernelRow(x, g, outputRow: row) { input, taps in
                     let tapGradient = partial + weight.value.data.distance(to: taps)
                     for block in Swift.stride(from: 0, to: cout, by: Conv3d.channelBlock) {
-                        accumulateWeightGradient(input: input, gradients: gradient + block, into: tapGradient + block, g)
+                        accumulateWeightGradient(input: input, gradients: gradient + block, into: tapGradient + block, interior, g)
                     }
                 }
             }
@@ -92,10 +92,12 @@ extension Conv3d {
         return low..<max(low, min(kernelSize.w, g.wIn - start) * inputChannels)
     }
 
-    /// Whether every tap of output position `wo` reads inside the input row.
-    @inline(__always)
-    private func isInterior(_ wo: Int, _ g: Geometry) -> Bool {
-        wo < g.wOut && wo * stride.w - padding.w >= 0 && wo * stride.w - padding.w + kernelSize.w <= g.wIn
+    /// The output positions whose every tap reads inside the input row: wo * s - p >= 0 and
+    /// wo * s - p + k <= W.
+    private func interiorPositions(_ g: Geometry) -> Range<Int> {
+        let first = min(g.wOut, (padding.w + stride.w - 1) / stride.w)
+        let end = g.wIn + padding.w - kernelSize.w < 0 ? 0 : min(g.wOut, (g.wIn + padding.w - kernelSize.w) / stride.w + 1)
+        return first..<max(first, end)
     }
 
     /// outputs[wo][0..<16] += sum over taps j of input[wo's window][j] * taps[j][0..<16], for every
@@ -103,12 +105,12 @@ extension Conv3d {
     /// vectors and a broadcast: AVX2's 16 registers without spilling), edges one at a time.
     @inline(__always)
     private func accumulateOutputs(input: UnsafeMutablePointer<Float>, taps: UnsafeMutablePointer<Float>,
-                                   outputs: UnsafeMutablePointer<Float>, _ g: Geometry) {
+                                   outputs: UnsafeMutablePointer<Float>, _ interior: Range<Int>, _ g: Geometry) {
         let (cout, step, width) = (outputChannels, stride.w * inputChannels, kernelSize.w * inputChannels)
         var wo = 0
         while wo < g.wOut {
             let x0 = input + (wo * stride.w - padding.w) * inputChannels
-            if isInterior(wo, g) && isInterior(wo + 5, g) {
+            if interior.contains(wo) && interior.contains(wo + 5) {
                 let o = outputs + wo * cout
                 var (a0, a1) = (o.load8(0), o.load8(8)), (b0, b1) = (o.load8(cout), o.load8(cout + 8))
                 var (c0, c1) = (o.load8(2 * cout), o.load8(2 * cout + 8)), (d0, d1) = (o.load8(3 * cout), o.load8(3 * cout + 8))
@@ -151,10 +153,9 @@ extension Conv3d {
     /// interior positions (12 accumulators), then the edges' inside taps one at a time.
     @inline(__always)
     private func accumulateWeightGradient(input: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
-                                          into: UnsafeMutablePointer<Float>, _ g: Geometry) {
+                                          into: UnsafeMutablePointer<Float>, _ interior: Range<Int>, _ g: Geometry) {
         let (cout, step, width) = (outputChannels, stride.w * inputChannels, kernelSize.w * inputChannels)
-        let first = (0..<g.wOut).first { isInterior($0, g) } ?? g.wOut
-        let end = (first..<g.wOut).first { !isInterior($0, g) } ?? g.wOut
+        let (first, end) = (interior.lowerBound, interior.upperBound)
         var j = 0
         while j < width {
             // A last group of fewer than six taps repeats its last tap; the repeats are not stored.
@@ -191,7 +192,7 @@ extension Conv3d {
             if j5 > j4 { add(j5, f0, f1) }
             j += 6
         }
-        for wo in 0..<g.wOut where wo < first || wo >= end {
+        func addEdge(_ wo: Int) {
             let (x, d) = (input + (wo * stride.w - padding.w) * inputChannels, gradients + wo * cout)
             let (g0, g1) = (d.load8(0), d.load8(8))
             for j in insideTaps(wo, g) {
@@ -199,5 +200,7 @@ extension Conv3d {
                 t.store8(t.load8(0).addingProduct(u, g0), 0); t.store8(t.load8(8).addingProduct(u, g1), 8)
             }
         }
+        for wo in 0..<first { addEdge(wo) }
+        for wo in end..<g.wOut { addEdge(wo) }
     }
 }
