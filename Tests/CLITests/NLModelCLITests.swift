@@ -95,6 +95,18 @@ struct NLModelCLITests {
         #expect(forced.status == 0 && forced.stdout.contains("kernel Prescott (OPENBLAS_CORETYPE)"), "\(forced.stdout)")
     }
 
+    /// `nlbench step --layers` breaks the step down: sgemm's share, the sgemm shapes that took
+    /// longest with their calls and rate, and each layer's forward and backward time.
+    @Test func layersBreakTheStepDown() throws {
+        let r = try run("nlbench", ["step", "--model", "nl_i3d_r50_tiny", "--steps", "2", "--layers"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("sgemm: ") && $0.contains("GFLOP/s a thread") }, "\(r.stdout)")
+        let shapes = lines.filter { $0.wholeMatch(of: /\ \ [NT][NT] \d+ x \d+ x \d+ +\d+ calls +[0-9.]+ ms +[0-9.]+ GFLOP\/s a thread/) != nil }
+        #expect((1...12).contains(shapes.count), "\(r.stdout)")
+        #expect(lines.contains { $0.hasPrefix("backbone.conv1 ") } && lines.contains { $0.hasPrefix("cls_head ") }, "\(r.stdout)")
+    }
+
     /// A binary built for x86-64-v4 (AVX-512) refuses to start, with a message, where the CPU lacks
     /// it, and runs where it has it: Sources/CBuildTarget's check, compiled here with cc.
     @Test func aBuildForANewerCPUSaysSo() throws {
