@@ -8,8 +8,9 @@ import NLTensor
 /// multiply-adds: the copies cost a third of the layer. Here each tap reads the input where it
 /// lies (a kernel row's kW x Cin values are contiguous in channels-last input) into a register
 /// block of 6 output positions x 16 channels. The loops are 8 floats wide (AVX2): they are used
-/// when the build has AVX2 and OpenBLAS runs no wider kernels (on AVX-512, its 16-float GEMM
-/// outruns them).
+/// when the build has AVX2 and OpenBLAS runs no wider kernels. Where it runs AVX-512 ones,
+/// vol2col and their 16-float FMAs are kept (not yet measured against these loops: no such
+/// machine since they were written).
 extension Conv3d {
     /// Output channels per register block: 2 vectors of 8.
     static let channelBlock = 16
@@ -22,7 +23,7 @@ extension Conv3d {
     /// Whether they beat vol2col on this machine, for few input channels: the build has AVX2+FMA
     /// and OpenBLAS's kernels are no wider.
     static func directLoopsPay(_ inputChannels: Int) -> Bool {
-        inputChannels <= 4 && BuildTarget.level >= 3 && !BLASKernel.isAVX512
+        inputChannels <= 4 && BuildTarget.level >= 3 && !BLASKernel.isAVX512(BLASKernel.current, on: .current)
     }
 
     /// y (zeroed here) = the convolution of x, a row of output positions at a time.

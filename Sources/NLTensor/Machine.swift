@@ -85,8 +85,12 @@ public enum BLASKernel {
     /// The core OpenBLAS runs on ("Haswell").
     public static var current: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
 
-    /// Whether the kernel is an AVX-512 one (16 floats a vector).
-    public static var isAVX512: Bool { (generation(of: current) ?? 0) >= generation(of: "SkylakeX")! }
+    /// Whether OpenBLAS's kernels for `core` are AVX-512 ones (16 floats a vector). A core name
+    /// the table does not know is a newer OpenBLAS's own for this CPU, taken to use what it has.
+    public static func isAVX512(_ core: String, on cpu: CPUFeatures) -> Bool {
+        guard let have = generation(of: core) else { return cpu.avx512 }
+        return have >= generation(of: "SkylakeX")!
+    }
 
     /// OpenBLAS's version ("0.3.21").
     public static var version: String {

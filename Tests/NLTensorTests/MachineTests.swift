@@ -46,6 +46,15 @@ struct MachineTests {
         #expect(BLASKernel.choice(for: cpu("AuthenticAMD", Self.avx512 + ["avx512_bf16"]), openBLASChose: "Zen") == "Cooperlake")
     }
 
+    /// Which kernels are 16 floats wide (the stem's 8-float direct loops give way to them).
+    @Test func avx512Kernels() {
+        let (xeon, zen3) = (cpu("GenuineIntel", Self.avx512), cpu("AuthenticAMD", Self.avx2))
+        #expect(BLASKernel.isAVX512("SkylakeX", on: xeon) && BLASKernel.isAVX512("Cooperlake", on: xeon))
+        #expect(!BLASKernel.isAVX512("Prescott", on: xeon) && !BLASKernel.isAVX512("Haswell", on: xeon))
+        #expect(!BLASKernel.isAVX512("Zen", on: zen3))
+        #expect(BLASKernel.isAVX512("GraniteRapids", on: xeon) && !BLASKernel.isAVX512("SomeNewCore", on: zen3), "a newer OpenBLAS's core: what the CPU has")
+    }
+
     /// A CPU the table does not know keeps what OpenBLAS chose, or gets what its features allow;
     /// a core name newer than the table is OpenBLAS's own and is kept.
     @Test func unrecognised() {

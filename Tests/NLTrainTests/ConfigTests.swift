@@ -9,6 +9,7 @@ struct ConfigTests {
         return d
     }()
 
+    @discardableResult
     func write(_ name: String, _ text: String) -> String {
         let path = "\(directory)/\(name)"
         try! text.write(toFile: path, atomically: true, encoding: .utf8)
