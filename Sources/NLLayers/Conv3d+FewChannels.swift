@@ -44,12 +44,10 @@ extension Conv3d {
 
     /// dW += the weight gradient, from per-thread partial sums added in a fixed order.
     func weightGradientDirect(_ x: Tensor, _ dy: Tensor, _ g: Geometry) {
-        let (cout, width, interior) = (outputChannels, kernelSize.volume * inputChannels, interiorPositions(g))
-        let chunks = Parallel.split(g.n * g.tOut * g.hOut)
-        let partials = Tensor(transient: [chunks.count, width * cout])
-        partials.zero()
+        let (cout, interior) = (outputChannels, interiorPositions(g))
+        let (chunks, partials) = (Parallel.split(g.n * g.tOut * g.hOut), weightPartials())
         Parallel.forEach(chunks.count) { chunk in
-            let partial = partials.data + chunk * width * cout
+            let partial = partials[chunk].data
             for row in chunks[chunk] {
                 let gradient = dy.data + row * g.wOut * cout
                 forEachKernelRow(x, g, outputRow: row) { input, taps in
@@ -60,11 +58,7 @@ extension Conv3d {
                 }
             }
         }
-        let dW = weight.gradient.data
-        for chunk in 0..<chunks.count {
-            let partial = partials.data + chunk * width * cout
-            for i in 0..<(width * cout) { dW[i] += partial[i] }
-        }
+        addToWeightGradient(partials)
     }
 
     /// For output row `row` (sample, frame, height), each (kt, kh) whose input row exists: the
@@ -85,7 +79,8 @@ extension Conv3d {
         }
     }
 
-    /// The taps of kernel row `kernel` that fall inside the input for output position `wo`.
+    /// The taps of a kernel row (kW x Cin, from 0) that fall inside the input row for output
+    /// position `wo`.
     @inline(__always)
     private func insideTaps(_ wo: Int, _ g: Geometry) -> Range<Int> {
         let start = wo * stride.w - padding.w

@@ -119,9 +119,7 @@ public final class Conv3d: Layer {
     private lazy var transposedConvolution: Conv3d? = {
         let p = Size3(kernelSize.t - 1 - padding.t, kernelSize.h - 1 - padding.h, kernelSize.w - 1 - padding.w)
         guard stride == Size3(1), p.t >= 0, p.h >= 0, p.w >= 0 else { return nil }
-        let t = Conv3d(inputChannels: outputChannels, outputChannels: inputChannels, kernelSize: kernelSize, padding: p, bias: false)
-        t.usesDirectLoops = false
-        return t
+        return Conv3d(inputChannels: outputChannels, outputChannels: inputChannels, kernelSize: kernelSize, padding: p, bias: false)
     }()
 
     /// `transposedConvolution` with the current weight flipped into it, where it pays for `rows`.
@@ -150,6 +148,8 @@ public final class Conv3d: Layer {
             (n, tIn, hIn, wIn) = (input[0], input[1], input[2], input[3])
             (tOut, hOut, wOut) = (output[1], output[2], output[3])
         }
+        /// Output positions in the batch: the rows of the output matrix.
+        var outputRows: Int { n * tOut * hOut * wOut }
     }
 
     // MARK: kT x 1 x 1 as row-shifted GEMMs
@@ -235,10 +235,22 @@ public final class Conv3d: Layer {
     /// rows, 80 at 448). Tiles run across frames: late stages have frames of a few rows.
     private var tileRows: Int { max(256, Conv3d.tileBudget / columnWidth) }
 
-    /// A buffer of `count` floats for each thread, from the transient pool: the column tiles and
-    /// weight partials of one call, whose pages the next convolution reuses.
-    private func buffers(count: Int) -> [Tensor] {
-        (0..<Parallel.threadCount).map { _ in Tensor(transient: [count]) }
+    /// A buffer of `count` floats for each of `threads` threads, from the transient pool: the
+    /// column tiles and weight partials of one call, whose pages the next convolution reuses.
+    func buffers(count: Int, threads: Int = Parallel.threadCount) -> [Tensor] {
+        (0..<threads).map { _ in Tensor(transient: [count]) }
+    }
+
+    /// A zeroed weight-gradient accumulator for each thread; `addToWeightGradient` sums them into
+    /// dW in a fixed order, so results are reproducible for a given thread count.
+    func weightPartials() -> [Tensor] {
+        let partials = buffers(count: weight.value.count)
+        for p in partials { p.zero() }
+        return partials
+    }
+
+    func addToWeightGradient(_ partials: [Tensor]) {
+        for p in partials { add(weight.gradient, p, into: weight.gradient) }
     }
 
     /// Calls `body` for each tile of at most `tileRows` of the output rows `rows` (global: frame
@@ -252,48 +264,44 @@ public final class Conv3d: Layer {
     /// Whether all output rows make one tile: the late stages' few positions (32 rows of 4608
     /// taps in res5 at 112x112). Their GEMMs then run once, split by GEMM over columns or taps;
     /// split by rows, each thread would multiply 16 rows, at a third of the rate.
-    private func isOneTile(_ g: Geometry) -> Bool { g.n * g.tOut * g.hOut * g.wOut <= tileRows }
+    private func isOneTile(_ g: Geometry) -> Bool { g.outputRows <= tileRows }
 
     private func forwardTiled(_ x: Tensor, _ y: Tensor, _ g: Geometry) {
-        let cout = outputChannels
-        if isOneTile(g) {
-            let (rows, col) = (g.n * g.tOut * g.hOut * g.wOut, Tensor(transient: [tileRows * columnWidth]))
-            fillColumns(x, g, rows: 0..<rows, into: col.data)
-            GEMM.multiply(m: rows, n: cout, k: columnWidth, a: col.data, lda: columnWidth, b: weight.value.data, ldb: cout, c: y.data, ldc: cout)
-            return
+        let (cout, oneTile) = (outputChannels, isOneTile(g))
+        let cols = buffers(count: tileRows * columnWidth, threads: oneTile ? 1 : Parallel.threadCount)
+        // Buffers go in as tensors, not pointers: a parameter lives until the call returns.
+        func forward(_ tile: Range<Int>, _ columns: Tensor) {
+            let col = columns.data
+            fillColumns(x, g, rows: tile, into: col)
+            GEMM.multiply(m: tile.count, n: cout, k: columnWidth, a: col, lda: columnWidth,
+                          b: weight.value.data, ldb: cout, c: y.data + tile.lowerBound * cout, ldc: cout)
         }
-        let cols = buffers(count: tileRows * columnWidth)
-        Parallel.forRanges(g.n * g.tOut * g.hOut * g.wOut) { chunk, rows in
-            let col = cols[chunk].data
-            forEachTile(rows) { tile in
-                fillColumns(x, g, rows: tile, into: col)
-                GEMM.multiply(m: tile.count, n: cout, k: columnWidth, a: col, lda: columnWidth,
-                              b: weight.value.data, ldb: cout, c: y.data + tile.lowerBound * cout, ldc: cout)
-            }
+        if oneTile { return forward(0..<g.outputRows, cols[0]) }
+        Parallel.forRanges(g.outputRows) { chunk, rows in
+            forEachTile(rows) { forward($0, cols[chunk]) }
         }
     }
 
     private func backwardTiled(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, _ g: Geometry, weightGradient wantWeight: Bool, inputGradient wantInput: Bool) {
-        let (cout, frameRows, width) = (outputChannels, g.hOut * g.wOut, columnWidth)
-        if isOneTile(g) {
-            let (rows, col) = (g.n * g.tOut * frameRows, Tensor(transient: [tileRows * width]))
+        let (cout, frameRows, width, oneTile) = (outputChannels, g.hOut * g.wOut, columnWidth, isOneTile(g))
+        // A tile's columns, then their gradient in the same buffer: dW has read them by then.
+        let cols = buffers(count: tileRows * width, threads: oneTile ? 1 : Parallel.threadCount)
+        func backward(_ tile: Range<Int>, _ columns: Tensor, _ dW: Tensor) {
+            let (col, dyTile) = (columns.data, dy.data + tile.lowerBound * cout)
             if wantWeight {  // dW += col^T dY
-                fillColumns(x, g, rows: 0..<rows, into: col.data)
-                GEMM.multiply(transposeA: true, m: width, n: cout, k: rows, a: col.data, lda: width,
-                              b: dy.data, ldb: cout, beta: 1, c: weight.gradient.data, ldc: cout)
+                fillColumns(x, g, rows: tile, into: col)
+                GEMM.multiply(transposeA: true, m: width, n: cout, k: tile.count, a: col, lda: width,
+                              b: dyTile, ldb: cout, beta: 1, c: dW.data, ldc: cout)
             }
-            if wantInput {  // dcol = dY W^T, added back into dX
-                GEMM.multiply(transposeB: true, m: rows, n: width, k: cout, a: dy.data, lda: cout,
-                              b: weight.value.data, ldb: cout, c: col.data, ldc: width)
-                dx.zero()
-                scatterColumns(col.data, g, rows: 0..<rows, into: dx)
+            if wantInput {  // dcol = dY W^T, scattered back into dX
+                GEMM.multiply(transposeB: true, m: tile.count, n: width, k: cout, a: dyTile, lda: cout,
+                              b: weight.value.data, ldb: cout, c: col, ldc: width)
+                scatterColumns(col, g, rows: tile, into: dx)
             }
-            return
         }
-        let cols = buffers(count: (wantInput ? 2 : 1) * tileRows * width)  // columns, then their gradient
-        let partials = wantWeight ? buffers(count: width * cout) : []
-        for p in partials { p.zero() }
         if wantInput { dx.zero() }
+        if oneTile { return backward(0..<g.outputRows, cols[0], weight.gradient) }
+        let partials = wantWeight ? weightPartials() : []
         // Output frames closer than `spacing` in time read overlapping input frames; frames of one
         // phase are `spacing` apart, so their scatter-adds into dX never collide as long as each
         // thread owns whole frames. With spacing 1 a thread's frames are consecutive and its tiles
@@ -302,29 +310,15 @@ public final class Conv3d: Layer {
         for phase in 0..<spacing {
             let frames = (0..<(g.n * g.tOut)).filter { ($0 % g.tOut) % spacing == phase }
             Parallel.forRanges(frames.count) { chunk, range in
-                let col = cols[chunk].data, dcol = cols[chunk].data + tileRows * width
                 let runs = spacing == 1 ? [frames[range.lowerBound]..<(frames[range.upperBound - 1] + 1)] : range.map { frames[$0]..<(frames[$0] + 1) }
                 for run in runs {
-                    forEachTile((run.lowerBound * frameRows)..<(run.upperBound * frameRows)) { tile in
-                        let dyTile = dy.data + tile.lowerBound * cout
-                        if wantWeight {  // dW += col^T dY
-                            fillColumns(x, g, rows: tile, into: col)
-                            GEMM.multiply(transposeA: true, m: width, n: cout, k: tile.count, a: col, lda: width,
-                                          b: dyTile, ldb: cout, beta: 1, c: partials[chunk].data, ldc: cout)
-                        }
-                        if wantInput {  // dcol = dY W^T, scattered back into dX
-                            GEMM.multiply(transposeB: true, m: tile.count, n: width, k: cout, a: dyTile, lda: cout,
-                                          b: weight.value.data, ldb: cout, c: dcol, ldc: width)
-                            scatterColumns(dcol, g, rows: tile, into: dx)
-                        }
+                    forEachTile((run.lowerBound * frameRows)..<(run.upperBound * frameRows)) {
+                        backward($0, cols[chunk], wantWeight ? partials[chunk] : weight.gradient)
                     }
                 }
             }
         }
-        let dW = weight.gradient.data
-        for p in partials {
-            for i in 0..<(width * cout) { dW[i] += p.data[i] }
-        }
+        addToWeightGradient(partials)
     }
 
     /// Visits the output rows `rows` (global) frame by frame: (frame, its rows within the frame,

@@ -70,8 +70,8 @@ public enum GEMM {
     }
 
     /// What OpenBLAS's sgemm did between `Meter.start()` and `Meter.stop()`, over every thread: its
-    /// FLOPs and the seconds threads spent in it, in all and by shape. Counted only while `Meter.on`
-    /// (nlbench step --layers).
+    /// calls and the seconds threads spent in them, by shape. Counted only while `Meter.on` (over
+    /// nlbench step's timed steps).
     public enum Meter {
         /// A call's shape as GEMM.multiply passes it to OpenBLAS, after any split over threads.
         public struct Shape: Hashable, Sendable, CustomStringConvertible {
@@ -82,15 +82,14 @@ public enum GEMM {
         }
 
         public struct Record: Sendable {
-            public let flops: Double
-            public let threadSeconds: Double
             /// Per shape: its calls and the seconds threads spent in them.
             public let shapes: [Shape: (calls: Int, threadSeconds: Double)]
+            public var flops: Double { shapes.reduce(0) { $0 + $1.key.flops * Double($1.value.calls) } }
+            public var threadSeconds: Double { shapes.values.reduce(0) { $0 + $1.threadSeconds } }
 
             /// One of `steps` equal steps' share.
             public func perStep(of steps: Int) -> Record {
-                Record(flops: flops / Double(steps), threadSeconds: threadSeconds / Double(steps),
-                       shapes: shapes.mapValues { ($0.calls / steps, $0.threadSeconds / Double(steps)) })
+                Record(shapes: shapes.mapValues { ($0.calls / steps, $0.threadSeconds / Double(steps)) })
             }
         }
 
@@ -100,9 +99,7 @@ public enum GEMM {
         public static func start() { byShape.withLock { $0 = [:] }; on.store(true, ordering: .relaxed) }
         public static func stop() -> Record {
             on.store(false, ordering: .relaxed)
-            let shapes = byShape.withLock { $0 }.mapValues { (calls: $0.calls, threadSeconds: Double($0.nanoseconds) / 1e9) }
-            return Record(flops: shapes.reduce(0) { $0 + $1.key.flops * Double($1.value.calls) },
-                          threadSeconds: shapes.values.reduce(0) { $0 + $1.threadSeconds }, shapes: shapes)
+            return Record(shapes: byShape.withLock { $0 }.mapValues { (calls: $0.calls, threadSeconds: Double($0.nanoseconds) / 1e9) })
         }
 
         static func count(_ shape: Shape, nanoseconds: Int) {
