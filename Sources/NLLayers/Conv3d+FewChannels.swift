@@ -7,7 +7,8 @@ import NLTensor
 /// is written once and packed once more by OpenBLAS, and each value then serves only Cout (64)
 /// multiply-adds: the copies cost a third of the layer. Here each tap reads the input where it
 /// lies (a kernel row's kW x Cin values are contiguous in channels-last input) into a register
-/// block of 6 output positions x 16 channels. The loops are 8 floats wide (AVX2): they are used
+/// block of 6 output positions x 16 channels, from a copy of the input padded along the width so
+/// that no window needs an edge case. The loops are 8 floats wide (AVX2): they are used
 /// when the build has AVX2 and OpenBLAS runs no wider kernels. Where it runs AVX-512 ones,
 /// vol2col and their 16-float FMAs are kept (not yet measured against these loops: no such
 /// machine since they were written).
@@ -26,34 +27,69 @@ extension Conv3d {
         inputChannels <= 4 && BuildTarget.level >= 3 && !BLASKernel.isAVX512(BLASKernel.current, on: .current)
     }
 
-    /// y (zeroed here) = the convolution of x, a row of output positions at a time.
+    /// Output positions per register block in the forward loops.
+    static let positionBlock = 6
+
+    /// y = the convolution of x, a row of output positions at a time: each block of 6 positions x
+    /// 16 channels stays in registers over every tap of the kernel and is stored once.
     func forwardDirect(_ x: Tensor, _ y: Tensor, _ g: Geometry) {
-        let (cout, interior) = (outputChannels, interiorPositions(g))
+        let (cout, padded) = (outputChannels, widthPadded(x, g))
+        let (taps, step) = (kernelSize.w * inputChannels, stride.w * inputChannels)
         Parallel.forRanges(g.n * g.tOut * g.hOut) { _, outputRows in
-            for row in outputRows {
-                let out = y.data + row * g.wOut * cout
-                out.update(repeating: 0, count: g.wOut * cout)
-                forEachKernelRow(x, g, outputRow: row) { input, taps in
-                    for block in Swift.stride(from: 0, to: cout, by: Conv3d.channelBlock) {
-                        accumulateOutputs(input: input, taps: taps + block, outputs: out + block, interior, g)
+            withKernelRows { rows in
+                withUnsafeTemporaryAllocation(of: TapOffsets.self, capacity: kernelSize.t * kernelSize.h * taps) { buffer in
+                    let offsets = buffer.baseAddress!
+                    for row in outputRows {
+                        // One flat list of every tap's input and weight offsets: a single loop
+                        // keeps the accumulators in registers (nested loops spilled them).
+                        var count = 0
+                        for r in 0..<kernelRows(padded, g, outputRow: row, into: rows) {
+                            let (input, weights) = (padded.data.distance(to: rows[r].input), weight.value.data.distance(to: rows[r].taps))
+                            for j in 0..<taps {
+                                offsets[count] = (Int32(input + j), Int32(weights + j * cout))
+                                count += 1
+                            }
+                        }
+                        let out = y.data + row * g.wOut * cout
+                        for block in Swift.stride(from: 0, to: cout, by: Conv3d.channelBlock) {
+                            for wo in Swift.stride(from: 0, to: g.wOut, by: Conv3d.positionBlock) {
+                                sixPositions(offsets, count, input: padded.data + wo * step, weights: weight.value.data + block,
+                                             step: step, into: out + wo * cout + block, storing: min(Conv3d.positionBlock, g.wOut - wo))
+                            }
+                        }
                     }
                 }
             }
         }
     }
 
+    /// Where a tap reads its input (from the padded input's start) and its Cout weights (from the
+    /// weight's start).
+    typealias TapOffsets = (input: Int32, weights: Int32)
+
     /// dW += the weight gradient, from per-thread partial sums added in a fixed order.
     func weightGradientDirect(_ x: Tensor, _ dy: Tensor, _ g: Geometry) {
-        let (cout, interior) = (outputChannels, interiorPositions(g))
+        let (cout, padded) = (outputChannels, widthPadded(x, g))
+        let (taps, step) = (kernelSize.w * inputChannels, stride.w * inputChannels)
         let (chunks, partials) = (Parallel.split(g.n * g.tOut * g.hOut), weightPartials())
         Parallel.forEach(chunks.count) { chunk in
             let partial = partials[chunk].data
-            for row in chunks[chunk] {
-                let gradient = dy.data + row * g.wOut * cout
-                forEachKernelRow(x, g, outputRow: row) { input, taps in
-                    let tapGradient = partial + weight.value.data.distance(to: taps)
-                    for block in Swift.stride(from: 0, to: cout, by: Conv3d.channelBlock) {
-                        accumulateWeightGradient(input: input, gradients: gradient + block, into: tapGradient + block, interior, g)
+            withKernelRows { rows in
+                for row in chunks[chunk] {
+                    let gradient = dy.data + row * g.wOut * cout
+                    for r in 0..<kernelRows(padded, g, outputRow: row, into: rows) {
+                        let (input, into) = (rows[r].input, partial + weight.value.data.distance(to: rows[r].taps))
+                        for block in Swift.stride(from: 0, to: cout, by: Conv3d.channelBlock) {
+                            var j = 0
+                            while taps - j >= 6 {
+                                sixTaps(input + j, gradient + block, into: into + j * cout + block, positions: g.wOut, step: step)
+                                j += 6
+                            }
+                            while j < taps {
+                                threeTaps(input + j, gradient + block, into: into + j * cout + block, positions: g.wOut, step: step, count: min(3, taps - j))
+                                j += 3
+                            }
+                        }
                     }
                 }
             }
@@ -61,142 +97,144 @@ extension Conv3d {
         addToWeightGradient(partials)
     }
 
-    /// For output row `row` (sample, frame, height), each (kt, kh) whose input row exists: the
-    /// input row, and the weights of its kW x Cin taps, Cout floats each.
+    /// An input row that a kernel row reads, and the kernel row's kW x Cin taps (Cout floats each).
+    typealias KernelRow = (input: UnsafeMutablePointer<Float>, taps: UnsafeMutablePointer<Float>)
+
+    /// Runs `body` with room for every kernel row.
     @inline(__always)
-    private func forEachKernelRow(_ x: Tensor, _ g: Geometry, outputRow row: Int, _ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+    private func withKernelRows(_ body: (UnsafeMutablePointer<KernelRow>) -> Void) {
+        withUnsafeTemporaryAllocation(of: KernelRow.self, capacity: kernelSize.t * kernelSize.h) { body($0.baseAddress!) }
+    }
+
+    /// The kernel rows (kt, kh) whose input row exists for output row `row` (sample, frame,
+    /// height) of the width-padded input, written into `rows`; returns their number.
+    @inline(__always)
+    private func kernelRows(_ padded: Tensor, _ g: Geometry, outputRow row: Int, into rows: UnsafeMutablePointer<KernelRow>) -> Int {
         let (s, to, ho) = (row / (g.tOut * g.hOut), row / g.hOut % g.tOut, row % g.hOut)
-        let rowTaps = kernelSize.w * inputChannels * outputChannels
+        let (width, rowTaps) = (padded.shape[3] * inputChannels, kernelSize.w * inputChannels * outputChannels)
+        var count = 0
         for kt in 0..<kernelSize.t {
             let ti = to * stride.t - padding.t + kt
             guard ti >= 0 && ti < g.tIn else { continue }
             for kh in 0..<kernelSize.h {
                 let hi = ho * stride.h - padding.h + kh
                 guard hi >= 0 && hi < g.hIn else { continue }
-                body(x.data + ((s * g.tIn + ti) * g.hIn + hi) * g.wIn * inputChannels,
-                     weight.value.data + (kt * kernelSize.h + kh) * rowTaps)
+                rows[count] = (padded.data + ((s * g.tIn + ti) * g.hIn + hi) * width, weight.value.data + (kt * kernelSize.h + kh) * rowTaps)
+                count += 1
             }
         }
+        return count
     }
 
-    /// The taps of a kernel row (kW x Cin, from 0) that fall inside the input row for output
-    /// position `wo`.
-    @inline(__always)
-    private func insideTaps(_ wo: Int, _ g: Geometry) -> Range<Int> {
-        let start = wo * stride.w - padding.w
-        let low = max(0, -start) * inputChannels
-        return low..<max(low, min(kernelSize.w, g.wIn - start) * inputChannels)
-    }
-
-    /// The output positions whose every tap reads inside the input row: wo * s - p >= 0 and
-    /// wo * s - p + k <= W.
-    private func interiorPositions(_ g: Geometry) -> Range<Int> {
-        let first = min(g.wOut, (padding.w + stride.w - 1) / stride.w)
-        let end = g.wIn + padding.w - kernelSize.w < 0 ? 0 : min(g.wOut, (g.wIn + padding.w - kernelSize.w) / stride.w + 1)
-        return first..<max(first, end)
-    }
-
-    /// outputs[wo][0..<16] += sum over taps j of input[wo's window][j] * taps[j][0..<16], for every
-    /// output position of the row: six interior positions at a time (12 accumulators, 2 weight
-    /// vectors and a broadcast: AVX2's 16 registers without spilling), edges one at a time.
-    @inline(__always)
-    private func accumulateOutputs(input: UnsafeMutablePointer<Float>, taps: UnsafeMutablePointer<Float>,
-                                   outputs: UnsafeMutablePointer<Float>, _ interior: Range<Int>, _ g: Geometry) {
-        let (cout, step, width) = (outputChannels, stride.w * inputChannels, kernelSize.w * inputChannels)
-        var wo = 0
-        while wo < g.wOut {
-            let x0 = input + (wo * stride.w - padding.w) * inputChannels
-            if interior.contains(wo) && interior.contains(wo + 5) {
-                let o = outputs + wo * cout
-                var (a0, a1) = (o.load8(0), o.load8(8)), (b0, b1) = (o.load8(cout), o.load8(cout + 8))
-                var (c0, c1) = (o.load8(2 * cout), o.load8(2 * cout + 8)), (d0, d1) = (o.load8(3 * cout), o.load8(3 * cout + 8))
-                var (e0, e1) = (o.load8(4 * cout), o.load8(4 * cout + 8)), (f0, f1) = (o.load8(5 * cout), o.load8(5 * cout + 8))
-                for j in 0..<width {
-                    let (w, x) = (taps + j * cout, x0 + j)
-                    let (w0, w1) = (w.load8(0), w.load8(8))
-                    var u = Float8(repeating: x[0])
-                    a0 = a0.addingProduct(u, w0); a1 = a1.addingProduct(u, w1)
-                    u = Float8(repeating: x[step])
-                    b0 = b0.addingProduct(u, w0); b1 = b1.addingProduct(u, w1)
-                    u = Float8(repeating: x[2 * step])
-                    c0 = c0.addingProduct(u, w0); c1 = c1.addingProduct(u, w1)
-                    u = Float8(repeating: x[3 * step])
-                    d0 = d0.addingProduct(u, w0); d1 = d1.addingProduct(u, w1)
-                    u = Float8(repeating: x[4 * step])
-                    e0 = e0.addingProduct(u, w0); e1 = e1.addingProduct(u, w1)
-                    u = Float8(repeating: x[5 * step])
-                    f0 = f0.addingProduct(u, w0); f1 = f1.addingProduct(u, w1)
-                }
-                o.store8(a0, 0); o.store8(a1, 8); o.store8(b0, cout); o.store8(b1, cout + 8)
-                o.store8(c0, 2 * cout); o.store8(c1, 2 * cout + 8); o.store8(d0, 3 * cout); o.store8(d1, 3 * cout + 8)
-                o.store8(e0, 4 * cout); o.store8(e1, 4 * cout + 8); o.store8(f0, 5 * cout); o.store8(f1, 5 * cout + 8)
-                wo += 6
-            } else {
-                let o = outputs + wo * cout
-                var (a0, a1) = (o.load8(0), o.load8(8))
-                for j in insideTaps(wo, g) {
-                    let (w, u) = (taps + j * cout, Float8(repeating: x0[j]))
-                    a0 = a0.addingProduct(u, w.load8(0)); a1 = a1.addingProduct(u, w.load8(8))
-                }
-                o.store8(a0, 0); o.store8(a1, 8)
-                wo += 1
+    /// x with its rows padded by zeros along the width: padding.w on the left, and on the right as
+    /// many as the last block of 6 output positions reads, so no window needs an edge case.
+    private func widthPadded(_ x: Tensor, _ g: Geometry) -> Tensor {
+        let blocks = (g.wOut + Conv3d.positionBlock - 1) / Conv3d.positionBlock
+        let width = max(padding.w + g.wIn, (blocks * Conv3d.positionBlock - 1) * stride.w + kernelSize.w)
+        let padded = Tensor(transient: [g.n, g.tIn, g.hIn, width, inputChannels])
+        let (cin, left) = (inputChannels, padding.w * inputChannels)
+        Parallel.forRanges(g.n * g.tIn * g.hIn, minimumChunk: 64) { _, rows in
+            for r in rows {
+                let (from, to) = (x.data + r * g.wIn * cin, padded.data + r * width * cin)
+                to.update(repeating: 0, count: left)
+                (to + left).update(from: from, count: g.wIn * cin)
+                (to + left + g.wIn * cin).update(repeating: 0, count: (width - g.wIn) * cin - left)
             }
         }
+        return padded
     }
 
-    /// into[j][0..<16] += sum over the row's output positions wo of input[wo's window][j] *
-    /// gradients[wo][0..<16], for every tap j of the kernel row: six taps at a time over the
-    /// interior positions (12 accumulators), then the edges' inside taps one at a time.
+    /// out[p][0..<16] = sum over the taps i of input[offsets[i].input + p * step] *
+    /// weights[offsets[i].weights ..< + 16], for 6 positions p, of which the first `storing` are
+    /// stored: 12 accumulators, 2 weight vectors and a broadcast, AVX2's 16 registers.
     @inline(__always)
-    private func accumulateWeightGradient(input: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
-                                          into: UnsafeMutablePointer<Float>, _ interior: Range<Int>, _ g: Geometry) {
-        let (cout, step, width) = (outputChannels, stride.w * inputChannels, kernelSize.w * inputChannels)
-        let (first, end) = (interior.lowerBound, interior.upperBound)
-        var j = 0
-        while j < width {
-            // A last group of fewer than six taps repeats its last tap; the repeats are not stored.
-            let last = width - 1
-            let (j1, j2, j3, j4, j5) = (min(j + 1, last), min(j + 2, last), min(j + 3, last), min(j + 4, last), min(j + 5, last))
-            var (a0, a1, b0, b1, c0, c1) = (Float8(), Float8(), Float8(), Float8(), Float8(), Float8())
-            var (d0, d1, e0, e1, f0, f1) = (Float8(), Float8(), Float8(), Float8(), Float8(), Float8())
-            var (x, d) = (input + (first * stride.w - padding.w) * inputChannels, gradients + first * cout)
-            for _ in first..<end {
-                let (g0, g1) = (d.load8(0), d.load8(8))
-                var u = Float8(repeating: x[j])
-                a0 = a0.addingProduct(u, g0); a1 = a1.addingProduct(u, g1)
-                u = Float8(repeating: x[j1])
-                b0 = b0.addingProduct(u, g0); b1 = b1.addingProduct(u, g1)
-                u = Float8(repeating: x[j2])
-                c0 = c0.addingProduct(u, g0); c1 = c1.addingProduct(u, g1)
-                u = Float8(repeating: x[j3])
-                d0 = d0.addingProduct(u, g0); d1 = d1.addingProduct(u, g1)
-                u = Float8(repeating: x[j4])
-                e0 = e0.addingProduct(u, g0); e1 = e1.addingProduct(u, g1)
-                u = Float8(repeating: x[j5])
-                f0 = f0.addingProduct(u, g0); f1 = f1.addingProduct(u, g1)
-                (x, d) = (x + step, d + cout)
-            }
-            func add(_ tap: Int, _ s0: Float8, _ s1: Float8) {
-                let t = into + tap * cout
-                t.store8(t.load8(0) + s0, 0); t.store8(t.load8(8) + s1, 8)
-            }
-            add(j, a0, a1)
-            if j1 > j { add(j1, b0, b1) }
-            if j2 > j1 { add(j2, c0, c1) }
-            if j3 > j2 { add(j3, d0, d1) }
-            if j4 > j3 { add(j4, e0, e1) }
-            if j5 > j4 { add(j5, f0, f1) }
-            j += 6
+    private func sixPositions(_ offsets: UnsafeMutablePointer<TapOffsets>, _ count: Int, input: UnsafeMutablePointer<Float>,
+                              weights: UnsafeMutablePointer<Float>, step: Int, into out: UnsafeMutablePointer<Float>, storing: Int) {
+        let cout = outputChannels
+        var (a0, a1, b0, b1, c0, c1) = (Float8(), Float8(), Float8(), Float8(), Float8(), Float8())
+        var (d0, d1, e0, e1, f0, f1) = (Float8(), Float8(), Float8(), Float8(), Float8(), Float8())
+        for i in 0..<count {
+            let (w, x) = (weights + Int(offsets[i].weights), input + Int(offsets[i].input))
+            let (w0, w1) = (w.load8(0), w.load8(8))
+            var u = Float8(repeating: x[0])
+            a0 = a0.addingProduct(u, w0); a1 = a1.addingProduct(u, w1)
+            u = Float8(repeating: x[step])
+            b0 = b0.addingProduct(u, w0); b1 = b1.addingProduct(u, w1)
+            u = Float8(repeating: x[2 * step])
+            c0 = c0.addingProduct(u, w0); c1 = c1.addingProduct(u, w1)
+            u = Float8(repeating: x[3 * step])
+            d0 = d0.addingProduct(u, w0); d1 = d1.addingProduct(u, w1)
+            u = Float8(repeating: x[4 * step])
+            e0 = e0.addingProduct(u, w0); e1 = e1.addingProduct(u, w1)
+            u = Float8(repeating: x[5 * step])
+            f0 = f0.addingProduct(u, w0); f1 = f1.addingProduct(u, w1)
         }
-        func addEdge(_ wo: Int) {
-            let (x, d) = (input + (wo * stride.w - padding.w) * inputChannels, gradients + wo * cout)
+        func store(_ p: Int, _ s0: Float8, _ s1: Float8) {
+            if p < storing { out.store8(s0, p * cout); out.store8(s1, p * cout + 8) }
+        }
+        store(0, a0, a1); store(1, b0, b1); store(2, c0, c1); store(3, d0, d1); store(4, e0, e1); store(5, f0, f1)
+    }
+
+    /// into[j][0..<16] += sum over output positions p of input[p * step + j] * gradients[p][0..<16],
+    /// for 6 taps j: 12 accumulators.
+    @inline(__always)
+    private func sixTaps(_ input: UnsafeMutablePointer<Float>, _ gradients: UnsafeMutablePointer<Float>, into: UnsafeMutablePointer<Float>,
+                         positions: Int, step: Int) {
+        let cout = outputChannels
+        var (a0, a1, b0, b1, c0, c1) = (Float8(), Float8(), Float8(), Float8(), Float8(), Float8())
+        var (d0, d1, e0, e1, f0, f1) = (Float8(), Float8(), Float8(), Float8(), Float8(), Float8())
+        var (x, d) = (input, gradients)
+        for _ in 0..<positions {
             let (g0, g1) = (d.load8(0), d.load8(8))
-            for j in insideTaps(wo, g) {
-                let (t, u) = (into + j * cout, Float8(repeating: x[j]))
-                t.store8(t.load8(0).addingProduct(u, g0), 0); t.store8(t.load8(8).addingProduct(u, g1), 8)
-            }
+            var u = Float8(repeating: x[0])
+            a0 = a0.addingProduct(u, g0); a1 = a1.addingProduct(u, g1)
+            u = Float8(repeating: x[1])
+            b0 = b0.addingProduct(u, g0); b1 = b1.addingProduct(u, g1)
+            u = Float8(repeating: x[2])
+            c0 = c0.addingProduct(u, g0); c1 = c1.addingProduct(u, g1)
+            u = Float8(repeating: x[3])
+            d0 = d0.addingProduct(u, g0); d1 = d1.addingProduct(u, g1)
+            u = Float8(repeating: x[4])
+            e0 = e0.addingProduct(u, g0); e1 = e1.addingProduct(u, g1)
+            u = Float8(repeating: x[5])
+            f0 = f0.addingProduct(u, g0); f1 = f1.addingProduct(u, g1)
+            (x, d) = (x + step, d + cout)
         }
-        for wo in 0..<first { addEdge(wo) }
-        for wo in end..<g.wOut { addEdge(wo) }
+        addSums(into, (a0, a1), (b0, b1), (c0, c1), count: 3)
+        addSums(into + 3 * cout, (d0, d1), (e0, e1), (f0, f1), count: 3)
+    }
+
+    /// The same for the last `count` (at most 3) taps of a kernel row: 6 accumulators.
+    @inline(__always)
+    private func threeTaps(_ input: UnsafeMutablePointer<Float>, _ gradients: UnsafeMutablePointer<Float>, into: UnsafeMutablePointer<Float>,
+                           positions: Int, step: Int, count: Int) {
+        let cout = outputChannels
+        // Fewer than 3 taps repeat the last one; the repeats are not stored.
+        let (j1, j2) = (min(1, count - 1), min(2, count - 1))
+        var (a0, a1, b0, b1, c0, c1) = (Float8(), Float8(), Float8(), Float8(), Float8(), Float8())
+        var (x, d) = (input, gradients)
+        for _ in 0..<positions {
+            let (g0, g1) = (d.load8(0), d.load8(8))
+            var u = Float8(repeating: x[0])
+            a0 = a0.addingProduct(u, g0); a1 = a1.addingProduct(u, g1)
+            u = Float8(repeating: x[j1])
+            b0 = b0.addingProduct(u, g0); b1 = b1.addingProduct(u, g1)
+            u = Float8(repeating: x[j2])
+            c0 = c0.addingProduct(u, g0); c1 = c1.addingProduct(u, g1)
+            (x, d) = (x + step, d + cout)
+        }
+        addSums(into, (a0, a1), (b0, b1), (c0, c1), count: count)
+    }
+
+    /// into[j][0..<16] += the j-th pair of sums, for the first `count` taps j of 3.
+    @inline(__always)
+    private func addSums(_ into: UnsafeMutablePointer<Float>, _ a: (Float8, Float8), _ b: (Float8, Float8), _ c: (Float8, Float8), count: Int) {
+        func add(_ j: Int, _ s: (Float8, Float8)) {
+            let t = into + j * outputChannels
+            t.store8(t.load8(0) + s.0, 0); t.store8(t.load8(8) + s.1, 8)
+        }
+        add(0, a)
+        if count > 1 { add(1, b) }
+        if count > 2 { add(2, c) }
     }
 }
