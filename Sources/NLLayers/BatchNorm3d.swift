@@ -102,30 +102,34 @@ public final class BatchNorm3d: Layer {
     }
 
     /// Per-channel mean and biased variance over the batch (every process's when synchronised),
-    /// in two passes for accuracy, and the number of values per channel.
+    /// and the number of values per channel, in one pass over x: sums of d = x - shift and d² in
+    /// Double, where the shift is the running mean (the same in every process; 0 where it is not
+    /// finite). Shifted near the mean, E[d²] - E[d]² loses no precision worth having, and the data
+    /// is read once, not twice.
     func statistics(_ x: Tensor) -> (mean: [Double], variance: [Double], count: Double) {
-        let c = x.channels, xp = x.data
+        let (c, xp) = (x.channels, x.data)
+        let shift = (0..<c).map { j in runningMean.data[j].isFinite ? Double(runningMean.data[j]) : 0 }
         let vectors = c / 8 * 8
-        var sums = columnSumPartials(rows: x.rows, channels: c) { r, acc in
-            let row = xp + r * c
-            for j in stride(from: 0, to: vectors, by: 8) { acc.store8(acc.load8(j) + widened(row.load8(j)), j) }
-            for j in vectors..<c { acc[j] += Double(row[j]) }
+        var sums = shift.withUnsafeBufferPointer { s in
+            let shift = UnsafeMutablePointer(mutating: s.baseAddress!)
+            return columnSumPartials(rows: x.rows, channels: c, width: 2) { r, acc in
+                let (row, squares) = (xp + r * c, acc + c)
+                for j in stride(from: 0, to: vectors, by: 8) {
+                    let d = widened(row.load8(j)) - shift.load8(j)
+                    acc.store8(acc.load8(j) + d, j)
+                    squares.store8(squares.load8(j) + d * d, j)
+                }
+                for j in vectors..<c {
+                    let d = Double(row[j]) - shift[j]
+                    acc[j] += d
+                    squares[j] += d * d
+                }
+            }
         } + [Double(x.rows)]
         synchronize?(&sums)
         let n = sums.removeLast()
-        let mean = sums.map { $0 / n }
-        var squares = mean.withUnsafeBufferPointer { m in
-            columnSumPartials(rows: x.rows, channels: c) { r, acc in
-                let (row, center) = (xp + r * c, UnsafeMutablePointer(mutating: m.baseAddress!))
-                for j in stride(from: 0, to: vectors, by: 8) {
-                    let d = widened(row.load8(j)) - center.load8(j)
-                    acc.store8(acc.load8(j) + d * d, j)
-                }
-                for j in vectors..<c { let d = Double(row[j]) - m[j]; acc[j] += d * d }
-            }
-        }
-        synchronize?(&squares)
-        return (mean, squares.map { $0 / n }, n)
+        let shifted = (0..<c).map { sums[$0] / n }
+        return ((0..<c).map { shift[$0] + shifted[$0] }, (0..<c).map { max(0, sums[c + $0] / n - shifted[$0] * shifted[$0]) }, n)
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
