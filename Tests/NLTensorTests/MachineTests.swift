@@ -19,10 +19,13 @@ struct MachineTests {
 
     @Test func avx2AMD() {
         let zen3 = cpu("AuthenticAMD", Self.avx2 + ["sse4a"])
-        #expect(BLASKernel.best(for: zen3) == "Zen")
-        #expect(BLASKernel.choice(for: zen3, openBLASChose: "Zen") == nil)
-        #expect(BLASKernel.choice(for: zen3, openBLASChose: "Haswell") == nil, "the same kernels")
-        #expect(BLASKernel.choice(for: zen3, openBLASChose: "Bulldozer") == "Zen")
+        #expect(BLASKernel.best(for: zen3) == "Haswell")
+        #expect(BLASKernel.choice(for: zen3, openBLASChose: "Zen") == "Haswell", "Zen's sgemm with Haswell's vectorised helpers")
+        #expect(BLASKernel.choice(for: zen3, openBLASChose: "Haswell") == nil)
+        #expect(BLASKernel.choice(for: zen3, openBLASChose: "Bulldozer") == "Haswell")
+        #expect(BLASKernel.choice(for: zen3, openBLASChose: "Excavator") == nil, "the same generation, not measured")
+        // An AVX-only AMD CPU (Jaguar) that OpenBLAS took for Zen would crash on Haswell's FMAs.
+        #expect(BLASKernel.choice(for: cpu("AuthenticAMD", Self.sse + ["avx"]), openBLASChose: "Zen") == nil)
     }
 
     /// The 2026 Xeon of the issue: Debian's OpenBLAS 0.3.21 did not know it and ran Prescott.
