@@ -42,9 +42,11 @@ extension Conv3d {
                     for row in outputRows {
                         // One flat list of every tap's input and weight offsets: a single loop
                         // keeps the accumulators in registers (nested loops spilled them).
+                        let kernelRowCount = kernelRows(padded, g, outputRow: row, into: rows)
+                        let base = kernelRowCount > 0 ? rows[0].input : padded.data
                         var count = 0
-                        for r in 0..<kernelRows(padded, g, outputRow: row, into: rows) {
-                            let (input, weights) = (padded.data.distance(to: rows[r].input), weight.value.data.distance(to: rows[r].taps))
+                        for r in 0..<kernelRowCount {
+                            let (input, weights) = (base.distance(to: rows[r].input), weight.value.data.distance(to: rows[r].taps))
                             for j in 0..<taps {
                                 offsets[count] = (Int32(input + j), Int32(weights + j * cout))
                                 count += 1
@@ -53,7 +55,7 @@ extension Conv3d {
                         let out = y.data + row * g.wOut * cout
                         for block in Swift.stride(from: 0, to: cout, by: Conv3d.channelBlock) {
                             for wo in Swift.stride(from: 0, to: g.wOut, by: Conv3d.positionBlock) {
-                                sixPositions(offsets, count, input: padded.data + wo * step, weights: weight.value.data + block,
+                                sixPositions(offsets, count, input: base + wo * step, weights: weight.value.data + block,
                                              step: step, into: out + wo * cout + block, storing: min(Conv3d.positionBlock, g.wOut - wo))
                             }
                         }
@@ -63,8 +65,8 @@ extension Conv3d {
         }
     }
 
-    /// Where a tap reads its input (from the padded input's start) and its Cout weights (from the
-    /// weight's start).
+    /// Where a tap reads its input (from the output row's first input row, so that it fits 32 bits
+    /// at any batch size) and its Cout weights (from the weight's start).
     typealias TapOffsets = (input: Int32, weights: Int32)
 
     /// dW += the weight gradient, from per-thread partial sums added in a fixed order.

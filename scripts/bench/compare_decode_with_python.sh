@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 rounds=${1:-1} clips=${2:-100}
 python=${PYTHON:-python3}
 scripts/data/make_bench_videos.sh data/bench > /dev/null
-.build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*; /machine: /'
+.build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 cells=("340x256 1" "340x256 2" "640x360 1" "640x360 2")

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 rounds=${1:-3}
 python=${PYTHON:-python3}
 yardstick=${YARDSTICK:-scripts/bench/pytorch_step.py}
-.build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*; /machine: /'
+.build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
 lscpu | grep -E '^Model name' | sed 's/  */ /g'
 grep -o -w -E 'avx2|avx512f|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
