@@ -115,9 +115,16 @@ public enum BLASKernel {
         setenv("OPENBLAS_CORETYPE", wanted, 1)
         setenv(pickedVariable, current, 1)
         let arguments = CommandLine.arguments.map { strdup($0) } + [nil]
+        execv(executablePath, arguments)
         execv("/proc/self/exe", arguments)
         unsetenv("OPENBLAS_CORETYPE")  // exec failed: go on with OpenBLAS's choice
         unsetenv(pickedVariable)
+    }
+
+    /// This program's file, which the command starts again: by its own path, so that the process
+    /// keeps its name ("nlbench" in ps, pgrep and top, where "/proc/self/exe" would make it "exe").
+    public static var executablePath: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "/proc/self/exe"
     }
 
     /// How the kernel came to be: "SkylakeX (chosen for this CPU; OpenBLAS picked Prescott)",

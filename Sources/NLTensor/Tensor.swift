@@ -22,13 +22,23 @@ public final class TensorStorage: @unchecked Sendable {
         transient = true
     }
 
+    /// Buffers of 4 huge pages or more (activations, their gradients, the large weights) are
+    /// whole huge pages, 2 MiB-aligned, and advised to be backed by them (transparent huge pages
+    /// in "madvise" mode, Debian's default): the passes that stream them (BatchNorm, SGD,
+    /// OpenBLAS's packing) miss the TLB less. The step at 2x8x224 on the AMD EPYC: 1.24 s against
+    /// 1.28 (medians of 6 interleaved runs), peak RSS 991 MiB against 955.
+    static let hugePage = 2 << 20
+
     static func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
         precondition(count >= 0, "negative element count")
         var raw: UnsafeMutableRawPointer?
-        let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+        var bytes = max(count, 1) * MemoryLayout<Float>.stride
+        let huge = bytes >= 4 * hugePage
+        if huge { bytes = (bytes + hugePage - 1) / hugePage * hugePage }
+        guard posix_memalign(&raw, huge ? hugePage : 64, bytes) == 0, let raw else {
             fatalError("out of memory allocating \(bytes) bytes")
         }
+        if huge { madvise(raw, bytes, MADV_HUGEPAGE) }
         return raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 

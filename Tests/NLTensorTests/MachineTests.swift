@@ -1,3 +1,4 @@
+import Foundation
 import NLTensor
 import Testing
 
@@ -76,6 +77,12 @@ struct MachineTests {
         let here = CPUFeatures.current
         #expect(BuildTarget.cpuRuns(level: 3) == (here.avx2 && here.flags.contains("bmi2")))
         #expect(BuildTarget.cpuRuns(level: 4) == (here.avx512 && here.avx2))
+    }
+
+    /// A command starts itself again by its file's path, so it keeps its name in ps and pgrep.
+    @Test func theFileACommandStartsAgain() {
+        let path = BLASKernel.executablePath
+        #expect(path.hasPrefix("/") && !path.hasPrefix("/proc") && FileManager.default.isExecutableFile(atPath: path), "\(path)")
     }
 
     @Test func thisMachine() {
