@@ -95,6 +95,25 @@ struct NLModelCLITests {
         #expect(forced.status == 0 && forced.stdout.contains("kernel Prescott (OPENBLAS_CORETYPE)"), "\(forced.stdout)")
     }
 
+    /// scripts/bench/compare_step_with_pytorch.sh's plumbing, with a stand-in for PyTorch's step
+    /// (the real one needs PyTorch, which CI never installs): the machine line whole, and a row for
+    /// the shape with both sides' seconds and the ratio.
+    @Test func theStepComparisonScriptRuns() throws {
+        let yardstick = "\(temporaryDirectory())/yardstick.py"
+        try """
+            print("pytorch 0.0 threads=2 batch=1 frames=8 size=64: train-step 1.5 GFLOP, median 0.500 s, 3.0 GFLOP/s, 2.00 clips/s, peak RSS 100 MiB")
+
+            """.write(toFile: yardstick, atomically: true, encoding: .utf8)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../scripts/bench/compare_step_with_pytorch.sh").standardized.path
+        let r = try run(script, ["1"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let cpu = CPUFeatures.current
+        #expect(r.stdout.contains("machine: \(cpu.model) (\(cpu.vectorISA)), OpenBLAS") && r.stdout.contains(" threads, built for "), "\(r.stdout)")
+        let row = r.stdout.split(separator: "\n").first { $0.hasPrefix("batch 1x8x64: 1.5 GFLOP; nlbench ") }
+        #expect(row?.contains("pytorch 0.500 s (3.0 GFLOP/s, 100 MiB): ") == true && row?.hasSuffix("x") == true, "\(r.stdout)")
+    }
+
     /// `nlbench step --layers` breaks the step down: sgemm's share, the sgemm shapes that took
     /// longest with their calls and rate, and each layer's forward and backward time.
     @Test func layersBreakTheStepDown() throws {

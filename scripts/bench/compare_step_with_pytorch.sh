@@ -5,7 +5,8 @@
 # interleaved), then each one's median, with the machine and OpenBLAS's kernel.
 #   scripts/bench/compare_step_with_pytorch.sh [ROUNDS]
 # PYTHON is a Python with torch and mmaction2 (default: python3; scripts/reference/mmaction2_models.py
-# says how to install them); YARDSTICK another step script of the same output.
+# says how to install them); YARDSTICK another step script of the same output; SHAPES other
+# "batch frames size" triples, comma-separated.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
@@ -15,7 +16,8 @@ yardstick=${YARDSTICK:-scripts/bench/pytorch_step.py}
 lscpu | grep -E '^Model name' | sed 's/  */ /g'
 grep -o -w -E 'avx2|avx512f|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-for shape in "2 8 112" "2 8 224" "1 32 224"; do
+IFS=',' read -ra shapes <<< "${SHAPES:-2 8 112,2 8 224,1 32 224}"
+for shape in "${shapes[@]}"; do
   set -- $shape
   ours=() theirs=() ours_rss=() theirs_rss=()
   for _ in $(seq "$rounds"); do
