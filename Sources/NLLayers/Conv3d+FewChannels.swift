@@ -71,6 +71,8 @@ extension Conv3d {
 
     /// dW += the weight gradient, from per-thread partial sums added in a fixed order.
     func weightGradientDirect(_ x: Tensor, _ dy: Tensor, _ g: Geometry) {
+        // The padded input is made again rather than kept from forward, which would hold it (10 MB
+        // at 2x8x224) through the whole step; making it is one pass over the input.
         let (cout, padded) = (outputChannels, widthPadded(x, g))
         let (taps, step) = (kernelSize.w * inputChannels, stride.w * inputChannels)
         let (chunks, partials) = (Parallel.split(g.n * g.tOut * g.hOut), weightPartials())
