@@ -97,7 +97,8 @@ struct NLModelCLITests {
 
     /// scripts/bench/compare_step_with_pytorch.sh's plumbing, with a stand-in for PyTorch's step
     /// (the real one needs PyTorch, which CI never installs): the machine line whole, and a row for
-    /// the shape with both sides' seconds and the ratio.
+    /// the shape with both sides' seconds and the ratio; a shape that is not three positive
+    /// integers is refused before anything runs.
     @Test func theStepComparisonScriptRuns() throws {
         let yardstick = "\(temporaryDirectory())/yardstick.py"
         try """
@@ -112,6 +113,8 @@ struct NLModelCLITests {
         #expect(r.stdout.contains("machine: \(cpu.model) (\(cpu.vectorISA)), OpenBLAS") && r.stdout.contains(" threads, built for "), "\(r.stdout)")
         let row = r.stdout.split(separator: "\n").first { $0.hasPrefix("batch 1x8x64: 1.5 GFLOP; nlbench ") }
         #expect(row?.contains("pytorch 0.500 s (3.0 GFLOP/s, 100 MiB): ") == true && row?.hasSuffix("x") == true, "\(r.stdout)")
+        let bad = try run(script, ["1"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64,2 x 3"])
+        #expect(bad.status == 64 && bad.stderr.contains("SHAPES: '2 x 3' is not 'batch frames size'"), "\(bad.stderr)")
     }
 
     /// `nlbench step --layers` breaks the step down: sgemm's share, the sgemm shapes that took

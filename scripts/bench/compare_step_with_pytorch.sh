@@ -12,11 +12,14 @@ cd "$(dirname "$0")/../.."
 rounds=${1:-3}
 python=${PYTHON:-python3}
 yardstick=${YARDSTICK:-scripts/bench/pytorch_step.py}
+IFS=',' read -ra shapes <<< "${SHAPES:-2 8 112,2 8 224,1 32 224}"
+for shape in "${shapes[@]}"; do
+  [[ $shape =~ ^\ *[1-9][0-9]*\ +[1-9][0-9]*\ +[1-9][0-9]*\ *$ ]] || { echo "SHAPES: '$shape' is not 'batch frames size' (positive integers)" >&2; exit 64; }
+done
 .build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
 lscpu | grep -E '^Model name' | sed 's/  */ /g'
 grep -o -w -E 'avx2|avx512f|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-IFS=',' read -ra shapes <<< "${SHAPES:-2 8 112,2 8 224,1 32 224}"
 for shape in "${shapes[@]}"; do
   set -- $shape
   ours=() theirs=() ours_rss=() theirs_rss=()
