@@ -118,8 +118,17 @@ public enum GEMM {
         }
         let counting = Meter.on.load(ordering: .relaxed)
         let start = counting ? DispatchTime.now().uptimeNanoseconds : 0
-        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        // With beta 0 OpenBLAS first zeroes all of C, then its kernel reads C back. For a C larger
+        // than L2 and a short K that round trip through memory costs as much as the products, so
+        // such calls go in row blocks whose C stays in L2 between the two. Measured on the AMD
+        // EPYC with two threads on cold data, 6272 x 256 x 64: 22-36 GFLOP/s a thread in one
+        // call, 45-51 in blocks of 512 rows; K of 128 and more, or C of 1.6 MB, gain nothing.
+        let rowsPerCall = beta == 0 && k <= 64 && m * n > 1 << 19 ? max(16, (1 << 17) / n) : m
+        for r in Swift.stride(from: 0, to: m, by: rowsPerCall) {
+            cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                        Int32(min(rowsPerCall, m - r)), Int32(n), Int32(k), alpha, transposeA ? a + r : a + r * lda, Int32(lda),
+                        b, Int32(ldb), beta, c + r * ldc, Int32(ldc))
+        }
         if counting {
             Meter.count(Meter.Shape(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k),
                         nanoseconds: Int(DispatchTime.now().uptimeNanoseconds - start))

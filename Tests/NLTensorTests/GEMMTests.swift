@@ -39,6 +39,24 @@ struct GEMMTests {
         }
     }
 
+    /// A short K, beta 0 and a C larger than L2 (each thread's too): the product goes to OpenBLAS
+    /// in row blocks, the last one partial, whatever C held before.
+    @Test func shortProductsIntoALargeCInRowBlocks() {
+        let (m, n, k) = (4000, 300, 40)
+        var generator = SeededGenerator(seed: 3)
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 1
+            let a = randomTensor([(ta ? k : m) * lda], using: &generator)
+            let b = randomTensor([(tb ? n : k) * ldb], using: &generator)
+            let c = randomTensor([m * ldc], using: &generator)
+            let expected = naiveGEMM(ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
+            for i in 0..<m { for j in 0..<n { c.data[i * ldc + j] = .nan } }
+            GEMM.multiply(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: a.data, lda: lda,
+                          b: b.data, ldb: ldb, c: c.data, ldc: ldc)
+            #expect(relativeError(c, expected) < 1e-5, "transposes \(ta) \(tb)")
+        }
+    }
+
     @Test func splitResultsAreReproducible() {
         var generator = SeededGenerator(seed: 2)
         let a = randomTensor([4000 * 24], using: &generator), b = randomTensor([4000 * 24], using: &generator)
