@@ -4,14 +4,16 @@ import NLTensor
 
 /// The largest absolute difference relative to the largest magnitude of the reference:
 /// max|a - b| / max|b|. Per-element ratios would blow up on elements that are nearly zero.
+/// Infinite where either holds a NaN (`max` would pass over one: max(0, .nan) is 0).
 public func relativeError(_ a: Tensor, _ b: Tensor) -> Float {
     precondition(a.count == b.count, "comparing \(a.shape) with \(b.shape)")
     var difference: Float = 0, scale: Float = 0
     for i in 0..<a.count {
-        difference = max(difference, abs(a.data[i] - b.data[i]))
+        let d = abs(a.data[i] - b.data[i])
+        if d.isNaN { return .infinity }
+        difference = max(difference, d)
         scale = max(scale, abs(b.data[i]))
     }
-    if difference.isNaN { return .infinity }
     return scale == 0 ? difference : difference / scale
 }
 
@@ -62,8 +64,8 @@ public enum Comparison {
     }
 }
 
-/// The largest magnitude of a tensor.
-public func maxMagnitude(_ t: Tensor) -> Float { t.buffer.reduce(0) { max($0, abs($1)) } }
+/// The largest magnitude of a tensor; NaN if it holds one.
+public func maxMagnitude(_ t: Tensor) -> Float { t.buffer.reduce(0) { $0.isNaN || $1.isNaN ? .nan : max($0, abs($1)) } }
 
 /// Records the largest relative error seen per (case, quantity), printed as one line each so a
 /// test run reports how close every layer came to its reference.
