@@ -94,18 +94,28 @@ public final class MaxPool3d: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         precondition(dy.shape == outputShape, "MaxPool3d.backward got \(dy.shape), output was \(outputShape)")
         let dx = Tensor(transient: inputShape)
-        dx.zero()
         let c = inputShape[4], samplePositions = inputShape[1] * inputShape[2] * inputShape[3]
-        let outputPositions = dy.rows / inputShape[0]
+        let (outputPositions, frameRows) = (dy.rows / inputShape[0], outputShape[2] * outputShape[3])
+        let (from, into) = (dy.data, dx.data)
+        Parallel.forRanges(dx.count, minimumChunk: 1 << 14) { _, range in (into + range.lowerBound).update(repeating: 0, count: range.count) }
         winners.withUnsafeBufferPointer { win in
-            // Windows overlap, so threads split the channels, never the positions.
-            Parallel.forRanges(c) { _, channels in
-                for r in 0..<dy.rows {
-                    let s = r / outputPositions
-                    for j in channels {
-                        dx.data[(s * samplePositions + Int(win[r * c + j])) * c + j] += dy.data[r * c + j]
-                    }
+            let winner = win.baseAddress!
+            /// Adds the gradient of output rows `rows`, channels `channels`, where it came from.
+            func scatter(rows: Range<Int>, channels: Range<Int>) {
+                for r in rows {
+                    let (sample, g, w) = (into + r / outputPositions * samplePositions * c, from + r * c, winner + r * c)
+                    for j in channels { sample[Int(w[j]) * c + j] += g[j] }
                 }
+            }
+            if kernelSize.t <= stride.t {
+                // Windows of different output frames share no input frame (both of the
+                // network's pools): threads take whole output frames.
+                Parallel.forRanges(dy.rows / frameRows) { _, frames in
+                    scatter(rows: (frames.lowerBound * frameRows)..<(frames.upperBound * frameRows), channels: 0..<c)
+                }
+            } else {
+                // Windows overlap across frames, so threads split the channels, never the positions.
+                Parallel.forRanges(c) { _, channels in scatter(rows: 0..<dy.rows, channels: channels) }
             }
         }
         return dx
