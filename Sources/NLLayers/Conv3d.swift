@@ -90,13 +90,21 @@ public final class Conv3d: Layer {
         }
     }
 
-    public func backward(_ dy: Tensor) -> Tensor {
+    public func backward(_ dy: Tensor) -> Tensor { backward(dy, addingInputGradientTo: nil) }
+
+    /// Backward, with the input gradient added to `sum` (which is returned) instead of written to
+    /// a new tensor: how a residual block's first convolution joins its gradient to the
+    /// shortcut's. The row-shifted GEMMs accumulate as they write, with no pass of their own;
+    /// other kernels add their result.
+    public func backward(_ dy: Tensor, addingInputGradientTo sum: Tensor?) -> Tensor {
         guard let x = input else { preconditionFailure("Conv3d.backward before forward") }
         precondition(dy.shape == outputShape, "Conv3d.backward got \(dy.shape), output was \(outputShape)")
-        let dx = computesInputGradient ? Tensor(transient: x.shape) : Tensor(zeros: [0])
+        precondition(sum == nil || (computesInputGradient && sum!.shape == x.shape), "Conv3d.backward cannot add its input gradient to \(sum?.shape ?? [])")
+        let accumulates = isRowShifted && sum != nil
+        let dx = accumulates ? sum! : computesInputGradient ? Tensor(transient: x.shape) : Tensor(zeros: [0])
         let g = Geometry(input: x.shape, output: outputShape)
         if isRowShifted {
-            backwardRowShifted(x, dy, dx, g)
+            backwardRowShifted(x, dy, dx, g, accumulating: accumulates)
         } else {
             let transposed = computesInputGradient ? inputGradientConvolution(rows: x.rows) : nil
             if usesDirectLoops && weight.requiresGradient { weightGradientDirect(x, dy, g) }
@@ -107,7 +115,9 @@ public final class Conv3d: Layer {
             transposed?.convolve(dy, into: dx)
         }
         if let bias, bias.requiresGradient { addColumnSums(of: dy, into: bias.gradient.data) }
-        return dx
+        guard let sum, !accumulates else { return dx }
+        add(sum, dx, into: sum)
+        return sum
     }
 
     /// The input gradient of a stride-1 convolution is the stride-1 convolution of dY with the
@@ -186,7 +196,8 @@ public final class Conv3d: Layer {
         }
     }
 
-    private func backwardRowShifted(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, _ g: Geometry) {
+    /// dW += the weight gradient, and dX = (with `accumulating`, +=) the input gradient.
+    private func backwardRowShifted(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, _ g: Geometry, accumulating: Bool) {
         let (cin, cout, hw) = (inputChannels, outputChannels, g.hIn * g.wIn)
         let center = centerTap(g)
         if weight.requiresGradient {
@@ -208,10 +219,10 @@ public final class Conv3d: Layer {
             }
         }
         guard computesInputGradient else { return }
-        if let c = center {  // dX = dY W_c^T
+        if let c = center {  // dX = (or +=) dY W_c^T
             GEMM.multiply(transposeB: true, m: dx.rows, n: cin, k: cout, a: dy.data, lda: cout,
-                          b: weight.value.data + c * cin * cout, ldb: cout, c: dx.data, ldc: cin)
-        } else {
+                          b: weight.value.data + c * cin * cout, ldb: cout, beta: accumulating ? 1 : 0, c: dx.data, ldc: cin)
+        } else if !accumulating {
             dx.zero()
         }
         for kt in 0..<kernelSize.t where kt != center {

@@ -28,10 +28,13 @@ public final class ConvModule: Layer {
         return y
     }
 
-    public func backward(_ dy: Tensor) -> Tensor {
+    public func backward(_ dy: Tensor) -> Tensor { backward(dy, addingInputGradientTo: nil) }
+
+    /// Backward, with the input gradient added to `sum` (returned): see `Conv3d`'s.
+    public func backward(_ dy: Tensor, addingInputGradientTo sum: Tensor?) -> Tensor {
         var g = dy
         if let activation { g = activation.backward(g) }
         if let norm { g = norm.backward(g) }
-        return conv.backward(g)
+        return conv.backward(g, addingInputGradientTo: sum)
     }
 }

@@ -193,10 +193,10 @@ public final class NonLocalBlock: Layer {
         }
         let dx = Tensor(transient: x.shape)
         dx.copy(from: dOut)                                              // the residual path
-        add(dx, g.backward(gPool?.backward(dG) ?? dG), into: dx)
+        _ = g.backward(gPool?.backward(dG) ?? dG, addingInputGradientTo: dx)
         if let theta, let phi {
-            add(dx, theta.backward(dTh), into: dx)
-            add(dx, phi.backward(phiPool?.backward(dPh) ?? dPh), into: dx)
+            _ = theta.backward(dTh, addingInputGradientTo: dx)
+            _ = phi.backward(phiPool?.backward(dPh) ?? dPh, addingInputGradientTo: dx)
         } else {
             add(dx, dTh, into: dx)
             add(dx, phiPool?.backward(dPh) ?? dPh, into: dx)

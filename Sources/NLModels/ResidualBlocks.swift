@@ -68,13 +68,13 @@ public final class ResidualBlock: Layer {
         return nonLocal?.forward(out, training: training) ?? out
     }
 
+    /// The branch's first convolution adds its input gradient to the shortcut's, which is then
+    /// dx: an identity shortcut's is dSum itself, which the branch has read by then.
     public func backward(_ dy: Tensor) -> Tensor {
         let dSum = relu.backward(nonLocal?.backward(dy) ?? dy)
-        var dBranch = context?.backward(dSum) ?? dSum
-        for conv in convs.reversed() { dBranch = conv.backward(dBranch) }
         let dShortcut = downsample?.backward(dSum) ?? dSum
-        let dx = Tensor(transient: dBranch.shape)
-        add(dBranch, dShortcut, into: dx)
-        return dx
+        var dBranch = context?.backward(dSum) ?? dSum
+        for conv in convs.dropFirst().reversed() { dBranch = conv.backward(dBranch) }
+        return convs[0].backward(dBranch, addingInputGradientTo: dShortcut)
     }
 }
