@@ -96,6 +96,11 @@ struct NaiveReferenceTests {
         #expect(relativeError(dx, ndx) < 1e-5, "input gradient, \(label)")
         #expect(relativeError(conv.weight.gradient, ndw) < 1e-5, "weight gradient, \(label)")
         if let bias = conv.bias { #expect(relativeError(bias.gradient, ndb) < 1e-5, "bias gradient, \(label)") }
+        // Added to another gradient instead (a residual block's shortcut), in the GEMMs or after.
+        let sum = randomTensor(x.shape, using: &generator)
+        let expected = Tensor(shape: x.shape, values: zip(sum.array, ndx.array).map { $0 + $1 })
+        let returned = conv.backward(dy, addingInputGradientTo: sum)
+        #expect(returned.storage === sum.storage && relativeError(sum, expected) < 1e-5, "input gradient added, \(label)")
     }
 
     @Test func maxPoolMatchesDefinition() {
