@@ -24,36 +24,32 @@ struct GEMMTests {
     /// Shapes that take each path: serial, split along M, along N, along K, and K = 0.
     @Test(arguments: [(3, 5, 7), (300, 20, 33), (16, 400, 40), (20, 24, 5000), (130, 140, 150), (4, 3, 0)])
     func matchesNaiveProductInEveryLayout(shape: (Int, Int, Int)) {
-        let (m, n, k) = shape
         var generator = SeededGenerator(seed: 1)
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            // Leading dimensions wider than the matrices, as row-shifted views use them.
-            let lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 1
-            let a = randomTensor([max(ta ? k : m, 1) * lda], using: &generator)
-            let b = randomTensor([max(tb ? n : k, 1) * ldb], using: &generator)
-            let c = randomTensor([m * ldc], using: &generator)
-            let expected = naiveGEMM(ta, tb, m, n, k, 0.5, a, lda, b, ldb, 0.25, c, ldc)
-            GEMM.multiply(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 0.5, a: a.data, lda: lda,
-                          b: b.data, ldb: ldb, beta: 0.25, c: c.data, ldc: ldc)
-            #expect(relativeError(c, expected) < 1e-5, "transposes \(ta) \(tb)")
-        }
+        expectEveryLayoutMatches(shape, alpha: 0.5, beta: 0.25, using: &generator)
     }
 
     /// A short K, beta 0 and a C larger than L2 (each thread's too): the product goes to OpenBLAS
     /// in row blocks, the last one partial, whatever C held before.
     @Test func shortProductsIntoALargeCInRowBlocks() {
-        let (m, n, k) = (4000, 300, 40)
         var generator = SeededGenerator(seed: 3)
+        expectEveryLayoutMatches((4000, 300, 40), alpha: 1, beta: 0, using: &generator)
+    }
+
+    /// C = alpha op(A) op(B) + beta C in all four transpose layouts against `naiveGEMM`, with
+    /// leading dimensions wider than the matrices, as row-shifted views use them. With beta 0, C
+    /// holds NaN going in, which the product must overwrite.
+    func expectEveryLayoutMatches(_ shape: (Int, Int, Int), alpha: Float, beta: Float, using generator: inout SeededGenerator) {
+        let (m, n, k) = shape
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 1
-            let a = randomTensor([(ta ? k : m) * lda], using: &generator)
-            let b = randomTensor([(tb ? n : k) * ldb], using: &generator)
+            let a = randomTensor([max(ta ? k : m, 1) * lda], using: &generator)
+            let b = randomTensor([max(tb ? n : k, 1) * ldb], using: &generator)
             let c = randomTensor([m * ldc], using: &generator)
-            let expected = naiveGEMM(ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
-            for i in 0..<m { for j in 0..<n { c.data[i * ldc + j] = .nan } }
-            GEMM.multiply(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: a.data, lda: lda,
-                          b: b.data, ldb: ldb, c: c.data, ldc: ldc)
-            #expect(relativeError(c, expected) < 1e-5, "transposes \(ta) \(tb)")
+            let expected = naiveGEMM(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            if beta == 0 { for i in 0..<m { for j in 0..<n { c.data[i * ldc + j] = .nan } } }
+            GEMM.multiply(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: alpha, a: a.data, lda: lda,
+                          b: b.data, ldb: ldb, beta: beta, c: c.data, ldc: ldc)
+            #expect(relativeError(c, expected) < 1e-5, "\(m) x \(n) x \(k), transposes \(ta) \(tb)")
         }
     }
 
