@@ -35,6 +35,16 @@ extension Conv3d {
     func forwardDirect(_ x: Tensor, _ y: Tensor, _ g: Geometry) {
         let (cout, padded) = (outputChannels, widthPadded(x, g))
         let (taps, step) = (kernelSize.w * inputChannels, stride.w * inputChannels)
+        // The weight per block of 16 output channels, tap after tap, so a block's loop reads its
+        // weights in order (47 KB in the stem) rather than 64 bytes every Cout floats. Measured in
+        // the stem's forward alone at 1x32x224: medians 145-148 ms against 163-176 unpacked.
+        let allTaps = kernelSize.volume * inputChannels, block = Conv3d.channelBlock
+        let packed = Tensor(transient: [cout / block, allTaps, block])
+        for b in 0..<(cout / block) {
+            for t in 0..<allTaps {
+                (packed.data + (b * allTaps + t) * block).update(from: weight.value.data + t * cout + b * block, count: block)
+            }
+        }
         Parallel.forRanges(g.n * g.tOut * g.hOut) { _, outputRows in
             withKernelRows { rows in
                 withUnsafeTemporaryAllocation(of: TapOffsets.self, capacity: kernelSize.t * kernelSize.h * taps) { buffer in
@@ -46,16 +56,16 @@ extension Conv3d {
                         let base = kernelRowCount > 0 ? rows[0].input : padded.data
                         var count = 0
                         for r in 0..<kernelRowCount {
-                            let (input, weights) = (base.distance(to: rows[r].input), weight.value.data.distance(to: rows[r].taps))
+                            let (input, weights) = (base.distance(to: rows[r].input), weight.value.data.distance(to: rows[r].taps) / cout * block)
                             for j in 0..<taps {
-                                offsets[count] = (Int32(input + j), Int32(weights + j * cout))
+                                offsets[count] = (Int32(input + j), Int32(weights + j * block))
                                 count += 1
                             }
                         }
                         let out = y.data + row * g.wOut * cout
                         for block in Swift.stride(from: 0, to: cout, by: Conv3d.channelBlock) {
                             for wo in Swift.stride(from: 0, to: g.wOut, by: Conv3d.positionBlock) {
-                                sixPositions(offsets, count, input: base + wo * step, weights: weight.value.data + block,
+                                sixPositions(offsets, count, input: base + wo * step, weights: packed.data + block * allTaps,
                                              step: step, into: out + wo * cout + block, storing: min(Conv3d.positionBlock, g.wOut - wo))
                             }
                         }
