@@ -97,7 +97,7 @@ public final class MaxPool3d: Layer {
         let c = inputShape[4], samplePositions = inputShape[1] * inputShape[2] * inputShape[3]
         let (outputPositions, frameRows) = (dy.rows / inputShape[0], outputShape[2] * outputShape[3])
         let (from, into) = (dy.data, dx.data)
-        Parallel.forRanges(dx.count, minimumChunk: 1 << 14) { _, range in (into + range.lowerBound).update(repeating: 0, count: range.count) }
+        dx.zero()
         winners.withUnsafeBufferPointer { win in
             let winner = win.baseAddress!
             /// Adds the gradient of output rows `rows`, channels `channels`, where it came from.

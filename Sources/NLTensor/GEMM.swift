@@ -44,7 +44,7 @@ public enum GEMM {
     }
 
     /// Each thread multiplies a slice of K into its own M x N accumulator; the slices are then
-    /// added to C in slice order.
+    /// added to C in slice order, rows split over the threads.
     private static func multiplySplittingK(
         _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
         _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
@@ -59,12 +59,14 @@ public enum GEMM {
             sgemm(transposeA, transposeB, m, n, depth.count, alpha, aSlice, lda, bSlice, ldb, 0,
                   partials.data + s * m * n, n)
         }
-        for i in 0..<m {
-            let row = c + i * ldc
-            for j in 0..<n { row[j] = beta == 0 ? 0 : beta * row[j] }
-            for s in 0..<slices.count {
-                let partial = partials.data + (s * m + i) * n
-                for j in 0..<n { row[j] += partial[j] }
+        Parallel.forRanges(m) { _, rows in
+            for i in rows {
+                let row = c + i * ldc
+                for j in 0..<n { row[j] = beta == 0 ? 0 : beta * row[j] }
+                for s in 0..<slices.count {
+                    let partial = partials.data + (s * m + i) * n
+                    for j in 0..<n { row[j] += partial[j] }
+                }
             }
         }
     }

@@ -147,14 +147,22 @@ public struct Tensor: @unchecked Sendable {
         return result
     }
 
-    /// Copies `source`'s elements, which must be as many, into this tensor.
+    /// Copies `source`'s elements, which must be as many, into this tensor, over the threads
+    /// (one thread alone leaves the other idle: an activation of layer1 is 25 MB).
     public func copy(from source: Tensor) {
         precondition(source.count == count, "copying \(source.shape) into \(shape)")
-        data.update(from: source.data, count: count)
+        let (from, to) = (source.data, data)
+        forEachElementRange(count) { range in (to + range.lowerBound).update(from: from + range.lowerBound, count: range.count) }
     }
 
     public func fill(_ value: Float) { buffer.update(repeating: value) }
-    public func zero() { memset(data, 0, count * MemoryLayout<Float>.stride) }
+
+    /// Zeroes every element, over the threads as `copy(from:)`: the step zeroes 140 MB of
+    /// gradients (R50) before its forward.
+    public func zero() {
+        let to = data
+        forEachElementRange(count) { range in (to + range.lowerBound).update(repeating: 0, count: range.count) }
+    }
 
     /// A new tensor whose axis i is this tensor's axis `axes[i]`, as `torch.permute`.
     public func permuted(_ axes: [Int]) -> Tensor {
