@@ -1,5 +1,4 @@
 import COpenBLAS
-import Dispatch
 import Foundation
 
 /// The project's one level of parallelism. OpenBLAS is kept single-threaded; every parallel loop,
@@ -17,19 +16,17 @@ public enum Parallel {
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
         if count <= 1 || threadCount == 1 || isInsideLoop {
             for i in 0..<count { body(i) }
-            return
+        } else if !ThreadPool.shared.run(count, threads: min(threadCount, count), body) {
+            runInside { for i in 0..<count { body(i) } }  // another thread's loop holds the workers
         }
-        // The bodies write disjoint memory by contract; the box carries the closure across the
-        // @Sendable boundary Dispatch imposes, for the duration of this call only.
-        withoutActuallyEscaping(body) { body in
-            let box = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: count) { i in
-                let outer = isInsideLoop
-                isInsideLoop = true
-                box.value(i)
-                isInsideLoop = outer
-            }
-        }
+    }
+
+    /// Runs `body` as the body of a parallel loop: loops it starts run serially.
+    static func runInside(_ body: () -> Void) {
+        let outer = isInsideLoop
+        isInsideLoop = true
+        body()
+        isInsideLoop = outer
     }
 
     /// Splits 0..<count into at most `threadCount` contiguous ranges of at least `minimumChunk`
@@ -51,11 +48,6 @@ public enum Parallel {
     public static var isInsideLoop: Bool {
         get { pthread_getspecific(state.insideKey) != nil }
         set { pthread_setspecific(state.insideKey, newValue ? UnsafeRawPointer(bitPattern: 1) : nil) }
-    }
-
-    private struct UncheckedSendable<Value>: @unchecked Sendable {
-        let value: Value
-        init(_ value: Value) { self.value = value }
     }
 
     private final class State: @unchecked Sendable {
