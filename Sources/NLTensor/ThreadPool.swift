@@ -21,17 +21,21 @@ final class ThreadPool: @unchecked Sendable {
     /// serial work between two loops of a step, short against a step.
     static let spinNanoseconds: UInt64 = 2_000_000
 
-    /// Guards the job below and the workers' sleep.
+    /// Guards the workers' sleep and the job's publication.
     private let condition = NSCondition()
+    /// The current job, written by its caller while no worker is in a job (`active` 0, `seats` 0)
+    /// and read by a worker only after it took a seat, which the caller's release of `seats`
+    /// orders after these writes.
     private var body: ((Int) -> Void)?
     private var count = 0
-    /// Workers that may still join the current job: the caller's thread count, less the caller.
-    private var seats = 0
     private var workers = 0
 
     /// Bumped for each job, under `condition`; workers watch it while they spin.
     private let generation = Atomic<Int>(0)
-    /// The next item to take, and the workers inside the current job.
+    /// Workers that may still join the current job (the caller's thread count, less the caller),
+    /// taken without a lock so that many idle workers do not queue on one; the next item to take;
+    /// and the workers that are joining or inside a job.
+    private let seats = Atomic<Int>(0)
     private let next = Atomic<Int>(0)
     private let active = Atomic<Int>(0)
     private let inUse = Atomic<Bool>(false)
@@ -44,19 +48,20 @@ final class ThreadPool: @unchecked Sendable {
         withoutActuallyEscaping(body) { body in
             condition.lock()
             while workers < threads - 1 { startWorker() }
-            (self.body, self.count, seats) = (body, count, threads - 1)
+            (self.body, self.count) = (body, count)
             next.store(0, ordering: .relaxed)
+            seats.store(threads - 1, ordering: .sequentiallyConsistent)
             generation.add(1, ordering: .releasing)
             condition.broadcast()
             condition.unlock()
 
             Parallel.runInside { work(body, count) }
-            // Every item is taken; wait for the workers that took some to leave. With the lock
-            // held none can join, so none is still taking items when the next job resets `next`.
-            condition.lock()
-            spin { active.load(ordering: .acquiring) == 0 }
+            // Every item is taken. Close the seats, then wait for the workers that are joining or
+            // working to leave: none may still read the job or take items when the next job
+            // replaces them.
+            seats.store(0, ordering: .sequentiallyConsistent)
+            spin { active.load(ordering: .sequentiallyConsistent) == 0 }
             self.body = nil
-            condition.unlock()
         }
         return true
     }
@@ -104,24 +109,30 @@ final class ThreadPool: @unchecked Sendable {
                     condition.unlock()
                 }
             }
-            let (job, joined) = joinAndWork()
-            if joined { active.subtract(1, ordering: .releasing) }
-            seen = job
+            seen = generation.load(ordering: .acquiring)
+            guard seats.load(ordering: .relaxed) > 0 else { continue }
+            // Counted as active before taking a seat: a caller that has closed the seats and then
+            // sees no worker active knows that none will read its job.
+            active.add(1, ordering: .sequentiallyConsistent)
+            if takeSeat() { workOnJob() }
+            active.subtract(1, ordering: .releasing)
         }
     }
 
-    /// Joins the current job if it has a seat left and works on it; returns the job's generation
-    /// and whether it joined. The job's closure is released on return, before `active` says this
+    private func takeSeat() -> Bool {
+        var free = seats.load(ordering: .sequentiallyConsistent)
+        while free > 0 {
+            let (taken, now) = seats.compareExchange(expected: free, desired: free - 1, ordering: .sequentiallyConsistent)
+            if taken { return true }
+            free = now
+        }
+        return false
+    }
+
+    /// Works on the current job; its closure is released on return, before `active` says this
     /// worker has left.
-    private func joinAndWork() -> (generation: Int, joined: Bool) {
-        condition.lock()
-        let job = generation.load(ordering: .relaxed)
-        guard let body, seats > 0 else { condition.unlock(); return (job, false) }
-        seats -= 1
-        active.add(1, ordering: .relaxed)
-        let count = self.count
-        condition.unlock()
+    private func workOnJob() {
+        guard let body else { return }
         work(body, count)
-        return (job, true)
     }
 }
