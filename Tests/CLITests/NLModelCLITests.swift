@@ -97,7 +97,8 @@ struct NLModelCLITests {
 
     /// scripts/bench/compare_step_with_pytorch.sh's plumbing, with a stand-in for PyTorch's step
     /// (the real one needs PyTorch, which CI never installs): the machine line whole, and a row for
-    /// the shape with both sides' seconds and the ratio; a shape that is not three positive
+    /// the shape with both sides' seconds, the ratio and the rounds' own ratios (here the stand-in's
+    /// 0.5 s over nlbench's, in each of 2 rounds); a shape that is not three positive
     /// integers is refused before anything runs.
     @Test func theStepComparisonScriptRuns() throws {
         let yardstick = "\(temporaryDirectory())/yardstick.py"
@@ -107,14 +108,46 @@ struct NLModelCLITests {
             """.write(toFile: yardstick, atomically: true, encoding: .utf8)
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../scripts/bench/compare_step_with_pytorch.sh").standardized.path
-        let r = try run(script, ["1"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64"])
+        let r = try run(script, ["2"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64"])
         #expect(r.status == 0, "\(r.stderr)")
         let cpu = CPUFeatures.current
         #expect(r.stdout.contains("machine: \(cpu.model) (\(cpu.vectorISA)), OpenBLAS") && r.stdout.contains(" threads, built for "), "\(r.stdout)")
         let row = r.stdout.split(separator: "\n").first { $0.hasPrefix("batch 1x8x64: 1.5 GFLOP; nlbench ") }
-        #expect(row?.contains("pytorch 0.500 s (3.0 GFLOP/s, 100 MiB): ") == true && row?.hasSuffix("x") == true, "\(r.stdout)")
+        let ratios = row.flatMap { $0.firstMatch(of: /: ([0-9.]+)x \(rounds ([0-9.]+)-([0-9.]+)x\)$/) }
+        #expect(row?.contains("pytorch 0.500 s (3.0 GFLOP/s, 100 MiB): ") == true && ratios != nil, "\(r.stdout)")
+        if let ratios, let low = Double(ratios.2), let high = Double(ratios.3), let ratio = Double(ratios.1) {
+            #expect(low <= ratio + 0.01 && ratio <= high + 0.01 && low > 0, "\(r.stdout)")
+        }
+        #expect(r.stderr.contains("1x8x64 round 2/2: nlbench ") && r.stderr.contains(" min left"), "\(r.stderr)")
         let bad = try run(script, ["1"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64,2 x 3"])
         #expect(bad.status == 64 && bad.stderr.contains("SHAPES: '2 x 3' is not 'batch frames size'"), "\(bad.stderr)")
+    }
+
+    /// scripts/bench/compare_decode_with_python.sh's plumbing on the benchmark's own videos, with a
+    /// stand-in for the Python decoders (CI installs none) that reports 2 and 4 clips/s: a row for
+    /// nlvideo and for each peer with a figure in each of the four cells, the ratio row over the
+    /// faster peer, and a progress line a cell on stderr.
+    @Test func theDecodeComparisonScriptRuns() throws {
+        let peers = "\(temporaryDirectory())/peers.py"
+        try """
+            import sys
+            workers = sys.argv[sys.argv.index("--workers") + 1]
+            for name, speed in (("PyAV, seek + swscale to size", 2.0), ("decord, size given to its reader", 4.0)):
+                print(f"{name} workers={workers} clip_len=32 interval=2 short_side=256: 2 clips in 1.00 s, {speed} clips/s")
+
+            """.write(toFile: peers, atomically: true, encoding: .utf8)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../scripts/bench/compare_decode_with_python.sh").standardized.path
+        let r = try run(script, ["1", "2"], environment: ["PEERS": peers])
+        #expect(r.status == 0, "\(r.stderr)")
+        let rows = r.stdout.split(separator: "\n").map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } }
+        #expect(rows.contains(["clips/s", "340x256, 1 reader", "340x256, 2 readers", "640x360, 1 reader", "640x360, 2 readers"]), "\(r.stdout)")
+        #expect(rows.contains(["PyAV, seek + swscale to size", "2.0", "2.0", "2.0", "2.0"]), "\(r.stdout)")
+        let nlvideo = rows.first { $0.first == "nlvideo" }?.dropFirst().compactMap { Double($0) } ?? []
+        let ratios = rows.first { $0.first == "nlvideo / the fastest other" }?.dropFirst().compactMap { Double($0.dropLast()) } ?? []
+        #expect(nlvideo.count == 4 && ratios.count == 4 && nlvideo.allSatisfy { $0 > 0 }, "\(r.stdout)")
+        for (speed, ratio) in zip(nlvideo, ratios) { #expect(abs(speed / 4 - ratio) < 0.01, "\(r.stdout)") }
+        #expect(r.stderr.contains("640x360, 2 readers, round 1/1: nlvideo ") && r.stderr.contains(" min left"), "\(r.stderr)")
     }
 
     /// `nlbench step --layers` breaks the step down: sgemm's share, the sgemm shapes that took

@@ -16,7 +16,7 @@ struct ReadmeCommandsTests {
         ("srun ", "needs a Slurm cluster"),
         ("python3 scripts/convert/convert_mmaction2_checkpoint.py", "needs PyTorch and an mmaction2 .pth (run by hand; see the closing notes)"),
         ("python3 scripts/convert/check_against_pytorch.py", "needs PyTorch (run by hand; see the closing notes)"),
-        ("PYTHON=", "the peers' benchmarks need PyTorch and mmaction2, or PyAV, decord and torchcodec, and measure (README, Speed)"),
+        ("PYTHON=", "the peers' benchmarks need PyTorch and mmaction2, or PyAV, decord and torchcodec, and measure (README, Speed); their plumbing runs with stand-ins for the peers in NLModelCLITests"),
     ]
 
     /// The README's command lines: the indented code lines that start with a command, the cron

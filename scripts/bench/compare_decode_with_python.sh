@@ -2,26 +2,33 @@
 # Decoding beside the Python decoders, on this machine: for each cell of the README's decode table
 # (340x256 and 640x360 H.264, 1 and 2 readers), ROUNDS rounds of `nlbench decode` and
 # scripts/bench/bench_decode_python.py (PyAV, decord, torchcodec, and the frameworks' own ways),
-# one right after the other, then each reader's median clips/s as a Markdown table.
+# one right after the other, then each reader's median clips/s as a Markdown table. As each cell
+# ends, nlvideo's clips/s there goes to stderr with an estimate of the time left.
 #   scripts/bench/compare_decode_with_python.sh [ROUNDS] [CLIPS]
-# PYTHON is a Python with av, decord and torchcodec (default: python3).
+# PYTHON is a Python with av, decord and torchcodec (default: python3); PEERS another script of
+# bench_decode_python.py's output.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-1} clips=${2:-100}
 python=${PYTHON:-python3}
+peers=${PEERS:-scripts/bench/bench_decode_python.py}
 scripts/data/make_bench_videos.sh data/bench > /dev/null
 .build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 cells=("340x256 1" "340x256 2" "640x360 1" "640x360 2")
-for _ in $(seq "$rounds"); do
+total=$((rounds * ${#cells[@]})) finished=0 start=$SECONDS
+for round in $(seq "$rounds"); do
   for cell in "${cells[@]}"; do
     set -- $cell
     files=(data/bench/h264_"$1"_*.mp4)
     .build/release/nlbench decode "${files[@]}" --workers "$2" --clips "$clips" \
       | sed -E "s/^nlbench decode .* ([0-9.]+) clips\/s.*/$1x$2|nlvideo|\1/" >> "$results"
-    "$python" scripts/bench/bench_decode_python.py "${files[@]}" --workers "$2" --clips "$clips" --style all 2> /dev/null \
+    "$python" "$peers" "${files[@]}" --workers "$2" --clips "$clips" --style all 2> /dev/null \
       | sed -E "s/^(.*) workers=.* ([0-9.]+) clips\/s$/$1x$2|\1|\2/" >> "$results"
+    finished=$((finished + 1))
+    nlvideo=$(grep "^$1x$2|nlvideo|" "$results" | tail -1 | cut -d'|' -f3)
+    echo "$1, $2 reader$([ "$2" = 1 ] || echo s), round $round/$rounds: nlvideo $nlvideo clips/s; about $(( ((SECONDS - start) * (total - finished) / finished + 30) / 60 )) min left" >&2
   done
 done
 # One row a reader, one column a cell; the last row is nlvideo over the fastest other reader.

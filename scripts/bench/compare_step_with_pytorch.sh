@@ -2,7 +2,10 @@
 # The training step beside PyTorch's, on this machine: for each shape, ROUNDS rounds of
 # `nlbench step` and scripts/bench/pytorch_step.py (mmaction2's own NL I3D R50 and training step),
 # one right after the other (a machine's speed drifts by 10-20% over minutes, so the two are
-# interleaved), then each one's median, with the machine and OpenBLAS's kernel.
+# interleaved), then each one's median and the ratio of the medians, with the machine and
+# OpenBLAS's kernel; then the range of the rounds' own ratios (each round's two runs a minute
+# apart), which says how far the machine's drift moves the ratio. Each round's times go to
+# stderr as it ends, with an estimate of the time left (rounds weighted by the clip's size).
 #   scripts/bench/compare_step_with_pytorch.sh [ROUNDS]
 # PYTHON is a Python with torch and mmaction2 (default: python3; scripts/reference/mmaction2_models.py
 # says how to install them); YARDSTICK another step script of the same output; SHAPES other
@@ -20,19 +23,24 @@ done
 lscpu | grep -E '^Model name' | sed 's/  */ /g'
 grep -o -w -E 'avx2|avx512f|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+total=0 finished=0 start=$SECONDS
+for shape in "${shapes[@]}"; do set -- $shape; total=$((total + rounds * $1 * $2 * $3 * $3)); done
 for shape in "${shapes[@]}"; do
   set -- $shape
   ours=() theirs=() ours_rss=() theirs_rss=()
-  for _ in $(seq "$rounds"); do
+  for round in $(seq "$rounds"); do
     line=$(.build/release/nlbench step --batch "$1" --frames "$2" --size "$3")
     ours+=("$(sed -E 's/.*median ([0-9.]+) s.*/\1/' <<< "$line")"); ours_rss+=("$(sed -E 's/.*peak RSS ([0-9]+) MiB.*/\1/' <<< "$line")")
     line=$("$python" "$yardstick" --batch "$1" --frames "$2" --size "$3" 2>/dev/null | tail -1)
     theirs+=("$(sed -E 's/.*median ([0-9.]+) s.*/\1/' <<< "$line")"); theirs_rss+=("$(sed -E 's/.*peak RSS ([0-9]+) MiB.*/\1/' <<< "$line")")
     flops=$(sed -E 's/.*train-step ([0-9.]+) GFLOP.*/\1/' <<< "$line")
+    finished=$((finished + $1 * $2 * $3 * $3))
+    echo "$1x$2x$3 round $round/$rounds: nlbench ${ours[-1]} s, pytorch ${theirs[-1]} s; about $(( ((SECONDS - start) * (total - finished) / finished + 30) / 60 )) min left" >&2
   done
   a=$(printf '%s\n' "${ours[@]}" | median) b=$(printf '%s\n' "${theirs[@]}" | median)
+  ratios=$(paste <(printf '%s\n' "${theirs[@]}") <(printf '%s\n' "${ours[@]}") | awk '{printf "%.2f\n", $1 / $2}' | sort -n)
   ra=$(printf '%s\n' "${ours_rss[@]}" | median) rb=$(printf '%s\n' "${theirs_rss[@]}" | median)
-  awk -v s="$1x$2x$3" -v f="$flops" -v a="$a" -v b="$b" -v ra="$ra" -v rb="$rb" 'BEGIN {
-    printf "batch %s: %s GFLOP; nlbench %.3f s (%.1f GFLOP/s, %d MiB), pytorch %.3f s (%.1f GFLOP/s, %d MiB): %.2fx\n",
-      s, f, a, f / a, ra, b, f / b, rb, b / a }'
+  awk -v s="$1x$2x$3" -v f="$flops" -v a="$a" -v b="$b" -v ra="$ra" -v rb="$rb" -v lo="$(head -1 <<< "$ratios")" -v hi="$(tail -1 <<< "$ratios")" 'BEGIN {
+    printf "batch %s: %s GFLOP; nlbench %.3f s (%.1f GFLOP/s, %d MiB), pytorch %.3f s (%.1f GFLOP/s, %d MiB): %.2fx (rounds %.2f-%.2fx)\n",
+      s, f, a, f / a, ra, b, f / b, rb, b / a, lo, hi }'
 done
