@@ -138,8 +138,8 @@ struct Check: ParsableCommand {
     @Option(help: "Folder the videos are under, without --config.")
     var root = ""
 
-    @Option(help: "Videos read at once (default: every core).")
-    var workers = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Videos read at once (default: every core this process may run on).")
+    var workers = Parallel.usableCores
 
     @Flag(help: "Decode every frame instead of the first, middle and last.")
     var everyFrame = false

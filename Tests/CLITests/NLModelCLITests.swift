@@ -95,6 +95,17 @@ struct NLModelCLITests {
         #expect(forced.status == 0 && forced.stdout.contains("kernel Prescott (OPENBLAS_CORETYPE)"), "\(forced.stdout)")
     }
 
+    /// Without NL_THREADS a command runs a thread for each core its CPU affinity mask allows (as
+    /// taskset, mpirun's binding and Slurm set it), not for each core of the machine, and says so;
+    /// a user's NL_THREADS wins.
+    @Test func threadsFollowTheCoresTheProcessMayRunOn() throws {
+        let step = ["\(commandDirectory)/nlbench", "step", "--model", "nl_i3d_r50_tiny", "--steps", "1"]
+        let bound = try run("/usr/bin/env", ["-u", "NL_THREADS", "taskset", "-c", "0"] + step)
+        #expect(bound.status == 0 && bound.stdout.contains(" threads=1 ") && bound.stdout.contains(", 1 thread, "), "\(bound.stdout)\(bound.stderr)")
+        let set = try run("/usr/bin/env", ["NL_THREADS=3", "taskset", "-c", "0"] + step)
+        #expect(set.status == 0 && set.stdout.contains(" threads=3 "), "\(set.stdout)\(set.stderr)")
+    }
+
     /// scripts/bench/compare_step_with_pytorch.sh's plumbing, with a stand-in for PyTorch's step
     /// (the real one needs PyTorch, which CI never installs): the machine line whole, and a row for
     /// the shape with both sides' seconds, the ratio and the rounds' own ratios (here the stand-in's
