@@ -109,8 +109,9 @@ struct NLModelCLITests {
     /// scripts/bench/compare_step_with_pytorch.sh's plumbing, with a stand-in for PyTorch's step
     /// (the real one needs PyTorch, which CI never installs): the machine line whole, and a row for
     /// the shape with both sides' seconds, the ratio and the rounds' own ratios (here the stand-in's
-    /// 0.5 s over nlbench's, in each of 2 rounds); a shape that is not three positive
-    /// integers is refused before anything runs.
+    /// 0.5 s over nlbench's, in each of 2 rounds); a shape that is not three positive integers, or
+    /// ROUNDS that is not a positive integer, is refused before anything runs; a yardstick that
+    /// fails (PyTorch missing) stops it with what the yardstick said.
     @Test func theStepComparisonScriptRuns() throws {
         let yardstick = "\(temporaryDirectory())/yardstick.py"
         try """
@@ -132,12 +133,19 @@ struct NLModelCLITests {
         #expect(r.stderr.contains("1x8x64 round 2/2: nlbench ") && r.stderr.contains(" min left"), "\(r.stderr)")
         let bad = try run(script, ["1"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64,2 x 3"])
         #expect(bad.status == 64 && bad.stderr.contains("SHAPES: '2 x 3' is not 'batch frames size'"), "\(bad.stderr)")
+        let noRounds = try run(script, ["0"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64"])
+        #expect(noRounds.status == 64 && noRounds.stderr.contains("ROUNDS: '0' is not a positive integer"), "\(noRounds.stderr)")
+        let failing = "\(temporaryDirectory())/failing.py"
+        try "import sys\nsys.exit('No module named torch')\n".write(toFile: failing, atomically: true, encoding: .utf8)
+        let failed = try run(script, ["1"], environment: ["YARDSTICK": failing, "SHAPES": "1 8 64"])
+        #expect(failed.status == 1 && failed.stderr.contains("\(failing) --batch 1 --frames 8 --size 64 failed:\nNo module named torch"), "\(failed.stderr)")
     }
 
     /// scripts/bench/compare_decode_with_python.sh's plumbing on the benchmark's own videos, with a
     /// stand-in for the Python decoders (CI installs none) that reports 2 and 4 clips/s: a row for
     /// nlvideo and for each peer with a figure in each of the four cells, the ratio row over the
-    /// faster peer, and a progress line a cell on stderr.
+    /// faster peer, and a progress line a cell on stderr; a peer script that fails stops it with
+    /// what that script said, and CLIPS that is not a positive integer is refused.
     @Test func theDecodeComparisonScriptRuns() throws {
         let peers = "\(temporaryDirectory())/peers.py"
         try """
@@ -159,6 +167,12 @@ struct NLModelCLITests {
         #expect(nlvideo.count == 4 && ratios.count == 4 && nlvideo.allSatisfy { $0 > 0 }, "\(r.stdout)")
         for (speed, ratio) in zip(nlvideo, ratios) { #expect(abs(speed / 4 - ratio) < 0.01, "\(r.stdout)") }
         #expect(r.stderr.contains("640x360, 2 readers, round 1/1: nlvideo ") && r.stderr.contains(" min left"), "\(r.stderr)")
+        let failing = "\(temporaryDirectory())/failing.py"
+        try "import sys\nsys.exit('No module named decord')\n".write(toFile: failing, atomically: true, encoding: .utf8)
+        let failed = try run(script, ["1", "2"], environment: ["PEERS": failing])
+        #expect(failed.status == 1 && failed.stderr.contains("\(failing) failed:\nNo module named decord"), "\(failed.stderr)")
+        let noClips = try run(script, ["1", "0"], environment: ["PEERS": peers])
+        #expect(noClips.status == 64 && noClips.stderr.contains("CLIPS: '0' is not a positive integer"), "\(noClips.stderr)")
     }
 
     /// `nlbench step --layers` breaks the step down: sgemm's share, the sgemm shapes that took

@@ -16,9 +16,22 @@ rounds=${1:-3}
 python=${PYTHON:-python3}
 yardstick=${YARDSTICK:-scripts/bench/pytorch_step.py}
 IFS=',' read -ra shapes <<< "${SHAPES:-2 8 112,2 8 224,1 32 224}"
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS: '$rounds' is not a positive integer" >&2; exit 64; }
 for shape in "${shapes[@]}"; do
   [[ $shape =~ ^\ *[1-9][0-9]*\ +[1-9][0-9]*\ +[1-9][0-9]*\ *$ ]] || { echo "SHAPES: '$shape' is not 'batch frames size' (positive integers)" >&2; exit 64; }
 done
+[ -x .build/release/nlbench ] || { echo "no .build/release/nlbench: run make build first" >&2; exit 1; }
+errors=$(mktemp)
+trap 'rm -f "$errors"' EXIT
+# The yardstick's result line; if it fails or prints none, what it said and exit 1.
+yardstick_line() {
+  local line
+  if ! line=$("$python" "$yardstick" "$@" 2> "$errors" | tail -1) || [[ $line != *" median "* ]]; then
+    { echo "$python $yardstick $* failed:"; tail -5 "$errors"; } >&2
+    exit 1
+  fi
+  echo "$line"
+}
 .build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
 lscpu | grep -E '^Model name' | sed 's/  */ /g'
 grep -o -w -E 'avx2|avx512f|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
@@ -31,7 +44,7 @@ for shape in "${shapes[@]}"; do
   for round in $(seq "$rounds"); do
     line=$(.build/release/nlbench step --batch "$1" --frames "$2" --size "$3")
     ours+=("$(sed -E 's/.*median ([0-9.]+) s.*/\1/' <<< "$line")"); ours_rss+=("$(sed -E 's/.*peak RSS ([0-9]+) MiB.*/\1/' <<< "$line")")
-    line=$("$python" "$yardstick" --batch "$1" --frames "$2" --size "$3" 2>/dev/null | tail -1)
+    line=$(yardstick_line --batch "$1" --frames "$2" --size "$3")
     theirs+=("$(sed -E 's/.*median ([0-9.]+) s.*/\1/' <<< "$line")"); theirs_rss+=("$(sed -E 's/.*peak RSS ([0-9]+) MiB.*/\1/' <<< "$line")")
     flops=$(sed -E 's/.*train-step ([0-9.]+) GFLOP.*/\1/' <<< "$line")
     finished=$((finished + $1 * $2 * $3 * $3))
