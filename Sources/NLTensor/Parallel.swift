@@ -82,8 +82,12 @@ public enum Parallel {
         let insideKey: pthread_key_t
 
         init() {
-            let fromEnvironment = ProcessInfo.processInfo.environment["NL_THREADS"].flatMap { Int($0) }
+            let setting = ProcessInfo.processInfo.environment["NL_THREADS"]
+            let fromEnvironment = setting.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             threads = max(1, fromEnvironment ?? Parallel.usableCores)
+            if let setting, fromEnvironment == nil, !setting.isEmpty {
+                FileHandle.standardError.write("warning: NL_THREADS='\(setting)' is not a whole number; using \(threads) thread\(threads == 1 ? "" : "s"), the cores this process may run on\n".data(using: .utf8)!)
+            }
             var key = pthread_key_t()
             pthread_key_create(&key, nil)
             insideKey = key

@@ -97,13 +97,16 @@ struct NLModelCLITests {
 
     /// Without NL_THREADS a command runs a thread for each core its CPU affinity mask allows (as
     /// taskset, mpirun's binding and Slurm set it), not for each core of the machine, and says so;
-    /// a user's NL_THREADS wins.
+    /// a user's NL_THREADS wins, and one that is not a number is named in a warning.
     @Test func threadsFollowTheCoresTheProcessMayRunOn() throws {
         let step = ["\(commandDirectory)/nlbench", "step", "--model", "nl_i3d_r50_tiny", "--steps", "1"]
         let bound = try run("/usr/bin/env", ["-u", "NL_THREADS", "taskset", "-c", "0"] + step)
         #expect(bound.status == 0 && bound.stdout.contains(" threads=1 ") && bound.stdout.contains(", 1 thread, "), "\(bound.stdout)\(bound.stderr)")
         let set = try run("/usr/bin/env", ["NL_THREADS=3", "taskset", "-c", "0"] + step)
         #expect(set.status == 0 && set.stdout.contains(" threads=3 "), "\(set.stdout)\(set.stderr)")
+        let wrong = try run("/usr/bin/env", ["NL_THREADS=four", "taskset", "-c", "0"] + step)
+        #expect(wrong.status == 0 && wrong.stdout.contains(" threads=1 ")
+                && wrong.stderr.contains("warning: NL_THREADS='four' is not a whole number; using 1 thread, the cores this process may run on"), "\(wrong.stdout)\(wrong.stderr)")
     }
 
     /// scripts/bench/compare_step_with_pytorch.sh's plumbing, with a stand-in for PyTorch's step
