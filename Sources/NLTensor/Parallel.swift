@@ -5,35 +5,9 @@ import Foundation
 /// GEMMs split into per-thread pieces included, goes through here, and a loop started inside
 /// another one runs serially on its caller's thread, so parallelism never nests.
 public enum Parallel {
-    /// Threads used by parallel loops: `NL_THREADS` if set, otherwise `usableCores`.
+    /// Threads used by parallel loops: `NL_THREADS` if set, otherwise `usableCores`
+    /// (UsableCores.swift).
     public static var threadCount: Int { state.threads }
-
-    /// The cores this process may run on: those of its CPU affinity mask (set by taskset, by
-    /// mpirun's binding, by Slurm's --cpus-per-task, by a container's cpuset), which Foundation's
-    /// activeProcessorCount ignores: a rank bound to one core of a 64-core node runs 1 thread, not
-    /// 64. Read from /proc/self/status; every online core where it cannot be read.
-    public static var usableCores: Int {
-        let online = ProcessInfo.processInfo.activeProcessorCount
-        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-        let field = "Cpus_allowed_list:"
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
-              let inMask = cores(inList: line.dropFirst(field.count).trimmingCharacters(in: .whitespaces)) else { return online }
-        return max(1, min(online, inMask))
-    }
-
-    /// The number of CPUs in a Linux CPU list ("0-3,8,10-11": 7); nil if it is not one.
-    public static func cores(inList list: String) -> Int? {
-        var count = 0
-        for part in list.split(separator: ",") {
-            let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
-            switch bounds.count {
-            case 1: guard bounds[0] != nil else { return nil }; count += 1
-            case 2: guard let low = bounds[0], let high = bounds[1], low <= high else { return nil }; count += high - low + 1
-            default: return nil
-            }
-        }
-        return count > 0 ? count : nil
-    }
 
     /// Sets the number of threads for later loops (at least 1). Call before work starts.
     public static func setThreadCount(_ count: Int) { state.threads = max(1, count) }

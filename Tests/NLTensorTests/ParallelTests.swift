@@ -6,18 +6,6 @@ import Testing
 
 /// `Parallel`'s splits and loops, and the worker pool under them.
 struct ParallelTests {
-    /// CPU lists as Linux writes them in /proc/self/status (Cpus_allowed_list), and text that is
-    /// not one; the cores this process may use are at least 1 and at most the machine's.
-    @Test func coresOfACPUList() {
-        #expect(Parallel.cores(inList: "0") == 1)
-        #expect(Parallel.cores(inList: "0-3,8,10-11") == 7)
-        #expect(Parallel.cores(inList: "0-63") == 64)
-        for notAList in ["", "3-1", "x", "0-", "-1", "0-1-2", "1,a"] {
-            #expect(Parallel.cores(inList: notAList) == nil, "\(notAList)")
-        }
-        #expect((1...ProcessInfo.processInfo.activeProcessorCount).contains(Parallel.usableCores))
-    }
-
     @Test func rangesCoverEveryIndexOnce() {
         for count in [0, 1, 7, 1000] {
             let ranges = Parallel.split(count, minimumChunk: 3)

@@ -1,0 +1,92 @@
+import Foundation
+
+/// How many cores this process may use, which Foundation's activeProcessorCount (every online
+/// core) does not know: the default thread count.
+extension Parallel {
+    /// The fewest of:
+    /// - the online cores;
+    /// - the CPUs of this process's affinity mask (set by taskset, by mpirun's binding, by Slurm's
+    ///   --cpus-per-task, by a container's cpuset): a rank bound to one core of a 64-core node runs
+    ///   1 thread, not 64;
+    /// - its cgroups' CPU quota, rounded up (docker --cpus, a Kubernetes CPU limit): threads beyond
+    ///   it only get the process throttled until the scheduler's next period.
+    /// Whatever cannot be read (not Linux, no cgroup file system) sets no bound.
+    public static var usableCores: Int {
+        let online = ProcessInfo.processInfo.activeProcessorCount
+        let status = text("/proc/self/status")?.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }
+        let mask = status.flatMap { cores(inList: $0.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces)) }
+        let quota = cgroupQuota(mounts: text("/proc/self/mountinfo") ?? "", membership: text("/proc/self/cgroup") ?? "", read: text)
+        return max(1, min(online, mask ?? online, quota.map { Int($0.rounded(.up)) } ?? online))
+    }
+
+    /// The number of CPUs in a Linux CPU list ("0-3,8,10-11": 7); nil if it is not one.
+    public static func cores(inList list: String) -> Int? {
+        var count = 0
+        for part in list.split(separator: ",") {
+            let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
+            switch bounds.count {
+            case 1: guard bounds[0] != nil else { return nil }; count += 1
+            case 2: guard let low = bounds[0], let high = bounds[1], low <= high else { return nil }; count += high - low + 1
+            default: return nil
+            }
+        }
+        return count > 0 ? count : nil
+    }
+
+    /// The tightest CPU quota, in CPUs, of the cgroups this process is in and their ancestors, from
+    /// /proc/self/mountinfo (`mounts`: where each cgroup hierarchy is mounted) and /proc/self/cgroup
+    /// (`membership`); nil where none is set. cgroup v2 says it in cpu.max ("150000 100000": 1.5
+    /// CPUs; "max 100000": none), v1 in the cpu controller's cpu.cfs_quota_us (-1: none) and
+    /// cpu.cfs_period_us. Inside a container the hierarchy's mount root is the container's own
+    /// cgroup, and the path is taken relative to it.
+    public static func cgroupQuota(mounts: String, membership: String, read: (String) -> String?) -> Double? {
+        var limits: [Double] = []
+        for line in membership.split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 3 else { continue }
+            let version2 = fields[0] == "0" && fields[1].isEmpty
+            guard version2 || fields[1].split(separator: ",").contains("cpu"),
+                  let (root, mountPoint) = cgroupMount(mounts, version2: version2) else { continue }
+            var relative = fields[2].hasPrefix(root) ? String(fields[2].dropFirst(root.count)) : fields[2]
+            if relative.hasSuffix("/") { relative.removeLast() }
+            while true {
+                let directory = mountPoint + (relative.isEmpty || relative.hasPrefix("/") ? "" : "/") + relative
+                let limit = version2
+                    ? read("\(directory)/cpu.max").flatMap { quota($0) }
+                    : read("\(directory)/cpu.cfs_quota_us").flatMap { q in read("\(directory)/cpu.cfs_period_us").flatMap { quota("\(q) \($0)") } }
+                if let limit { limits.append(limit) }
+                guard !relative.isEmpty else { break }
+                relative = String(relative[..<(relative.lastIndex(of: "/") ?? relative.startIndex)])
+            }
+        }
+        return limits.min()
+    }
+
+    /// "QUOTA PERIOD" in CPUs; nil for "max" or -1 (no quota) and for text that is not that.
+    static func quota(_ text: String) -> Double? {
+        let parts = text.split(whereSeparator: \.isWhitespace)
+        guard parts.count == 2, let quota = Double(parts[0]), let period = Double(parts[1]), quota > 0, period > 0 else { return nil }
+        return quota / period
+    }
+
+    /// The mount root and mount point of the cgroup v2 hierarchy, or of v1's with the cpu controller.
+    private static func cgroupMount(_ mounts: String, version2: Bool) -> (root: String, point: String)? {
+        for line in mounts.split(separator: "\n") {
+            // "ID PARENT MAJOR:MINOR ROOT POINT OPTIONS ... - TYPE SOURCE SUPER_OPTIONS"
+            let halves = line.components(separatedBy: " - ")
+            guard halves.count == 2 else { continue }
+            let (mount, filesystem) = (halves[0].split(separator: " "), halves[1].split(separator: " "))
+            guard mount.count >= 5, let type = filesystem.first else { continue }
+            let cpu = filesystem.count >= 3 && filesystem[2].split(separator: ",").contains("cpu")
+            if version2 ? type == "cgroup2" : (type == "cgroup" && cpu) {
+                let root = String(mount[3])
+                return (root == "/" ? "" : root, String(mount[4]))
+            }
+        }
+        return nil
+    }
+
+    private static func text(_ path: String) -> String? {
+        (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
