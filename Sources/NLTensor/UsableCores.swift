@@ -47,10 +47,11 @@ extension Parallel {
             let version2 = fields[0] == "0" && fields[1].isEmpty
             guard version2 || fields[1].split(separator: ",").contains("cpu"),
                   let (root, mountPoint) = cgroupMount(mounts, version2: version2) else { continue }
-            var relative = fields[2].hasPrefix(root) ? String(fields[2].dropFirst(root.count)) : fields[2]
+            let path = fields[2]
+            var relative = path == root || path.hasPrefix(root + "/") ? String(path.dropFirst(root.count)) : path
             if relative.hasSuffix("/") { relative.removeLast() }
             while true {
-                let directory = mountPoint + (relative.isEmpty || relative.hasPrefix("/") ? "" : "/") + relative
+                let directory = mountPoint + relative  // cgroup paths are absolute: relative is "" or starts with "/"
                 let limit = version2
                     ? read("\(directory)/cpu.max").flatMap { quota($0) }
                     : read("\(directory)/cpu.cfs_quota_us").flatMap { q in read("\(directory)/cpu.cfs_period_us").flatMap { quota("\(q) \($0)") } }
