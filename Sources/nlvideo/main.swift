@@ -138,7 +138,7 @@ struct Check: ParsableCommand {
     @Option(help: "Folder the videos are under, without --config.")
     var root = ""
 
-    @Option(help: "Videos read at once (default: every core this process may run on).")
+    @Option(help: "Videos read at once (default: every core this process may use).")
     var workers = Parallel.usableCores
 
     @Flag(help: "Decode every frame instead of the first, middle and last.")

@@ -106,7 +106,7 @@ struct NLModelCLITests {
         #expect(set.status == 0 && set.stdout.contains(" threads=3 "), "\(set.stdout)\(set.stderr)")
         let wrong = try run("/usr/bin/env", ["NL_THREADS=four", "taskset", "-c", "0"] + step)
         #expect(wrong.status == 0 && wrong.stdout.contains(" threads=1 ")
-                && wrong.stderr.contains("warning: NL_THREADS='four' is not a whole number; using 1 thread, the cores this process may run on"), "\(wrong.stdout)\(wrong.stderr)")
+                && wrong.stderr.contains("warning: NL_THREADS='four' is not a whole number; using 1 thread, the cores this process may use"), "\(wrong.stdout)\(wrong.stderr)")
     }
 
     /// A process whose cgroup may use one CPU runs one thread, as in a container limited with
