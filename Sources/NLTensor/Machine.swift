@@ -95,6 +95,33 @@ public enum BLASKernel {
         return have >= generation(of: "SkylakeX")!
     }
 
+    /// What OpenBLAS's sgemm kernels for `core` need that `cpu` lacks ("AVX-512"), or nil when it
+    /// has it all or the core is not one this table knows the needs of (older than Sandybridge's
+    /// AVX, or newer than this table). Such kernels die of an illegal instruction at the first
+    /// sgemm. (Cooperlake's BF16 instructions serve only bfloat16 GEMMs: its sgemm is SkylakeX's.)
+    public static func missing(for core: String, on cpu: CPUFeatures) -> String? {
+        guard let have = generation(of: core), have >= generation(of: "Sandybridge")! else { return nil }
+        let allowed = best(for: cpu).flatMap(generation(of:)) ?? 0
+        guard have > allowed else { return nil }
+        if !cpu.flags.contains("avx") { return "AVX" }
+        if have >= generation(of: "Haswell")! && !cpu.avx2 { return "AVX2 and FMA" }
+        if have >= generation(of: "SkylakeX")! && !cpu.avx512 { return "AVX-512 (F, BW, DQ, VL, CD)" }
+        return have >= generation(of: "Piledriver")! && !cpu.flags.contains("fma") ? "FMA" : nil
+    }
+
+    /// Called first thing by the commands that multiply matrices, before `useTheBestKernel`:
+    /// when the user's OPENBLAS_CORETYPE had OpenBLAS take kernels this CPU cannot run, says so
+    /// and exits 64, where the first sgemm would die of an illegal instruction.
+    public static func refuseKernelsBeyondTheCPU() {
+        let cpu = CPUFeatures.current
+        guard let forced = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], !forced.isEmpty,
+              let lacking = missing(for: current, on: cpu) else { return }
+        let instead = best(for: cpu).map { "the commands then choose \($0)" } ?? "OpenBLAS then chooses"
+        FileHandle.standardError.write(("OPENBLAS_CORETYPE=\(forced) has OpenBLAS run its \(current) kernels, which need \(lacking); "
+            + "this CPU (\(cpu.model)) has \(cpu.vectorISA). Unset OPENBLAS_CORETYPE (\(instead)) or set a kernel this CPU runs.\n").data(using: .utf8)!)
+        exit(64)
+    }
+
     /// OpenBLAS's version ("0.3.21").
     public static var version: String {
         let config = openblas_get_config().map { String(cString: $0) } ?? ""

@@ -95,6 +95,16 @@ struct NLModelCLITests {
         #expect(forced.status == 0 && forced.stdout.contains("kernel Prescott (OPENBLAS_CORETYPE)"), "\(forced.stdout)")
     }
 
+    /// A user's OPENBLAS_CORETYPE whose kernels this CPU cannot run (SkylakeX's AVX-512 on an AVX2
+    /// CPU) is refused with what it needs and exit 64, where the first sgemm died of an illegal
+    /// instruction. Runs on CPUs without AVX-512; elsewhere Swift Testing reports it skipped.
+    @Test(.enabled(if: !CPUFeatures.current.avx512))
+    func aKernelBeyondTheCPUIsRefused() throws {
+        let r = try run("nlbench", ["step", "--model", "nl_i3d_r50_tiny", "--steps", "1"], environment: ["OPENBLAS_CORETYPE": "SkylakeX"])
+        #expect(r.status == 64 && r.stderr.contains("OPENBLAS_CORETYPE=SkylakeX has OpenBLAS run its SkylakeX kernels, which need AVX-512")
+                && r.stderr.contains("this CPU (\(CPUFeatures.current.model)) has \(CPUFeatures.current.vectorISA)"), "\(r.stderr)")
+    }
+
     /// Without NL_THREADS a command runs a thread for each core its CPU affinity mask allows (as
     /// taskset, mpirun's binding and Slurm set it), not for each core of the machine, and says so;
     /// a user's NL_THREADS wins, and one that is not a number is named in a warning.

@@ -59,6 +59,21 @@ struct MachineTests {
         #expect(BLASKernel.isAVX512("GraniteRapids", on: xeon) && !BLASKernel.isAVX512("SomeNewCore", on: zen3), "a newer OpenBLAS's core: what the CPU has")
     }
 
+    /// Kernels a user forces that the CPU cannot run are named with what they need; those it runs,
+    /// and cores older than AVX or newer than the table, are not refused.
+    @Test func kernelsBeyondTheCPU() {
+        let (zen3, xeon, sandy) = (cpu("AuthenticAMD", Self.avx2), cpu("GenuineIntel", Self.avx512), cpu("GenuineIntel", Self.sse + ["avx"]))
+        #expect(BLASKernel.missing(for: "SkylakeX", on: zen3) == "AVX-512 (F, BW, DQ, VL, CD)")
+        #expect(BLASKernel.missing(for: "Cooperlake", on: zen3) == "AVX-512 (F, BW, DQ, VL, CD)")
+        #expect(BLASKernel.missing(for: "Cooperlake", on: xeon) == nil, "its sgemm is SkylakeX's, without BF16")
+        #expect(BLASKernel.missing(for: "Haswell", on: sandy) == "AVX2 and FMA" && BLASKernel.missing(for: "zen", on: sandy) == "AVX2 and FMA")
+        #expect(BLASKernel.missing(for: "Piledriver", on: sandy) == "FMA")
+        #expect(BLASKernel.missing(for: "Sandybridge", on: cpu("GenuineIntel", Self.sse)) == "AVX")
+        for runs in ["Haswell", "Zen", "Sandybridge", "Prescott", "Nehalem"] { #expect(BLASKernel.missing(for: runs, on: zen3) == nil, "\(runs)") }
+        #expect(BLASKernel.missing(for: "SkylakeX", on: xeon) == nil && BLASKernel.missing(for: "Prescott", on: cpu("", [])) == nil)
+        #expect(BLASKernel.missing(for: "GraniteRapids", on: zen3) == nil, "a newer OpenBLAS's core: its own check")
+    }
+
     /// A CPU the table does not know keeps what OpenBLAS chose, or gets what its features allow;
     /// a core name newer than the table is OpenBLAS's own and is kept.
     @Test func unrecognised() {
