@@ -143,7 +143,7 @@ public struct Tensor: @unchecked Sendable {
     /// A new tensor holding the same elements.
     public func copy() -> Tensor {
         let result = Tensor(zeros: shape)
-        result.data.update(from: data, count: count)
+        result.copy(from: self)
         return result
     }
 
@@ -155,14 +155,14 @@ public struct Tensor: @unchecked Sendable {
         forEachElementRange(count) { range in (to + range.lowerBound).update(from: from + range.lowerBound, count: range.count) }
     }
 
-    public func fill(_ value: Float) { buffer.update(repeating: value) }
-
-    /// Zeroes every element, over the threads as `copy(from:)`: the step zeroes 140 MB of
+    /// Sets every element to `value`, over the threads as `copy(from:)`: the step zeroes 140 MB of
     /// gradients (R50) before its forward.
-    public func zero() {
+    public func fill(_ value: Float) {
         let to = data
-        forEachElementRange(count) { range in (to + range.lowerBound).update(repeating: 0, count: range.count) }
+        forEachElementRange(count) { range in (to + range.lowerBound).update(repeating: value, count: range.count) }
     }
+
+    public func zero() { fill(0) }
 
     /// A new tensor whose axis i is this tensor's axis `axes[i]`, as `torch.permute`.
     public func permuted(_ axes: [Int]) -> Tensor {

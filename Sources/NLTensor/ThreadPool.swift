@@ -60,7 +60,7 @@ final class ThreadPool: @unchecked Sendable {
             // working to leave: none may still read the job or take items when the next job
             // replaces them.
             seats.store(0, ordering: .sequentiallyConsistent)
-            spin { active.load(ordering: .sequentiallyConsistent) == 0 }
+            spin(until: { active.load(ordering: .sequentiallyConsistent) == 0 })
             self.body = nil
         }
         return true
@@ -75,13 +75,19 @@ final class ThreadPool: @unchecked Sendable {
         }
     }
 
-    /// Waits for `done`, yielding the core every so often.
-    private func spin(until done: () -> Bool) {
+    /// Waits for `done`, yielding the core every 256 checks; gives up (false) once `limit`
+    /// nanoseconds have passed.
+    @discardableResult
+    private func spin(until done: () -> Bool, giveUpAfter limit: UInt64 = .max) -> Bool {
+        let start = DispatchTime.now().uptimeNanoseconds
         var spins = 0
         while !done() {
             spins += 1
-            if spins % 256 == 0 { sched_yield() }
+            guard spins % 256 == 0 else { continue }
+            sched_yield()
+            if DispatchTime.now().uptimeNanoseconds - start > limit { return false }
         }
+        return true
     }
 
     /// Called with `condition` held.
@@ -97,17 +103,10 @@ final class ThreadPool: @unchecked Sendable {
         Parallel.isInsideLoop = true  // loops inside a body run serially
         var seen = 0
         while true {
-            let idleSince = DispatchTime.now().uptimeNanoseconds
-            var spins = 0
-            while generation.load(ordering: .acquiring) == seen {
-                spins += 1
-                guard spins % 256 == 0 else { continue }
-                sched_yield()
-                if DispatchTime.now().uptimeNanoseconds - idleSince > Self.spinNanoseconds {
-                    condition.lock()
-                    while generation.load(ordering: .relaxed) == seen { condition.wait() }
-                    condition.unlock()
-                }
+            if !spin(until: { generation.load(ordering: .acquiring) != seen }, giveUpAfter: Self.spinNanoseconds) {
+                condition.lock()
+                while generation.load(ordering: .relaxed) == seen { condition.wait() }
+                condition.unlock()
             }
             seen = generation.load(ordering: .acquiring)
             guard seats.load(ordering: .relaxed) > 0 else { continue }

@@ -13,8 +13,9 @@ extension Parallel {
     /// Whatever cannot be read (not Linux, no cgroup file system) sets no bound.
     public static var usableCores: Int {
         let online = ProcessInfo.processInfo.activeProcessorCount
-        let status = text("/proc/self/status")?.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }
-        let mask = status.flatMap { cores(inList: $0.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces)) }
+        let field = "Cpus_allowed_list:"
+        let status = text("/proc/self/status")?.split(separator: "\n").first { $0.hasPrefix(field) }
+        let mask = status.flatMap { cores(inList: $0.dropFirst(field.count).trimmingCharacters(in: .whitespaces)) }
         let quota = cgroupQuota(mounts: text("/proc/self/mountinfo") ?? "", membership: text("/proc/self/cgroup") ?? "", read: text)
         return max(1, min(online, mask ?? online, quota.map { Int($0.rounded(.up)) } ?? online))
     }

@@ -108,7 +108,7 @@ struct NLModelCLITests {
     /// Without NL_THREADS a command runs a thread for each core its CPU affinity mask allows (as
     /// taskset, mpirun's binding and Slurm set it), not for each core of the machine, and says so;
     /// a user's NL_THREADS wins, and one that is not a number is named in a warning.
-    @Test func threadsFollowTheCoresTheProcessMayRunOn() throws {
+    @Test func threadsFollowTheCoresTheProcessMayUse() throws {
         let step = ["\(commandDirectory)/nlbench", "step", "--model", "nl_i3d_r50_tiny", "--steps", "1"]
         let bound = try run("/usr/bin/env", ["-u", "NL_THREADS", "taskset", "-c", "0"] + step)
         #expect(bound.status == 0 && bound.stdout.contains(" threads=1 ") && bound.stdout.contains(", 1 thread, "), "\(bound.stdout)\(bound.stderr)")
@@ -147,8 +147,7 @@ struct NLModelCLITests {
             print("pytorch 0.0 threads=2 batch=1 frames=8 size=64: train-step 1.5 GFLOP, median 0.500 s, 3.0 GFLOP/s, 2.00 clips/s, peak RSS 100 MiB")
 
             """.write(toFile: yardstick, atomically: true, encoding: .utf8)
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../scripts/bench/compare_step_with_pytorch.sh").standardized.path
+        let script = "\(ReadmeCommandsTests.repository)/scripts/bench/compare_step_with_pytorch.sh"
         let r = try run(script, ["2"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64"])
         #expect(r.status == 0, "\(r.stderr)")
         let cpu = CPUFeatures.current
@@ -164,8 +163,7 @@ struct NLModelCLITests {
         #expect(bad.status == 64 && bad.stderr.contains("SHAPES: '2 x 3' is not 'batch frames size'"), "\(bad.stderr)")
         let noRounds = try run(script, ["0"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64"])
         #expect(noRounds.status == 64 && noRounds.stderr.contains("ROUNDS: '0' is not a positive integer"), "\(noRounds.stderr)")
-        let failing = "\(temporaryDirectory())/failing.py"
-        try "import sys\nsys.exit('No module named torch')\n".write(toFile: failing, atomically: true, encoding: .utf8)
+        let failing = try failingScript(saying: "No module named torch")
         let failed = try run(script, ["1"], environment: ["YARDSTICK": failing, "SHAPES": "1 8 64"])
         #expect(failed.status == 1 && failed.stderr.contains("\(failing) --batch 1 --frames 8 --size 64 failed:\nNo module named torch"), "\(failed.stderr)")
     }
@@ -184,8 +182,7 @@ struct NLModelCLITests {
                 print(f"{name} workers={workers} clip_len=32 interval=2 short_side=256: 2 clips in 1.00 s, {speed} clips/s")
 
             """.write(toFile: peers, atomically: true, encoding: .utf8)
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../scripts/bench/compare_decode_with_python.sh").standardized.path
+        let script = "\(ReadmeCommandsTests.repository)/scripts/bench/compare_decode_with_python.sh"
         let r = try run(script, ["1", "2"], environment: ["PEERS": peers])
         #expect(r.status == 0, "\(r.stderr)")
         let rows = r.stdout.split(separator: "\n").map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } }
@@ -196,12 +193,18 @@ struct NLModelCLITests {
         #expect(nlvideo.count == 4 && ratios.count == 4 && nlvideo.allSatisfy { $0 > 0 }, "\(r.stdout)")
         for (speed, ratio) in zip(nlvideo, ratios) { #expect(abs(speed / 4 - ratio) < 0.01, "\(r.stdout)") }
         #expect(r.stderr.contains("640x360, 2 readers, round 1/1: nlvideo ") && r.stderr.contains(" min left"), "\(r.stderr)")
-        let failing = "\(temporaryDirectory())/failing.py"
-        try "import sys\nsys.exit('No module named decord')\n".write(toFile: failing, atomically: true, encoding: .utf8)
+        let failing = try failingScript(saying: "No module named decord")
         let failed = try run(script, ["1", "2"], environment: ["PEERS": failing])
         #expect(failed.status == 1 && failed.stderr.contains("\(failing) failed:\nNo module named decord"), "\(failed.stderr)")
         let noClips = try run(script, ["1", "0"], environment: ["PEERS": peers])
         #expect(noClips.status == 64 && noClips.stderr.contains("CLIPS: '0' is not a positive integer"), "\(noClips.stderr)")
+    }
+
+    /// A Python script that fails as a peer's does without its library: `message` on stderr, exit 1.
+    func failingScript(saying message: String) throws -> String {
+        let path = "\(temporaryDirectory())/failing.py"
+        try "import sys\nsys.exit('\(message)')\n".write(toFile: path, atomically: true, encoding: .utf8)
+        return path
     }
 
     /// `nlbench step --layers` breaks the step down: sgemm's share, the sgemm shapes that took

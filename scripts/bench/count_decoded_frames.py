@@ -17,9 +17,8 @@ import av
 
 def frame_kinds(path):
     """The presentation-order indices of the reference frames and of the keyframes."""
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        order = sorted(frame.pts for frame in container.decode(stream))
+    with av.open(path) as container:  # the packets' timestamps give the order, without decoding
+        order = sorted(p.pts for p in container.demux(container.streams.video[0]) if p.pts is not None)
     index = {pts: i for i, pts in enumerate(order)}
     with av.open(path) as container:
         stream = container.streams.video[0]
