@@ -8,7 +8,8 @@ import NLTensor
 ///
 /// With `fusedReLU` it is BatchNorm3d then ReLU in one pass over the data and one buffer: the
 /// ReLU is applied as the output is written, and backward masks the incoming gradient where the
-/// output is zero as it reads it (ConvModule's conv-BN-ReLU keeps two activations, not three).
+/// output is zero, which it recomputes from the input it reads anyway (ConvModule's conv-BN-ReLU
+/// keeps two activations, not three, and its backward reads two, not three).
 public final class BatchNorm3d: Layer {
     public let channels: Int
     public let epsilon: Float
@@ -29,13 +30,13 @@ public final class BatchNorm3d: Layer {
     public var synchronize: ((inout [Double]) -> Void)?
 
     private var input: Tensor?
-    private var output: Tensor?
     // The statistics the last forward normalised with, and whether they were the batch's.
     private let mean: Tensor
     private let inverseStd: Tensor
     private var usedBatchStatistics = false
-    // Per-channel coefficients of forward (scale, shift) and backward (gain, mean(dy),
-    // mean(dy * xhat)): allocated once, so a step allocates nothing after the first.
+    // Per-channel coefficients of forward (scale, shift: backward's fused ReLU recomputes the
+    // output from them) and backward (gain, mean(dy), mean(dy * xhat)): allocated once, so a
+    // step allocates nothing after the first.
     private let coefficients: [Tensor]
 
     public init(channels: Int, epsilon: Float = 1e-5, momentum: Float = 0.1, fusedReLU: Bool = false) {
@@ -60,10 +61,7 @@ public final class BatchNorm3d: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.channels == channels, "BatchNorm3d(\(channels)) got input \(x.shape)")
-        // Backward needs the output only for the fused ReLU's mask; otherwise it lives as long
-        // as the layers after need it (a residual sum reads it at once).
         let y = Tensor(transient: x.shape)
-        output = fusedReLU ? y : nil
         input = x
         usedBatchStatistics = training && !frozen
         let c = channels
@@ -139,20 +137,22 @@ public final class BatchNorm3d: Layer {
         let c = channels
         let (m, s) = (mean.data, inverseStd.data)
         // Raw pointers taken once, so the loops below vectorise. The gradient reaching the
-        // normalisation is dy, or with the fused ReLU dy where the output is above 0.
+        // normalisation is dy, or with the fused ReLU dy where the output, x * scale + shift as
+        // forward computed it, is above 0.
         let (xp, gp, dp, fused) = (x.data, dy.data, dx.data, fusedReLU)
-        let yp = output?.data ?? gp  // read only when fused
+        let (sc, sh) = (coefficients[0].data, coefficients[1].data)
         // Per channel: sum(dy) and sum(dy * xhat), where xhat = (x - mean) * inverseStd.
         let vectors = c / 8 * 8
         let sums = columnSumPartials(rows: x.rows, channels: c, width: 2) { r, acc in
-            let (xi, yi, gi, accXhat) = (xp + r * c, yp + r * c, gp + r * c, acc + c)
+            let (xi, gi, accXhat) = (xp + r * c, gp + r * c, acc + c)
             for j in stride(from: 0, to: vectors, by: 8) {
-                let g = fused ? reluMasked(gi.load8(j), where: yi.load8(j)) : gi.load8(j)
+                let x = xi.load8(j)
+                let g = fused ? reluMasked(gi.load8(j), where: x * sc.load8(j) + sh.load8(j)) : gi.load8(j)
                 acc.store8(acc.load8(j) + widened(g), j)
-                accXhat.store8(accXhat.load8(j) + widened(g * (xi.load8(j) - m.load8(j)) * s.load8(j)), j)
+                accXhat.store8(accXhat.load8(j) + widened(g * (x - m.load8(j)) * s.load8(j)), j)
             }
             for j in vectors..<c {
-                let g = !fused || yi[j] > 0 ? gi[j] : 0
+                let g = !fused || xi[j] * sc[j] + sh[j] > 0 ? gi[j] : 0
                 acc[j] += Double(g)
                 accXhat[j] += Double(g * (xi[j] - m[j]) * s[j])
             }
@@ -174,13 +174,14 @@ public final class BatchNorm3d: Layer {
         }
         Parallel.forRanges(x.rows, minimumChunk: 256) { _, rows in
             for r in rows {
-                let (xi, yi, gi, di) = (xp + r * c, yp + r * c, gp + r * c, dp + r * c)
+                let (xi, gi, di) = (xp + r * c, gp + r * c, dp + r * c)
                 for j in stride(from: 0, to: vectors, by: 8) {
-                    let g = fused ? reluMasked(gi.load8(j), where: yi.load8(j)) : gi.load8(j)
-                    di.store8(gn.load8(j) * (g - md.load8(j) - (xi.load8(j) - m.load8(j)) * s.load8(j) * mx.load8(j)), j)
+                    let x = xi.load8(j)
+                    let g = fused ? reluMasked(gi.load8(j), where: x * sc.load8(j) + sh.load8(j)) : gi.load8(j)
+                    di.store8(gn.load8(j) * (g - md.load8(j) - (x - m.load8(j)) * s.load8(j) * mx.load8(j)), j)
                 }
                 for j in vectors..<c {
-                    let g = !fused || yi[j] > 0 ? gi[j] : 0
+                    let g = !fused || xi[j] * sc[j] + sh[j] > 0 ? gi[j] : 0
                     di[j] = gn[j] * (g - md[j] - (xi[j] - m[j]) * s[j] * mx[j])
                 }
             }
