@@ -160,6 +160,69 @@ struct FaultTests {
         let again = try run("nltrain", ["--config", config, "--max-time", "0", "--init", "\(Self.trained)/iter_00000004.safetensors"])
         #expect(again.status == 75 && again.stdout.contains("not using --init"), "\(again.stdout)")
     }
+
+    // MARK: Scripts stopped part-way
+
+    /// Starts one of the repository's scripts, sends it SIGTERM once `started` holds (as timeout or
+    /// a scheduler would), and returns its exit status and stderr. It starts with no signal
+    /// blocked or ignored, as from a shell or cron: Foundation's Process would hand it the test
+    /// thread's mask, where Dispatch blocks SIGTERM, and a script cannot unblock it.
+    func stopped(_ script: String, _ arguments: [String], environment: [String: String] = [:],
+                 once started: () -> Bool) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        let plainSignals = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
+            + "signal.signal(signal.SIGPIPE, signal.SIG_DFL); signal.signal(signal.SIGXFSZ, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+        process.arguments = ["python3", "-c", plainSignals, "\(ReadmeCommandsTests.repository)/scripts/\(script)"] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let errors = "\(temporaryDirectory())/stderr"
+        FileManager.default.createFile(atPath: errors, contents: nil)
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardError = FileHandle(forWritingAtPath: errors)
+        try process.run()
+        let deadline = Date().addingTimeInterval(120)
+        while process.isRunning, Date() < deadline, !started() { Thread.sleep(forTimeInterval: 0.02) }
+        process.terminate()
+        process.waitUntilExit()
+        return (process.terminationStatus, try String(contentsOfFile: errors, encoding: .utf8))
+    }
+
+    /// A comparison script stopped while PyTorch's step runs stops at once and stops that run: it
+    /// waited for the run to end (minutes, at the real shapes), and killed outright left it going.
+    @Test func aStoppedComparisonStopsItsRun() throws {
+        let dir = temporaryDirectory(), yardstick = "\(dir)/yardstick.py", pidFile = "\(dir)/pid"
+        try "import os, time\nopen('\(pidFile)', 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+            .write(toFile: yardstick, atomically: true, encoding: .utf8)
+        let start = Date()
+        let r = try stopped("bench/compare_step_with_pytorch.sh", ["1"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64"]) {
+            ((try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? "").isEmpty == false
+        }
+        #expect(r.status == 143 && r.stderr.contains("stopped by SIGTERM") && Date().timeIntervalSince(start) < 40, "\(r.stderr)")
+        let pid = Int32(try String(contentsOfFile: pidFile, encoding: .utf8))!
+        var gone = false
+        for _ in 0..<100 where !gone {  // killed, then reaped by init
+            let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: " ").dropFirst(2).first
+            gone = state == nil || state == "Z"
+            if !gone { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        #expect(gone, "the yardstick (pid \(pid)) still runs")
+    }
+
+    /// The synthetic dataset stopped part-way leaves no CSV, so make demo (which checks for
+    /// val.csv) makes it again rather than train on part of it; whole, it has both.
+    @Test func aStoppedDatasetLeavesNoCSV() throws {
+        let out = "\(temporaryDirectory())/synthetic"
+        let arguments = [out, "--train", "2", "--val", "1", "--seconds", "1"]
+        let r = try stopped("data/make_synthetic_dataset.sh", arguments) {
+            FileManager.default.fileExists(atPath: "\(out)/train/moving up")
+        }
+        #expect(r.status == 143, "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(out)/train.csv") && !FileManager.default.fileExists(atPath: "\(out)/val.csv"))
+        let whole = try run("\(ReadmeCommandsTests.repository)/scripts/data/make_synthetic_dataset.sh", arguments)
+        #expect(whole.status == 0, "\(whole.stderr)")
+        let rows = try ["train", "val"].map { try String(contentsOfFile: "\(out)/\($0).csv", encoding: .utf8).split(separator: "\n").count }
+        #expect(rows == [13, 7])
+    }
 }
 
 /// A safetensors file from a header written by hand and `bytes` bytes of data.

@@ -17,21 +17,22 @@ peers=${PEERS:-scripts/bench/bench_decode_python.py}
 [ -x .build/release/nlbench ] || { echo "no .build/release/nlbench: run make build first" >&2; exit 1; }
 scripts/data/make_bench_videos.sh data/bench > /dev/null
 .build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
-results=$(mktemp) errors=$(mktemp)
-trap 'rm -f "$results" "$errors"' EXIT
+source scripts/bench/stoppable.sh
+results=$(mktemp) output=$(mktemp) errors=$(mktemp)
+trap 'rm -f "$results" "$output" "$errors"' EXIT
 cells=("340x256 1" "340x256 2" "640x360 1" "640x360 2")
 total=$((rounds * ${#cells[@]})) finished=0 start=$SECONDS
 for round in $(seq "$rounds"); do
   for cell in "${cells[@]}"; do
     set -- $cell
     files=(data/bench/h264_"$1"_*.mp4)
-    .build/release/nlbench decode "${files[@]}" --workers "$2" --clips "$clips" \
-      | sed -E "s/^nlbench decode .* ([0-9.]+) clips\/s.*/$1x$2|nlvideo|\1/" >> "$results"
-    if ! "$python" "$peers" "${files[@]}" --workers "$2" --clips "$clips" --style all 2> "$errors" \
-      | sed -E "s/^(.*) workers=.* ([0-9.]+) clips\/s$/$1x$2|\1|\2/" >> "$results"; then
+    stoppable .build/release/nlbench decode "${files[@]}" --workers "$2" --clips "$clips" > "$output"
+    sed -E "s/^nlbench decode .* ([0-9.]+) clips\/s.*/$1x$2|nlvideo|\1/" "$output" >> "$results"
+    if ! stoppable "$python" "$peers" "${files[@]}" --workers "$2" --clips "$clips" --style all > "$output" 2> "$errors"; then
       { echo "$python $peers failed:"; tail -5 "$errors"; } >&2
       exit 1
     fi
+    sed -E "s/^(.*) workers=.* ([0-9.]+) clips\/s$/$1x$2|\1|\2/" "$output" >> "$results"
     finished=$((finished + 1))
     nlvideo=$(grep "^$1x$2|nlvideo|" "$results" | tail -1 | cut -d'|' -f3)
     echo "$1, $2 reader$([ "$2" = 1 ] || echo s), round $round/$rounds: nlvideo $nlvideo clips/s; about $(( ((SECONDS - start) * (total - finished) / finished + 30) / 60 )) min left" >&2

@@ -21,16 +21,22 @@ for shape in "${shapes[@]}"; do
   [[ $shape =~ ^\ *[1-9][0-9]*\ +[1-9][0-9]*\ +[1-9][0-9]*\ *$ ]] || { echo "SHAPES: '$shape' is not 'batch frames size' (positive integers)" >&2; exit 64; }
 done
 [ -x .build/release/nlbench ] || { echo "no .build/release/nlbench: run make build first" >&2; exit 1; }
-errors=$(mktemp)
-trap 'rm -f "$errors"' EXIT
-# The yardstick's result line; if it fails or prints none, what it said and exit 1.
-yardstick_line() {
-  local line
-  if ! line=$("$python" "$yardstick" "$@" 2> "$errors" | tail -1) || [[ $line != *" median "* ]]; then
+source scripts/bench/stoppable.sh
+output=$(mktemp) errors=$(mktemp)
+trap 'rm -f "$output" "$errors"' EXIT
+# Each sets `line` to its step's result line; the yardstick, if it fails or prints none, says
+# what it said and exits 1.
+nlbench_step() {
+  stoppable .build/release/nlbench step "$@" > "$output"
+  line=$(tail -1 "$output")
+}
+yardstick_step() {
+  line=
+  stoppable "$python" "$yardstick" "$@" > "$output" 2> "$errors" && line=$(tail -1 "$output")
+  if [[ $line != *" median "* ]]; then
     { echo "$python $yardstick $* failed:"; tail -5 "$errors"; } >&2
     exit 1
   fi
-  echo "$line"
 }
 .build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
 lscpu | grep -E '^Model name' | sed 's/  */ /g'
@@ -42,9 +48,9 @@ for shape in "${shapes[@]}"; do
   set -- $shape
   ours=() theirs=() ours_rss=() theirs_rss=()
   for round in $(seq "$rounds"); do
-    line=$(.build/release/nlbench step --batch "$1" --frames "$2" --size "$3")
+    nlbench_step --batch "$1" --frames "$2" --size "$3"
     ours+=("$(sed -E 's/.*median ([0-9.]+) s.*/\1/' <<< "$line")"); ours_rss+=("$(sed -E 's/.*peak RSS ([0-9]+) MiB.*/\1/' <<< "$line")")
-    line=$(yardstick_line --batch "$1" --frames "$2" --size "$3")
+    yardstick_step --batch "$1" --frames "$2" --size "$3"
     theirs+=("$(sed -E 's/.*median ([0-9.]+) s.*/\1/' <<< "$line")"); theirs_rss+=("$(sed -E 's/.*peak RSS ([0-9]+) MiB.*/\1/' <<< "$line")")
     flops=$(sed -E 's/.*train-step ([0-9.]+) GFLOP.*/\1/' <<< "$line")
     finished=$((finished + $1 * $2 * $3 * $3))

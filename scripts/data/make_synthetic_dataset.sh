@@ -11,6 +11,8 @@
 # N videos per class in each split (default 32 and 8), S seconds each (default 2), K rectangles
 # a video (default 3). Writes OUT/{train,val}/LABEL/YOUTUBEID_START_END.EXT, OUT/train.csv and
 # OUT/val.csv (label,youtube_id,time_start,time_end,split) and OUT/classes.txt. Needs the ffmpeg CLI.
+# The CSVs are written last, once every video is: a run that was stopped leaves none, so the next
+# one (make demo's, which checks for val.csv) makes the dataset again instead of using part of it.
 set -euo pipefail
 out=${1:?usage: make_synthetic_dataset.sh OUT [--train N] [--val N] [--seconds S] [--objects K] [--seed K]}
 shift
@@ -35,6 +37,12 @@ encoders=("mp4:-c:v libx264 -preset veryfast -pix_fmt yuv420p"
           "webm:-c:v libvpx -deadline good -cpu-used 5 -b:v 300k")
 RANDOM=$seed
 mkdir -p "$out"
+rm -f "$out/train.csv" "$out/val.csv"
+# Stopped, it stops its encoders too, rather than leave them writing.
+stop() { kill $(jobs -p) 2> /dev/null; exit "$1"; }
+trap 'stop 143' TERM
+trap 'stop 130' INT
+trap 'stop 129' HUP
 printf '%s\n' "${classes[@]}" > "$out/classes.txt"
 
 # Random draws set REPLY: a $(...) runs in a subshell, where bash reseeds RANDOM, and the dataset
@@ -47,7 +55,7 @@ youtube_id() { local chars=abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0
 made=0 total=$(( (train + val) * ${#classes[@]} ))
 for split in train val; do
   count=$([ $split = train ] && echo "$train" || echo "$val")
-  echo "label,youtube_id,time_start,time_end,split" > "$out/$split.csv"
+  echo "label,youtube_id,time_start,time_end,split" > "$out/$split.csv.partial"
   for label in "${classes[@]}"; do
     mkdir -p "$out/$split/$label"
     for ((n = 0; n < count; n++)); do
@@ -92,12 +100,14 @@ for split in train val; do
       # shellcheck disable=SC2086
       ffmpeg -hide_banner -loglevel error -nostdin -y -threads 1 "${inputs[@]}" \
         -filter_complex "${chain}${scene}format=yuv420p" $options -fflags +bitexact -flags:v +bitexact "$file" &
-      echo "$label,$id,$start,$((start + 10)),$split" >> "$out/$split.csv"
+      echo "$label,$id,$start,$((start + 10)),$split" >> "$out/$split.csv.partial"
       made=$((made + 1))
       [ -t 1 ] && printf '\r%d/%d videos' "$made" "$total"
     done
   done
 done
 for job in $(jobs -p); do wait "$job"; done  # an encoder that failed fails the script (set -e)
+mv "$out/train.csv.partial" "$out/train.csv"
+mv "$out/val.csv.partial" "$out/val.csv"
 [ -t 1 ] && echo
 echo "wrote $made videos of ${#classes[@]} classes to $out ($train train and $val val per class)"

@@ -1,0 +1,24 @@
+# Sourced by the comparison scripts: `stoppable COMMAND...` runs a benchmark run so that a TERM,
+# INT or HUP to the script (timeout, a scheduler, a closed terminal) stops it at once, the run
+# included. bash runs a trap only when its foreground command has ended, so a signal would wait
+# for a run of minutes and a script killed outright would leave the run going; a run in the
+# background and waited for is interrupted by the signal, and the trap then stops it.
+# Its output goes where the caller redirects it, not through $(...), which would be foreground.
+running=
+exec 3>&2  # the script's stderr, for the trap's message: a run's own may be redirected to a file
+stoppable() {
+  "$@" &
+  running=$!
+  local status=0
+  wait "$running" || status=$?
+  running=
+  return "$status"
+}
+stop() {
+  [ -z "$running" ] || kill "$running" 2> /dev/null
+  echo "stopped by $1" >&3
+  exit "$2"
+}
+trap 'stop SIGTERM 143' TERM
+trap 'stop SIGINT 130' INT
+trap 'stop SIGHUP 129' HUP
