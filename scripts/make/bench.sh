@@ -11,7 +11,10 @@
 #   PYTHON=VENV/bin/python scripts/bench/compare_decode_with_python.sh   (PyAV, decord, torchcodec)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/bench/stoppable.sh
 bin=.build/release
+layers=$(mktemp)
+trap 'rm -f "$layers"' EXIT
 scripts/data/make_bench_videos.sh data/bench
 [ -f data/synthetic/val.csv ] || scripts/data/make_synthetic_dataset.sh data/synthetic
 (cd data/bench && for f in h264_*.mp4; do echo "$f 0"; done) > data/bench/list.txt  # an mmaction2 list file
@@ -20,17 +23,18 @@ i3d_nl_on_bench=(--config configs/i3d_nl.cfg --set data.format=list --set data.r
 
 for shape in "2 8 112" "2 8 224" "1 32 224"; do
   set -- $shape
-  $bin/nlbench step --batch "$1" --frames "$2" --size "$3"
+  stoppable $bin/nlbench step --batch "$1" --frames "$2" --size "$3"
 done
-$bin/nlbench step --batch 2 --frames 8 --size 224 --layers | tail -n +2
+stoppable $bin/nlbench step --batch 2 --frames 8 --size 224 --layers > "$layers"
+tail -n +2 "$layers"
 for size in 340x256 640x360; do
   for workers in 1 2; do
-    $bin/nlbench decode data/bench/h264_${size}_*.mp4 --workers $workers --clips 100
+    stoppable $bin/nlbench decode data/bench/h264_${size}_*.mp4 --workers $workers --clips 100
   done
 done
 for workers in 1 2; do
-  $bin/nlbench loader --config configs/demo.cfg --set data.workers=$workers --batches 40
-  $bin/nlbench loader "${i3d_nl_on_bench[@]}" --set data.workers=$workers --batches 5
+  stoppable $bin/nlbench loader --config configs/demo.cfg --set data.workers=$workers --batches 40
+  stoppable $bin/nlbench loader "${i3d_nl_on_bench[@]}" --set data.workers=$workers --batches 5
 done
-$bin/nlbench pipeline --config configs/demo.cfg --iterations 40
-$bin/nlbench pipeline "${i3d_nl_on_bench[@]}" --set train.batch_size=2 --iterations 4
+stoppable $bin/nlbench pipeline --config configs/demo.cfg --iterations 40
+stoppable $bin/nlbench pipeline "${i3d_nl_on_bench[@]}" --set train.batch_size=2 --iterations 4
