@@ -15,9 +15,9 @@ peers=${PEERS:-scripts/bench/bench_decode_python.py}
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS: '$rounds' is not a positive integer" >&2; exit 64; }
 [[ $clips =~ ^[1-9][0-9]*$ ]] || { echo "CLIPS: '$clips' is not a positive integer" >&2; exit 64; }
 [ -x .build/release/nlbench ] || { echo "no .build/release/nlbench: run make build first" >&2; exit 1; }
-scripts/data/make_bench_videos.sh data/bench > /dev/null
-.build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
 source scripts/bench/stoppable.sh
+stoppable scripts/data/make_bench_videos.sh data/bench > /dev/null
+.build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
 results=$(mktemp) output=$(mktemp) errors=$(mktemp)
 trap 'rm -f "$results" "$output" "$errors"' EXIT
 cells=("340x256 1" "340x256 2" "640x360 1" "640x360 2")

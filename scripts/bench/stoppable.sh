@@ -1,10 +1,10 @@
 # Sourced by the scripts that run benchmarks (make bench's, the comparisons): `stoppable COMMAND...`
-# runs a benchmark run so that a TERM, INT or HUP to the script (kill, a scheduler, a closed
-# terminal) stops it at once, the run included. bash runs a trap only when its foreground command
-# has ended, so a signal would wait for a run of minutes, and a script killed outright would leave
-# the run going; a run in the background and waited for is interrupted by the signal, and the trap
-# then stops it. Its output goes where the caller redirects it, not through $(...), which would
-# be in the foreground again.
+# runs a benchmark run or a data script so that a TERM, INT or HUP to the script (kill, a
+# scheduler, a closed terminal) stops it at once, the run included. bash runs a trap only when its
+# foreground command has ended, so a signal would wait for a run of minutes, and a script killed
+# outright would leave the run going; a run in the background and waited for is interrupted by
+# the signal, and the trap then stops it. Its output goes where the caller redirects it, not
+# through $(...), which would be in the foreground again.
 running=
 exec 3>&2  # the script's stderr, for the trap's message: a run's own may be redirected to a file
 stoppable() {

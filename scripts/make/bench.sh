@@ -15,8 +15,8 @@ source scripts/bench/stoppable.sh
 bin=.build/release
 layers=$(mktemp)
 trap 'rm -f "$layers"' EXIT
-scripts/data/make_bench_videos.sh data/bench
-[ -f data/synthetic/val.csv ] || scripts/data/make_synthetic_dataset.sh data/synthetic
+stoppable scripts/data/make_bench_videos.sh data/bench
+[ -f data/synthetic/val.csv ] || stoppable scripts/data/make_synthetic_dataset.sh data/synthetic
 (cd data/bench && for f in h264_*.mp4; do echo "$f 0"; done) > data/bench/list.txt  # an mmaction2 list file
 i3d_nl_on_bench=(--config configs/i3d_nl.cfg --set data.format=list --set data.root=data/bench
                  --set data.train_annotations=data/bench/list.txt --set data.classes=)
