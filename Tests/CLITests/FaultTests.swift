@@ -163,20 +163,22 @@ struct FaultTests {
 
     // MARK: Scripts stopped part-way
 
-    /// Starts one of the repository's scripts, sends it SIGTERM once `started` holds (as timeout or
+    static let scripts = "\(ReadmeCommandsTests.repository)/scripts"
+
+    /// Starts a script, sends it SIGTERM once `started` holds (as timeout or
     /// a scheduler would), and returns its exit status and stderr. It starts with no signal
     /// blocked or ignored, as from a shell or cron: Foundation's Process would hand it the test
     /// thread's mask, where Dispatch blocks SIGTERM, and a script cannot unblock it.
-    func stopped(_ script: String, _ arguments: [String], environment: [String: String] = [:],
+    func stopped(_ script: String, _ arguments: [String] = [], environment: [String: String] = [:],
                  once started: () -> Bool) throws -> (status: Int32, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         let plainSignals = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
             + "signal.signal(signal.SIGPIPE, signal.SIG_DFL); signal.signal(signal.SIGXFSZ, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
-        process.arguments = ["python3", "-c", plainSignals, "\(ReadmeCommandsTests.repository)/scripts/\(script)"] + arguments
+        process.arguments = ["python3", "-c", plainSignals, script] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let errors = "\(temporaryDirectory())/stderr"
-        FileManager.default.createFile(atPath: errors, contents: nil)
+        try Data().write(to: URL(fileURLWithPath: errors))
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         process.standardError = FileHandle(forWritingAtPath: errors)
         try process.run()
@@ -194,7 +196,7 @@ struct FaultTests {
         try "import os, time\nopen('\(pidFile)', 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
             .write(toFile: yardstick, atomically: true, encoding: .utf8)
         let start = Date()
-        let r = try stopped("bench/compare_step_with_pytorch.sh", ["1"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64"]) {
+        let r = try stopped("\(Self.scripts)/bench/compare_step_with_pytorch.sh", ["1"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64"]) {
             ((try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? "").isEmpty == false
         }
         #expect(r.status == 143 && r.stderr.contains("stopped by SIGTERM") && Date().timeIntervalSince(start) < 40, "\(r.stderr)")
@@ -213,15 +215,30 @@ struct FaultTests {
     @Test func aStoppedDatasetLeavesNoCSV() throws {
         let out = "\(temporaryDirectory())/synthetic"
         let arguments = [out, "--train", "2", "--val", "1", "--seconds", "1"]
-        let r = try stopped("data/make_synthetic_dataset.sh", arguments) {
+        let r = try stopped("\(Self.scripts)/data/make_synthetic_dataset.sh", arguments) {
             FileManager.default.fileExists(atPath: "\(out)/train/moving up")
         }
         #expect(r.status == 143, "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: "\(out)/train.csv") && !FileManager.default.fileExists(atPath: "\(out)/val.csv"))
-        let whole = try run("\(ReadmeCommandsTests.repository)/scripts/data/make_synthetic_dataset.sh", arguments)
+        let whole = try run("\(Self.scripts)/data/make_synthetic_dataset.sh", arguments)
         #expect(whole.status == 0, "\(whole.stderr)")
         let rows = try ["train", "val"].map { try String(contentsOfFile: "\(out)/\($0).csv", encoding: .utf8).split(separator: "\n").count }
         #expect(rows == [13, 7])
+    }
+
+    /// A script's training run (make demo's) stopped: the script hands nltrain the SIGTERM and
+    /// waits for it to stop on a checkpoint; it died at once and left nltrain training on.
+    @Test func aStoppedScriptStopsItsTrainingOnACheckpoint() throws {
+        let work = scratchDirectory("fault-script-stop"), script = "\(temporaryDirectory())/train.sh"
+        let config = tinyRunConfig(workDirectory: work, epochs: 30)
+        try "#!/usr/bin/env bash\nset -euo pipefail\nsource \(Self.scripts)/bench/stoppable.sh\nstoppable \(commandDirectory)/nltrain --config \(config) > /dev/null\n"
+            .write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        let log = "\(work)/train.log"
+        let r = try stopped(script) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").components(separatedBy: "iter ").count >= 3 }
+        #expect(r.status == 143 && r.stderr.contains("stopped by SIGTERM"), "\(r.stderr)")
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(text.contains("stopped by SIGTERM at epoch") && text.contains("run the same command to continue"), "\(text)")
     }
 }
 

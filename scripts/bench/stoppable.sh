@@ -1,5 +1,5 @@
-# Sourced by the scripts that run benchmarks (make bench's, the comparisons): `stoppable COMMAND...`
-# runs a benchmark run or a data script so that a TERM, INT or HUP to the script (kill, a
+# Sourced by the scripts make demo and make bench run, and the comparisons: `stoppable COMMAND...`
+# runs a training, benchmark or data run so that a TERM, INT or HUP to the script (kill, a
 # scheduler, a closed terminal) stops it at once, the run included. bash runs a trap only when its
 # foreground command has ended, so a signal would wait for a run of minutes, and a script killed
 # outright would leave the run going; a run in the background and waited for is interrupted by
@@ -15,11 +15,13 @@ stoppable() {
   running=
   return "$status"
 }
+# The run gets SIGTERM (a run in the background ignores SIGINT) and is waited for: nltrain, say,
+# stops on a checkpoint first.
 stop() {
-  [ -z "$running" ] || kill "$running" 2> /dev/null
-  echo "stopped by $1" >&3
+  if [ -n "$running" ]; then kill "$running" 2> /dev/null; wait "$running" || true; fi
+  echo "stopped by SIG$1" >&3
   exit "$2"
 }
-trap 'stop SIGTERM 143' TERM
-trap 'stop SIGINT 130' INT
-trap 'stop SIGHUP 129' HUP
+trap 'stop TERM 143' TERM
+trap 'stop INT 130' INT
+trap 'stop HUP 129' HUP

@@ -3,17 +3,18 @@
 # interrupted, skipped if it finished), evaluation of the best checkpoint, and where it all is.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/bench/stoppable.sh
 started=$(date +%s)
 bin=.build/release
 if [ ! -f data/synthetic/val.csv ]; then
   echo "== making the synthetic dataset in data/synthetic (about a minute)"
   rm -rf data/synthetic
-  scripts/data/make_synthetic_dataset.sh data/synthetic
+  stoppable scripts/data/make_synthetic_dataset.sh data/synthetic
 fi
 echo "== training configs/demo.cfg into work_dirs/demo (about 4 minutes on 2 cores)"
-$bin/nltrain --config configs/demo.cfg
+stoppable $bin/nltrain --config configs/demo.cfg
 echo "== evaluating work_dirs/demo/best.safetensors on the validation videos"
-$bin/nleval --ckpt work_dirs/demo/best.safetensors --json work_dirs/demo/eval.json --dump work_dirs/demo/scores.csv \
+stoppable $bin/nleval --ckpt work_dirs/demo/best.safetensors --json work_dirs/demo/eval.json --dump work_dirs/demo/scores.csv \
   --report work_dirs/demo/report.html
 cat <<EOT
 == done in $(( $(date +%s) - started )) s
