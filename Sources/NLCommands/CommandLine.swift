@@ -30,14 +30,13 @@ extension DataSetup.Split: ExpressibleByArgument {}
 extension AnnotationFormat: ExpressibleByArgument {}
 extension Interpolation: ExpressibleByArgument {}
 
-/// A command that multiplies matrices: before anything else it refuses a user's OPENBLAS_CORETYPE
-/// whose kernels this CPU cannot run, and has OpenBLAS run the best kernel this CPU allows (which
-/// may start the command again; see BLASKernel).
+/// A command that multiplies matrices: before anything else it has OpenBLAS run the best kernel
+/// this CPU allows, or refuses a user's OPENBLAS_CORETYPE whose kernels this CPU cannot run (which
+/// may start the command again or stop it; see BLASKernel.useTheBestKernel).
 public protocol MatrixCommand: ParsableCommand {}
 
 extension MatrixCommand {
     public static func main() {
-        BLASKernel.refuseKernelsBeyondTheCPU()
         BLASKernel.useTheBestKernel()
         main(nil)
     }

@@ -15,13 +15,7 @@ public struct CPUFeatures: Sendable, Equatable {
 
     /// This machine's.
     public static let current: CPUFeatures = {
-        let text = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        var fields: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            let key = line[..<colon].trimmingCharacters(in: .whitespaces)
-            if fields[key] == nil { fields[key] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) }
-        }
+        let fields = procFields("/proc/cpuinfo")  // the first processor's
         return CPUFeatures(vendor: fields["vendor_id"] ?? "unknown", model: fields["model name"] ?? "unknown CPU",
                            flags: Set((fields["flags"] ?? "").split(separator: " ").map(String.init)))
     }()
@@ -109,13 +103,11 @@ public enum BLASKernel {
         return have >= generation(of: "Piledriver")! && !cpu.flags.contains("fma") ? "FMA" : nil
     }
 
-    /// Called first thing by the commands that multiply matrices, before `useTheBestKernel`:
-    /// when the user's OPENBLAS_CORETYPE had OpenBLAS take kernels this CPU cannot run, says so
-    /// and exits 64, where the first sgemm would die of an illegal instruction.
-    public static func refuseKernelsBeyondTheCPU() {
+    /// When the user's OPENBLAS_CORETYPE (`forced`) had OpenBLAS take kernels this CPU cannot run,
+    /// says so and exits 64, where the first sgemm would die of an illegal instruction.
+    static func refuseKernelsBeyondTheCPU(forced: String) {
         let cpu = CPUFeatures.current
-        guard let forced = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], !forced.isEmpty,
-              let lacking = missing(for: current, on: cpu) else { return }
+        guard let lacking = missing(for: current, on: cpu) else { return }
         let instead = best(for: cpu).map { "the commands then choose \($0)" } ?? "OpenBLAS then chooses"
         FileHandle.standardError.write(("OPENBLAS_CORETYPE=\(forced) has OpenBLAS run its \(current) kernels, which need \(lacking); "
             + "this CPU (\(cpu.model)) has \(cpu.vectorISA). Unset OPENBLAS_CORETYPE (\(instead)) or set a kernel this CPU runs.\n").data(using: .utf8)!)
@@ -132,13 +124,16 @@ public enum BLASKernel {
     /// OpenBLAS had picked.
     static let pickedVariable = "NL_OPENBLAS_PICKED"
 
-    /// Called first thing by the commands that multiply matrices: when OpenBLAS runs on an older
-    /// kernel than the CPU allows and the user has not set OPENBLAS_CORETYPE, starts this command
+    /// Called first thing by the commands that multiply matrices. A user's OPENBLAS_CORETYPE wins,
+    /// unless its kernels need instructions the CPU lacks: then the command stops with exit 64.
+    /// Without it, when OpenBLAS runs on an older kernel than the CPU allows, starts this command
     /// again with it set to the best one (exec keeps the process, its pid and its place in an MPI
     /// job, which has not started yet). Returns when there is nothing to do or exec failed.
     public static func useTheBestKernel() {
-        let environment = ProcessInfo.processInfo.environment
-        guard (environment["OPENBLAS_CORETYPE"] ?? "").isEmpty, let wanted = choice(for: .current, openBLASChose: current) else { return }
+        if let forced = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], !forced.isEmpty {
+            return refuseKernelsBeyondTheCPU(forced: forced)
+        }
+        guard let wanted = choice(for: .current, openBLASChose: current) else { return }
         setenv("OPENBLAS_CORETYPE", wanted, 1)
         setenv(pickedVariable, current, 1)
         let arguments = CommandLine.arguments.map { strdup($0) } + [nil]
@@ -195,9 +190,7 @@ public enum ProcessMemory {
     /// Resident memory that is the process's own (heap, stacks; not the shared libraries' pages,
     /// which count towards RSS as other processes touch them too): where a leak shows.
     public static var anonymousMiB: Double {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("RssAnon:") }),
-              let kB = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) else { return 0 }
+        guard let kB = procFields("/proc/self/status")["RssAnon"]?.split(separator: " ").first.flatMap({ Double($0) }) else { return 0 }
         return kB / 1024
     }
 
@@ -206,4 +199,16 @@ public enum ProcessMemory {
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         return Double(usage.ru_maxrss) / 1024
     }
+}
+
+/// The "key: value" lines of a /proc file (/proc/cpuinfo, /proc/self/status), the first of each
+/// key; empty where the file cannot be read (not Linux).
+func procFields(_ path: String) -> [String: String] {
+    var fields: [String: String] = [:]
+    for line in ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n") {
+        guard let colon = line.firstIndex(of: ":") else { continue }
+        let key = line[..<colon].trimmingCharacters(in: .whitespaces)
+        if fields[key] == nil { fields[key] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) }
+    }
+    return fields
 }

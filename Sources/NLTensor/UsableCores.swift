@@ -13,9 +13,7 @@ extension Parallel {
     /// Whatever cannot be read (not Linux, no cgroup file system) sets no bound.
     public static var usableCores: Int {
         let online = ProcessInfo.processInfo.activeProcessorCount
-        let field = "Cpus_allowed_list:"
-        let status = text("/proc/self/status")?.split(separator: "\n").first { $0.hasPrefix(field) }
-        let mask = status.flatMap { cores(inList: $0.dropFirst(field.count).trimmingCharacters(in: .whitespaces)) }
+        let mask = procFields("/proc/self/status")["Cpus_allowed_list"].flatMap(cores(inList:))
         let quota = cgroupQuota(mounts: text("/proc/self/mountinfo") ?? "", membership: text("/proc/self/cgroup") ?? "", read: text)
         return max(1, min(online, mask ?? online, quota.map { Int($0.rounded(.up)) } ?? online))
     }

@@ -231,7 +231,7 @@ struct FaultTests {
     @Test func aStoppedScriptStopsItsTrainingOnACheckpoint() throws {
         let work = scratchDirectory("fault-script-stop"), script = "\(temporaryDirectory())/train.sh"
         let config = tinyRunConfig(workDirectory: work, epochs: 30)
-        try "#!/usr/bin/env bash\nset -euo pipefail\nsource \(Self.scripts)/bench/stoppable.sh\nstoppable \(commandDirectory)/nltrain --config \(config) > /dev/null\n"
+        try "#!/usr/bin/env bash\nset -euo pipefail\nsource \(Self.scripts)/common.sh\nstoppable \(commandDirectory)/nltrain --config \(config) > /dev/null\n"
             .write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
         let log = "\(work)/train.log"

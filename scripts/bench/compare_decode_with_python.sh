@@ -12,10 +12,10 @@ cd "$(dirname "$0")/../.."
 rounds=${1:-1} clips=${2:-100}
 python=${PYTHON:-python3}
 peers=${PEERS:-scripts/bench/bench_decode_python.py}
-[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS: '$rounds' is not a positive integer" >&2; exit 64; }
-[[ $clips =~ ^[1-9][0-9]*$ ]] || { echo "CLIPS: '$clips' is not a positive integer" >&2; exit 64; }
+source scripts/common.sh
+positive_integer ROUNDS "$rounds"
+positive_integer CLIPS "$clips"
 [ -x .build/release/nlbench ] || { echo "no .build/release/nlbench: run make build first" >&2; exit 1; }
-source scripts/bench/stoppable.sh
 stoppable scripts/data/make_bench_videos.sh data/bench > /dev/null
 .build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
 results=$(mktemp) output=$(mktemp) errors=$(mktemp)
@@ -35,7 +35,7 @@ for round in $(seq "$rounds"); do
     sed -E "s/^(.*) workers=.* ([0-9.]+) clips\/s$/$1x$2|\1|\2/" "$output" >> "$results"
     finished=$((finished + 1))
     nlvideo=$(grep "^$1x$2|nlvideo|" "$results" | tail -1 | cut -d'|' -f3)
-    echo "$1, $2 reader$([ "$2" = 1 ] || echo s), round $round/$rounds: nlvideo $nlvideo clips/s; about $(( ((SECONDS - start) * (total - finished) / finished + 30) / 60 )) min left" >&2
+    echo "$1, $2 reader$([ "$2" = 1 ] || echo s), round $round/$rounds: nlvideo $nlvideo clips/s; $(minutes_left "$finished" "$total")" >&2
   done
 done
 # One row a reader, one column a cell; the last row is nlvideo over the fastest other reader.

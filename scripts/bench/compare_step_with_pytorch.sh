@@ -16,12 +16,12 @@ rounds=${1:-3}
 python=${PYTHON:-python3}
 yardstick=${YARDSTICK:-scripts/bench/pytorch_step.py}
 IFS=',' read -ra shapes <<< "${SHAPES:-2 8 112,2 8 224,1 32 224}"
-[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS: '$rounds' is not a positive integer" >&2; exit 64; }
+source scripts/common.sh
+positive_integer ROUNDS "$rounds"
 for shape in "${shapes[@]}"; do
   [[ $shape =~ ^\ *[1-9][0-9]*\ +[1-9][0-9]*\ +[1-9][0-9]*\ *$ ]] || { echo "SHAPES: '$shape' is not 'batch frames size' (positive integers)" >&2; exit 64; }
 done
 [ -x .build/release/nlbench ] || { echo "no .build/release/nlbench: run make build first" >&2; exit 1; }
-source scripts/bench/stoppable.sh
 output=$(mktemp) errors=$(mktemp)
 trap 'rm -f "$output" "$errors"' EXIT
 # Each sets `line` to its step's result line; the yardstick, if it fails or prints none, says
@@ -54,7 +54,7 @@ for shape in "${shapes[@]}"; do
     theirs+=("$(sed -E 's/.*median ([0-9.]+) s.*/\1/' <<< "$line")"); theirs_rss+=("$(sed -E 's/.*peak RSS ([0-9]+) MiB.*/\1/' <<< "$line")")
     flops=$(sed -E 's/.*train-step ([0-9.]+) GFLOP.*/\1/' <<< "$line")
     finished=$((finished + $1 * $2 * $3 * $3))
-    echo "$1x$2x$3 round $round/$rounds: nlbench ${ours[-1]} s, pytorch ${theirs[-1]} s; about $(( ((SECONDS - start) * (total - finished) / finished + 30) / 60 )) min left" >&2
+    echo "$1x$2x$3 round $round/$rounds: nlbench ${ours[-1]} s, pytorch ${theirs[-1]} s; $(minutes_left "$finished" "$total")" >&2
   done
   a=$(printf '%s\n' "${ours[@]}" | median) b=$(printf '%s\n' "${theirs[@]}" | median)
   ratios=$(paste <(printf '%s\n' "${theirs[@]}") <(printf '%s\n' "${ours[@]}") | awk '{printf "%.2f\n", $1 / $2}' | sort -n)

@@ -11,7 +11,7 @@
 #   PYTHON=VENV/bin/python scripts/bench/compare_decode_with_python.sh   (PyAV, decord, torchcodec)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source scripts/bench/stoppable.sh
+source scripts/common.sh
 bin=.build/release
 layers=$(mktemp)
 trap 'rm -f "$layers"' EXIT

@@ -3,7 +3,7 @@
 # interrupted, skipped if it finished), evaluation of the best checkpoint, and where it all is.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source scripts/bench/stoppable.sh
+source scripts/common.sh
 started=$(date +%s)
 bin=.build/release
 if [ ! -f data/synthetic/val.csv ]; then
