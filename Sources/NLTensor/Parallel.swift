@@ -57,10 +57,10 @@ public enum Parallel {
 
         init() {
             let setting = ProcessInfo.processInfo.environment["NL_THREADS"]
-            let fromEnvironment = setting.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-            threads = max(1, fromEnvironment ?? Parallel.usableCores)
+            let fromEnvironment = setting.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }.flatMap { $0 > 0 ? $0 : nil }
+            threads = fromEnvironment ?? Parallel.usableCores
             if let setting, fromEnvironment == nil, !setting.isEmpty {
-                FileHandle.standardError.write("warning: NL_THREADS='\(setting)' is not a whole number; using \(threads) thread\(threads == 1 ? "" : "s"), the cores this process may use\n".data(using: .utf8)!)
+                FileHandle.standardError.write("warning: NL_THREADS='\(setting)' is not a positive whole number; using \(threads) thread\(threads == 1 ? "" : "s"), the cores this process may use\n".data(using: .utf8)!)
             }
             var key = pthread_key_t()
             pthread_key_create(&key, nil)

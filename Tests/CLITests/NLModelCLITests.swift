@@ -107,7 +107,7 @@ struct NLModelCLITests {
 
     /// Without NL_THREADS a command runs a thread for each core its CPU affinity mask allows (as
     /// taskset, mpirun's binding and Slurm set it), not for each core of the machine, and says so;
-    /// a user's NL_THREADS wins, and one that is not a number is named in a warning.
+    /// a user's NL_THREADS wins, and one that is not a positive number is named in a warning.
     @Test func threadsFollowTheCoresTheProcessMayUse() throws {
         let step = ["\(commandDirectory)/nlbench", "step", "--model", "nl_i3d_r50_tiny", "--steps", "1"]
         let bound = try run("/usr/bin/env", ["-u", "NL_THREADS", "taskset", "-c", "0"] + step)
@@ -116,7 +116,9 @@ struct NLModelCLITests {
         #expect(set.status == 0 && set.stdout.contains(" threads=3 "), "\(set.stdout)\(set.stderr)")
         let wrong = try run("/usr/bin/env", ["NL_THREADS=four", "taskset", "-c", "0"] + step)
         #expect(wrong.status == 0 && wrong.stdout.contains(" threads=1 ")
-                && wrong.stderr.contains("warning: NL_THREADS='four' is not a whole number; using 1 thread, the cores this process may use"), "\(wrong.stdout)\(wrong.stderr)")
+                && wrong.stderr.contains("warning: NL_THREADS='four' is not a positive whole number; using 1 thread, the cores this process may use"), "\(wrong.stdout)\(wrong.stderr)")
+        let none = try run("/usr/bin/env", ["NL_THREADS=0", "taskset", "-c", "0"] + step)
+        #expect(none.status == 0 && none.stdout.contains(" threads=1 ") && none.stderr.contains("warning: NL_THREADS='0' is not a positive whole number"), "\(none.stderr)")
     }
 
     /// A process whose cgroup may use one CPU runs one thread, as in a container limited with
