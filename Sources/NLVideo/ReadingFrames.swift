@@ -213,7 +213,8 @@ extension VideoReader {
 /// resizing 8-bit 4:2:0 video (nearly all of Kinetics) it scales in YUV, then converts at the
 /// target size, as ffmpeg's "scale,format=yuv420p" chain: a sixth of swscale's instructions against
 /// scaling straight to packed RGB, with chroma upsampled as ffmpeg does at native size (repeated,
-/// not interpolated).
+/// not interpolated). Colours follow the frame's own matrix and range, as ffmpeg's scale filter
+/// reads them (see `useColors`).
 final class FrameConverter {
     private var direct: OpaquePointer?      // any format to RGB24, scaling
     private var scaler: OpaquePointer?      // yuv420p to yuv420p at the target size
@@ -242,13 +243,36 @@ final class FrameConverter {
             allocate(yuv, w, h, AV_PIX_FMT_YUV420P)
             scaler = sws_getCachedContext(scaler, f.width, f.height, format, Int32(w), Int32(h), AV_PIX_FMT_YUV420P, flags, nil, nil, nil)
             toRGB = sws_getCachedContext(toRGB, Int32(w), Int32(h), AV_PIX_FMT_YUV420P, Int32(w), Int32(h), AV_PIX_FMT_RGB24, flags, nil, nil, nil)
+            useColors(f.colorspace, f.color_range, on: scaler)
+            useColors(f.colorspace, AVCOL_RANGE_MPEG, on: toRGB)  // the scaler's yuv420p is limited range
             scale(scaler, from: frame, into: yuv)
             scale(toRGB, from: yuv, into: rgb)
         } else {
             direct = sws_getCachedContext(direct, f.width, f.height, format, Int32(w), Int32(h), AV_PIX_FMT_RGB24, flags, nil, nil, nil)
+            useColors(f.colorspace, f.color_range, on: direct)
             scale(direct, from: frame, into: rgb)
         }
         rotated(rgb.pointee.data.0!, stride: Int(rgb.pointee.linesize.0), width: w, height: h, rotation: rotation, into: destination)
+    }
+
+    /// Tells `context` the source's YCbCr matrix and range. swscale alone takes every video as
+    /// BT.601 at the range its pixel format implies; ffmpeg's scale filter (and so PyAV, decord
+    /// and torchcodec) uses the frame's own, and most HD video, YouTube's and so Kinetics' among
+    /// it, is tagged BT.709: read as BT.601 its colours are off by up to 41 levels of 255. Matrices
+    /// swscale has no table for (unspecified, YCgCo, ...) are BT.601, as in ffmpeg (vf_scale's
+    /// parse_yuv_type); an unspecified range keeps the pixel format's.
+    private func useColors(_ matrix: AVColorSpace, _ range: AVColorRange, on context: OpaquePointer?) {
+        var (inverse, table): (UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) = (nil, nil)
+        var (sourceFull, targetFull, brightness, contrast, saturation): (Int32, Int32, Int32, Int32, Int32) = (0, 0, 0, 0, 0)
+        guard sws_getColorspaceDetails(context, &inverse, &sourceFull, &table, &targetFull, &brightness, &contrast, &saturation) >= 0,
+              let inverse, let table else { return }
+        let known = (1...10).contains(matrix.rawValue) && matrix != AVCOL_SPC_YCGCO
+        let coefficients = sws_getCoefficients(Int32(bitPattern: (known ? matrix : AVCOL_SPC_BT470BG).rawValue))!
+        let full = range == AVCOL_RANGE_UNSPECIFIED ? sourceFull : range == AVCOL_RANGE_JPEG ? 1 : 0
+        // Setting them rebuilds swscale's tables: only when they change, not at every frame.
+        let same = (0..<4).allSatisfy { inverse[$0] == coefficients[$0] && table[$0] == coefficients[$0] }
+        guard !same || full != sourceFull else { return }
+        sws_setColorspaceDetails(context, coefficients, full, coefficients, targetFull, brightness, contrast, saturation)
     }
 
     /// Gives `frame` FFmpeg-allocated planes for width x height of `format`, unless it has them.

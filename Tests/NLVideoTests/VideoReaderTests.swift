@@ -9,7 +9,9 @@ struct VideoReaderTests {
 
     /// The frame count comes from the packet index and every frame equals the ffmpeg CLI's:
     /// H.264 (B-frames, open GOP, 10-bit), HEVC, VP8, VP9, AV1, MPEG-4 part 2, MJPEG, FFV1 in mp4,
-    /// mov, mkv, webm and avi; variable frame rate, display rotation, odd sizes, audio beside.
+    /// mov, mkv, webm and avi; variable frame rate, display rotation, odd sizes, BT.709, BT.2020
+    /// and full range (which swscale alone converts as BT.601, limited: up to 54 levels off), audio
+    /// beside.
     @Test(arguments: names)
     func everyFrameEqualsTheFFmpegCLI(_ name: String) throws {
         let reader = try VideoReader(path: TestVideos.path(name))
@@ -53,7 +55,8 @@ struct VideoReaderTests {
     /// Scaling happens inside swscale, straight to the target size: frames equal ffmpeg's scale
     /// filter with the same interpolation (for 8-bit 4:2:0 video, scaled in YUV then converted,
     /// as "scale,format=yuv420p"), rotation included.
-    @Test(arguments: [("h264_bframes.mp4", Interpolation.bilinear), ("vp9.webm", .bicubic), ("rotated_90.mp4", .area), ("odd_size.mp4", .bilinear)])
+    @Test(arguments: [("h264_bframes.mp4", Interpolation.bilinear), ("vp9.webm", .bicubic), ("rotated_90.mp4", .area), ("odd_size.mp4", .bilinear),
+                      ("h264_bt709.mp4", .bilinear), ("vp9_bt709_full_range.webm", .area), ("hevc_bt2020_10bit.mkv", .bicubic)])
     func scaledFramesEqualFFmpegScale(_ name: String, _ interpolation: Interpolation) throws {
         let reader = try VideoReader(path: TestVideos.path(name))
         let frames = try reader.frames(at: Array(0..<reader.info.frames), size: .shortSide(40), interpolation: interpolation)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes the video reader's test files into OUT with the ffmpeg CLI (none are committed): every
 # codec and container a Kinetics download holds, the oddities (B-frames, open GOP, 10-bit, variable
-# frame rate, display rotation, odd sizes, audio beside the video) and broken files.
+# frame rate, display rotation, odd sizes, colour matrices and ranges, audio beside the video) and
+# broken files.
 #   scripts/data/make_test_videos.sh OUT
 # The good videos are 2 s at 25 fps (50 frames) unless named otherwise; MANIFEST lists them with
 # their frame counts.
@@ -38,6 +39,12 @@ rm unrotated.mp4
 # Odd sizes (testsrc keeps them; testsrc2 rounds to even).
 ff -f lavfi -i testsrc=size=35x21:rate=25:duration=2 -c:v libx264 -preset veryfast -pix_fmt yuv444p odd_size.mp4
 ff -f lavfi -i testsrc=size=33x17:rate=25:duration=2 -c:v ffv1 odd_size_ffv1.mkv
+# Colour tags ffmpeg converts by: BT.709 (most HD video), full range without a yuvj format, BT.2020.
+ff $(src 96x64) -c:v libx264 -preset veryfast -bf 2 -g 12 -pix_fmt yuv420p -colorspace bt709 -color_primaries bt709 -color_trc bt709 h264_bt709.mp4
+ff $(src 96x64) -c:v libvpx-vp9 -b:v 200k -g 20 -pix_fmt yuv420p -color_range pc -colorspace bt709 vp9_bt709_full_range.webm
+ff $(src 96x64) -c:v libx265 -preset veryfast -x265-params log-level=error:keyint=12 -pix_fmt yuv420p10le -colorspace bt2020nc \
+  -color_primaries bt2020 -color_trc smpte2084 hevc_bt2020_10bit.mkv
+ff $(src 96x64) -c:v libx264 -preset veryfast -pix_fmt yuv420p -color_range pc h264_full_range.mp4
 ff $(src 96x64) $audio -c:v libx264 -preset veryfast -c:a aac -shortest with_audio.mp4
 ff $audio -c:a aac audio_only.m4a
 # A 10 s faststart H.264 file to damage.
@@ -80,6 +87,10 @@ rotated_180.mp4 50
 rotated_270.mp4 50
 odd_size.mp4 50
 odd_size_ffv1.mkv 50
+h264_bt709.mp4 50
+vp9_bt709_full_range.webm 50
+hevc_bt2020_10bit.mkv 50
+h264_full_range.mp4 50
 with_audio.mp4 50
 long.mp4 250
 long.mkv 250
