@@ -95,7 +95,7 @@ extension VideoReader {
         if remaining > 0 {
             let missing = slots.keys.min()!
             throw VideoError(path: path, kind: .damaged(lastGoodIndex: missing - 1),
-                             message: "frame \(missing) could not be decoded (the stream is damaged there); frames up to \(missing - 1) decode")
+                             message: "frame \(missing) could not be decoded (the stream is damaged there)" + (missing > 0 ? "; frames up to \(missing - 1) decode" : ""))
         }
         return output
     }
@@ -168,7 +168,8 @@ extension VideoReader {
             return false
         }
         while packetsLeft > 0 {
-            let read = av_read_frame(format, packet)
+            let read = pending ? 0 : av_read_frame(format, packet)
+            pending = false
             if read < 0 {  // the end, or damage: drain the decoder, and the next read seeks
                 avcodec_send_packet(decoder, nil)
                 _ = drain()

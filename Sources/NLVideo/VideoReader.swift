@@ -41,14 +41,23 @@ public final class VideoReader {
 
     /// Where frames are known to be: keyframes, and how decoded frames map to indices.
     struct Index {
-        /// Presentation index of each keyframe, ascending, with the timestamp to seek to it.
-        var keyframes: [(index: Int, seekTimestamp: Int64)] = []
+        /// Each keyframe, by presentation index, ascending.
+        var keyframes: [Keyframe] = []
         /// Frame index by presentation timestamp; nil when some packets lack one (AVI), and frames
         /// are counted in output order instead: from a keyframe when the stream does not reorder
         /// frames (then decode order is presentation order), else from the start.
         var byTimestamp: [Int64: Int]?
         /// Decode-order position by decoding timestamp, for that counting.
         var byDecodingTimestamp: [Int64: Int] = [:]
+    }
+
+    /// A keyframe: its presentation index, the timestamp to seek to it by, and, to check where a
+    /// seek landed and to seek again, its decoding timestamp and byte position (when known).
+    struct Keyframe {
+        let index: Int
+        let seekTimestamp: Int64
+        let dts: Int64?
+        let position: Int64
     }
 
     let index: Index
@@ -64,6 +73,9 @@ public final class VideoReader {
     /// Frames whose packets went to the decoder to be skipped since the last seek: going on from
     /// `position` cannot give them.
     var skipped: Set<Int> = []
+    /// Whether `packet` holds the stream's first packet after a seek, read to check where the
+    /// seek landed and not yet decoded.
+    var pending = false
 
     /// Decoder threads for readers that run in parallel with others (the loader's workers): one.
     public static let defaultThreads = 1
@@ -175,6 +187,7 @@ public final class VideoReader {
         let dts: Int64?
         let duration: Int64
         let isKey: Bool
+        let position: Int64
     }
 
     /// Demuxes the whole file once (no decoding), keeping the video packets' timing. Stops at the
@@ -197,7 +210,7 @@ public final class VideoReader {
             read += 1
             guard p.flags & AV_PKT_FLAG_DISCARD == 0 else { continue }
             packets.append(PacketTiming(pts: p.pts == none ? nil : p.pts, dts: p.dts == none ? nil : p.dts,
-                                        duration: p.duration, isKey: p.flags & AV_PKT_FLAG_KEY != 0))
+                                        duration: p.duration, isKey: p.flags & AV_PKT_FLAG_KEY != 0, position: p.pos))
         }
         if let logged = FFmpegLog.takeLastError() { return (packets, read, logged) }
         guard status != cffmpeg_averror_eof() else { return (packets, read, nil) }
@@ -221,19 +234,22 @@ public final class VideoReader {
             // Seek by presentation time: demuxers search their index by it (mov shifts it onto its
             // decoding timeline itself), and a decoding time, earlier by the reordering delay, lands
             // on the keyframe before, doubling the work.
-            index.keyframes = packets.filter(\.isKey).map { (byTimestamp[$0.pts!]!, $0.pts!) }
+            index.keyframes = packets.filter(\.isKey).map { Keyframe(index: byTimestamp[$0.pts!]!, seekTimestamp: $0.pts!, dts: $0.dts, position: $0.position) }
         } else {
             ticks = packets.enumerated().map { $0.element.dts ?? Int64($0.offset) }
             // Without reordering a keyframe's decode position is its presentation index. With it
             // (B-frames in AVI), an anchor frame is shown some slots after it is stored, and
             // nothing in the packets says how many: such files are decoded from the start.
             if stream.pointee.codecpar.pointee.video_delay == 0 {
-                index.keyframes = packets.enumerated().filter { $0.element.isKey }.map { ($0.offset, $0.element.dts ?? Int64($0.offset)) }
+                index.keyframes = packets.enumerated().filter { $0.element.isKey }.map {
+                    Keyframe(index: $0.offset, seekTimestamp: $0.element.dts ?? Int64($0.offset), dts: $0.element.dts, position: $0.element.position)
+                }
             }
         }
         index.keyframes.sort { $0.index < $1.index }
         if index.keyframes.first?.index != 0 {  // a stream that does not start on a keyframe is still decoded from its start
-            index.keyframes.insert((0, packets.first?.dts ?? ticks[0]), at: 0)
+            let first = packets[0]
+            index.keyframes.insert(Keyframe(index: 0, seekTimestamp: first.dts ?? ticks[0], dts: first.dts, position: first.position), at: 0)
         }
         let timestamps = ticks.map { Double($0 - ticks[0]) * timeBase }
         // The average over the index, which is right for variable frame rates; the container's
@@ -257,12 +273,40 @@ public final class VideoReader {
     }
 
     /// Positions the demuxer at the keyframe (or an earlier one) and empties the decoder.
-    func seek(to keyframe: (index: Int, seekTimestamp: Int64)) throws(VideoError) {
-        let sought = av_seek_frame(format, streamIndex, keyframe.seekTimestamp, AVSEEK_FLAG_BACKWARD)
-        guard sought >= 0 else { throw VideoError(path: path, kind: .damaged(lastGoodIndex: -1), doing: "cannot seek", code: sought) }
+    /// Demuxers seek by presentation time (mov, Matroska) or by decoding time (MPEG-TS and -PS,
+    /// which then land some frames after a keyframe whose presentation is later than its
+    /// decoding, and the frames before the next keyframe never decode). The stream's first packet
+    /// tells where a seek landed; after the keyframe, it is tried again by decoding time, then
+    /// by byte position. That packet is kept for decoding.
+    func seek(to keyframe: Keyframe) throws(VideoError) {
+        if pending { av_packet_unref(packet) }
+        pending = false
         avcodec_flush_buffers(decoder)
         position = nil
         skipped = []
+        var attempts = [(keyframe.seekTimestamp, AVSEEK_FLAG_BACKWARD)]
+        if let dts = keyframe.dts {
+            attempts += [(dts, AVSEEK_FLAG_BACKWARD)] + (keyframe.position >= 0 ? [(keyframe.position, AVSEEK_FLAG_BYTE)] : [])
+        }
+        var code: Int32 = 0
+        for (target, flags) in attempts {
+            code = av_seek_frame(format, streamIndex, target, flags)
+            guard code >= 0 else { continue }
+            while true {  // the stream's first packet
+                code = av_read_frame(format, packet)
+                guard code >= 0 else { break }
+                if packet.pointee.stream_index == streamIndex { break }
+                av_packet_unref(packet)
+            }
+            guard code >= 0 else { continue }
+            let landed = packet.pointee.dts
+            if keyframe.dts == nil || landed == cffmpeg_nopts_value() || landed <= keyframe.dts! {
+                pending = true
+                return
+            }
+            av_packet_unref(packet)
+        }
+        throw VideoError(path: path, kind: .damaged(lastGoodIndex: keyframe.index - 1), doing: "cannot seek to frame \(keyframe.index)", code: code)
     }
 }
 

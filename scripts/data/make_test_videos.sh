@@ -45,6 +45,10 @@ ff $(src 96x64) -c:v libvpx-vp9 -b:v 200k -g 20 -pix_fmt yuv420p -color_range pc
 ff $(src 96x64) -c:v libx265 -preset veryfast -x265-params log-level=error:keyint=12 -pix_fmt yuv420p10le -colorspace bt2020nc \
   -color_primaries bt2020 -color_trc smpte2084 hevc_bt2020_10bit.mkv
 ff $(src 96x64) -c:v libx264 -preset veryfast -pix_fmt yuv420p -color_range pc h264_full_range.mp4
+# Containers demuxers seek by decoding time in (broadcast and DVD video): a keyframe's B-frames are
+# shown before it, and seeking to its presentation time lands after it.
+ff $(src 96x64 25 4) -c:v libx264 -preset veryfast -bf 2 -g 25 -pix_fmt yuv420p h264_bframes.ts
+ff $(src 96x64 25 4) -c:v mpeg2video -bf 2 -g 12 mpeg2_bframes.mpg
 ff $(src 96x64) $audio -c:v libx264 -preset veryfast -c:a aac -shortest with_audio.mp4
 ff $audio -c:a aac audio_only.m4a
 # A 10 s faststart H.264 file to damage.
@@ -91,6 +95,8 @@ h264_bt709.mp4 50
 vp9_bt709_full_range.webm 50
 hevc_bt2020_10bit.mkv 50
 h264_full_range.mp4 50
+h264_bframes.ts 100
+mpeg2_bframes.mpg 100
 with_audio.mp4 50
 long.mp4 250
 long.mkv 250
