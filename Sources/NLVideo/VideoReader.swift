@@ -136,6 +136,9 @@ public final class VideoReader {
             guard !packets.isEmpty else {
                 throw VideoError(path: path, kind: .noDecodableFrame, message: truncation.map { $0.describe(framesThere: 0) } ?? "the video stream holds no packets")
             }
+            if let shown = Self.firstShownTimestamp(context, stream: best, decoder: decoder, packets: packets, packet: packet, frame: frame) {
+                packets.removeAll { $0.pts! < shown }
+            }
             (info, index) = Self.describe(packets, truncation: truncation, stream: stream, codec: codec)
             format = context
             self.decoder = decoder
@@ -179,6 +182,41 @@ public final class VideoReader {
             throw VideoError(path: path, kind: .notVideo, message: "a raw \(codec) stream (\(longName)) without a container: it has no timestamps and no index, "
                              + "so its frames cannot be found by seeking; put it in a container first (ffmpeg -i FILE -c copy FILE.mp4)")
         }
+    }
+
+    /// Where the frames begin that a decoder shows, when the stream does not start on a keyframe
+    /// (a file cut without re-encoding, a broadcast recording): the frames before its first
+    /// keyframe refer to pictures that are not in the file, and decoders drop them, as the ffmpeg
+    /// CLI, PyAV and decord do. Decodes from the start to the first frame shown (one GOP at most)
+    /// and returns its presentation timestamp; nil when the stream starts on a keyframe, has no
+    /// keyframe or no timestamps, or nothing decodes.
+    private static func firstShownTimestamp(_ context: UnsafeMutablePointer<AVFormatContext>, stream: Int32,
+                                            decoder: UnsafeMutablePointer<AVCodecContext>, packets: [PacketTiming],
+                                            packet: UnsafeMutablePointer<AVPacket>, frame: UnsafeMutablePointer<AVFrame>) -> Int64? {
+        guard let first = packets.first, !first.isKey, packets.contains(where: \.isKey), packets.allSatisfy({ $0.pts != nil }) else { return nil }
+        defer {
+            avcodec_flush_buffers(decoder)
+            _ = FFmpegLog.takeLastError()  // the frames it could not decode are no error of a later call
+        }
+        guard av_seek_frame(context, stream, first.dts ?? first.pts!, AVSEEK_FLAG_BACKWARD) >= 0 else { return nil }
+        var sent = 0, ended = false
+        while sent < packets.count + 64 && !ended {
+            if av_read_frame(context, packet) >= 0 {
+                defer { av_packet_unref(packet) }
+                guard packet.pointee.stream_index == stream else { continue }
+                sent += 1
+                avcodec_send_packet(decoder, packet)
+            } else {
+                avcodec_send_packet(decoder, nil)
+                ended = true
+            }
+            if avcodec_receive_frame(decoder, frame) >= 0 {
+                defer { av_frame_unref(frame) }
+                let pts = frame.pointee.pts != cffmpeg_nopts_value() ? frame.pointee.pts : frame.pointee.best_effort_timestamp
+                return pts == cffmpeg_nopts_value() ? nil : pts
+            }
+        }
+        return nil
     }
 
     /// A video packet's timing, as read by the index pass.

@@ -9,9 +9,10 @@ struct VideoReaderTests {
 
     /// The frame count comes from the packet index and every frame equals the ffmpeg CLI's:
     /// H.264 (B-frames, open GOP, 10-bit), HEVC, VP8, VP9, AV1, MPEG-4 part 2, MPEG-2, MJPEG, FFV1
-    /// in mp4, mov, mkv, webm, avi, MPEG-TS and MPEG-PS; variable frame rate, display rotation, odd sizes, BT.709, BT.2020
-    /// and full range (which swscale alone converts as BT.601, limited: up to 54 levels off), audio
-    /// beside.
+    /// in mp4, mov, mkv, webm, avi, MPEG-TS and MPEG-PS; files cut where no keyframe is (the frames
+    /// before the first keyframe are dropped, as ffmpeg drops them); variable frame rate, display
+    /// rotation, odd sizes, BT.709, BT.2020 and full range (which swscale alone converts as BT.601,
+    /// limited: up to 54 levels off), audio beside.
     @Test(arguments: names)
     func everyFrameEqualsTheFFmpegCLI(_ name: String) throws {
         let reader = try VideoReader(path: TestVideos.path(name))
@@ -25,9 +26,11 @@ struct VideoReaderTests {
     /// Random access, in any order with repeats, on one reader that goes on or seeks as needed,
     /// gives bit for bit the frames of one sequential pass; so does multi-threaded decoding. Also
     /// in MPEG-TS and MPEG-PS, whose demuxers seek by decoding time: a seek by presentation time
-    /// landed after the keyframe, and the first keyframe's frames did not decode at all.
+    /// landed after the keyframe, and the first keyframe's frames did not decode at all; and in
+    /// files cut where no keyframe is, whose frames before the first keyframe are not frames.
     @Test(arguments: ["h264_bframes.mp4", "h264_open_gop.mkv", "hevc.mp4", "vp8.webm", "vp9.webm", "av1.mkv",
-                      "mpeg4_bframes.avi", "vfr.mkv", "rotated_90.mp4", "long.mp4", "long.mkv", "h264_bframes.ts", "mpeg2_bframes.mpg"])
+                      "mpeg4_bframes.avi", "vfr.mkv", "rotated_90.mp4", "long.mp4", "long.mkv", "h264_bframes.ts", "mpeg2_bframes.mpg",
+                      "h264_cut_mid_gop.mkv", "h264_cut_mid_gop.ts"])
     func randomAccessEqualsSequentialDecoding(_ name: String) throws {
         let sequential = try VideoReader(path: TestVideos.path(name))
         let all = try sequential.frames(at: Array(0..<sequential.info.frames))

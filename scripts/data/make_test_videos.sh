@@ -55,6 +55,10 @@ ff $audio -c:a aac audio_only.m4a
 ff $(src 96x64 25 10) -c:v libx264 -preset veryfast -bf 2 -g 25 -movflags +faststart long.mp4
 ff $(src 96x64 25 10) -c:v libx264 -preset veryfast -bf 2 -g 25 long.mkv
 ff $(src 96x64 25 10) -c:v libvpx -deadline realtime -g 25 long.webm
+# Cut without re-encoding at a frame that is not a keyframe (a broadcast recording starts so): the
+# frames before the first keyframe cannot be decoded, and ffmpeg shows none of them.
+ff -i long.mp4 -ss 1.3 -c copy -copyinkf h264_cut_mid_gop.mkv
+ff -i long.mp4 -ss 1.3 -c copy -copyinkf -f mpegts h264_cut_mid_gop.ts
 # Media that is not a video to sample: a still picture, a raw stream without a container.
 ff $(src 96x64 25 1) -frames:v 1 still.jpg
 ff $(src 96x64) -c:v libx264 -preset veryfast -f h264 raw.h264
@@ -101,4 +105,6 @@ with_audio.mp4 50
 long.mp4 250
 long.mkv 250
 long.webm 250
+h264_cut_mid_gop.mkv 200
+h264_cut_mid_gop.ts 200
 EOF
