@@ -187,7 +187,7 @@ public final class VideoReader {
     /// Where the frames begin that a decoder shows, when the stream does not start on a keyframe
     /// (a file cut without re-encoding, a broadcast recording): the frames before its first
     /// keyframe refer to pictures that are not in the file, and decoders drop them, as the ffmpeg
-    /// CLI, PyAV and decord do. Decodes from the start to the first frame shown (one GOP at most)
+    /// CLI and PyAV do. Decodes from the start to the first frame shown (one GOP at most)
     /// and returns its presentation timestamp; nil when the stream starts on a keyframe, has no
     /// keyframe or no timestamps, or nothing decodes.
     private static func firstShownTimestamp(_ context: UnsafeMutablePointer<AVFormatContext>, stream: Int32,
@@ -344,7 +344,9 @@ public final class VideoReader {
             }
             av_packet_unref(packet)
         }
-        throw VideoError(path: path, kind: .damaged(lastGoodIndex: keyframe.index - 1), doing: "cannot seek to frame \(keyframe.index)", code: code)
+        let damage = VideoError.Kind.damaged(lastGoodIndex: keyframe.index - 1)
+        guard code < 0 else { throw VideoError(path: path, kind: damage, message: "cannot seek to frame \(keyframe.index): every way of seeking lands after it") }
+        throw VideoError(path: path, kind: damage, doing: "cannot seek to frame \(keyframe.index)", code: code)
     }
 }
 
