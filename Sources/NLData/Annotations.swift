@@ -43,8 +43,10 @@ public struct Dataset: Sendable {
 
 /// Reads the three annotation formats of `AnnotationFormat`.
 public enum Annotations {
-    /// Video file extensions tried for Kinetics entries and accepted in class folders.
-    public static let videoExtensions = ["mp4", "webm", "mkv", "avi", "mov"]
+    /// Video file extensions tried for Kinetics entries and accepted in class folders (any case):
+    /// Kinetics' own first, then the containers the reader is tested on that cameras, broadcast
+    /// recordings and older downloads come in.
+    public static let videoExtensions = ["mp4", "webm", "mkv", "avi", "mov", "m4v", "mpg", "mpeg", "ts", "m2ts", "mts", "flv", "3gp", "wmv"]
 
     /// The dataset `annotations` lists (for `folders`, the folder of class folders), with paths
     /// relative to `root`; `classes` is a file of class names, one a line, or nil to take the

@@ -122,6 +122,15 @@ shutil.copy(source, path("folders", "a", "clip.mp4"))
 write(os.path.join("folders", "a", "._clip.mp4"), b"\x00\x05\x16\x07AppleDouble", "wb")
 write(os.path.join("folders", ".DS_Store"), b"\x00\x00\x00\x01Bud1", "wb")
 case("hidden files skipped", ["nlvideo", "check", path("folders"), "--format", "folders", "--root", "/"], 0, ["checked 1 videos: 1 readable"])
+# Class folders of other containers (cameras' .MTS, broadcast .ts, DVD .mpg, old downloads' .flv),
+# beside files that are not videos.
+os.makedirs(path("containers", "a"), exist_ok=True)
+for name in ("clip.MTS", "clip.mpg", "clip.flv", "clip.m4v"):
+    ffmpeg("-i", source, "-t", "1", "-c:v", "mpeg2video" if name.endswith(".mpg") else "libx264", "-bf", "2",
+           *(["-f", "mpegts"] if name.endswith(".MTS") else []), path("containers", "a", name))
+write(os.path.join("containers", "a", "notes.txt"), "not a video\n")
+case("other containers in class folders", ["nlvideo", "check", path("containers"), "--format", "folders", "--root", "/", "--every-frame"], 0,
+     ["checked 4 videos: 4 readable"])
 
 # Damaged videos: every container cut at several points keeps its index but loses its data.
 os.makedirs(path("damaged"), exist_ok=True)
