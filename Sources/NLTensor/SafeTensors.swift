@@ -43,18 +43,28 @@ public struct SafeTensors {
         try self.init(data: data, path: path)
     }
 
+    /// What a file that is not safetensors is, when its first bytes tell: PyTorch's torch.save
+    /// writes a zip archive (since 1.6) or a bare pickle, and mmaction2's checkpoints are such .pth
+    /// files, which users will pass where a safetensors file is asked for.
+    static func otherFormat(_ data: Data) -> String? {
+        let convert = "convert it with python3 scripts/convert/convert_mmaction2_checkpoint.py FILE.pth FILE.safetensors"
+        if data.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return "a zip archive, as PyTorch's torch.save writes (.pth), not a safetensors file; \(convert)" }
+        if data.starts(with: [0x80]) { return "a Python pickle, as older PyTorch's torch.save writes (.pth), not a safetensors file; \(convert)" }
+        return nil
+    }
+
     /// Parses a whole safetensors file; `path` only names it in errors.
     public init(data: Data, path: String) throws {
         func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: problem) }
         guard data.count >= 8 else { throw fail("file is \(data.count) bytes, too short for a safetensors header") }
         let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         guard headerLength <= UInt64(data.count - 8) else {
-            throw fail("header length \(headerLength) runs past the end of the \(data.count)-byte file")
+            throw fail(Self.otherFormat(data) ?? "header length \(headerLength) runs past the end of the \(data.count)-byte file")
         }
         let dataStart = data.startIndex + 8 + Int(headerLength)
         let header = data[(data.startIndex + 8)..<dataStart]
         guard let json = try? JSONSerialization.jsonObject(with: header), let object = json as? [String: Any] else {
-            throw fail("header is not a JSON object")
+            throw fail(Self.otherFormat(data) ?? "header is not a JSON object")
         }
         if let duplicate = Self.duplicateKey(in: header) { throw fail("the header names '\(duplicate)' twice") }
         let payload = data.count - 8 - Int(headerLength)

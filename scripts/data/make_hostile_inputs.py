@@ -13,9 +13,11 @@ files point at.
 import csv
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
+import zipfile
 
 out, dataset = sys.argv[1], sys.argv[2]
 os.makedirs(out, exist_ok=True)
@@ -191,6 +193,16 @@ case("nlvideo frames --output into a missing folder", ["nlvideo", "frames", sour
 case("nltrain --resume DIR", ["nltrain", "--config", run_config("d"), "--resume", out], 74, [f"{out}: is a directory, not the checkpoint"])
 case("nleval --json DIR", ["nleval", "--ckpt", path("nothing.ckpt"), "--json", out], 74, [f"{out}: is a directory; give a file name for the JSON report"])
 case("nleval --dump DIR", ["nleval", "--ckpt", path("nothing.ckpt"), "--dump", out], 74, [f"{out}: is a directory; give a file name for the scores file"])
+
+# mmaction2's checkpoints are PyTorch .pth files (torch.save: a zip archive, before 1.6 a bare pickle),
+# which users pass where a safetensors file is asked for: said, with the converter to use.
+with zipfile.ZipFile(path("zip_checkpoint.pth"), "w") as z:
+    z.writestr("archive/data.pkl", pickle.dumps({"state_dict": {}}))
+write("pickle_checkpoint.pth", pickle.dumps({"state_dict": {}}, protocol=2), "wb")
+case("nleval --ckpt a PyTorch .pth", ["nleval", "--ckpt", path("zip_checkpoint.pth")], 65,
+     ["a zip archive, as PyTorch's torch.save writes (.pth)", "convert_mmaction2_checkpoint.py"])
+case("nleval --ckpt an old PyTorch .pth", ["nleval", "--ckpt", path("pickle_checkpoint.pth")], 65,
+     ["a Python pickle, as older PyTorch's torch.save writes (.pth)", "convert_mmaction2_checkpoint.py"])
 
 with open(path("cases.jsonl"), "w") as f:
     for c in cases:
