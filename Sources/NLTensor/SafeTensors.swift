@@ -43,28 +43,32 @@ public struct SafeTensors {
         try self.init(data: data, path: path)
     }
 
-    /// What a file that is not safetensors is, when its first bytes tell: PyTorch's torch.save
-    /// writes a zip archive (since 1.6) or a bare pickle, and mmaction2's checkpoints are such .pth
-    /// files, which users will pass where a safetensors file is asked for.
-    static func otherFormat(_ data: Data) -> String? {
-        let convert = "convert it with python3 scripts/convert/convert_mmaction2_checkpoint.py FILE.pth FILE.safetensors"
-        if data.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return "a zip archive, as PyTorch's torch.save writes (.pth), not a safetensors file; \(convert)" }
-        if data.starts(with: [0x80]) { return "a Python pickle, as older PyTorch's torch.save writes (.pth), not a safetensors file; \(convert)" }
+    /// Which of PyTorch's own formats a file that is not safetensors is in, when its first bytes
+    /// tell: torch.save writes a zip archive (since 1.6) or a bare pickle. Such .pth files
+    /// (mmaction2's checkpoints, torchvision's weights) are what users pass where a safetensors file
+    /// is asked for.
+    static func pyTorchFormat(of data: Data) -> String? {
+        if data.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return "a zip archive, as PyTorch's torch.save writes (.pth)" }
+        if data.starts(with: [0x80]) { return "a Python pickle, as older PyTorch's torch.save writes (.pth)" }
         return nil
     }
 
     /// Parses a whole safetensors file; `path` only names it in errors.
     public init(data: Data, path: String) throws {
-        func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: problem) }
+        func fail(_ problem: String) -> SafeTensorsError {
+            guard let format = Self.pyTorchFormat(of: data) else { return SafeTensorsError(path: path, problem: problem) }
+            return SafeTensorsError(path: path, problem: "\(format), not a safetensors file; save its tensors as one with safetensors.torch.save_file",
+                                    pyTorchFormat: format)
+        }
         guard data.count >= 8 else { throw fail("file is \(data.count) bytes, too short for a safetensors header") }
         let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         guard headerLength <= UInt64(data.count - 8) else {
-            throw fail(Self.otherFormat(data) ?? "header length \(headerLength) runs past the end of the \(data.count)-byte file")
+            throw fail("header length \(headerLength) runs past the end of the \(data.count)-byte file")
         }
         let dataStart = data.startIndex + 8 + Int(headerLength)
         let header = data[(data.startIndex + 8)..<dataStart]
         guard let json = try? JSONSerialization.jsonObject(with: header), let object = json as? [String: Any] else {
-            throw fail(Self.otherFormat(data) ?? "header is not a JSON object")
+            throw fail("header is not a JSON object")
         }
         if let duplicate = Self.duplicateKey(in: header) { throw fail("the header names '\(duplicate)' twice") }
         let payload = data.count - 8 - Int(headerLength)
@@ -225,7 +229,12 @@ public struct SafeTensors {
 public struct SafeTensorsError: Error, CustomStringConvertible {
     public let path: String
     public let problem: String
-    public init(path: String, problem: String) { (self.path, self.problem) = (path, problem) }
+    /// Set when the file is one of PyTorch's own (see `SafeTensors.pyTorchFormat`): a caller that
+    /// knows how its kind of file is converted says so.
+    public let pyTorchFormat: String?
+    public init(path: String, problem: String, pyTorchFormat: String? = nil) {
+        (self.path, self.problem, self.pyTorchFormat) = (path, problem, pyTorchFormat)
+    }
     public var description: String { "\(path): \(problem)" }
 }
 

@@ -324,7 +324,8 @@ public final class VideoReader {
         skipped = []
         var attempts = [(keyframe.seekTimestamp, AVSEEK_FLAG_BACKWARD)]
         if let dts = keyframe.dts {
-            attempts += [(dts, AVSEEK_FLAG_BACKWARD)] + (keyframe.position >= 0 ? [(keyframe.position, AVSEEK_FLAG_BYTE)] : [])
+            if dts != keyframe.seekTimestamp { attempts.append((dts, AVSEEK_FLAG_BACKWARD)) }
+            if keyframe.position >= 0 { attempts.append((keyframe.position, AVSEEK_FLAG_BYTE)) }
         }
         var code: Int32 = 0
         for (target, flags) in attempts {

@@ -203,6 +203,9 @@ case("nleval --ckpt a PyTorch .pth", ["nleval", "--ckpt", path("zip_checkpoint.p
      ["a zip archive, as PyTorch's torch.save writes (.pth)", "convert_mmaction2_checkpoint.py"])
 case("nleval --ckpt an old PyTorch .pth", ["nleval", "--ckpt", path("pickle_checkpoint.pth")], 65,
      ["a Python pickle, as older PyTorch's torch.save writes (.pth)", "convert_mmaction2_checkpoint.py"])
+case("nlmodel inflate --from a PyTorch .pth (torchvision's weights)", ["nlmodel", "inflate", "--model", "nl_i3d_r50", "--from", path("zip_checkpoint.pth"),
+     "--output", path("inflated.safetensors")], 65, ["a zip archive, as PyTorch's torch.save writes (.pth)", "safetensors.torch.save_file"],
+     ["convert_mmaction2_checkpoint.py"])
 
 with open(path("cases.jsonl"), "w") as f:
     for c in cases:

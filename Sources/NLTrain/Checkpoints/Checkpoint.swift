@@ -16,9 +16,16 @@ public struct Checkpoint {
     public let state: TrainingState?
 
     /// Reads a checkpoint, or any safetensors file of model weights; a training checkpoint's
-    /// position must make sense.
+    /// position must make sense. An mmaction2 checkpoint (.pth) is refused with the converter to use.
     public init(path: String) throws {
-        try self.init(path: path, file: SafeTensors(contentsOf: path, what: "checkpoint"))
+        let file: SafeTensors
+        do {
+            file = try SafeTensors(contentsOf: path, what: "checkpoint")
+        } catch let error as SafeTensorsError where error.pyTorchFormat != nil {
+            throw SafeTensorsError(path: path, problem: "\(error.pyTorchFormat!), not a safetensors file; convert an mmaction2 checkpoint with "
+                                   + "python3 scripts/convert/convert_mmaction2_checkpoint.py FILE.pth FILE.safetensors", pyTorchFormat: error.pyTorchFormat)
+        }
+        try self.init(path: path, file: file)
     }
 
     /// A checkpoint from the bytes of one (rank 0's state, sent to the other ranks).
