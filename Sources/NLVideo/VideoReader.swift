@@ -293,7 +293,9 @@ public final class VideoReader {
         // The average over the index, which is right for variable frame rates; the container's
         // figure only for a single frame.
         let rate = stream.pointee.avg_frame_rate
-        let measured = timestamps.count > 1 ? Double(timestamps.count - 1) / (timestamps.last! - timestamps.first!) : 0
+        // In whole ticks, one rounding: 10 fps in a 1/90000 time base is 10, not 9.999999999999998.
+        let base = stream.pointee.time_base
+        let measured = ticks.count > 1 ? Double(ticks.count - 1) * Double(base.den) / (Double(ticks.last! - ticks[0]) * Double(base.num)) : 0
         let fps = measured.isFinite && measured > 0 ? measured : (rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0)
         let lastDuration = packets.last!.duration > 0 ? Double(packets.last!.duration) * timeBase : (fps > 0 ? 1 / fps : 0)
         let parameters = stream.pointee.codecpar.pointee

@@ -91,6 +91,8 @@ struct VideoReaderTests {
         let h264 = try VideoReader(path: TestVideos.path("h264_bframes.mp4")).info
         #expect(h264.pixelFormat == "yuv420p")
         #expect(h264.codec == "h264" && h264.width == 96 && h264.height == 64 && h264.fps == 25 && h264.duration == 2 && h264.rotation == 0)
+        // In MPEG's 1/90000 time base too, 25 fps is 25, not 24.999999999999996.
+        for name in ["h264_bframes.ts", "mpeg2_bframes.mpg"] { #expect(try VideoReader(path: TestVideos.path(name)).info.fps == 25, "\(name)") }
         #expect(try VideoReader(path: TestVideos.path("rotated_90.mp4")).info.rotation == 270)
         #expect(try VideoReader(path: TestVideos.path("rotated_270.mp4")).info.rotation == 90)
         let rotated = try VideoReader(path: TestVideos.path("rotated_90.mp4"))
