@@ -5,15 +5,19 @@ import Foundation
 /// `__metadata__` string map, then the raw little-endian data. Reads what Python's safetensors
 /// writes and writes what it reads (tensors sorted by dtype size then name, header padded to 8).
 public struct SafeTensors {
+    /// The dtypes read. Half precision (F16, and BF16 as Hugging Face Hub files often are) is
+    /// read as Float32, as PyTorch's load_state_dict copies it into float32 parameters.
     public enum DType: String, Sendable {
-        case f32 = "F32", f64 = "F64", i64 = "I64", u8 = "U8"
+        case f32 = "F32", f64 = "F64", f16 = "F16", bf16 = "BF16", i64 = "I64", u8 = "U8"
         public var size: Int {
             switch self {
             case .f32: 4
             case .f64, .i64: 8
+            case .f16, .bf16: 2
             case .u8: 1
             }
         }
+        public var isFloatingPoint: Bool { [.f32, .f64, .f16, .bf16].contains(self) }
     }
 
     public struct Entry: Sendable {
@@ -82,7 +86,7 @@ public struct SafeTensors {
                   let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2
             else { throw fail("tensor '\(name)' lacks a dtype, shape or data_offsets") }
             guard let dtype = DType(rawValue: dtypeName) else {
-                throw fail("tensor '\(name)' has dtype \(dtypeName); supported: F32, F64, I64, U8")
+                throw fail("tensor '\(name)' has dtype \(dtypeName); supported: F32, F64, F16, BF16, I64, U8")
             }
             guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= payload else {
                 throw fail("tensor '\(name)' has a bad shape or byte range")
@@ -134,7 +138,7 @@ public struct SafeTensors {
         return nil
     }
 
-    /// The named tensor as Float32 (F32 as is, F64 and I64 converted).
+    /// The named tensor as Float32 (F32 as is, the others converted).
     public func tensor(_ name: String) -> Tensor? {
         guard let entry = entries[name] else { return nil }
         let result = Tensor(zeros: entry.shape)
@@ -143,6 +147,8 @@ public struct SafeTensors {
             switch entry.dtype {
             case .f32: for i in 0..<result.count { out[i] = Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) }
             case .f64: for i in 0..<result.count { out[i] = Float(Double(bitPattern: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self).littleEndian)) }
+            case .f16: for i in 0..<result.count { out[i] = Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian)) }
+            case .bf16: for i in 0..<result.count { out[i] = Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian) << 16) }
             case .i64: for i in 0..<result.count { out[i] = Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))) }
             case .u8: for i in 0..<result.count { out[i] = Float(raw[i]) }
             }

@@ -38,6 +38,20 @@ struct SafeTensorsTests {
         #expect(file.metadata["layer"] == "batchnorm3d")
     }
 
+    /// F16 and BF16 (as Hugging Face Hub files and `model.half()` state dicts are) read as Float32:
+    /// normal, subnormal, largest and infinite values, bit patterns as the formats define them.
+    @Test func readsHalfPrecisionAsFloat32() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let f16: [UInt16] = [0x3C00, 0xC100, 0x7BFF, 0x0001, 0x7C00], bf16: [UInt16] = [0x3F80, 0xC000, 0x4049, 0x0001, 0xFF80]
+        var data = handMade(#"{"bf":{"dtype":"BF16","shape":[5],"data_offsets":[0,10]},"h":{"dtype":"F16","shape":[5],"data_offsets":[10,20]}}"#, bytes: 0)
+        for bits in bf16 + f16 { withUnsafeBytes(of: bits.littleEndian) { data.append(contentsOf: $0) } }
+        let path = directory + "/half.safetensors"
+        try data.write(to: URL(fileURLWithPath: path))
+        let file = try SafeTensors(contentsOf: path)
+        #expect(file.tensor("h")!.array == [1, -2.5, 65504, 0x1p-24, .infinity])
+        #expect(file.tensor("bf")!.array == [1, -2, 3.140625, 0x1p-133, -.infinity])
+    }
+
     @Test func rejectsDamagedFilesNamingThem() throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var file = SafeTensors()

@@ -76,7 +76,7 @@ public struct Checkpoint {
     public func modelState() throws -> SafeTensors {
         var model = SafeTensors()
         model.entries = file.entries.filter { !$0.key.hasPrefix(Self.optimizerPrefix) }
-        for name in model.names where model.entries[name]!.dtype == .f32 || model.entries[name]!.dtype == .f64 {
+        for name in model.names where model.entries[name]!.dtype.isFloatingPoint {
             guard let tensor = model.tensor(name), tensor.buffer.allSatisfy(\.isFinite) else {
                 throw CheckpointError(path, "tensor \(name) holds NaN or infinite values (the run diverged?); not loading it")
             }
