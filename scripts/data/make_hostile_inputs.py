@@ -169,6 +169,15 @@ for name, body, words in [("empty_section.cfg", "[train]\nlr = 1\n[trian]\n", "e
                           ("underflow.cfg", "[train]\nlr = 1e-400\n", "underflow.cfg:2: train.lr: 1e-400 is beyond the range"),
                           ("crlf_typo.cfg", "[train]\r\nlr_step = 3\r\n", "crlf_typo.cfg:2: unknown key 'lr_step' in [train]; did you mean 'lr_steps'?")]:
     case(f"config: {name[:-4]}", ["nltrain", "--print-config", "--config", config(name, body)], 64, [words])
+# The configs of the frameworks users come from, given as they are.
+for name, body, words in [("mmaction2.py", "_base_ = ['../../_base_/models/i3d_r50.py']\nmodel = dict(backbone=dict(non_local=((0, 0, 0), (0, 1, 0, 1))))\n",
+                           "mmaction2.py:1: '_base_' is outside any [section]; the file looks like an mmaction2 (Python) config"),
+                          ("slowfast.yaml", "TRAIN:\n  ENABLE: True\n  BATCH_SIZE: 64\nNONLOCAL:\n  LOCATION: [[[]], [[]], [[1, 3]], [[]]]\n",
+                           "slowfast.yaml:1: expected 'key = value', '[section]' or a # comment, got 'TRAIN:'; the file looks like YAML"),
+                          ("config.json", '{"train": {"lr": 0.1}}\n', "config.json:1: expected 'key = value', '[section]' or a # comment, got '{\"train\": {\"lr\": 0.1}}'; the file looks like JSON")]:
+    case(f"config: {name}", ["nltrain", "--print-config", "--config", config(name, body)], 64, [words, "start from configs/i3d_nl.cfg"])
+case("config: a plain typo gets no format hint", ["nltrain", "--print-config", "--config", config("typo.cfg", "[train]\nlr 0.1\n")], 64,
+     ["typo.cfg:2: expected 'key = value', '[section]' or a # comment, got 'lr 0.1'"], ["looks like"])
 utf16 = config("utf16.cfg", good, encoding="utf-16")
 case("config in UTF-16", ["nltrain", "--print-config", "--config", utf16], 64, [f"{utf16}: UTF-16 text"])
 case("config that is a directory", ["nltrain", "--print-config", "--config", out], 64, [f"{out}: is a directory, not the config file"])

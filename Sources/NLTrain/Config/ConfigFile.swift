@@ -72,7 +72,7 @@ public struct ConfigFile: Sendable {
                 continue
             }
             guard let equals = line.firstIndex(of: "=") else {
-                throw ConfigError(source: source, message: "expected 'key = value', '[section]' or a # comment, got '\(line)'")
+                throw ConfigError(source: source, message: "expected 'key = value', '[section]' or a # comment, got '\(line)'" + Self.otherFormat(lines))
             }
             let key = line[..<equals].trimmingCharacters(in: .whitespaces)
             let value = Self.unquote(line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces))
@@ -88,10 +88,27 @@ public struct ConfigFile: Sendable {
                 continue
             }
             guard let section else {
-                throw ConfigError(source: source, message: "'\(key)' is outside any [section]")
+                throw ConfigError(source: source, message: "'\(key)' is outside any [section]" + Self.otherFormat(lines))
             }
             set(section: section, key: key, value: value, source: source)
         }
+    }
+
+    /// What a file that fails to parse is instead, when it is one of the frameworks' config
+    /// formats its user would try first: the sentence to add to the error, or "".
+    static func otherFormat(_ lines: [TextFile.Line]) -> String {
+        let text = lines.map { $0.text.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        let format: String
+        if text.contains(where: { $0.hasPrefix("_base_") || $0.contains("dict(") || $0.hasPrefix("import ") || $0.hasPrefix("from ") }) {
+            format = "an mmaction2 (Python) config"
+        } else if text.first?.hasPrefix("{") == true {
+            format = "JSON"
+        } else if text.contains(where: { $0.range(of: #"^[A-Za-z_][A-Za-z0-9_.]*:(\s|$)"#, options: .regularExpression) != nil }) {
+            format = "YAML (as PySlowFast's configs are)"
+        } else {
+            return ""
+        }
+        return "; the file looks like \(format), but nltrain reads [section] and key = value lines: start from configs/i3d_nl.cfg (mmaction2's NL I3D recipe) or configs/i3d_nl_8x8.cfg (PySlowFast's), whose keys configs/README.md lists"
     }
 
     /// Sets one value, as a later line would.
