@@ -61,13 +61,6 @@ public final class BadVideoLog: @unchecked Sendable {
 
     private func append(_ path: String, _ message: String) {
         guard let file else { return }
-        let line = Data("\(path)\t\(message)\n".utf8)
-        if let handle = FileHandle(forWritingAtPath: file) {
-            handle.seekToEndOfFile()
-            handle.write(line)
-            try? handle.close()
-        } else {
-            _ = FileManager.default.createFile(atPath: file, contents: line)
-        }
+        Files.append("\(path)\t\(message)\n", to: file)
     }
 }

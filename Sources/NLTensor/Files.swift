@@ -57,15 +57,7 @@ public enum Files {
         let temporary = path + ".tmp-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw FileError(path, "cannot write the \(what) (\(lastError))") }
-        var failure: String?
-        data.withUnsafeBytes { raw in
-            var written = 0
-            while written < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + written, raw.count - written)
-                if n < 0 { if errno == EINTR { continue }; failure = lastError; return }
-                written += n
-            }
-        }
+        var failure = writeWhole(data, to: fd)
         if failure == nil && fsync(fd) != 0 { failure = lastError }
         close(fd)
         if failure == nil && rename(temporary, path) != 0 { failure = lastError }
@@ -81,6 +73,36 @@ public enum Files {
     /// Writes text, as `write(_:to:what:)` does.
     public static func write(_ text: String, to path: String, what: String) throws(FileError) {
         try write(Data(text.utf8), to: path, what: what)
+    }
+
+    /// Appends `text` to the file at `path`, made if missing: nil, or why it could not (a full
+    /// disk). For logs, which must not end a run where FileHandle.write would crash it.
+    @discardableResult
+    public static func append(_ text: String, to path: String) -> String? {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        guard fd >= 0 else { return lastError }
+        defer { close(fd) }
+        return writeWhole(Data(text.utf8), to: fd)
+    }
+
+    /// Writes `text` to an open descriptor (standard output or error): nil, or why it could not
+    /// (a closed pipe, a full disk, a terminal gone), where FileHandle.write would crash.
+    @discardableResult
+    public static func emit(_ text: String, to handle: FileHandle) -> String? {
+        writeWhole(Data(text.utf8), to: handle.fileDescriptor)
+    }
+
+    /// All of `data` to `fd`, through short and interrupted writes: nil, or the error's text.
+    private static func writeWhole(_ data: Data, to fd: Int32) -> String? {
+        data.withUnsafeBytes { raw in
+            var written = 0
+            while written < raw.count {
+                let n = Foundation.write(fd, raw.baseAddress! + written, raw.count - written)
+                if n < 0 { if errno == EINTR { continue }; return lastError }
+                written += n
+            }
+            return nil
+        }
     }
 
     private static var lastError: String { String(cString: strerror(errno)).lowercased() }

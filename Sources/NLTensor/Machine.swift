@@ -109,8 +109,8 @@ public enum BLASKernel {
         let cpu = CPUFeatures.current
         guard let lacking = missing(for: current, on: cpu) else { return }
         let instead = best(for: cpu).map { "the commands then choose \($0)" } ?? "OpenBLAS then chooses"
-        FileHandle.standardError.write(("OPENBLAS_CORETYPE=\(forced) has OpenBLAS run its \(current) kernels, which need \(lacking); "
-            + "this CPU (\(cpu.model)) has \(cpu.vectorISA). Unset OPENBLAS_CORETYPE (\(instead)) or set a kernel this CPU runs.\n").data(using: .utf8)!)
+        Files.emit("OPENBLAS_CORETYPE=\(forced) has OpenBLAS run its \(current) kernels, which need \(lacking); "
+            + "this CPU (\(cpu.model)) has \(cpu.vectorISA). Unset OPENBLAS_CORETYPE (\(instead)) or set a kernel this CPU runs.\n", to: .standardError)
         exit(64)
     }
 

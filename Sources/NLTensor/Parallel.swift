@@ -60,7 +60,7 @@ public enum Parallel {
             let fromEnvironment = setting.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }.flatMap { $0 > 0 ? $0 : nil }
             threads = fromEnvironment ?? Parallel.usableCores
             if let setting, fromEnvironment == nil, !setting.isEmpty {
-                FileHandle.standardError.write("warning: NL_THREADS='\(setting)' is not a positive whole number; using \(threads) thread\(threads == 1 ? "" : "s"), the cores this process may use\n".data(using: .utf8)!)
+                Files.emit("warning: NL_THREADS='\(setting)' is not a positive whole number; using \(threads) thread\(threads == 1 ? "" : "s"), the cores this process may use\n", to: .standardError)
             }
             var key = pthread_key_t()
             pthread_key_create(&key, nil)

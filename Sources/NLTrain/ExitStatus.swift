@@ -81,13 +81,13 @@ public func exitStatus(for error: Error) -> (ExitStatus, String) {
 public func exitReporting(_ error: Error, command: String) -> Never {
     let (status, message) = exitStatus(for: error)
     guard let job = Communicator.world, job.size > 1 else {
-        FileHandle.standardError.write(Data("\(command): \(message)\n".utf8))
+        Files.emit("\(command): \(message)\n", to: .standardError)
         exit(status.rawValue)
     }
     if error is SharedFailure {
-        if job.isRoot { FileHandle.standardError.write(Data("\(command): \(message)\n".utf8)) }
+        if job.isRoot { Files.emit("\(command): \(message)\n", to: .standardError) }
         exit(status.rawValue)
     }
-    FileHandle.standardError.write(Data("\(command) (rank \(job.rank) of \(job.size)): \(message)\n".utf8))
+    Files.emit("\(command) (rank \(job.rank) of \(job.size)): \(message)\n", to: .standardError)
     job.abort(status: status.rawValue)
 }

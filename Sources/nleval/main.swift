@@ -59,7 +59,7 @@ struct NLEval: MatrixCommand {
             try resolved.require(["data.root", "data.\(split.rawValue)_annotations"], by: "nleval")
             guard let result = try Evaluator.evaluate(checkpoint: checkpoint, config: resolved, split: split, clips: parsedViews?.clips,
                                                       crops: parsedViews?.crops, progressOutput: .standardError, log: { line in
-                FileHandle.standardError.write(Data("nleval: \(line)\n".utf8))
+                Files.emit("nleval: \(line)\n", to: .standardError)
             }) else { return .done }  // another rank of an mpirun job: rank 0 reports
             let viewText = "\(parsedViews?.clips ?? resolved.eval.numClips)x\(parsedViews?.crops ?? (resolved.data.testCrop == .three ? 3 : 1))"
             print("\(ckpt) on \(split.rawValue), \(viewText) views: \(result.summary)")

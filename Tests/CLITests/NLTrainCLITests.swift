@@ -100,6 +100,47 @@ struct NLTrainCLITests {
         #expect(resumed.status == 75 && resumed.stdout.contains("resuming from \(work)/iter_"), "\(resumed.stderr)")
     }
 
+    /// SIGHUP (the terminal or ssh session closed) stops after a checkpoint as SIGTERM does; it
+    /// killed the run, losing the work since the last one.
+    @Test func sighupStopsAfterACheckpoint() throws {
+        let work = scratchDirectory("cli-hangup")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("nltrain")
+        process.arguments = ["--config", tinyRunConfig(workDirectory: work, epochs: 30)]
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        let log = "\(work)/train.log"
+        while process.isRunning, ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").components(separatedBy: "iter ").count < 3 {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        kill(process.processIdentifier, SIGHUP)
+        process.waitUntilExit()
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(process.terminationReason == .exit && process.terminationStatus == 75, "\(text)")
+        #expect(text.contains("stopped by SIGHUP") && text.contains("run the same command to"), "\(text)")
+    }
+
+    /// An output that fails (a full disk, a pipe whose reader has gone: `| head`, or `| tee`
+    /// stopped by the same Ctrl-C) loses lines, not the run: it crashed (FileHandle.write) or
+    /// died of SIGPIPE before its next checkpoint. train.log keeps every line.
+    @Test func aFailingOutputDoesNotStopTraining() throws {
+        for output in ["/dev/full", "a closed pipe"] {
+            let work = scratchDirectory("cli-output")
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("nltrain")
+            process.arguments = ["--config", tinyRunConfig(workDirectory: work, epochs: 2)]
+            let pipe = Pipe()
+            process.standardOutput = output == "/dev/full" ? FileHandle(forWritingAtPath: "/dev/full") : pipe
+            process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            try process.run()
+            try pipe.fileHandleForReading.close()
+            process.waitUntilExit()
+            let text = (try? String(contentsOfFile: "\(work)/train.log", encoding: .utf8)) ?? ""
+            #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(output): \(text)")
+            #expect(text.contains("iter 4/4") && text.contains("finished 2 epochs"), "\(output): \(text)")
+        }
+    }
+
     /// SIGTERM during a long validation (many views in small batches) stops it at once; the
     /// epoch's checkpoint was written before it, and the next run validates before training on.
     @Test(.timeLimit(.minutes(2))) func sigtermDuringValidationStopsPromptlyAndLosesNothing() throws {

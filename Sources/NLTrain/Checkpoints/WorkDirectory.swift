@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A run's folder: checkpoints, the last_checkpoint pointer, the resolved config, logs, metrics,
 /// bad_videos.txt, and the lock that keeps a second run out.
@@ -39,17 +40,14 @@ public final class WorkDirectory {
         try Files.write(text, to: file(name), what: name)
     }
 
-    /// Appends a line to a file of the directory.
+    /// Appends a line to a file of the directory (the log, the metrics). One that cannot be
+    /// written (a full disk) is said once on standard error, and the run goes on: its next
+    /// checkpoint then stops it with the reason, or finds room again.
     public func append(_ line: String, to name: String) {
-        let target = file(name)
-        if let handle = FileHandle(forWritingAtPath: target) {
-            handle.seekToEndOfFile()
-            handle.write(Data((line + "\n").utf8))
-            try? handle.close()
-        } else {
-            _ = FileManager.default.createFile(atPath: target, contents: Data((line + "\n").utf8))
-        }
+        guard let failure = Files.append(line + "\n", to: file(name)), failedAppends.withLock({ $0.insert(name).inserted }) else { return }
+        Files.emit("warning: cannot add to \(file(name)) (\(failure)); its lines are lost until there is room\n", to: .standardError)
     }
+    private let failedAppends = Mutex<Set<String>>([])  // appended to by loader threads too
 
     /// Writes a checkpoint atomically and, unless it is only the best one, points last_checkpoint at it.
     public func write(_ checkpoint: Checkpoint, name: String, makeLast: Bool = true) throws {

@@ -49,12 +49,12 @@ public final class ProgressDisplay: @unchecked Sendable {
             lastShown = now
             let width = 30, filled = total > 0 ? width * done / total : width
             let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
-            output.write(Data("\r[\(bar)] \(status)\u{1B}[K\(final ? "\n" : "")".utf8))
+            Files.emit("\r[\(bar)] \(status)\u{1B}[K\(final ? "\n" : "")", to: output)
         } else {
             // A line at every tenth of the way (the end has its own), and at least every 30 seconds.
             guard final || (done < total && (percent / 10 > lastLinePercent / 10 || now.timeIntervalSince(lastShown) >= 30)) else { return }
             (lastShown, lastLinePercent) = (now, percent)
-            output.write(Data("\(status) (\(percent)%)\n".utf8))
+            Files.emit("\(status) (\(percent)%)\n", to: output)
         }
     }
 

@@ -1,25 +1,29 @@
 import Foundation
 import Synchronization
 
-/// SIGTERM and SIGINT ask a run to stop at the next iteration boundary, after a checkpoint.
+/// SIGTERM, SIGINT and SIGHUP (the terminal or ssh session gone) ask a run to stop at the next
+/// iteration boundary, after a checkpoint. SIGPIPE is ignored: an output that closes (`| head`,
+/// a `| tee` stopped by the same Ctrl-C) would otherwise kill the run before that checkpoint, and
+/// train.log keeps every line.
 public enum StopSignal {
     static let received = Atomic<Int32>(0)
 
     public static func install() {
         signal(SIGTERM) { StopSignal.received.store($0, ordering: .relaxed) }
         signal(SIGINT) { StopSignal.received.store($0, ordering: .relaxed) }
+        signal(SIGHUP) { StopSignal.received.store($0, ordering: .relaxed) }
+        signal(SIGPIPE, SIG_IGN)
         // A parent may have started us with them blocked (signal masks are inherited).
         var signals = sigset_t()
         sigemptyset(&signals)
-        sigaddset(&signals, SIGTERM)
-        sigaddset(&signals, SIGINT)
+        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, s) }
         pthread_sigmask(SIG_UNBLOCK, &signals, nil)
     }
 }
 
 /// Why a run stops before its end; the ranks of a job agree on the largest any of them asks for.
 enum StopReason: Int, Comparable {
-    case none = 0, timeBudget, sigint, sigterm
+    case none = 0, timeBudget, sigint, sighup, sigterm
 
     static func < (a: StopReason, b: StopReason) -> Bool { a.rawValue < b.rawValue }
 
@@ -28,6 +32,7 @@ enum StopReason: Int, Comparable {
         case .none: "nothing"
         case .timeBudget: "the time budget (--max-time \(ProgressDisplay.duration(maxTime ?? 0)))"
         case .sigint: "SIGINT"
+        case .sighup: "SIGHUP"
         case .sigterm: "SIGTERM"
         }
     }
@@ -48,6 +53,7 @@ extension Trainer {
         switch StopSignal.received.load(ordering: .relaxed) {
         case SIGTERM: .sigterm
         case SIGINT: .sigint
+        case SIGHUP: .sighup
         default: nil
         }
     }

@@ -38,12 +38,12 @@ extension Trainer {
     /// other ranks' lines that only they can tell (their bad videos) go to standard error.
     func log(_ line: String, everyRank: Bool = false) {
         guard parallel.isRoot else {
-            if everyRank { FileHandle.standardError.write(Data("nltrain rank \(parallel.rank): \(line)\n".utf8)) }
+            if everyRank { Files.emit("nltrain rank \(parallel.rank): \(line)\n", to: .standardError) }
             return
         }
         let stamped = "\(timestamp()) \(line)"
         logLock.withLock {
-            output.write(Data(((interactive ? "\r\u{1B}[K" : "") + stamped + "\n").utf8))
+            Files.emit((interactive ? "\r\u{1B}[K" : "") + stamped + "\n", to: output)  // gone (a closed pipe): train.log has it
             workDirectory?.append(stamped, to: "train.log")
         }
     }
