@@ -103,12 +103,27 @@ public enum Annotations {
 
     /// Kinetics CSV: label,youtube_id,time_start,time_end,split (in the header's order, when it
     /// has one; fields may be quoted); videos at ROOT/SPLIT/LABEL/YOUTUBEID_START_END.EXT (times
-    /// zero-padded to six digits; EXT any of mp4, webm, mkv, ...; the label folder as written or
-    /// with spaces as underscores).
+    /// zero-padded to six digits; EXT any of videoExtensions, in any case; the label folder as
+    /// written or with spaces as underscores), or at ROOT/SPLIT/YOUTUBEID_START_END.EXT, as the
+    /// CVDF download (cvdfoundation/kinetics-dataset) unpacks them.
     private static func kinetics(_ path: String, root: String, classes: [String]?) throws(DataError) -> Dataset {
         var rows: [(source: String, label: String, file: String)] = []
         var missing: [(source: String, path: String)] = [], malformed: [(source: String, reason: String)] = []
         var lines = try readLines(path)[...]
+        // Each folder listed once, not each name tried with stat: a split holds 240,000 videos.
+        var listings: [String: [Substring: String]] = [:]  // folder -> stem -> file name, the first ending of videoExtensions
+        func video(_ stem: String, in folder: String) -> String? {
+            if listings[folder] == nil {
+                var best: [Substring: (rank: Int, name: String)] = [:]
+                for name in videoFiles(in: folder) {
+                    let dot = name.lastIndex(of: ".")!  // a video file's name has an ending
+                    let rank = videoExtensions.firstIndex(of: name[name.index(after: dot)...].lowercased())!
+                    if rank < best[name[..<dot]]?.rank ?? .max { best[name[..<dot]] = (rank, name) }
+                }
+                listings[folder] = best.mapValues(\.name)
+            }
+            return listings[folder]![stem[...]].map { "\(folder)/\($0)" }
+        }
         var columns = KineticsColumns()
         if let first = lines.first, let header = try KineticsColumns(header: csvFields(first.text), path: path) {
             columns = header
@@ -131,12 +146,13 @@ public enum Annotations {
                 continue
             }
             let name = "\(id)_\(start)_\(end)"
-            let folders = [label, label.replacingOccurrences(of: " ", with: "_")]
-            let candidates = folders.flatMap { folder in videoExtensions.map { "\(root)/\(split)/\(folder)/\(name).\($0)" } }
-            if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+            if let found = video(name, in: "\(root)/\(split)/\(label)")
+                ?? (label.contains(" ") ? video(name, in: "\(root)/\(split)/\(String(label.map { $0 == " " ? "_" : $0 }))") : nil)
+                ?? video(name, in: "\(root)/\(split)") {
                 rows.append((source, label, found))
             } else {
-                missing.append((source, "\(root)/\(split)/\(label)/\(name).{\(videoExtensions.joined(separator: ","))}"))
+                let endings = "{\(videoExtensions.joined(separator: ","))}"
+                missing.append((source, "\(root)/\(split)/\(label)/\(name).\(endings) or \(root)/\(split)/\(name).\(endings)"))
             }
         }
         return try labelled(rows, classes: classes, missing: missing, malformed: malformed, path: path)
@@ -212,12 +228,20 @@ public enum Annotations {
             let classFolder = "\(folder)/\(name)"
             var isFolder: ObjCBool = false
             guard FileManager.default.fileExists(atPath: classFolder, isDirectory: &isFolder), isFolder.boolValue else { continue }
-            let videos = (try? FileManager.default.contentsOfDirectory(atPath: classFolder)) ?? []
-            for video in videos.sorted() where !video.hasPrefix(".") && videoExtensions.contains((video as NSString).pathExtension.lowercased()) {
+            for video in videoFiles(in: classFolder).sorted() {
                 rows.append((classFolder, name, "\(classFolder)/\(video)"))
             }
         }
         return try labelled(rows, classes: classes, missing: [], malformed: [], path: folder)
+    }
+
+    /// The names of `folder`'s videos: files ending in one of videoExtensions, in any case, less
+    /// hidden ones (.DS_Store, macOS's ._clip.mp4); none if it is not a folder.
+    private static func videoFiles(in folder: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { name in
+            guard !name.hasPrefix("."), let dot = name.lastIndex(of: ".") else { return false }
+            return videoExtensions.contains(name[name.index(after: dot)...].lowercased())
+        }
     }
 
     /// Entries from (source, label name, file) rows: label indices in `classes` or, without
@@ -267,6 +291,7 @@ public enum Annotations {
             }
         }
         fields.append(field)
-        return fields.map { $0.trimmingCharacters(in: .whitespaces) }
+        // Foundation's trimming is slow, and most fields have nothing to trim.
+        return fields.map { $0.first?.isWhitespace == true || $0.last?.isWhitespace == true ? $0.trimmingCharacters(in: .whitespaces) : $0 }
     }
 }

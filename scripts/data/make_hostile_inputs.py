@@ -104,11 +104,18 @@ unlabelled = write("test.csv", "youtube_id,time_start,time_end,split\naaa,4,14,t
 check("test CSV without labels", unlabelled, 65, [f"{unlabelled}:1: the header has no label column"])
 missing = write("missing.csv", "label,youtube_id,time_start,time_end,split\nabseiling,aaa,4,14,train\nabseiling,zzz,5,15,train\n")
 check("a missing entry names the path looked for", missing, 65,
-      [f"{missing}:3: missing: no video at {root}/train/abseiling/zzz_000005_000015.{{mp4"])
+      [f"{missing}:3: missing: no video at {root}/train/abseiling/zzz_000005_000015.{{mp4", f"or {root}/train/zzz_000005_000015.{{mp4"])
 nothing = write("nothing.csv", "label,youtube_id,time_start,time_end,split\nabseiling,zzz,5,15,train\nbroken line\n")
 check("no usable video says why", nothing, 65, ["no usable video (0 videos, 0 classes; 1 missing, 1 malformed line)",
                                                 f"{nothing}:2: no video at", f"{nothing}:3: expected 5 fields"])
 check("a directory as annotation file", out, 65, [f"{out}: is a directory, not the annotation file"])
+# The CVDF download (cvdfoundation/kinetics-dataset) unpacks a split flat, without class folders;
+# cameras and Windows tools write endings in capitals.
+for label, vid, start, end in rows:
+    os.makedirs(path("flat", "train"), exist_ok=True)
+    shutil.copy(source, path("flat", "train", f"{vid}_{start:06d}_{end:06d}" + (".MP4" if vid == "bbb" else ".mp4")))
+case("Kinetics split unpacked flat (CVDF), an ending in capitals", ["nlvideo", "check", path("python_csv.csv"), "--format", "kinetics_csv", "--root", path("flat")], 0,
+     ["checked 4 videos: 4 readable"])
 
 # mmaction2 list files: paths with spaces, extra labels.
 os.makedirs(path("videos", "pan left"), exist_ok=True)
