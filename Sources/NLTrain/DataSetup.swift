@@ -1,3 +1,4 @@
+import Foundation
 import NLData
 import NLModels
 
@@ -16,6 +17,21 @@ public enum DataSetup {
         return try Annotations.load(format: data.format, annotations: annotations, root: data.root,
                                     classes: data.classes.isEmpty ? nil : data.classes,
                                     classesFrom: data.trainAnnotations.isEmpty ? nil : data.trainAnnotations)
+    }
+
+    /// Fails, naming the keys to set, unless the paths the split is read from (data.root, its
+    /// annotations, the classes file or the training annotations it takes classes from) are on
+    /// this machine. For a checkpoint's config, which keeps them as they were where it was
+    /// trained: a checkpoint from another machine would fail on its first path, as a missing file.
+    public static func checkPathsOfCheckpointConfig(_ config: Config, split: Split) throws(ConfigError) {
+        let data = config.data
+        var paths = [("data.root", data.root), ("data.\(split.rawValue)_annotations", split == .train ? data.trainAnnotations : data.valAnnotations)]
+        paths.append(data.classes.isEmpty ? ("data.train_annotations", data.trainAnnotations) : ("data.classes", data.classes))
+        let absent = paths.filter { !$0.1.isEmpty && !FileManager.default.fileExists(atPath: $0.1) }
+        guard let first = absent.first else { return }
+        throw ConfigError(source: config.source(of: first.0), message: absent.map { "\($0.0) = \($0.1)" }.joined(separator: ", ")
+            + ": not on this machine (the checkpoint keeps the paths it was trained with); give "
+            + absent.map { "--set \($0.0)=..." }.joined(separator: " ") + ", or --config FILE")
     }
 
     /// Training: clip_len frames at frame_interval from a random start (num_clips joined in time),

@@ -9,7 +9,8 @@ struct NLEval: MatrixCommand {
         abstract: "Evaluate a checkpoint: top-1, top-5 and mean class accuracy on a split of its dataset.",
         discussion: """
             The config comes from the checkpoint (nltrain writes it into every checkpoint); --config replaces it \
-            (for weights converted from mmaction2, which carry none) and --set changes keys of either. Each video is \
+            (for weights converted from mmaction2, which carry none) and --set changes keys of either (a \
+            checkpoint from another machine: --set data.root=DIR and the annotation paths). Each video is \
             seen as CLIPS clips evenly spaced x CROPS crops (1 centre crop or 3), and its softmax scores are \
             averaged over the views (mmaction2's average_clips='prob'). Videos that cannot be read are listed and \
             counted as misses. Under mpirun (mpirun -np N nleval ...) each process evaluates a share of the videos \
@@ -57,6 +58,7 @@ struct NLEval: MatrixCommand {
             let checkpoint = try Checkpoint(path: ckpt)
             let resolved = options.config != nil ? try options.resolve() : try checkpoint.config(overrides: options.overrides)
             try resolved.require(["data.root", "data.\(split.rawValue)_annotations"], by: "nleval")
+            if options.config == nil { try DataSetup.checkPathsOfCheckpointConfig(resolved, split: split) }
             guard let result = try Evaluator.evaluate(checkpoint: checkpoint, config: resolved, split: split, clips: parsedViews?.clips,
                                                       crops: parsedViews?.crops, progressOutput: .standardError, log: { line in
                 Files.emit("nleval: \(line)\n", to: .standardError)

@@ -223,6 +223,14 @@ case("nlmodel inflate --from a PyTorch .pth (torchvision's weights)", ["nlmodel"
      "--output", path("inflated.safetensors")], 65, ["a zip archive, as PyTorch's torch.save writes (.pth)", "safetensors.torch.save_file"],
      ["convert_mmaction2_checkpoint.py"])
 
+# A checkpoint trained on another machine: its config keeps that machine's data paths.
+header = json.dumps({"__metadata__": {"config": "[data]\nroot = /elsewhere/kinetics\nval_annotations = /elsewhere/kinetics/val.csv\n"
+                                                 f"train_annotations = {path('python_csv.csv')}\n"}}).encode()
+write("moved.safetensors", len(header).to_bytes(8, "little") + header, "wb")
+case("nleval --ckpt from another machine", ["nleval", "--ckpt", path("moved.safetensors")], 64,
+     [f"{path('moved.safetensors')} (its config):2: data.root = /elsewhere/kinetics, data.val_annotations = /elsewhere/kinetics/val.csv: not on this machine",
+      "give --set data.root=... --set data.val_annotations=..., or --config FILE"], ["train_annotations ="])
+
 with open(path("cases.jsonl"), "w") as f:
     for c in cases:
         f.write(json.dumps(c) + "\n")
