@@ -103,14 +103,15 @@ public enum Annotations {
 
     /// Kinetics CSV: label,youtube_id,time_start,time_end,split (in the header's order, when it
     /// has one; fields may be quoted); videos at ROOT/SPLIT/LABEL/YOUTUBEID_START_END.EXT (times
-    /// zero-padded to six digits; EXT any of videoExtensions, in any case; the label folder as
-    /// written or with spaces as underscores), or at ROOT/SPLIT/YOUTUBEID_START_END.EXT, as the
+    /// zero-padded to six digits; EXT any of videoExtensions, in any case; LABEL as written or as
+    /// renamed, `folderNames(of:)`), or at ROOT/SPLIT/YOUTUBEID_START_END.EXT, as the
     /// CVDF download (cvdfoundation/kinetics-dataset) unpacks them.
     private static func kinetics(_ path: String, root: String, classes: [String]?) throws(DataError) -> Dataset {
         var rows: [(source: String, label: String, file: String)] = []
         var missing: [(source: String, path: String)] = [], malformed: [(source: String, reason: String)] = []
         var lines = try readLines(path)[...]
         // Each folder listed once, not each name tried with stat: a split holds 240,000 videos.
+        var labelFolders: [String: [String]] = [:]
         var listings: [String: [Substring: String]] = [:]  // folder -> stem -> file name, the first ending of videoExtensions
         func video(_ stem: String, in folder: String) -> String? {
             if listings[folder] == nil {
@@ -146,9 +147,8 @@ public enum Annotations {
                 continue
             }
             let name = "\(id)_\(start)_\(end)"
-            if let found = video(name, in: "\(root)/\(split)/\(label)")
-                ?? (label.contains(" ") ? video(name, in: "\(root)/\(split)/\(String(label.map { $0 == " " ? "_" : $0 }))") : nil)
-                ?? video(name, in: "\(root)/\(split)") {
+            if labelFolders[label] == nil { labelFolders[label] = folderNames(of: label) }
+            if let found = labelFolders[label]!.lazy.compactMap({ video(name, in: "\(root)/\(split)/\($0)") }).first ?? video(name, in: "\(root)/\(split)") {
                 rows.append((source, label, found))
             } else {
                 let endings = "{\(videoExtensions.joined(separator: ","))}"
@@ -156,6 +156,15 @@ public enum Annotations {
             }
         }
         return try labelled(rows, classes: classes, missing: missing, malformed: malformed, path: path)
+    }
+
+    /// The folder names a Kinetics label is found under: as written, then as downloaders and
+    /// mmaction2's rename_classnames.sh rename it (spaces to _; its older form also turned
+    /// parentheses to -: "skiing_-not_slalom_or_crosscountry-").
+    static func folderNames(of label: String) -> [String] {
+        let underscored = String(label.map { $0 == " " ? "_" : $0 })
+        let hyphened = String(underscored.map { $0 == "(" || $0 == ")" ? "-" : $0 })
+        return [label, underscored, hyphened].reduce(into: []) { names, name in if !names.contains(name) { names.append(name) } }
     }
 
     /// A Kinetics time as its file names write it: whole seconds, zero-padded to six digits and

@@ -114,6 +114,12 @@ check("a directory as annotation file", out, 65, [f"{out}: is a directory, not t
 for label, vid, start, end in rows:
     os.makedirs(path("flat", "train"), exist_ok=True)
     shutil.copy(source, path("flat", "train", f"{vid}_{start:06d}_{end:06d}" + (".MP4" if vid == "bbb" else ".mp4")))
+# mmaction2's rename_classnames.sh, in its older form, also turned parentheses to hyphens.
+os.makedirs(path("renamed", "train", "skiing_-not_slalom_or_crosscountry-"), exist_ok=True)
+shutil.copy(source, path("renamed", "train", "skiing_-not_slalom_or_crosscountry-", "eee_000001_000011.mp4"))
+renamed = write("renamed.csv", 'label,youtube_id,time_start,time_end,split\n"skiing (not slalom or crosscountry)",eee,1,11,train\n')
+case("Kinetics class folders renamed by mmaction2's script", ["nlvideo", "check", renamed, "--format", "kinetics_csv", "--root", path("renamed")], 0,
+     ["checked 1 videos: 1 readable"])
 case("Kinetics split unpacked flat (CVDF), an ending in capitals", ["nlvideo", "check", path("python_csv.csv"), "--format", "kinetics_csv", "--root", path("flat")], 0,
      ["checked 4 videos: 4 readable"])
 
