@@ -56,7 +56,14 @@ public enum Annotations {
                             classesFrom: String? = nil) throws(DataError) -> Dataset {
         let classNames: [String]?
         if let classes, !classes.isEmpty {
-            classNames = try readLines(classes, what: "classes file").map { $0.text.trimmingCharacters(in: .whitespaces) }
+            let lines = try readLines(classes, what: "classes file")
+            var firstLine: [String: Int] = [:]  // a name twice would make two indices of one class
+            for (number, text) in lines {
+                let name = text.trimmingCharacters(in: .whitespaces)
+                if let first = firstLine[name] { throw DataError("\(classes):\(number): '\(name)' again (first at line \(first))") }
+                firstLine[name] = number
+            }
+            classNames = lines.map { $0.text.trimmingCharacters(in: .whitespaces) }
         } else if let classesFrom, classesFrom != annotations {
             classNames = try load(format: format, annotations: classesFrom, root: root).classes
         } else {

@@ -207,6 +207,10 @@ labels = write("labels.txt", "train/abseiling/aaa_000004_000014.mp4 0\ntrain/abs
 case("an out-of-range label is named by its line", ["nltrain", "--config", run_config("c"), "--set", "data.format=list", "--set", f"data.train_annotations={labels}",
                                                     "--set", "model.num_classes=4"], 65, [f"{labels}:2: label 9"])
 
+twice = write("twice.txt", "abseiling\nair drumming\nkind, gentle\nabseiling \n")
+case("a class named twice in the classes file", ["nltrain", "--config", run_config("e"), "--set", f"data.classes={twice}"], 65,
+     [f"{twice}:4: 'abseiling' again (first at line 1)"])
+
 # Output paths that cannot be written: said before the work, in words.
 case("nlvideo check --bad-list DIR", ["nlvideo", "check", path("python_csv.csv"), "--root", root, "--bad-list", out], 74, [f"{out}: is a directory; give a file name"])
 case("nlvideo frames --png onto a file", ["nlvideo", "frames", source, "--indices", "0", "--png", path("python_csv.csv")], 74, ["is a file; give a folder"])
