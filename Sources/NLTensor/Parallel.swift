@@ -56,11 +56,17 @@ public enum Parallel {
         let insideKey: pthread_key_t
 
         init() {
-            let setting = ProcessInfo.processInfo.environment["NL_THREADS"]
-            let fromEnvironment = setting.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }.flatMap { $0 > 0 ? $0 : nil }
+            // NL_THREADS, else OMP_NUM_THREADS, which PyTorch users and mpirun scripts set (its
+            // first level: "4,2" sets nested OpenMP levels).
+            let environment = ProcessInfo.processInfo.environment
+            let (name, setting) = ["NL_THREADS", "OMP_NUM_THREADS"].lazy.compactMap { name in
+                environment[name].flatMap { $0.isEmpty ? nil : (name, $0) }
+            }.first ?? ("", "")
+            let first = setting.split(separator: ",", omittingEmptySubsequences: false).first ?? ""
+            let fromEnvironment = Int(first.trimmingCharacters(in: .whitespaces)).flatMap { $0 > 0 ? $0 : nil }
             threads = fromEnvironment ?? Parallel.usableCores
-            if let setting, fromEnvironment == nil, !setting.isEmpty {
-                Files.emit("warning: NL_THREADS='\(setting)' is not a positive whole number; using \(threads) thread\(threads == 1 ? "" : "s"), the cores this process may use\n", to: .standardError)
+            if !setting.isEmpty, fromEnvironment == nil {
+                Files.emit("warning: \(name)='\(setting)' is not a positive whole number; using \(threads) thread\(threads == 1 ? "" : "s"), the cores this process may use\n", to: .standardError)
             }
             var key = pthread_key_t()
             pthread_key_create(&key, nil)

@@ -94,7 +94,7 @@ struct Step: ParsableCommand {
             GFLOP/s, clips/s, peak RSS) with the machine (CPU, vector ISA, OpenBLAS and its kernel, threads) and, with \
             --layers, OpenBLAS's sgemm share, the sgemm shapes that took longest (as OpenBLAS gets them, after the \
             split over threads) and each layer's forward and backward milliseconds. NL_THREADS sets the \
-            threads (default: every core this process may use). Under mpirun each rank steps and the gradients are averaged as in training; \
+            threads (else OMP_NUM_THREADS; default: every core this process may use). Under mpirun each rank steps and the gradients are averaged as in training; \
             rank 0 prints, with the allreduce's time.
             """)
 

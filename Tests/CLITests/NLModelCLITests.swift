@@ -107,13 +107,20 @@ struct NLModelCLITests {
 
     /// Without NL_THREADS a command runs a thread for each core its CPU affinity mask allows (as
     /// taskset, mpirun's binding and Slurm set it), not for each core of the machine, and says so;
-    /// a user's NL_THREADS wins, and one that is not a positive number is named in a warning.
+    /// a user's NL_THREADS wins, then OMP_NUM_THREADS (PyTorch's), and one that is not a positive
+    /// number is named in a warning.
     @Test func threadsFollowTheCoresTheProcessMayUse() throws {
         let step = ["\(commandDirectory)/nlbench", "step", "--model", "nl_i3d_r50_tiny", "--steps", "1"]
-        let bound = try run("/usr/bin/env", ["-u", "NL_THREADS", "taskset", "-c", "0"] + step)
+        let bound = try run("/usr/bin/env", ["-u", "NL_THREADS", "-u", "OMP_NUM_THREADS", "taskset", "-c", "0"] + step)
         #expect(bound.status == 0 && bound.stdout.contains(" threads=1 ") && bound.stdout.contains(", 1 thread, "), "\(bound.stdout)\(bound.stderr)")
         let set = try run("/usr/bin/env", ["NL_THREADS=3", "taskset", "-c", "0"] + step)
         #expect(set.status == 0 && set.stdout.contains(" threads=3 "), "\(set.stdout)\(set.stderr)")
+        let omp = try run("/usr/bin/env", ["-u", "NL_THREADS", "OMP_NUM_THREADS=3,1", "taskset", "-c", "0"] + step)
+        #expect(omp.status == 0 && omp.stdout.contains(" threads=3 "), "\(omp.stdout)\(omp.stderr)")
+        let both = try run("/usr/bin/env", ["NL_THREADS=2", "OMP_NUM_THREADS=3", "taskset", "-c", "0"] + step)
+        #expect(both.status == 0 && both.stdout.contains(" threads=2 "), "\(both.stdout)\(both.stderr)")
+        let wrongOMP = try run("/usr/bin/env", ["-u", "NL_THREADS", "OMP_NUM_THREADS=all", "taskset", "-c", "0"] + step)
+        #expect(wrongOMP.status == 0 && wrongOMP.stdout.contains(" threads=1 ") && wrongOMP.stderr.contains("warning: OMP_NUM_THREADS='all' is not a positive whole number"), "\(wrongOMP.stderr)")
         let wrong = try run("/usr/bin/env", ["NL_THREADS=four", "taskset", "-c", "0"] + step)
         #expect(wrong.status == 0 && wrong.stdout.contains(" threads=1 ")
                 && wrong.stderr.contains("warning: NL_THREADS='four' is not a positive whole number; using 1 thread, the cores this process may use"), "\(wrong.stdout)\(wrong.stderr)")
