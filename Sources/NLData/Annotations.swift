@@ -211,7 +211,10 @@ public enum Annotations {
                 malformed.append((source, "label \(label) is not one of the \(classes.count) classes"))
                 continue
             }
-            let file = resolve(String(name), root: root)
+            var file = resolve(String(name), root: root)
+            if name.contains("\\"), !FileManager.default.fileExists(atPath: file) {  // a list written on Windows: abseiling\x.mp4
+                file = resolve(String(name.map { $0 == "\\" ? "/" : $0 }), root: root)
+            }
             if FileManager.default.fileExists(atPath: file) {
                 entries.append(VideoEntry(path: file, label: label, source: source))
             } else {

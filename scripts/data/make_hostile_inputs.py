@@ -128,6 +128,8 @@ os.makedirs(path("videos", "pan left"), exist_ok=True)
 shutil.copy(source, path("videos", "pan left", "clip 1.mp4"))
 spaces = write("spaces.txt", "pan left/clip 1.mp4 3\r\ntrain/abseiling/aaa_000004_000014.mp4\t0\r\n", newline="")
 check("list paths with spaces", spaces, 0, ["checked 2 videos: 2 readable"], fmt="list")
+windows = write("windows.txt", "pan left\\clip 1.mp4 3\r\ntrain\\abseiling\\aaa_000004_000014.mp4 0\r\n", newline="")
+check("list written on Windows (backslashes)", windows, 0, ["checked 2 videos: 2 readable"], fmt="list")
 multi = write("multi.txt", "train/abseiling/aaa_000004_000014.mp4 1 4 7\n")
 check("extra labels warned", multi, 0, [f"{multi}:1: warning: 3 labels on one line"], fmt="list")
 
