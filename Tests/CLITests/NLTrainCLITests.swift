@@ -100,6 +100,19 @@ struct NLTrainCLITests {
         #expect(resumed.status == 75 && resumed.stdout.contains("resuming from \(work)/iter_"), "\(resumed.stderr)")
     }
 
+    /// A run resumed with an edited config goes on with it, as mmaction2's does, and says which
+    /// values differ from the checkpoint's; resumed unchanged, it says nothing of the kind.
+    @Test func aResumedRunNamesTheValuesItChanges() throws {
+        let work = scratchDirectory("cli-changed")
+        let config = tinyRunConfig(workDirectory: work, epochs: 30)
+        #expect(try run("nltrain", ["--config", config, "--max-time", "0"]).status == 75)
+        let changed = try run("nltrain", ["--config", config, "--max-time", "0", "--set", "train.lr=0.02", "--set", "data.crop_size=24"])
+        #expect(changed.status == 75 && changed.stdout.contains("going on with a config that differs from the checkpoint's: data.crop_size = 24 (was 32), train.lr = 0.02 (was 0.05)"),
+                "\(changed.stdout)")
+        let same = try run("nltrain", ["--config", config, "--max-time", "0", "--set", "train.lr=0.02", "--set", "data.crop_size=24"])
+        #expect(same.status == 75 && same.stdout.contains("resuming from") && !same.stdout.contains("differs"), "\(same.stdout)")
+    }
+
     /// SIGHUP (the terminal or ssh session closed) stops after a checkpoint as SIGTERM does; it
     /// killed the run, losing the work since the last one.
     @Test func sighupStopsAfterACheckpoint() throws {

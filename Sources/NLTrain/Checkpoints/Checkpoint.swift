@@ -61,6 +61,18 @@ public struct Checkpoint {
     /// The resolved config text the run was made with, if the file has one.
     public var configText: String? { file.metadata["config"] }
 
+    /// The values the resolved config `text` sets otherwise than the checkpoint's config did, as
+    /// "train.lr = 0.5 (was 0.05)": a resumed run goes on with them, as mmaction2's does.
+    public func configChanges(to text: String) -> [String] {
+        guard let saved = configText, let old = try? ConfigFile(text: saved, name: path), let new = try? ConfigFile(text: text, name: "config") else { return [] }
+        return new.sections.sorted { $0.key < $1.key }.flatMap { section, entries in
+            entries.sorted { $0.key < $1.key }.compactMap { key, entry in
+                let was = old.sections[section]?[key]?.value
+                return was == entry.value ? nil : "\(section).\(key) = \(entry.value) (was \(was ?? "not set"))"
+            }
+        }
+    }
+
     /// The config the checkpoint was written with, with `overrides` applied on top.
     public func config(overrides: [String] = []) throws -> Config {
         guard let text = configText else {

@@ -223,6 +223,8 @@ public final class Trainer: @unchecked Sendable {
         }
         let state = try checkpoint.restore(model: model, sgd: sgd)
         log("resuming from \(checkpoint.path)")
+        let changes = checkpoint.configChanges(to: config.text)
+        if !changes.isEmpty { log("going on with a config that differs from the checkpoint's: \(changes.joined(separator: ", "))") }
         return state
     }
 
