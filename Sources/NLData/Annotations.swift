@@ -56,14 +56,13 @@ public enum Annotations {
                             classesFrom: String? = nil) throws(DataError) -> Dataset {
         let classNames: [String]?
         if let classes, !classes.isEmpty {
-            let lines = try readLines(classes, what: "classes file")
+            let lines = try readLines(classes, what: "classes file").map { (number: $0.number, name: $0.text.trimmingCharacters(in: .whitespaces)) }
             var firstLine: [String: Int] = [:]  // a name twice would make two indices of one class
-            for (number, text) in lines {
-                let name = text.trimmingCharacters(in: .whitespaces)
+            for (number, name) in lines {
                 if let first = firstLine[name] { throw DataError("\(classes):\(number): '\(name)' again (first at line \(first))") }
                 firstLine[name] = number
             }
-            classNames = lines.map { $0.text.trimmingCharacters(in: .whitespaces) }
+            classNames = lines.map(\.name)
         } else if let classesFrom, classesFrom != annotations {
             classNames = try load(format: format, annotations: classesFrom, root: root).classes
         } else {

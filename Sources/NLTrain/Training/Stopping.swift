@@ -1,17 +1,20 @@
 import Foundation
 import Synchronization
 
-/// SIGTERM, SIGINT and SIGHUP (the terminal or ssh session gone) ask a run to stop at the next
-/// iteration boundary, after a checkpoint. SIGPIPE is ignored: an output that closes (`| head`,
-/// a `| tee` stopped by the same Ctrl-C) would otherwise kill the run before that checkpoint, and
-/// train.log keeps every line.
+/// SIGTERM, SIGINT and SIGHUP (the terminal or ssh session gone; not under nohup) ask a run to
+/// stop at the next iteration boundary, after a checkpoint. SIGPIPE is ignored: an output that
+/// closes (`| head`, a `| tee` stopped by the same Ctrl-C) would otherwise kill the run before
+/// that checkpoint, and train.log keeps every line.
 public enum StopSignal {
     static let received = Atomic<Int32>(0)
 
     public static func install() {
         signal(SIGTERM) { StopSignal.received.store($0, ordering: .relaxed) }
         signal(SIGINT) { StopSignal.received.store($0, ordering: .relaxed) }
-        signal(SIGHUP) { StopSignal.received.store($0, ordering: .relaxed) }
+        // Under nohup SIGHUP is ignored, to outlive the terminal: it stays so.
+        if unsafeBitCast(signal(SIGHUP, SIG_IGN), to: Int.self) != unsafeBitCast(SIG_IGN, to: Int.self) {
+            signal(SIGHUP) { StopSignal.received.store($0, ordering: .relaxed) }
+        }
         signal(SIGPIPE, SIG_IGN)
         // A parent may have started us with them blocked (signal masks are inherited).
         var signals = sigset_t()
