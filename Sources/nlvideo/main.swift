@@ -47,7 +47,7 @@ struct Frames: ParsableCommand {
     @Argument(help: "Video file.")
     var file: String
 
-    @Option(help: ArgumentHelp("Frame indices, comma-separated.", valueName: "i,j,..."))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Frame indices, comma-separated.", valueName: "i,j,..."))  // "-1" is a value, refused by its range, not an option
     var indices: String
 
     @Option(help: "Scale so the shorter side has this many pixels.")

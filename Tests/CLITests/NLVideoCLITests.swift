@@ -25,6 +25,9 @@ struct NLVideoCLITests {
         #expect(try run("nlvideo", ["frames", video, "--indices", "1,2", "--png", "\(dir)/png"]).status == 0)
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/png").sorted() == ["frame_0_1.png", "frame_1_2.png"])
         #expect(try run("nlvideo", ["frames", video, "--indices", "50", "--output", "\(dir)/x.safetensors"]).status == 64)
+        // A negative index is a value out of range, not an option ArgumentParser finds missing.
+        let negative = try run("nlvideo", ["frames", video, "--indices", "-1", "--output", "\(dir)/x.safetensors"])
+        #expect(negative.status == 64 && negative.stderr.contains("frame -1 is outside the video's"), "\(negative.stderr)")
         #expect(try run("nlvideo", ["frames", "\(testVideoDirectory)/empty.mp4", "--indices", "0", "--output", "\(dir)/x.safetensors"]).status == 65)
     }
 
