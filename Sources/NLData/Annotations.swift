@@ -117,7 +117,6 @@ public enum Annotations {
         var missing: [(source: String, path: String)] = [], malformed: [(source: String, reason: String)] = []
         var lines = try readLines(path)[...]
         // Each folder listed once, not each name tried with stat: a split holds 240,000 videos.
-        var labelFolders: [String: [String]] = [:]
         var listings: [String: [Substring: String]] = [:]  // folder -> stem -> file name, the first ending of videoExtensions
         func video(_ stem: String, in folder: String) -> String? {
             if listings[folder] == nil {
@@ -153,8 +152,7 @@ public enum Annotations {
                 continue
             }
             let name = "\(id)_\(start)_\(end)"
-            if labelFolders[label] == nil { labelFolders[label] = folderNames(of: label) }
-            if let found = labelFolders[label]!.lazy.compactMap({ video(name, in: "\(root)/\(split)/\($0)") }).first ?? video(name, in: "\(root)/\(split)") {
+            if let found = folderNames(of: label).lazy.compactMap({ video(name, in: "\(root)/\(split)/\($0)") }).first ?? video(name, in: "\(root)/\(split)") {
                 rows.append((source, label, found))
             } else {
                 let endings = "{\(videoExtensions.joined(separator: ","))}"

@@ -61,8 +61,7 @@ public struct SafeTensors {
     public init(data: Data, path: String) throws {
         func fail(_ problem: String) -> SafeTensorsError {
             guard let format = Self.pyTorchFormat(of: data) else { return SafeTensorsError(path: path, problem: problem) }
-            return SafeTensorsError(path: path, problem: "\(format), not a safetensors file; save its tensors as one with safetensors.torch.save_file",
-                                    pyTorchFormat: format)
+            return SafeTensorsError(path: path, pyTorchFormat: format, advice: "save its tensors as one with safetensors.torch.save_file")
         }
         guard data.count >= 8 else { throw fail("file is \(data.count) bytes, too short for a safetensors header") }
         let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
@@ -238,8 +237,12 @@ public struct SafeTensorsError: Error, CustomStringConvertible {
     /// Set when the file is one of PyTorch's own (see `SafeTensors.pyTorchFormat`): a caller that
     /// knows how its kind of file is converted says so.
     public let pyTorchFormat: String?
-    public init(path: String, problem: String, pyTorchFormat: String? = nil) {
-        (self.path, self.problem, self.pyTorchFormat) = (path, problem, pyTorchFormat)
+    public init(path: String, problem: String) {
+        (self.path, self.problem, self.pyTorchFormat) = (path, problem, nil)
+    }
+    /// A PyTorch file where a safetensors one is wanted, and what to do about it.
+    public init(path: String, pyTorchFormat: String, advice: String) {
+        (self.path, self.problem, self.pyTorchFormat) = (path, "\(pyTorchFormat), not a safetensors file; \(advice)", pyTorchFormat)
     }
     public var description: String { "\(path): \(problem)" }
 }

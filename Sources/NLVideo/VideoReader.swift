@@ -58,6 +58,10 @@ public final class VideoReader {
         let seekTimestamp: Int64
         let dts: Int64?
         let position: Int64
+
+        init(index: Int, seekTimestamp: Int64, packet: PacketTiming) {
+            (self.index, self.seekTimestamp, dts, position) = (index, seekTimestamp, packet.dts, packet.position)
+        }
     }
 
     let index: Index
@@ -272,7 +276,7 @@ public final class VideoReader {
             // Seek by presentation time: demuxers search their index by it (mov shifts it onto its
             // decoding timeline itself), and a decoding time, earlier by the reordering delay, lands
             // on the keyframe before, doubling the work.
-            index.keyframes = packets.filter(\.isKey).map { Keyframe(index: byTimestamp[$0.pts!]!, seekTimestamp: $0.pts!, dts: $0.dts, position: $0.position) }
+            index.keyframes = packets.filter(\.isKey).map { Keyframe(index: byTimestamp[$0.pts!]!, seekTimestamp: $0.pts!, packet: $0) }
         } else {
             ticks = packets.enumerated().map { $0.element.dts ?? Int64($0.offset) }
             // Without reordering a keyframe's decode position is its presentation index. With it
@@ -280,14 +284,13 @@ public final class VideoReader {
             // nothing in the packets says how many: such files are decoded from the start.
             if stream.pointee.codecpar.pointee.video_delay == 0 {
                 index.keyframes = packets.enumerated().filter { $0.element.isKey }.map {
-                    Keyframe(index: $0.offset, seekTimestamp: $0.element.dts ?? Int64($0.offset), dts: $0.element.dts, position: $0.element.position)
+                    Keyframe(index: $0.offset, seekTimestamp: $0.element.dts ?? Int64($0.offset), packet: $0.element)
                 }
             }
         }
         index.keyframes.sort { $0.index < $1.index }
         if index.keyframes.first?.index != 0 {  // a stream that does not start on a keyframe is still decoded from its start
-            let first = packets[0]
-            index.keyframes.insert(Keyframe(index: 0, seekTimestamp: first.dts ?? ticks[0], dts: first.dts, position: first.position), at: 0)
+            index.keyframes.insert(Keyframe(index: 0, seekTimestamp: packets[0].dts ?? ticks[0], packet: packets[0]), at: 0)
         }
         let timestamps = ticks.map { Double($0 - ticks[0]) * timeBase }
         // The average over the index, which is right for variable frame rates; the container's

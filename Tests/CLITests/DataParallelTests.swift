@@ -94,7 +94,7 @@ struct DataParallelTests {
     /// A rank that dies ends the job with a non-zero exit, and the last checkpoint loads.
     @Test func aRankThatDiesEndsTheJob() throws {
         let work = scratchDirectory("dp-killed")
-        let arguments = ["-np", "2", "--oversubscribe", URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("nltrain").path]
+        let arguments = ["-np", "2", "--oversubscribe", "\(commandDirectory)/nltrain"]
             + config(work, batch: 2, ["train.epochs=50", "train.checkpoint_every_iterations=1", "train.sync_bn=true"])
         let job = Process()
         job.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")

@@ -83,7 +83,7 @@ struct NLTrainCLITests {
         #expect(budget.status == 75 && budget.stdout.contains("stopped by the time budget"), "\(budget.stderr)")
 
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("nltrain")
+        process.executableURL = URL(fileURLWithPath: "\(commandDirectory)/nltrain")
         process.arguments = ["--config", config]
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
@@ -120,11 +120,10 @@ struct NLTrainCLITests {
     @Test(arguments: [false, true]) func sighupStopsAfterACheckpointUnlessNohup(nohup: Bool) throws {
         let work = scratchDirectory("cli-hangup")
         let process = Process()
-        let nltrain = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("nltrain")
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-c", "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN if sys.argv[1] == 'nohup' else signal.SIG_DFL); "
                              + "signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGHUP]); os.execv(sys.argv[2], sys.argv[2:])",
-                             nohup ? "nohup" : "shell", nltrain.path, "--config", tinyRunConfig(workDirectory: work, epochs: nohup ? 3 : 30)]
+                             nohup ? "nohup" : "shell", "\(commandDirectory)/nltrain", "--config", tinyRunConfig(workDirectory: work, epochs: nohup ? 3 : 30)]
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
@@ -150,7 +149,7 @@ struct NLTrainCLITests {
         for output in ["/dev/full", "a closed pipe"] {
             let work = scratchDirectory("cli-output")
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("nltrain")
+            process.executableURL = URL(fileURLWithPath: "\(commandDirectory)/nltrain")
             process.arguments = ["--config", tinyRunConfig(workDirectory: work, epochs: 2)]
             let pipe = Pipe()
             process.standardOutput = output == "/dev/full" ? FileHandle(forWritingAtPath: "/dev/full") : pipe
@@ -170,7 +169,7 @@ struct NLTrainCLITests {
         let work = scratchDirectory("cli-val-signal")
         let config = tinyRunConfig(workDirectory: work, epochs: 2, extra: "num_clips = 64\n[data]\ntest_crop = three")
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("nltrain")
+        process.executableURL = URL(fileURLWithPath: "\(commandDirectory)/nltrain")
         process.arguments = ["--config", config, "--set", "eval.batch_size=3", "--set", "train.precise_bn_batches=0"]
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()

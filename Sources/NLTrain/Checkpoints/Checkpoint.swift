@@ -22,8 +22,8 @@ public struct Checkpoint {
         do {
             file = try SafeTensors(contentsOf: path, what: "checkpoint")
         } catch let error as SafeTensorsError where error.pyTorchFormat != nil {
-            throw SafeTensorsError(path: path, problem: "\(error.pyTorchFormat!), not a safetensors file; convert an mmaction2 checkpoint with "
-                                   + "python3 scripts/convert/convert_mmaction2_checkpoint.py FILE.pth FILE.safetensors", pyTorchFormat: error.pyTorchFormat)
+            throw SafeTensorsError(path: path, pyTorchFormat: error.pyTorchFormat!, advice: "convert an mmaction2 checkpoint with "
+                                   + "python3 scripts/convert/convert_mmaction2_checkpoint.py FILE.pth FILE.safetensors")
         }
         try self.init(path: path, file: file)
     }
