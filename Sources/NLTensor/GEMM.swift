@@ -120,6 +120,7 @@ public enum GEMM {
         }
         let counting = Meter.on.load(ordering: .relaxed)
         let start = counting ? DispatchTime.now().uptimeNanoseconds : 0
+        let check = GEMMCheck.begin(m: m, n: n, beta: beta, c: c, ldc: ldc)
         // With beta 0 OpenBLAS first zeroes all of C, then its kernel reads C back. For a C larger
         // than L2 and a short K that round trip through memory costs as much as the products, so
         // such calls go in row blocks whose C stays in L2 between the two. Measured on the AMD
@@ -131,6 +132,8 @@ public enum GEMM {
                         Int32(min(rowsPerCall, m - r)), Int32(n), Int32(k), alpha, transposeA ? a + r : a + r * lda, Int32(lda),
                         b, Int32(ldb), beta, c + r * ldc, Int32(ldc))
         }
+        GEMMCheck.simulateWrongKernel(m: m, n: n, c: c, ldc: ldc)
+        if let check { GEMMCheck.finish(check, transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) }
         if counting {
             Meter.count(Meter.Shape(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k),
                         nanoseconds: Int(DispatchTime.now().uptimeNanoseconds - start))

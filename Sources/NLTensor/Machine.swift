@@ -55,27 +55,33 @@ public enum BLASKernel {
         ["SapphireRapids"],
     ]
 
-    /// The newest kernel the features allow (nil: none better than the oldest). For AVX2 it is
+    /// The kernel the commands run sgemm on (nil: none better than the oldest). For AVX2 it is
     /// Haswell on AMD CPUs too: OpenBLAS's Zen build runs the same sgemm kernel, but scales C
     /// (zeroing it, for beta 0) and packs B in generic C where Haswell's are vectorised (0.3.21
     /// to 0.3.28): 5.5% of nl_i3d_r50's step at 2x8x224 on a Zen 3 EPYC, 4.4% with Haswell's.
+    /// For AVX-512 it is SkylakeX on CPUs with AVX512_BF16 too, where OpenBLAS picks Cooperlake:
+    /// Cooperlake's own instructions serve bfloat16 GEMMs only, its sgemm is as fast (on an AMD
+    /// EPYC Zen 4, nl_i3d_r50's step at 2x8x112: 0.223-0.228 s against 0.236-0.239 s) and rounds
+    /// differently, and SkylakeX is the kernel every AVX-512 machine runs alike.
     public static func best(for cpu: CPUFeatures) -> String? {
-        if cpu.avx512 { return cpu.flags.contains("avx512_bf16") ? "Cooperlake" : "SkylakeX" }
+        if cpu.avx512 { return "SkylakeX" }
         if cpu.avx2 { return "Haswell" }
         if cpu.flags.contains("avx") { return "Sandybridge" }
         if cpu.flags.contains("sse4_2") { return "Nehalem" }
         return nil
     }
 
-    /// The kernel to ask OpenBLAS for, or nil to keep `chosen`, its own choice: the best the
-    /// features allow when `chosen` is of an older generation, or is Zen where the best is
-    /// Haswell (see `best`). A core name not in the table is a newer OpenBLAS's own and is kept.
+    /// The kernel to ask OpenBLAS for, or nil to keep `chosen`, its own choice: `best` when
+    /// `chosen` is of another generation (older, or Cooperlake's), or is Zen where the best is
+    /// Haswell (see `best`). A core name not in the table is a newer OpenBLAS's own and is kept:
+    /// the self-check vouches for it or falls back.
     public static func choice(for cpu: CPUFeatures, openBLASChose chosen: String) -> String? {
         guard let best = best(for: cpu), let have = generation(of: chosen), let want = generation(of: best) else { return nil }
-        return have < want || (chosen.lowercased() == "zen" && best == "Haswell") ? best : nil
+        return have != want || (chosen.lowercased() == "zen" && best == "Haswell") ? best : nil
     }
 
-    static func generation(of core: String) -> Int? {
+    /// The index of `core`'s generation in `generations` (nil: a core this table does not know).
+    public static func generation(of core: String) -> Int? {
         generations.firstIndex { $0.contains { $0.lowercased() == core.lowercased() } }
     }
 
@@ -92,7 +98,7 @@ public enum BLASKernel {
     /// What OpenBLAS's sgemm kernels for `core` need that `cpu` lacks ("AVX-512"), or nil when it
     /// has it all or the core is not one this table knows the needs of (older than Sandybridge's
     /// AVX, or newer than this table). Such kernels die of an illegal instruction at the first
-    /// sgemm. (Cooperlake's BF16 instructions serve only bfloat16 GEMMs: its sgemm is SkylakeX's.)
+    /// sgemm. (Cooperlake's BF16 instructions serve only bfloat16 GEMMs: its sgemm needs AVX-512.)
     public static func missing(for core: String, on cpu: CPUFeatures) -> String? {
         guard let have = generation(of: core), have >= generation(of: "Sandybridge")! else { return nil }
         let allowed = best(for: cpu).flatMap(generation(of:)) ?? 0
@@ -136,11 +142,17 @@ public enum BLASKernel {
         guard let wanted = choice(for: .current, openBLASChose: current) else { return }
         setenv("OPENBLAS_CORETYPE", wanted, 1)
         setenv(pickedVariable, current, 1)
+        restart()
+        unsetenv("OPENBLAS_CORETYPE")  // exec failed: go on with OpenBLAS's choice
+        unsetenv(pickedVariable)
+    }
+
+    /// Starts this command again, with its arguments and the environment as it now is (OpenBLAS
+    /// reads OPENBLAS_CORETYPE only while it loads). Returns only when exec failed.
+    public static func restart() {
         let arguments = CommandLine.arguments.map { strdup($0) } + [nil]
         execv(executablePath, arguments)
         execv("/proc/self/exe", arguments)
-        unsetenv("OPENBLAS_CORETYPE")  // exec failed: go on with OpenBLAS's choice
-        unsetenv(pickedVariable)
     }
 
     /// This program's file, which the command starts again: by its own path, so that the process

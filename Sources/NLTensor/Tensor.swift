@@ -63,6 +63,14 @@ final class TransientPool: @unchecked Sendable {
     func give(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
         lock.withLock { free[count, default: []].append(pointer) }
     }
+
+    /// Frees every pooled buffer: after work whose sizes will not come again (the self-check).
+    func drain() {
+        lock.withLock {
+            for pointer in free.values.joined() { Foundation.free(pointer) }
+            free = [:]
+        }
+    }
 }
 
 /// A Float32 tensor with reference semantics, like `torch.Tensor`: copying a `Tensor` value makes
@@ -90,6 +98,13 @@ public struct Tensor: @unchecked Sendable {
         count = shape.reduce(1, *)
         storage = TensorStorage(transientCount: count)
         offset = 0
+    }
+
+    /// Frees the pool's idle transient buffers, after work whose sizes will not come again, and
+    /// gives the freed pages back to the system (glibc keeps them otherwise).
+    public static func releasePooledBuffers() {
+        TransientPool.shared.drain()
+        malloc_trim(0)
     }
 
     public init(shape: [Int], values: [Float]) {
@@ -203,3 +218,7 @@ public func reuse(_ slot: inout Tensor?, shape: [Int]) -> Tensor {
     slot = fresh
     return fresh
 }
+
+/// glibc's malloc_trim (malloc.h, which Glibc's module map leaves out): returns free heap pages
+/// to the system.
+@_silgen_name("malloc_trim") private func malloc_trim(_ pad: Int) -> Int32

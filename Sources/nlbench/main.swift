@@ -8,7 +8,7 @@ struct NLBench: MatrixCommand {
     static let configuration = CommandConfiguration(
         commandName: "nlbench",
         abstract: "Measure the pipeline's speed: the training step, decoding, the data loader and the whole pipeline.",
-        subcommands: [Step.self, Decode.self, Loader.self, Pipeline.self])
+        subcommands: [Step.self, Decode.self, Loader.self, Pipeline.self, Verify.self])
 }
 
 struct Decode: ParsableCommand {
@@ -179,6 +179,28 @@ struct Pipeline: ParsableCommand {
                          c.model.name, c.data.workers, c.train.batchSize, c.data.clipLength, c.data.frameInterval, c.data.cropSize,
                          r.clips, r.seconds, r.clipsPerSecond, r.waitShare * 100, r.firstBatchSeconds, ProcessMemory.peakMiB, machineDescription))
             return .done
+        }
+    }
+}
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the numerical self-check on this machine now and print its verdict.",
+        discussion: """
+            NL I3D R50 forward and backward in every non-local mode and with context blocks, on OpenBLAS's kernel and \
+            the threads the commands use (NL_THREADS, else OMP_NUM_THREADS, else every core this process may use): \
+            every matrix product against float64 on the same operands, and the logits against one thread's. nltrain \
+            and nleval run it before their first run on a configuration and keep the verdict; this runs it again \
+            and records the verdict. Exit codes: 0 passed, 70 failed.
+            """)
+
+    func run() throws {
+        try runCommand("nlbench") {
+            print("nlbench verify: \(machineDescription)")
+            let result = SelfCheck.run()
+            print("self-check of \(result.configuration): \(result.summary)")
+            if let problem = SelfCheck.keep(result) { print("the verdict is not kept: \(problem)") }
+            return result.passed ? .done : .internalError
         }
     }
 }

@@ -14,7 +14,8 @@ struct NLEval: MatrixCommand {
             seen as CLIPS clips evenly spaced x CROPS crops (1 centre crop or 3), and its softmax scores are \
             averaged over the views (mmaction2's average_clips='prob'). Videos that cannot be read are listed and \
             counted as misses. Under mpirun (mpirun -np N nleval ...) each process evaluates a share of the videos \
-            and rank 0 reports. Exit codes: 0 done, 64 usage or config error, 65 data error, 74 I/O error.
+            and rank 0 reports. The numerical self-check runs first, as for nltrain (nlbench verify). Exit codes: 0 done, \
+            64 usage or config error, 65 data error, 70 nothing computes right on this machine, 74 I/O error.
             """)
 
     @Option(help: "Checkpoint (safetensors) to evaluate.")
@@ -59,6 +60,8 @@ struct NLEval: MatrixCommand {
             let resolved = options.config != nil ? try options.resolve() : try checkpoint.config(overrides: options.overrides)
             try resolved.require(["data.root", "data.\(split.rawValue)_annotations"], by: "nleval")
             if options.config == nil { try DataSetup.checkPathsOfCheckpointConfig(resolved, split: split) }
+            let selfCheck = try SelfCheck.ensure()
+            if selfCheck.isNews { Files.emit("nleval: \(selfCheck.line)\n", to: .standardError) }
             guard let result = try Evaluator.evaluate(checkpoint: checkpoint, config: resolved, split: split, clips: parsedViews?.clips,
                                                       crops: parsedViews?.crops, progressOutput: .standardError, log: { line in
                 Files.emit("nleval: \(line)\n", to: .standardError)

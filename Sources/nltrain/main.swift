@@ -13,8 +13,11 @@ struct NLTrainCommand: MatrixCommand {
             bit; a finished one exits 0 at once; a second run on it exits 75. --max-time and SIGTERM/SIGINT/SIGHUP \
             stop after a checkpoint with exit 75: run the same command again to continue (cron: see the README). Under \
             mpirun (mpirun -np N nltrain ...) each process trains on its share of every batch (batch_size is per \
-            process), gradients are averaged over the processes, and rank 0 writes the work directory. Exit \
-            codes: 0 done, 64 usage or config error, 65 data error, 70 internal error, 74 I/O error, 75 not finished. \
+            process), gradients are averaged over the processes, and rank 0 writes the work directory. Before the \
+            first run on a configuration (CPU, OpenBLAS kernel, threads) a numerical self-check of a few seconds holds \
+            OpenBLAS's products to float64 and falls back to one that computes right if it must (nlbench verify). Exit \
+            codes: 0 done, 64 usage or config error, 65 data error, 70 internal error (or nothing computes right), \
+            74 I/O error, 75 not finished. \
             Every key: configs/README.md.
             """)
 
@@ -52,6 +55,7 @@ struct NLTrainCommand: MatrixCommand {
             var training = Trainer.Options()
             (training.resume, training.initialWeights, training.startOver) = (resume, initialWeights, startOver)
             training.maxTime = maxTime.flatMap(parseDuration)
+            training.selfCheck = try SelfCheck.ensure().line
             StopSignal.install()
             return try Trainer(config: resolved, options: training).run()
         }

@@ -84,6 +84,40 @@ struct ModelParityTests {
         }
     }
 
+    /// The same training pass through `nlmodel forward` on 1 and 2 threads: the commands' own
+    /// kernel (they choose it for the CPU, where this test process runs OpenBLAS's pick) and their
+    /// products split over threads, against the same float64 reference. The fixtures keep every
+    /// ReLU and max-pool clear of its kink, so no rounding can turn one (on an unchecked random
+    /// clip, PyTorch's own float32 misses float64 by up to 7e-3 when one turns: see SelfCheck).
+    @Test(arguments: cases, ["1", "2"])
+    func theCommandsKernelMatchesReference(_ name: String, threads: String) throws {
+        let file = try SafeTensors(contentsOf: "\(Self.directory)/\(name).safetensors")
+        let model = try Self.model(for: file)
+        Self.shiftNormBiases(model, for: file)
+        let folder = temporaryDirectory()
+        var weights = SafeTensors(), input = SafeTensors()
+        model.save(into: &weights)
+        try weights.write(to: "\(folder)/weights.safetensors")
+        input.set("clip", Self.clip(for: file).channelsFirst().copy())
+        let labels = file.metadata["labels"]!.split(separator: " ").map { Int64($0)! }
+        input.set("labels", int64s: labels, shape: [labels.count])
+        try input.write(to: "\(folder)/input.safetensors")
+        let modelKeys = Set(Config.documentation.filter { $0.section == "model" }.map(\.key))
+        let settings = file.metadata.filter { modelKeys.contains($0.key) }.flatMap { ["--set", "model.\($0.key)=\($0.value)"] }
+        let r = try run("nlmodel", ["forward", "--model", "nl_i3d_r50", "--ckpt", "\(folder)/weights.safetensors", "--input", "\(folder)/input.safetensors",
+                                    "--output", "\(folder)/output.safetensors", "--train-mode", "--backward"] + settings,
+                        environment: ["NL_THREADS": threads])
+        try #require(r.status == 0, "\(r.stderr)")
+        let output = try SafeTensors(contentsOf: "\(folder)/output.safetensors")
+        compare(output.tensor("loss")!.reshaped([1]), file, "loss")
+        var worst: (Float, String) = (0, "")
+        for key in file.names where key.hasPrefix("grad.") {
+            let (comparison, peer) = compare(output.tensor(key)!, file, key)
+            if peer <= Self.tolerance, case .relative(let e) = comparison, e > worst.0 { worst = (e, key) }
+        }
+        report(name, "worst gradient through nlmodel on \(threads) thread(s) (\(worst.1))", worst.0)
+    }
+
     /// Compares `actual` with the fixture's `key`: within 1e-3 relative (1e-3 absolute for an
     /// exact zero) or within 4x PyTorch float32's own error, whichever is larger. Records an issue
     /// when it fails; returns the comparison and PyTorch float32's error.

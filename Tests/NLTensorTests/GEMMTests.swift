@@ -63,3 +63,26 @@ struct GEMMTests {
         #expect(c1.array == c2.array)
     }
 }
+
+/// The self-check's measure of a product: OpenBLAS's products, split over threads or not, in
+/// every layout and with beta 0 or 1, come within float32 rounding of float64 (well under the
+/// tolerance that calls a product wrong). A wrong one is caught end to end: SelfCheckTests.
+struct GEMMCheckTests {
+    @Test func rightProductsPass() {
+        var generator = SeededGenerator(seed: 4)
+        let (_, record) = GEMMCheck.measure {
+            for (m, n, k) in [(300, 20, 33), (16, 400, 40), (64, 256, 6000), (4000, 300, 40), (7, 5, 3)] {
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n + 3
+                    let a = randomTensor([(ta ? k : m) * lda], using: &generator), b = randomTensor([(tb ? n : k) * ldb], using: &generator)
+                    let c = randomTensor([m * ldc], using: &generator)
+                    GEMM.multiply(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 0.5, a: a.data, lda: lda,
+                                  b: b.data, ldb: ldb, beta: k % 2 == 0 ? 0 : 1, c: c.data, ldc: ldc)
+                }
+            }
+        }
+        #expect(record.passed && record.calls >= 20 && record.entries > 0)
+        #expect((record.worst?.error ?? 1) < 1e-6, "\(String(describing: record.worst))")
+        #expect(GEMMCheck.tolerance >= 10 * (record.worst?.error ?? 1))
+    }
+}

@@ -16,6 +16,8 @@ public final class Trainer: @unchecked Sendable {
         public var maxTime: TimeInterval?
         /// Set the work directory's checkpoints aside and train from the start.
         public var startOver = false
+        /// The numerical self-check's verdict, for the log (SelfCheck.ensure).
+        public var selfCheck: String?
         public init() {}
     }
 
@@ -50,6 +52,7 @@ public final class Trainer: @unchecked Sendable {
         guard hasEpochsLeft(&state) else { return .done }
         if config.train.syncBN { parallel.synchronizeBatchNorms(of: model) }
         log("running on \(machineDescription)")
+        if let line = options.selfCheck { log(line) }
         let (training, validation) = try loaders(for: model)
         continueWithThisBatch(&state, iterationsPerEpoch: training.batchesPerEpoch)
         let step = TrainingStep(model: model, sgd: sgd, train: config.train, iterationsPerEpoch: training.batchesPerEpoch, parallel: parallel)
