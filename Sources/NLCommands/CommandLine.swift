@@ -26,17 +26,37 @@ public func runCommand(_ name: String, _ body: () throws -> ExitStatus) throws {
     if status != .done { throw ExitCode(status.rawValue) }
 }
 
+/// Refuses (64), before any work, an output path that names the same file as an input or as
+/// another output (Files.clash): `nleval --ckpt X --report X` would overwrite the checkpoint.
+/// Paths not given are nil and pass.
+public func refuseClashes(outputs: [(String, String?)], inputs: [(String, String?)]) throws {
+    func given(_ pairs: [(String, String?)]) -> [(option: String, path: String)] { pairs.compactMap { o, p in p.map { (o, $0) } } }
+    if let clash = Files.clash(outputs: given(outputs), inputs: given(inputs)) { throw UsageError(clash) }
+}
+
 extension DataSetup.Split: ExpressibleByArgument {}
 extension AnnotationFormat: ExpressibleByArgument {}
 extension Interpolation: ExpressibleByArgument {}
 
+/// Every command: before anything else, the stopping signals a parent may have blocked are
+/// unblocked (StopSignal.unblock), so SIGTERM acts from the first millisecond.
+public protocol Command: ParsableCommand {}
+
+extension Command {
+    public static func main() {
+        StopSignal.unblock()
+        main(nil)
+    }
+}
+
 /// A command that multiplies matrices: before anything else it has OpenBLAS run the best kernel
 /// this CPU allows, or refuses a user's OPENBLAS_CORETYPE whose kernels this CPU cannot run (which
 /// may start the command again or stop it; see BLASKernel.useTheBestKernel).
-public protocol MatrixCommand: ParsableCommand {}
+public protocol MatrixCommand: Command {}
 
 extension MatrixCommand {
     public static func main() {
+        StopSignal.unblock()
         BLASKernel.useTheBestKernel()
         main(nil)
     }

@@ -35,6 +35,9 @@ public final class DataLoader: @unchecked Sendable {
         /// This process's share of every epoch (PyTorch's DistributedSampler semantics).
         public var rank = 0
         public var worldSize = 1
+        /// Seconds a worker may spend on one video before it counts as broken (a read that a hung
+        /// network or FUSE mount stalls); 0: no limit.
+        public var readTimeout: TimeInterval = 0
 
         public init(batchSize: Int, workers: Int, seed: UInt64) {
             (self.batchSize, self.workers, self.seed) = (batchSize, workers, seed)
@@ -88,10 +91,21 @@ public final class DataLoader: @unchecked Sendable {
     /// The views of dataset video `video` for `epoch`, through the clip pipeline. Draws come from
     /// (seed, epoch, video, attempt).
     func views(of video: Int, epoch: Int, attempt: Int) throws -> [VideoFrames] {
+        Self.simulateStalledRead(dataset.entries[video].path)
         var generator = SeededGenerator(seed: options.seed, stream: UInt64(epoch) << 40 ^ UInt64(video) << 8 ^ UInt64(attempt))
         let reader = try VideoReader(path: dataset.entries[video].path)
         if let truncation = reader.info.truncation { badVideos?.notePartial(dataset.entries[video], truncation: truncation) }
         return try pipeline.views(of: reader, using: &generator)
+    }
+
+    /// `NL_SIMULATE_STALLED_READ=TEXT` makes the read of every video whose path holds TEXT stall
+    /// for good, as on a hung network or FUSE mount: how the tests show the read timeout and a
+    /// stop while a batch waits. Unset, it costs one lookup per video.
+    static let stalledReads = ProcessInfo.processInfo.environment["NL_SIMULATE_STALLED_READ"].flatMap { $0.isEmpty ? nil : $0 }
+
+    static func simulateStalledRead(_ path: String) {
+        guard let text = stalledReads, path.contains(text) else { return }
+        while true { sleep(3600) }
     }
 
     /// A replacement for a training video that failed: another video drawn from (seed, epoch,
@@ -133,6 +147,19 @@ public final class BatchIterator: @unchecked Sendable {
     private let condition = NSCondition()
     /// Seconds the caller has spent waiting for batches.
     public private(set) var waitSeconds = 0.0
+    /// Asked while the caller waits for a batch: true ends the wait with `Stopped` (a signal
+    /// asking the run to stop must not wait for a read that may never end).
+    public var shouldStop: (() -> Bool)?
+    /// The videos workers are reading now, by job, since when.
+    private var inFlight: [Int: (started: Date, video: Int, attempt: Int)] = [:]
+    /// Jobs whose read stalled past the read timeout, and how often: another thread redoes
+    /// each, and what an earlier one makes, should it ever return, is dropped.
+    private var retries: [Int: Int] = [:]
+    /// Workers still stuck in such a read: the iterator's end does not wait for them.
+    private var stalledWorkers = 0
+
+    /// The caller's wait for a batch ended by `shouldStop`.
+    public struct Stopped: Error {}
 
     /// One view for one position of the epoch: its frames, or nil for a video that failed.
     private struct View {
@@ -159,22 +186,27 @@ public final class BatchIterator: @unchecked Sendable {
         filled = Array(repeating: 0, count: depth)
         current = min(first, end)
         nextJob = current * batchSize / views
-        for _ in 0..<loader.options.workers {
-            activeWorkers += 1
-            let thread = Thread { [self] in work() }
-            thread.name = "nl-loader"
-            thread.start()
-        }
+        for _ in 0..<loader.options.workers { startWorker { [self] in work() } }
     }
 
     deinit { stop() }
 
-    /// Stops the workers after their current clip and waits for them.
+    /// Starts a worker thread running `body` (counted in activeWorkers until it returns).
+    private func startWorker(_ body: @escaping @Sendable () -> Void) {
+        activeWorkers += 1
+        let thread = Thread(block: body)
+        thread.name = "nl-loader"
+        thread.start()
+    }
+
+    /// Stops the workers after their current clip and waits for them, but not for those stuck in
+    /// a read that does not return (a hung mount), nor more than a few seconds.
     public func stop() {
         condition.lock()
         stopped = true
         condition.broadcast()
-        while activeWorkers > 0 { condition.wait() }
+        let deadline = Date().addingTimeInterval(5)
+        while activeWorkers > stalledWorkers && condition.wait(until: deadline) {}
         condition.unlock()
     }
 
@@ -202,7 +234,12 @@ public final class BatchIterator: @unchecked Sendable {
                 // Without workers the caller does the work; batch b's views can always be made.
                 if !worked && filled[slot] < count && error == nil { error = DataError("internal error: batch \(b) cannot be filled") }
             } else {
-                condition.wait()
+                _ = condition.wait(until: Date().addingTimeInterval(0.25))  // a stop or a stalled read is looked at between waits
+                if shouldStop?() == true {
+                    waitSeconds += Date().timeIntervalSince(start)
+                    throw Stopped()
+                }
+                abandonStalledReads()
             }
         }
         waitSeconds += Date().timeIntervalSince(start)
@@ -241,8 +278,20 @@ public final class BatchIterator: @unchecked Sendable {
         let job = nextJob
         nextJob += 1
         condition.unlock()
-        let (results, label, video) = load(job)
+        let outcome = load(job, try: 0, video: order[job], attempt: 0)
         condition.lock()
+        return finish(job, try: 0, outcome)
+    }
+
+    /// Writes (or parks) what the `try`-th loading of `job` gave, unless the job has been taken
+    /// over since; called and returns with the lock held. False when the epoch must stop.
+    private func finish(_ job: Int, try tried: Int, _ outcome: (Result<[VideoFrames], Error>, label: Int, video: Int)) -> Bool {
+        guard retries[job, default: 0] == tried else {
+            stalledWorkers -= 1  // a stalled read came back after all
+            return true
+        }
+        inFlight[job] = nil
+        let (results, label, video) = outcome
         switch results {
         case .failure(let e):
             error = error ?? e
@@ -254,6 +303,34 @@ public final class BatchIterator: @unchecked Sendable {
                 if writable(view.position) { write(view) } else { parked.append(view) }
             }
             return true
+        }
+    }
+
+    /// Counts each read that has stalled past the read timeout as a broken video (bad_videos.txt)
+    /// and has another thread do its job again, from a replacement video in training (failed
+    /// views in evaluation), as for a video that fails to decode. Called with the lock held.
+    private func abandonStalledReads() {
+        let timeout = loader.options.readTimeout
+        guard timeout > 0, error == nil, !stopped else { return }
+        for (job, read) in inFlight where Date().timeIntervalSince(read.started) > timeout {
+            retries[job, default: 0] += 1
+            stalledWorkers += 1
+            let tried = retries[job]!
+            inFlight[job] = nil
+            let entry = loader.dataset.entries[read.video]
+            let stall = DataError("reading stalled for more than \(Int(timeout)) s (data.read_timeout): a hung network or FUSE mount, a file still being written?")
+            if let log = loader.badVideos, let stop = log.record(entry, error: stall, datasetSize: loader.dataset.entries.count) {
+                error = stop
+                condition.broadcast()
+                return
+            }
+            startWorker { [self] in
+                let outcome: (Result<[VideoFrames], Error>, label: Int, video: Int) = loader.mode == .evaluation
+                    ? (.success([]), entry.label, read.video)
+                    : load(job, try: tried, video: loader.replacement(for: read.video, epoch: epoch, attempt: read.attempt), attempt: read.attempt + 1)
+                condition.lock()
+                if finish(job, try: tried, outcome) { condition.unlock(); work() } else { activeWorkers -= 1; condition.broadcast(); condition.unlock() }
+            }
         }
     }
 
@@ -276,11 +353,18 @@ public final class BatchIterator: @unchecked Sendable {
         condition.broadcast()
     }
 
-    /// The views of the job'th video of the epoch: in training, of a replacement video when it
-    /// fails; in evaluation, none (its views are marked failed).
-    private func load(_ job: Int) -> (Result<[VideoFrames], Error>, label: Int, video: Int) {
-        var video = order[job]
-        for attempt in 0..<16 {
+    /// The views of the job'th video of the epoch (its `try`-th loading), `video` at `attempt`
+    /// on: in training, of a replacement video when it fails; in evaluation, none (its views are
+    /// marked failed). Each video it reads is noted in `inFlight`, for the read timeout; a job
+    /// taken over meanwhile ends at once (what it gives is dropped).
+    private func load(_ job: Int, try tried: Int, video first: Int, attempt firstAttempt: Int) -> (Result<[VideoFrames], Error>, label: Int, video: Int) {
+        var video = first
+        for attempt in firstAttempt..<max(16, firstAttempt + 1) {
+            condition.lock()
+            let current = retries[job, default: 0] == tried
+            if current { inFlight[job] = (Date(), video, attempt) }
+            condition.unlock()
+            guard current else { return (.success([]), 0, video) }
             do {
                 let clips = try loader.views(of: video, epoch: epoch, attempt: attempt)
                 return (.success(clips), loader.dataset.entries[video].label, video)

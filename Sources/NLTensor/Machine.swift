@@ -148,11 +148,18 @@ public enum BLASKernel {
     }
 
     /// Starts this command again, with its arguments and the environment as it now is (OpenBLAS
-    /// reads OPENBLAS_CORETYPE only while it loads). Returns only when exec failed.
+    /// reads OPENBLAS_CORETYPE only while it loads). Returns only when exec failed. The signals
+    /// that stop a command are blocked across the exec (a mask survives it, handlers do not), so
+    /// one that comes meanwhile waits for the new image's handlers rather than kill it.
     public static func restart() {
+        var stopping = sigset_t(), previous = sigset_t()
+        sigemptyset(&stopping)
+        for s in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] { sigaddset(&stopping, s) }
+        sigprocmask(SIG_BLOCK, &stopping, &previous)
         let arguments = CommandLine.arguments.map { strdup($0) } + [nil]
         execv(executablePath, arguments)
         execv("/proc/self/exe", arguments)
+        sigprocmask(SIG_SETMASK, &previous, nil)
     }
 
     /// This program's file, which the command starts again: by its own path, so that the process

@@ -53,7 +53,7 @@ public enum DataSetup {
                                     resize: ShortEdgeResize(range: sides.min()!...sides.max()!), crop: crop,
                                     flip: d.flip ? RandomHorizontalFlip(probability: 0.5) : nil, normalize: normalize(config))
         var options = DataLoader.Options(batchSize: config.train.batchSize, workers: d.workers, seed: UInt64(config.train.seed))
-        (options.rank, options.worldSize) = (rank, worldSize)
+        (options.rank, options.worldSize, options.readTimeout) = (rank, worldSize, d.readTimeout)
         let loader = DataLoader(dataset: dataset, pipeline: pipeline, options: options, badVideos: badVideos)
         guard loader.batchesPerEpoch > 0 else {
             throw DataError("\(d.trainAnnotations): \(dataset.entries.count) videos, fewer than one batch of \(config.train.batchSize)"
@@ -75,7 +75,7 @@ public enum DataSetup {
                                     crop: three ? .three(ThreeCrop(size: size)) : .center(CenterCrop(size: size)),
                                     normalize: normalize(config))
         var options = DataLoader.Options(batchSize: config.eval.batchSize, workers: d.workers, seed: UInt64(config.train.seed))
-        (options.rank, options.worldSize) = (rank, worldSize)
+        (options.rank, options.worldSize, options.readTimeout) = (rank, worldSize, d.readTimeout)
         return DataLoader(dataset: dataset, pipeline: pipeline, options: options, badVideos: badVideos)
     }
 

@@ -34,9 +34,10 @@ public enum Evaluator {
     /// `interrupted` is asked after every batch (on every rank alike); when it says so, the
     /// evaluation ends by throwing `Interrupted`.
     static func evaluate(_ model: Recognizer, loader: DataLoader, progress: ProgressDisplay?, parallel: DataParallel,
-                         interrupted: () -> Bool = { false }) throws -> EvaluationResult? {
+                         stopWhileWaiting: (() -> Bool)? = nil, interrupted: () -> Bool = { false }) throws -> EvaluationResult? {
         var local = VideoScores()
         let iterator = loader.batches(epoch: 0)
+        iterator.shouldStop = stopWhileWaiting
         defer { iterator.stop() }
         while let batch = try iterator.next() {
             let probabilities = SoftmaxCrossEntropy.softmax(model.forward(batch.clips, training: false))
@@ -108,7 +109,14 @@ extension Evaluator {
                                                     rank: parallel.rank, worldSize: parallel.size)
         try DataSetup.requireClip(model, loader: loader, config: config)
         let progress = parallel.isRoot ? progressOutput.map { ProgressDisplay(total: loader.batchesPerEpoch, label: "evaluating", unit: "batches", output: $0) } : nil
-        return try evaluate(model, loader: loader, progress: progress, parallel: parallel)
+        let result = try evaluate(model, loader: loader, progress: progress, parallel: parallel)
+        // Scores that are not finite are not a result: ranked anyhow, they would read as one.
+        let broken = result?.scores.filter { !$0.probabilities.allSatisfy(\.isFinite) } ?? []
+        if let first = broken.first {
+            throw CheckpointError(checkpoint.path, "its outputs are not finite for \(broken.count) of \(result!.scores.count) videos (\(first.path) first): "
+                                  + "its weights or BatchNorm statistics are broken; no result")
+        }
+        return result
     }
 }
 

@@ -88,8 +88,19 @@ public final class VideoReader {
         FFmpegLog.installed
         self.path = path
         self.threads = max(0, threads)
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw VideoError(path: path, kind: .missingFile, message: "no such file")
+        var status = stat()
+        guard stat(path, &status) == 0 else { throw VideoError(path: path, kind: .missingFile, message: "no such file") }
+        // A FIFO, a device or a socket would block the open or the first read for as long as
+        // nothing writes to it (a stand-in for a hung mount): no video is one.
+        if status.st_mode & S_IFMT != S_IFREG {
+            let what = switch status.st_mode & S_IFMT {
+            case S_IFIFO: "a FIFO (named pipe)"
+            case S_IFDIR: "a directory"
+            case S_IFCHR, S_IFBLK: "a device"
+            case S_IFSOCK: "a socket"
+            default: "not a regular file"
+            }
+            throw VideoError(path: path, kind: .notMedia, message: "is \(what), not a video file")
         }
         var context: UnsafeMutablePointer<AVFormatContext>?
         let opened = avformat_open_input(&context, path, nil, nil)

@@ -52,7 +52,8 @@ struct NLEval: MatrixCommand {
 
     func run() throws {
         try runCommand("nleval") {
-            // Output paths first: a long evaluation must not end in "cannot write".
+            // Output paths first: a long evaluation must not end in "cannot write", nor overwrite its input.
+            try refuseClashes(outputs: [("--json", json), ("--dump", dump), ("--report", report)], inputs: [("--ckpt", ckpt), ("--config", options.config)])
             if let json { try Files.checkWritable(json, what: "JSON report") }
             if let dump { try Files.checkWritable(dump, what: "scores file") }
             if let report { try Files.checkWritable(report, what: "report") }

@@ -89,6 +89,7 @@ struct Forward: ParsableCommand {
 
     func run() throws {
         try runCommand("nlmodel") {
+            try refuseClashes(outputs: [("--output", output)], inputs: [("--ckpt", ckpt), ("--input", input), ("--config", options.config.config)])
             try Files.checkWritable(output, what: "output file")
             let checkpoint = try ckpt.map { try Checkpoint(path: $0) }
             let config = try options.resolve(checkpoint: checkpoint)
@@ -124,6 +125,7 @@ struct Inflate: ParsableCommand {
 
     func run() throws {
         try runCommand("nlmodel") {
+            try refuseClashes(outputs: [("--output", output)], inputs: [("--from", source), ("--config", options.config.config)])
             try Files.checkWritable(output, what: "output file")
             let config = try options.resolve()
             let model = try ModelTool.model(config)

@@ -4,6 +4,16 @@ import NLCommands
 
 @main
 struct NLTrainCommand: MatrixCommand {
+    /// The stopping signals are held from the start of main until their handlers are in
+    /// place: a SIGTERM in the first milliseconds stops the run with 75 too, where it killed it
+    /// (143).
+    static func main() {
+        StopSignal.hold()
+        BLASKernel.useTheBestKernel()
+        StopSignal.install()
+        main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "nltrain",
         abstract: "Train a Non-local I3D network from a plain-text config.",
@@ -56,7 +66,6 @@ struct NLTrainCommand: MatrixCommand {
             (training.resume, training.initialWeights, training.startOver) = (resume, initialWeights, startOver)
             training.maxTime = maxTime.flatMap(parseDuration)
             training.selfCheck = try SelfCheck.ensure().line
-            StopSignal.install()
             return try Trainer(config: resolved, options: training).run()
         }
     }

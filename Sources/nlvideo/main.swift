@@ -3,7 +3,7 @@ import Foundation
 import NLCommands
 
 @main
-struct NLVideoCommand: ParsableCommand {
+struct NLVideoCommand: Command {
     static let configuration = CommandConfiguration(
         commandName: "nlvideo",
         abstract: "Probe and decode videos with FFmpeg, as the training pipeline reads them.",
@@ -89,6 +89,7 @@ struct Frames: ParsableCommand {
 
     func run() throws {
         try runCommand("nlvideo") {
+            try refuseClashes(outputs: [("--output", output)], inputs: [("the video", file)])
             if let output { try Files.checkWritable(output, what: "frames file") }
             if let png { try Files.makeDirectory(png, what: "folder for the PNG files") }
             let reader = try VideoReader(path: file)
@@ -153,6 +154,7 @@ struct Check: ParsableCommand {
 
     func run() throws {
         try runCommand("nlvideo") {
+            try refuseClashes(outputs: [("--bad-list", badList)], inputs: [("the annotation file", annotations), ("--config", options.config)])
             if let badList { try Files.checkWritable(badList, what: "list of bad videos") }
             var datasets: [Dataset] = []
             if options.config != nil {

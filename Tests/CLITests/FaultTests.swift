@@ -55,13 +55,13 @@ struct FaultTests {
         let config = tinyRunConfig(workDirectory: work, epochs: 2)
         #expect(try run("nltrain", ["--config", config, "--max-time", "0"]).status == 75)
         try Data(repeating: 7, count: 1000).write(to: URL(fileURLWithPath: "\(work)/iter_99999999.safetensors"))
-        try Data(repeating: 7, count: 1000).write(to: URL(fileURLWithPath: "\(work)/iter_00000002.safetensors.tmp-4242"))
+        try Data(repeating: 7, count: 1000).write(to: URL(fileURLWithPath: "\(work)/iter_00000002.safetensors.tmp-99999999"))
         for _ in 0..<3 { #expect(try run("nltrain", ["--config", config, "--max-time", "0"]).status == 75) }
         let files = Set(try FileManager.default.contentsOfDirectory(atPath: work))
         #expect(files.isSuperset(of: ["iter_00000003.safetensors", "iter_00000004.safetensors", "iter_99999999.safetensors"]), "\(files)")
         #expect(!files.contains("iter_00000002.safetensors") && !files.contains { $0.contains(".tmp-") }, "\(files)")
         #expect(try String(contentsOfFile: "\(work)/last_checkpoint", encoding: .utf8) == "iter_00000004.safetensors\n")
-        #expect(try String(contentsOfFile: "\(work)/train.log", encoding: .utf8).contains("removed what a killed run left half-written: iter_00000002.safetensors.tmp-4242"))
+        #expect(try String(contentsOfFile: "\(work)/train.log", encoding: .utf8).contains("removed what a killed run left half-written: iter_00000002.safetensors.tmp-99999999"))
     }
 
     /// bad_videos.txt: videos no longer in the annotations count for nothing, and a line holding

@@ -56,3 +56,54 @@ func runScript(_ name: String, _ arguments: [String]) {
     let r = try! run(script, arguments)
     precondition(r.status == 0, "\(script) \(arguments.joined(separator: " ")) failed: \(r.stderr)")
 }
+
+/// A built command running in the background, for tests that signal it part-way: its output goes
+/// to files that can be read while it runs.
+public final class Launched {
+    public let process = Process()
+    public let stdoutPath: String, stderrPath: String
+
+    public init(_ command: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        let folder = temporaryDirectory()
+        (stdoutPath, stderrPath) = ("\(folder)/stdout", "\(folder)/stderr")
+        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: "\(commandDirectory)/\(command)")
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
+        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        try process.run()
+    }
+
+    public var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    public var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    /// Waits until `condition` holds (checked every 20 ms, for at most `seconds`); false if it
+    /// never did or the process ended first.
+    @discardableResult
+    public func wait(until condition: () -> Bool, seconds: Double = 120) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            if !process.isRunning { return false }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return false
+    }
+
+    /// Whether the process has a handler for `signal` (/proc/PID/status, SigCgt).
+    public func catches(_ signal: Int32) -> Bool {
+        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigCgt:") }),
+              let mask = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+        return mask & (1 << UInt64(signal - 1)) != 0
+    }
+
+    /// Sends `signal`, waits for the end and returns the exit status.
+    public func signal(_ signal: Int32) -> Int32 {
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}

@@ -222,6 +222,23 @@ case("nltrain --resume DIR", ["nltrain", "--config", run_config("d"), "--resume"
 case("nleval --json DIR", ["nleval", "--ckpt", path("nothing.ckpt"), "--json", out], 74, [f"{out}: is a directory; give a file name for the JSON report"])
 case("nleval --dump DIR", ["nleval", "--ckpt", path("nothing.ckpt"), "--dump", out], 74, [f"{out}: is a directory; give a file name for the scores file"])
 
+# Output paths that name an input (or another output): refused (64) before any work, whatever the
+# spelling (./, a symbolic link), so nothing is overwritten.
+victim = write("victim.safetensors", b"not really a checkpoint", "wb")
+os.symlink(victim, path("victim_link"))
+case("nleval --report over its --ckpt", ["nleval", "--ckpt", victim, "--report", victim], 64,
+     [f"--report {victim} is the same file as --ckpt {victim}"])
+case("nleval --json over its --ckpt through a link", ["nleval", "--ckpt", victim, "--json", path("victim_link")], 64,
+     [f"--json {path('victim_link')} is the same file as --ckpt {victim}"])
+case("nleval --dump and --json one file", ["nleval", "--ckpt", victim, "--dump", path("one.out"), "--json", path("one.out")], 64,
+     [f"--dump {path('one.out')} is the same file as --json {path('one.out')}"])
+case("nlvideo frames --output over its video", ["nlvideo", "frames", source, "--indices", "0", "--output", source], 64,
+     [f"--output {source} is the same file as the video {source}"])
+case("nlvideo check --bad-list over its annotation file", ["nlvideo", "check", path("python_csv.csv"), "--root", root, "--bad-list",
+     os.path.join(out, ".", "python_csv.csv")], 64, ["is the same file as the annotation file"])
+case("nlmodel forward --output over its --input", ["nlmodel", "forward", "--model", "nl_i3d_r50_tiny", "--input", victim, "--output", victim], 64,
+     ["is the same file as --input"])
+
 # mmaction2's checkpoints are PyTorch .pth files (torch.save: a zip archive, before 1.6 a bare pickle),
 # which users pass where a safetensors file is asked for: said, with the converter to use.
 with zipfile.ZipFile(path("zip_checkpoint.pth"), "w") as z:

@@ -44,15 +44,43 @@ public struct Checkpoint {
         (path, self.file, self.state) = ("", file, state)
     }
 
-    /// Writes it atomically to `path`.
+    /// Writes it atomically to `path`, unless a value in it could not be loaded again (a run that
+    /// diverged): then nothing is written and the error says which tensor.
     public func write(to path: String) throws {
+        if let problem = Self.valueProblem(in: file, includingOptimizer: true) {
+            throw TrainingError("not writing \(path): \(problem)")
+        }
         try file.write(to: path, what: "checkpoint")
+    }
+
+    /// What makes the values of `file` impossible to train or evaluate from: a tensor holding NaN
+    /// or infinite values (weights, running statistics, momentum under "optimizer." when asked), or
+    /// a BatchNorm variance below zero (a bit flip, a bad conversion); nil when none.
+    public static func valueProblem(in file: SafeTensors, includingOptimizer: Bool) -> String? {
+        for name in file.names where file.entries[name]!.dtype.isFloatingPoint && (includingOptimizer || !name.hasPrefix(optimizerPrefix)) {
+            guard let tensor = file.tensor(name) else { continue }
+            if !tensor.buffer.allSatisfy(\.isFinite) { return "tensor \(name) holds NaN or infinite values (the run diverged?)" }
+            if name.hasSuffix("running_var"), let i = tensor.buffer.firstIndex(where: { $0 < 0 }) {
+                return "tensor \(name) holds a negative variance (\(tensor[i]) at \(i))"
+            }
+        }
+        return nil
+    }
+
+    /// Fails unless every value can be trained from (`valueProblem`, momentum included).
+    public func checkValues() throws {
+        if let problem = Self.valueProblem(in: file, includingOptimizer: true) { throw CheckpointError(path, problem + "; not loading it") }
     }
 
     /// A training run's state put back: the weights into `model`, the momentum into `sgd`, and
     /// the position returned.
     public func restore(model: Recognizer, sgd: SGD) throws -> TrainingState {
         guard let state else { throw CheckpointError(path, "not a training checkpoint (its metadata has no format \(TrainingState.format))") }
+        guard state.globalIteration == 0 || sgd.parameters.isEmpty || file.names.contains(where: { $0.hasPrefix(Self.optimizerPrefix) }) else {
+            throw CheckpointError(path, "holds weights but no optimizer state (momentum), as best.safetensors: resuming from it would restart "
+                                  + "the momentum from zero; fine-tune from it with --init, or resume from an iter_*.safetensors")
+        }
+        try checkValues()
         try load(into: model)
         try sgd.load(from: file, path: path)
         return state
@@ -83,16 +111,12 @@ public struct Checkpoint {
         return try Config(configFile)
     }
 
-    /// The model weights alone: every entry outside "optimizer.", all of them finite (a run that
-    /// diverged writes NaN weights, which would evaluate at chance and train nowhere).
+    /// The model weights alone: every entry outside "optimizer.", all of them possible values
+    /// (`valueProblem`: NaN weights would evaluate at chance and train nowhere).
     public func modelState() throws -> SafeTensors {
         var model = SafeTensors()
         model.entries = file.entries.filter { !$0.key.hasPrefix(Self.optimizerPrefix) }
-        for name in model.names where model.entries[name]!.dtype.isFloatingPoint {
-            guard let tensor = model.tensor(name), tensor.buffer.allSatisfy(\.isFinite) else {
-                throw CheckpointError(path, "tensor \(name) holds NaN or infinite values (the run diverged?); not loading it")
-            }
-        }
+        if let problem = Self.valueProblem(in: model, includingOptimizer: false) { throw CheckpointError(path, problem + "; not loading it") }
         return model
     }
 

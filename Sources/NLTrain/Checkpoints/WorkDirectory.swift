@@ -55,11 +55,25 @@ public final class WorkDirectory {
         if makeLast { try write(name + "\n", to: "last_checkpoint") }
     }
 
-    /// Removes what a killed run left half-written (checkpoint.tmp-PID files): with the lock held,
-    /// nothing else writes here. Returns their names.
+    /// Removes what a killed run left half-written, and nothing else: regular files named
+    /// `<a file nltrain writes here>.tmp-<pid>` (Files.write's temporary) whose process is gone.
+    /// A user's `notes.tmp-keep` or `backup.tmp-2025/` stays. Returns the names removed.
     public func removeUnfinishedWrites() -> [String] {
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.contains(".tmp-") }
-        return names.filter { (try? FileManager.default.removeItem(atPath: file($0))) != nil }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { name in
+            guard let mark = name.range(of: ".tmp-", options: .backwards), let pid = Int32(name[mark.upperBound...]), pid > 0,
+                  Self.writesFile(named: String(name[..<mark.lowerBound])) else { return false }
+            var status = stat()
+            guard lstat(file(name), &status) == 0, status.st_mode & S_IFMT == S_IFREG else { return false }
+            return kill(pid, 0) != 0 && errno == ESRCH
+        }
+        return names.filter { unlink(file($0)) == 0 }
+    }
+
+    /// Whether nltrain writes a file of this name into a work directory (atomically, through a
+    /// temporary beside it).
+    static func writesFile(named name: String) -> Bool {
+        ["best.safetensors", "last_checkpoint", "config.cfg", "curves.svg"].contains(name)
+            || (name.hasPrefix("iter_") && name.hasSuffix(".safetensors") && name.dropFirst(5).dropLast(12).allSatisfy(\.isNumber))
     }
 
     /// The checkpoint to resume from: the one last_checkpoint names or, when it cannot be read, the
@@ -87,8 +101,9 @@ public final class WorkDirectory {
         return nil
     }
 
-    /// Periodic checkpoints beyond the newest `keep` readable ones, removed; unreadable ones are
-    /// neither counted nor removed (the best one is never among them).
+    /// Periodic checkpoints beyond the newest `keep` that load, removed; those that do not load
+    /// are neither counted nor removed, so the last that loads stays (best.safetensors is never
+    /// among them).
     public func prune(keep: Int) {
         for name in checkpointNames().filter({ (try? read($0)) != nil }).dropFirst(keep) {
             try? FileManager.default.removeItem(atPath: file(name))
@@ -118,10 +133,12 @@ public final class WorkDirectory {
             .sorted { iterationInName($0) > iterationInName($1) }
     }
 
-    /// A training checkpoint of the directory, or an error saying why it cannot be one.
+    /// A training checkpoint of the directory that a run can resume from, or an error saying why
+    /// it cannot be one: the same rules as resuming's, so that pruning counts only what loads.
     private func read(_ name: String) throws -> Checkpoint {
         let checkpoint = try Checkpoint(path: file(name))
         guard checkpoint.state != nil else { throw CheckpointError(checkpoint.path, "not a training checkpoint (its metadata has no format \(TrainingState.format))") }
+        try checkpoint.checkValues()
         return checkpoint
     }
 }

@@ -35,6 +35,8 @@ public struct DataSection: Sendable {
     public var mean = [123.675, 116.28, 103.53]
     public var std = [58.395, 57.12, 57.375]
     public var workers = 2
+    /// Seconds one video may take to read before it counts as broken; 0: no limit.
+    public var readTimeout = 120.0
 
     public init() {}
 }

@@ -56,6 +56,7 @@ extension Config {
             .doubles("mean", \.data.mean, count: 3...3, in: -1000...1000, "per-channel mean subtracted (RGB, 0-255 scale)"),
             .doubles("std", \.data.std, count: 3...3, in: 0.001...1000, "per-channel standard deviation divided by"),
             .int("workers", \.data.workers, in: 0...256, "decoding threads of the loader (0: on the training thread)"),
+            .double("read_timeout", \.data.readTimeout, in: 0...86_400, "seconds a worker may take on one video before it counts as broken (a read a hung network or FUSE mount stalls; 0: no limit)"),
         ]),
         Section(name: "train", settings: [
             .string("work_dir", \.train.workDir, "folder of checkpoints, logs and metrics; a run there resumes by itself"),

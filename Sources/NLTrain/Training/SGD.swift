@@ -1,5 +1,6 @@
 import Foundation
 import NLModels
+import Synchronization
 
 /// SGD with momentum, as `torch.optim.SGD` (dampening 0): for each trainable parameter p with
 /// gradient g,
@@ -49,9 +50,13 @@ public final class SGD {
 
     /// One update with learning rate `lr`, each gradient first multiplied by `gradientScale`
     /// (clipping). Eight floats at a time, over the threads: the pass reads each weight, gradient
-    /// and momentum once.
-    public func step(lr: Double, gradientScale: Float = 1) {
+    /// and momentum once. Returns the first parameter whose weights or momentum are no longer
+    /// finite after it (a diverging run), or nil: noticed on the way (x - x is 0 for every finite
+    /// x), at no cost a step shows.
+    @discardableResult
+    public func step(lr: Double, gradientScale: Float = 1) -> String? {
         let lr = Float(lr)
+        var nonFinite: String?
         for (name, p) in parameters where p.requiresGradient {
             let decay = decayNormAndBias || p.kind == .weight ? weightDecay : 0
             let (w, g, n) = (p.value.data, p.gradient.data, p.value.count)
@@ -67,21 +72,27 @@ public final class SGD {
                 let nb = first ? d : m * b + d
                 return (w - lr * (nesterov ? d + m * nb : nb), nb)
             }
+            let finite = Atomic<Bool>(true)
             forEachElementRange(n) { range in
-                var i = range.lowerBound
+                var i = range.lowerBound, zero = SIMD8<Float>()
                 while i + 8 <= range.upperBound {
                     let (nw, nb) = update(w.load8(i), g.load8(i), b.load8(i))
                     w.store8(nw, i)
                     b.store8(nb, i)
+                    zero += (nw - nw) + (nb - nb)
                     i += 8
                 }
                 while i < range.upperBound {
                     let (nw, nb) = update(SIMD2(w[i], 0), SIMD2(g[i], 0), SIMD2(b[i], 0))
                     (w[i], b[i]) = (nw[0], nb[0])
+                    zero[0] += (nw[0] - nw[0]) + (nb[0] - nb[0])
                     i += 1
                 }
+                if zero.sum() != 0 { finite.store(false, ordering: .relaxed) }
             }
+            if nonFinite == nil && !finite.load(ordering: .relaxed) { nonFinite = name }
         }
+        return nonFinite
     }
 
     /// Momentum buffers in PyTorch's layouts under "optimizer.<key>", for checkpoints.

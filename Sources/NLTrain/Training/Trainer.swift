@@ -45,6 +45,7 @@ public final class Trainer: @unchecked Sendable {
     /// Trains until every epoch is done (exit 0), the time budget or a signal stops it after a
     /// checkpoint (75), or an error. The work directory's lock is held throughout.
     public func run() throws -> ExitStatus {
+        try parallel.requireSameSettings(config)
         try openWorkDirectory()
         let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
         let sgd = SGD(model: model, config.train)
@@ -60,6 +61,10 @@ public final class Trainer: @unchecked Sendable {
 
         // The last run may have been stopped during this validation: it comes before training on.
         if state.validationPending, let stopped = try finishValidation(step, validation, training: training, state: &state) { return stopped }
+        if case let reason = signalled(), reason != .none {
+            log("stopped by \(reason.describe(maxTime: nil)) before training; run the same command to continue")
+            return .notFinished
+        }
         if interactive && parallel.isRoot {
             bar = ProgressDisplay(total: config.train.epochs * training.batchesPerEpoch, label: "training", unit: "iterations",
                                   completed: state.globalIteration, output: output)
@@ -79,12 +84,25 @@ public final class Trainer: @unchecked Sendable {
     private func trainEpoch(_ step: TrainingStep, _ loader: DataLoader, state: inout TrainingState) throws -> ExitStatus? {
         let iterations = loader.batchesPerEpoch
         let iterator = loader.batches(epoch: state.epoch, from: state.iteration)
+        iterator.shouldStop = stopWhileWaiting
         defer { iterator.stop() }
         var dataStart = Date()
-        while let batch = try iterator.next() {
+        while true {
+            let batch: Batch
+            do {
+                guard let next = try iterator.next() else { break }
+                batch = next
+            } catch is BatchIterator.Stopped {
+                if state.globalIteration > 0 { try checkpoint(step, state) }
+                log("stopped by \(signal()?.describe(maxTime: nil) ?? "a signal") while waiting for data at epoch \(state.epoch + 1) iteration \(state.iteration); run the same command to continue")
+                return .notFinished
+            }
             let dataTime = Date().timeIntervalSince(dataStart)
             let stepStart = Date()
-            let outcome = try step.run(batch.clips, labels: batch.labels, globalIteration: state.globalIteration)
+            let outcome: TrainingStep.Outcome
+            do { outcome = try step.run(batch.clips, labels: batch.labels, globalIteration: state.globalIteration) } catch let divergence as Divergence {
+                throw TrainingError(describe(divergence))
+            }
             state.iteration += 1
             state.globalIteration += 1
             meter.add(loss: Double(outcome.loss), correct: outcome.correct, clips: batch.count, data: dataTime, step: Date().timeIntervalSince(stepStart))
@@ -106,6 +124,13 @@ public final class Trainer: @unchecked Sendable {
             dataStart = Date()
         }
         return nil
+    }
+
+    /// Asked while the run waits for a batch (a read may stall for good): a signal this process
+    /// received. Not in a data-parallel job, whose ranks stop together at iteration boundaries
+    /// (a stalled read there ends at data.read_timeout).
+    var stopWhileWaiting: (() -> Bool)? {
+        parallel.isDistributed ? nil : { StopSignal.received.load(ordering: .relaxed) != 0 }
     }
 
     /// After an epoch's last iteration: its checkpoint, written before its validation so that a
@@ -243,6 +268,15 @@ public final class Trainer: @unchecked Sendable {
         state.globalIteration = state.epoch * iterationsPerEpoch + state.iteration
         log("the checkpoint was written at \(saved) clips an iteration and this run takes \(globalBatch): epoch \(state.epoch + 1) goes on after "
             + "\(state.iteration * globalBatch) of the \(seen) clips it had seen (iteration \(state.iteration)), global iteration \(state.globalIteration)")
+    }
+
+    /// What to say of a run that diverged: where, and the checkpoint to go back to (the newest
+    /// that loads; a diverged run writes none).
+    private func describe(_ divergence: Divergence) -> String {
+        let last = parallel.isRoot ? (try? workDirectory.latestCheckpoint(refused: { _ in }))??.path : nil
+        return "the run diverged: \(divergence); nothing was written after it. "
+            + (last.map { "The last checkpoint that loads is \($0): lower train.lr (or set train.grad_clip) and run the same command to resume from it" }
+               ?? "No checkpoint was written before it: lower train.lr (or set train.grad_clip) and start again")
     }
 
     /// Rank 0 writes the checkpoint; the weights and momentum are the same on every rank.

@@ -41,16 +41,32 @@ public final class TrainingStep {
         model.head.dropout.generator = dropoutGenerator(at: globalIteration)
         let logits = model.forward(clips, training: true, timing: timing)
         let (loss, gradient) = SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: labels)
-        guard loss.isFinite else {
-            throw TrainingError("the loss became \(loss) at iteration \(globalIteration + 1); lower train.lr or set train.grad_clip, and resume from the last checkpoint in \(train.workDir)")
-        }
+        guard loss.isFinite else { throw Divergence(iteration: globalIteration + 1, what: "the loss became \(loss)") }
         let correct = labels.indices.filter { argmax(logits, row: $0) == labels[$0] }.count
         _ = model.backward(gradient, timing: backwardTiming)
         let reduceStart = DispatchTime.now().uptimeNanoseconds
         parallel.averageGradients(of: sgd.parameters, bucket: &bucket)
         let allreduce = parallel.isDistributed ? Double(DispatchTime.now().uptimeNanoseconds - reduceStart) / 1e9 : 0
-        sgd.step(lr: lr, gradientScale: train.gradClip > 0 ? sgd.clipCoefficient(maxNorm: train.gradClip) : 1)
+        if let name = sgd.step(lr: lr, gradientScale: train.gradClip > 0 ? sgd.clipCoefficient(maxNorm: train.gradClip) : 1) {
+            throw Divergence(iteration: globalIteration + 1, what: "the weights or momentum of \(name) are no longer finite")
+        }
+        if let (name, value) = brokenStatistic() {
+            throw Divergence(iteration: globalIteration + 1, what: "BatchNorm's \(name) became \(value) (the loss, on batch statistics, was \(loss))")
+        }
         return Outcome(loss: loss, correct: correct, lr: lr, allreduceSeconds: allreduce)
+    }
+
+    /// BatchNorm's running statistics, which training updates outside the optimizer.
+    private lazy var runningStatistics: [(name: String, values: Tensor)] = model.state.compactMap { name, entry in
+        if case .buffer(let values) = entry { (name, values) } else { nil }
+    }
+
+    /// The first running statistic that is not finite (or a variance below zero), and its value.
+    private func brokenStatistic() -> (String, Float)? {
+        for (name, values) in runningStatistics {
+            if let bad = values.buffer.first(where: { !$0.isFinite || (name.hasSuffix("running_var") && $0 < 0) }) { return (name, bad) }
+        }
+        return nil
     }
 
     /// Dropout's draws for one iteration of one rank, from (seed, iteration, rank): nothing to
@@ -66,4 +82,13 @@ func argmax(_ logits: Tensor, row: Int) -> Int {
     var best = 0
     for j in 1..<c where logits[row * c + j] > logits[row * c + best] { best = j }
     return best
+}
+
+/// A run that diverged: a loss, weight, momentum or running statistic no longer finite. Thrown
+/// before anything is written, so the last checkpoint holds the last good state; the Trainer adds
+/// which checkpoint that is (exit 70).
+public struct Divergence: Error, CustomStringConvertible {
+    public let iteration: Int
+    public let what: String
+    public var description: String { "\(what) at iteration \(iteration)" }
 }

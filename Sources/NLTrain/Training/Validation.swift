@@ -15,7 +15,7 @@ extension Trainer {
         }
         do {
             try validate(step, loader, training: training, state: &state)
-        } catch is Evaluator.Interrupted {
+        } catch is Evaluator.Interrupted, is BatchIterator.Stopped {
             log("stopped by \(signal()?.describe(maxTime: nil) ?? "a signal to another process") during epoch \(state.epoch)'s validation; run the same command to validate and continue")
             return .notFinished
         }
@@ -34,7 +34,7 @@ extension Trainer {
         }
         log("validating epoch \(state.epoch) on \(loader.dataset.entries.count) videos, \(loader.viewsPerVideo) views each")
         let progress = interactive && parallel.isRoot ? ProgressDisplay(total: loader.batchesPerEpoch, label: "validating", unit: "batches", output: output) : nil
-        let scored = try Evaluator.evaluate(model, loader: loader, progress: progress, parallel: parallel) { signalled() != .none }
+        let scored = try Evaluator.evaluate(model, loader: loader, progress: progress, parallel: parallel, stopWhileWaiting: stopWhileWaiting) { signalled() != .none }
         var best = false
         try onRoot {
             guard let result = scored else { return }
@@ -66,6 +66,7 @@ extension Trainer {
         }
         let epoch = 1_000_000 + config.train.epochs
         let iterator = loader.batches(epoch: epoch)
+        iterator.shouldStop = stopWhileWaiting
         defer {
             iterator.stop()
             for (norm, m) in zip(norms, momenta) { norm.momentum = m }
