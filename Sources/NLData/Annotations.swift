@@ -75,7 +75,8 @@ public enum Annotations {
         }
     }
 
-    static func resolve(_ path: String, root: String) -> String {
+    /// `path` as the loader reads it: folders' annotation paths are relative to `root`.
+    public static func resolve(_ path: String, root: String) -> String {
         path.hasPrefix("/") || root.isEmpty ? path : (root as NSString).appendingPathComponent(path)
     }
 
@@ -121,7 +122,7 @@ public enum Annotations {
         func video(_ stem: String, in folder: String) -> String? {
             if listings[folder] == nil {
                 var best: [Substring: (rank: Int, name: String)] = [:]
-                for name in videoFiles(in: folder) {
+                for name in videoFiles(in: folder).videos {
                     let dot = name.lastIndex(of: ".")!  // a video file's name has an ending
                     let rank = videoExtensions.firstIndex(of: name[name.index(after: dot)...].lowercased())!
                     if rank < best[name[..<dot]]?.rank ?? .max { best[name[..<dot]] = (rank, name) }
@@ -240,31 +241,54 @@ public enum Annotations {
             throw DataError("\(folder): no such folder of class folders")
         }
         var rows: [(source: String, label: String, file: String)] = []
+        var warnings: [(source: String, message: String)] = []
+        var byName: [String: String] = [:]  // Swift compares names canonically: café in NFC and in NFD are one
         for name in names.sorted() where !name.hasPrefix(".") {  // hidden: .DS_Store, ._clip.mp4 (macOS), .git
             let classFolder = "\(folder)/\(name)"
             var isFolder: ObjCBool = false
             guard FileManager.default.fileExists(atPath: classFolder, isDirectory: &isFolder), isFolder.boolValue else { continue }
-            for video in videoFiles(in: classFolder).sorted() {
+            if let other = byName[name], Array(other.utf8) != Array(name.utf8) {
+                warnings.append((classFolder, "the same name as \(folder)/\(other) in another Unicode form (NFC and NFD, as macOS and Linux "
+                                 + "write accents): one class, \(name), of both folders' videos; rename one if they are two"))
+            }
+            byName[name] = byName[name] ?? name
+            let (videos, unreadable) = videoFiles(in: classFolder)
+            for bytes in unreadable {
+                warnings.append((classFolder, "a file whose name is not UTF-8 (\(bytes)) is left out: rename it"))
+            }
+            if videos.isEmpty { warnings.append((classFolder, "holds no videos: no class \(name)")) }
+            for video in videos.sorted() {
                 rows.append((classFolder, name, "\(classFolder)/\(video)"))
             }
         }
-        return try labelled(rows, classes: classes, missing: [], malformed: [], path: folder)
+        return try labelled(rows, classes: classes, missing: [], malformed: [], warnings: warnings, path: folder)
     }
 
     /// The names of `folder`'s videos: files ending in one of videoExtensions, in any case, less
-    /// hidden ones (.DS_Store, macOS's ._clip.mp4); none if it is not a folder.
-    private static func videoFiles(in folder: String) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { name in
-            guard !name.hasPrefix("."), let dot = name.lastIndex(of: ".") else { return false }
-            return videoExtensions.contains(name[name.index(after: dot)...].lowercased())
+    /// hidden ones (.DS_Store, macOS's ._clip.mp4); none if it is not a folder. Names that are
+    /// not UTF-8 (a Latin-1 archive unpacked on Linux) cannot be a path here: they come back
+    /// apart, their bytes escaped, to be named.
+    private static func videoFiles(in folder: String) -> (videos: [String], notUTF8: [String]) {
+        guard let directory = opendir(folder) else { return ([], []) }
+        defer { closedir(directory) }
+        var videos: [String] = [], notUTF8: [String] = []
+        while let entry = readdir(directory) {
+            let bytes = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+            guard let name = String(validating: bytes, as: UTF8.self) else {
+                notUTF8.append(bytes.map { (32..<127).contains($0) ? String(UnicodeScalar($0)) : String(format: "\\x%02X", $0) }.joined())
+                continue
+            }
+            guard !name.hasPrefix("."), let dot = name.lastIndex(of: ".") else { continue }
+            if videoExtensions.contains(name[name.index(after: dot)...].lowercased()) { videos.append(name) }
         }
+        return (videos, notUTF8)
     }
 
     /// Entries from (source, label name, file) rows: label indices in `classes` or, without
     /// them, in the sorted label names.
     private static func labelled(_ rows: [(source: String, label: String, file: String)], classes: [String]?,
                                  missing: [(source: String, path: String)], malformed: [(source: String, reason: String)],
-                                 path: String) throws(DataError) -> Dataset {
+                                 warnings: [(source: String, message: String)] = [], path: String) throws(DataError) -> Dataset {
         let names = classes ?? Array(Set(rows.map(\.label))).sorted()
         let index = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         var malformed = malformed, entries: [VideoEntry] = []
@@ -275,12 +299,37 @@ public enum Annotations {
             }
             entries.append(VideoEntry(path: row.file, label: label, source: row.source))
         }
-        return try finished(Dataset(entries: entries, classes: names, missing: missing, malformed: malformed), path: path)
+        var dataset = Dataset(entries: entries, classes: names, missing: missing, malformed: malformed)
+        dataset.warnings = warnings
+        return try finished(dataset, path: path)
     }
 
     /// The dataset, unless it has no usable video: then an error that says why, with the first
-    /// few malformed lines and missing videos.
-    private static func finished(_ dataset: Dataset, path: String) throws(DataError) -> Dataset {
+    /// few malformed lines and missing videos. A video listed again with another label is a
+    /// malformed line (which label is meant?); listed again with the same one, it stays (each is
+    /// trained on, as mmaction2 does), with a warning that says how often.
+    private static func finished(_ listed: Dataset, path: String) throws(DataError) -> Dataset {
+        var kept: [VideoEntry] = [], first: [String: Int] = [:], repeats: [String: Int] = [:]
+        var malformed = listed.malformed, warnings = listed.warnings
+        for entry in listed.entries {
+            guard let i = first[entry.path] else {
+                first[entry.path] = kept.count
+                kept.append(entry)
+                continue
+            }
+            if kept[i].label != entry.label {
+                malformed.append((entry.source, "the video of \(kept[i].source) again, with another label (\(listed.classes[entry.label]), "
+                                  + "not \(listed.classes[kept[i].label])); left out"))
+                continue
+            }
+            repeats[entry.path, default: 1] += 1
+            kept.append(entry)
+        }
+        for (path, count) in repeats.sorted(by: { first[$0.key]! < first[$1.key]! }) {
+            warnings.append((kept[first[path]!].source, "\(path) is listed \(count) times; each is trained on"))
+        }
+        var dataset = Dataset(entries: kept, classes: listed.classes, missing: listed.missing, malformed: malformed)
+        dataset.warnings = warnings
         guard dataset.entries.isEmpty else { return dataset }
         var reason = "\(path): no usable video (\(dataset.summary))"
         if dataset.missing.isEmpty && dataset.malformed.isEmpty { reason += ": the file lists no videos" }

@@ -29,7 +29,8 @@ public enum TextFile {
             guard let text = String(validating: bytes[start..<end], as: UTF8.self) else {
                 throw FileError(path, line: number, "not UTF-8 text; save the file as UTF-8")
             }
-            let trimmed = text.trimmingTrailingBlanks
+            // A byte-order mark mid-file starts a file concatenated to another (cat a.txt b.txt).
+            let trimmed = (text.hasPrefix("\u{FEFF}") ? String(text.dropFirst()) : text).trimmingTrailingBlanks
             if !trimmed.isEmpty { lines.append((number, trimmed)) }
         }
         while i < bytes.count {

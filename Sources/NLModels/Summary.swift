@@ -14,17 +14,13 @@ public struct LayerSummary: Sendable {
 
 extension Recognizer {
     /// Why the network cannot take a clip of `clipShape` (N, T, H, W), or nil: a dimension below
-    /// 1 or absurdly large, a stem kernel larger than the clip, a layer whose output would be
-    /// empty, or, in training, a BatchNorm left with one value per channel (PyTorch: "Expected
+    /// 1 or absurdly large, a layer whose output would be empty (as PyTorch, against the padded
+    /// input: a 3x7x7 stem runs on clips of one frame), or, in training, a BatchNorm left with one value per channel (PyTorch: "Expected
     /// more than 1 value per channel when training"). Found from shapes alone, before any work.
     public func clipProblem(_ clipShape: [Int], training: Bool) -> String? {
         guard clipShape.count == 4, clipShape.allSatisfy({ $0 >= 1 }) else { return "every dimension of the clip \(clipShape) must be at least 1" }
         guard clipShape.allSatisfy({ $0 <= 1 << 16 }), clipShape.map(Double.init).reduce(1, *) <= Double(1 << 36) else {
             return "the clip \(clipShape) is too large (more than 2^36 pixels)"
-        }
-        let kernel = backbone.conv1.conv.kernelSize
-        if kernel.t > clipShape[1] || kernel.h > clipShape[2] || kernel.w > clipShape[3] {
-            return "the stem's \(kernel.t)x\(kernel.h)x\(kernel.w) kernel (model.conv1_kernel) is larger than the clip's \(clipShape[1])x\(clipShape[2])x\(clipShape[3]) frames"
         }
         let rows = summary(clipShape: clipShape + [3])
         if let empty = rows.first(where: { $0.outputShape.contains { $0 < 1 } }) {

@@ -21,6 +21,8 @@ public enum Files {
             throw FileError(path, errno == ENOENT ? "no such \(what)" : "cannot read the \(what) (\(lastError))")
         }
         if status.st_mode & S_IFMT == S_IFDIR { throw FileError(path, "is a directory, not the \(what)") }
+        // /dev/zero or /dev/urandom would be read until memory runs out.
+        if [S_IFCHR, S_IFBLK].contains(status.st_mode & S_IFMT) { throw FileError(path, "is a device, not the \(what)") }
         guard access(path, R_OK) == 0 else { throw FileError(path, "cannot read the \(what) (\(lastError))") }
     }
 

@@ -36,15 +36,11 @@ public struct SafeTensors {
 
     // MARK: Reading
 
+    /// Reads the whole file into memory first: a mapped file that another process truncates
+    /// while it is read (a checkpoint being replaced by hand, a full disk) kills the reader with
+    /// SIGBUS, where a read sees the bytes it got.
     public init(contentsOf path: String, what: String = "safetensors file") throws {
-        try Files.checkReadable(path, what: what)
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        } catch {
-            throw FileError(path, "cannot read the \(what) (\(String(cString: strerror(errno)).lowercased()))")
-        }
-        try self.init(data: data, path: path)
+        try self.init(data: Files.read(path, what: what), path: path)
     }
 
     /// Which of PyTorch's own formats a file that is not safetensors is in, when its first bytes
@@ -53,7 +49,11 @@ public struct SafeTensors {
     /// is asked for.
     static func pyTorchFormat(of data: Data) -> String? {
         if data.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return "a zip archive, as PyTorch's torch.save writes (.pth)" }
-        if data.starts(with: [0x80]) { return "a Python pickle, as older PyTorch's torch.save writes (.pth)" }
+        // PROTO 2 to 5, as torch.save has written since PyTorch 0.1: a file that merely begins with
+        // 0x80 (1 in 256 of any bytes) is not called one.
+        if data.count >= 2, data[data.startIndex] == 0x80, (2...5).contains(data[data.startIndex + 1]) {
+            return "a Python pickle, as older PyTorch's torch.save writes (.pth)"
+        }
         return nil
     }
 

@@ -36,7 +36,12 @@ public final class TensorStorage: @unchecked Sendable {
         let huge = bytes >= 4 * hugePage
         if huge { bytes = (bytes + hugePage - 1) / hugePage * hugePage }
         guard posix_memalign(&raw, huge ? hugePage : 64, bytes) == 0, let raw else {
-            fatalError("out of memory allocating \(bytes) bytes")
+            // No way on from here, but a clear one out (70, where a trap said "Fatal error" and died
+            // of SIGILL): checkpoints are written whole or not at all, so the last one is intact.
+            Files.emit("out of memory: cannot allocate \(bytes) bytes (\(String(format: "%.1f", Double(bytes) / 1_073_741_824)) GiB) with "
+                       + "\(String(format: "%.1f", ProcessMemory.residentMiB / 1024)) GiB in use; lower train.batch_size or the clip size, "
+                       + "or raise the memory limit (ulimit -v, the container's). The last checkpoint is whole\n", to: .standardError)
+            exit(70)
         }
         if huge { madvise(raw, bytes, MADV_HUGEPAGE) }
         return raw.bindMemory(to: Float.self, capacity: max(count, 1))
@@ -104,7 +109,7 @@ public struct Tensor: @unchecked Sendable {
     /// gives the freed pages back to the system (glibc keeps them otherwise).
     public static func releasePooledBuffers() {
         TransientPool.shared.drain()
-        malloc_trim(0)
+        _ = malloc_trim(0)
     }
 
     public init(shape: [Int], values: [Float]) {

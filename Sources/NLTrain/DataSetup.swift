@@ -27,7 +27,11 @@ public enum DataSetup {
         let data = config.data
         var paths = [("data.root", data.root), ("data.\(split.rawValue)_annotations", split == .train ? data.trainAnnotations : data.valAnnotations)]
         paths.append(data.classes.isEmpty ? ("data.train_annotations", data.trainAnnotations) : ("data.classes", data.classes))
-        let absent = paths.filter { !$0.1.isEmpty && !FileManager.default.fileExists(atPath: $0.1) }
+        // Where the loader will look: a folders dataset's annotation paths are relative to data.root.
+        func located(_ key: String, _ path: String) -> String {
+            data.format == .folders && key.hasSuffix("_annotations") ? Annotations.resolve(path, root: data.root) : path
+        }
+        let absent = paths.filter { !$0.1.isEmpty && !FileManager.default.fileExists(atPath: located($0.0, $0.1)) }
         guard let first = absent.first else { return }
         throw ConfigError(source: config.source(of: first.0), message: absent.map { "\($0.0) = \($0.1)" }.joined(separator: ", ")
             + ": not on this machine (the checkpoint keeps the paths it was trained with); give "

@@ -275,11 +275,13 @@ public final class VideoReader {
                                  stream: UnsafeMutablePointer<AVStream>, codec: UnsafePointer<AVCodec>) -> (VideoInfo, Index) {
         let timeBase = av_q2d(stream.pointee.time_base)
         var index = Index()
-        for (position, p) in packets.enumerated() {
-            if let dts = p.dts { index.byDecodingTimestamp[dts] = position }
+        for (position, p) in packets.enumerated() {  // the first packet of a repeated time: where a read from it starts
+            if let dts = p.dts, index.byDecodingTimestamp[dts] == nil { index.byDecodingTimestamp[dts] = position }
         }
         let ticks: [Int64]  // presentation times in stream ticks, in presentation order
-        if packets.allSatisfy({ $0.pts != nil }) {
+        // Timestamps that repeat (Matroska files whose frames share times) index no frame: such a
+        // stream is counted in decoding order, as the ffmpeg CLI shows it (50 frames, not 10).
+        if packets.allSatisfy({ $0.pts != nil }) && Set(packets.map { $0.pts! }).count == packets.count {
             ticks = Array(Set(packets.map { $0.pts! })).sorted()
             var byTimestamp: [Int64: Int] = [:]
             for (i, t) in ticks.enumerated() { byTimestamp[t] = i }
@@ -293,7 +295,7 @@ public final class VideoReader {
             // Without reordering a keyframe's decode position is its presentation index. With it
             // (B-frames in AVI), an anchor frame is shown some slots after it is stored, and
             // nothing in the packets says how many: such files are decoded from the start.
-            if stream.pointee.codecpar.pointee.video_delay == 0 {
+            if stream.pointee.codecpar.pointee.video_delay == 0 && Set(packets.compactMap(\.dts)).count == packets.count {
                 index.keyframes = packets.enumerated().filter { $0.element.isKey }.map {
                     Keyframe(index: $0.offset, seekTimestamp: $0.element.dts ?? Int64($0.offset), packet: $0.element)
                 }
@@ -368,12 +370,21 @@ public final class VideoReader {
 }
 
 /// Degrees clockwise that turn the stored picture upright: the display matrix's rotation is
-/// counterclockwise, as ffmpeg's autorotate reads it.
-private func displayRotation(_ stream: UnsafeMutablePointer<AVStream>) -> Int {
+/// counterclockwise, as ffmpeg's autorotate reads it. As the ffmpeg CLI, a quarter turn is
+/// applied within 1 degree of it; another angle (45: "Odd rotation angle", ffmpeg says) is not
+/// turned by quarters (it read as 270). ffmpeg 5.1 then turns the picture within its own frame,
+/// black in the corners, which no training pipeline wants: such a video is read as stored.
+func displayRotation(_ stream: UnsafeMutablePointer<AVStream>) -> Int {
     var size: Int = 0
     guard let data = av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, &size), size >= 9 * 4 else { return 0 }
     let angle = -av_display_rotation_get(UnsafeRawPointer(data).assumingMemoryBound(to: Int32.self))
+    return quarterTurn(of: angle)
+}
+
+/// 0, 90, 180 or 270 for an angle within 1 degree of it (any number of turns away), else 0.
+func quarterTurn(of angle: Double) -> Int {
     guard angle.isFinite else { return 0 }
-    let quarter = Int((angle / 90).rounded())
-    return ((quarter % 4) + 4) % 4 * 90
+    let quarters = (angle / 90).rounded()
+    guard abs(angle - quarters * 90) < 1 else { return 0 }
+    return ((Int(quarters) % 4) + 4) % 4 * 90
 }

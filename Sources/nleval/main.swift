@@ -42,12 +42,13 @@ struct NLEval: MatrixCommand {
     var parsedViews: (clips: Int, crops: Int)? {
         guard let views else { return nil }
         let parts = views.lowercased().split(separator: "x").compactMap { Int($0) }
-        guard parts.count == 2, parts[0] > 0, [1, 3].contains(parts[1]) else { return nil }
+        // As eval.num_clips: at most 64 clips a video (99999999999999 tried to allocate 800 TB).
+        guard parts.count == 2, (1...64).contains(parts[0]), [1, 3].contains(parts[1]) else { return nil }
         return (parts[0], parts[1])
     }
 
     func validate() throws {
-        if views != nil && parsedViews == nil { throw ValidationError("--views takes CLIPSxCROPS, such as 10x3 (crops: 1 or 3)") }
+        if views != nil && parsedViews == nil { throw ValidationError("--views takes CLIPSxCROPS, such as 10x3 (clips: 1 to 64, crops: 1 or 3)") }
     }
 
     func run() throws {

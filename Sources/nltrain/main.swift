@@ -20,13 +20,13 @@ struct NLTrainCommand: MatrixCommand {
         discussion: """
             Trains [model] on [data] with [train]'s SGD and schedule, writing checkpoints, train.log, metrics.jsonl \
             and bad_videos.txt into [train] work_dir. A work directory with a checkpoint resumes by itself, bit for \
-            bit; a finished one exits 0 at once; a second run on it exits 75. --max-time and SIGTERM/SIGINT/SIGHUP \
+            bit; a finished one exits 0 at once; a second run on it exits 75. --max-time and SIGTERM/SIGINT/SIGHUP/SIGUSR1 \
             stop after a checkpoint with exit 75: run the same command again to continue (cron: see the README). Under \
             mpirun (mpirun -np N nltrain ...) each process trains on its share of every batch (batch_size is per \
             process), gradients are averaged over the processes, and rank 0 writes the work directory. Before the \
             first run on a configuration (CPU, OpenBLAS kernel, threads) a numerical self-check of a few seconds holds \
             OpenBLAS's products to float64 and falls back to one that computes right if it must (nlbench verify). Exit \
-            codes: 0 done, 64 usage or config error, 65 data error, 70 internal error (or nothing computes right), \
+            codes: 0 done, 64 usage or config error, 65 data error, 70 internal error (a diverged run, or nothing computes right), \
             74 I/O error, 75 not finished. \
             Every key: configs/README.md.
             """)

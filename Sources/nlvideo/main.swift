@@ -19,7 +19,7 @@ struct Probe: ParsableCommand {
             path and error for a file that cannot be read. Exits 65 when some file cannot be read.
             """)
 
-    @Argument(help: "Video files.")
+    @Argument(parsing: .allUnrecognized, help: "Video files.")  // -dash.mp4 is a file, not -d -a -s -h
     var files: [String]
 
     func run() throws {
@@ -44,8 +44,11 @@ struct Frames: ParsableCommand {
             Exit codes: 0 done, 64 usage, 65 the video cannot be decoded, 74 cannot write the output.
             """)
 
-    @Argument(help: "Video file.")
-    var file: String
+    // A list, to take a name that starts with '-' as a file (swift-argument-parser would read
+    // -dash.mp4 as -d -a -s -h and print the help); one is required.
+    @Argument(parsing: .allUnrecognized, help: ArgumentHelp("Video file.", valueName: "file"))
+    var files: [String] = []
+    var file: String { files[0] }
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Frame indices, comma-separated.", valueName: "i,j,..."))  // "-1" is a value, refused by its range, not an option
     var indices: String
@@ -69,6 +72,7 @@ struct Frames: ParsableCommand {
     var png: String?
 
     func validate() throws {
+        if files.count != 1 { throw ValidationError("give one video file") }
         if shortSide != nil && size != nil { throw ValidationError("give --short-side or --size, not both") }
         if (output == nil) == (png == nil) { throw ValidationError("give --output FILE or --png DIR") }
         if frameIndices == nil { throw ValidationError("--indices takes comma-separated frame numbers, such as 0,5,9") }
@@ -76,7 +80,7 @@ struct Frames: ParsableCommand {
     }
 
     var frameIndices: [Int]? {
-        let parts = indices.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let parts = indices.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }  // "1,,2" is a mistake
         return parts.isEmpty || parts.contains(nil) ? nil : parts.map { $0! }
     }
 
@@ -122,8 +126,10 @@ struct Check: ParsableCommand {
             64 usage or config error, 65 some video missing or undecodable (or a bad annotation file).
             """)
 
-    @Argument(help: "An annotation file (instead of --config).")
-    var annotations: String?
+    // A list, to take a name that starts with '-' as a file; at most one.
+    @Argument(parsing: .allUnrecognized, help: ArgumentHelp("An annotation file (instead of --config).", valueName: "annotations"))
+    var files: [String] = []
+    var annotations: String? { files.first }
 
     @OptionGroup var options: ConfigOptions
 
@@ -149,6 +155,7 @@ struct Check: ParsableCommand {
     var badList: String?
 
     func validate() throws {
+        if files.count > 1 { throw ValidationError("give one annotation file") }
         if (options.config == nil) == (annotations == nil) { throw ValidationError("give --config FILE or an annotation file") }
     }
 

@@ -104,14 +104,12 @@ struct FaultTests {
             (["nltrain", "--config", config, "--set", "train.batch_size=1", "--set", "model.pool1_stride_t=2", "--set", "data.crop_size=16",
               "--set", "data.train_short_side=16", "--set", "data.test_short_side=16"], 64,
              "Expected more than 1 value per channel when training"),
-            (["nltrain", "--config", config, "--set", "model.conv1_kernel=9 99 99"], 64, "larger than the clip"),
             (["nltrain", "--config", config, "--set", "data.crop_size=48"], 64, "data.crop_size 48 is larger than the short side"),
             (["nltrain", "--config", config, "--set", "data.test_crop_size=64"], 64, "data.test_crop_size 64 is larger than the short side"),
             (["nlvideo", "frames", "\(testVideoDirectory)/vp9.webm", "--indices", "0", "--short-side", "60000", "--output", "\(temporaryDirectory())/f.safetensors"], 64,
              "larger than 16384 pixels a side"),
             (["nlmodel", "summary", "--model", "nl_i3d_r50", "--clip", "0,8,32,32"], 64, "--clip takes N,T,H,W"),
             (["nlmodel", "summary", "--model", "nl_i3d_r50", "--clip", "1,99999999999,224,224"], 64, "too large"),
-            (["nlmodel", "summary", "--model", "nl_i3d_r50", "--clip", "1,8,4,4"], 64, "larger than the clip"),
         ]
         for (arguments, status, words) in cases {
             let r = try run(arguments[0], Array(arguments.dropFirst()))

@@ -11,7 +11,7 @@ struct AnnotationTests {
 
     func touch(_ path: String) {
         try! FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: path, contents: Data([0]))
+        _ = FileManager.default.createFile(atPath: path, contents: Data([0]))
     }
 
     func write(_ name: String, _ text: String) -> String {
@@ -108,8 +108,9 @@ struct AnnotationTests {
     @Test func listFilesWithSpacesAndExtraLabels() throws {
         touch("\(directory)/l/pan left/x 1.mp4")
         touch("\(directory)/l/one.mp4")
+        touch("\(directory)/l/two.mp4")
         touch("\(directory)/l/123")
-        let list = write("spaces.txt", "pan left/x 1.mp4 3\r\none.mp4\t2\r\none.mp4 1 4 7\r\n123 0\r\npan left/x 1.mp4\r\n")
+        let list = write("spaces.txt", "pan left/x 1.mp4 3\r\none.mp4\t2\r\ntwo.mp4 1 4 7\r\n123 0\r\npan left/x 1.mp4\r\n")
         let dataset = try Annotations.load(format: .list, annotations: list, root: "\(directory)/l")
         #expect(dataset.entries.map(\.label) == [3, 2, 1, 0] && dataset.entries[0].path.hasSuffix("pan left/x 1.mp4") && dataset.entries[3].path.hasSuffix("/123"))
         #expect(dataset.warnings.map(\.source) == ["\(list):3"] && dataset.warnings[0].message.contains("3 labels on one line"))

@@ -66,8 +66,8 @@ public final class Launched {
     public init(_ command: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         let folder = temporaryDirectory()
         (stdoutPath, stderrPath) = ("\(folder)/stdout", "\(folder)/stderr")
-        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: "\(commandDirectory)/\(command)")
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }

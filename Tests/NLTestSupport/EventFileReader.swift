@@ -21,7 +21,7 @@ func parseEvent(_ data: Data) -> ReadEvent {
         switch (field, value) {
         case (2, .varint(let v)): event.step = Int(v)
         case (3, .bytes(let b)): event.fileVersion = String(decoding: b, as: UTF8.self)
-        case (6, .bytes(let b)): event.sessionStart = protoFields(b).contains { $0.0 == 1 && $0.1 == .varint(1) }
+        case (7, .bytes(let b)): event.sessionStart = protoFields(b).contains { $0.0 == 1 && $0.1 == .varint(1) }  // session_log: START
         case (5, .bytes(let summary)):
             for case (1, .bytes(let value)) in protoFields(summary) {
                 var tag = "", simple: Float?, text: String?

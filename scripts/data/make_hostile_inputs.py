@@ -149,6 +149,27 @@ write(os.path.join("containers", "a", "notes.txt"), "not a video\n")
 case("other containers in class folders", ["nlvideo", "check", path("containers"), "--format", "folders", "--root", "/", "--every-frame"], 0,
      ["checked 4 videos: 4 readable"])
 
+# Class folders other systems leave: café in NFC and in NFD (macOS writes accents decomposed),
+# a file name in Latin-1 (an old archive unpacked on Linux), an empty class folder.
+import unicodedata
+for form in ("NFC", "NFD"):
+    os.makedirs(path("unicode", unicodedata.normalize(form, "caf\u00e9")), exist_ok=True)
+    shutil.copy(source, path("unicode", unicodedata.normalize(form, "caf\u00e9"), f"{form}.mp4"))
+os.makedirs(path("unicode", "latin"), exist_ok=True)
+shutil.copy(source, os.path.join(os.fsencode(path("unicode", "latin")), b"caf\xe9.mp4"))
+shutil.copy(source, path("unicode", "latin", "plain.mp4"))
+os.makedirs(path("unicode", "empty"), exist_ok=True)
+case("class folders: NFC and NFD, Latin-1 names, an empty folder", ["nlvideo", "check", path("unicode"), "--format", "folders", "--root", "/"], 0,
+     ["the same name as", "in another Unicode form (NFC and NFD", "a file whose name is not UTF-8 (caf\\xE9.mp4) is left out: rename it",
+      f"{path('unicode', 'empty')}: warning: holds no videos: no class empty", "checked 3 videos: 3 readable"])
+# The same video twice: with two labels (which is meant?), and every row repeated.
+conflict = write("conflict.txt", "train/abseiling/aaa_000004_000014.mp4 0\ntrain/abseiling/aaa_000004_000014.mp4 1\n")
+check("one video with two labels", conflict, 65, [f"{conflict}:2: malformed: the video of {conflict}:1 again, with another label (1, not 0); left out"], fmt="list")
+repeated = write("repeated.csv", text.replace("\r\n", "\n") + "".join(text.replace("\r\n", "\n").split("\n", 1)[1] for _ in range(3)))
+check("every row four times", repeated, 0, ["is listed 4 times; each is trained on", "checked 16 videos: 16 readable"])
+bommed = write("bom_inside.txt", "train/abseiling/aaa_000004_000014.mp4 0\n\ufeffmissing/clip.mp4 1\n")
+check("a byte-order mark inside a list (cat a.txt b.txt)", bommed, 65, [f"{bommed}:2: missing: no video at {root}/missing/clip.mp4"], ["\ufeff"], fmt="list")
+
 # Damaged videos: every container cut at several points keeps its index but loses its data.
 os.makedirs(path("damaged"), exist_ok=True)
 src = ["-f", "lavfi", "-i", "testsrc=size=96x64:rate=25:duration=6"]
@@ -170,6 +191,29 @@ ffmpeg(*src, "-frames:v", "1", path("damaged", "still.jpg"))
 case("a JPEG says what it is", ["nlvideo", "probe", path("damaged", "still.jpg")], 65, ["a still image (mjpeg), not a video"])
 ffmpeg(*src, "-c:v", "libx264", "-preset", "veryfast", "-f", "h264", path("damaged", "raw.h264"))
 case("a raw stream says what it is", ["nlvideo", "probe", path("damaged", "raw.h264")], 65, ["a raw h264 stream", "put it in a container first"])
+
+# Timing and orientation as other tools leave them: a Matroska file whose frames share times in
+# groups of 5 (the ffmpeg CLI shows all 50), and a display matrix of 45 degrees (read as stored,
+# not as a 270-degree turn).
+ffmpeg("-f", "lavfi", "-i", "testsrc=size=96x64:rate=25:duration=2", "-c:v", "libx264", "-bf", "0", "-g", "10", "-vsync", "passthrough",
+       "-vf", "setpts=floor(N/5)*5", "-enc_time_base", "1/25", path("damaged", "repeated_times.mkv"))
+case("Matroska with repeated times: every frame", ["nlvideo", "probe", path("damaged", "repeated_times.mkv")], 0, ['"frames":50'])
+ffmpeg(*src, "-c:v", "libx264", "-preset", "veryfast", "-t", "1", path("damaged", "upright.mp4"))
+movie = bytearray(open(path("damaged", "upright.mp4"), "rb").read())
+identity = b"".join(v.to_bytes(4, "big", signed=True) for v in (0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000))
+at = movie.find(identity, movie.find(b"tkhd"))
+movie[at:at + 36] = b"".join(v.to_bytes(4, "big", signed=True) for v in (0xB505, 0xB505, 0, -0xB505, 0xB505, 0, 0, 0, 0x40000000))
+write(os.path.join("damaged", "rotated_45.mp4"), bytes(movie), "wb")
+case("a 45-degree display matrix is not a quarter turn", ["nlvideo", "probe", path("damaged", "rotated_45.mp4")], 0, ['"rotation":0', '"width":96'])
+
+# Command lines as users type them.
+case("nlvideo probe of a name starting with '-'", ["nlvideo", "probe", path("damaged", "-dash.mp4")], 65, ["-dash.mp4", "no such file"], ["OVERVIEW"])
+case("nlvideo frames --indices with an empty item", ["nlvideo", "frames", source, "--indices", "1,,2", "--output", path("f.safetensors")], 64,
+     ["--indices takes comma-separated frame numbers"])
+case("--config /dev/zero", ["nltrain", "--print-config", "--config", "/dev/zero"], 64, ["/dev/zero: is a device, not the config file"])
+write("starts_0x80.safetensors", bytes([0x80, 0x41]) + bytes(64), "wb")
+case("a file starting with 0x80 is not called a pickle", ["nleval", "--ckpt", path("starts_0x80.safetensors")], 65,
+     ["starts_0x80.safetensors: header length"], ["pickle"])
 
 # Configs.
 def config(name, body, **kwargs):
@@ -195,6 +239,15 @@ case("config: a plain typo gets no format hint", ["nltrain", "--print-config", "
      ["typo.cfg:2: expected 'key = value', '[section]' or a # comment, got 'lr 0.1'"], ["looks like"])
 utf16 = config("utf16.cfg", good, encoding="utf-16")
 case("config in UTF-16", ["nltrain", "--print-config", "--config", utf16], 64, [f"{utf16}: UTF-16 text"])
+# Values that round-trip through the resolved config every checkpoint keeps.
+tricky = 'wd/a" #b'
+case("a --set value with a quote and a '#' is written back quoted", ["nltrain", "--print-config", "--set", f"train.work_dir={tricky}"], 0,
+     ['work_dir = "wd/a\\" #b"'])
+roundtrip = config("roundtrip.cfg", '[train]\nwork_dir = "wd/a\\" #b" # a comment\n')
+case("such a value reads back as itself", ["nltrain", "--print-config", "--config", roundtrip], 0, ['work_dir = "wd/a\\" #b"'])
+case("a --set value with a line break", ["nltrain", "--print-config", "--set", "train.work_dir=a\nb"], 64, ["a value cannot hold a line break"])
+case("an unterminated quote", ["nltrain", "--print-config", "--config", config("open_quote.cfg", '[data]\nroot = "/videos\n')], 64,
+     ["open_quote.cfg:2: root: the quote is not closed"])
 case("config that is a directory", ["nltrain", "--print-config", "--config", out], 64, [f"{out}: is a directory, not the config file"])
 included = config("includes_dir.cfg", f"include = {out}\n")
 case("include of a directory", ["nltrain", "--print-config", "--config", included], 64, [f"include {out}: is a directory"])
@@ -236,6 +289,7 @@ case("nlvideo frames --output over its video", ["nlvideo", "frames", source, "--
      [f"--output {source} is the same file as the video {source}"])
 case("nlvideo check --bad-list over its annotation file", ["nlvideo", "check", path("python_csv.csv"), "--root", root, "--bad-list",
      os.path.join(out, ".", "python_csv.csv")], 64, ["is the same file as the annotation file"])
+case("nleval --views beyond any recipe", ["nleval", "--ckpt", victim, "--views", "99999999999999x3"], 64, ["clips: 1 to 64"])
 case("nlmodel forward --output over its --input", ["nlmodel", "forward", "--model", "nl_i3d_r50_tiny", "--input", victim, "--output", victim], 64,
      ["is the same file as --input"])
 

@@ -76,6 +76,20 @@ public final class WorkDirectory {
             || (name.hasPrefix("iter_") && name.hasSuffix(".safetensors") && name.dropFirst(5).dropLast(12).allSatisfy(\.isNumber))
     }
 
+    /// metrics.jsonl as of a checkpoint at `globalIteration`: the lines a killed run wrote after
+    /// it go, so that the resumed run's lines for those iterations are the only ones (and a
+    /// validation still to do is the next run's). Lines that are not JSON stay.
+    public func keepMetrics(upTo globalIteration: Int, validationPending: Bool) throws {
+        guard let text = try? String(contentsOfFile: file("metrics.jsonl"), encoding: .utf8) else { return }
+        let lines = text.split(whereSeparator: \.isNewline)
+        let kept = lines.filter { line in
+            guard let record = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let step = record["global_iteration"] as? Int else { return true }
+            return step < globalIteration || (step == globalIteration && !(validationPending && record["mode"] as? String == "val"))
+        }
+        if kept.count < lines.count { try write(kept.map { $0 + "\n" }.joined(), to: "metrics.jsonl") }
+    }
+
     /// The checkpoint to resume from: the one last_checkpoint names or, when it cannot be read, the
     /// newest other readable one. `refused` hears of each file passed over and why. When there are
     /// checkpoints but none can be read, an error (65) that names them: starting from scratch

@@ -134,6 +134,19 @@ public struct Config: Sendable {
             let source = sources["model.\(key)"] ?? sources["model.depth"] ?? sources["model.name"] ?? ConfigSource(file: "[model]", line: 0)
             throw ConfigError(source: source, message: "model.\(key): \(message)")
         }
+        if train.lrPolicy == .cosine && train.lrMin > train.lr {
+            throw ConfigError(source: source(of: "train.lr_min", "train.lr"),
+                              message: "train.lr_min \(train.lrMin) is above train.lr \(train.lr): the cosine rate would climb to it instead of decaying")
+        }
+    }
+
+    /// Settings that are allowed but unlikely meant, as sentences for the log.
+    public var warnings: [String] {
+        var found: [String] = []
+        if train.warmup != .none && train.warmupIterations == 0 && train.warmupEpochs >= Double(train.epochs) {
+            found.append("train.warmup_epochs \(train.warmupEpochs) is as long as the run (\(train.epochs) epochs): the learning rate never reaches train.lr \(train.lr)")
+        }
+        return found
     }
 
     /// Reads `path` (if any), then applies `overrides` ("section.key=value").

@@ -75,7 +75,10 @@ public struct ConfigFile: Sendable {
                 throw ConfigError(source: source, message: "expected 'key = value', '[section]' or a # comment, got '\(line)'" + Self.otherFormat(lines))
             }
             let key = line[..<equals].trimmingCharacters(in: .whitespaces)
-            let value = Self.unquote(line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces))
+            let value: String
+            do { value = try Self.value(line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)) } catch {
+                throw ConfigError(source: source, message: "\(key): \(error.message)")
+            }
             guard !key.isEmpty, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
                 throw ConfigError(source: source, message: "'\(key)' is not a key (letters, digits and _)")
             }
@@ -124,24 +127,50 @@ public struct ConfigFile: Sendable {
             throw ConfigError(source: source, message: "expected section.key=value, such as train.lr=0.01")
         }
         let section = String(assignment[..<dot]), key = String(assignment[assignment.index(after: dot)..<equals])
-        let value = Self.unquote(String(assignment[assignment.index(after: equals)...]).trimmingCharacters(in: .whitespaces))
-        set(section: section, key: key, value: value, source: source)
+        let raw = String(assignment[assignment.index(after: equals)...])
+        // Every value goes into the resolved config's text, one line a key: a line break would
+        // cut it (a checkpoint's config that no longer reads).
+        guard !raw.contains(where: \.isNewline) else {
+            throw ConfigError(source: source, message: "a value cannot hold a line break")
+        }
+        do { set(section: section, key: key, value: try Self.value(raw.trimmingCharacters(in: .whitespaces)), source: source) } catch {
+            throw ConfigError(source: source, message: error.message)
+        }
     }
 
-    /// A line without its comment: '#' at the start or after whitespace, outside double quotes.
+    /// A line without its comment: '#' at the start or after whitespace, outside double quotes
+    /// (where \" is a quote, not their end).
     static func stripComment(_ line: String) -> String {
-        var quoted = false
+        var quoted = false, escaped = false
         var previous: Character = " "
         for (offset, c) in line.enumerated() {
-            if c == "\"" { quoted.toggle() }
+            if quoted && escaped { escaped = false } else if quoted && c == "\\" { escaped = true } else if c == "\"" { quoted.toggle() }
             if c == "#" && !quoted && previous.isWhitespace { return String(line.prefix(offset)) }
             previous = c
         }
         return line
     }
 
-    /// "a b" (quoted, to keep spaces or a '#') to a b.
-    static func unquote(_ value: String) -> String {
-        value.count >= 2 && value.hasPrefix("\"") && value.hasSuffix("\"") ? String(value.dropFirst().dropLast()) : value
+    /// A value as written: plain, or in double quotes (to keep spaces, a '#', a quote) where \"
+    /// is a quote and \\ a backslash, as the resolved config writes them (quotedIfNeeded). A
+    /// quote left open, or text after the closing one, is an error.
+    static func value(_ raw: String) throws(ValueProblem) -> String {
+        guard raw.hasPrefix("\"") else { return raw }
+        var result = "", escaped = false
+        for (offset, c) in raw.dropFirst().enumerated() {
+            if escaped {
+                if c != "\"" && c != "\\" { result.append("\\") }  // other backslashes are themselves (C:\data)
+                result.append(c)
+                escaped = false
+            } else if c == "\\" {
+                escaped = true
+            } else if c == "\"" {
+                guard offset == raw.count - 2 else { throw ValueProblem(message: "text after the closing quote: \(raw)") }
+                return result
+            } else {
+                result.append(c)
+            }
+        }
+        throw ValueProblem(message: "the quote is not closed: \(raw)")
     }
 }

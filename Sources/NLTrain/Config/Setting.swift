@@ -143,6 +143,10 @@ func format(_ value: Double) -> String {
     return "\(value)"
 }
 
-private func quotedIfNeeded(_ text: String) -> String {
-    text.contains(" #") || text.hasPrefix("#") || (text.hasPrefix(" ") || text.hasSuffix(" ")) ? "\"\(text)\"" : text
+/// `text` as a config value that reads back as itself (ConfigFile.value): in double quotes, with
+/// `\"` and `\\` inside, when it holds a '#', a quote or a backslash, or starts or ends with a
+/// space; as it is otherwise.
+func quotedIfNeeded(_ text: String) -> String {
+    guard text.contains(where: { "#\"\\".contains($0) }) || text.hasPrefix(" ") || text.hasSuffix(" ") else { return text }
+    return "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
 }

@@ -104,9 +104,12 @@ enum Event {
         event(step: 0) { $0.string(3, "brain.Event:2") }
     }
 
-    /// SessionLog { status: START } at `step` (Event.session_log, field 6).
+    /// SessionLog { status: START } at `step` (Event.session_log, field 7; field 6 is the
+    /// deprecated log_message, which TensorBoard shows nowhere and purges nothing for). On it,
+    /// TensorBoard drops what earlier files logged at this step and later: a run resumed from a
+    /// checkpoint shows each step once.
     static func sessionStart(step: Int) -> Data {
-        event(step: step) { $0.message(6) { $0.varint(1, 1) } }
+        event(step: step) { $0.message(7) { $0.varint(1, 1) } }
     }
 
     /// Summary { value: [{ tag, simple_value }] } (Event.summary, field 5).

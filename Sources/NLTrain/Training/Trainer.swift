@@ -54,8 +54,9 @@ public final class Trainer: @unchecked Sendable {
         if config.train.syncBN { parallel.synchronizeBatchNorms(of: model) }
         log("running on \(machineDescription)")
         if let line = options.selfCheck { log(line) }
+        for warning in config.warnings { log("warning: \(warning)") }
         let (training, validation) = try loaders(for: model)
-        continueWithThisBatch(&state, iterationsPerEpoch: training.batchesPerEpoch)
+        place(&state, iterationsPerEpoch: training.batchesPerEpoch)
         let step = TrainingStep(model: model, sgd: sgd, train: config.train, iterationsPerEpoch: training.batchesPerEpoch, parallel: parallel)
         try startLogging(state, training: training)
 
@@ -251,23 +252,39 @@ public final class Trainer: @unchecked Sendable {
         }
         let state = try checkpoint.restore(model: model, sgd: sgd)
         log("resuming from \(checkpoint.path)")
+        try workDirectory.keepMetrics(upTo: state.globalIteration, validationPending: state.validationPending)
         let changes = checkpoint.configChanges(to: config.text)
         if !changes.isEmpty { log("going on with a config that differs from the checkpoint's: \(changes.joined(separator: ", "))") }
         return state
     }
 
-    /// A checkpoint written with another number of clips an iteration (another batch_size or
-    /// number of processes) goes on from the clips of the epoch it has seen, not from its
-    /// iteration count; its global iteration, which the schedule runs on, follows.
-    private func continueWithThisBatch(_ state: inout TrainingState, iterationsPerEpoch: Int) {
+    /// Puts the checkpoint's position into this run's epochs. Written with another number of
+    /// clips an iteration (another batch_size or number of processes), it goes on from the clips
+    /// of the epoch it has seen, not from its iteration count; past the end of an epoch of this
+    /// data (a training list that shrank, a crafted file), the epoch counts as done after its
+    /// last iteration, said, never skipped. The global iteration, which the schedule runs on,
+    /// follows from the epoch and iteration.
+    private func place(_ state: inout TrainingState, iterationsPerEpoch: Int) {
         let globalBatch = config.train.batchSize * parallel.size
         defer { state.globalBatch = globalBatch }
-        guard let saved = state.globalBatch, saved != globalBatch else { return }
-        let seen = state.iteration * saved
-        state.iteration = min(seen / globalBatch, iterationsPerEpoch)
-        state.globalIteration = state.epoch * iterationsPerEpoch + state.iteration
-        log("the checkpoint was written at \(saved) clips an iteration and this run takes \(globalBatch): epoch \(state.epoch + 1) goes on after "
-            + "\(state.iteration * globalBatch) of the \(seen) clips it had seen (iteration \(state.iteration)), global iteration \(state.globalIteration)")
+        if let saved = state.globalBatch, saved != globalBatch {
+            let seen = state.iteration * saved  // both bounded (TrainingState): no overflow
+            state.iteration = min(seen / globalBatch, iterationsPerEpoch)
+            state.globalIteration = state.epoch * iterationsPerEpoch + state.iteration
+            log("the checkpoint was written at \(saved) clips an iteration and this run takes \(globalBatch): epoch \(state.epoch + 1) goes on after "
+                + "\(state.iteration * globalBatch) of the \(seen) clips it had seen (iteration \(state.iteration)), global iteration \(state.globalIteration)")
+        }
+        if state.iteration > iterationsPerEpoch {
+            log("the checkpoint is at iteration \(state.iteration) of epoch \(state.epoch + 1), but an epoch of this data has \(iterationsPerEpoch) "
+                + "(the training list changed?): epoch \(state.epoch + 1) counts as done")
+            state.iteration = iterationsPerEpoch
+        }
+        let global = state.epoch * iterationsPerEpoch + state.iteration
+        if global != state.globalIteration {
+            log("global iteration \(global) for epoch \(state.epoch + 1) iteration \(state.iteration) of \(iterationsPerEpoch)-iteration epochs "
+                + "(the checkpoint says \(state.globalIteration)): the learning-rate schedule follows the epochs")
+            state.globalIteration = global
+        }
     }
 
     /// What to say of a run that diverged: where, and the checkpoint to go back to (the newest

@@ -40,17 +40,29 @@ public struct TrainingState: Sendable, Equatable {
               let global = m["global_iteration"].flatMap(Int.init) else {
             throw CheckpointError(path, "the checkpoint's metadata lacks its position (epoch, iteration, global_iteration)")
         }
-        guard epoch >= 0, iteration >= 0, global >= iteration else {
+        // No run gets past these (a config trains at most 100,000 epochs): a position beyond them
+        // is a damaged or crafted file, and the arithmetic on positions stays far from overflow.
+        guard (0...Self.maximumEpochs).contains(epoch), (0...Self.maximumIterations).contains(iteration),
+              (iteration...Self.maximumIterations).contains(global) else {
             throw CheckpointError(path, "the checkpoint's position is impossible (epoch \(epoch), iteration \(iteration), global_iteration \(global))")
         }
         (self.epoch, self.iteration, globalIteration) = (epoch, iteration, global)
         if let batch = m["global_batch"] {
-            guard let value = Int(batch), value > 0 else { throw CheckpointError(path, "the checkpoint's global_batch '\(batch)' is not a positive number") }
+            guard let value = Int(batch), (1...(1 << 30)).contains(value) else {
+                throw CheckpointError(path, "the checkpoint's global_batch '\(batch)' is not a possible batch")
+            }
             globalBatch = value
         }
         bestTop1 = m["best_top1"].flatMap(Double.init)
         bestEpoch = m["best_epoch"].flatMap(Int.init)
         finished = m["finished"] == "true"
         validationPending = m["validation_pending"] == "true"
+        // A run finishes at an epoch's end, validated.
+        guard !finished || (iteration == 0 && !validationPending) else {
+            throw CheckpointError(path, "the checkpoint says its run finished at epoch \(epoch) iteration \(iteration)\(validationPending ? " with a validation to do" : ""): impossible")
+        }
     }
+
+    static let maximumEpochs = 100_000
+    static let maximumIterations = 1 << 40
 }
