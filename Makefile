@@ -1,12 +1,17 @@
 # Set-up, build, tests, demo and benchmarks. `make test` is what CI runs (.ci/run).
 SWIFT ?= swift
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 
 # The project's own loops are compiled for this machine's vector width (skylake-avx512: AVX-512,
 # haswell: AVX2 and FMA, else x86-64; scripts/make/target-cpu.sh); such a binary refuses to start
 # on an older CPU, with a message. `make build TARGET_CPU=x86-64` builds one for any x86-64.
 TARGET_CPU ?= $(word 1,$(shell scripts/make/target-cpu.sh))
 BUILD_LEVEL = $(if $(filter skylake-avx512,$(TARGET_CPU)),4,$(if $(filter haswell,$(TARGET_CPU)),3,1))
-SWIFT_BUILD = $(SWIFT) build -c release -Xswiftc -target-cpu -Xswiftc $(TARGET_CPU) -Xcc -DNL_BUILD_LEVEL=$(BUILD_LEVEL)
+SWIFT_FLAGS = -c release -Xswiftc -target-cpu -Xswiftc $(TARGET_CPU) -Xcc -DNL_BUILD_LEVEL=$(BUILD_LEVEL)
+# The tests build in a folder of their own (with testing enabled every module compiles otherwise),
+# so that `make build` after `make test`, or the reverse, rebuilds nothing.
+TESTS = --scratch-path .build-tests
 
 .PHONY: deps build test demo bench fixtures clean
 
@@ -15,18 +20,23 @@ deps:
 	@scripts/make/install-deps.sh
 
 build: deps
-	$(SWIFT_BUILD)
+	$(SWIFT) build $(SWIFT_FLAGS)
 
-# Tests are built optimised: numeric code in a debug build is 10-100x slower.
+# Tests are built optimised: numeric code in a debug build is 10-100x slower. A warning in the
+# project's own code fails the build here, as in CI. The run prints a line per suite with the
+# count of tests done; every line of it is kept in .build-tests/test.log.
 test: deps
-	$(SWIFT_BUILD) --build-tests
-	$(SWIFT) test -c release --skip-build
+	@mkdir -p .build-tests
+	$(SWIFT) build $(SWIFT_FLAGS) $(TESTS) --build-tests 2>&1 | tee .build-tests/build.log | (grep -v "^\[[0-9]*/[0-9]*\]" || true)
+	@! grep -E "^$(CURDIR)/(Sources|Tests)/.*: warning:" .build-tests/build.log
+	@total=$$($(SWIFT) test list -c release $(TESTS) --skip-build 2>/dev/null | wc -l); \
+	  $(SWIFT) test -c release $(TESTS) --skip-build 2>&1 | scripts/make/test-summary.py $$total .build-tests/test.log
 
 # The synthetic dataset, a small non-local network trained on it, and its evaluation.
 demo: build
 	@scripts/make/demo.sh
 
-# Decoding, the training step and the whole pipeline, measured (see README: Speed).
+# Decoding, the training step and the whole pipeline, measured (see docs/speed.md).
 bench: build
 	@scripts/make/bench.sh
 
@@ -41,4 +51,4 @@ fixtures:
 	$(PYTHON) scripts/fixtures/make_tensorboard_fixture.py
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-tests

@@ -6,48 +6,29 @@
 ///
 /// In training a video's clips are joined in time into one view; in evaluation each clip (and
 /// each of its crops) is a view of its own.
-public struct ClipPipeline: Sendable, Equatable {
-    public enum Crop: Sendable, Equatable {
-        /// A square at a random place (the paper's and PySlowFast's training crop).
-        case random(RandomCrop)
-        /// mmaction2's MultiScaleCrop, then a resize to its input size (mmaction2's I3D recipe).
-        case multiScale(MultiScaleCrop)
-        case center(CenterCrop)
-        case three(ThreeCrop)
-    }
-
+public struct ClipPipeline: Sendable {
     public var sampler: SampleFrames
     public var resize: ShortEdgeResize
-    public var crop: Crop
+    /// RandomCrop or MultiScaleCrop in training, CenterCrop or ThreeCrop in testing.
+    public var crop: any ClipCrop
     public var flip: RandomHorizontalFlip?
     public var normalize: Normalize
 
-    public init(sampler: SampleFrames, resize: ShortEdgeResize, crop: Crop, flip: RandomHorizontalFlip? = nil, normalize: Normalize) {
+    public init(sampler: SampleFrames, resize: ShortEdgeResize, crop: any ClipCrop, flip: RandomHorizontalFlip? = nil, normalize: Normalize) {
         (self.sampler, self.resize, self.crop, self.flip, self.normalize) = (sampler, resize, crop, flip, normalize)
     }
 
     /// Whether a video's clips are joined into one view (training) or each is its own (testing).
     public var joinsClips: Bool { !sampler.testMode }
 
-    /// Views per video: one when joining clips, else clips x crops (three for ThreeCrop).
-    public var viewsPerVideo: Int {
-        if joinsClips { return 1 }
-        if case .three = crop { return 3 * sampler.numClips }
-        return sampler.numClips
-    }
+    /// Views per video: one when joining clips, else clips x the crop's views.
+    public var viewsPerVideo: Int { joinsClips ? 1 : crop.viewsPerClip * sampler.numClips }
 
     /// Frames per view.
     public var framesPerView: Int { joinsClips ? sampler.numClips * sampler.clipLength : sampler.clipLength }
 
     /// Height and width of every view.
-    public var outputSize: Int {
-        switch crop {
-        case .random(let c): c.size
-        case .multiScale(let c): c.inputSize
-        case .center(let c): c.size
-        case .three(let c): c.size
-        }
-    }
+    public var outputSize: Int { crop.size }
 
     /// (T, H, W, 3) of every view.
     public var viewShape: [Int] { [framesPerView, outputSize, outputSize, 3] }
@@ -79,13 +60,7 @@ public struct ClipPipeline: Sendable, Equatable {
 
     /// The crops of one clip, then flipped (one draw for the clip).
     func cropAndFlip(_ clip: VideoFrames, using generator: inout SeededGenerator) -> [VideoFrames] {
-        var views: [VideoFrames]
-        switch crop {
-        case .random(let c): views = [c.apply(clip, using: &generator)]
-        case .multiScale(let c): views = [c.apply(clip, using: &generator)]
-        case .center(let c): views = [c.apply(clip)]
-        case .three(let c): views = c.apply(clip)
-        }
+        var views = crop.views(of: clip, using: &generator)
         if let flip, flip.draw(using: &generator) {
             for i in views.indices { views[i].flipHorizontally() }
         }

@@ -21,37 +21,53 @@ public struct ShortEdgeResize: Sendable, Equatable {
     }
 }
 
+/// A crop of the clip pipeline: the square views of `size` one clip gives (the draws, if any,
+/// from the clip's stream). A new crop is a type here and a value of the config's choice mapped
+/// to it in DataSetup (docs/extending.md).
+public protocol ClipCrop: Sendable {
+    /// The side of every view.
+    var size: Int { get }
+    /// Views a clip gives (one, or three for ThreeCrop).
+    var viewsPerClip: Int { get }
+    func views(of clip: VideoFrames, using generator: inout SeededGenerator) -> [VideoFrames]
+}
+
+extension ClipCrop {
+    public var viewsPerClip: Int { 1 }
+}
+
 /// A square crop at a random place, as mmaction2's RandomCrop: offsets drawn in [0, side - size)
 /// (the last position is never drawn, as there), 0 where the frame is not larger than the crop.
-public struct RandomCrop: Sendable, Equatable {
+public struct RandomCrop: ClipCrop, Equatable {
     public var size: Int
     public init(size: Int) { self.size = size }
 
-    public func apply(_ clip: VideoFrames, using generator: inout SeededGenerator) -> VideoFrames {
+    public func views(of clip: VideoFrames, using generator: inout SeededGenerator) -> [VideoFrames] {
         let y = clip.height > size ? generator.below(clip.height - size) : 0
         let x = clip.width > size ? generator.below(clip.width - size) : 0
-        return clip.cropped(x: x, y: y, width: min(size, clip.width), height: min(size, clip.height))
+        return [clip.cropped(x: x, y: y, width: min(size, clip.width), height: min(size, clip.height))]
     }
 }
 
 /// A square crop in the middle, as mmaction2's CenterCrop (offsets rounded down).
-public struct CenterCrop: Sendable, Equatable {
+public struct CenterCrop: ClipCrop, Equatable {
     public var size: Int
     public init(size: Int) { self.size = size }
 
-    public func apply(_ clip: VideoFrames) -> VideoFrames {
+    public func views(of clip: VideoFrames, using generator: inout SeededGenerator) -> [VideoFrames] {
         let (w, h) = (min(size, clip.width), min(size, clip.height))
-        return clip.cropped(x: (clip.width - w) / 2, y: (clip.height - h) / 2, width: w, height: h)
+        return [clip.cropped(x: (clip.width - w) / 2, y: (clip.height - h) / 2, width: w, height: h)]
     }
 }
 
 /// Three square crops for testing, as mmaction2's ThreeCrop: upper left, lower right, centre
 /// (on a landscape frame cropped to its height: left, right, centre).
-public struct ThreeCrop: Sendable, Equatable {
+public struct ThreeCrop: ClipCrop, Equatable {
     public var size: Int
     public init(size: Int) { self.size = size }
+    public var viewsPerClip: Int { 3 }
 
-    public func apply(_ clip: VideoFrames) -> [VideoFrames] {
+    public func views(of clip: VideoFrames, using generator: inout SeededGenerator) -> [VideoFrames] {
         let (w, h) = (min(size, clip.width), min(size, clip.height))
         let (xStep, yStep) = ((clip.width - w) / 2, (clip.height - h) / 2)
         return [(0, 0), (2 * xStep, 2 * yStep), (xStep, yStep)].map { clip.cropped(x: $0.0, y: $0.1, width: w, height: h) }
@@ -71,16 +87,17 @@ public struct RandomHorizontalFlip: Sendable, Equatable {
 /// `scales` times the short side (their scale indices at most `maxWHScaleGap` apart), at one of
 /// five fixed places (corners and centre), then resized to `inputSize` square (bilinear, as the
 /// Resize that follows it in mmaction2's I3D recipe).
-public struct MultiScaleCrop: Sendable, Equatable {
+public struct MultiScaleCrop: ClipCrop, Equatable {
     public var inputSize: Int
     public var scales: [Double]
     public var maxWHScaleGap: Int
+    public var size: Int { inputSize }
 
     public init(inputSize: Int, scales: [Double] = [1, 0.875, 0.75, 0.66], maxWHScaleGap: Int = 1) {
         (self.inputSize, self.scales, self.maxWHScaleGap) = (inputSize, scales, maxWHScaleGap)
     }
 
-    public func apply(_ clip: VideoFrames, using generator: inout SeededGenerator) -> VideoFrames {
+    public func views(of clip: VideoFrames, using generator: inout SeededGenerator) -> [VideoFrames] {
         let base = min(clip.width, clip.height)
         let sizes = scales.map { Int(Double(base) * $0) }
         var candidates: [(w: Int, h: Int)] = []
@@ -94,7 +111,7 @@ public struct MultiScaleCrop: Sendable, Equatable {
         let (xs, ys) = ((clip.width - w) / 4, (clip.height - h) / 4)
         let places = [(0, 0), (4 * xs, 0), (0, 4 * ys), (4 * xs, 4 * ys), (2 * xs, 2 * ys)]
         let (x, y) = places[generator.below(places.count)]
-        return clip.cropped(x: x, y: y, width: w, height: h).resized(width: inputSize, height: inputSize)
+        return [clip.cropped(x: x, y: y, width: w, height: h).resized(width: inputSize, height: inputSize)]
     }
 }
 

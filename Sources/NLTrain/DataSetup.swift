@@ -45,13 +45,13 @@ public enum DataSetup {
                                       worldSize: Int = 1) throws -> DataLoader {
         let d = config.data
         let sides = d.trainShortSide
-        let crop: ClipPipeline.Crop
+        let crop: any ClipCrop
         switch d.trainCrop {
         case .random:
             try requireCrop(d.cropSize, "data.crop_size", within: sides.min()!, "data.train_short_side", config)
-            crop = .random(RandomCrop(size: d.cropSize))
+            crop = RandomCrop(size: d.cropSize)
         case .multiscale:  // fractions of the short side, resized to crop_size: any size fits
-            crop = .multiScale(MultiScaleCrop(inputSize: d.cropSize, scales: d.multiscaleScales, maxWHScaleGap: d.multiscaleMaxWHGap))
+            crop = MultiScaleCrop(inputSize: d.cropSize, scales: d.multiscaleScales, maxWHScaleGap: d.multiscaleMaxWHGap)
         }
         let pipeline = ClipPipeline(sampler: SampleFrames(clipLength: d.clipLength, frameInterval: d.frameInterval, numClips: d.numClips),
                                     resize: ShortEdgeResize(range: sides.min()!...sides.max()!), crop: crop,
@@ -76,7 +76,7 @@ public enum DataSetup {
         try requireCrop(size, d.testCropSize > 0 ? "data.test_crop_size" : "data.crop_size", within: d.testShortSide, "data.test_short_side", config)
         let sampler = SampleFrames(clipLength: d.clipLength, frameInterval: d.frameInterval, numClips: clips ?? config.eval.numClips, testMode: true)
         let pipeline = ClipPipeline(sampler: sampler, resize: ShortEdgeResize(d.testShortSide),
-                                    crop: three ? .three(ThreeCrop(size: size)) : .center(CenterCrop(size: size)),
+                                    crop: three ? ThreeCrop(size: size) : CenterCrop(size: size),
                                     normalize: normalize(config))
         var options = DataLoader.Options(batchSize: config.eval.batchSize, workers: d.workers, seed: UInt64(config.train.seed))
         (options.rank, options.worldSize, options.readTimeout) = (rank, worldSize, d.readTimeout)

@@ -163,28 +163,14 @@ struct FaultTests {
 
     static let scripts = "\(ReadmeCommandsTests.repository)/scripts"
 
-    /// Starts a script, sends it SIGTERM once `started` holds (as timeout or
-    /// a scheduler would), and returns its exit status and stderr. It starts with no signal
-    /// blocked or ignored, as from a shell or cron: Foundation's Process would hand it the test
-    /// thread's mask, where Dispatch blocks SIGTERM, and a script cannot unblock it.
+    /// Starts a script with a plain signal mask, sends it SIGTERM once `started` holds (as
+    /// timeout or a scheduler would), and returns its exit status and stderr.
     func stopped(_ script: String, _ arguments: [String] = [], environment: [String: String] = [:],
                  once started: () -> Bool) throws -> (status: Int32, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        let plainSignals = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
-            + "signal.signal(signal.SIGPIPE, signal.SIG_DFL); signal.signal(signal.SIGXFSZ, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
-        process.arguments = ["python3", "-c", plainSignals, script] + arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let errors = "\(temporaryDirectory())/stderr"
-        try Data().write(to: URL(fileURLWithPath: errors))
-        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        process.standardError = FileHandle(forWritingAtPath: errors)
-        try process.run()
-        let deadline = Date().addingTimeInterval(120)
-        while process.isRunning, Date() < deadline, !started() { Thread.sleep(forTimeInterval: 0.02) }
-        process.terminate()
-        process.waitUntilExit()
-        return (process.terminationStatus, try String(contentsOfFile: errors, encoding: .utf8))
+        let launched = try Launched(script, arguments, environment: environment, plainSignals: true)
+        _ = launched.wait(until: started)
+        let status = launched.signal(SIGTERM)
+        return (status, launched.stderr)
     }
 
     /// A comparison script stopped while PyTorch's step runs stops at once and stops that run: it

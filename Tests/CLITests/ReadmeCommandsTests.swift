@@ -3,7 +3,7 @@ import NLTestSupport
 import NLTrain
 import Testing
 
-/// Every command line the README shows runs, as written, in a folder laid out as the README's
+/// Every command line the README and docs/ show runs, as written, in a folder laid out as the README's
 /// (configs/i3d_nl.cfg, work_dirs/, the files the lines name), on demo-sized data: a README line
 /// that hangs or fails fails here. configs/i3d_nl.cfg there is the shipped one with the data and
 /// sizes of a small synthetic dataset. Lines that cannot run on this machine are listed with why.
@@ -19,16 +19,19 @@ struct ReadmeCommandsTests {
         ("PYTHON=", "the peers' benchmarks need PyTorch and mmaction2, or PyAV, decord and torchcodec, and measure (README, Speed); their plumbing runs with stand-ins for the peers in NLModelCLITests"),
     ]
 
-    /// The README's command lines: the indented code lines that start with a command, the cron
-    /// line as cron would run it (without its schedule).
+    /// The command lines of the README and of docs/*.md: the indented code lines that start with
+    /// a command, the cron line as cron would run it (without its schedule).
     static let commands: [String] = {
-        let text = try! String(contentsOfFile: "\(repository)/README.md", encoding: .utf8)
+        let docs = ((try? FileManager.default.contentsOfDirectory(atPath: "\(repository)/docs")) ?? []).filter { $0.hasSuffix(".md") }.sorted()
+        let text = try! (["README.md"] + docs.map { "docs/\($0)" }).map { try String(contentsOfFile: "\(repository)/\($0)", encoding: .utf8) }
+            .joined(separator: "\n")
         let starts = ["nltrain ", "nleval ", "nlvideo ", "nlmodel ", "nlbench ", "mpirun ", "srun ", "python3 ", "make ", "tensorboard ", "PYTHON="]
+        var seen = Set<String>()  // a line the README and a page of docs/ both show runs once
         return text.split(separator: "\n").compactMap { line -> String? in
             guard line.hasPrefix("    ") else { return nil }
             var command = line.trimmingCharacters(in: .whitespaces)
             if command.hasPrefix("*/") { command = command.split(separator: " ").dropFirst(5).joined(separator: " ") }
-            return starts.contains { command.hasPrefix($0) } ? command : nil
+            return starts.contains { command.hasPrefix($0) } && seen.insert(command).inserted ? command : nil
         }
     }()
 

@@ -51,7 +51,7 @@ struct DataLoaderTests {
     /// Evaluation: every video once, in order, clips x crops views each, the last batch kept.
     @Test func evaluationViews() throws {
         let dataset = try SyntheticData.dataset("val.csv")
-        let three = ClipPipeline(sampler: SyntheticData.sampler, resize: ShortEdgeResize(48), crop: .three(ThreeCrop(size: 48)), normalize: SyntheticData.pipeline.normalize)
+        let three = ClipPipeline(sampler: SyntheticData.sampler, resize: ShortEdgeResize(48), crop: ThreeCrop(size: 48), normalize: SyntheticData.pipeline.normalize)
         let l = loader(dataset, workers: 2, mode: .evaluation, batchSize: 5, pipeline: three)
         #expect(l.viewsPerVideo == 6)
         let batches = try all(l.batches(epoch: 0))
@@ -65,7 +65,7 @@ struct DataLoaderTests {
     /// the batch size. (Batches smaller than a video's views used to wait forever.)
     @Test(.timeLimit(.minutes(1)), arguments: [0, 1, 2]) func viewsSpanningBatches(workers: Int) throws {
         let dataset = try SyntheticData.dataset("val.csv")
-        let three = ClipPipeline(sampler: SyntheticData.sampler, resize: ShortEdgeResize(32), crop: .three(ThreeCrop(size: 32)), normalize: SyntheticData.pipeline.normalize)
+        let three = ClipPipeline(sampler: SyntheticData.sampler, resize: ShortEdgeResize(32), crop: ThreeCrop(size: 32), normalize: SyntheticData.pipeline.normalize)
         let whole = try all(loader(dataset, workers: 0, mode: .evaluation, batchSize: 30 * dataset.entries.count, pipeline: three, numClips: 10).batches(epoch: 0))
         #expect(whole.count == 1)
         let reference = whole[0].clips, viewSize = reference.count / (30 * dataset.entries.count)

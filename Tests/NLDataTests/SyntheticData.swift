@@ -14,6 +14,6 @@ enum SyntheticData {
     /// The loader tests set each loader's own sampler.
     static let sampler = SampleFrames(clipLength: 8, frameInterval: 2)
 
-    static let pipeline = ClipPipeline(sampler: sampler, resize: ShortEdgeResize(range: 56...72), crop: .random(RandomCrop(size: 48)),
+    static let pipeline = ClipPipeline(sampler: sampler, resize: ShortEdgeResize(range: 56...72), crop: RandomCrop(size: 48),
                                        flip: RandomHorizontalFlip(), normalize: Normalize(mean: [123.675, 116.28, 103.53], std: [58.395, 57.12, 57.375]))
 }

@@ -57,19 +57,32 @@ func runScript(_ name: String, _ arguments: [String]) {
     precondition(r.status == 0, "\(script) \(arguments.joined(separator: " ")) failed: \(r.stderr)")
 }
 
-/// A built command running in the background, for tests that signal it part-way: its output goes
-/// to files that can be read while it runs.
+/// A process running in the background, for tests that signal it part-way (start, wait until,
+/// send, finish): its output goes to files that can be read while it runs. The one way tests
+/// start processes they signal.
 public final class Launched {
     public let process = Process()
     public let stdoutPath: String, stderrPath: String
 
-    public init(_ command: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+    /// Starts a built command by its name, or any program by its absolute path. Foundation's
+    /// Process hands the child the mask of the test's thread, where Dispatch blocks SIGTERM; the
+    /// commands unblock it themselves, a script cannot: `plainSignals` starts it through a
+    /// trampoline that clears the mask and restores the default actions, as a shell or cron would.
+    public init(_ command: String, _ arguments: [String], environment: [String: String] = [:], plainSignals: Bool = false) throws {
         let folder = temporaryDirectory()
         (stdoutPath, stderrPath) = ("\(folder)/stdout", "\(folder)/stderr")
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: "\(commandDirectory)/\(command)")
-        process.arguments = arguments
+        let program = command.hasPrefix("/") ? command : "\(commandDirectory)/\(command)"
+        if plainSignals {
+            let trampoline = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
+                + "signal.signal(signal.SIGPIPE, signal.SIG_DFL); signal.signal(signal.SIGXFSZ, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", "-c", trampoline, program] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = arguments
+        }
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
         process.standardError = FileHandle(forWritingAtPath: stderrPath)

@@ -11,7 +11,7 @@ if [ ! -f data/synthetic/val.csv ]; then
   rm -rf data/synthetic
   stoppable scripts/data/make_synthetic_dataset.sh data/synthetic
 fi
-echo "== training configs/demo.cfg into work_dirs/demo (about 4 minutes on 2 cores)"
+echo "== training configs/demo.cfg into work_dirs/demo (each epoch's line ends with the time left, measured)"
 stoppable $bin/nltrain --config configs/demo.cfg
 echo "== evaluating work_dirs/demo/best.safetensors on the validation videos"
 stoppable $bin/nleval --ckpt work_dirs/demo/best.safetensors --json work_dirs/demo/eval.json --dump work_dirs/demo/scores.csv \

@@ -13,26 +13,46 @@ public final class WorkDirectory {
         guard access(path, W_OK) == 0 else { throw FileError(path, "the work directory is not writable") }
     }
 
-    deinit { if lockDescriptor >= 0 { close(lockDescriptor) } }
+    deinit { unlock() }
 
     public func file(_ name: String) -> String { "\(path)/\(name)" }
 
     /// Takes the directory's lock for this process's life, or fails with exit 75 naming the
     /// process that holds it. The lock is the kernel's (flock), so a crashed run leaves none.
+    /// The file is removed when the run ends (`unlock`), so one that is there is held: a run
+    /// that takes the lock of a file another has just removed would hold a lock nobody sees, so
+    /// it checks that the path still names the file it locked, and tries again otherwise.
     public func lock() throws {
         let lockPath = file("lock")
-        let fd = open(lockPath, O_RDWR | O_CREAT, 0o644)
-        guard fd >= 0 else { throw FileError(lockPath, "cannot open the lock file") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
-            close(fd)
-            throw WorkDirectoryLocked(path: path, holder: holder.isEmpty ? "unknown process" : holder)
+        while true {
+            let fd = open(lockPath, O_RDWR | O_CREAT, 0o644)
+            guard fd >= 0 else { throw FileError(lockPath, "cannot open the lock file") }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                let holder = (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
+                close(fd)
+                throw WorkDirectoryLocked(path: path, holder: holder.isEmpty ? "unknown process" : holder)
+            }
+            var locked = stat(), named = stat()
+            guard fstat(fd, &locked) == 0, stat(lockPath, &named) == 0, locked.st_ino == named.st_ino, locked.st_dev == named.st_dev else {
+                close(fd)  // removed by the run that held it, between our open and our lock
+                continue
+            }
+            let host = ProcessInfo.processInfo.hostName
+            let text = "pid \(getpid()) on \(host) since \(ISO8601DateFormatter().string(from: Date()))\n"
+            ftruncate(fd, 0)
+            _ = text.withCString { Glibc.write(fd, $0, strlen($0)) }
+            lockDescriptor = fd
+            return
         }
-        let host = ProcessInfo.processInfo.hostName
-        let text = "pid \(getpid()) on \(host) since \(ISO8601DateFormatter().string(from: Date()))\n"
-        ftruncate(fd, 0)
-        _ = text.withCString { Glibc.write(fd, $0, strlen($0)) }
-        lockDescriptor = fd
+    }
+
+    /// Gives the lock up and removes its file (still holding it, so no run can take it
+    /// meanwhile): a lock file left in a work directory reads as a run under way.
+    public func unlock() {
+        guard lockDescriptor >= 0 else { return }
+        unlink(file("lock"))
+        close(lockDescriptor)
+        lockDescriptor = -1
     }
 
     /// Writes text to a file of the directory, atomically.

@@ -82,8 +82,6 @@ public struct EvalSection: Sendable {
     public init() {}
 }
 
-public enum WarmupKind: String, CaseIterable, Sendable { case none, linear, constant }
-public enum LRPolicy: String, CaseIterable, Sendable { case step, cosine }
 
 /// A resolved configuration: every key of every section, with its value from the config files,
 /// `--set` overrides or its default. Format and rules: configs/README.md.

@@ -49,10 +49,13 @@ extension Setting {
                 show: { quotedIfNeeded($0[keyPath: path]) })
     }
 
-    static func choice<Value: RawRepresentable & CaseIterable>(
-        _ key: String, _ path: WritableKeyPath<Target, Value>, _ help: String
+    /// A value of an enum; the help lists its cases (from allCases: a new case is listed by
+    /// itself), each with its meaning where `meanings` has one.
+    static func choice<Value: RawRepresentable & CaseIterable & Hashable>(
+        _ key: String, _ path: WritableKeyPath<Target, Value>, _ help: String, _ meanings: [Value: String] = [:]
     ) -> Setting where Value.RawValue == String {
-        Setting(key: key, help: help, read: { target, text in
+        let cases = Value.allCases.map { value in meanings[value].map { "\(value.rawValue) (\($0))" } ?? value.rawValue }
+        return Setting(key: key, help: "\(help): \(cases.joined(separator: ", "))", read: { target, text in
             guard let value = Value(rawValue: text) else {
                 throw ValueProblem(message: "expected one of \(Value.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
             }

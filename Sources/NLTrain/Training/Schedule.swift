@@ -1,5 +1,12 @@
 import Foundation
 
+/// The learning-rate policies after the warmup ([train] lr_policy). A new one is a case here, its
+/// formula in `rate(at:)`, and its meaning in Schema.swift's lr_policy line (docs/extending.md).
+public enum LRPolicy: String, CaseIterable, Sendable { case step, cosine }
+
+/// The warmups ([train] warmup), likewise.
+public enum WarmupKind: String, CaseIterable, Sendable { case none, linear, constant }
+
 /// The learning rate at every iteration, as mmcv's LrUpdaterHooks: a regular schedule (step decay
 /// by epoch, or cosine annealing by iteration) with a warmup over its first iterations.
 public struct LearningRateSchedule: Sendable, Equatable {

@@ -47,6 +47,7 @@ public final class Trainer: @unchecked Sendable {
     public func run() throws -> ExitStatus {
         try parallel.requireSameSettings(config)
         try openWorkDirectory()
+        defer { workDirectory?.unlock() }
         let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
         let sgd = SGD(model: model, config.train)
         var state = try restore(model: model, sgd: sgd)
