@@ -13,7 +13,7 @@ SWIFT_FLAGS = -c release -Xswiftc -target-cpu -Xswiftc $(TARGET_CPU) -Xcc -DNL_B
 # so that `make build` after `make test`, or the reverse, rebuilds nothing.
 TESTS = --scratch-path .build-tests
 
-.PHONY: deps build test demo bench fixtures clean
+.PHONY: deps build test demo bench fixtures format lint clean
 
 # System packages (FFmpeg, OpenBLAS, Open MPI), installed with apt-get only when missing.
 deps:
@@ -49,6 +49,13 @@ fixtures:
 	$(PYTHON) scripts/fixtures/make_model_fixtures.py
 	$(PYTHON) scripts/fixtures/make_train_fixtures.py
 	$(PYTHON) scripts/fixtures/make_tensorboard_fixture.py
+
+# The code's layout is swift-format's, as .swift-format sets it (120 columns): `make format`
+# applies it; `make lint` fails on code it would change, and CI runs it.
+format:
+	$(SWIFT) format format --in-place --configuration .swift-format --recursive Sources Tests Package.swift
+lint:
+	$(SWIFT) format lint --strict --configuration .swift-format --recursive Sources Tests Package.swift
 
 clean:
 	rm -rf .build .build-tests

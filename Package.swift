@@ -14,7 +14,7 @@ let package = Package(
         .executable(name: "nlbench", targets: ["nlbench"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
     ],
     targets: [
         // C libraries, each wrapped by exactly one Swift module.
@@ -49,7 +49,8 @@ let package = Package(
         .target(name: "NLTestSupport", dependencies: ["NLTrain"], path: "Tests/NLTestSupport"),
         .testTarget(name: "NLTensorTests", dependencies: ["NLTensor", "NLTestSupport"]),
         .testTarget(name: "NLLayersTests", dependencies: ["NLLayers", "NLTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "NLModelsTests", dependencies: ["NLModels", "NLTrain", "NLTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "NLModelsTests", dependencies: ["NLModels", "NLTrain", "NLTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "NLVideoTests", dependencies: ["NLVideo", "NLTestSupport"]),
         .testTarget(name: "NLDataTests", dependencies: ["NLData", "NLTestSupport"]),
         .testTarget(name: "NLTrainTests", dependencies: ["NLTrain", "NLTestSupport"], exclude: ["Fixtures"]),

@@ -28,7 +28,9 @@ public struct PipelineBenchmark {
         let loader = try DataSetup.trainingLoader(config, dataset: dataset, badVideos: nil)
         let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
         try DataSetup.requireClip(model, loader: loader, config: config)
-        let step = TrainingStep(model: model, sgd: SGD(model: model, config.train), train: config.train, iterationsPerEpoch: loader.batchesPerEpoch)
+        let step = TrainingStep(
+            model: model, sgd: SGD(model: model, config.train), train: config.train,
+            iterationsPerEpoch: loader.batchesPerEpoch)
         var iterator = loader.batches(epoch: 0), epoch = 0, iteration = 0
         func train(_ batch: Batch) throws {
             _ = try step.run(batch.clips, labels: batch.labels, globalIteration: iteration)
@@ -50,6 +52,7 @@ public struct PipelineBenchmark {
         }
         waited += iterator.waitSeconds
         iterator.stop()
-        return Result(clips: clips, seconds: Date().timeIntervalSince(start), waitSeconds: waited, firstBatchSeconds: firstBatch)
+        return Result(
+            clips: clips, seconds: Date().timeIntervalSince(start), waitSeconds: waited, firstBatchSeconds: firstBatch)
     }
 }

@@ -57,10 +57,13 @@ public struct StepBenchmark {
             let timed = iteration > 0
             if iteration == 1 { GEMM.Meter.start() }
             let start = DispatchTime.now().uptimeNanoseconds
-            let outcome = try step.run(clip, labels: labels, globalIteration: iteration, timing: timed ? { name, seconds in
-                if forwardTimes[name] == nil { order.append(name) }
-                forwardTimes[name, default: []].append(seconds)
-            } : nil, backwardTiming: timed ? { backwardTimes[$0, default: []].append($1) } : nil)
+            let outcome = try step.run(
+                clip, labels: labels, globalIteration: iteration,
+                timing: timed
+                    ? { name, seconds in
+                        if forwardTimes[name] == nil { order.append(name) }
+                        forwardTimes[name, default: []].append(seconds)
+                    } : nil, backwardTiming: timed ? { backwardTimes[$0, default: []].append($1) } : nil)
             guard timed else { continue }
             stepTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             allreduceTimes.append(outcome.allreduceSeconds)
@@ -68,9 +71,10 @@ public struct StepBenchmark {
         let sgemm = GEMM.Meter.stop()
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
         let job = Communicator.world
-        return Result(flops: Self.trainStepFLOPs(model, clipShape: clip.shape), medianSeconds: median(stepTimes),
-                      allreduceSeconds: (job?.size ?? 1) > 1 ? median(allreduceTimes) : nil, reports: job?.isRoot ?? true,
-                      layers: order.map { ($0, median(forwardTimes[$0]!), backwardTimes[$0].map(median) ?? 0) },
-                      sgemm: sgemm.perStep(of: steps))
+        return Result(
+            flops: Self.trainStepFLOPs(model, clipShape: clip.shape), medianSeconds: median(stepTimes),
+            allreduceSeconds: (job?.size ?? 1) > 1 ? median(allreduceTimes) : nil, reports: job?.isRoot ?? true,
+            layers: order.map { ($0, median(forwardTimes[$0]!), backwardTimes[$0].map(median) ?? 0) },
+            sgemm: sgemm.perStep(of: steps))
     }
 }

@@ -8,7 +8,9 @@ public struct ConfigOptions: ParsableArguments {
     @Option(help: "Config file (plain text; every key: configs/README.md).")
     public var config: String?
 
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
+    @Option(
+        name: .customLong("set"),
+        help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
     public var overrides: [String] = []
 
     public init() {}
@@ -30,7 +32,9 @@ public func runCommand(_ name: String, _ body: () throws -> ExitStatus) throws {
 /// another output (Files.clash): `nleval --ckpt X --report X` would overwrite the checkpoint.
 /// Paths not given are nil and pass.
 public func refuseClashes(outputs: [(String, String?)], inputs: [(String, String?)]) throws {
-    func given(_ pairs: [(String, String?)]) -> [(option: String, path: String)] { pairs.compactMap { o, p in p.map { (o, $0) } } }
+    func given(_ pairs: [(String, String?)]) -> [(option: String, path: String)] {
+        pairs.compactMap { o, p in p.map { (o, $0) } }
+    }
     if let clash = Files.clash(outputs: given(outputs), inputs: given(inputs)) { throw UsageError(clash) }
 }
 

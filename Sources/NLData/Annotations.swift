@@ -24,7 +24,8 @@ public struct Dataset: Sendable {
         var problems: [String] = []
         if !missing.isEmpty { problems.append("\(missing.count) missing") }
         if !malformed.isEmpty { problems.append("\(malformed.count) malformed line\(malformed.count == 1 ? "" : "s")") }
-        return "\(entries.count) videos, \(classes.count) classes" + (problems.isEmpty ? "" : "; " + problems.joined(separator: ", "))
+        return "\(entries.count) videos, \(classes.count) classes"
+            + (problems.isEmpty ? "" : "; " + problems.joined(separator: ", "))
     }
 
     /// One line per problem, "file:line: what".
@@ -36,8 +37,9 @@ public struct Dataset: Sendable {
     /// The first entry whose label the model cannot score, as an error naming its line.
     public func labelProblem(numClasses: Int) -> DataError? {
         guard let entry = entries.first(where: { $0.label >= numClasses }) else { return nil }
-        return DataError("\(entry.source): label \(entry.label) (\(classes[entry.label])) is not below the model's \(numClasses) classes (model.num_classes); "
-                         + "this dataset has \(classes.count)")
+        return DataError(
+            "\(entry.source): label \(entry.label) (\(classes[entry.label])) is not below the model's \(numClasses) classes (model.num_classes); "
+                + "this dataset has \(classes.count)")
     }
 }
 
@@ -46,20 +48,28 @@ public enum Annotations {
     /// Video file extensions tried for Kinetics entries and accepted in class folders (any case):
     /// Kinetics' own first, then the containers the reader is tested on that cameras, broadcast
     /// recordings and older downloads come in.
-    public static let videoExtensions = ["mp4", "webm", "mkv", "avi", "mov", "m4v", "mpg", "mpeg", "ts", "m2ts", "mts", "flv", "3gp", "wmv"]
+    public static let videoExtensions = [
+        "mp4", "webm", "mkv", "avi", "mov", "m4v", "mpg", "mpeg", "ts", "m2ts", "mts", "flv", "3gp", "wmv",
+    ]
 
     /// The dataset `annotations` lists (for `folders`, the folder of class folders), with paths
     /// relative to `root`; `classes` is a file of class names, one a line, or nil to take the
     /// sorted labels (folder names) of `classesFrom`, normally the training annotations, so that
     /// training and validation agree on the indices.
-    public static func load(format: AnnotationFormat, annotations: String, root: String, classes: String? = nil,
-                            classesFrom: String? = nil) throws(DataError) -> Dataset {
+    public static func load(
+        format: AnnotationFormat, annotations: String, root: String, classes: String? = nil,
+        classesFrom: String? = nil
+    ) throws(DataError) -> Dataset {
         let classNames: [String]?
         if let classes, !classes.isEmpty {
-            let lines = try readLines(classes, what: "classes file").map { (number: $0.number, name: $0.text.trimmingCharacters(in: .whitespaces)) }
+            let lines = try readLines(classes, what: "classes file").map {
+                (number: $0.number, name: $0.text.trimmingCharacters(in: .whitespaces))
+            }
             var firstLine: [String: Int] = [:]  // a name twice would make two indices of one class
             for (number, name) in lines {
-                if let first = firstLine[name] { throw DataError("\(classes):\(number): '\(name)' again (first at line \(first))") }
+                if let first = firstLine[name] {
+                    throw DataError("\(classes):\(number): '\(name)' again (first at line \(first))")
+                }
                 firstLine[name] = number
             }
             classNames = lines.map(\.name)
@@ -80,7 +90,8 @@ public enum Annotations {
         path.hasPrefix("/") || root.isEmpty ? path : (root as NSString).appendingPathComponent(path)
     }
 
-    private static func readLines(_ path: String, what: String = "annotation file") throws(DataError) -> [TextFile.Line] {
+    private static func readLines(_ path: String, what: String = "annotation file") throws(DataError) -> [TextFile.Line]
+    {
         do { return try TextFile.lines(path, what: what) } catch { throw DataError(error.description) }
     }
 
@@ -96,13 +107,16 @@ public enum Annotations {
             guard names.contains("youtube_id") else { return nil }
             func column(_ name: String) throws(DataError) -> Int {
                 guard let i = names.firstIndex(of: name) else {
-                    throw DataError("\(path):1: the header has no \(name) column (label,youtube_id,time_start,time_end,split)"
-                                    + (name == "label" ? "; an unlabelled test list cannot be trained on or evaluated" : ""))
+                    throw DataError(
+                        "\(path):1: the header has no \(name) column (label,youtube_id,time_start,time_end,split)"
+                            + (name == "label" ? "; an unlabelled test list cannot be trained on or evaluated" : ""))
                 }
                 return i
             }
-            (label, youtubeID, timeStart, timeEnd, split) = (try column("label"), try column("youtube_id"), try column("time_start"),
-                                                             try column("time_end"), try column("split"))
+            (label, youtubeID, timeStart, timeEnd, split) = (
+                try column("label"), try column("youtube_id"), try column("time_start"),
+                try column("time_end"), try column("split")
+            )
         }
 
         init() {}
@@ -118,7 +132,8 @@ public enum Annotations {
         var missing: [(source: String, path: String)] = [], malformed: [(source: String, reason: String)] = []
         var lines = try readLines(path)[...]
         // Each folder listed once, not each name tried with stat: a split holds 240,000 videos.
-        var listings: [String: [Substring: String]] = [:]  // folder -> stem -> file name, the first ending of videoExtensions
+        // folder -> stem -> file name, the first ending of videoExtensions
+        var listings: [String: [Substring: String]] = [:]
         func video(_ stem: String, in folder: String) -> String? {
             if listings[folder] == nil {
                 var best: [Substring: (rank: Int, name: String)] = [:]
@@ -140,12 +155,21 @@ public enum Annotations {
             let source = "\(path):\(number)"
             let fields = csvFields(line)
             guard fields.count >= columns.count else {
-                malformed.append((source, "expected \(columns.count) fields (label,youtube_id,time_start,time_end,split), got \(fields.count): '\(line)'"))
+                malformed.append(
+                    (
+                        source,
+                        "expected \(columns.count) fields (label,youtube_id,time_start,time_end,split), got \(fields.count): '\(line)'"
+                    ))
                 continue
             }
             let (label, id, split) = (fields[columns.label], fields[columns.youtubeID], fields[columns.split])
-            guard let start = kineticsTime(fields[columns.timeStart]), let end = kineticsTime(fields[columns.timeEnd]) else {
-                malformed.append((source, "time_start and time_end must be whole seconds, got '\(fields[columns.timeStart])' and '\(fields[columns.timeEnd])'"))
+            guard let start = kineticsTime(fields[columns.timeStart]), let end = kineticsTime(fields[columns.timeEnd])
+            else {
+                malformed.append(
+                    (
+                        source,
+                        "time_start and time_end must be whole seconds, got '\(fields[columns.timeStart])' and '\(fields[columns.timeEnd])'"
+                    ))
                 continue
             }
             guard !label.isEmpty, !id.isEmpty, !split.isEmpty else {
@@ -153,11 +177,14 @@ public enum Annotations {
                 continue
             }
             let name = "\(id)_\(start)_\(end)"
-            if let found = folderNames(of: label).lazy.compactMap({ video(name, in: "\(root)/\(split)/\($0)") }).first ?? video(name, in: "\(root)/\(split)") {
+            if let found = folderNames(of: label).lazy.compactMap({ video(name, in: "\(root)/\(split)/\($0)") }).first
+                ?? video(name, in: "\(root)/\(split)")
+            {
                 rows.append((source, label, found))
             } else {
                 let endings = "{\(videoExtensions.joined(separator: ","))}"
-                missing.append((source, "\(root)/\(split)/\(label)/\(name).\(endings) or \(root)/\(split)/\(name).\(endings)"))
+                missing.append(
+                    (source, "\(root)/\(split)/\(label)/\(name).\(endings) or \(root)/\(split)/\(name).\(endings)"))
             }
         }
         return try labelled(rows, classes: classes, missing: missing, malformed: malformed, path: path)
@@ -169,7 +196,9 @@ public enum Annotations {
     static func folderNames(of label: String) -> [String] {
         let underscored = String(label.map { $0 == " " ? "_" : $0 })
         let hyphened = String(underscored.map { $0 == "(" || $0 == ")" ? "-" : $0 })
-        return [label, underscored, hyphened].reduce(into: []) { names, name in if !names.contains(name) { names.append(name) } }
+        return [label, underscored, hyphened].reduce(into: []) { names, name in
+            if !names.contains(name) { names.append(name) }
+        }
     }
 
     /// A Kinetics time as its file names write it: whole seconds, zero-padded to six digits and
@@ -178,7 +207,8 @@ public enum Annotations {
     public static func kineticsTime(_ field: String) -> String? {
         let parts = field.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
         guard let whole = parts.first, !whole.isEmpty, whole.allSatisfy({ $0.isASCII && $0.isNumber }),
-              parts.count == 1 || parts[1].allSatisfy({ $0 == "0" }) else { return nil }
+            parts.count == 1 || parts[1].allSatisfy({ $0 == "0" })
+        else { return nil }
         let digits = String(whole.drop { $0 == "0" })
         return String(repeating: "0", count: max(0, 6 - digits.count)) + digits
     }
@@ -200,17 +230,21 @@ public enum Annotations {
             }
             var (name, label) = (line[..<last.start].trimmingCharacters(in: .whitespaces), last.value)
             // "clip.mp4 3 17" is two labels, unless a file "clip.mp4 3" is there.
-            if let first = numbers.first, numbers.count > 1, !FileManager.default.fileExists(atPath: resolve(name, root: root)),
-               !line[..<first.start].trimmingCharacters(in: .whitespaces).isEmpty {
+            if let first = numbers.first, numbers.count > 1,
+                !FileManager.default.fileExists(atPath: resolve(name, root: root)),
+                !line[..<first.start].trimmingCharacters(in: .whitespaces).isEmpty
+            {
                 (name, label) = (line[..<first.start].trimmingCharacters(in: .whitespaces), first.value)
-                warnings.append((source, "\(numbers.count) labels on one line (a multi-label list?); using the first, \(label)"))
+                warnings.append(
+                    (source, "\(numbers.count) labels on one line (a multi-label list?); using the first, \(label)"))
             }
             if let classes, label >= classes.count {
                 malformed.append((source, "label \(label) is not one of the \(classes.count) classes"))
                 continue
             }
             var file = resolve(String(name), root: root)
-            if name.contains("\\"), !FileManager.default.fileExists(atPath: file) {  // a list written on Windows: abseiling\x.mp4
+            // A list written on Windows: abseiling\x.mp4.
+            if name.contains("\\"), !FileManager.default.fileExists(atPath: file) {
                 file = resolve(String(name.map { $0 == "\\" ? "/" : $0 }), root: root)
             }
             if FileManager.default.fileExists(atPath: file) {
@@ -246,10 +280,16 @@ public enum Annotations {
         for name in names.sorted() where !name.hasPrefix(".") {  // hidden: .DS_Store, ._clip.mp4 (macOS), .git
             let classFolder = "\(folder)/\(name)"
             var isFolder: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: classFolder, isDirectory: &isFolder), isFolder.boolValue else { continue }
+            guard FileManager.default.fileExists(atPath: classFolder, isDirectory: &isFolder), isFolder.boolValue else {
+                continue
+            }
             if let other = byName[name], Array(other.utf8) != Array(name.utf8) {
-                warnings.append((classFolder, "the same name as \(folder)/\(other) in another Unicode form (NFC and NFD, as macOS and Linux "
-                                 + "write accents): one class, \(name), of both folders' videos; rename one if they are two"))
+                warnings.append(
+                    (
+                        classFolder,
+                        "the same name as \(folder)/\(other) in another Unicode form (NFC and NFD, as macOS and Linux "
+                            + "write accents): one class, \(name), of both folders' videos; rename one if they are two"
+                    ))
             }
             byName[name] = byName[name] ?? name
             let (videos, unreadable) = videoFiles(in: classFolder)
@@ -275,7 +315,9 @@ public enum Annotations {
         while let entry = readdir(directory) {
             let bytes = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
             guard let name = String(validating: bytes, as: UTF8.self) else {
-                notUTF8.append(bytes.map { (32..<127).contains($0) ? String(UnicodeScalar($0)) : String(format: "\\x%02X", $0) }.joined())
+                notUTF8.append(
+                    bytes.map { (32..<127).contains($0) ? String(UnicodeScalar($0)) : String(format: "\\x%02X", $0) }
+                        .joined())
                 continue
             }
             guard !name.hasPrefix("."), let dot = name.lastIndex(of: ".") else { continue }
@@ -286,9 +328,11 @@ public enum Annotations {
 
     /// Entries from (source, label name, file) rows: label indices in `classes` or, without
     /// them, in the sorted label names.
-    private static func labelled(_ rows: [(source: String, label: String, file: String)], classes: [String]?,
-                                 missing: [(source: String, path: String)], malformed: [(source: String, reason: String)],
-                                 warnings: [(source: String, message: String)] = [], path: String) throws(DataError) -> Dataset {
+    private static func labelled(
+        _ rows: [(source: String, label: String, file: String)], classes: [String]?,
+        missing: [(source: String, path: String)], malformed: [(source: String, reason: String)],
+        warnings: [(source: String, message: String)] = [], path: String
+    ) throws(DataError) -> Dataset {
         let names = classes ?? Array(Set(rows.map(\.label))).sorted()
         let index = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         var malformed = malformed, entries: [VideoEntry] = []
@@ -318,8 +362,12 @@ public enum Annotations {
                 continue
             }
             if kept[i].label != entry.label {
-                malformed.append((entry.source, "the video of \(kept[i].source) again, with another label (\(listed.classes[entry.label]), "
-                                  + "not \(listed.classes[kept[i].label])); left out"))
+                malformed.append(
+                    (
+                        entry.source,
+                        "the video of \(kept[i].source) again, with another label (\(listed.classes[entry.label]), "
+                            + "not \(listed.classes[kept[i].label])); left out"
+                    ))
                 continue
             }
             repeats[entry.path, default: 1] += 1
@@ -334,8 +382,10 @@ public enum Annotations {
         var reason = "\(path): no usable video (\(dataset.summary))"
         if dataset.missing.isEmpty && dataset.malformed.isEmpty { reason += ": the file lists no videos" }
         let shown = 5
-        for (kind, lines) in [("malformed", dataset.malformed.map { "\($0.source): \($0.reason)" }),
-                              ("missing", dataset.missing.map { "\($0.source): no video at \($0.path)" })] where !lines.isEmpty {
+        for (kind, lines) in [
+            ("malformed", dataset.malformed.map { "\($0.source): \($0.reason)" }),
+            ("missing", dataset.missing.map { "\($0.source): no video at \($0.path)" }),
+        ] where !lines.isEmpty {
             reason += "\n  \(lines.count) \(kind)" + (lines.count > shown ? ", the first \(shown)" : "") + ":"
             reason += lines.prefix(shown).map { "\n    \($0)" }.joined()
         }
@@ -357,6 +407,9 @@ public enum Annotations {
         }
         fields.append(field)
         // Foundation's trimming is slow, and most fields have nothing to trim.
-        return fields.map { $0.first?.isWhitespace == true || $0.last?.isWhitespace == true ? $0.trimmingCharacters(in: .whitespaces) : $0 }
+        return fields.map {
+            $0.first?.isWhitespace == true || $0.last?.isWhitespace == true
+                ? $0.trimmingCharacters(in: .whitespaces) : $0
+        }
     }
 }

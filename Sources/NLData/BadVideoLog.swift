@@ -18,16 +18,24 @@ public final class BadVideoLog: @unchecked Sendable {
 
     /// Videos a former run listed in `file` are known (not reported again) when they are among
     /// `dataset`'s: the others have left the annotations and count against nothing.
-    public init(file: String?, maxFraction: Double, dataset: Dataset? = nil, action: String = "skipping",
-                report: @escaping @Sendable (String) -> Void) {
+    public init(
+        file: String?, maxFraction: Double, dataset: Dataset? = nil, action: String = "skipping",
+        report: @escaping @Sendable (String) -> Void
+    ) {
         (self.file, self.maxFraction, self.action, self.report) = (file, maxFraction, action, report)
-        guard let file, FileManager.default.fileExists(atPath: file), let lines = try? TextFile.lines(file, what: "list of bad videos") else { return }
+        guard let file, FileManager.default.fileExists(atPath: file),
+            let lines = try? TextFile.lines(file, what: "list of bad videos")
+        else { return }
         let current = dataset.map { Set($0.entries.map(\.path)) }
         for (_, line) in lines {
             let parts = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
             let (path, message) = (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
             guard !path.isEmpty, current?.contains(path) ?? true else { continue }
-            if message.hasPrefix(Self.usable) { partial[path] = String(message.dropFirst(Self.usable.count)) } else { failed[path] = message }
+            if message.hasPrefix(Self.usable) {
+                partial[path] = String(message.dropFirst(Self.usable.count))
+            } else {
+                failed[path] = message
+            }
         }
     }
 
@@ -45,7 +53,9 @@ public final class BadVideoLog: @unchecked Sendable {
             }
             let fraction = Double(failed.count) / Double(max(datasetSize, 1))
             guard fraction > maxFraction else { return nil }
-            return DataError("\(failed.count) of \(datasetSize) videos failed to decode (\(String(format: "%.1f", fraction * 100))%, more than max_bad_fraction \(maxFraction)); they are listed in \(file ?? "the log")")
+            return DataError(
+                "\(failed.count) of \(datasetSize) videos failed to decode (\(String(format: "%.1f", fraction * 100))%, more than max_bad_fraction \(maxFraction)); they are listed in \(file ?? "the log")"
+            )
         }
     }
 

@@ -14,7 +14,10 @@ public struct ClipPipeline: Sendable {
     public var flip: RandomHorizontalFlip?
     public var normalize: Normalize
 
-    public init(sampler: SampleFrames, resize: ShortEdgeResize, crop: any ClipCrop, flip: RandomHorizontalFlip? = nil, normalize: Normalize) {
+    public init(
+        sampler: SampleFrames, resize: ShortEdgeResize, crop: any ClipCrop, flip: RandomHorizontalFlip? = nil,
+        normalize: Normalize
+    ) {
         (self.sampler, self.resize, self.crop, self.flip, self.normalize) = (sampler, resize, crop, flip, normalize)
     }
 
@@ -42,13 +45,19 @@ public struct ClipPipeline: Sendable {
         let frames = try reader.frames(at: indices, size: .shortSide(short), interpolation: resize.interpolation)
         let clips = joinsClips ? 1 : sampler.numClips, size = frames.pixels.count / clips
         let views = (0..<clips).flatMap { clip in
-            let part = clips == 1 ? frames : VideoFrames(count: frames.count / clips, height: frames.height, width: frames.width,
-                                                          pixels: Array(frames.pixels[(clip * size)..<((clip + 1) * size)]))
+            let part =
+                clips == 1
+                ? frames
+                : VideoFrames(
+                    count: frames.count / clips, height: frames.height, width: frames.width,
+                    pixels: Array(frames.pixels[(clip * size)..<((clip + 1) * size)]))
             return cropAndFlip(part, using: &generator)
         }
         let side = outputSize
         if let small = views.first(where: { $0.width != side || $0.height != side }) {
-            throw DataError("\(reader.path): its \(frames.width)x\(frames.height) frames give a \(small.width)x\(small.height) view, not \(side)x\(side)")
+            throw DataError(
+                "\(reader.path): its \(frames.width)x\(frames.height) frames give a \(small.width)x\(small.height) view, not \(side)x\(side)"
+            )
         }
         return views
     }

@@ -92,16 +92,21 @@ public final class DataLoader: @unchecked Sendable {
     /// (seed, epoch, video, attempt).
     func views(of video: Int, epoch: Int, attempt: Int) throws -> [VideoFrames] {
         Self.simulateStalledRead(dataset.entries[video].path)
-        var generator = SeededGenerator(seed: options.seed, stream: UInt64(epoch) << 40 ^ UInt64(video) << 8 ^ UInt64(attempt))
+        var generator = SeededGenerator(
+            seed: options.seed, stream: UInt64(epoch) << 40 ^ UInt64(video) << 8 ^ UInt64(attempt))
         let reader = try VideoReader(path: dataset.entries[video].path)
-        if let truncation = reader.info.truncation { badVideos?.notePartial(dataset.entries[video], truncation: truncation) }
+        if let truncation = reader.info.truncation {
+            badVideos?.notePartial(dataset.entries[video], truncation: truncation)
+        }
         return try pipeline.views(of: reader, using: &generator)
     }
 
     /// `NL_SIMULATE_STALLED_READ=TEXT` makes the read of every video whose path holds TEXT stall
     /// for good, as on a hung network or FUSE mount: how the tests show the read timeout and a
     /// stop while a batch waits. Unset, it costs one lookup per video.
-    static let stalledReads = ProcessInfo.processInfo.environment["NL_SIMULATE_STALLED_READ"].flatMap { $0.isEmpty ? nil : $0 }
+    static let stalledReads = ProcessInfo.processInfo.environment["NL_SIMULATE_STALLED_READ"].flatMap {
+        $0.isEmpty ? nil : $0
+    }
 
     static func simulateStalledRead(_ path: String) {
         guard let text = stalledReads, path.contains(text) else { return }
@@ -111,7 +116,8 @@ public final class DataLoader: @unchecked Sendable {
     /// A replacement for a training video that failed: another video drawn from (seed, epoch,
     /// video, attempt), so the same in every run.
     func replacement(for video: Int, epoch: Int, attempt: Int) -> Int {
-        var generator = SeededGenerator(seed: options.seed ^ 0x5EED, stream: UInt64(epoch) << 40 ^ UInt64(video) << 8 ^ UInt64(attempt))
+        var generator = SeededGenerator(
+            seed: options.seed ^ 0x5EED, stream: UInt64(epoch) << 40 ^ UInt64(video) << 8 ^ UInt64(attempt))
         let other = generator.below(max(dataset.entries.count - 1, 1))
         return dataset.entries.count > 1 && other >= video ? other + 1 : other
     }
@@ -129,15 +135,15 @@ public final class BatchIterator: @unchecked Sendable {
     private let order: [Int]
     private let batchSize: Int
     private let views: Int
-    private let end: Int            // batches in the epoch
-    private let jobEnd: Int         // videos needed for them
+    private let end: Int  // batches in the epoch
+    private let jobEnd: Int  // videos needed for them
     private let depth: Int
     private var slots: [Tensor]
     private var labels: [[Int]]
     private var videos: [[Int]]
     private var failed: [[Bool]]
     private var filled: [Int]
-    private var current: Int        // the next batch to hand out
+    private var current: Int  // the next batch to hand out
     private var nextJob: Int
     /// Decoded views waiting for their batch's buffer.
     private var parked: [View] = []
@@ -232,9 +238,12 @@ public final class BatchIterator: @unchecked Sendable {
                 let worked = runNextJob()
                 condition.lock()
                 // Without workers the caller does the work; batch b's views can always be made.
-                if !worked && filled[slot] < count && error == nil { error = DataError("internal error: batch \(b) cannot be filled") }
+                if !worked && filled[slot] < count && error == nil {
+                    error = DataError("internal error: batch \(b) cannot be filled")
+                }
             } else {
-                _ = condition.wait(until: Date().addingTimeInterval(0.25))  // a stop or a stalled read is looked at between waits
+                // a stop or a stalled read is looked at between waits
+                _ = condition.wait(until: Date().addingTimeInterval(0.25))
                 if shouldStop?() == true {
                     waitSeconds += Date().timeIntervalSince(start)
                     throw Stopped()
@@ -246,8 +255,9 @@ public final class BatchIterator: @unchecked Sendable {
         if let error { throw error }
         current += 1
         let clips = count == batchSize ? slots[slot] : slots[slot].slice(0..<count)
-        return Batch(index: b, clips: clips, labels: Array(labels[slot].prefix(count)),
-                     videos: Array(videos[slot].prefix(count)), failed: Array(failed[slot].prefix(count)))
+        return Batch(
+            index: b, clips: clips, labels: Array(labels[slot].prefix(count)),
+            videos: Array(videos[slot].prefix(count)), failed: Array(failed[slot].prefix(count)))
     }
 
     private func work() {
@@ -285,7 +295,9 @@ public final class BatchIterator: @unchecked Sendable {
 
     /// Writes (or parks) what the `try`-th loading of `job` gave, unless the job has been taken
     /// over since; called and returns with the lock held. False when the epoch must stop.
-    private func finish(_ job: Int, try tried: Int, _ outcome: (Result<[VideoFrames], Error>, label: Int, video: Int)) -> Bool {
+    private func finish(
+        _ job: Int, try tried: Int, _ outcome: (Result<[VideoFrames], Error>, label: Int, video: Int)
+    ) -> Bool {
         guard retries[job, default: 0] == tried else {
             stalledWorkers -= 1  // a stalled read came back after all
             return true
@@ -299,7 +311,8 @@ public final class BatchIterator: @unchecked Sendable {
             return false
         case .success(let clips):
             for v in 0..<views {
-                let view = View(position: job * views + v, frames: v < clips.count ? clips[v] : nil, label: label, video: video)
+                let view = View(
+                    position: job * views + v, frames: v < clips.count ? clips[v] : nil, label: label, video: video)
                 if writable(view.position) { write(view) } else { parked.append(view) }
             }
             return true
@@ -318,18 +331,30 @@ public final class BatchIterator: @unchecked Sendable {
             let tried = retries[job]!
             inFlight[job] = nil
             let entry = loader.dataset.entries[read.video]
-            let stall = DataError("reading stalled for more than \(Int(timeout)) s (data.read_timeout): a hung network or FUSE mount, a file still being written?")
-            if let log = loader.badVideos, let stop = log.record(entry, error: stall, datasetSize: loader.dataset.entries.count) {
+            let stall = DataError(
+                "reading stalled for more than \(Int(timeout)) s (data.read_timeout): a hung network or FUSE mount, a file still being written?"
+            )
+            if let log = loader.badVideos,
+                let stop = log.record(entry, error: stall, datasetSize: loader.dataset.entries.count)
+            {
                 error = stop
                 condition.broadcast()
                 return
             }
             startWorker { [self] in
-                let outcome: (Result<[VideoFrames], Error>, label: Int, video: Int) = loader.mode == .evaluation
+                let outcome: (Result<[VideoFrames], Error>, label: Int, video: Int) =
+                    loader.mode == .evaluation
                     ? (.success([]), entry.label, read.video)
-                    : load(job, try: tried, video: loader.replacement(for: read.video, epoch: epoch, attempt: read.attempt), attempt: read.attempt + 1)
+                    : load(
+                        job, try: tried,
+                        video: loader.replacement(for: read.video, epoch: epoch, attempt: read.attempt),
+                        attempt: read.attempt + 1)
                 condition.lock()
-                if finish(job, try: tried, outcome) { condition.unlock(); work() } else { activeWorkers -= 1; condition.broadcast(); condition.unlock() }
+                if finish(job, try: tried, outcome) {
+                    condition.unlock(); work()
+                } else {
+                    activeWorkers -= 1; condition.broadcast(); condition.unlock()
+                }
             }
         }
     }
@@ -357,7 +382,9 @@ public final class BatchIterator: @unchecked Sendable {
     /// on: in training, of a replacement video when it fails; in evaluation, none (its views are
     /// marked failed). Each video it reads is noted in `inFlight`, for the read timeout; a job
     /// taken over meanwhile ends at once (what it gives is dropped).
-    private func load(_ job: Int, try tried: Int, video first: Int, attempt firstAttempt: Int) -> (Result<[VideoFrames], Error>, label: Int, video: Int) {
+    private func load(
+        _ job: Int, try tried: Int, video first: Int, attempt firstAttempt: Int
+    ) -> (Result<[VideoFrames], Error>, label: Int, video: Int) {
         var video = first
         for attempt in firstAttempt..<max(16, firstAttempt + 1) {
             condition.lock()
@@ -370,7 +397,9 @@ public final class BatchIterator: @unchecked Sendable {
                 return (.success(clips), loader.dataset.entries[video].label, video)
             } catch {
                 let entry = loader.dataset.entries[video]
-                if let log = loader.badVideos, let stop = log.record(entry, error: error, datasetSize: loader.dataset.entries.count) {
+                if let log = loader.badVideos,
+                    let stop = log.record(entry, error: error, datasetSize: loader.dataset.entries.count)
+                {
                     return (.failure(stop), entry.label, video)
                 }
                 if loader.mode == .evaluation { return (.success([]), entry.label, video) }

@@ -16,8 +16,12 @@ public enum DatasetCheck {
     /// those that fail to open or decode: by default the first, middle and last frames (what most
     /// damage breaks), with `everyFrame` all of them. `workers` videos are read at once.
     /// `advance` is called after each video (from any of the workers).
-    public static func run(_ dataset: Dataset, workers: Int, everyFrame: Bool = false, advance: @Sendable () -> Void = {}) -> [Problem] {
-        var problems = dataset.missing.map { Problem(kind: .missing, path: $0.path, source: $0.source, message: "missing: no video at \($0.path)") }
+    public static func run(
+        _ dataset: Dataset, workers: Int, everyFrame: Bool = false, advance: @Sendable () -> Void = {}
+    ) -> [Problem] {
+        var problems = dataset.missing.map {
+            Problem(kind: .missing, path: $0.path, source: $0.source, message: "missing: no video at \($0.path)")
+        }
         let found = Found()
         let next = Counter()
         DispatchQueue.concurrentPerform(iterations: max(1, workers)) { _ in
@@ -37,11 +41,21 @@ public enum DatasetCheck {
                     }
                     // The frames there decode, but the file lost the rest.
                     if let truncation {
-                        found.add(i, Problem(kind: .truncated, path: entry.path, source: entry.source, message: "\(entry.path): \(truncation)"))
+                        found.add(
+                            i,
+                            Problem(
+                                kind: .truncated, path: entry.path, source: entry.source,
+                                message: "\(entry.path): \(truncation)"))
                     }
                 } catch {
-                    found.add(i, truncation.map { Problem(kind: .truncated, path: entry.path, source: entry.source, message: "\(entry.path): \($0); and \((error as? VideoError)?.message ?? "\(error)")") }
-                                 ?? Problem(kind: .undecodable, path: entry.path, source: entry.source, message: "\(error)"))
+                    found.add(
+                        i,
+                        truncation.map {
+                            Problem(
+                                kind: .truncated, path: entry.path, source: entry.source,
+                                message: "\(entry.path): \($0); and \((error as? VideoError)?.message ?? "\(error)")")
+                        }
+                            ?? Problem(kind: .undecodable, path: entry.path, source: entry.source, message: "\(error)"))
                 }
                 advance()
             }

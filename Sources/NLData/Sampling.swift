@@ -10,7 +10,9 @@ public struct SampleFrames: Sendable, Equatable {
     public var testMode: Bool
 
     public init(clipLength: Int, frameInterval: Int = 1, numClips: Int = 1, testMode: Bool = false) {
-        precondition(clipLength > 0 && frameInterval > 0 && numClips > 0, "clip_len, frame_interval and num_clips must be positive")
+        precondition(
+            clipLength > 0 && frameInterval > 0 && numClips > 0,
+            "clip_len, frame_interval and num_clips must be positive")
         self.clipLength = clipLength
         self.frameInterval = frameInterval
         self.numClips = numClips

@@ -9,7 +9,9 @@ public struct ShortEdgeResize: Sendable, Equatable {
     public var sizes: ClosedRange<Int>
     public var interpolation: Interpolation
 
-    public init(_ size: Int, interpolation: Interpolation = .bilinear) { self.init(range: size...size, interpolation: interpolation) }
+    public init(_ size: Int, interpolation: Interpolation = .bilinear) {
+        self.init(range: size...size, interpolation: interpolation)
+    }
     public init(range: ClosedRange<Int>, interpolation: Interpolation = .bilinear) {
         precondition(range.lowerBound > 0, "short side must be positive")
         sizes = range
@@ -70,7 +72,9 @@ public struct ThreeCrop: ClipCrop, Equatable {
     public func views(of clip: VideoFrames, using generator: inout SeededGenerator) -> [VideoFrames] {
         let (w, h) = (min(size, clip.width), min(size, clip.height))
         let (xStep, yStep) = ((clip.width - w) / 2, (clip.height - h) / 2)
-        return [(0, 0), (2 * xStep, 2 * yStep), (xStep, yStep)].map { clip.cropped(x: $0.0, y: $0.1, width: w, height: h) }
+        return [(0, 0), (2 * xStep, 2 * yStep), (xStep, yStep)].map {
+            clip.cropped(x: $0.0, y: $0.1, width: w, height: h)
+        }
     }
 }
 
@@ -122,7 +126,9 @@ public struct Normalize: Sendable, Equatable {
     public var std: [Float]
 
     public init(mean: [Float], std: [Float]) {
-        precondition(mean.count == 3 && std.count == 3 && std.allSatisfy { $0 > 0 }, "mean and std are three values, std positive")
+        precondition(
+            mean.count == 3 && std.count == 3 && std.allSatisfy { $0 > 0 },
+            "mean and std are three values, std positive")
         (self.mean, self.std) = (mean, std)
     }
 
@@ -186,9 +192,13 @@ extension VideoFrames {
                 for (r, (y0, y1, fy)) in rows.enumerated() {
                     for (x, (x0, x1, fx)) in columns.enumerated() {
                         for c in 0..<3 {
-                            func at(_ yy: Int, _ xx: Int) -> Double { Double(source[((t * height + yy) * width + xx) * 3 + c]) }
-                            let top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx, bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
-                            out[((t * h + r) * w + x) * 3 + c] = UInt8(min(255, max(0, (top * (1 - fy) + bottom * fy).rounded())))
+                            func at(_ yy: Int, _ xx: Int) -> Double {
+                                Double(source[((t * height + yy) * width + xx) * 3 + c])
+                            }
+                            let top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx,
+                                bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
+                            out[((t * h + r) * w + x) * 3 + c] = UInt8(
+                                min(255, max(0, (top * (1 - fy) + bottom * fy).rounded())))
                         }
                     }
                 }

@@ -13,7 +13,9 @@ public final class Communicator: @unchecked Sendable {
     /// on first use and finalised at exit); nil otherwise.
     public static let world: Communicator? = {
         let environment = ProcessInfo.processInfo.environment
-        guard ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"].contains(where: { environment[$0] != nil }) else { return nil }
+        guard ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"].contains(where: { environment[$0] != nil }) else {
+            return nil
+        }
         var provided: Int32 = 0
         MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
         atexit { MPI_Finalize() }
@@ -31,11 +33,15 @@ public final class Communicator: @unchecked Sendable {
 
     /// Every process's `values` summed, in place on each.
     public func sum(_ values: UnsafeMutablePointer<Float>, count: Int) {
-        forEachPiece(count) { MPI_Allreduce(cmpi_in_place(), values + $0, $1, cmpi_float(), cmpi_sum(), cmpi_comm_world()) }
+        forEachPiece(count) {
+            MPI_Allreduce(cmpi_in_place(), values + $0, $1, cmpi_float(), cmpi_sum(), cmpi_comm_world())
+        }
     }
 
     public func sum(_ values: UnsafeMutablePointer<Double>, count: Int) {
-        forEachPiece(count) { MPI_Allreduce(cmpi_in_place(), values + $0, $1, cmpi_double(), cmpi_sum(), cmpi_comm_world()) }
+        forEachPiece(count) {
+            MPI_Allreduce(cmpi_in_place(), values + $0, $1, cmpi_double(), cmpi_sum(), cmpi_comm_world())
+        }
     }
 
     public func sum(_ values: [Double]) -> [Double] {
@@ -66,12 +72,16 @@ public final class Communicator: @unchecked Sendable {
     public func gather(_ data: Data) -> [Data]? {
         var count = data.count
         var counts = [Int](repeating: 0, count: isRoot ? size : 0)
-        _ = counts.withUnsafeMutableBufferPointer { MPI_Gather(&count, 1, cmpi_long(), $0.baseAddress, 1, cmpi_long(), 0, cmpi_comm_world()) }
+        _ = counts.withUnsafeMutableBufferPointer {
+            MPI_Gather(&count, 1, cmpi_long(), $0.baseAddress, 1, cmpi_long(), 0, cmpi_comm_world())
+        }
         // Rank by rank, as point-to-point messages: the sizes are small (scores), the order fixed.
         if !isRoot {
             var bytes = [UInt8](data)
             bytes.withUnsafeMutableBytes { buffer in
-                forEachPiece(count) { MPI_Send(buffer.baseAddress! + Int($0), $1, cmpi_byte(), 0, 0, cmpi_comm_world()) }
+                forEachPiece(count) {
+                    MPI_Send(buffer.baseAddress! + Int($0), $1, cmpi_byte(), 0, 0, cmpi_comm_world())
+                }
             }
             return nil
         }

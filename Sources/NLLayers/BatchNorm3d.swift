@@ -55,8 +55,10 @@ public final class BatchNorm3d: Layer {
     }
 
     public var ownState: [(name: String, entry: StateEntry)] {
-        [("weight", .parameter(weight)), ("bias", .parameter(bias)), ("running_mean", .buffer(runningMean)),
-         ("running_var", .buffer(runningVariance)), ("num_batches_tracked", .counter(batchesTracked))]
+        [
+            ("weight", .parameter(weight)), ("bias", .parameter(bias)), ("running_mean", .buffer(runningMean)),
+            ("running_var", .buffer(runningVariance)), ("num_batches_tracked", .counter(batchesTracked)),
+        ]
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
@@ -67,7 +69,8 @@ public final class BatchNorm3d: Layer {
         let c = channels
         let (m, s, rm, rv) = (mean.data, inverseStd.data, runningMean.data, runningVariance.data)
         if usedBatchStatistics {
-            precondition(x.rows > 1, "BatchNorm3d expects more than 1 value per channel when training, got input \(x.shape)")
+            precondition(
+                x.rows > 1, "BatchNorm3d expects more than 1 value per channel when training, got input \(x.shape)")
             let (batchMean, variance, count) = statistics(x)
             let n = Float(count)
             for j in 0..<c {
@@ -108,26 +111,30 @@ public final class BatchNorm3d: Layer {
         let (c, xp) = (x.channels, x.data)
         let shift = (0..<c).map { j in runningMean.data[j].isFinite ? Double(runningMean.data[j]) : 0 }
         let vectors = c / 8 * 8
-        var sums = shift.withUnsafeBufferPointer { s in
-            let shift = UnsafeMutablePointer(mutating: s.baseAddress!)
-            return columnSumPartials(rows: x.rows, channels: c, width: 2) { r, acc in
-                let (row, squares) = (xp + r * c, acc + c)
-                for j in stride(from: 0, to: vectors, by: 8) {
-                    let d = widened(row.load8(j)) - shift.load8(j)
-                    acc.store8(acc.load8(j) + d, j)
-                    squares.store8(squares.load8(j) + d * d, j)
+        var sums =
+            shift.withUnsafeBufferPointer { s in
+                let shift = UnsafeMutablePointer(mutating: s.baseAddress!)
+                return columnSumPartials(rows: x.rows, channels: c, width: 2) { r, acc in
+                    let (row, squares) = (xp + r * c, acc + c)
+                    for j in stride(from: 0, to: vectors, by: 8) {
+                        let d = widened(row.load8(j)) - shift.load8(j)
+                        acc.store8(acc.load8(j) + d, j)
+                        squares.store8(squares.load8(j) + d * d, j)
+                    }
+                    for j in vectors..<c {
+                        let d = Double(row[j]) - shift[j]
+                        acc[j] += d
+                        squares[j] += d * d
+                    }
                 }
-                for j in vectors..<c {
-                    let d = Double(row[j]) - shift[j]
-                    acc[j] += d
-                    squares[j] += d * d
-                }
-            }
-        } + [Double(x.rows)]
+            } + [Double(x.rows)]
         synchronize?(&sums)
         let n = sums.removeLast()
         let shifted = (0..<c).map { sums[$0] / n }
-        return ((0..<c).map { shift[$0] + shifted[$0] }, (0..<c).map { max(0, sums[c + $0] / n - shifted[$0] * shifted[$0]) }, n)
+        return (
+            (0..<c).map { shift[$0] + shifted[$0] },
+            (0..<c).map { max(0, sums[c + $0] / n - shifted[$0] * shifted[$0]) }, n
+        )
     }
 
     public func backward(_ dy: Tensor) -> Tensor {

@@ -19,17 +19,20 @@ public final class ContextBlock: Layer {
     public let channelMul: Transform?
 
     private var input: Tensor?
-    private var weights: Tensor?      // (N, P) attention over positions
-    private var context: Tensor?      // (N, 1, 1, 1, C)
-    private var gate: Tensor?         // (N, C) sigmoid(T_mul(context))
+    private var weights: Tensor?  // (N, P) attention over positions
+    private var context: Tensor?  // (N, 1, 1, 1, C)
+    private var gate: Tensor?  // (N, C) sigmoid(T_mul(context))
 
     /// `channelAdd` and `channelMul` are mmcv's fusion types "channel_add" and "channel_mul".
-    public init(channels: Int, ratio: Double, pooling: Pooling = .attention, channelAdd: Bool = true, channelMul: Bool = false) {
+    public init(
+        channels: Int, ratio: Double, pooling: Pooling = .attention, channelAdd: Bool = true, channelMul: Bool = false
+    ) {
         precondition(channelAdd || channelMul, "ContextBlock needs channel_add, channel_mul or both")
         self.channels = channels
         planes = max(Int(Double(channels) * ratio), 1)
         self.pooling = pooling
-        convMask = pooling == .attention
+        convMask =
+            pooling == .attention
             ? Conv3d(inputChannels: channels, outputChannels: 1, kernelSize: Size3(1)) : nil
         self.channelAdd = channelAdd ? Transform(channels: channels, planes: planes) : nil
         self.channelMul = channelMul ? Transform(channels: channels, planes: planes) : nil
@@ -70,8 +73,9 @@ public final class ContextBlock: Layer {
             w.copy(from: convMask.forward(x, training: training))
             softmaxRows(w.data, rows: n, columns: p)
             for s in 0..<n {  // context_s = w_s^T x_s
-                GEMM.multiply(m: 1, n: c, k: p, a: w.data + s * p, lda: p, b: x.data + s * p * c, ldb: c,
-                              c: ctx.data + s * c, ldc: c)
+                GEMM.multiply(
+                    m: 1, n: c, k: p, a: w.data + s * p, lda: p, b: x.data + s * p * c, ldb: c,
+                    c: ctx.data + s * c, ldc: c)
             }
         } else {
             ctx.zero()
@@ -109,7 +113,11 @@ public final class ContextBlock: Layer {
         if let channelMul, let m = gate {  // d(gate) = sum_p dOut * x; through the sigmoid
             let dGate = Tensor(zeros: [n, 1, 1, 1, c])
             for s in 0..<n {
-                for i in 0..<p { for j in 0..<c { dGate.data[s * c + j] += dOut.data[(s * p + i) * c + j] * x.data[(s * p + i) * c + j] } }
+                for i in 0..<p {
+                    for j in 0..<c {
+                        dGate.data[s * c + j] += dOut.data[(s * p + i) * c + j] * x.data[(s * p + i) * c + j]
+                    }
+                }
                 for j in 0..<c { dGate.data[s * c + j] *= m.data[s * c + j] * (1 - m.data[s * c + j]) }
             }
             add(dCtx, channelMul.backward(dGate), into: dCtx)
@@ -161,7 +169,8 @@ public final class ContextBlock: Layer {
         public var children: [(name: String, layer: Layer)] { [("0", expand), ("1", norm), ("3", project)] }
 
         public func forward(_ x: Tensor, training: Bool) -> Tensor {
-            let h = activation.forward(norm.forward(expand.forward(x, training: training), training: training), training: training)
+            let h = activation.forward(
+                norm.forward(expand.forward(x, training: training), training: training), training: training)
             return project.forward(h, training: training)
         }
 
@@ -172,5 +181,5 @@ public final class ContextBlock: Layer {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

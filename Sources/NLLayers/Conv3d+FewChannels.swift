@@ -42,12 +42,14 @@ extension Conv3d {
         let packed = Tensor(transient: [cout / block, allTaps, block])
         for b in 0..<(cout / block) {
             for t in 0..<allTaps {
-                (packed.data + (b * allTaps + t) * block).update(from: weight.value.data + t * cout + b * block, count: block)
+                (packed.data + (b * allTaps + t) * block).update(
+                    from: weight.value.data + t * cout + b * block, count: block)
             }
         }
         Parallel.forRanges(g.n * g.tOut * g.hOut) { _, outputRows in
             withKernelRows { rows in
-                withUnsafeTemporaryAllocation(of: TapOffsets.self, capacity: kernelSize.t * kernelSize.h * taps) { buffer in
+                withUnsafeTemporaryAllocation(of: TapOffsets.self, capacity: kernelSize.t * kernelSize.h * taps) {
+                    buffer in
                     let offsets = buffer.baseAddress!
                     for row in outputRows {
                         // One flat list of every tap's input and weight offsets: a single loop
@@ -56,7 +58,10 @@ extension Conv3d {
                         let base = kernelRowCount > 0 ? rows[0].input : padded.data
                         var count = 0
                         for r in 0..<kernelRowCount {
-                            let (input, weights) = (base.distance(to: rows[r].input), weight.value.data.distance(to: rows[r].taps) / cout * block)
+                            let (input, weights) = (
+                                base.distance(to: rows[r].input),
+                                weight.value.data.distance(to: rows[r].taps) / cout * block
+                            )
                             for j in 0..<taps {
                                 offsets[count] = (Int32(input + j), Int32(weights + j * block))
                                 count += 1
@@ -65,8 +70,10 @@ extension Conv3d {
                         let out = y.data + row * g.wOut * cout
                         for block in Swift.stride(from: 0, to: cout, by: Conv3d.channelBlock) {
                             for wo in Swift.stride(from: 0, to: g.wOut, by: Conv3d.positionBlock) {
-                                sixPositions(offsets, count, input: base + wo * step, weights: packed.data + block * allTaps,
-                                             step: step, into: out + wo * cout + block, storing: min(Conv3d.positionBlock, g.wOut - wo))
+                                sixPositions(
+                                    offsets, count, input: base + wo * step, weights: packed.data + block * allTaps,
+                                    step: step, into: out + wo * cout + block,
+                                    storing: min(Conv3d.positionBlock, g.wOut - wo))
                             }
                         }
                     }
@@ -96,11 +103,15 @@ extension Conv3d {
                         for block in Swift.stride(from: 0, to: cout, by: Conv3d.channelBlock) {
                             var j = 0
                             while taps - j >= 6 {
-                                sixTaps(input + j, gradient + block, into: into + j * cout + block, positions: g.wOut, step: step)
+                                sixTaps(
+                                    input + j, gradient + block, into: into + j * cout + block, positions: g.wOut,
+                                    step: step)
                                 j += 6
                             }
                             while j < taps {
-                                threeTaps(input + j, gradient + block, into: into + j * cout + block, positions: g.wOut, step: step, count: min(3, taps - j))
+                                threeTaps(
+                                    input + j, gradient + block, into: into + j * cout + block, positions: g.wOut,
+                                    step: step, count: min(3, taps - j))
                                 j += 3
                             }
                         }
@@ -117,13 +128,17 @@ extension Conv3d {
     /// Runs `body` with room for every kernel row.
     @inline(__always)
     private func withKernelRows(_ body: (UnsafeMutablePointer<KernelRow>) -> Void) {
-        withUnsafeTemporaryAllocation(of: KernelRow.self, capacity: kernelSize.t * kernelSize.h) { body($0.baseAddress!) }
+        withUnsafeTemporaryAllocation(of: KernelRow.self, capacity: kernelSize.t * kernelSize.h) {
+            body($0.baseAddress!)
+        }
     }
 
     /// The kernel rows (kt, kh) whose input row exists for output row `row` (sample, frame,
     /// height) of the width-padded input, written into `rows`; returns their number.
     @inline(__always)
-    private func kernelRows(_ padded: Tensor, _ g: Geometry, outputRow row: Int, into rows: UnsafeMutablePointer<KernelRow>) -> Int {
+    private func kernelRows(
+        _ padded: Tensor, _ g: Geometry, outputRow row: Int, into rows: UnsafeMutablePointer<KernelRow>
+    ) -> Int {
         let (s, to, ho) = (row / (g.tOut * g.hOut), row / g.hOut % g.tOut, row % g.hOut)
         let (width, rowTaps) = (padded.shape[3] * inputChannels, kernelSize.w * inputChannels * outputChannels)
         var count = 0
@@ -133,7 +148,10 @@ extension Conv3d {
             for kh in 0..<kernelSize.h {
                 let hi = ho * stride.h - padding.h + kh
                 guard hi >= 0 && hi < g.hIn else { continue }
-                rows[count] = (padded.data + ((s * g.tIn + ti) * g.hIn + hi) * width, weight.value.data + (kt * kernelSize.h + kh) * rowTaps)
+                rows[count] = (
+                    padded.data + ((s * g.tIn + ti) * g.hIn + hi) * width,
+                    weight.value.data + (kt * kernelSize.h + kh) * rowTaps
+                )
                 count += 1
             }
         }
@@ -162,8 +180,10 @@ extension Conv3d {
     /// weights[offsets[i].weights ..< + 16], for 6 positions p, of which the first `storing` are
     /// stored: 12 accumulators, 2 weight vectors and a broadcast, AVX2's 16 registers.
     @inline(__always)
-    private func sixPositions(_ offsets: UnsafeMutablePointer<TapOffsets>, _ count: Int, input: UnsafeMutablePointer<Float>,
-                              weights: UnsafeMutablePointer<Float>, step: Int, into out: UnsafeMutablePointer<Float>, storing: Int) {
+    private func sixPositions(
+        _ offsets: UnsafeMutablePointer<TapOffsets>, _ count: Int, input: UnsafeMutablePointer<Float>,
+        weights: UnsafeMutablePointer<Float>, step: Int, into out: UnsafeMutablePointer<Float>, storing: Int
+    ) {
         let cout = outputChannels
         var (a0, a1, b0, b1, c0, c1) = (Float8(), Float8(), Float8(), Float8(), Float8(), Float8())
         var (d0, d1, e0, e1, f0, f1) = (Float8(), Float8(), Float8(), Float8(), Float8(), Float8())
@@ -192,8 +212,11 @@ extension Conv3d {
     /// into[j][0..<16] += sum over output positions p of input[p * step + j] * gradients[p][0..<16],
     /// for 6 taps j: 12 accumulators.
     @inline(__always)
-    private func sixTaps(_ input: UnsafeMutablePointer<Float>, _ gradients: UnsafeMutablePointer<Float>, into: UnsafeMutablePointer<Float>,
-                         positions: Int, step: Int) {
+    private func sixTaps(
+        _ input: UnsafeMutablePointer<Float>, _ gradients: UnsafeMutablePointer<Float>,
+        into: UnsafeMutablePointer<Float>,
+        positions: Int, step: Int
+    ) {
         let cout = outputChannels
         var (a0, a1, b0, b1, c0, c1) = (Float8(), Float8(), Float8(), Float8(), Float8(), Float8())
         var (d0, d1, e0, e1, f0, f1) = (Float8(), Float8(), Float8(), Float8(), Float8(), Float8())
@@ -220,8 +243,11 @@ extension Conv3d {
 
     /// The same for the last `count` (at most 3) taps of a kernel row: 6 accumulators.
     @inline(__always)
-    private func threeTaps(_ input: UnsafeMutablePointer<Float>, _ gradients: UnsafeMutablePointer<Float>, into: UnsafeMutablePointer<Float>,
-                           positions: Int, step: Int, count: Int) {
+    private func threeTaps(
+        _ input: UnsafeMutablePointer<Float>, _ gradients: UnsafeMutablePointer<Float>,
+        into: UnsafeMutablePointer<Float>,
+        positions: Int, step: Int, count: Int
+    ) {
         let cout = outputChannels
         // Fewer than 3 taps repeat the last one; the repeats are not stored.
         let (j1, j2) = (min(1, count - 1), min(2, count - 1))
@@ -242,7 +268,10 @@ extension Conv3d {
 
     /// into[j][0..<16] += the j-th pair of sums, for the first `count` taps j of 3.
     @inline(__always)
-    private func addSums(_ into: UnsafeMutablePointer<Float>, _ a: (Float8, Float8), _ b: (Float8, Float8), _ c: (Float8, Float8), count: Int) {
+    private func addSums(
+        _ into: UnsafeMutablePointer<Float>, _ a: (Float8, Float8), _ b: (Float8, Float8), _ c: (Float8, Float8),
+        count: Int
+    ) {
         func add(_ j: Int, _ s: (Float8, Float8)) {
             let t = into + j * outputChannels
             t.store8(t.load8(0) + s.0, 0); t.store8(t.load8(8) + s.1, 8)

@@ -23,7 +23,11 @@ public final class Conv3d: Layer {
     /// (Conv3d+FewChannels.swift) instead of vol2col: chosen at init for the shape and this
     /// machine; tests set it both ways.
     public var usesDirectLoops: Bool {
-        didSet { precondition(!usesDirectLoops || Conv3d.directLoopsFit(outputChannels), "direct loops need Cout a multiple of \(Conv3d.channelBlock)") }
+        didSet {
+            precondition(
+                !usesDirectLoops || Conv3d.directLoopsFit(outputChannels),
+                "direct loops need Cout a multiple of \(Conv3d.channelBlock)")
+        }
     }
 
     private var input: Tensor?
@@ -32,8 +36,10 @@ public final class Conv3d: Layer {
     /// Floats in one column tile: bounds the vol2col buffer of each thread.
     static let tileBudget = 1 << 19
 
-    public init(inputChannels: Int, outputChannels: Int, kernelSize: Size3, stride: Size3 = Size3(1),
-                padding: Size3 = Size3(0), bias: Bool = true) {
+    public init(
+        inputChannels: Int, outputChannels: Int, kernelSize: Size3, stride: Size3 = Size3(1),
+        padding: Size3 = Size3(0), bias: Bool = true
+    ) {
         precondition(inputChannels > 0 && outputChannels > 0 && kernelSize.volume > 0, "empty convolution")
         self.inputChannels = inputChannels
         self.outputChannels = outputChannels
@@ -58,8 +64,10 @@ public final class Conv3d: Layer {
     }
 
     public func outputShape(for inputShape: [Int]) -> [Int] {
-        precondition(inputShape.count == 5 && inputShape[4] == inputChannels,
-                     "Conv3d(\(inputChannels)->\(outputChannels)) got input \(inputShape); expected (N, T, H, W, \(inputChannels))")
+        precondition(
+            inputShape.count == 5 && inputShape[4] == inputChannels,
+            "Conv3d(\(inputChannels)->\(outputChannels)) got input \(inputShape); expected (N, T, H, W, \(inputChannels))"
+        )
         let out = [
             slidingOutputLength(inputShape[1], kernel: kernelSize.t, stride: stride.t, padding: padding.t),
             slidingOutputLength(inputShape[2], kernel: kernelSize.h, stride: stride.h, padding: padding.h),
@@ -99,7 +107,9 @@ public final class Conv3d: Layer {
     public func backward(_ dy: Tensor, addingInputGradientTo sum: Tensor?) -> Tensor {
         guard let x = input else { preconditionFailure("Conv3d.backward before forward") }
         precondition(dy.shape == outputShape, "Conv3d.backward got \(dy.shape), output was \(outputShape)")
-        precondition(sum == nil || (computesInputGradient && sum!.shape == x.shape), "Conv3d.backward cannot add its input gradient to \(sum?.shape ?? [])")
+        precondition(
+            sum == nil || (computesInputGradient && sum!.shape == x.shape),
+            "Conv3d.backward cannot add its input gradient to \(sum?.shape ?? [])")
         let accumulates = isRowShifted && sum != nil
         let dx = accumulates ? sum! : computesInputGradient ? Tensor(transient: x.shape) : Tensor(zeros: [0])
         let g = Geometry(input: x.shape, output: outputShape)
@@ -108,7 +118,9 @@ public final class Conv3d: Layer {
         } else {
             let transposed = computesInputGradient ? inputGradientConvolution(rows: x.rows) : nil
             if usesDirectLoops && weight.requiresGradient { weightGradientDirect(x, dy, g) }
-            let (weightByColumns, inputByColumns) = (!usesDirectLoops && weight.requiresGradient, computesInputGradient && transposed == nil)
+            let (weightByColumns, inputByColumns) = (
+                !usesDirectLoops && weight.requiresGradient, computesInputGradient && transposed == nil
+            )
             if weightByColumns || inputByColumns {
                 backwardTiled(x, dy, dx, g, weightGradient: weightByColumns, inputGradient: inputByColumns)
             }
@@ -129,7 +141,9 @@ public final class Conv3d: Layer {
     private lazy var transposedConvolution: Conv3d? = {
         let p = Size3(kernelSize.t - 1 - padding.t, kernelSize.h - 1 - padding.h, kernelSize.w - 1 - padding.w)
         guard stride == Size3(1), p.t >= 0, p.h >= 0, p.w >= 0 else { return nil }
-        return Conv3d(inputChannels: outputChannels, outputChannels: inputChannels, kernelSize: kernelSize, padding: p, bias: false)
+        return Conv3d(
+            inputChannels: outputChannels, outputChannels: inputChannels, kernelSize: kernelSize, padding: p,
+            bias: false)
     }()
 
     /// `transposedConvolution` with the current weight flipped into it, where it pays for `rows`.
@@ -179,8 +193,9 @@ public final class Conv3d: Layer {
         let (cin, cout, hw) = (inputChannels, outputChannels, g.hIn * g.wIn)
         let center = centerTap(g)
         if let c = center {
-            GEMM.multiply(m: y.rows, n: cout, k: cin, a: x.data, lda: cin,
-                          b: weight.value.data + c * cin * cout, ldb: cout, c: y.data, ldc: cout)
+            GEMM.multiply(
+                m: y.rows, n: cout, k: cin, a: x.data, lda: cin,
+                b: weight.value.data + c * cin * cout, ldb: cout, c: y.data, ldc: cout)
         } else {
             y.zero()
         }
@@ -188,10 +203,11 @@ public final class Conv3d: Layer {
             let frames = validFrames(tap: kt, g)
             guard !frames.isEmpty else { continue }
             for s in 0..<g.n {
-                GEMM.multiply(m: frames.count * hw, n: cout, k: cin,
-                              a: x.data + ((s * g.tIn + frames.lowerBound + kt - padding.t) * hw) * cin, lda: cin,
-                              b: weight.value.data + kt * cin * cout, ldb: cout, beta: 1,
-                              c: y.data + ((s * g.tOut + frames.lowerBound) * hw) * cout, ldc: cout)
+                GEMM.multiply(
+                    m: frames.count * hw, n: cout, k: cin,
+                    a: x.data + ((s * g.tIn + frames.lowerBound + kt - padding.t) * hw) * cin, lda: cin,
+                    b: weight.value.data + kt * cin * cout, ldb: cout, beta: 1,
+                    c: y.data + ((s * g.tOut + frames.lowerBound) * hw) * cout, ldc: cout)
             }
         }
     }
@@ -204,24 +220,27 @@ public final class Conv3d: Layer {
             for kt in 0..<kernelSize.t {
                 let dW = weight.gradient.data + kt * cin * cout
                 if kt == center {  // dW_kt += X^T dY over every row
-                    GEMM.multiply(transposeA: true, m: cin, n: cout, k: x.rows, a: x.data, lda: cin,
-                                  b: dy.data, ldb: cout, beta: 1, c: dW, ldc: cout)
+                    GEMM.multiply(
+                        transposeA: true, m: cin, n: cout, k: x.rows, a: x.data, lda: cin,
+                        b: dy.data, ldb: cout, beta: 1, c: dW, ldc: cout)
                     continue
                 }
                 let frames = validFrames(tap: kt, g)
                 guard !frames.isEmpty else { continue }
                 for s in 0..<g.n {
-                    GEMM.multiply(transposeA: true, m: cin, n: cout, k: frames.count * hw,
-                                  a: x.data + ((s * g.tIn + frames.lowerBound + kt - padding.t) * hw) * cin, lda: cin,
-                                  b: dy.data + ((s * g.tOut + frames.lowerBound) * hw) * cout, ldb: cout,
-                                  beta: 1, c: dW, ldc: cout)
+                    GEMM.multiply(
+                        transposeA: true, m: cin, n: cout, k: frames.count * hw,
+                        a: x.data + ((s * g.tIn + frames.lowerBound + kt - padding.t) * hw) * cin, lda: cin,
+                        b: dy.data + ((s * g.tOut + frames.lowerBound) * hw) * cout, ldb: cout,
+                        beta: 1, c: dW, ldc: cout)
                 }
             }
         }
         guard computesInputGradient else { return }
         if let c = center {  // dX = (or +=) dY W_c^T
-            GEMM.multiply(transposeB: true, m: dx.rows, n: cin, k: cout, a: dy.data, lda: cout,
-                          b: weight.value.data + c * cin * cout, ldb: cout, beta: accumulating ? 1 : 0, c: dx.data, ldc: cin)
+            GEMM.multiply(
+                transposeB: true, m: dx.rows, n: cin, k: cout, a: dy.data, lda: cout,
+                b: weight.value.data + c * cin * cout, ldb: cout, beta: accumulating ? 1 : 0, c: dx.data, ldc: cin)
         } else if !accumulating {
             dx.zero()
         }
@@ -229,10 +248,11 @@ public final class Conv3d: Layer {
             let frames = validFrames(tap: kt, g)
             guard !frames.isEmpty else { continue }
             for s in 0..<g.n {
-                GEMM.multiply(transposeB: true, m: frames.count * hw, n: cin, k: cout,
-                              a: dy.data + ((s * g.tOut + frames.lowerBound) * hw) * cout, lda: cout,
-                              b: weight.value.data + kt * cin * cout, ldb: cout, beta: 1,
-                              c: dx.data + ((s * g.tIn + frames.lowerBound + kt - padding.t) * hw) * cin, ldc: cin)
+                GEMM.multiply(
+                    transposeB: true, m: frames.count * hw, n: cin, k: cout,
+                    a: dy.data + ((s * g.tOut + frames.lowerBound) * hw) * cout, lda: cout,
+                    b: weight.value.data + kt * cin * cout, ldb: cout, beta: 1,
+                    c: dx.data + ((s * g.tIn + frames.lowerBound + kt - padding.t) * hw) * cin, ldc: cin)
             }
         }
     }
@@ -284,8 +304,9 @@ public final class Conv3d: Layer {
         func forward(_ tile: Range<Int>, _ columns: Tensor) {
             let col = columns.data
             fillColumns(x, g, rows: tile, into: col)
-            GEMM.multiply(m: tile.count, n: cout, k: columnWidth, a: col, lda: columnWidth,
-                          b: weight.value.data, ldb: cout, c: y.data + tile.lowerBound * cout, ldc: cout)
+            GEMM.multiply(
+                m: tile.count, n: cout, k: columnWidth, a: col, lda: columnWidth,
+                b: weight.value.data, ldb: cout, c: y.data + tile.lowerBound * cout, ldc: cout)
         }
         if oneTile { return forward(0..<g.outputRows, cols[0]) }
         Parallel.forRanges(g.outputRows) { chunk, rows in
@@ -293,7 +314,10 @@ public final class Conv3d: Layer {
         }
     }
 
-    private func backwardTiled(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, _ g: Geometry, weightGradient wantWeight: Bool, inputGradient wantInput: Bool) {
+    private func backwardTiled(
+        _ x: Tensor, _ dy: Tensor, _ dx: Tensor, _ g: Geometry, weightGradient wantWeight: Bool,
+        inputGradient wantInput: Bool
+    ) {
         let (cout, frameRows, width, oneTile) = (outputChannels, g.hOut * g.wOut, columnWidth, isOneTile(g))
         // A tile's columns, then their gradient in the same buffer: dW has read them by then.
         let cols = buffers(count: tileRows * width, threads: oneTile ? 1 : Parallel.threadCount)
@@ -301,12 +325,14 @@ public final class Conv3d: Layer {
             let (col, dyTile) = (columns.data, dy.data + tile.lowerBound * cout)
             if wantWeight {  // dW += col^T dY
                 fillColumns(x, g, rows: tile, into: col)
-                GEMM.multiply(transposeA: true, m: width, n: cout, k: tile.count, a: col, lda: width,
-                              b: dyTile, ldb: cout, beta: 1, c: dW.data, ldc: cout)
+                GEMM.multiply(
+                    transposeA: true, m: width, n: cout, k: tile.count, a: col, lda: width,
+                    b: dyTile, ldb: cout, beta: 1, c: dW.data, ldc: cout)
             }
             if wantInput {  // dcol = dY W^T, scattered back into dX
-                GEMM.multiply(transposeB: true, m: tile.count, n: width, k: cout, a: dyTile, lda: cout,
-                              b: weight.value.data, ldb: cout, c: col, ldc: width)
+                GEMM.multiply(
+                    transposeB: true, m: tile.count, n: width, k: cout, a: dyTile, lda: cout,
+                    b: weight.value.data, ldb: cout, c: col, ldc: width)
                 scatterColumns(col, g, rows: tile, into: dx)
             }
         }
@@ -321,7 +347,10 @@ public final class Conv3d: Layer {
         for phase in 0..<spacing {
             let frames = (0..<(g.n * g.tOut)).filter { ($0 % g.tOut) % spacing == phase }
             Parallel.forRanges(frames.count) { chunk, range in
-                let runs = spacing == 1 ? [frames[range.lowerBound]..<(frames[range.upperBound - 1] + 1)] : range.map { frames[$0]..<(frames[$0] + 1) }
+                let runs =
+                    spacing == 1
+                    ? [frames[range.lowerBound]..<(frames[range.upperBound - 1] + 1)]
+                    : range.map { frames[$0]..<(frames[$0] + 1) }
                 for run in runs {
                     forEachTile((run.lowerBound * frameRows)..<(run.upperBound * frameRows)) {
                         backward($0, cols[chunk], wantWeight ? partials[chunk] : weight.gradient)
@@ -364,7 +393,8 @@ public final class Conv3d: Layer {
                 for kh in 0..<kernelSize.h {
                     let hi = ho * stride.h - padding.h + kh
                     let valid = ti >= 0 && ti < g.tIn && hi >= 0 && hi < g.hIn && !inside.isEmpty
-                    let offset = valid ? (((s * g.tIn + ti) * g.hIn + hi) * g.wIn + wStart + inside.lowerBound) * cin : nil
+                    let offset =
+                        valid ? (((s * g.tIn + ti) * g.hIn + hi) * g.wIn + wStart + inside.lowerBound) * cin : nil
                     body(r - rows.lowerBound, column, offset, inside)
                     column += kw * cin
                 }

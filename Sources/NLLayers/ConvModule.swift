@@ -9,10 +9,13 @@ public final class ConvModule: Layer {
     /// The ReLU of a module without a norm.
     private let activation: ReLU?
 
-    public init(inputChannels: Int, outputChannels: Int, kernelSize: Size3, stride: Size3 = Size3(1),
-                padding: Size3 = Size3(0), normalized: Bool = true, activated: Bool = true) {
-        conv = Conv3d(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernelSize,
-                      stride: stride, padding: padding, bias: !normalized)
+    public init(
+        inputChannels: Int, outputChannels: Int, kernelSize: Size3, stride: Size3 = Size3(1),
+        padding: Size3 = Size3(0), normalized: Bool = true, activated: Bool = true
+    ) {
+        conv = Conv3d(
+            inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernelSize,
+            stride: stride, padding: padding, bias: !normalized)
         norm = normalized ? BatchNorm3d(channels: outputChannels, fusedReLU: activated) : nil
         activation = activated && !normalized ? ReLU() : nil
     }

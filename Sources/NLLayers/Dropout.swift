@@ -7,7 +7,7 @@ public final class Dropout: Layer {
     public let probability: Float
     public var generator: SeededGenerator
 
-    private var mask: Tensor?     // 0 or 1/(1-p) per element; nil when the last forward was the identity
+    private var mask: Tensor?  // 0 or 1/(1-p) per element; nil when the last forward was the identity
 
     public init(probability: Float, seed: UInt64 = 0) {
         precondition(probability >= 0 && probability < 1, "dropout probability \(probability) is not in [0, 1)")

@@ -88,7 +88,9 @@ extension Layer {
 
     /// The state_dict: own entries, then each child's under "child.".
     public var state: [(name: String, entry: StateEntry)] {
-        ownState + children.flatMap { child in child.layer.state.map { (name: "\(child.name).\($0.name)", entry: $0.entry) } }
+        ownState
+            + children.flatMap { child in child.layer.state.map { (name: "\(child.name).\($0.name)", entry: $0.entry) }
+            }
     }
 
     /// Every layer inside this one, depth first.

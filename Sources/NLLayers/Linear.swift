@@ -24,8 +24,9 @@ public final class Linear: Layer {
         precondition(x.channels == inputFeatures, "Linear(\(inputFeatures)->\(outputFeatures)) got input \(x.shape)")
         let y = Tensor(transient: Array(x.shape.dropLast()) + [outputFeatures])
         input = x
-        GEMM.multiply(transposeB: true, m: x.rows, n: outputFeatures, k: inputFeatures, a: x.data, lda: inputFeatures,
-                      b: weight.value.data, ldb: inputFeatures, c: y.data, ldc: outputFeatures)
+        GEMM.multiply(
+            transposeB: true, m: x.rows, n: outputFeatures, k: inputFeatures, a: x.data, lda: inputFeatures,
+            b: weight.value.data, ldb: inputFeatures, c: y.data, ldc: outputFeatures)
         if let bias { addToEveryRow(y, bias.value.data) }
         return y
     }
@@ -34,12 +35,14 @@ public final class Linear: Layer {
         guard let x = input else { preconditionFailure("Linear.backward before forward") }
         let dx = Tensor(transient: x.shape)
         if weight.requiresGradient {  // dW += dY^T X
-            GEMM.multiply(transposeA: true, m: outputFeatures, n: inputFeatures, k: x.rows, a: dy.data, lda: outputFeatures,
-                          b: x.data, ldb: inputFeatures, beta: 1, c: weight.gradient.data, ldc: inputFeatures)
+            GEMM.multiply(
+                transposeA: true, m: outputFeatures, n: inputFeatures, k: x.rows, a: dy.data, lda: outputFeatures,
+                b: x.data, ldb: inputFeatures, beta: 1, c: weight.gradient.data, ldc: inputFeatures)
         }
         if let bias, bias.requiresGradient { addColumnSums(of: dy, into: bias.gradient.data) }
-        GEMM.multiply(m: x.rows, n: inputFeatures, k: outputFeatures, a: dy.data, lda: outputFeatures,
-                      b: weight.value.data, ldb: inputFeatures, c: dx.data, ldc: inputFeatures)
+        GEMM.multiply(
+            m: x.rows, n: inputFeatures, k: outputFeatures, a: dy.data, lda: outputFeatures,
+            b: weight.value.data, ldb: inputFeatures, c: dx.data, ldc: inputFeatures)
         return dx
     }
 }

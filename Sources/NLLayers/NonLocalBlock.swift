@@ -38,13 +38,13 @@ public final class NonLocalBlock: Layer {
 
     // What forward keeps for backward.
     private var input: Tensor?
-    private var thetaOut: Tensor?      // (N, P, d): theta(x), or x itself for gaussian
-    private var phiOut: Tensor?        // (N, P', d)
-    private var gOut: Tensor?          // (N, P', C/2)
-    private var attention: Tensor?     // (N, P, P')
-    private var concatTheta: Tensor?   // (N, P): w1 . theta_i, for concatenation
-    private var concatPhi: Tensor?     // (N, P'): w2 . phi_j
-    private var attended: Tensor?      // (N, T, H, W, C/2): attention * g
+    private var thetaOut: Tensor?  // (N, P, d): theta(x), or x itself for gaussian
+    private var phiOut: Tensor?  // (N, P', d)
+    private var gOut: Tensor?  // (N, P', C/2)
+    private var attention: Tensor?  // (N, P, P')
+    private var concatTheta: Tensor?  // (N, P): w1 . theta_i, for concatenation
+    private var concatPhi: Tensor?  // (N, P'): w2 . phi_j
+    private var attended: Tensor?  // (N, T, H, W, C/2): attention * g
 
     public init(channels: Int, mode: Mode = .embeddedGaussian, useScale: Bool = false, subSample: Bool = true) {
         self.channels = channels
@@ -59,7 +59,8 @@ public final class NonLocalBlock: Layer {
         g = pointwise(channels, inner)
         theta = mode == .gaussian ? nil : pointwise(channels, inner)
         phi = mode == .gaussian ? nil : pointwise(channels, inner)
-        concatProject = mode == .concatenation
+        concatProject =
+            mode == .concatenation
             ? Conv3d(inputChannels: 2 * inner, outputChannels: 1, kernelSize: Size3(1), bias: false) : nil
         convOut = ConvModule(inputChannels: inner, outputChannels: channels, kernelSize: Size3(1), activated: false)
         gPool = subSample ? MaxPool3d(kernelSize: Size3(1, 2, 2)) : nil
@@ -115,8 +116,9 @@ public final class NonLocalBlock: Layer {
             let aS = a.data + s * p * pp, thS = th.data + s * p * d, phS = ph.data + s * pp * d
             switch mode {
             case .embeddedGaussian, .gaussian, .dotProduct:
-                GEMM.multiply(transposeB: true, m: p, n: pp, k: d, alpha: pairwiseScale(pp),
-                              a: thS, lda: d, b: phS, ldb: d, c: aS, ldc: pp)
+                GEMM.multiply(
+                    transposeB: true, m: p, n: pp, k: d, alpha: pairwiseScale(pp),
+                    a: thS, lda: d, b: phS, ldb: d, c: aS, ldc: pp)
                 if mode != .dotProduct { softmaxRows(aS, rows: p, columns: pp) }
             case .concatenation:
                 let (ct, cp, scale) = (concatTheta!.data + s * p, concatPhi!.data + s * pp, 1 / Float(pp))
@@ -124,8 +126,9 @@ public final class NonLocalBlock: Layer {
                     for i in rows { for j in 0..<pp { aS[i * pp + j] = max(ct[i] + cp[j], 0) * scale } }
                 }
             }
-            GEMM.multiply(m: p, n: inner, k: pp, a: aS, lda: pp, b: gx.data + s * pp * inner, ldb: inner,
-                          c: y.data + s * p * inner, ldc: inner)
+            GEMM.multiply(
+                m: p, n: inner, k: pp, a: aS, lda: pp, b: gx.data + s * pp * inner, ldb: inner,
+                c: y.data + s * p * inner, ldc: inner)
         }
         let z = convOut.forward(y, training: training)
         let out = Tensor(transient: x.shape)
@@ -156,17 +159,19 @@ public final class NonLocalBlock: Layer {
             preconditionFailure("NonLocalBlock.backward before forward")
         }
         let n = x.shape[0], p = x.rows / n, pp = ph.rows / n, d = th.channels, inner = innerChannels
-        let dy = convOut.backward(dOut)                                  // (N, T, H, W, C/2)
-        let dA = Tensor(transient: [p, pp])                              // one sample's at a time
+        let dy = convOut.backward(dOut)  // (N, T, H, W, C/2)
+        let dA = Tensor(transient: [p, pp])  // one sample's at a time
         let dTh = Tensor(transient: th.shape), dPh = Tensor(transient: ph.shape)
         let dG = Tensor(transient: gx.shape)
         for s in 0..<n {
             let aS = a.data + s * p * pp, dyS = dy.data + s * p * inner, gS = gx.data + s * pp * inner
             // dA = dY g^T, dg = A^T dY
-            GEMM.multiply(transposeB: true, m: p, n: pp, k: inner, a: dyS, lda: inner, b: gS, ldb: inner,
-                          c: dA.data, ldc: pp)
-            GEMM.multiply(transposeA: true, m: pp, n: inner, k: p, a: aS, lda: pp, b: dyS, ldb: inner,
-                          c: dG.data + s * pp * inner, ldc: inner)
+            GEMM.multiply(
+                transposeB: true, m: p, n: pp, k: inner, a: dyS, lda: inner, b: gS, ldb: inner,
+                c: dA.data, ldc: pp)
+            GEMM.multiply(
+                transposeA: true, m: pp, n: inner, k: p, a: aS, lda: pp, b: dyS, ldb: inner,
+                c: dG.data + s * pp * inner, ldc: inner)
             let thS = th.data + s * p * d, phS = ph.data + s * pp * d
             let dThS = dTh.data + s * p * d, dPhS = dPh.data + s * pp * d
             if mode == .concatenation {
@@ -188,11 +193,12 @@ public final class NonLocalBlock: Layer {
             }
             let scale = pairwiseScale(pp)
             GEMM.multiply(m: p, n: d, k: pp, alpha: scale, a: dA.data, lda: pp, b: phS, ldb: d, c: dThS, ldc: d)
-            GEMM.multiply(transposeA: true, m: pp, n: d, k: p, alpha: scale, a: dA.data, lda: pp, b: thS, ldb: d,
-                          c: dPhS, ldc: d)
+            GEMM.multiply(
+                transposeA: true, m: pp, n: d, k: p, alpha: scale, a: dA.data, lda: pp, b: thS, ldb: d,
+                c: dPhS, ldc: d)
         }
         let dx = Tensor(transient: x.shape)
-        dx.copy(from: dOut)                                              // the residual path
+        dx.copy(from: dOut)  // the residual path
         _ = g.backward(gPool?.backward(dG) ?? dG, addingInputGradientTo: dx)
         if let theta, let phi {
             _ = theta.backward(dTh, addingInputGradientTo: dx)
@@ -207,9 +213,11 @@ public final class NonLocalBlock: Layer {
     /// concatenation's backward for one sample: with s_ij = w1 . theta_i + w2 . phi_j and
     /// A_ij = ReLU(s_ij) / P', dS_ij = dA_ij / P' where s_ij > 0; theta_i gets (sum_j dS_ij) w1,
     /// phi_j gets (sum_i dS_ij) w2, and w1, w2 the matching sums over positions.
-    private func backwardConcatenation(sample s: Int, dA: UnsafeMutablePointer<Float>, p: Int, pp: Int,
-                                       _ thS: UnsafeMutablePointer<Float>, _ phS: UnsafeMutablePointer<Float>,
-                                       _ dThS: UnsafeMutablePointer<Float>, _ dPhS: UnsafeMutablePointer<Float>) {
+    private func backwardConcatenation(
+        sample s: Int, dA: UnsafeMutablePointer<Float>, p: Int, pp: Int,
+        _ thS: UnsafeMutablePointer<Float>, _ phS: UnsafeMutablePointer<Float>,
+        _ dThS: UnsafeMutablePointer<Float>, _ dPhS: UnsafeMutablePointer<Float>
+    ) {
         let (inner, w, project) = (innerChannels, concatProject!.weight.value.data, concatProject!.weight)
         let (ct, cp, scale) = (concatTheta!.data + s * p, concatPhi!.data + s * pp, 1 / Float(pp))
         var rowSums = [Float](repeating: 0, count: p), columnSums = [Double](repeating: 0, count: pp)

@@ -12,8 +12,9 @@ public final class MaxPool3d: Layer {
     private var winners: [Int32] = []
 
     public init(kernelSize: Size3, stride: Size3? = nil, padding: Size3 = Size3(0)) {
-        precondition(padding.t * 2 <= kernelSize.t && padding.h * 2 <= kernelSize.h && padding.w * 2 <= kernelSize.w,
-                     "MaxPool3d padding \(padding) must be at most half the kernel \(kernelSize)")
+        precondition(
+            padding.t * 2 <= kernelSize.t && padding.h * 2 <= kernelSize.h && padding.w * 2 <= kernelSize.w,
+            "MaxPool3d padding \(padding) must be at most half the kernel \(kernelSize)")
         self.kernelSize = kernelSize
         self.stride = stride ?? kernelSize
         self.padding = padding
@@ -48,7 +49,9 @@ public final class MaxPool3d: Layer {
                     let to = rest % tOut; let s = rest / tOut
                     let (t0, h0, w0) = (to * stride.t - padding.t, ho * stride.h - padding.h, wo * stride.w - padding.w)
                     let (ts, hs, ws) = (max(t0, 0), max(h0, 0), max(w0, 0))
-                    let (te, he, we) = (min(t0 + kernelSize.t, tIn), min(h0 + kernelSize.h, hIn), min(w0 + kernelSize.w, wIn))
+                    let (te, he, we) = (
+                        min(t0 + kernelSize.t, tIn), min(h0 + kernelSize.h, hIn), min(w0 + kernelSize.w, wIn)
+                    )
                     let out = y.data + r * c, best = winner + r * c
                     let first = Int32((ts * hIn + hs) * wIn + ws)
                     let sample = x.data + s * samplePositions * c
@@ -103,7 +106,9 @@ public final class MaxPool3d: Layer {
             /// Adds the gradient of output rows `rows`, channels `channels`, where it came from.
             func scatter(rows: Range<Int>, channels: Range<Int>) {
                 for r in rows {
-                    let (sample, g, w) = (into + r / outputPositions * samplePositions * c, from + r * c, winner + r * c)
+                    let (sample, g, w) = (
+                        into + r / outputPositions * samplePositions * c, from + r * c, winner + r * c
+                    )
                     for j in channels { sample[Int(w[j]) * c + j] += g[j] }
                 }
             }

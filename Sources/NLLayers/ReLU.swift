@@ -40,7 +40,9 @@ public final class ReLU: Layer {
         let (out, g, d) = (y.data, dy.data, dx.data)
         forEachElementRange(y.count) { range in
             let vectors = range.lowerBound + range.count / 8 * 8
-            for i in stride(from: range.lowerBound, to: vectors, by: 8) { d.store8(reluMasked(g.load8(i), where: out.load8(i)), i) }
+            for i in stride(from: range.lowerBound, to: vectors, by: 8) {
+                d.store8(reluMasked(g.load8(i), where: out.load8(i)), i)
+            }
             for i in vectors..<range.upperBound { d[i] = out[i] > 0 ? g[i] : 0 }
         }
         return dx

@@ -1,6 +1,6 @@
 import NLTensor
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// In-place softmax of each row of a (rows x columns) matrix: exp(x - max) / sum, summed in Double.

@@ -35,5 +35,5 @@ public enum SoftmaxCrossEntropy {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

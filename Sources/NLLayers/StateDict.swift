@@ -15,7 +15,9 @@ public struct StateDictReport: Sendable {
 
     /// The problems, a few keys of each kind.
     public var summary: String {
-        func some(_ keys: [String]) -> String { keys.prefix(4).joined(separator: ", ") + (keys.count > 4 ? ", ... (\(keys.count))" : "") }
+        func some(_ keys: [String]) -> String {
+            keys.prefix(4).joined(separator: ", ") + (keys.count > 4 ? ", ... (\(keys.count))" : "")
+        }
         var parts: [String] = []
         if !missing.isEmpty { parts.append("missing \(some(missing))") }
         if !unexpected.isEmpty { parts.append("unexpected \(some(unexpected))") }
@@ -73,7 +75,9 @@ extension Layer {
             case .parameter(let p): p.load(checkpoint: file.tensor(key)!)
             case .buffer(let b): b.copy(from: file.tensor(key)!)
             case .counter(let c):
-                guard let value = file.int64s(key)?.first else { report.mismatched.append("\(key) is not int64"); continue }
+                guard let value = file.int64s(key)?.first else {
+                    report.mismatched.append("\(key) is not int64"); continue
+                }
                 c.value = value
             }
             report.loaded.append(key)

@@ -24,7 +24,8 @@ extension Recognizer {
         var used = Set<String>()
         let modules = backbone.namedDescendants.compactMap { entry -> (String, ConvModule)? in
             guard let module = entry.layer as? ConvModule,
-                  !entry.name.contains("non_local_block"), !entry.name.contains("context_block") else { return nil }
+                !entry.name.contains("non_local_block"), !entry.name.contains("context_block")
+            else { return nil }
             return (entry.name, module)
         }
         for (name, module) in modules {

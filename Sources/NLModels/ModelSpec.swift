@@ -57,15 +57,21 @@ public struct ModelSpec: Equatable, Sendable {
     /// Problems that make the spec unbuildable, each with the config key it concerns (empty when
     /// valid).
     public func problems() -> [(key: String, message: String)] {
-        guard let (blocks, _) = architecture else { return [("depth", "depth \(depth) is not one of 18, 34, 50, 101, 152")] }
+        guard let (blocks, _) = architecture else {
+            return [("depth", "depth \(depth) is not one of 18, 34, 50, 101, 152")]
+        }
         var found: [(key: String, message: String)] = []
         if baseChannels < 1 { found.append(("base_channels", "base_channels must be at least 1")) }
         if numClasses < 1 { found.append(("num_classes", "num_classes must be at least 1")) }
         if !(0..<1).contains(dropout) { found.append(("dropout", "dropout must be in [0, 1)")) }
         if conv1StrideT < 1 { found.append(("conv1_stride_t", "conv1_stride_t must be at least 1")) }
         if pool1StrideT < 1 { found.append(("pool1_stride_t", "pool1_stride_t must be at least 1")) }
-        if [conv1Kernel.t, conv1Kernel.h, conv1Kernel.w].contains(where: { $0 < 1 }) { found.append(("conv1_kernel", "conv1_kernel must be positive")) }
-        if !(-1...4).contains(frozenStages) { found.append(("frozen_stages", "frozen_stages must be between -1 and 4")) }
+        if [conv1Kernel.t, conv1Kernel.h, conv1Kernel.w].contains(where: { $0 < 1 }) {
+            found.append(("conv1_kernel", "conv1_kernel must be positive"))
+        }
+        if !(-1...4).contains(frozenStages) {
+            found.append(("frozen_stages", "frozen_stages must be between -1 and 4"))
+        }
         if contextRatio <= 0 || contextRatio > 1 { found.append(("context_ratio", "context_ratio must be in (0, 1]")) }
         if contextFusions.isEmpty || !contextFusions.allSatisfy({ ["channel_add", "channel_mul"].contains($0) }) {
             found.append(("context_fusion", "context_fusion must list channel_add and/or channel_mul"))
@@ -73,8 +79,13 @@ public struct ModelSpec: Equatable, Sendable {
         for (name, pattern) in [("inflate", inflate), ("non_local", nonLocal), ("context", context)] {
             let expanded = expand(pattern)
             if expanded.count != 4 || zip(expanded, blocks).contains(where: { $0.count != $1 })
-                || expanded.joined().contains(where: { $0 != 0 && $0 != 1 }) {
-                found.append((name, "\(name) needs 4 stages of 0/1 digits with \(blocks.map(String.init).joined(separator: ", ")) blocks for depth \(depth) (or one digit per stage)"))
+                || expanded.joined().contains(where: { $0 != 0 && $0 != 1 })
+            {
+                found.append(
+                    (
+                        name,
+                        "\(name) needs 4 stages of 0/1 digits with \(blocks.map(String.init).joined(separator: ", ")) blocks for depth \(depth) (or one digit per stage)"
+                    ))
             }
         }
         return found

@@ -12,11 +12,13 @@ public final class ResNet3d: Layer {
     public let stages: [[ResidualBlock]]
 
     public init(spec: ModelSpec) {
-        precondition(spec.problems().isEmpty, "invalid model: \(spec.problems().map(\.message).joined(separator: "; "))")
+        precondition(
+            spec.problems().isEmpty, "invalid model: \(spec.problems().map(\.message).joined(separator: "; "))")
         self.spec = spec
         let k = spec.conv1Kernel
-        conv1 = ConvModule(inputChannels: 3, outputChannels: spec.baseChannels, kernelSize: k,
-                           stride: Size3(spec.conv1StrideT, 2, 2), padding: Size3((k.t - 1) / 2, (k.h - 1) / 2, (k.w - 1) / 2))
+        conv1 = ConvModule(
+            inputChannels: 3, outputChannels: spec.baseChannels, kernelSize: k,
+            stride: Size3(spec.conv1StrideT, 2, 2), padding: Size3((k.t - 1) / 2, (k.h - 1) / 2, (k.w - 1) / 2))
         conv1.conv.computesInputGradient = false  // the input is the clip
         maxpool = MaxPool3d(kernelSize: Size3(1, 3, 3), stride: Size3(spec.pool1StrideT, 2, 2), padding: Size3(0, 1, 1))
         pool2 = spec.withPool2 ? MaxPool3d(kernelSize: Size3(2, 1, 1)) : nil
@@ -25,12 +27,14 @@ public final class ResNet3d: Layer {
         var stages: [[ResidualBlock]] = []
         for (i, count) in blocks.enumerated() {
             let planes = spec.baseChannels << i
-            stages.append((0..<count).map { j in
-                ResidualBlock(spec: spec, inputChannels: j == 0 ? channels : planes * (bottleneck ? 4 : 1),
-                              planes: planes, spatialStride: j == 0 && i > 0 ? 2 : 1,
-                              inflated: spec.inflatePerBlock[i][j] == 1, withNonLocal: spec.nonLocalPerBlock[i][j] == 1,
-                              withContext: spec.contextPerBlock[i][j] == 1)
-            })
+            stages.append(
+                (0..<count).map { j in
+                    ResidualBlock(
+                        spec: spec, inputChannels: j == 0 ? channels : planes * (bottleneck ? 4 : 1),
+                        planes: planes, spatialStride: j == 0 && i > 0 ? 2 : 1,
+                        inflated: spec.inflatePerBlock[i][j] == 1, withNonLocal: spec.nonLocalPerBlock[i][j] == 1,
+                        withContext: spec.contextPerBlock[i][j] == 1)
+                })
             channels = stages.last!.last!.outputChannels
         }
         self.stages = stages
@@ -43,7 +47,8 @@ public final class ResNet3d: Layer {
     /// their parameters and use running statistics; norm_eval puts every BatchNorm on running
     /// statistics.
     private func applyFreezing() {
-        let frozen: [Layer] = spec.frozenStages < 0 ? [] : [conv1] + stages.prefix(spec.frozenStages).joined().map { $0 as Layer }
+        let frozen: [Layer] =
+            spec.frozenStages < 0 ? [] : [conv1] + stages.prefix(spec.frozenStages).joined().map { $0 as Layer }
         for layer in frozen {
             for (_, p) in layer.parameters { p.requiresGradient = false }
         }
@@ -53,9 +58,10 @@ public final class ResNet3d: Layer {
     }
 
     public var children: [(name: String, layer: Layer)] {
-        [("conv1", conv1)] + stages.enumerated().flatMap { i, blocks in
-            blocks.enumerated().map { j, block in (name: "layer\(i + 1).\(j)", layer: block as Layer) }
-        }
+        [("conv1", conv1)]
+            + stages.enumerated().flatMap { i, blocks in
+                blocks.enumerated().map { j, block in (name: "layer\(i + 1).\(j)", layer: block as Layer) }
+            }
     }
 
     /// The layers in the order forward runs them, under their state_dict paths: the stem, each
@@ -90,7 +96,9 @@ public final class ResNet3d: Layer {
     /// needs the clip's: the result is an empty tensor.
     public func backward(_ dy: Tensor, timing: LayerTiming?) -> Tensor {
         var g = dy
-        for step in sequence.dropFirst(max(frozenPrefix, 1)).reversed() { g = timed(step.name, timing) { step.layer.backward(g) } }
+        for step in sequence.dropFirst(max(frozenPrefix, 1)).reversed() {
+            g = timed(step.name, timing) { step.layer.backward(g) }
+        }
         guard frozenPrefix == 0 else { return Tensor(zeros: [0]) }
         return timed("conv1", timing) { conv1.backward(g) }
     }
@@ -155,7 +163,8 @@ public final class Recognizer: Layer {
     /// Forward, reporting each backbone layer's seconds ("backbone.layer3.1") and the head's.
     public func forward(_ clip: Tensor, training: Bool, timing: LayerTiming?) -> Tensor {
         precondition(clip.rank == 5 && clip.channels == 3, "a clip is (N, T, H, W, 3); got \(clip.shape)")
-        let features = backbone.forward(clip, training: training, timing: timing.map { t in { t("backbone.\($0)", $1) } })
+        let features = backbone.forward(
+            clip, training: training, timing: timing.map { t in { t("backbone.\($0)", $1) } })
         return timed("cls_head", timing) { head.forward(features, training: training) }
     }
 
@@ -169,7 +178,9 @@ public final class Recognizer: Layer {
     /// and context blocks as their own references, the classifier normal with std 0.01.
     public func initialize(using generator: inout SeededGenerator) {
         for block in backbone.stages.joined() {
-            for module in block.convs + (block.downsample.map { [$0] } ?? []) { initializeKaiming(module, using: &generator) }
+            for module in block.convs + (block.downsample.map { [$0] } ?? []) {
+                initializeKaiming(module, using: &generator)
+            }
             if spec.zeroInitResidual { block.convs.last!.norm!.weight.value.zero() }
             block.context?.initialize(using: &generator)
             block.nonLocal?.initialize(using: &generator)

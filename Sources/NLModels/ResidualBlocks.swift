@@ -15,37 +15,50 @@ public final class ResidualBlock: Layer {
     public let nonLocal: NonLocalBlock?
     private let relu = ReLU()
 
-
     /// The block a ResNet3d stage builds at `index`; see `ModelSpec` for the options.
-    init(spec: ModelSpec, inputChannels: Int, planes: Int, spatialStride: Int, inflated: Bool,
-         withNonLocal: Bool, withContext: Bool) {
+    init(
+        spec: ModelSpec, inputChannels: Int, planes: Int, spatialStride: Int, inflated: Bool,
+        withNonLocal: Bool, withContext: Bool
+    ) {
         let bottleneck = spec.architecture!.bottleneck
         let outputChannels = bottleneck ? planes * 4 : planes
-        func module(_ cin: Int, _ cout: Int, _ kernel: Size3, stride: Size3 = Size3(1), activated: Bool = true) -> ConvModule {
+        func module(
+            _ cin: Int, _ cout: Int, _ kernel: Size3, stride: Size3 = Size3(1), activated: Bool = true
+        ) -> ConvModule {
             let padding = Size3((kernel.t - 1) / 2, (kernel.h - 1) / 2, (kernel.w - 1) / 2)
-            return ConvModule(inputChannels: cin, outputChannels: cout, kernelSize: kernel, stride: stride,
-                              padding: padding, activated: activated)
+            return ConvModule(
+                inputChannels: cin, outputChannels: cout, kernelSize: kernel, stride: stride,
+                padding: padding, activated: activated)
         }
         let strided = Size3(1, spatialStride, spatialStride)
         if bottleneck {  // pytorch style: the spatial stride is on the 3x3 conv
-            let (k1, k2) = !inflated ? (Size3(1), Size3(1, 3, 3))
+            let (k1, k2) =
+                !inflated
+                ? (Size3(1), Size3(1, 3, 3))
                 : spec.inflateStyle == .t3x1x1 ? (Size3(3, 1, 1), Size3(1, 3, 3)) : (Size3(1), Size3(3))
-            convs = [module(inputChannels, planes, k1), module(planes, planes, k2, stride: strided),
-                     module(planes, outputChannels, Size3(1), activated: false)]
+            convs = [
+                module(inputChannels, planes, k1), module(planes, planes, k2, stride: strided),
+                module(planes, outputChannels, Size3(1), activated: false),
+            ]
         } else {
             let k = inflated ? Size3(3) : Size3(1, 3, 3)
             convs = [module(inputChannels, planes, k, stride: strided), module(planes, planes, k, activated: false)]
         }
-        downsample = spatialStride != 1 || inputChannels != outputChannels
+        downsample =
+            spatialStride != 1 || inputChannels != outputChannels
             ? module(inputChannels, outputChannels, Size3(1), stride: strided, activated: false) : nil
-        context = withContext
-            ? ContextBlock(channels: outputChannels, ratio: spec.contextRatio, pooling: spec.contextPooling,
-                           channelAdd: spec.contextFusions.contains("channel_add"),
-                           channelMul: spec.contextFusions.contains("channel_mul"))
+        context =
+            withContext
+            ? ContextBlock(
+                channels: outputChannels, ratio: spec.contextRatio, pooling: spec.contextPooling,
+                channelAdd: spec.contextFusions.contains("channel_add"),
+                channelMul: spec.contextFusions.contains("channel_mul"))
             : nil
-        nonLocal = withNonLocal
-            ? NonLocalBlock(channels: outputChannels, mode: spec.nonLocalMode, useScale: spec.nonLocalUseScale,
-                            subSample: spec.nonLocalSubSample)
+        nonLocal =
+            withNonLocal
+            ? NonLocalBlock(
+                channels: outputChannels, mode: spec.nonLocalMode, useScale: spec.nonLocalUseScale,
+                subSample: spec.nonLocalSubSample)
             : nil
     }
 

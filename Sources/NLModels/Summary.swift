@@ -18,7 +18,9 @@ extension Recognizer {
     /// input: a 3x7x7 stem runs on clips of one frame), or, in training, a BatchNorm left with one value per channel (PyTorch: "Expected
     /// more than 1 value per channel when training"). Found from shapes alone, before any work.
     public func clipProblem(_ clipShape: [Int], training: Bool) -> String? {
-        guard clipShape.count == 4, clipShape.allSatisfy({ $0 >= 1 }) else { return "every dimension of the clip \(clipShape) must be at least 1" }
+        guard clipShape.count == 4, clipShape.allSatisfy({ $0 >= 1 }) else {
+            return "every dimension of the clip \(clipShape) must be at least 1"
+        }
         guard clipShape.allSatisfy({ $0 <= 1 << 16 }), clipShape.map(Double.init).reduce(1, *) <= Double(1 << 36) else {
             return "the clip \(clipShape) is too large (more than 2^36 pixels)"
         }
@@ -26,8 +28,11 @@ extension Recognizer {
         if let empty = rows.first(where: { $0.outputShape.contains { $0 < 1 } }) {
             return "the clip \(clipShape) is too small for the network: \(empty.name)'s output would be empty"
         }
-        if training, let single = rows.first(where: { $0.outputShape.count == 5 && $0.outputShape.dropLast().reduce(1, *) == 1 }) {
-            return "a batch of \(clipShape[0]) clip\(clipShape[0] == 1 ? "" : "s") of \(clipShape[1])x\(clipShape[2])x\(clipShape[3]) leaves one value per channel "
+        if training,
+            let single = rows.first(where: { $0.outputShape.count == 5 && $0.outputShape.dropLast().reduce(1, *) == 1 })
+        {
+            return
+                "a batch of \(clipShape[0]) clip\(clipShape[0] == 1 ? "" : "s") of \(clipShape[1])x\(clipShape[2])x\(clipShape[3]) leaves one value per channel "
                 + "after \(single.name), which BatchNorm cannot normalise in training (PyTorch: \"Expected more than 1 value per channel when training\"); "
                 + "use a larger batch or crop"
         }
@@ -41,7 +46,9 @@ extension Recognizer {
         func count(_ layer: Layer) -> Int { layer.parameters.reduce(0) { $0 + $1.parameter.value.count } }
         func convolution(_ name: String, _ module: ConvModule, _ input: [Int]) -> [Int] {
             let out = module.conv.outputShape(for: input)
-            let macs = out.dropLast().reduce(1, *) * module.conv.outputChannels * module.conv.inputChannels * module.conv.kernelSize.volume
+            let macs =
+                out.dropLast().reduce(1, *) * module.conv.outputChannels * module.conv.inputChannels
+                * module.conv.kernelSize.volume
             rows.append(LayerSummary(name: name, outputShape: out, parameters: count(module), multiplyAdds: macs))
             return out
         }
@@ -56,22 +63,30 @@ extension Recognizer {
             for (j, block) in blocks.enumerated() {
                 let name = "backbone.layer\(i + 1).\(j)"
                 let input = shape
-                for (k, module) in block.convs.enumerated() { shape = convolution("\(name).conv\(k + 1)", module, shape) }
+                for (k, module) in block.convs.enumerated() {
+                    shape = convolution("\(name).conv\(k + 1)", module, shape)
+                }
                 if let context = block.context {
-                    rows.append(LayerSummary(name: "\(name).context_block", outputShape: shape, parameters: count(context),
-                                             multiplyAdds: contextMultiplyAdds(context, shape)))
+                    rows.append(
+                        LayerSummary(
+                            name: "\(name).context_block", outputShape: shape, parameters: count(context),
+                            multiplyAdds: contextMultiplyAdds(context, shape)))
                 }
                 if let downsample = block.downsample { _ = convolution("\(name).downsample", downsample, input) }
                 if let nonLocal = block.nonLocal {
-                    rows.append(LayerSummary(name: "\(name).non_local_block", outputShape: shape, parameters: count(nonLocal),
-                                             multiplyAdds: nonLocalMultiplyAdds(nonLocal, shape)))
+                    rows.append(
+                        LayerSummary(
+                            name: "\(name).non_local_block", outputShape: shape, parameters: count(nonLocal),
+                            multiplyAdds: nonLocalMultiplyAdds(nonLocal, shape)))
                 }
             }
             if i == 0, let pool2 = backbone.pool2 { shape = pool("backbone.pool2", pool2, shape) }
         }
         let (n, features, classes) = (shape[0], shape[4], spec.numClasses)
-        rows.append(LayerSummary(name: "cls_head.fc_cls", outputShape: [n, classes], parameters: count(head),
-                                 multiplyAdds: n * features * classes))
+        rows.append(
+            LayerSummary(
+                name: "cls_head.fc_cls", outputShape: [n, classes], parameters: count(head),
+                multiplyAdds: n * features * classes))
         return rows
     }
 
@@ -80,10 +95,10 @@ extension Recognizer {
         let p = shape[1] * shape[2] * shape[3]
         let pp = block.subSample ? shape[1] * (shape[2] / 2) * (shape[3] / 2) : p
         let d = block.mode == .gaussian ? c : ci
-        var macs = p * c * ci                                       // g
-        if block.mode != .gaussian { macs += 2 * p * c * ci }       // theta, phi
+        var macs = p * c * ci  // g
+        if block.mode != .gaussian { macs += 2 * p * c * ci }  // theta, phi
         macs += block.mode == .concatenation ? (p + pp) * ci : p * pp * d  // pairwise scores
-        macs += p * pp * ci + p * ci * c                            // attention x g, conv_out
+        macs += p * pp * ci + p * ci * c  // attention x g, conv_out
         return n * macs
     }
 

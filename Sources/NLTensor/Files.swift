@@ -7,7 +7,9 @@ public enum Files {
     /// The bytes of the file at `path`.
     public static func read(_ path: String, what: String) throws(FileError) -> Data {
         try checkReadable(path, what: what)
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw FileError(path, "cannot read the \(what) (\(lastError))") }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw FileError(path, "cannot read the \(what) (\(lastError))")
+        }
         defer { try? handle.close() }
         do { return try handle.readToEnd() ?? Data() } catch {
             throw FileError(path, "cannot read the \(what) (\(lastError))")
@@ -22,7 +24,9 @@ public enum Files {
         }
         if status.st_mode & S_IFMT == S_IFDIR { throw FileError(path, "is a directory, not the \(what)") }
         // /dev/zero or /dev/urandom would be read until memory runs out.
-        if [S_IFCHR, S_IFBLK].contains(status.st_mode & S_IFMT) { throw FileError(path, "is a device, not the \(what)") }
+        if [S_IFCHR, S_IFBLK].contains(status.st_mode & S_IFMT) {
+            throw FileError(path, "is a device, not the \(what)")
+        }
         guard access(path, R_OK) == 0 else { throw FileError(path, "cannot read the \(what) (\(lastError))") }
     }
 
@@ -39,18 +43,23 @@ public enum Files {
             return
         }
         let path = symlinkTarget(path) ?? path
-        let folder = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        let folder =
+            (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
         guard stat(folder, &status) == 0, status.st_mode & S_IFMT == S_IFDIR else {
             throw FileError(path, "cannot write the \(what): no such directory \(folder)")
         }
-        guard access(folder, W_OK) == 0 else { throw FileError(path, "cannot write the \(what) into \(folder) (\(lastError))") }
+        guard access(folder, W_OK) == 0 else {
+            throw FileError(path, "cannot write the \(what) into \(folder) (\(lastError))")
+        }
     }
 
     /// Makes the folder `path` (and its parents) unless it is there.
     public static func makeDirectory(_ path: String, what: String) throws(FileError) {
         var status = stat()
         if stat(path, &status) == 0 {
-            guard status.st_mode & S_IFMT == S_IFDIR else { throw FileError(path, "is a file; give a folder for the \(what)") }
+            guard status.st_mode & S_IFMT == S_IFDIR else {
+                throw FileError(path, "is a file; give a folder for the \(what)")
+            }
             return
         }
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
@@ -87,7 +96,9 @@ public enum Files {
             throw FileError(path, "cannot write the \(what) (\(failure))")
         }
         // Make the rename itself durable.
-        let folder = open((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent, O_RDONLY)
+        let folder = open(
+            (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent,
+            O_RDONLY)
         if folder >= 0 { fsync(folder); close(folder) }
     }
 
@@ -95,7 +106,9 @@ public enum Files {
     /// name (/dev/stdout, /dev/fd/N, /proc/self/fd/N), or an existing node that is neither a
     /// file nor a folder (a character device, a FIFO, a socket).
     static func writesThrough(_ path: String) -> Bool {
-        if ["/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/"].contains(where: { path.hasPrefix($0) }) { return true }
+        if ["/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/"].contains(where: { path.hasPrefix($0) }) {
+            return true
+        }
         var status = stat()
         guard stat(path, &status) == 0 else { return false }
         return ![S_IFREG, S_IFDIR].contains(status.st_mode & S_IFMT)
@@ -107,7 +120,10 @@ public enum Files {
         switch path {
         case "/dev/stdout": 1
         case "/dev/stderr": 2
-        default: ["/dev/fd/", "/proc/self/fd/"].lazy.compactMap { path.hasPrefix($0) ? Int32(path.dropFirst($0.count)) : nil }.first
+        default:
+            ["/dev/fd/", "/proc/self/fd/"].lazy.compactMap {
+                path.hasPrefix($0) ? Int32(path.dropFirst($0.count)) : nil
+            }.first
         }
     }
 
@@ -119,7 +135,8 @@ public enum Files {
         if let resolved = realpath(path, nil) { defer { free(resolved) }; return String(cString: resolved) }
         // A dangling link: the file it names, relative to the link's folder.
         guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: path) else { return nil }
-        return target.hasPrefix("/") ? target : ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(target)
+        return target.hasPrefix("/")
+            ? target : ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(target)
     }
 
     /// Which file `path` is, for telling whether two paths are one: its device and inode, or, for
@@ -127,7 +144,8 @@ public enum Files {
     static func identity(_ path: String) -> String {
         var status = stat()
         if stat(path, &status) == 0 { return "\(status.st_dev):\(status.st_ino)" }
-        let folder = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        let folder =
+            (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
         guard stat(folder, &status) == 0 else { return path }
         return "\(status.st_dev):\(status.st_ino)/\((path as NSString).lastPathComponent)"
     }
@@ -136,13 +154,16 @@ public enum Files {
     /// and inode, whatever the spelling: links, "./", another path to it), as a sentence; nil
     /// when there is none. Commands refuse such a pair (64) before any work: the output would
     /// destroy the input, or one output the other. Writing through (/dev/stdout) is no clash.
-    public static func clash(outputs: [(option: String, path: String)], inputs: [(option: String, path: String)]) -> String? {
+    public static func clash(
+        outputs: [(option: String, path: String)], inputs: [(option: String, path: String)]
+    ) -> String? {
         var seen: [String: (option: String, path: String)] = [:]
         for input in inputs { seen[identity(input.path)] = input }
         for output in outputs where !writesThrough(output.path) {
             let key = identity(output.path)
             if let other = seen[key] {
-                return "\(output.option) \(output.path) is the same file as \(other.option) \(other.path); give another path"
+                return
+                    "\(output.option) \(output.path) is the same file as \(other.option) \(other.path); give another path"
             }
             seen[key] = output
         }

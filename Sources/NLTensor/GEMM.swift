@@ -29,14 +29,16 @@ public enum GEMM {
         } else if m >= minimumSplit {
             Parallel.forRanges(m, minimumChunk: 32) { _, rows in
                 let aRows = transposeA ? a + rows.lowerBound : a + rows.lowerBound * lda
-                sgemm(transposeA, transposeB, rows.count, n, k, alpha, aRows, lda, b, ldb, beta,
-                      c + rows.lowerBound * ldc, ldc)
+                sgemm(
+                    transposeA, transposeB, rows.count, n, k, alpha, aRows, lda, b, ldb, beta,
+                    c + rows.lowerBound * ldc, ldc)
             }
         } else if n >= minimumSplit {
             Parallel.forRanges(n, minimumChunk: 32) { _, columns in
                 let bColumns = transposeB ? b + columns.lowerBound * ldb : b + columns.lowerBound
-                sgemm(transposeA, transposeB, m, columns.count, k, alpha, a, lda, bColumns, ldb, beta,
-                      c + columns.lowerBound, ldc)
+                sgemm(
+                    transposeA, transposeB, m, columns.count, k, alpha, a, lda, bColumns, ldb, beta,
+                    c + columns.lowerBound, ldc)
             }
         } else {
             multiplySplittingK(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
@@ -56,8 +58,9 @@ public enum GEMM {
             let depth = slices[s]
             let aSlice = transposeA ? a + depth.lowerBound * lda : a + depth.lowerBound
             let bSlice = transposeB ? b + depth.lowerBound : b + depth.lowerBound * ldb
-            sgemm(transposeA, transposeB, m, n, depth.count, alpha, aSlice, lda, bSlice, ldb, 0,
-                  partials.data + s * m * n, n)
+            sgemm(
+                transposeA, transposeB, m, n, depth.count, alpha, aSlice, lda, bSlice, ldb, 0,
+                partials.data + s * m * n, n)
         }
         Parallel.forRanges(m) { _, rows in
             for i in rows {
@@ -101,11 +104,16 @@ public enum GEMM {
         public static func start() { byShape.withLock { $0 = [:] }; on.store(true, ordering: .relaxed) }
         public static func stop() -> Record {
             on.store(false, ordering: .relaxed)
-            return Record(shapes: byShape.withLock { $0 }.mapValues { (calls: $0.calls, threadSeconds: Double($0.nanoseconds) / 1e9) })
+            return Record(
+                shapes: byShape.withLock { $0 }.mapValues {
+                    (calls: $0.calls, threadSeconds: Double($0.nanoseconds) / 1e9)
+                })
         }
 
         static func count(_ shape: Shape, nanoseconds: Int) {
-            byShape.withLock { $0[shape, default: (0, 0)].calls += 1; $0[shape, default: (0, 0)].nanoseconds += nanoseconds }
+            byShape.withLock {
+                $0[shape, default: (0, 0)].calls += 1; $0[shape, default: (0, 0)].nanoseconds += nanoseconds
+            }
         }
     }
 
@@ -128,15 +136,17 @@ public enum GEMM {
         // call, 45-51 in blocks of 512 rows; K of 128 and more, or C of 1.6 MB, gain nothing.
         let rowsPerCall = beta == 0 && k <= 64 && m * n > 1 << 19 ? max(16, (1 << 17) / n) : m
         for r in Swift.stride(from: 0, to: m, by: rowsPerCall) {
-            cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                        Int32(min(rowsPerCall, m - r)), Int32(n), Int32(k), alpha, transposeA ? a + r : a + r * lda, Int32(lda),
-                        b, Int32(ldb), beta, c + r * ldc, Int32(ldc))
+            cblas_sgemm(
+                CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                Int32(min(rowsPerCall, m - r)), Int32(n), Int32(k), alpha, transposeA ? a + r : a + r * lda, Int32(lda),
+                b, Int32(ldb), beta, c + r * ldc, Int32(ldc))
         }
         GEMMCheck.simulateWrongKernel(m: m, n: n, c: c, ldc: ldc)
         if let check { GEMMCheck.finish(check, transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) }
         if counting {
-            Meter.count(Meter.Shape(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k),
-                        nanoseconds: Int(DispatchTime.now().uptimeNanoseconds - start))
+            Meter.count(
+                Meter.Shape(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k),
+                nanoseconds: Int(DispatchTime.now().uptimeNanoseconds - start))
         }
     }
 }

@@ -62,7 +62,9 @@ public enum GEMMCheck {
     /// shows and the check costs a fraction of the product.
     static func rows(_ m: Int) -> [Int] {
         let stride = max(1, m / 512)
-        return Array(Set(Array(0..<min(16, m)) + Array(max(0, m - 16)..<m) + Swift.stride(from: 0, to: m, by: stride).map { $0 })).sorted()
+        return Array(
+            Set(Array(0..<min(16, m)) + Array(max(0, m - 16)..<m) + Swift.stride(from: 0, to: m, by: stride).map { $0 })
+        ).sorted()
     }
 
     static func begin(m: Int, n: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Pending? {
@@ -79,7 +81,8 @@ public enum GEMMCheck {
         _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
     ) {
         // Column norms of op(B), once per call; then each compared row in float64.
-        let bNorms = UnsafeMutablePointer<Double>.allocate(capacity: n), exact = UnsafeMutablePointer<Double>.allocate(capacity: n)
+        let bNorms = UnsafeMutablePointer<Double>.allocate(capacity: n),
+            exact = UnsafeMutablePointer<Double>.allocate(capacity: n)
         let aRow = UnsafeMutablePointer<Double>.allocate(capacity: k)
         defer { bNorms.deallocate(); exact.deallocate(); aRow.deallocate() }
         bNorms.initialize(repeating: 0, count: n)
@@ -108,18 +111,23 @@ public enum GEMMCheck {
                 let want = Double(alpha) * exact[j] + c0
                 let size = abs(Double(alpha)) * aNorm * bNorms[j] + abs(c0)
                 let got = Double(c[i * ldc + j])
-                let error = got == want ? 0 : (got.isFinite ? abs(got - want) / max(size, .leastNormalMagnitude) : .infinity)
+                let error =
+                    got == want ? 0 : (got.isFinite ? abs(got - want) / max(size, .leastNormalMagnitude) : .infinity)
                 worst = max(worst, error)
             }
         }
-        record(worst: worst, entries: pending.rows.count * n, shape: GEMM.Meter.Shape(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k))
+        record(
+            worst: worst, entries: pending.rows.count * n,
+            shape: GEMM.Meter.Shape(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k))
     }
 
     /// Σ x[p] y[p] in float64, eight lanes at a time.
     static func dot(_ x: UnsafePointer<Double>, _ y: UnsafePointer<Float>, _ k: Int) -> Double {
         var lanes = SIMD8<Double>(), p = 0
         while p + 8 <= k {
-            lanes += UnsafeRawPointer(x + p).loadUnaligned(as: SIMD8<Double>.self) * widened(UnsafeMutablePointer(mutating: y).load8(p))
+            lanes +=
+                UnsafeRawPointer(x + p).loadUnaligned(as: SIMD8<Double>.self)
+                * widened(UnsafeMutablePointer(mutating: y).load8(p))
             p += 8
         }
         var sum = lanes.sum()
@@ -162,7 +170,8 @@ extension GEMMCheck {
 
     static func simulateWrongKernel(m: Int, n: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
         guard let fault = simulatedFault, Parallel.threadCount >= fault.threads,
-              fault.core == "*" || BLASKernel.current.lowercased() == fault.core else { return }
+            fault.core == "*" || BLASKernel.current.lowercased() == fault.core
+        else { return }
         for j in 0..<n { c[(m - 1) * ldc + j] *= 1.01 }
     }
 }

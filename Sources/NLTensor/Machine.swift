@@ -16,8 +16,9 @@ public struct CPUFeatures: Sendable, Equatable {
     /// This machine's.
     public static let current: CPUFeatures = {
         let fields = procFields("/proc/cpuinfo")  // the first processor's
-        return CPUFeatures(vendor: fields["vendor_id"] ?? "unknown", model: fields["model name"] ?? "unknown CPU",
-                           flags: Set((fields["flags"] ?? "").split(separator: " ").map(String.init)))
+        return CPUFeatures(
+            vendor: fields["vendor_id"] ?? "unknown", model: fields["model name"] ?? "unknown CPU",
+            flags: Set((fields["flags"] ?? "").split(separator: " ").map(String.init)))
     }()
 
     /// AVX-512 as OpenBLAS's SkylakeX kernels use it: Foundation, BW, DQ, VL, CD.
@@ -76,7 +77,9 @@ public enum BLASKernel {
     /// Haswell (see `best`). A core name not in the table is a newer OpenBLAS's own and is kept:
     /// the self-check vouches for it or falls back.
     public static func choice(for cpu: CPUFeatures, openBLASChose chosen: String) -> String? {
-        guard let best = best(for: cpu), let have = generation(of: chosen), let want = generation(of: best) else { return nil }
+        guard let best = best(for: cpu), let have = generation(of: chosen), let want = generation(of: best) else {
+            return nil
+        }
         return have != want || (chosen.lowercased() == "zen" && best == "Haswell") ? best : nil
     }
 
@@ -115,8 +118,10 @@ public enum BLASKernel {
         let cpu = CPUFeatures.current
         guard let lacking = missing(for: current, on: cpu) else { return }
         let instead = best(for: cpu).map { "the commands then choose \($0)" } ?? "OpenBLAS then chooses"
-        Files.emit("OPENBLAS_CORETYPE=\(forced) has OpenBLAS run its \(current) kernels, which need \(lacking); "
-            + "this CPU (\(cpu.model)) has \(cpu.vectorISA). Unset OPENBLAS_CORETYPE (\(instead)) or set a kernel this CPU runs.\n", to: .standardError)
+        Files.emit(
+            "OPENBLAS_CORETYPE=\(forced) has OpenBLAS run its \(current) kernels, which need \(lacking); "
+                + "this CPU (\(cpu.model)) has \(cpu.vectorISA). Unset OPENBLAS_CORETYPE (\(instead)) or set a kernel this CPU runs.\n",
+            to: .standardError)
         exit(64)
     }
 
@@ -172,9 +177,12 @@ public enum BLASKernel {
     /// "Haswell (OpenBLAS's choice)", "SkylakeX (OPENBLAS_CORETYPE)".
     public static var provenance: String {
         let environment = ProcessInfo.processInfo.environment
-        if let picked = environment[pickedVariable] { return "\(current) (chosen for this CPU; OpenBLAS picked \(picked))" }
+        if let picked = environment[pickedVariable] {
+            return "\(current) (chosen for this CPU; OpenBLAS picked \(picked))"
+        }
         if let forced = environment["OPENBLAS_CORETYPE"], !forced.isEmpty {
-            return current.lowercased() == forced.lowercased() ? "\(current) (OPENBLAS_CORETYPE)" : "\(current) (OPENBLAS_CORETYPE=\(forced) was not available)"
+            return current.lowercased() == forced.lowercased()
+                ? "\(current) (OPENBLAS_CORETYPE)" : "\(current) (OPENBLAS_CORETYPE=\(forced) was not available)"
         }
         return "\(current) (OpenBLAS's choice)"
     }
@@ -202,14 +210,16 @@ public var machineDescription: String {
 public enum ProcessMemory {
     public static var residentMiB: Double {
         guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
-              let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) else { return 0 }
+            let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
+        else { return 0 }
         return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
     }
 
     /// Resident memory that is the process's own (heap, stacks; not the shared libraries' pages,
     /// which count towards RSS as other processes touch them too): where a leak shows.
     public static var anonymousMiB: Double {
-        guard let kB = procFields("/proc/self/status")["RssAnon"]?.split(separator: " ").first.flatMap({ Double($0) }) else { return 0 }
+        guard let kB = procFields("/proc/self/status")["RssAnon"]?.split(separator: " ").first.flatMap({ Double($0) })
+        else { return 0 }
         return kB / 1024
     }
 

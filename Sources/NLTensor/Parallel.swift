@@ -59,9 +59,10 @@ public enum Parallel {
             // NL_THREADS, else OMP_NUM_THREADS, which PyTorch users and mpirun scripts set (its
             // first level: "4,2" sets nested OpenMP levels).
             let environment = ProcessInfo.processInfo.environment
-            let (name, setting) = ["NL_THREADS", "OMP_NUM_THREADS"].lazy.compactMap { name in
-                environment[name].flatMap { $0.isEmpty ? nil : (name, $0) }
-            }.first ?? ("", "")
+            let (name, setting) =
+                ["NL_THREADS", "OMP_NUM_THREADS"].lazy.compactMap { name in
+                    environment[name].flatMap { $0.isEmpty ? nil : (name, $0) }
+                }.first ?? ("", "")
             let first = setting.split(separator: ",", omittingEmptySubsequences: false).first ?? ""
             let fromEnvironment = Int(first.trimmingCharacters(in: .whitespaces)).flatMap { $0 > 0 ? $0 : nil }
             // More threads than cores take turns on them (4,097 on 2 cores ran 13x slower): said,
@@ -69,10 +70,14 @@ public enum Parallel {
             let cores = Parallel.usableCores
             threads = min(fromEnvironment ?? cores, 4 * cores)
             if !setting.isEmpty, fromEnvironment == nil {
-                Files.emit("warning: \(name)='\(setting)' is not a positive whole number; using \(threads) thread\(threads == 1 ? "" : "s"), the cores this process may use\n", to: .standardError)
+                Files.emit(
+                    "warning: \(name)='\(setting)' is not a positive whole number; using \(threads) thread\(threads == 1 ? "" : "s"), the cores this process may use\n",
+                    to: .standardError)
             } else if let asked = fromEnvironment, asked > cores {
-                Files.emit("warning: \(name)=\(asked) is more than the \(cores) core\(cores == 1 ? "" : "s") this process may use, which its threads "
-                           + "take turns on; using \(threads)\(threads < asked ? " (4 a core at most)" : "")\n", to: .standardError)
+                Files.emit(
+                    "warning: \(name)=\(asked) is more than the \(cores) core\(cores == 1 ? "" : "s") this process may use, which its threads "
+                        + "take turns on; using \(threads)\(threads < asked ? " (4 a core at most)" : "")\n",
+                    to: .standardError)
             }
             var key = pthread_key_t()
             pthread_key_create(&key, nil)

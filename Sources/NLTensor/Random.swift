@@ -59,9 +59,9 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Equatable {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 extension Tensor {

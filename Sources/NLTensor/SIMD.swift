@@ -24,5 +24,6 @@ public func reluMasked(_ gradient: Float8, where output: Float8) -> Float8 {
 /// The eight floats as doubles.
 @inlinable @inline(__always)
 public func widened(_ v: Float8) -> SIMD8<Double> {
-    SIMD8<Double>(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3]), Double(v[4]), Double(v[5]), Double(v[6]), Double(v[7]))
+    SIMD8<Double>(
+        Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3]), Double(v[4]), Double(v[5]), Double(v[6]), Double(v[7]))
 }

@@ -48,7 +48,9 @@ public struct SafeTensors {
     /// (mmaction2's checkpoints, torchvision's weights) are what users pass where a safetensors file
     /// is asked for.
     static func pyTorchFormat(of data: Data) -> String? {
-        if data.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return "a zip archive, as PyTorch's torch.save writes (.pth)" }
+        if data.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
+            return "a zip archive, as PyTorch's torch.save writes (.pth)"
+        }
         // PROTO 2 to 5, as torch.save has written since PyTorch 0.1: a file that merely begins with
         // 0x80 (1 in 256 of any bytes) is not called one.
         if data.count >= 2, data[data.startIndex] == 0x80, (2...5).contains(data[data.startIndex + 1]) {
@@ -60,11 +62,16 @@ public struct SafeTensors {
     /// Parses a whole safetensors file; `path` only names it in errors.
     public init(data: Data, path: String) throws {
         func fail(_ problem: String) -> SafeTensorsError {
-            guard let format = Self.pyTorchFormat(of: data) else { return SafeTensorsError(path: path, problem: problem) }
-            return SafeTensorsError(path: path, pyTorchFormat: format, advice: "save its tensors as one with safetensors.torch.save_file")
+            guard let format = Self.pyTorchFormat(of: data) else {
+                return SafeTensorsError(path: path, problem: problem)
+            }
+            return SafeTensorsError(
+                path: path, pyTorchFormat: format, advice: "save its tensors as one with safetensors.torch.save_file")
         }
         guard data.count >= 8 else { throw fail("file is \(data.count) bytes, too short for a safetensors header") }
-        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) {
+            $0 | UInt64($1.element) << (8 * UInt64($1.offset))
+        }
         guard headerLength <= UInt64(data.count - 8) else {
             throw fail("header length \(headerLength) runs past the end of the \(data.count)-byte file")
         }
@@ -82,7 +89,7 @@ public struct SafeTensors {
                 continue
             }
             guard let info = value as? [String: Any], let dtypeName = info["dtype"] as? String,
-                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2
+                let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2
             else { throw fail("tensor '\(name)' lacks a dtype, shape or data_offsets") }
             guard let dtype = DType(rawValue: dtypeName) else {
                 throw fail("tensor '\(name)' has dtype \(dtypeName); supported: F32, F64, F16, BF16, I64, U8")
@@ -92,20 +99,26 @@ public struct SafeTensors {
             }
             // The element count of a hostile shape can overflow: multiply with a check.
             let bytes = (shape + [dtype.size]).reduce(Optional(1)) { product, d in
-                product.flatMap { p in let (r, overflow) = p.multipliedReportingOverflow(by: d); return overflow ? nil : r }
+                product.flatMap { p in
+                    let (r, overflow) = p.multipliedReportingOverflow(by: d); return overflow ? nil : r
+                }
             }
             guard bytes == offsets[1] - offsets[0] else {
                 throw fail("tensor '\(name)' has \(offsets[1] - offsets[0]) bytes for shape \(shape) of \(dtypeName)")
             }
-            entries[name] = Entry(dtype: dtype, shape: shape,
-                                  bytes: data[(dataStart + offsets[0])..<(dataStart + offsets[1])])
+            entries[name] = Entry(
+                dtype: dtype, shape: shape,
+                bytes: data[(dataStart + offsets[0])..<(dataStart + offsets[1])])
         }
         // The format's rule: the tensors cover the data without overlaps or holes.
         var end = 0
         for (name, entry) in entries.sorted(by: { $0.value.bytes.startIndex < $1.value.bytes.startIndex }) {
             let start = entry.bytes.startIndex - dataStart
             guard start == end else {
-                throw fail(start < end ? "tensor '\(name)' overlaps the tensor before it" : "the data has a hole before tensor '\(name)'")
+                throw fail(
+                    start < end
+                        ? "tensor '\(name)' overlaps the tensor before it"
+                        : "the data has a hole before tensor '\(name)'")
             }
             end = start + entry.bytes.count
         }
@@ -121,10 +134,14 @@ public struct SafeTensors {
             case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
             case UInt8(ascii: "\""):
                 var j = i + 1
-                while j < header.endIndex && header[j] != UInt8(ascii: "\"") { j += header[j] == UInt8(ascii: "\\") ? 2 : 1 }
+                while j < header.endIndex && header[j] != UInt8(ascii: "\"") {
+                    j += header[j] == UInt8(ascii: "\\") ? 2 : 1
+                }
                 let text = header[(i + 1)..<min(j, header.endIndex)]
                 var k = j + 1
-                while k < header.endIndex && (header[k] == 0x20 || header[k] == 0x0A || header[k] == 0x0D || header[k] == 0x09) { k += 1 }
+                while k < header.endIndex
+                    && (header[k] == 0x20 || header[k] == 0x0A || header[k] == 0x0D || header[k] == 0x09)
+                { k += 1 }
                 if depth == 1 && k < header.endIndex && header[k] == UInt8(ascii: ":") {
                     let key = String(decoding: text, as: UTF8.self)
                     if !keys.insert(key).inserted { return key }
@@ -144,11 +161,30 @@ public struct SafeTensors {
         let out = result.data
         entry.bytes.withUnsafeBytes { raw in
             switch entry.dtype {
-            case .f32: for i in 0..<result.count { out[i] = Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) }
-            case .f64: for i in 0..<result.count { out[i] = Float(Double(bitPattern: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self).littleEndian)) }
-            case .f16: for i in 0..<result.count { out[i] = Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian)) }
-            case .bf16: for i in 0..<result.count { out[i] = Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian) << 16) }
-            case .i64: for i in 0..<result.count { out[i] = Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))) }
+            case .f32:
+                for i in 0..<result.count {
+                    out[i] = Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian)
+                }
+            case .f64:
+                for i in 0..<result.count {
+                    out[i] = Float(
+                        Double(bitPattern: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self).littleEndian))
+                }
+            case .f16:
+                for i in 0..<result.count {
+                    out[i] = Float(
+                        Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian))
+                }
+            case .bf16:
+                for i in 0..<result.count {
+                    out[i] = Float(
+                        bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian) << 16
+                    )
+                }
+            case .i64:
+                for i in 0..<result.count {
+                    out[i] = Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)))
+                }
             case .u8: for i in 0..<result.count { out[i] = Float(raw[i]) }
             }
         }
@@ -159,7 +195,9 @@ public struct SafeTensors {
     public func int64s(_ name: String) -> [Int64]? {
         guard let entry = entries[name], entry.dtype == .i64 else { return nil }
         return entry.bytes.withUnsafeBytes { raw in
-            (0..<(entry.bytes.count / 8)).map { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) }
+            (0..<(entry.bytes.count / 8)).map {
+                Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self))
+            }
         }
     }
 
@@ -174,7 +212,9 @@ public struct SafeTensors {
     public mutating func set(_ name: String, _ tensor: Tensor) {
         var bytes = Data(count: tensor.count * 4)
         bytes.withUnsafeMutableBytes { raw in
-            for i in 0..<tensor.count { raw.storeBytes(of: tensor.data[i].bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
+            for i in 0..<tensor.count {
+                raw.storeBytes(of: tensor.data[i].bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self)
+            }
         }
         entries[name] = Entry(dtype: .f32, shape: tensor.shape, bytes: bytes)
     }
@@ -183,7 +223,9 @@ public struct SafeTensors {
         precondition(shape.reduce(1, *) == values.count, "shape \(shape) does not hold \(values.count) values")
         var bytes = Data(count: values.count * 8)
         bytes.withUnsafeMutableBytes { raw in
-            for (i, v) in values.enumerated() { raw.storeBytes(of: v.littleEndian, toByteOffset: 8 * i, as: Int64.self) }
+            for (i, v) in values.enumerated() {
+                raw.storeBytes(of: v.littleEndian, toByteOffset: 8 * i, as: Int64.self)
+            }
         }
         entries[name] = Entry(dtype: .i64, shape: shape, bytes: bytes)
     }
@@ -211,7 +253,9 @@ public struct SafeTensors {
         for name in order {
             let entry = entries[name]!
             let shape = entry.shape.map(String.init).joined(separator: ",")
-            fields.append("\(jsonString(name)):{\"dtype\":\"\(entry.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + entry.bytes.count)]}")
+            fields.append(
+                "\(jsonString(name)):{\"dtype\":\"\(entry.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + entry.bytes.count)]}"
+            )
             offset += entry.bytes.count
         }
         var header = Data("{\(fields.joined(separator: ","))}".utf8)
@@ -242,7 +286,9 @@ public struct SafeTensorsError: Error, CustomStringConvertible {
     }
     /// A PyTorch file where a safetensors one is wanted, and what to do about it.
     public init(path: String, pyTorchFormat: String, advice: String) {
-        (self.path, self.problem, self.pyTorchFormat) = (path, "\(pyTorchFormat), not a safetensors file; \(advice)", pyTorchFormat)
+        (self.path, self.problem, self.pyTorchFormat) = (
+            path, "\(pyTorchFormat), not a safetensors file; \(advice)", pyTorchFormat
+        )
     }
     public var description: String { "\(path): \(problem)" }
 }

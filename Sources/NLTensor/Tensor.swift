@@ -38,9 +38,11 @@ public final class TensorStorage: @unchecked Sendable {
         guard posix_memalign(&raw, huge ? hugePage : 64, bytes) == 0, let raw else {
             // No way on from here, but a clear one out (70, where a trap said "Fatal error" and died
             // of SIGILL): checkpoints are written whole or not at all, so the last one is intact.
-            Files.emit("out of memory: cannot allocate \(bytes) bytes (\(String(format: "%.1f", Double(bytes) / 1_073_741_824)) GiB) with "
-                       + "\(String(format: "%.1f", ProcessMemory.residentMiB / 1024)) GiB in use; lower train.batch_size or the clip size, "
-                       + "or raise the memory limit (ulimit -v, the container's). The last checkpoint is whole\n", to: .standardError)
+            Files.emit(
+                "out of memory: cannot allocate \(bytes) bytes (\(String(format: "%.1f", Double(bytes) / 1_073_741_824)) GiB) with "
+                    + "\(String(format: "%.1f", ProcessMemory.residentMiB / 1024)) GiB in use; lower train.batch_size or the clip size, "
+                    + "or raise the memory limit (ulimit -v, the container's). The last checkpoint is whole\n",
+                to: .standardError)
             exit(70)
         }
         if huge { madvise(raw, bytes, MADV_HUGEPAGE) }
@@ -157,7 +159,8 @@ public struct Tensor: @unchecked Sendable {
     public func slice(_ range: Range<Int>) -> Tensor {
         precondition(rank > 0 && range.lowerBound >= 0 && range.upperBound <= shape[0], "slice \(range) of \(shape)")
         let per = count / max(shape[0], 1)
-        return Tensor(shape: [range.count] + shape.dropFirst(), storage: storage, offset: offset + range.lowerBound * per)
+        return Tensor(
+            shape: [range.count] + shape.dropFirst(), storage: storage, offset: offset + range.lowerBound * per)
     }
 
     /// A new tensor holding the same elements.
@@ -172,7 +175,9 @@ public struct Tensor: @unchecked Sendable {
     public func copy(from source: Tensor) {
         precondition(source.count == count, "copying \(source.shape) into \(shape)")
         let (from, to) = (source.data, data)
-        forEachElementRange(count) { range in (to + range.lowerBound).update(from: from + range.lowerBound, count: range.count) }
+        forEachElementRange(count) { range in
+            (to + range.lowerBound).update(from: from + range.lowerBound, count: range.count)
+        }
     }
 
     /// Sets every element to `value`, over the threads as `copy(from:)`: the step zeroes 140 MB of

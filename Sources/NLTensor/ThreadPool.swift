@@ -43,7 +43,9 @@ final class ThreadPool: @unchecked Sendable {
     /// Runs `body(i)` for every i in 0..<count on this thread and up to `threads - 1` workers;
     /// returns false, having run nothing, when another thread's loop holds the pool.
     func run(_ count: Int, threads: Int, _ body: (Int) -> Void) -> Bool {
-        guard inUse.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return false }
+        guard inUse.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            return false
+        }
         defer { inUse.store(false, ordering: .releasing) }
         withoutActuallyEscaping(body) { body in
             condition.lock()
@@ -121,7 +123,8 @@ final class ThreadPool: @unchecked Sendable {
     private func takeSeat() -> Bool {
         var free = seats.load(ordering: .sequentiallyConsistent)
         while free > 0 {
-            let (taken, now) = seats.compareExchange(expected: free, desired: free - 1, ordering: .sequentiallyConsistent)
+            let (taken, now) = seats.compareExchange(
+                expected: free, desired: free - 1, ordering: .sequentiallyConsistent)
             if taken { return true }
             free = now
         }

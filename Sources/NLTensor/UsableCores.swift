@@ -14,7 +14,8 @@ extension Parallel {
     public static var usableCores: Int {
         let online = ProcessInfo.processInfo.activeProcessorCount
         let mask = procFields("/proc/self/status")["Cpus_allowed_list"].flatMap(cores(inList:))
-        let quota = cgroupQuota(mounts: text("/proc/self/mountinfo") ?? "", membership: text("/proc/self/cgroup") ?? "", read: text)
+        let quota = cgroupQuota(
+            mounts: text("/proc/self/mountinfo") ?? "", membership: text("/proc/self/cgroup") ?? "", read: text)
         return max(1, min(online, mask ?? online, quota.map { Int($0.rounded(.up)) } ?? online))
     }
 
@@ -25,7 +26,9 @@ extension Parallel {
             let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
             switch bounds.count {
             case 1: guard bounds[0] != nil else { return nil }; count += 1
-            case 2: guard let low = bounds[0], let high = bounds[1], low <= high else { return nil }; count += high - low + 1
+            case 2:
+                guard let low = bounds[0], let high = bounds[1], low <= high else { return nil };
+                count += high - low + 1
             default: return nil
             }
         }
@@ -45,15 +48,19 @@ extension Parallel {
             guard fields.count == 3 else { continue }
             let version2 = fields[0] == "0" && fields[1].isEmpty
             guard version2 || fields[1].split(separator: ",").contains("cpu"),
-                  let (root, mountPoint) = cgroupMount(mounts, version2: version2) else { continue }
+                let (root, mountPoint) = cgroupMount(mounts, version2: version2)
+            else { continue }
             let path = fields[2]
             var relative = path == root || path.hasPrefix(root + "/") ? String(path.dropFirst(root.count)) : path
             if relative.hasSuffix("/") { relative.removeLast() }
             while true {
                 let directory = mountPoint + relative  // cgroup paths are absolute: relative is "" or starts with "/"
-                let limit = version2
+                let limit =
+                    version2
                     ? read("\(directory)/cpu.max").flatMap { quota($0) }
-                    : read("\(directory)/cpu.cfs_quota_us").flatMap { q in read("\(directory)/cpu.cfs_period_us").flatMap { quota("\(q) \($0)") } }
+                    : read("\(directory)/cpu.cfs_quota_us").flatMap { q in
+                        read("\(directory)/cpu.cfs_period_us").flatMap { quota("\(q) \($0)") }
+                    }
                 if let limit { limits.append(limit) }
                 guard !relative.isEmpty else { break }
                 relative = String(relative[..<(relative.lastIndex(of: "/") ?? relative.startIndex)])
@@ -65,7 +72,8 @@ extension Parallel {
     /// "QUOTA PERIOD" in CPUs; nil for "max" or -1 (no quota) and for text that is not that.
     static func quota(_ text: String) -> Double? {
         let parts = text.split(whereSeparator: \.isWhitespace)
-        guard parts.count == 2, let quota = Double(parts[0]), let period = Double(parts[1]), quota > 0, period > 0 else { return nil }
+        guard parts.count == 2, let quota = Double(parts[0]), let period = Double(parts[1]), quota > 0, period > 0
+        else { return nil }
         return quota / period
     }
 

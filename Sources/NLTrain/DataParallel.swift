@@ -84,8 +84,10 @@ struct DataParallel {
     /// Every other resolved setting (model, schedule, batch, sampling, seed) shapes the job and
     /// must be the same on every rank, or the ranks take different steps and wait for each other
     /// in a collective for ever.
-    static let perRankSettings: Set<String> = ["data.root", "data.train_annotations", "data.val_annotations", "data.classes",
-                                               "data.workers", "data.read_timeout", "train.work_dir", "train.log_every", "train.tensorboard"]
+    static let perRankSettings: Set<String> = [
+        "data.root", "data.train_annotations", "data.val_annotations", "data.classes",
+        "data.workers", "data.read_timeout", "train.work_dir", "train.log_every", "train.tensorboard",
+    ]
 
     /// Fails on every rank (64, rank 0 saying which keys differ and how) unless the ranks run one
     /// config in everything but `perRankSettings`: `mpirun -np 1 nltrain ... --set
@@ -99,28 +101,35 @@ struct DataParallel {
             if line.hasPrefix("[") { section = String(line.dropFirst().prefix { $0 != "]" }); continue }
             guard let equals = line.firstIndex(of: "="), !line.hasPrefix("#") else { continue }
             let key = "\(section).\(line[..<equals].trimmingCharacters(in: .whitespaces))"
-            if !Self.perRankSettings.contains(key) { mine.append("\(key)=\(line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces))") }
+            if !Self.perRankSettings.contains(key) {
+                mine.append("\(key)=\(line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces))")
+            }
         }
         var differing: [String] = []
         if let all = gather(Data(mine.joined(separator: "\n").utf8)) {
             func settings(_ data: Data) -> [String: String] {
-                Dictionary(String(decoding: data, as: UTF8.self).split(separator: "\n").map { line in
-                    let parts = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                    return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
-                }, uniquingKeysWith: { a, _ in a })
+                Dictionary(
+                    String(decoding: data, as: UTF8.self).split(separator: "\n").map { line in
+                        let parts = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                        return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
+                    }, uniquingKeysWith: { a, _ in a })
             }
             let root = settings(all[0])
             for (rank, data) in all.enumerated().dropFirst() {
                 let other = settings(data)
                 for key in Set(root.keys).union(other.keys).sorted() where root[key] != other[key] {
-                    differing.append("\(key) is \(root[key] ?? "unset") on rank 0 and \(other[key] ?? "unset") on rank \(rank)")
+                    differing.append(
+                        "\(key) is \(root[key] ?? "unset") on rank 0 and \(other[key] ?? "unset") on rank \(rank)")
                 }
             }
         }
         let verdict = String(decoding: fromRoot(Data(differing.prefix(12).joined(separator: "; ").utf8)), as: UTF8.self)
         guard verdict.isEmpty else {
-            throw SharedFailure(status: .usage, message: "the processes of this job run different configs: \(verdict); give every rank the same "
-                                + "config and --set values (only paths, workers, read_timeout, log_every and tensorboard may differ)")
+            throw SharedFailure(
+                status: .usage,
+                message: "the processes of this job run different configs: \(verdict); give every rank the same "
+                    + "config and --set values (only paths, workers, read_timeout, log_every and tensorboard may differ)"
+            )
         }
     }
 
@@ -128,7 +137,9 @@ struct DataParallel {
     func synchronizeBatchNorms(of model: Layer) {
         guard let communicator, isDistributed else { return }
         for norm in ([model] + model.descendants).compactMap({ $0 as? BatchNorm3d }) {
-            norm.synchronize = { sums in sums.withUnsafeMutableBufferPointer { communicator.sum($0.baseAddress!, count: $0.count) } }
+            norm.synchronize = { sums in
+                sums.withUnsafeMutableBufferPointer { communicator.sum($0.baseAddress!, count: $0.count) }
+            }
         }
     }
 }

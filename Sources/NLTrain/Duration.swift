@@ -4,7 +4,9 @@ public func parseDuration(_ text: String) -> Double? {
     var total = 0.0, number = ""
     for c in text.lowercased() {
         if c.isNumber || c == "." { number.append(c); continue }
-        guard let value = Double(number), let unit = ["s": 1.0, "m": 60, "h": 3600, "d": 86400][String(c)] else { return nil }
+        guard let value = Double(number), let unit = ["s": 1.0, "m": 60, "h": 3600, "d": 86400][String(c)] else {
+            return nil
+        }
         total += value * unit
         number = ""
     }

@@ -25,7 +25,9 @@ public enum Evaluator {
     /// Runs every view of every video through the model in inference mode, averages each video's
     /// softmax probabilities over its views (mmaction2's average_clips='prob'), and scores the
     /// videos. Videos that fail to decode count as misses. `progress` counts batches.
-    public static func evaluate(_ model: Recognizer, loader: DataLoader, progress: ProgressDisplay? = nil) throws -> EvaluationResult {
+    public static func evaluate(
+        _ model: Recognizer, loader: DataLoader, progress: ProgressDisplay? = nil
+    ) throws -> EvaluationResult {
         try evaluate(model, loader: loader, progress: progress, parallel: DataParallel(nil))!
     }
 
@@ -33,8 +35,10 @@ public enum Evaluator {
     /// rank and world size) and rank 0 gathers them and returns the result; the others, nil.
     /// `interrupted` is asked after every batch (on every rank alike); when it says so, the
     /// evaluation ends by throwing `Interrupted`.
-    static func evaluate(_ model: Recognizer, loader: DataLoader, progress: ProgressDisplay?, parallel: DataParallel,
-                         stopWhileWaiting: (() -> Bool)? = nil, interrupted: () -> Bool = { false }) throws -> EvaluationResult? {
+    static func evaluate(
+        _ model: Recognizer, loader: DataLoader, progress: ProgressDisplay?, parallel: DataParallel,
+        stopWhileWaiting: (() -> Bool)? = nil, interrupted: () -> Bool = { false }
+    ) throws -> EvaluationResult? {
         var local = VideoScores()
         let iterator = loader.batches(epoch: 0)
         iterator.shouldStop = stopWhileWaiting
@@ -49,26 +53,38 @@ public enum Evaluator {
         }
         progress?.finish()
         let errors = loader.badVideos?.failures ?? [:]
-        for video in local.failed.keys { local.failed[video] = errors[loader.dataset.entries[video].path] ?? "could not be read" }
+        for video in local.failed.keys {
+            local.failed[video] = errors[loader.dataset.entries[video].path] ?? "could not be read"
+        }
         guard let parts = parallel.gather(local.encoded()) else { return nil }
         let all = try parts.reduce(into: VideoScores()) { $0.merge(try VideoScores(decoding: $1)) }
         let dataset = loader.dataset
         let scores = all.sums.keys.sorted().filter { all.failed[$0] == nil }.map { video in
-            (dataset.entries[video].path, dataset.entries[video].label, all.sums[video]!.map { Float($0 / Double(all.views[video]!)) })
+            (
+                dataset.entries[video].path, dataset.entries[video].label,
+                all.sums[video]!.map { Float($0 / Double(all.views[video]!)) }
+            )
         }
-        let missed = all.failed.sorted { $0.key < $1.key }.map { (dataset.entries[$0.key].path, dataset.entries[$0.key].label, $0.value) }
+        let missed = all.failed.sorted { $0.key < $1.key }.map {
+            (dataset.entries[$0.key].path, dataset.entries[$0.key].label, $0.value)
+        }
         return score(scores, missed: missed, classes: dataset.classes)
     }
 
     /// Class indices from the most probable down; a tie goes to the lower index.
     static func classesByScore(_ probabilities: [Float]) -> [Int] {
-        probabilities.indices.sorted { probabilities[$0] != probabilities[$1] ? probabilities[$0] > probabilities[$1] : $0 < $1 }
+        probabilities.indices.sorted {
+            probabilities[$0] != probabilities[$1] ? probabilities[$0] > probabilities[$1] : $0 < $1
+        }
     }
 
     /// Top-1, top-5, mean class accuracy and per-class accuracy of scored videos; `missed` videos
     /// (no scores) count as wrong.
-    public static func score(_ scores: [(path: String, label: Int, probabilities: [Float])], missed: [(path: String, label: Int, error: String)] = [],
-                             classes: [String]) -> EvaluationResult {
+    public static func score(
+        _ scores: [(path: String, label: Int, probabilities: [Float])],
+        missed: [(path: String, label: Int, error: String)] = [],
+        classes: [String]
+    ) -> EvaluationResult {
         var hits1 = 0, hits5 = 0
         var perClassTotal = [Int](repeating: 0, count: classes.count), perClassHits = perClassTotal
         for (_, label, probabilities) in scores {
@@ -79,11 +95,14 @@ public enum Evaluator {
         }
         for (_, label, _) in missed { perClassTotal[label] += 1 }
         let total = scores.count + missed.count
-        let perClass = classes.indices.map { c in (classes[c], perClassTotal[c] > 0 ? Double(perClassHits[c]) / Double(perClassTotal[c]) : nil) }
+        let perClass = classes.indices.map { c in
+            (classes[c], perClassTotal[c] > 0 ? Double(perClassHits[c]) / Double(perClassTotal[c]) : nil)
+        }
         let present = perClass.compactMap(\.1)
-        return EvaluationResult(top1: total > 0 ? Double(hits1) / Double(total) : 0, top5: total > 0 ? Double(hits5) / Double(total) : 0,
-                                meanClassAccuracy: present.isEmpty ? 0 : present.reduce(0, +) / Double(present.count),
-                                perClass: perClass, videos: total, failures: missed.map { ($0.path, $0.error) }, scores: scores)
+        return EvaluationResult(
+            top1: total > 0 ? Double(hits1) / Double(total) : 0, top5: total > 0 ? Double(hits5) / Double(total) : 0,
+            meanClassAccuracy: present.isEmpty ? 0 : present.reduce(0, +) / Double(present.count),
+            perClass: perClass, videos: total, failures: missed.map { ($0.path, $0.error) }, scores: scores)
     }
 }
 
@@ -93,28 +112,39 @@ extension Evaluator {
     /// Videos that cannot be read are reported through `log` and counted as misses. Progress goes
     /// to `progressOutput` (a bar on a terminal, lines otherwise). Under mpirun each process
     /// evaluates its share and rank 0 gets the result; the others get nil.
-    public static func evaluate(checkpoint: Checkpoint, config: Config, split: DataSetup.Split, clips: Int? = nil, crops: Int? = nil,
-                                progressOutput: FileHandle? = nil, log: @escaping @Sendable (String) -> Void) throws -> EvaluationResult? {
+    public static func evaluate(
+        checkpoint: Checkpoint, config: Config, split: DataSetup.Split, clips: Int? = nil, crops: Int? = nil,
+        progressOutput: FileHandle? = nil, log: @escaping @Sendable (String) -> Void
+    ) throws -> EvaluationResult? {
         let model = Recognizer(spec: config.model.spec)
         try checkpoint.load(into: model)
         let dataset = try DataSetup.dataset(config, split: split)
         for problem in dataset.problems.prefix(10) { log(problem) }
         if let problem = dataset.labelProblem(numClasses: config.model.spec.numClasses) { throw problem }
         guard dataset.classes.count <= config.model.spec.numClasses else {
-            throw DataError("\(checkpoint.path): the model has \(config.model.spec.numClasses) classes, the dataset \(dataset.classes.count)")
+            throw DataError(
+                "\(checkpoint.path): the model has \(config.model.spec.numClasses) classes, the dataset \(dataset.classes.count)"
+            )
         }
         let failures = BadVideoLog(file: nil, maxFraction: 1, action: "counting as a miss", report: log)
         let parallel = DataParallel()
-        let loader = try DataSetup.evaluationLoader(config, dataset: dataset, clips: clips, crops: crops, badVideos: failures,
-                                                    rank: parallel.rank, worldSize: parallel.size)
+        let loader = try DataSetup.evaluationLoader(
+            config, dataset: dataset, clips: clips, crops: crops, badVideos: failures,
+            rank: parallel.rank, worldSize: parallel.size)
         try DataSetup.requireClip(model, loader: loader, config: config)
-        let progress = parallel.isRoot ? progressOutput.map { ProgressDisplay(total: loader.batchesPerEpoch, label: "evaluating", unit: "batches", output: $0) } : nil
+        let progress =
+            parallel.isRoot
+            ? progressOutput.map {
+                ProgressDisplay(total: loader.batchesPerEpoch, label: "evaluating", unit: "batches", output: $0)
+            } : nil
         let result = try evaluate(model, loader: loader, progress: progress, parallel: parallel)
         // Scores that are not finite are not a result: ranked anyhow, they would read as one.
         let broken = result?.scores.filter { !$0.probabilities.allSatisfy(\.isFinite) } ?? []
         if let first = broken.first {
-            throw CheckpointError(checkpoint.path, "its outputs are not finite for \(broken.count) of \(result!.scores.count) videos (\(first.path) first): "
-                                  + "its weights or BatchNorm statistics are broken; no result")
+            throw CheckpointError(
+                checkpoint.path,
+                "its outputs are not finite for \(broken.count) of \(result!.scores.count) videos (\(first.path) first): "
+                    + "its weights or BatchNorm statistics are broken; no result")
         }
         return result
     }
@@ -125,28 +155,36 @@ extension EvaluationResult {
     public func json(extra: [String: Any] = [:]) -> String {
         var perClassAccuracy: [String: Any] = [:]
         for (name, accuracy) in perClass { perClassAccuracy[name] = accuracy ?? NSNull() }
-        let values: [String: Any] = ["top1": top1, "top5": top5, "mean_class_accuracy": meanClassAccuracy, "videos": videos,
-                                     "failed": failed, "failures": failures.map { ["path": $0.path, "error": $0.error] }, "per_class": perClassAccuracy]
+        let values: [String: Any] = [
+            "top1": top1, "top5": top5, "mean_class_accuracy": meanClassAccuracy, "videos": videos,
+            "failed": failed, "failures": failures.map { ["path": $0.path, "error": $0.error] },
+            "per_class": perClassAccuracy,
+        ]
         return jsonLine(values.merging(extra) { a, _ in a })
     }
 
     /// nleval --dump: one line a video, its path, label and the probability of every class (the
     /// model's classes past the dataset's as class_N).
     public func scoresCSV(classes: [String]) -> String {
-        func field(_ s: String) -> String { s.contains(",") || s.contains("\"") ? "\"\(s.replacingOccurrences(of: "\"", with: "\"\""))\"" : s }
+        func field(_ s: String) -> String {
+            s.contains(",") || s.contains("\"") ? "\"\(s.replacingOccurrences(of: "\"", with: "\"\""))\"" : s
+        }
         let width = scores.first?.probabilities.count ?? classes.count
         let names = classes + (classes.count..<max(width, classes.count)).map { "class_\($0)" }
         var lines = [(["path", "label"] + names).map(field).joined(separator: ",")]
         for (path, label, probabilities) in scores {
-            lines.append(([field(path), field(classes[label])] + probabilities.map { String(format: "%.6f", $0) }).joined(separator: ","))
+            lines.append(
+                ([field(path), field(classes[label])] + probabilities.map { String(format: "%.6f", $0) }).joined(
+                    separator: ","))
         }
         return lines.joined(separator: "\n") + "\n"
     }
 
     /// The one-line summary nleval prints.
     public var summary: String {
-        String(format: "top-1 %.2f%%  top-5 %.2f%%  mean class accuracy %.2f%%  (%d videos, %d failed)",
-               top1 * 100, top5 * 100, meanClassAccuracy * 100, videos, failed)
+        String(
+            format: "top-1 %.2f%%  top-5 %.2f%%  mean class accuracy %.2f%%  (%d videos, %d failed)",
+            top1 * 100, top5 * 100, meanClassAccuracy * 100, videos, failed)
     }
 }
 
@@ -181,7 +219,9 @@ struct VideoScores {
     /// then the failed videos and their errors as JSON.
     func encoded() -> Data {
         var words: [Double] = []
-        for (video, sum) in sums.sorted(by: { $0.key < $1.key }) { words += [Double(video), Double(views[video]!), Double(sum.count)] + sum }
+        for (video, sum) in sums.sorted(by: { $0.key < $1.key }) {
+            words += [Double(video), Double(views[video]!), Double(sum.count)] + sum
+        }
         var data = withUnsafeBytes(of: UInt64(words.count)) { Data($0) }
         data += words.withUnsafeBytes { Data($0) }
         data += try! JSONEncoder().encode(Dictionary(uniqueKeysWithValues: failed.map { (String($0.key), $0.value) }))
@@ -195,7 +235,9 @@ struct VideoScores {
         guard data.count >= 8 else { throw malformed }
         let count = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
         guard data.count >= 8 + 8 * count else { throw malformed }
-        let words = data.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: 8 + 8 * $0, as: Double.self) } }
+        let words = data.withUnsafeBytes { raw in
+            (0..<count).map { raw.loadUnaligned(fromByteOffset: 8 + 8 * $0, as: Double.self) }
+        }
         var i = 0
         while i + 3 <= words.count {
             let (video, views, width) = (Int(words[i]), Int(words[i + 1]), Int(words[i + 2]))

@@ -6,7 +6,8 @@ extension SelfCheck {
     /// ~/.cache/nl-i3d/self-check.txt; nil without either (the check then runs every time).
     public static var verdictFile: String? {
         let environment = ProcessInfo.processInfo.environment
-        let base = environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+        let base =
+            environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
             ?? environment["HOME"].flatMap { $0.isEmpty ? nil : $0 + "/.cache" }
         return base.map { $0 + "/nl-i3d/self-check.txt" }
     }
@@ -16,8 +17,11 @@ extension SelfCheck {
     public static func key(_ configuration: Configuration) -> String {
         let cpu = CPUFeatures.current
         var digest: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a of the sorted flags
-        for byte in cpu.flags.sorted().joined(separator: " ").utf8 { digest = (digest ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return "\(cpu.model) (flags \(String(digest, radix: 16))); OpenBLAS \(BLASKernel.version) \(configuration.kernel); "
+        for byte in cpu.flags.sorted().joined(separator: " ").utf8 {
+            digest = (digest ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        return
+            "\(cpu.model) (flags \(String(digest, radix: 16))); OpenBLAS \(BLASKernel.version) \(configuration.kernel); "
             + "\(configuration.threads) threads; \(BuildTarget.name); check \(version)"
     }
 
@@ -45,9 +49,15 @@ extension SelfCheck {
     public static func keep(_ result: Result, in path: String? = verdictFile) -> String? {
         guard let path else { return "neither XDG_CACHE_HOME nor HOME is set" }
         var all = verdicts(in: path)
-        all[key(result.configuration)] = Verdict(passed: result.passed, date: ISO8601DateFormatter().string(from: Date()), summary: result.summary)
-        let lines = ["# nltrain and nleval's numerical self-check, one verdict per configuration (nlbench verify runs it again)"]
-            + all.keys.sorted().map { "\($0)\t\(all[$0]!.passed ? "passed" : "FAILED")\t\(all[$0]!.date)\t\(all[$0]!.summary)" }
+        all[key(result.configuration)] = Verdict(
+            passed: result.passed, date: ISO8601DateFormatter().string(from: Date()), summary: result.summary)
+        let lines =
+            [
+                "# nltrain and nleval's numerical self-check, one verdict per configuration (nlbench verify runs it again)"
+            ]
+            + all.keys.sorted().map {
+                "\($0)\t\(all[$0]!.passed ? "passed" : "FAILED")\t\(all[$0]!.date)\t\(all[$0]!.summary)"
+            }
         do {
             try Files.makeDirectory((path as NSString).deletingLastPathComponent, what: "cache folder")
             try Files.write(lines.joined(separator: "\n") + "\n", to: path, what: "self-check verdicts")
@@ -60,9 +70,13 @@ extension SelfCheck {
     /// thread. Only kernels this CPU runs.
     public static func fallbacks(after configuration: Configuration, on cpu: CPUFeatures) -> [Configuration] {
         let generation = BLASKernel.generation(of: configuration.kernel) ?? Int.max
-        var ladder = ["Haswell", "Prescott"].filter { BLASKernel.generation(of: $0)! < generation && BLASKernel.missing(for: $0, on: cpu) == nil }
-            .map { Configuration(kernel: $0, threads: configuration.threads) }
-        if configuration.threads > 1 { ladder.append(Configuration(kernel: ladder.last?.kernel ?? configuration.kernel, threads: 1)) }
+        var ladder = ["Haswell", "Prescott"].filter {
+            BLASKernel.generation(of: $0)! < generation && BLASKernel.missing(for: $0, on: cpu) == nil
+        }
+        .map { Configuration(kernel: $0, threads: configuration.threads) }
+        if configuration.threads > 1 {
+            ladder.append(Configuration(kernel: ladder.last?.kernel ?? configuration.kernel, threads: 1))
+        }
         return ladder
     }
 
@@ -86,17 +100,26 @@ extension SelfCheck {
             } else {
                 let result = run()
                 let problem = keep(result)
-                verdict = Verdict(passed: result.passed, date: "now", summary: result.summary + (problem.map { " (not kept: \($0))" } ?? ""))
+                verdict = Verdict(
+                    passed: result.passed, date: "now",
+                    summary: result.summary + (problem.map { " (not kept: \($0))" } ?? ""))
                 ranNow = true
             }
-            let said = "\(configuration): " + (ranNow ? verdict.summary : "\(verdict.passed ? "passed" : "FAILED") when checked on \(verdict.date)")
+            let said =
+                "\(configuration): "
+                + (ranNow ? verdict.summary : "\(verdict.passed ? "passed" : "FAILED") when checked on \(verdict.date)")
             if verdict.passed { return ("self-check: \(previous)\(said)", ranNow || !previous.isEmpty) }
 
             let failed = "\(previous)\(said)"
             let known = verdicts()
-            guard let next = fallbacks(after: configuration, on: .current).first(where: { known[key($0)]?.passed != false }) else {
-                throw SelfCheckFailure(message: "\(failed); no fallback computes right either. Run nlbench verify for the details, "
-                    + "and try another OpenBLAS (OPENBLAS_CORETYPE, or a newer libopenblas)")
+            guard
+                let next = fallbacks(after: configuration, on: .current).first(where: {
+                    known[key($0)]?.passed != false
+                })
+            else {
+                throw SelfCheckFailure(
+                    message: "\(failed); no fallback computes right either. Run nlbench verify for the details, "
+                        + "and try another OpenBLAS (OPENBLAS_CORETYPE, or a newer libopenblas)")
             }
             if next.kernel == configuration.kernel {
                 Parallel.setThreadCount(next.threads)

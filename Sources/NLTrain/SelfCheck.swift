@@ -39,7 +39,13 @@ public enum SelfCheck {
             if mode == .embeddedGaussian { return Case(name: "nl_i3d_r50", spec: spec, clip: [2, 8, 112, 112]) }
             spec.baseChannels = 32
             return Case(name: "nl_i3d_r50 \(mode.rawValue) at half width", spec: spec, clip: [1, 8, 64, 64])
-        } + [Case(name: "gc_i3d_r50 at half width", spec: { var s = ModelSpec.named("gc_i3d_r50")!; s.baseChannels = 32; return s }(), clip: [1, 8, 64, 64])]
+        } + [
+            Case(
+                name: "gc_i3d_r50 at half width",
+                spec: {
+                    var s = ModelSpec.named("gc_i3d_r50")!; s.baseChannels = 32; return s
+                }(), clip: [1, 8, 64, 64])
+        ]
     }
 
     /// What one run of the check found.
@@ -60,11 +66,14 @@ public enum SelfCheck {
         public var summary: String {
             let worst = products.worst.map { String(format: "%.1e", $0.error) + " in \($0.shape)" } ?? "0"
             let networks = "products of \(SelfCheck.cases.count) networks"
-            var text = products.passed ? "passed: \(products.calls) \(networks) at most \(worst) from float64"
+            var text =
+                products.passed
+                ? "passed: \(products.calls) \(networks) at most \(worst) from float64"
                 : "FAILED: \(products.wrongCalls) of \(products.calls) \(networks) off float64 by up to \(worst)"
             text += " (allowed " + String(format: "%.0e", GEMMCheck.tolerance) + ")"
             if configuration.threads > 1 {
-                text += String(format: ", logits %.1e from one thread's (allowed %.0e)", logitError, SelfCheck.logitTolerance)
+                text += String(
+                    format: ", logits %.1e from one thread's (allowed %.0e)", logitError, SelfCheck.logitTolerance)
             }
             return text + String(format: "; %.1f s", seconds)
         }
@@ -77,10 +86,13 @@ public enum SelfCheck {
         for (index, check) in cases.enumerated() {
             let model = Recognizer(spec: check.spec, seed: UInt64(index + 1))
             var generator = SeededGenerator(seed: 1000 + UInt64(index))
-            let clip = Tensor(shape: check.clip + [3], values: (0..<(check.clip.reduce(3, *))).map { _ in generator.uniform() * 2 - 1 })
+            let clip = Tensor(
+                shape: check.clip + [3],
+                values: (0..<(check.clip.reduce(3, *))).map { _ in generator.uniform() * 2 - 1 })
             let labels = (0..<check.clip[0]).map { ($0 * 97 + index) % check.spec.numClasses }
             let (_, record) = GEMMCheck.measure {
-                let (_, dLogits) = SoftmaxCrossEntropy.lossAndGradient(logits: model.forward(clip, training: true), labels: labels)
+                let (_, dLogits) = SoftmaxCrossEntropy.lossAndGradient(
+                    logits: model.forward(clip, training: true), labels: labels)
                 model.zeroGradients()
                 _ = model.backward(dLogits)
             }
@@ -111,7 +123,9 @@ public enum SelfCheck {
         public var threads: Int
 
         public init(kernel: String, threads: Int) { (self.kernel, self.threads) = (kernel, threads) }
-        public static var current: Configuration { Configuration(kernel: BLASKernel.current, threads: Parallel.threadCount) }
+        public static var current: Configuration {
+            Configuration(kernel: BLASKernel.current, threads: Parallel.threadCount)
+        }
         public var description: String { "\(kernel) with \(threads) thread\(threads == 1 ? "" : "s")" }
     }
 }

@@ -17,13 +17,17 @@ public enum PNG {
             av_frame_free(&frame)
             av_packet_free(&packet)
         }
-        guard let context, let frame, let packet else { throw VideoError(path: "png", kind: .notMedia, message: "out of memory") }
+        guard let context, let frame, let packet else {
+            throw VideoError(path: "png", kind: .notMedia, message: "out of memory")
+        }
         context.pointee.width = Int32(width)
         context.pointee.height = Int32(height)
         context.pointee.pix_fmt = AV_PIX_FMT_RGB24
         context.pointee.time_base = AVRational(num: 1, den: 1)
         let opened = avcodec_open2(context, codec, nil)
-        guard opened >= 0 else { throw VideoError(path: "png", kind: .noDecoder, doing: "cannot open the PNG encoder", code: opened) }
+        guard opened >= 0 else {
+            throw VideoError(path: "png", kind: .noDecoder, doing: "cannot open the PNG encoder", code: opened)
+        }
         frame.pointee.width = Int32(width)
         frame.pointee.height = Int32(height)
         frame.pointee.format = AV_PIX_FMT_RGB24.rawValue
@@ -36,7 +40,9 @@ public enum PNG {
         }
         var result = avcodec_send_frame(context, frame)
         if result >= 0 { result = avcodec_receive_packet(context, packet) }
-        guard result >= 0 else { throw VideoError(path: "png", kind: .notMedia, doing: "cannot encode PNG", code: result) }
+        guard result >= 0 else {
+            throw VideoError(path: "png", kind: .notMedia, doing: "cannot encode PNG", code: result)
+        }
         defer { av_packet_unref(packet) }
         return Data(bytes: packet.pointee.data, count: Int(packet.pointee.size))
     }

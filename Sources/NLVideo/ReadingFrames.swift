@@ -9,7 +9,9 @@ public struct VideoFrames: Sendable {
     public var pixels: [UInt8]
 
     public init(count: Int, height: Int, width: Int, pixels: [UInt8]) {
-        precondition(pixels.count == count * height * width * 3, "\(pixels.count) bytes for \(count) frames of \(width)x\(height)")
+        precondition(
+            pixels.count == count * height * width * 3,
+            "\(pixels.count) bytes for \(count) frames of \(width)x\(height)")
         (self.count, self.height, self.width, self.pixels) = (count, height, width, pixels)
     }
 
@@ -48,37 +50,53 @@ extension VideoReader {
     /// turned upright unless `rotate` is false. Decodes forward from the keyframe at or before the
     /// first frame wanted, seeking only when that skips work, and converts each wanted frame
     /// once, straight to the target size.
-    public func frames(at indices: [Int], size: FrameSize = .native, interpolation: Interpolation = .bilinear,
-                       rotate: Bool = true) throws(VideoError) -> VideoFrames {
+    public func frames(
+        at indices: [Int], size: FrameSize = .native, interpolation: Interpolation = .bilinear,
+        rotate: Bool = true
+    ) throws(VideoError) -> VideoFrames {
         guard !indices.isEmpty else { return VideoFrames(count: 0, height: 0, width: 0, pixels: []) }
         if let bad = indices.first(where: { $0 < 0 || $0 >= info.frames }) {
-            throw VideoError(path: path, kind: .invalidRequest, message: "frame \(bad) is outside the video's \(info.frames) frames")
+            throw VideoError(
+                path: path, kind: .invalidRequest, message: "frame \(bad) is outside the video's \(info.frames) frames")
         }
         let rotation = rotate ? info.rotation : 0
-        let shown = rotation % 180 == 0 ? (width: info.width, height: info.height) : (width: info.height, height: info.width)
+        let shown =
+            rotation % 180 == 0 ? (width: info.width, height: info.height) : (width: info.height, height: info.width)
         let (width, height) = try outputSize(size, shown: shown)
         let frameBytes = width * height * 3
         let memory = Double(ProcessInfo.processInfo.physicalMemory)
         guard Double(frameBytes) * Double(indices.count) < memory / 2 else {
-            throw VideoError(path: path, kind: .invalidRequest, message: "\(indices.count) frames of \(width)x\(height) would take "
-                             + String(format: "%.1f GB, more than half of this machine's %.1f GB", Double(frameBytes * indices.count) / 1e9, memory / 1e9))
+            throw VideoError(
+                path: path, kind: .invalidRequest,
+                message: "\(indices.count) frames of \(width)x\(height) would take "
+                    + String(
+                        format: "%.1f GB, more than half of this machine's %.1f GB",
+                        Double(frameBytes * indices.count) / 1e9, memory / 1e9))
         }
-        var output = VideoFrames(count: indices.count, height: height, width: width, pixels: [UInt8](repeating: 0, count: indices.count * frameBytes))
+        var output = VideoFrames(
+            count: indices.count, height: height, width: width,
+            pixels: [UInt8](repeating: 0, count: indices.count * frameBytes))
         var slots: [Int: [Int]] = [:]
         for (slot, i) in indices.enumerated() { slots[i, default: []].append(slot) }
         let wanted = slots.keys.sorted()
         // Native size converts with ffmpeg's own default (bicubic), so frames match its output.
         let flags = size == .native ? SWS_BICUBIC : interpolation.flags
         var remaining = wanted.count
-        try output.pixels.withUnsafeMutableBufferPointer { (pixels: inout UnsafeMutableBufferPointer<UInt8>) throws(VideoError) in
+        try output.pixels.withUnsafeMutableBufferPointer {
+            (pixels: inout UnsafeMutableBufferPointer<UInt8>) throws(VideoError) in
             let base = pixels.baseAddress!
             func read(before keyframeLimit: Int?) throws(VideoError) -> Int? {
                 let pending = slots.keys.sorted()
-                return try decode(wanted: Set(pending), from: pending.first!, through: pending.last!, keyframeBefore: keyframeLimit) { i, frame in
+                return try decode(
+                    wanted: Set(pending), from: pending.first!, through: pending.last!, keyframeBefore: keyframeLimit
+                ) { i, frame in
                     guard let targets = slots[i] else { return false }
                     let first = base + targets[0] * frameBytes
-                    converter.convert(frame, width: width, height: height, rotation: rotation, flags: flags, into: first)
-                    for slot in targets.dropFirst() { (base + slot * frameBytes).update(from: first, count: frameBytes) }
+                    converter.convert(
+                        frame, width: width, height: height, rotation: rotation, flags: flags, into: first)
+                    for slot in targets.dropFirst() {
+                        (base + slot * frameBytes).update(from: first, count: frameBytes)
+                    }
                     slots[i] = nil
                     remaining -= 1
                     return remaining == 0
@@ -94,8 +112,10 @@ extension VideoReader {
         }
         if remaining > 0 {
             let missing = slots.keys.min()!
-            throw VideoError(path: path, kind: .damaged(lastGoodIndex: missing - 1),
-                             message: "frame \(missing) could not be decoded (the stream is damaged there)" + (missing > 0 ? "; frames up to \(missing - 1) decode" : ""))
+            throw VideoError(
+                path: path, kind: .damaged(lastGoodIndex: missing - 1),
+                message: "frame \(missing) could not be decoded (the stream is damaged there)"
+                    + (missing > 0 ? "; frames up to \(missing - 1) decode" : ""))
         }
         return output
     }
@@ -104,7 +124,9 @@ extension VideoReader {
         let (width, height) = try unchecked(size, shown: shown)
         // swscale's own limit, and far past any video's.
         guard width <= Self.maximumSide && height <= Self.maximumSide else {
-            throw VideoError(path: path, kind: .invalidRequest, message: "\(width)x\(height) frames are larger than \(Self.maximumSide) pixels a side")
+            throw VideoError(
+                path: path, kind: .invalidRequest,
+                message: "\(width)x\(height) frames are larger than \(Self.maximumSide) pixels a side")
         }
         return (width, height)
     }
@@ -117,11 +139,15 @@ extension VideoReader {
         case .native:
             return (shown.width, shown.height)
         case .shortSide(let s):
-            guard s > 0 else { throw VideoError(path: path, kind: .invalidRequest, message: "short side \(s) is not positive") }
+            guard s > 0 else {
+                throw VideoError(path: path, kind: .invalidRequest, message: "short side \(s) is not positive")
+            }
             let scale = Double(s) / Double(min(shown.width, shown.height))
             return (max(1, Int(Double(shown.width) * scale + 0.5)), max(1, Int(Double(shown.height) * scale + 0.5)))
         case .exactly(let w, let h):
-            guard w > 0, h > 0 else { throw VideoError(path: path, kind: .invalidRequest, message: "size \(w)x\(h) is not positive") }
+            guard w > 0, h > 0 else {
+                throw VideoError(path: path, kind: .invalidRequest, message: "size \(w)x\(h) is not positive")
+            }
             return (w, h)
         }
     }
@@ -133,8 +159,10 @@ extension VideoReader {
     /// Returns the index of the keyframe it sought to, or nil when it went on from where the last
     /// read stopped; `keyframeBefore` makes it seek to a keyframe before that index.
     @discardableResult
-    func decode(wanted: Set<Int>, from first: Int, through last: Int, keyframeBefore limit: Int? = nil,
-                _ deliver: (Int, UnsafeMutablePointer<AVFrame>) -> Bool) throws(VideoError) -> Int? {
+    func decode(
+        wanted: Set<Int>, from first: Int, through last: Int, keyframeBefore limit: Int? = nil,
+        _ deliver: (Int, UnsafeMutablePointer<AVFrame>) -> Bool
+    ) throws(VideoError) -> Int? {
         let keyframe = index.keyframes.last { $0.index <= first && $0.index < (limit ?? Int.max) } ?? index.keyframes[0]
         // Go on decoding forward only when no keyframe lies between here and the target, and no
         // frame wanted was skipped on the way here.
@@ -153,7 +181,9 @@ extension VideoReader {
                 defer { av_frame_unref(frame) }
                 let i: Int
                 if let byTimestamp = index.byTimestamp {
-                    let pts = frame.pointee.pts != cffmpeg_nopts_value() ? frame.pointee.pts : frame.pointee.best_effort_timestamp
+                    let pts =
+                        frame.pointee.pts != cffmpeg_nopts_value()
+                        ? frame.pointee.pts : frame.pointee.best_effort_timestamp
                     guard let found = byTimestamp[pts] else { continue }
                     i = found
                 } else {
@@ -179,7 +209,8 @@ extension VideoReader {
             defer { av_packet_unref(packet) }
             guard packet.pointee.stream_index == streamIndex else { continue }
             packetsLeft -= 1
-            if index.byTimestamp == nil && counted == nil, let position = index.byDecodingTimestamp[packet.pointee.dts] {
+            if index.byTimestamp == nil && counted == nil, let position = index.byDecodingTimestamp[packet.pointee.dts]
+            {
                 counted = position  // the keyframe the seek landed on
             }
             decoder.pointee.skip_frame = skipping(packet.pointee, wanted: wanted)
@@ -199,7 +230,8 @@ extension VideoReader {
     /// Only with one decoder thread, where the setting applies to exactly this packet, and only
     /// when frames are known by timestamp (counting output frames needs every frame output).
     private func skipping(_ packet: AVPacket, wanted: Set<Int>) -> AVDiscard {
-        guard threads == 1, let byTimestamp = index.byTimestamp, let i = byTimestamp[packet.pts], !wanted.contains(i) else {
+        guard threads == 1, let byTimestamp = index.byTimestamp, let i = byTimestamp[packet.pts], !wanted.contains(i)
+        else {
             return AVDISCARD_DEFAULT
         }
         skipped.insert(i)  // if it is a reference frame, the decoder decodes it anyway; no matter
@@ -217,9 +249,9 @@ extension VideoReader {
 /// not interpolated). Colours follow the frame's own matrix and range, as ffmpeg's scale filter
 /// reads them (see `useColors`).
 final class FrameConverter {
-    private var direct: OpaquePointer?      // any format to RGB24, scaling
-    private var scaler: OpaquePointer?      // yuv420p to yuv420p at the target size
-    private var toRGB: OpaquePointer?       // yuv420p to RGB24, same size
+    private var direct: OpaquePointer?  // any format to RGB24, scaling
+    private var scaler: OpaquePointer?  // yuv420p to yuv420p at the target size
+    private var toRGB: OpaquePointer?  // yuv420p to RGB24, same size
     private let rgb = av_frame_alloc()!
     private let yuv = av_frame_alloc()!
 
@@ -233,8 +265,10 @@ final class FrameConverter {
 
     /// Converts `frame` to a width x height RGB picture (as displayed after `rotation` degrees
     /// clockwise) at `destination`, rows packed.
-    func convert(_ frame: UnsafeMutablePointer<AVFrame>, width: Int, height: Int, rotation: Int, flags: Int32,
-                 into destination: UnsafeMutablePointer<UInt8>) {
+    func convert(
+        _ frame: UnsafeMutablePointer<AVFrame>, width: Int, height: Int, rotation: Int, flags: Int32,
+        into destination: UnsafeMutablePointer<UInt8>
+    ) {
         // Scale to the stored orientation's shape, then turn.
         let (w, h) = rotation % 180 == 0 ? (width, height) : (height, width)
         let f = frame.pointee
@@ -242,18 +276,24 @@ final class FrameConverter {
         allocate(rgb, w, h, AV_PIX_FMT_RGB24)
         if format == AV_PIX_FMT_YUV420P && (Int(f.width), Int(f.height)) != (w, h) {
             allocate(yuv, w, h, AV_PIX_FMT_YUV420P)
-            scaler = sws_getCachedContext(scaler, f.width, f.height, format, Int32(w), Int32(h), AV_PIX_FMT_YUV420P, flags, nil, nil, nil)
-            toRGB = sws_getCachedContext(toRGB, Int32(w), Int32(h), AV_PIX_FMT_YUV420P, Int32(w), Int32(h), AV_PIX_FMT_RGB24, flags, nil, nil, nil)
+            scaler = sws_getCachedContext(
+                scaler, f.width, f.height, format, Int32(w), Int32(h), AV_PIX_FMT_YUV420P, flags, nil, nil, nil)
+            toRGB = sws_getCachedContext(
+                toRGB, Int32(w), Int32(h), AV_PIX_FMT_YUV420P, Int32(w), Int32(h), AV_PIX_FMT_RGB24, flags, nil, nil,
+                nil)
             useColors(f.colorspace, f.color_range, on: scaler)
             useColors(f.colorspace, AVCOL_RANGE_MPEG, on: toRGB)  // the scaler's yuv420p is limited range
             scale(scaler, from: frame, into: yuv)
             scale(toRGB, from: yuv, into: rgb)
         } else {
-            direct = sws_getCachedContext(direct, f.width, f.height, format, Int32(w), Int32(h), AV_PIX_FMT_RGB24, flags, nil, nil, nil)
+            direct = sws_getCachedContext(
+                direct, f.width, f.height, format, Int32(w), Int32(h), AV_PIX_FMT_RGB24, flags, nil, nil, nil)
             useColors(f.colorspace, f.color_range, on: direct)
             scale(direct, from: frame, into: rgb)
         }
-        rotated(rgb.pointee.data.0!, stride: Int(rgb.pointee.linesize.0), width: w, height: h, rotation: rotation, into: destination)
+        rotated(
+            rgb.pointee.data.0!, stride: Int(rgb.pointee.linesize.0), width: w, height: h, rotation: rotation,
+            into: destination)
     }
 
     /// Tells `context` the source's YCbCr matrix and range. swscale alone takes every video as
@@ -264,20 +304,27 @@ final class FrameConverter {
     /// parse_yuv_type); an unspecified range keeps the pixel format's.
     private func useColors(_ matrix: AVColorSpace, _ range: AVColorRange, on context: OpaquePointer?) {
         var (inverse, table): (UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) = (nil, nil)
-        var (sourceFull, targetFull, brightness, contrast, saturation): (Int32, Int32, Int32, Int32, Int32) = (0, 0, 0, 0, 0)
-        guard sws_getColorspaceDetails(context, &inverse, &sourceFull, &table, &targetFull, &brightness, &contrast, &saturation) >= 0,
-              let inverse, let table else { return }
+        var (sourceFull, targetFull, brightness, contrast, saturation): (Int32, Int32, Int32, Int32, Int32) = (
+            0, 0, 0, 0, 0
+        )
+        guard
+            sws_getColorspaceDetails(
+                context, &inverse, &sourceFull, &table, &targetFull, &brightness, &contrast, &saturation) >= 0,
+            let inverse, let table
+        else { return }
         let known = (1...10).contains(matrix.rawValue) && matrix != AVCOL_SPC_YCGCO
         let coefficients = sws_getCoefficients(Int32(bitPattern: (known ? matrix : AVCOL_SPC_BT470BG).rawValue))!
         let full = range == AVCOL_RANGE_UNSPECIFIED ? sourceFull : range == AVCOL_RANGE_JPEG ? 1 : 0
         // Setting them rebuilds swscale's tables: only when they change, not at every frame.
         let same = (0..<4).allSatisfy { inverse[$0] == coefficients[$0] && table[$0] == coefficients[$0] }
         guard !same || full != sourceFull else { return }
-        sws_setColorspaceDetails(context, coefficients, full, coefficients, targetFull, brightness, contrast, saturation)
+        sws_setColorspaceDetails(
+            context, coefficients, full, coefficients, targetFull, brightness, contrast, saturation)
     }
 
     /// Gives `frame` FFmpeg-allocated planes for width x height of `format`, unless it has them.
-    private func allocate(_ frame: UnsafeMutablePointer<AVFrame>, _ width: Int, _ height: Int, _ format: AVPixelFormat) {
+    private func allocate(_ frame: UnsafeMutablePointer<AVFrame>, _ width: Int, _ height: Int, _ format: AVPixelFormat)
+    {
         let f = frame.pointee
         if f.data.0 != nil && Int(f.width) == width && Int(f.height) == height && f.format == format.rawValue { return }
         av_frame_unref(frame)
@@ -287,16 +334,21 @@ final class FrameConverter {
         guard av_frame_get_buffer(frame, 0) >= 0 else { fatalError("out of memory for a \(width)x\(height) frame") }
     }
 
-    private func scale(_ context: OpaquePointer?, from source: UnsafeMutablePointer<AVFrame>, into target: UnsafeMutablePointer<AVFrame>) {
+    private func scale(
+        _ context: OpaquePointer?, from source: UnsafeMutablePointer<AVFrame>,
+        into target: UnsafeMutablePointer<AVFrame>
+    ) {
         withUnsafePointer(to: &source.pointee.data) { sourceData in
             withUnsafePointer(to: &source.pointee.linesize) { sourceStrides in
                 withUnsafePointer(to: &target.pointee.data) { targetData in
                     withUnsafePointer(to: &target.pointee.linesize) { targetStrides in
-                        _ = sws_scale(context,
-                                      UnsafeRawPointer(sourceData).assumingMemoryBound(to: UnsafePointer<UInt8>?.self),
-                                      UnsafeRawPointer(sourceStrides).assumingMemoryBound(to: Int32.self), 0, source.pointee.height,
-                                      UnsafeRawPointer(targetData).assumingMemoryBound(to: UnsafeMutablePointer<UInt8>?.self),
-                                      UnsafeRawPointer(targetStrides).assumingMemoryBound(to: Int32.self))
+                        _ = sws_scale(
+                            context,
+                            UnsafeRawPointer(sourceData).assumingMemoryBound(to: UnsafePointer<UInt8>?.self),
+                            UnsafeRawPointer(sourceStrides).assumingMemoryBound(to: Int32.self), 0,
+                            source.pointee.height,
+                            UnsafeRawPointer(targetData).assumingMemoryBound(to: UnsafeMutablePointer<UInt8>?.self),
+                            UnsafeRawPointer(targetStrides).assumingMemoryBound(to: Int32.self))
                     }
                 }
             }
@@ -305,15 +357,30 @@ final class FrameConverter {
 
     /// Copies a picture turned `rotation` degrees clockwise, as ffmpeg's transpose=clock (90),
     /// hflip+vflip (180) and transpose=cclock (270).
-    private func rotated(_ source: UnsafeMutablePointer<UInt8>, stride: Int, width: Int, height: Int, rotation: Int,
-                         into destination: UnsafeMutablePointer<UInt8>) {
+    private func rotated(
+        _ source: UnsafeMutablePointer<UInt8>, stride: Int, width: Int, height: Int, rotation: Int,
+        into destination: UnsafeMutablePointer<UInt8>
+    ) {
         switch rotation {
         case 90:  // output (r, c) = input (height - 1 - c, r); output is height wide
-            for r in 0..<width { for c in 0..<height { copyPixel(source + (height - 1 - c) * stride + r * 3, destination + (r * height + c) * 3) } }
+            for r in 0..<width {
+                for c in 0..<height {
+                    copyPixel(source + (height - 1 - c) * stride + r * 3, destination + (r * height + c) * 3)
+                }
+            }
         case 180:
-            for r in 0..<height { for c in 0..<width { copyPixel(source + (height - 1 - r) * stride + (width - 1 - c) * 3, destination + (r * width + c) * 3) } }
+            for r in 0..<height {
+                for c in 0..<width {
+                    copyPixel(
+                        source + (height - 1 - r) * stride + (width - 1 - c) * 3, destination + (r * width + c) * 3)
+                }
+            }
         case 270:  // output (r, c) = input (c, width - 1 - r)
-            for r in 0..<width { for c in 0..<height { copyPixel(source + c * stride + (width - 1 - r) * 3, destination + (r * height + c) * 3) } }
+            for r in 0..<width {
+                for c in 0..<height {
+                    copyPixel(source + c * stride + (width - 1 - r) * 3, destination + (r * height + c) * 3)
+                }
+            }
         default:
             for r in 0..<height { (destination + r * width * 3).update(from: source + r * stride, count: width * 3) }
         }

@@ -89,24 +89,30 @@ public final class VideoReader {
         self.path = path
         self.threads = max(0, threads)
         var status = stat()
-        guard stat(path, &status) == 0 else { throw VideoError(path: path, kind: .missingFile, message: "no such file") }
+        guard stat(path, &status) == 0 else {
+            throw VideoError(path: path, kind: .missingFile, message: "no such file")
+        }
         // A FIFO, a device or a socket would block the open or the first read for as long as
         // nothing writes to it (a stand-in for a hung mount): no video is one.
         if status.st_mode & S_IFMT != S_IFREG {
-            let what = switch status.st_mode & S_IFMT {
-            case S_IFIFO: "a FIFO (named pipe)"
-            case S_IFDIR: "a directory"
-            case S_IFCHR, S_IFBLK: "a device"
-            case S_IFSOCK: "a socket"
-            default: "not a regular file"
-            }
+            let what =
+                switch status.st_mode & S_IFMT {
+                case S_IFIFO: "a FIFO (named pipe)"
+                case S_IFDIR: "a directory"
+                case S_IFCHR, S_IFBLK: "a device"
+                case S_IFSOCK: "a socket"
+                default: "not a regular file"
+                }
             throw VideoError(path: path, kind: .notMedia, message: "is \(what), not a video file")
         }
         var context: UnsafeMutablePointer<AVFormatContext>?
         let opened = avformat_open_input(&context, path, nil, nil)
         guard opened >= 0, let context else {
-            throw VideoError(path: path, kind: .notMedia, doing: opened == cffmpeg_averror_eof() ? "truncated: the file ends inside its header" : "cannot open as media",
-                             code: opened)
+            throw VideoError(
+                path: path, kind: .notMedia,
+                doing: opened == cffmpeg_averror_eof()
+                    ? "truncated: the file ends inside its header" : "cannot open as media",
+                code: opened)
         }
         var formatContext: UnsafeMutablePointer<AVFormatContext>? = context
         var decoderContext: UnsafeMutablePointer<AVCodecContext>?
@@ -120,7 +126,9 @@ public final class VideoReader {
         }
         do throws(VideoError) {
             let found = avformat_find_stream_info(context, nil)
-            guard found >= 0 else { throw VideoError(path: path, kind: .notMedia, doing: "cannot read stream information", code: found) }
+            guard found >= 0 else {
+                throw VideoError(path: path, kind: .notMedia, doing: "cannot read stream information", code: found)
+            }
             try Self.refuseStillsAndRawStreams(context, path: path)
             var codec: UnsafePointer<AVCodec>?
             let best = av_find_best_stream(context, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0)
@@ -141,7 +149,9 @@ public final class VideoReader {
             decoder.pointee.thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE
             let codecOpened = avcodec_open2(decoder, codec, nil)
             guard codecOpened >= 0 else {
-                throw VideoError(path: path, kind: .noDecoder, doing: "cannot open the \(String(cString: codec.pointee.name)) decoder", code: codecOpened)
+                throw VideoError(
+                    path: path, kind: .noDecoder,
+                    doing: "cannot open the \(String(cString: codec.pointee.name)) decoder", code: codecOpened)
             }
             guard let packet, let frame else { throw VideoError(path: path, kind: .notMedia, message: "out of memory") }
             var (packets, read, damage) = Self.readPackets(context, stream: best, packet: packet)
@@ -149,9 +159,13 @@ public final class VideoReader {
             // A cut file's last packet is usually cut too, and nothing refers to it: leave it out.
             if truncation != nil && !packets.isEmpty { packets.removeLast() }
             guard !packets.isEmpty else {
-                throw VideoError(path: path, kind: .noDecodableFrame, message: truncation.map { $0.describe(framesThere: 0) } ?? "the video stream holds no packets")
+                throw VideoError(
+                    path: path, kind: .noDecodableFrame,
+                    message: truncation.map { $0.describe(framesThere: 0) } ?? "the video stream holds no packets")
             }
-            if let shown = Self.firstShownTimestamp(context, stream: best, decoder: decoder, packets: packets, packet: packet, frame: frame) {
+            if let shown = Self.firstShownTimestamp(
+                context, stream: best, decoder: decoder, packets: packets, packet: packet, frame: frame)
+            {
                 packets.removeAll { $0.pts! < shown }
             }
             (info, index) = Self.describe(packets, truncation: truncation, stream: stream, codec: codec)
@@ -186,16 +200,24 @@ public final class VideoReader {
     /// Image files (JPEG, PNG: FFmpeg's image2 and *_pipe demuxers) are one still picture, and
     /// raw elementary streams (.h264, .hevc) carry no timestamps and no index to find a frame by:
     /// neither is a video the loader can sample.
-    private static func refuseStillsAndRawStreams(_ context: UnsafeMutablePointer<AVFormatContext>, path: String) throws(VideoError) {
+    private static func refuseStillsAndRawStreams(
+        _ context: UnsafeMutablePointer<AVFormatContext>, path: String
+    ) throws(VideoError) {
         let demuxer = context.pointee.iformat.pointee
         let name = String(cString: demuxer.name), longName = demuxer.long_name.map { String(cString: $0) } ?? name
-        let codec = context.pointee.nb_streams > 0 ? String(cString: avcodec_get_name(context.pointee.streams[0]!.pointee.codecpar.pointee.codec_id)) : "unknown"
+        let codec =
+            context.pointee.nb_streams > 0
+            ? String(cString: avcodec_get_name(context.pointee.streams[0]!.pointee.codecpar.pointee.codec_id))
+            : "unknown"
         if name == "image2" || name.hasSuffix("_pipe") {
             throw VideoError(path: path, kind: .notVideo, message: "a still image (\(codec)), not a video")
         }
         if longName.hasPrefix("raw ") {  // FFmpeg's raw demuxers: "raw H.264 video", "raw HEVC video", ...
-            throw VideoError(path: path, kind: .notVideo, message: "a raw \(codec) stream (\(longName)) without a container: it has no timestamps and no index, "
-                             + "so its frames cannot be found by seeking; put it in a container first (ffmpeg -i FILE -c copy FILE.mp4)")
+            throw VideoError(
+                path: path, kind: .notVideo,
+                message: "a raw \(codec) stream (\(longName)) without a container: it has no timestamps and no index, "
+                    + "so its frames cannot be found by seeking; put it in a container first (ffmpeg -i FILE -c copy FILE.mp4)"
+            )
         }
     }
 
@@ -205,10 +227,14 @@ public final class VideoReader {
     /// CLI and PyAV do. Decodes from the start to the first frame shown (one GOP at most)
     /// and returns its presentation timestamp; nil when the stream starts on a keyframe, has no
     /// keyframe or no timestamps, or nothing decodes.
-    private static func firstShownTimestamp(_ context: UnsafeMutablePointer<AVFormatContext>, stream: Int32,
-                                            decoder: UnsafeMutablePointer<AVCodecContext>, packets: [PacketTiming],
-                                            packet: UnsafeMutablePointer<AVPacket>, frame: UnsafeMutablePointer<AVFrame>) -> Int64? {
-        guard let first = packets.first, !first.isKey, packets.contains(where: \.isKey), packets.allSatisfy({ $0.pts != nil }) else { return nil }
+    private static func firstShownTimestamp(
+        _ context: UnsafeMutablePointer<AVFormatContext>, stream: Int32,
+        decoder: UnsafeMutablePointer<AVCodecContext>, packets: [PacketTiming],
+        packet: UnsafeMutablePointer<AVPacket>, frame: UnsafeMutablePointer<AVFrame>
+    ) -> Int64? {
+        guard let first = packets.first, !first.isKey, packets.contains(where: \.isKey),
+            packets.allSatisfy({ $0.pts != nil })
+        else { return nil }
         defer {
             avcodec_flush_buffers(decoder)
             _ = FFmpegLog.takeLastError()  // the frames it could not decode are no error of a later call
@@ -227,7 +253,8 @@ public final class VideoReader {
             }
             if avcodec_receive_frame(decoder, frame) >= 0 {
                 defer { av_frame_unref(frame) }
-                let pts = frame.pointee.pts != cffmpeg_nopts_value() ? frame.pointee.pts : frame.pointee.best_effort_timestamp
+                let pts =
+                    frame.pointee.pts != cffmpeg_nopts_value() ? frame.pointee.pts : frame.pointee.best_effort_timestamp
                 return pts == cffmpeg_nopts_value() ? nil : pts
             }
         }
@@ -248,8 +275,10 @@ public final class VideoReader {
     /// how many packets of the stream were read (those to discard too) and FFmpeg's words when
     /// the reading went wrong: a read error, or an error the demuxer logged ("partial file",
     /// "File ended prematurely").
-    private static func readPackets(_ context: UnsafeMutablePointer<AVFormatContext>, stream: Int32,
-                                    packet: UnsafeMutablePointer<AVPacket>) -> ([PacketTiming], read: Int, damage: String?) {
+    private static func readPackets(
+        _ context: UnsafeMutablePointer<AVFormatContext>, stream: Int32,
+        packet: UnsafeMutablePointer<AVPacket>
+    ) -> ([PacketTiming], read: Int, damage: String?) {
         var packets: [PacketTiming] = []
         let none = cffmpeg_nopts_value()
         _ = FFmpegLog.takeLastError()
@@ -262,8 +291,10 @@ public final class VideoReader {
             guard p.stream_index == stream else { continue }
             read += 1
             guard p.flags & AV_PKT_FLAG_DISCARD == 0 else { continue }
-            packets.append(PacketTiming(pts: p.pts == none ? nil : p.pts, dts: p.dts == none ? nil : p.dts,
-                                        duration: p.duration, isKey: p.flags & AV_PKT_FLAG_KEY != 0, position: p.pos))
+            packets.append(
+                PacketTiming(
+                    pts: p.pts == none ? nil : p.pts, dts: p.dts == none ? nil : p.dts,
+                    duration: p.duration, isKey: p.flags & AV_PKT_FLAG_KEY != 0, position: p.pos))
         }
         if let logged = FFmpegLog.takeLastError() { return (packets, read, logged) }
         guard status != cffmpeg_averror_eof() else { return (packets, read, nil) }
@@ -271,8 +302,10 @@ public final class VideoReader {
     }
 
     /// Metadata and the frame index from the packets.
-    private static func describe(_ packets: [PacketTiming], truncation: Truncation?,
-                                 stream: UnsafeMutablePointer<AVStream>, codec: UnsafePointer<AVCodec>) -> (VideoInfo, Index) {
+    private static func describe(
+        _ packets: [PacketTiming], truncation: Truncation?,
+        stream: UnsafeMutablePointer<AVStream>, codec: UnsafePointer<AVCodec>
+    ) -> (VideoInfo, Index) {
         let timeBase = av_q2d(stream.pointee.time_base)
         var index = Index()
         for (position, p) in packets.enumerated() {  // the first packet of a repeated time: where a read from it starts
@@ -289,21 +322,26 @@ public final class VideoReader {
             // Seek by presentation time: demuxers search their index by it (mov shifts it onto its
             // decoding timeline itself), and a decoding time, earlier by the reordering delay, lands
             // on the keyframe before, doubling the work.
-            index.keyframes = packets.filter(\.isKey).map { Keyframe(index: byTimestamp[$0.pts!]!, seekTimestamp: $0.pts!, packet: $0) }
+            index.keyframes = packets.filter(\.isKey).map {
+                Keyframe(index: byTimestamp[$0.pts!]!, seekTimestamp: $0.pts!, packet: $0)
+            }
         } else {
             ticks = packets.enumerated().map { $0.element.dts ?? Int64($0.offset) }
             // Without reordering a keyframe's decode position is its presentation index. With it
             // (B-frames in AVI), an anchor frame is shown some slots after it is stored, and
             // nothing in the packets says how many: such files are decoded from the start.
-            if stream.pointee.codecpar.pointee.video_delay == 0 && Set(packets.compactMap(\.dts)).count == packets.count {
+            if stream.pointee.codecpar.pointee.video_delay == 0 && Set(packets.compactMap(\.dts)).count == packets.count
+            {
                 index.keyframes = packets.enumerated().filter { $0.element.isKey }.map {
                     Keyframe(index: $0.offset, seekTimestamp: $0.element.dts ?? Int64($0.offset), packet: $0.element)
                 }
             }
         }
         index.keyframes.sort { $0.index < $1.index }
-        if index.keyframes.first?.index != 0 {  // a stream that does not start on a keyframe is still decoded from its start
-            index.keyframes.insert(Keyframe(index: 0, seekTimestamp: packets[0].dts ?? ticks[0], packet: packets[0]), at: 0)
+        // a stream that does not start on a keyframe is still decoded from its start
+        if index.keyframes.first?.index != 0 {
+            index.keyframes.insert(
+                Keyframe(index: 0, seekTimestamp: packets[0].dts ?? ticks[0], packet: packets[0]), at: 0)
         }
         let timestamps = ticks.map { Double($0 - ticks[0]) * timeBase }
         // The average over the index, which is right for variable frame rates; the container's
@@ -311,15 +349,19 @@ public final class VideoReader {
         let rate = stream.pointee.avg_frame_rate
         // In whole ticks, one rounding: 10 fps in a 1/90000 time base is 10, not 9.999999999999998.
         let base = stream.pointee.time_base
-        let measured = ticks.count > 1 ? Double(ticks.count - 1) * Double(base.den) / (Double(ticks.last! - ticks[0]) * Double(base.num)) : 0
+        let measured =
+            ticks.count > 1
+            ? Double(ticks.count - 1) * Double(base.den) / (Double(ticks.last! - ticks[0]) * Double(base.num)) : 0
         let fps = measured.isFinite && measured > 0 ? measured : (rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0)
-        let lastDuration = packets.last!.duration > 0 ? Double(packets.last!.duration) * timeBase : (fps > 0 ? 1 / fps : 0)
+        let lastDuration =
+            packets.last!.duration > 0 ? Double(packets.last!.duration) * timeBase : (fps > 0 ? 1 / fps : 0)
         let parameters = stream.pointee.codecpar.pointee
-        let info = VideoInfo(frames: ticks.count, fps: fps, duration: (timestamps.last ?? 0) + lastDuration,
-                             width: Int(parameters.width), height: Int(parameters.height),
-                             rotation: displayRotation(stream), codec: String(cString: avcodec_get_name(parameters.codec_id)),
-                             pixelFormat: av_get_pix_fmt_name(AVPixelFormat(parameters.format)).map { String(cString: $0) } ?? "unknown",
-                             timestamps: timestamps, truncation: truncation?.describe(framesThere: ticks.count))
+        let info = VideoInfo(
+            frames: ticks.count, fps: fps, duration: (timestamps.last ?? 0) + lastDuration,
+            width: Int(parameters.width), height: Int(parameters.height),
+            rotation: displayRotation(stream), codec: String(cString: avcodec_get_name(parameters.codec_id)),
+            pixelFormat: av_get_pix_fmt_name(AVPixelFormat(parameters.format)).map { String(cString: $0) } ?? "unknown",
+            timestamps: timestamps, truncation: truncation?.describe(framesThere: ticks.count))
         return (info, index)
     }
 
@@ -364,7 +406,11 @@ public final class VideoReader {
             av_packet_unref(packet)
         }
         let damage = VideoError.Kind.damaged(lastGoodIndex: keyframe.index - 1)
-        guard code < 0 else { throw VideoError(path: path, kind: damage, message: "cannot seek to frame \(keyframe.index): every way of seeking lands after it") }
+        guard code < 0 else {
+            throw VideoError(
+                path: path, kind: damage,
+                message: "cannot seek to frame \(keyframe.index): every way of seeking lands after it")
+        }
         throw VideoError(path: path, kind: damage, doing: "cannot seek to frame \(keyframe.index)", code: code)
     }
 }

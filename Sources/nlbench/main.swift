@@ -45,9 +45,13 @@ struct Decode: ParsableCommand {
             (clips, max(1, workers), clipLen, frameInterval, shortSide)
         try runCommand("nlbench") {
             let result = try benchmark.run()
-            print(String(format: "nlbench decode workers=%d clip_len=%d interval=%d short_side=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB, own memory at the end %.1f MiB; %@",
-                         workers, clipLen, frameInterval, shortSide, result.clips, result.seconds, result.clipsPerSecond, ProcessMemory.peakMiB,
-                         ProcessMemory.anonymousMiB, machineDescription))
+            print(
+                String(
+                    format:
+                        "nlbench decode workers=%d clip_len=%d interval=%d short_side=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB, own memory at the end %.1f MiB; %@",
+                    workers, clipLen, frameInterval, shortSide, result.clips, result.seconds, result.clipsPerSecond,
+                    ProcessMemory.peakMiB,
+                    ProcessMemory.anonymousMiB, machineDescription))
             return .done
         }
     }
@@ -76,9 +80,13 @@ struct Loader: ParsableCommand {
             benchmark.batches = batches
             let result = try benchmark.run()
             let d = benchmark.config.data
-            print(String(format: "nlbench loader workers=%d batch=%d clip=%dx%d crop=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB; %@",
-                         d.workers, benchmark.config.train.batchSize, d.clipLength, d.frameInterval, d.cropSize, result.clips,
-                         result.seconds, result.clipsPerSecond, ProcessMemory.peakMiB, machineDescription))
+            print(
+                String(
+                    format:
+                        "nlbench loader workers=%d batch=%d clip=%dx%d crop=%d: %d clips in %.2f s, %.1f clips/s, peak RSS %.0f MiB; %@",
+                    d.workers, benchmark.config.train.batchSize, d.clipLength, d.frameInterval, d.cropSize,
+                    result.clips,
+                    result.seconds, result.clipsPerSecond, ProcessMemory.peakMiB, machineDescription))
             return .done
         }
     }
@@ -126,25 +134,44 @@ struct Step: ParsableCommand {
             (benchmark.batch, benchmark.frames, benchmark.size, benchmark.steps) = (batch, frames, size, max(1, steps))
             let r = try benchmark.run()
             guard r.reports else { return .done }
-            print(String(format: "nlbench %@ threads=%d batch=%d frames=%d size=%d: train-step %.1f GFLOP, median %.3f s, %.1f GFLOP/s, %.2f clips/s, peak RSS %.0f MiB; %@",
-                         model, Parallel.threadCount, batch, frames, size, r.flops / 1e9, r.medianSeconds, r.gflopsPerSecond,
-                         Double(batch) / r.medianSeconds, ProcessMemory.peakMiB, machineDescription)
-                  + (r.allreduceSeconds.map { String(format: "; gradient allreduce %.3f s (%.1f%% of the step)", $0, $0 / r.medianSeconds * 100) } ?? ""))
+            print(
+                String(
+                    format:
+                        "nlbench %@ threads=%d batch=%d frames=%d size=%d: train-step %.1f GFLOP, median %.3f s, %.1f GFLOP/s, %.2f clips/s, peak RSS %.0f MiB; %@",
+                    model, Parallel.threadCount, batch, frames, size, r.flops / 1e9, r.medianSeconds, r.gflopsPerSecond,
+                    Double(batch) / r.medianSeconds, ProcessMemory.peakMiB, machineDescription)
+                    + (r.allreduceSeconds.map {
+                        String(
+                            format: "; gradient allreduce %.3f s (%.1f%% of the step)", $0, $0 / r.medianSeconds * 100)
+                    } ?? ""))
             guard layers else { return .done }
             let threadSeconds = r.medianSeconds * Double(Parallel.threadCount)
-            print(String(format: "sgemm: %.1f GFLOP a step at %.1f GFLOP/s a thread, %.0f%% of the step's thread-time (%d threads x %.3f s)",
-                         r.sgemm.flops / 1e9, r.sgemm.flops / r.sgemm.threadSeconds / 1e9, r.sgemm.threadSeconds / threadSeconds * 100,
-                         Parallel.threadCount, r.medianSeconds))
+            print(
+                String(
+                    format:
+                        "sgemm: %.1f GFLOP a step at %.1f GFLOP/s a thread, %.0f%% of the step's thread-time (%d threads x %.3f s)",
+                    r.sgemm.flops / 1e9, r.sgemm.flops / r.sgemm.threadSeconds / 1e9,
+                    r.sgemm.threadSeconds / threadSeconds * 100,
+                    Parallel.threadCount, r.medianSeconds))
             print("the 12 sgemm shapes (M x N x K) threads spent longest in, a step:")
-            for (shape, use) in r.sgemm.shapes.sorted(by: { $0.value.threadSeconds > $1.value.threadSeconds }).prefix(12) {
-                print(String(format: "  %@ %5d calls %8.1f ms %6.1f GFLOP/s a thread", shape.description.padding(toLength: 22, withPad: " ", startingAt: 0),
-                             use.calls, use.threadSeconds * 1000, shape.flops * Double(use.calls) / use.threadSeconds / 1e9))
+            for (shape, use) in r.sgemm.shapes.sorted(by: { $0.value.threadSeconds > $1.value.threadSeconds }).prefix(
+                12)
+            {
+                print(
+                    String(
+                        format: "  %@ %5d calls %8.1f ms %6.1f GFLOP/s a thread",
+                        shape.description.padding(toLength: 22, withPad: " ", startingAt: 0),
+                        use.calls, use.threadSeconds * 1000, shape.flops * Double(use.calls) / use.threadSeconds / 1e9))
             }
             let total = r.layers.reduce(0) { $0 + $1.forward + $1.backward }
             func padded(_ s: String) -> String { s.padding(toLength: 24, withPad: " ", startingAt: 0) }
             print(padded("layer") + "  forward ms  backward ms   share")
             for (name, forward, backward) in r.layers {
-                print(padded(name) + String(format: "%12.1f %12.1f %7.1f%%", forward * 1000, backward * 1000, (forward + backward) / total * 100))
+                print(
+                    padded(name)
+                        + String(
+                            format: "%12.1f %12.1f %7.1f%%", forward * 1000, backward * 1000,
+                            (forward + backward) / total * 100))
             }
             return .done
         }
@@ -153,7 +180,8 @@ struct Step: ParsableCommand {
 
 struct Pipeline: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a config's model on its data as nltrain does, writing nothing, and report clips/s and the time spent waiting for data.",
+        abstract:
+            "Train a config's model on its data as nltrain does, writing nothing, and report clips/s and the time spent waiting for data.",
         discussion: """
             The loader's workers decode ahead while the model steps; after a warm-up iteration (the loader's start), \
             --iterations iterations are timed. Prints one line: clips/s end to end and the share of the time the \
@@ -175,9 +203,14 @@ struct Pipeline: ParsableCommand {
             benchmark.iterations = iterations
             let r = try benchmark.run()
             let c = benchmark.config
-            print(String(format: "nlbench pipeline %@ workers=%d batch=%d clip=%dx%d crop=%d: %d clips in %.2f s, %.2f clips/s, waiting for data %.1f%% (first batch %.2f s), peak RSS %.0f MiB; %@",
-                         c.model.name, c.data.workers, c.train.batchSize, c.data.clipLength, c.data.frameInterval, c.data.cropSize,
-                         r.clips, r.seconds, r.clipsPerSecond, r.waitShare * 100, r.firstBatchSeconds, ProcessMemory.peakMiB, machineDescription))
+            print(
+                String(
+                    format:
+                        "nlbench pipeline %@ workers=%d batch=%d clip=%dx%d crop=%d: %d clips in %.2f s, %.2f clips/s, waiting for data %.1f%% (first batch %.2f s), peak RSS %.0f MiB; %@",
+                    c.model.name, c.data.workers, c.train.batchSize, c.data.clipLength, c.data.frameInterval,
+                    c.data.cropSize,
+                    r.clips, r.seconds, r.clipsPerSecond, r.waitShare * 100, r.firstBatchSeconds, ProcessMemory.peakMiB,
+                    machineDescription))
             return .done
         }
     }

@@ -26,7 +26,9 @@ struct NLEval: MatrixCommand {
     @Option(help: "Dataset split: val or train.")
     var split: DataSetup.Split = .val
 
-    @Option(help: ArgumentHelp("Views per video (default: eval.num_clips x data.test_crop's 1 or 3).", valueName: "CLIPSxCROPS"))
+    @Option(
+        help: ArgumentHelp(
+            "Views per video (default: eval.num_clips x data.test_crop's 1 or 3).", valueName: "CLIPSxCROPS"))
     var views: String?
 
     @Option(help: ArgumentHelp("Write the metrics and per-class accuracy as JSON to this file.", valueName: "file"))
@@ -35,7 +37,10 @@ struct NLEval: MatrixCommand {
     @Option(help: ArgumentHelp("Write every video's class probabilities as CSV to this file.", valueName: "file"))
     var dump: String?
 
-    @Option(help: ArgumentHelp("Draw per-class accuracy and the confusion matrix into this .svg (or .html, with the tables).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "Draw per-class accuracy and the confusion matrix into this .svg (or .html, with the tables).",
+            valueName: "file"))
     var report: String?
 
     /// --views as (clips, crops).
@@ -48,30 +53,42 @@ struct NLEval: MatrixCommand {
     }
 
     func validate() throws {
-        if views != nil && parsedViews == nil { throw ValidationError("--views takes CLIPSxCROPS, such as 10x3 (clips: 1 to 64, crops: 1 or 3)") }
+        if views != nil && parsedViews == nil {
+            throw ValidationError("--views takes CLIPSxCROPS, such as 10x3 (clips: 1 to 64, crops: 1 or 3)")
+        }
     }
 
     func run() throws {
         try runCommand("nleval") {
             // Output paths first: a long evaluation must not end in "cannot write", nor overwrite its input.
-            try refuseClashes(outputs: [("--json", json), ("--dump", dump), ("--report", report)], inputs: [("--ckpt", ckpt), ("--config", options.config)])
+            try refuseClashes(
+                outputs: [("--json", json), ("--dump", dump), ("--report", report)],
+                inputs: [("--ckpt", ckpt), ("--config", options.config)])
             if let json { try Files.checkWritable(json, what: "JSON report") }
             if let dump { try Files.checkWritable(dump, what: "scores file") }
             if let report { try Files.checkWritable(report, what: "report") }
             let checkpoint = try Checkpoint(path: ckpt)
-            let resolved = options.config != nil ? try options.resolve() : try checkpoint.config(overrides: options.overrides)
+            let resolved =
+                options.config != nil ? try options.resolve() : try checkpoint.config(overrides: options.overrides)
             try resolved.require(["data.root", "data.\(split.rawValue)_annotations"], by: "nleval")
             if options.config == nil { try DataSetup.checkPathsOfCheckpointConfig(resolved, split: split) }
             let selfCheck = try SelfCheck.ensure()
             if selfCheck.isNews { Files.emit("nleval: \(selfCheck.line)\n", to: .standardError) }
-            guard let result = try Evaluator.evaluate(checkpoint: checkpoint, config: resolved, split: split, clips: parsedViews?.clips,
-                                                      crops: parsedViews?.crops, progressOutput: .standardError, log: { line in
-                Files.emit("nleval: \(line)\n", to: .standardError)
-            }) else { return .done }  // another rank of an mpirun job: rank 0 reports
-            let viewText = "\(parsedViews?.clips ?? resolved.eval.numClips)x\(parsedViews?.crops ?? (resolved.data.testCrop == .three ? 3 : 1))"
+            guard
+                let result = try Evaluator.evaluate(
+                    checkpoint: checkpoint, config: resolved, split: split, clips: parsedViews?.clips,
+                    crops: parsedViews?.crops, progressOutput: .standardError,
+                    log: { line in
+                        Files.emit("nleval: \(line)\n", to: .standardError)
+                    })
+            else { return .done }  // another rank of an mpirun job: rank 0 reports
+            let viewText =
+                "\(parsedViews?.clips ?? resolved.eval.numClips)x\(parsedViews?.crops ?? (resolved.data.testCrop == .three ? 3 : 1))"
             print("\(ckpt) on \(split.rawValue), \(viewText) views: \(result.summary)")
             if let json {
-                try Files.write(result.json(extra: ["checkpoint": ckpt, "split": split.rawValue, "views": viewText]) + "\n", to: json, what: "JSON report")
+                try Files.write(
+                    result.json(extra: ["checkpoint": ckpt, "split": split.rawValue, "views": viewText]) + "\n",
+                    to: json, what: "JSON report")
             }
             if let dump {
                 try Files.write(result.scoresCSV(classes: result.perClass.map(\.name)), to: dump, what: "scores file")

@@ -40,7 +40,9 @@ struct Summary: ParsableCommand {
 
     @OptionGroup var options: ModelOptions
 
-    @Option(help: ArgumentHelp("Clip shape N,T,H,W (default: 1, data.clip_len, data.crop_size, data.crop_size).", valueName: "N,T,H,W"))
+    @Option(
+        help: ArgumentHelp(
+            "Clip shape N,T,H,W (default: 1, data.clip_len, data.crop_size, data.crop_size).", valueName: "N,T,H,W"))
     var clip: String?
 
     func run() throws {
@@ -49,11 +51,15 @@ struct Summary: ParsableCommand {
             var shape = [1, config.data.clipLength, config.data.cropSize, config.data.cropSize]
             if let clip {
                 let parts = clip.split(separator: ",").compactMap { Int($0) }
-                guard parts.count == 4, parts.allSatisfy({ $0 > 0 }) else { throw UsageError("--clip takes N,T,H,W, such as 1,32,224,224") }
+                guard parts.count == 4, parts.allSatisfy({ $0 > 0 }) else {
+                    throw UsageError("--clip takes N,T,H,W, such as 1,32,224,224")
+                }
                 shape = parts
             }
             let model = try ModelTool.model(config)
-            if let problem = model.clipProblem(shape, training: false) { throw UsageError("--clip \(shape.map(String.init).joined(separator: ",")): \(problem)") }
+            if let problem = model.clipProblem(shape, training: false) {
+                throw UsageError("--clip \(shape.map(String.init).joined(separator: ",")): \(problem)")
+            }
             print(ModelTool.summary(of: model, name: config.model.name, clipShape: shape + [3]))
             return .done
         }
@@ -72,7 +78,10 @@ struct Forward: ParsableCommand {
 
     @OptionGroup var options: ModelOptions
 
-    @Option(help: "Checkpoint or weights to load (all model keys must match). Without it the model is initialised from its seed.")
+    @Option(
+        help:
+            "Checkpoint or weights to load (all model keys must match). Without it the model is initialised from its seed."
+    )
     var ckpt: String?
 
     @Option(help: "Safetensors file with 'clip' (and 'labels').")
@@ -89,18 +98,22 @@ struct Forward: ParsableCommand {
 
     func run() throws {
         try runCommand("nlmodel") {
-            try refuseClashes(outputs: [("--output", output)], inputs: [("--ckpt", ckpt), ("--input", input), ("--config", options.config.config)])
+            try refuseClashes(
+                outputs: [("--output", output)],
+                inputs: [("--ckpt", ckpt), ("--input", input), ("--config", options.config.config)])
             try Files.checkWritable(output, what: "output file")
             let checkpoint = try ckpt.map { try Checkpoint(path: $0) }
             let config = try options.resolve(checkpoint: checkpoint)
             let model = try ModelTool.model(config, checkpoint: checkpoint, dropout: false)
             let inputFile = try SafeTensors(contentsOf: input)
             let start = Date()
-            let result = try ModelTool.forward(model, input: inputFile, inputPath: input, trainMode: trainMode, backward: backward)
+            let result = try ModelTool.forward(
+                model, input: inputFile, inputPath: input, trainMode: trainMode, backward: backward)
             let seconds = Date().timeIntervalSince(start)
             try result.write(to: output)
-            print("wrote \(output): logits\(backward ? ", loss and \(result.names.count - 2) gradients" : "")"
-                  + String(format: " (forward%@: %.2f s)", backward ? " and backward" : "", seconds))
+            print(
+                "wrote \(output): logits\(backward ? ", loss and \(result.names.count - 2) gradients" : "")"
+                    + String(format: " (forward%@: %.2f s)", backward ? " and backward" : "", seconds))
             return .done
         }
     }
@@ -125,11 +138,13 @@ struct Inflate: ParsableCommand {
 
     func run() throws {
         try runCommand("nlmodel") {
-            try refuseClashes(outputs: [("--output", output)], inputs: [("--from", source), ("--config", options.config.config)])
+            try refuseClashes(
+                outputs: [("--output", output)], inputs: [("--from", source), ("--config", options.config.config)])
             try Files.checkWritable(output, what: "output file")
             let config = try options.resolve()
             let model = try ModelTool.model(config)
-            let (weights, report) = try ModelTool.inflate(model, config: config, from: try SafeTensors(contentsOf: source), path: source)
+            let (weights, report) = try ModelTool.inflate(
+                model, config: config, from: try SafeTensors(contentsOf: source), path: source)
             try weights.write(to: output)
             print(ModelTool.describe(report, from: source))
             print("wrote \(output)")

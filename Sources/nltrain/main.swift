@@ -36,13 +36,23 @@ struct NLTrainCommand: MatrixCommand {
     @Option(help: "Resume from this checkpoint instead of the work directory's latest.")
     var resume: String?
 
-    @Option(name: .customLong("init"), help: "Start from these weights (model only: fine-tuning, or `nlmodel inflate` output), instead of [model] pretrained.")
+    @Option(
+        name: .customLong("init"),
+        help:
+            "Start from these weights (model only: fine-tuning, or `nlmodel inflate` output), instead of [model] pretrained."
+    )
     var initialWeights: String?
 
-    @Option(help: ArgumentHelp("Stop after a checkpoint at the first iteration past this time (90s, 30m, 2h, 1h30m).", valueName: "duration"))
+    @Option(
+        help: ArgumentHelp(
+            "Stop after a checkpoint at the first iteration past this time (90s, 30m, 2h, 1h30m).",
+            valueName: "duration"))
     var maxTime: String?
 
-    @Flag(help: "Set the work directory's checkpoints aside (into previous-DATE/, nothing is deleted) and train from the start.")
+    @Flag(
+        help:
+            "Set the work directory's checkpoints aside (into previous-DATE/, nothing is deleted) and train from the start."
+    )
     var startOver = false
 
     @Flag(help: "Print the resolved config, every key with its value, and exit.")
@@ -50,7 +60,9 @@ struct NLTrainCommand: MatrixCommand {
 
     func validate() throws {
         if options.config == nil && !printConfig { throw ValidationError("give --config FILE") }
-        if let maxTime, parseDuration(maxTime) == nil { throw ValidationError("--max-time takes a duration such as 90s, 30m, 2h or 1h30m") }
+        if let maxTime, parseDuration(maxTime) == nil {
+            throw ValidationError("--max-time takes a duration such as 90s, 30m, 2h or 1h30m")
+        }
         if resume != nil && initialWeights != nil { throw ValidationError("give --resume or --init, not both") }
         if resume != nil && startOver { throw ValidationError("give --resume or --start-over, not both") }
     }

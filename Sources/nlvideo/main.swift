@@ -50,7 +50,8 @@ struct Frames: ParsableCommand {
     var files: [String] = []
     var file: String { files[0] }
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Frame indices, comma-separated.", valueName: "i,j,..."))  // "-1" is a value, refused by its range, not an option
+    // "-1" is a value, refused by its range, not an option
+    @Option(parsing: .unconditional, help: ArgumentHelp("Frame indices, comma-separated.", valueName: "i,j,..."))
     var indices: String
 
     @Option(help: "Scale so the shorter side has this many pixels.")
@@ -80,7 +81,9 @@ struct Frames: ParsableCommand {
     }
 
     var frameIndices: [Int]? {
-        let parts = indices.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }  // "1,,2" is a mistake
+        let parts = indices.split(separator: ",", omittingEmptySubsequences: false).map {
+            Int($0.trimmingCharacters(in: .whitespaces))
+        }  // "1,,2" is a mistake
         return parts.isEmpty || parts.contains(nil) ? nil : parts.map { $0! }
     }
 
@@ -97,15 +100,19 @@ struct Frames: ParsableCommand {
             if let output { try Files.checkWritable(output, what: "frames file") }
             if let png { try Files.makeDirectory(png, what: "folder for the PNG files") }
             let reader = try VideoReader(path: file)
-            let frames = try reader.frames(at: frameIndices!, size: targetSize!, interpolation: interpolation, rotate: !noRotate)
+            let frames = try reader.frames(
+                at: frameIndices!, size: targetSize!, interpolation: interpolation, rotate: !noRotate)
             if let output {
                 var tensors = SafeTensors()
-                tensors.set("frames", uint8s: Data(frames.pixels), shape: [frames.count, frames.height, frames.width, 3])
+                tensors.set(
+                    "frames", uint8s: Data(frames.pixels), shape: [frames.count, frames.height, frames.width, 3])
                 try tensors.write(to: output, what: "frames file")
                 print("wrote \(output): frames [\(frames.count), \(frames.height), \(frames.width), 3]")
             } else if let png {
                 for (k, i) in frameIndices!.enumerated() {
-                    try Files.write(PNG.encode(rgb: frames.frame(k), width: frames.width, height: frames.height), to: "\(png)/frame_\(k)_\(i).png", what: "PNG file")
+                    try Files.write(
+                        PNG.encode(rgb: frames.frame(k), width: frames.width, height: frames.height),
+                        to: "\(png)/frame_\(k)_\(i).png", what: "PNG file")
                 }
                 print("wrote \(frames.count) PNG files to \(png)")
             }
@@ -127,7 +134,9 @@ struct Check: ParsableCommand {
             """)
 
     // A list, to take a name that starts with '-' as a file; at most one.
-    @Argument(parsing: .allUnrecognized, help: ArgumentHelp("An annotation file (instead of --config).", valueName: "annotations"))
+    @Argument(
+        parsing: .allUnrecognized,
+        help: ArgumentHelp("An annotation file (instead of --config).", valueName: "annotations"))
     var files: [String] = []
     var annotations: String? { files.first }
 
@@ -156,21 +165,26 @@ struct Check: ParsableCommand {
 
     func validate() throws {
         if files.count > 1 { throw ValidationError("give one annotation file") }
-        if (options.config == nil) == (annotations == nil) { throw ValidationError("give --config FILE or an annotation file") }
+        if (options.config == nil) == (annotations == nil) {
+            throw ValidationError("give --config FILE or an annotation file")
+        }
     }
 
     func run() throws {
         try runCommand("nlvideo") {
-            try refuseClashes(outputs: [("--bad-list", badList)], inputs: [("the annotation file", annotations), ("--config", options.config)])
+            try refuseClashes(
+                outputs: [("--bad-list", badList)],
+                inputs: [("the annotation file", annotations), ("--config", options.config)])
             if let badList { try Files.checkWritable(badList, what: "list of bad videos") }
             var datasets: [Dataset] = []
             if options.config != nil {
                 let resolved = try options.resolve()
-                let splits: [DataSetup.Split] = switch split {
-                case .both: resolved.data.valAnnotations.isEmpty ? [.train] : [.train, .val]
-                case .train: [.train]
-                case .val: [.val]
-                }
+                let splits: [DataSetup.Split] =
+                    switch split {
+                    case .both: resolved.data.valAnnotations.isEmpty ? [.train] : [.train, .val]
+                    case .train: [.train]
+                    case .val: [.val]
+                    }
                 datasets = try splits.map { try DataSetup.dataset(resolved, split: $0) }
             } else {
                 datasets = [try Annotations.load(format: format, annotations: annotations!, root: root)]
@@ -187,10 +201,15 @@ struct Check: ParsableCommand {
                 videos += dataset.entries.count + dataset.missing.count
             }
             for p in problems { print("\(p.source): \(p.message)") }
-            let counts = DatasetCheck.Problem.Kind.allCases.map { kind in "\(problems.filter { $0.kind == kind }.count) \(kind.rawValue)" }
-            print("checked \(videos) videos: \(videos - problems.count) readable, \(counts.joined(separator: ", "))"
-                  + (malformed > 0 ? "; \(malformed) malformed line\(malformed == 1 ? "" : "s")" : ""))
-            if let badList { try Files.write(problems.map { $0.path + "\n" }.joined(), to: badList, what: "list of bad videos") }
+            let counts = DatasetCheck.Problem.Kind.allCases.map { kind in
+                "\(problems.filter { $0.kind == kind }.count) \(kind.rawValue)"
+            }
+            print(
+                "checked \(videos) videos: \(videos - problems.count) readable, \(counts.joined(separator: ", "))"
+                    + (malformed > 0 ? "; \(malformed) malformed line\(malformed == 1 ? "" : "s")" : ""))
+            if let badList {
+                try Files.write(problems.map { $0.path + "\n" }.joined(), to: badList, what: "list of bad videos")
+            }
             return problems.isEmpty && malformed == 0 ? .done : .data
         }
     }

@@ -5,17 +5,22 @@ import Testing
 
 /// Runs a built command as `processes` ranks of an Open MPI job on this machine.
 func mpirun(_ processes: Int, _ command: String, _ arguments: [String]) throws -> CommandResult {
-    try run("/usr/bin/mpirun", ["-np", "\(processes)", "--oversubscribe", "\(commandDirectory)/\(command)"] + arguments, environment: mpiEnvironment)
+    try run(
+        "/usr/bin/mpirun", ["-np", "\(processes)", "--oversubscribe", "\(commandDirectory)/\(command)"] + arguments,
+        environment: mpiEnvironment)
 }
 
 /// Open MPI refuses to run as root unless told to (CI runs as root); in a container its
 /// shared-memory transport may not read another process's memory directly, so it copies.
-let mpiEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-                      "OMPI_MCA_btl_vader_single_copy_mechanism": "none"]
+let mpiEnvironment = [
+    "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
+]
 
 /// The model tensors and momentum of a work directory's last checkpoint.
 func lastCheckpoint(_ workDirectory: String) throws -> SafeTensors {
-    let name = try String(contentsOfFile: "\(workDirectory)/last_checkpoint", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    let name = try String(contentsOfFile: "\(workDirectory)/last_checkpoint", encoding: .utf8).trimmingCharacters(
+        in: .whitespacesAndNewlines)
     return try SafeTensors(contentsOf: "\(workDirectory)/\(name)")
 }
 
@@ -36,8 +41,11 @@ struct DataParallelTests {
     /// process on 1 thread and on 2, which add in another order, end 7e-3 apart after 4 steps;
     /// at 0.005, 3e-7), and no comparison of two summation orders could be closer.
     func config(_ workDirectory: String, batch: Int, _ extra: [String]) -> [String] {
-        ["--config", tinyRunConfig(workDirectory: workDirectory, epochs: 1), "--set", "model.dropout=0", "--set", "train.batch_size=\(batch)",
-         "--set", "train.lr=0.005", "--set", "train.eval_every=0", "--set", "train.precise_bn_batches=0"] + extra.flatMap { ["--set", $0] }
+        [
+            "--config", tinyRunConfig(workDirectory: workDirectory, epochs: 1), "--set", "model.dropout=0", "--set",
+            "train.batch_size=\(batch)",
+            "--set", "train.lr=0.005", "--set", "train.eval_every=0", "--set", "train.precise_bn_batches=0",
+        ] + extra.flatMap { ["--set", $0] }
     }
 
     /// 2 ranks of batch 2 give the weights of 1 process of batch 4 (the same clips: the loader
@@ -56,8 +64,14 @@ struct DataParallelTests {
         // To 1e-5: the weights and running statistics (of their size, or absolute below 1: some
         // biases are zero in exact arithmetic, and hold rounding noise), and what training
         // changed of the weights, over the whole network.
-        let initial = Recognizer(spec: try Config(path: nil, overrides: ["model.name=nl_i3d_r18_small", "model.base_channels=4",
-                                                                           "model.num_classes=6"] + settings.filter { $0.hasPrefix("model.") }).model.spec)
+        let initial = Recognizer(
+            spec: try Config(
+                path: nil,
+                overrides: [
+                    "model.name=nl_i3d_r18_small", "model.base_channels=4",
+                    "model.num_classes=6",
+                ] + settings.filter { $0.hasPrefix("model.") }
+            ).model.spec)
         var start = SafeTensors()
         initial.save(into: &start)
         let learned = Set(initial.parameters.map(\.name))
@@ -73,7 +87,9 @@ struct DataParallelTests {
             }
         }
         let updates = (difference / change).squareRoot()
-        print("max-relative-error data-parallel \(settings[0]): weights \(String(format: "%.1e", worst)) (\(name)), running statistics \(String(format: "%.1e", statistics)), updates \(String(format: "%.1e", updates))")
+        print(
+            "max-relative-error data-parallel \(settings[0]): weights \(String(format: "%.1e", worst)) (\(name)), running statistics \(String(format: "%.1e", statistics)), updates \(String(format: "%.1e", updates))"
+        )
         #expect(worst < 1e-5, "\(name)")
         #expect(statistics < 1e-5 && updates < 1e-5 && change > 0)
     }
@@ -85,7 +101,9 @@ struct DataParallelTests {
         let settings = ["train.sync_bn=true"]
         #expect(try mpirun(2, "nltrain", config(straight, batch: 2, settings)).status == 0)
         var stops = 0
-        while try mpirun(2, "nltrain", config(stopped, batch: 2, settings) + ["--max-time", "0"]).status == 75 { stops += 1 }
+        while try mpirun(2, "nltrain", config(stopped, batch: 2, settings) + ["--max-time", "0"]).status == 75 {
+            stops += 1
+        }
         #expect(stops == 3, "a stop after each of 4 iterations but the last")
         let (a, b) = (try lastCheckpoint(straight), try lastCheckpoint(stopped))
         #expect(a.names == b.names && a.names.allSatisfy { a.entries[$0]!.bytes == b.entries[$0]!.bytes })
@@ -94,7 +112,8 @@ struct DataParallelTests {
     /// A rank that dies ends the job with a non-zero exit, and the last checkpoint loads.
     @Test func aRankThatDiesEndsTheJob() throws {
         let work = scratchDirectory("dp-killed")
-        let arguments = ["-np", "2", "--oversubscribe", "\(commandDirectory)/nltrain"]
+        let arguments =
+            ["-np", "2", "--oversubscribe", "\(commandDirectory)/nltrain"]
             + config(work, batch: 2, ["train.epochs=50", "train.checkpoint_every_iterations=1", "train.sync_bn=true"])
         let job = Process()
         job.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
@@ -104,7 +123,9 @@ struct DataParallelTests {
         job.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try job.run()
         let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline, !FileManager.default.fileExists(atPath: "\(work)/last_checkpoint") { Thread.sleep(forTimeInterval: 0.05) }
+        while Date() < deadline, !FileManager.default.fileExists(atPath: "\(work)/last_checkpoint") {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
         Thread.sleep(forTimeInterval: 0.3)
         let ranks = processes(running: "nltrain", with: "\(work).cfg").filter { $0 != job.processIdentifier }
         #expect(ranks.count == 2, "the job's ranks: \(ranks)")
@@ -112,7 +133,8 @@ struct DataParallelTests {
         job.waitUntilExit()
         #expect(job.terminationStatus != 0)
         let checkpoint = try lastCheckpoint(work)
-        #expect(checkpoint.metadata["format"] == "nl-checkpoint-1" && checkpoint.names.contains("cls_head.fc_cls.weight"))
+        #expect(
+            checkpoint.metadata["format"] == "nl-checkpoint-1" && checkpoint.names.contains("cls_head.fc_cls.weight"))
     }
 
     /// nleval as a job: each rank scores a share, rank 0 reports what one process reports.
@@ -124,9 +146,15 @@ struct DataParallelTests {
         let job = try mpirun(2, "nleval", ["--ckpt", checkpoint, "--views", "2x3", "--json", "\(work)/two.json"])
         #expect(alone.status == 0 && job.status == 0, "\(job.stderr)")
         #expect(job.stdout.split(separator: "\n").count == 1, "rank 0 alone reports")
-        let one = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(work)/one.json"))) as! [String: Any]
-        let two = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(work)/two.json"))) as! [String: Any]
+        let one =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(work)/one.json")))
+            as! [String: Any]
+        let two =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(work)/two.json")))
+            as! [String: Any]
         #expect(two["videos"] as? Int == 6)
-        for key in ["top1", "top5", "mean_class_accuracy"] { #expect(one[key] as? Double == two[key] as? Double, "\(key)") }
+        for key in ["top1", "top5", "mean_class_accuracy"] {
+            #expect(one[key] as? Double == two[key] as? Double, "\(key)")
+        }
     }
 }

@@ -20,7 +20,8 @@ struct FaultInjectionTests {
     }()
 
     func lastCheckpoint(_ work: String) throws -> SafeTensors {
-        let name = try String(contentsOfFile: "\(work)/last_checkpoint", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let name = try String(contentsOfFile: "\(work)/last_checkpoint", encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines)
         return try SafeTensors(contentsOf: "\(work)/\(name)")
     }
 
@@ -40,10 +41,16 @@ struct FaultInjectionTests {
             }
             let status = launched.signal(signal)
             let killed = launched.process.terminationReason == .uncaughtSignal && status == SIGKILL
-            #expect((signal == SIGKILL ? killed : status == 75) || status == 0, "round \(round), signal \(signal): exit \(status) \(launched.stderr)")
-            if signal != SIGKILL { #expect(launched.stdout.contains("run the same command to") || status == 0, "\(launched.stdout)") }
+            #expect(
+                (signal == SIGKILL ? killed : status == 75) || status == 0,
+                "round \(round), signal \(signal): exit \(status) \(launched.stderr)")
+            if signal != SIGKILL {
+                #expect(launched.stdout.contains("run the same command to") || status == 0, "\(launched.stdout)")
+            }
             for name in try FileManager.default.contentsOfDirectory(atPath: work) where name.hasSuffix(".safetensors") {
-                #expect(throws: Never.self, "round \(round): \(name)") { try Checkpoint(path: "\(work)/\(name)").checkValues() }
+                #expect(throws: Never.self, "round \(round): \(name)") {
+                    try Checkpoint(path: "\(work)/\(name)").checkValues()
+                }
             }
             if status == 0 { return round }
         }
@@ -58,7 +65,10 @@ struct FaultInjectionTests {
         #expect(a.names == b.names)
         let differing = a.names.filter { a.entries[$0]!.bytes != b.entries[$0]!.bytes }
         #expect(differing.isEmpty, "differ: \(differing.prefix(5))")
-        let (bestA, bestB) = (try SafeTensors(contentsOf: "\(Self.straight)/best.safetensors"), try SafeTensors(contentsOf: "\(work)/best.safetensors"))
+        let (bestA, bestB) = (
+            try SafeTensors(contentsOf: "\(Self.straight)/best.safetensors"),
+            try SafeTensors(contentsOf: "\(work)/best.safetensors")
+        )
         #expect(bestA.names.allSatisfy { bestA.entries[$0]!.bytes == bestB.entries[$0]?.bytes })
     }
 

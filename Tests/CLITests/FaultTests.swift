@@ -39,12 +39,18 @@ struct FaultTests {
         try Data(repeating: 7, count: 1000).write(to: URL(fileURLWithPath: "\(work)/iter_00000004.safetensors"))
         let config = tinyRunConfig(workDirectory: work, epochs: 1)
         let refused = try run("nltrain", ["--config", config])
-        #expect(refused.status == 65 && refused.stderr.contains("no checkpoint can be read (iter_00000004.safetensors)"), "\(refused.stderr)")
+        #expect(
+            refused.status == 65 && refused.stderr.contains("no checkpoint can be read (iter_00000004.safetensors)"),
+            "\(refused.stderr)")
         #expect(FileManager.default.fileExists(atPath: "\(work)/iter_00000004.safetensors"))
         let over = try run("nltrain", ["--config", config, "--start-over", "--max-time", "0"])
-        #expect(over.status == 75 && over.stdout.contains("starting over: the earlier checkpoints are set aside in \(work)/previous-"), "\(over.stdout)")
+        #expect(
+            over.status == 75
+                && over.stdout.contains("starting over: the earlier checkpoints are set aside in \(work)/previous-"),
+            "\(over.stdout)")
         let setAside = try FileManager.default.contentsOfDirectory(atPath: work).first { $0.hasPrefix("previous-") }
-        #expect(setAside.map { FileManager.default.fileExists(atPath: "\(work)/\($0)/iter_00000004.safetensors") } == true)
+        #expect(
+            setAside.map { FileManager.default.fileExists(atPath: "\(work)/\($0)/iter_00000004.safetensors") } == true)
     }
 
     /// Unreadable checkpoints that sort after readable ones: pruning keeps the readable ones (the
@@ -55,13 +61,19 @@ struct FaultTests {
         let config = tinyRunConfig(workDirectory: work, epochs: 2)
         #expect(try run("nltrain", ["--config", config, "--max-time", "0"]).status == 75)
         try Data(repeating: 7, count: 1000).write(to: URL(fileURLWithPath: "\(work)/iter_99999999.safetensors"))
-        try Data(repeating: 7, count: 1000).write(to: URL(fileURLWithPath: "\(work)/iter_00000002.safetensors.tmp-99999999"))
+        try Data(repeating: 7, count: 1000).write(
+            to: URL(fileURLWithPath: "\(work)/iter_00000002.safetensors.tmp-99999999"))
         for _ in 0..<3 { #expect(try run("nltrain", ["--config", config, "--max-time", "0"]).status == 75) }
         let files = Set(try FileManager.default.contentsOfDirectory(atPath: work))
-        #expect(files.isSuperset(of: ["iter_00000003.safetensors", "iter_00000004.safetensors", "iter_99999999.safetensors"]), "\(files)")
+        #expect(
+            files.isSuperset(of: [
+                "iter_00000003.safetensors", "iter_00000004.safetensors", "iter_99999999.safetensors",
+            ]), "\(files)")
         #expect(!files.contains("iter_00000002.safetensors") && !files.contains { $0.contains(".tmp-") }, "\(files)")
         #expect(try String(contentsOfFile: "\(work)/last_checkpoint", encoding: .utf8) == "iter_00000004.safetensors\n")
-        #expect(try String(contentsOfFile: "\(work)/train.log", encoding: .utf8).contains("removed what a killed run left half-written: iter_00000002.safetensors.tmp-99999999"))
+        #expect(
+            try String(contentsOfFile: "\(work)/train.log", encoding: .utf8).contains(
+                "removed what a killed run left half-written: iter_00000002.safetensors.tmp-99999999"))
     }
 
     /// bad_videos.txt: videos no longer in the annotations count for nothing, and a line holding
@@ -71,8 +83,12 @@ struct FaultTests {
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         let stale = (1...6).map { "/videos/gone_\($0).mp4\tmoov atom not found\n" }.joined() + "\t\n\t\tx\n"
         try stale.write(toFile: "\(work)/bad_videos.txt", atomically: true, encoding: .utf8)
-        let r = try run("nltrain", ["--config", tinyRunConfig(workDirectory: work, epochs: 1), "--set", "train.max_bad_fraction=0.1",
-                                    "--set", "data.train_annotations=\(syntheticDatasetDirectory)/train_with_problems.csv"])
+        let r = try run(
+            "nltrain",
+            [
+                "--config", tinyRunConfig(workDirectory: work, epochs: 1), "--set", "train.max_bad_fraction=0.1",
+                "--set", "data.train_annotations=\(syntheticDatasetDirectory)/train_with_problems.csv",
+            ])
         #expect(r.status == 0, "\(r.stderr)")
     }
 
@@ -82,17 +98,22 @@ struct FaultTests {
     /// through every way in: nleval --ckpt, nltrain --resume, --init, and automatic resume.
     @Test func hostileCheckpointsAreRefusedByName() throws {
         let overflow = "\(temporaryDirectory())/overflow.safetensors"
-        try handMadeCheckpoint(#"{"x":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,16]}}"#, bytes: 16).write(to: URL(fileURLWithPath: overflow))
+        try handMadeCheckpoint(
+            #"{"x":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,16]}}"#, bytes: 16
+        ).write(to: URL(fileURLWithPath: overflow))
         let negative = try tampered("negative") { $0.metadata["epoch"] = "-3" }
         for file in [overflow, negative] {
             let config = tinyRunConfig(workDirectory: scratchDirectory("fault-hostile"), epochs: 1)
             let work = scratchDirectory("fault-automatic")
             let automatic = copy(file, to: work, as: "iter_00000009.safetensors")
-            for (arguments, named) in [(["nleval", "--ckpt", file], file), (["nltrain", "--config", config, "--resume", file], file),
-                                       (["nltrain", "--config", config, "--init", file], file),
-                                       (["nltrain", "--config", tinyRunConfig(workDirectory: work, epochs: 1)], automatic)] {
+            for (arguments, named) in [
+                (["nleval", "--ckpt", file], file), (["nltrain", "--config", config, "--resume", file], file),
+                (["nltrain", "--config", config, "--init", file], file),
+                (["nltrain", "--config", tinyRunConfig(workDirectory: work, epochs: 1)], automatic),
+            ] {
                 let r = try run(arguments[0], Array(arguments.dropFirst()))
-                #expect(r.status == 65 && (r.stderr + r.stdout).contains(named), "\(arguments): \(r.status) \(r.stderr)")
+                #expect(
+                    r.status == 65 && (r.stderr + r.stdout).contains(named), "\(arguments): \(r.status) \(r.stderr)")
             }
         }
     }
@@ -101,13 +122,29 @@ struct FaultTests {
     @Test func absurdSizesAreRefusedUpFront() throws {
         let config = tinyRunConfig(workDirectory: scratchDirectory("fault-sizes"), epochs: 1)
         let cases: [([String], Int32, String)] = [
-            (["nltrain", "--config", config, "--set", "train.batch_size=1", "--set", "model.pool1_stride_t=2", "--set", "data.crop_size=16",
-              "--set", "data.train_short_side=16", "--set", "data.test_short_side=16"], 64,
-             "Expected more than 1 value per channel when training"),
-            (["nltrain", "--config", config, "--set", "data.crop_size=48"], 64, "data.crop_size 48 is larger than the short side"),
-            (["nltrain", "--config", config, "--set", "data.test_crop_size=64"], 64, "data.test_crop_size 64 is larger than the short side"),
-            (["nlvideo", "frames", "\(testVideoDirectory)/vp9.webm", "--indices", "0", "--short-side", "60000", "--output", "\(temporaryDirectory())/f.safetensors"], 64,
-             "larger than 16384 pixels a side"),
+            (
+                [
+                    "nltrain", "--config", config, "--set", "train.batch_size=1", "--set", "model.pool1_stride_t=2",
+                    "--set", "data.crop_size=16",
+                    "--set", "data.train_short_side=16", "--set", "data.test_short_side=16",
+                ], 64,
+                "Expected more than 1 value per channel when training"
+            ),
+            (
+                ["nltrain", "--config", config, "--set", "data.crop_size=48"], 64,
+                "data.crop_size 48 is larger than the short side"
+            ),
+            (
+                ["nltrain", "--config", config, "--set", "data.test_crop_size=64"], 64,
+                "data.test_crop_size 64 is larger than the short side"
+            ),
+            (
+                [
+                    "nlvideo", "frames", "\(testVideoDirectory)/vp9.webm", "--indices", "0", "--short-side", "60000",
+                    "--output", "\(temporaryDirectory())/f.safetensors",
+                ], 64,
+                "larger than 16384 pixels a side"
+            ),
             (["nlmodel", "summary", "--model", "nl_i3d_r50", "--clip", "0,8,32,32"], 64, "--clip takes N,T,H,W"),
             (["nlmodel", "summary", "--model", "nl_i3d_r50", "--clip", "1,99999999999,224,224"], 64, "too large"),
         ]
@@ -119,7 +156,12 @@ struct FaultTests {
         input.set("clip", Tensor(zeros: [0, 3, 8, 32, 32]))
         let empty = "\(temporaryDirectory())/empty_clip.safetensors"
         try input.write(to: empty)
-        let r = try run("nlmodel", ["forward", "--model", "nl_i3d_r50_tiny", "--input", empty, "--output", "\(temporaryDirectory())/out.safetensors"])
+        let r = try run(
+            "nlmodel",
+            [
+                "forward", "--model", "nl_i3d_r50_tiny", "--input", empty, "--output",
+                "\(temporaryDirectory())/out.safetensors",
+            ])
         #expect(r.status == 65 && r.stderr.contains("must be at least 1"), "\(r.stderr)")
     }
 
@@ -132,7 +174,9 @@ struct FaultTests {
         try? FileManager.default.removeItem(atPath: "\(work)/lock")
         let config = tinyRunConfig(workDirectory: work, epochs: 2)
         let r = try run("nltrain", ["--config", config])
-        #expect(r.status == 0 && r.stdout.contains("extending the finished run from 1 to 2 epochs") && r.stdout.contains("finished 2 epochs"), "\(r.stdout)")
+        #expect(
+            r.status == 0 && r.stdout.contains("extending the finished run from 1 to 2 epochs")
+                && r.stdout.contains("finished 2 epochs"), "\(r.stdout)")
         #expect(try SafeTensors(contentsOf: "\(work)/iter_00000008.safetensors").metadata["finished"] == "true")
     }
 
@@ -142,20 +186,27 @@ struct FaultTests {
         let config = tinyRunConfig(workDirectory: work, epochs: 2)
         for _ in 0..<3 { #expect(try run("nltrain", ["--config", config, "--max-time", "0"]).status == 75) }
         let r = try run("nltrain", ["--config", config, "--max-time", "0", "--set", "train.batch_size=2"])
-        #expect(r.status == 75 && r.stdout.contains("this run takes 2: epoch 1 goes on after 12 of the 12 clips it had seen (iteration 6), global iteration 6"), "\(r.stdout)")
+        #expect(
+            r.status == 75
+                && r.stdout.contains(
+                    "this run takes 2: epoch 1 goes on after 12 of the 12 clips it had seen (iteration 6), global iteration 6"
+                ), "\(r.stdout)")
         let saved = try SafeTensors(contentsOf: "\(work)/iter_00000007.safetensors").metadata
         #expect(saved["iteration"] == "7" && saved["global_batch"] == "2")
     }
 
     /// A checkpoint with NaN weights is refused; --init beside a checkpoint says which one wins.
     @Test func nanWeightsAndIgnoredInit() throws {
-        let nan = try tampered("nan") { $0.set("cls_head.fc_cls.bias", Tensor(shape: [6], values: [0, .nan, 0, 0, 0, 0])) }
+        let nan = try tampered("nan") {
+            $0.set("cls_head.fc_cls.bias", Tensor(shape: [6], values: [0, .nan, 0, 0, 0, 0]))
+        }
         let r = try run("nleval", ["--ckpt", nan])
         #expect(r.status == 65 && r.stderr.contains("cls_head.fc_cls.bias holds NaN or infinite values"), "\(r.stderr)")
         let work = scratchDirectory("fault-init")
         let config = tinyRunConfig(workDirectory: work, epochs: 2)
         #expect(try run("nltrain", ["--config", config, "--max-time", "0"]).status == 75)
-        let again = try run("nltrain", ["--config", config, "--max-time", "0", "--init", "\(Self.trained)/iter_00000004.safetensors"])
+        let again = try run(
+            "nltrain", ["--config", config, "--max-time", "0", "--init", "\(Self.trained)/iter_00000004.safetensors"])
         #expect(again.status == 75 && again.stdout.contains("not using --init"), "\(again.stdout)")
     }
 
@@ -165,8 +216,10 @@ struct FaultTests {
 
     /// Starts a script with a plain signal mask, sends it SIGTERM once `started` holds (as
     /// timeout or a scheduler would), and returns its exit status and stderr.
-    func stopped(_ script: String, _ arguments: [String] = [], environment: [String: String] = [:],
-                 once started: () -> Bool) throws -> (status: Int32, stderr: String) {
+    func stopped(
+        _ script: String, _ arguments: [String] = [], environment: [String: String] = [:],
+        once started: () -> Bool
+    ) throws -> (status: Int32, stderr: String) {
         let launched = try Launched(script, arguments, environment: environment, plainSignals: true)
         _ = launched.wait(until: started)
         let status = launched.signal(SIGTERM)
@@ -180,14 +233,20 @@ struct FaultTests {
         try "import os, time\nopen('\(pidFile)', 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
             .write(toFile: yardstick, atomically: true, encoding: .utf8)
         let start = Date()
-        let r = try stopped("\(Self.scripts)/bench/compare_step_with_pytorch.sh", ["1"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64"]) {
+        let r = try stopped(
+            "\(Self.scripts)/bench/compare_step_with_pytorch.sh", ["1"],
+            environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64"]
+        ) {
             ((try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? "").isEmpty == false
         }
-        #expect(r.status == 143 && r.stderr.contains("stopped by SIGTERM") && Date().timeIntervalSince(start) < 40, "\(r.stderr)")
+        #expect(
+            r.status == 143 && r.stderr.contains("stopped by SIGTERM") && Date().timeIntervalSince(start) < 40,
+            "\(r.stderr)")
         let pid = Int32(try String(contentsOfFile: pidFile, encoding: .utf8))!
         var gone = false
         for _ in 0..<100 where !gone {  // killed, then reaped by init
-            let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: " ").dropFirst(2).first
+            let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: " ")
+                .dropFirst(2).first
             gone = state == nil || state == "Z"
             if !gone { Thread.sleep(forTimeInterval: 0.05) }
         }
@@ -203,10 +262,14 @@ struct FaultTests {
             FileManager.default.fileExists(atPath: "\(out)/train/moving up")
         }
         #expect(r.status == 143, "\(r.stderr)")
-        #expect(!FileManager.default.fileExists(atPath: "\(out)/train.csv") && !FileManager.default.fileExists(atPath: "\(out)/val.csv"))
+        #expect(
+            !FileManager.default.fileExists(atPath: "\(out)/train.csv")
+                && !FileManager.default.fileExists(atPath: "\(out)/val.csv"))
         let whole = try run("\(Self.scripts)/data/make_synthetic_dataset.sh", arguments)
         #expect(whole.status == 0, "\(whole.stderr)")
-        let rows = try ["train", "val"].map { try String(contentsOfFile: "\(out)/\($0).csv", encoding: .utf8).split(separator: "\n").count }
+        let rows = try ["train", "val"].map {
+            try String(contentsOfFile: "\(out)/\($0).csv", encoding: .utf8).split(separator: "\n").count
+        }
         #expect(rows == [13, 7])
     }
 
@@ -215,16 +278,21 @@ struct FaultTests {
     @Test func aStoppedScriptStopsItsTrainingOnACheckpoint() throws {
         let work = scratchDirectory("fault-script-stop"), script = "\(temporaryDirectory())/train.sh"
         let config = tinyRunConfig(workDirectory: work, epochs: 30)
-        try "#!/usr/bin/env bash\nset -euo pipefail\nsource \(Self.scripts)/common.sh\nstoppable \(commandDirectory)/nltrain --config \(config) > /dev/null\n"
+        try
+            "#!/usr/bin/env bash\nset -euo pipefail\nsource \(Self.scripts)/common.sh\nstoppable \(commandDirectory)/nltrain --config \(config) > /dev/null\n"
             .write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
         let log = "\(work)/train.log"
-        let r = try stopped(script) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").components(separatedBy: "iter ").count >= 3 }
+        let r = try stopped(script) {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").components(separatedBy: "iter ").count >= 3
+        }
         #expect(r.status == 143 && r.stderr.contains("stopped by SIGTERM"), "\(r.stderr)")
         // The signal may land mid-epoch, between epochs or in validation: each stops on a checkpoint.
         let text = try String(contentsOfFile: log, encoding: .utf8)
         #expect(text.contains("stopped by SIGTERM") && text.contains("run the same command to"), "\(text)")
-        let checkpoints = try FileManager.default.contentsOfDirectory(atPath: work).filter { $0.hasPrefix("iter_") && $0.hasSuffix(".safetensors") }
+        let checkpoints = try FileManager.default.contentsOfDirectory(atPath: work).filter {
+            $0.hasPrefix("iter_") && $0.hasSuffix(".safetensors")
+        }
         #expect(!checkpoints.isEmpty, "\(text)")
     }
 }

@@ -7,9 +7,13 @@ import Testing
 /// Tests/CLITests/Help/ (then review the diff, as for any other file).
 struct HelpTests {
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Help").path
-    static let commands = ["nltrain", "nleval", "nlmodel", "nlmodel summary", "nlmodel forward", "nlmodel inflate", "nlvideo", "nlvideo probe",
-                           "nlvideo frames", "nlvideo check", "nlbench", "nlbench step", "nlbench decode", "nlbench loader", "nlbench pipeline",
-                           "nlbench verify"]
+    static let commands = [
+        "nltrain", "nleval", "nlmodel", "nlmodel summary", "nlmodel forward", "nlmodel inflate", "nlvideo",
+        "nlvideo probe",
+        "nlvideo frames", "nlvideo check", "nlbench", "nlbench step", "nlbench decode", "nlbench loader",
+        "nlbench pipeline",
+        "nlbench verify",
+    ]
 
     @Test(arguments: commands)
     func helpIsAsPinned(_ command: String) throws {

@@ -18,8 +18,12 @@ struct HostileInputTests {
 
     static let cases: [Case] = {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nl-hostile-\(getpid())").path
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/data/make_hostile_inputs.py").standardized.path
-        precondition(try! run("/usr/bin/env", ["python3", script, directory, syntheticDatasetDirectory]).status == 0, "\(script) failed")
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../scripts/data/make_hostile_inputs.py"
+        ).standardized.path
+        precondition(
+            try! run("/usr/bin/env", ["python3", script, directory, syntheticDatasetDirectory]).status == 0,
+            "\(script) failed")
         let lines = try! String(contentsOfFile: "\(directory)/cases.jsonl", encoding: .utf8).split(separator: "\n")
         return lines.map { try! JSONDecoder().decode(Case.self, from: Data($0.utf8)) }
     }()
@@ -29,7 +33,9 @@ struct HostileInputTests {
         let r = try run(c.args[0], Array(c.args.dropFirst()))
         let output = r.stdout + r.stderr
         #expect(r.status == c.status, "\(c.name): exit \(r.status), not \(c.status): \(output.suffix(800))")
-        for words in c.contains { #expect(output.contains(words), "\(c.name): no '\(words)' in: \(output.suffix(800))") }
+        for words in c.contains {
+            #expect(output.contains(words), "\(c.name): no '\(words)' in: \(output.suffix(800))")
+        }
         for words in c.absent { #expect(!output.contains(words), "\(c.name): '\(words)' in: \(output.suffix(800))") }
     }
 }

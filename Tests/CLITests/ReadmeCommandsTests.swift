@@ -8,24 +8,41 @@ import Testing
 /// that hangs or fails fails here. configs/i3d_nl.cfg there is the shipped one with the data and
 /// sizes of a small synthetic dataset. Lines that cannot run on this machine are listed with why.
 struct ReadmeCommandsTests {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized.path
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..")
+        .standardized.path
 
     /// Lines no test here can run, by their start, and why.
     static let elsewhere: [(start: String, why: String)] = [
-        ("make ", "make test is this suite; .ci/run runs make demo; make bench and make fixtures measure and need PyTorch"),
+        (
+            "make ",
+            "make test is this suite; .ci/run runs make demo; make bench and make fixtures measure and need PyTorch"
+        ),
         ("srun ", "needs a Slurm cluster"),
-        ("python3 scripts/convert/convert_mmaction2_checkpoint.py", "needs PyTorch and an mmaction2 .pth (run by hand; see the closing notes)"),
+        (
+            "python3 scripts/convert/convert_mmaction2_checkpoint.py",
+            "needs PyTorch and an mmaction2 .pth (run by hand; see the closing notes)"
+        ),
         ("python3 scripts/convert/check_against_pytorch.py", "needs PyTorch (run by hand; see the closing notes)"),
-        ("PYTHON=", "the peers' benchmarks need PyTorch and mmaction2, or PyAV, decord and torchcodec, and measure (README, Speed); their plumbing runs with stand-ins for the peers in NLModelCLITests"),
+        (
+            "PYTHON=",
+            "the peers' benchmarks need PyTorch and mmaction2, or PyAV, decord and torchcodec, and measure (README, Speed); their plumbing runs with stand-ins for the peers in NLModelCLITests"
+        ),
     ]
 
     /// The command lines of the README and of docs/*.md: the indented code lines that start with
     /// a command, the cron line as cron would run it (without its schedule).
     static let commands: [String] = {
-        let docs = ((try? FileManager.default.contentsOfDirectory(atPath: "\(repository)/docs")) ?? []).filter { $0.hasSuffix(".md") }.sorted()
-        let text = try! (["README.md"] + docs.map { "docs/\($0)" }).map { try String(contentsOfFile: "\(repository)/\($0)", encoding: .utf8) }
-            .joined(separator: "\n")
-        let starts = ["nltrain ", "nleval ", "nlvideo ", "nlmodel ", "nlbench ", "mpirun ", "srun ", "python3 ", "make ", "tensorboard ", "PYTHON="]
+        let docs = ((try? FileManager.default.contentsOfDirectory(atPath: "\(repository)/docs")) ?? []).filter {
+            $0.hasSuffix(".md")
+        }.sorted()
+        let text = try! (["README.md"] + docs.map { "docs/\($0)" }).map {
+            try String(contentsOfFile: "\(repository)/\($0)", encoding: .utf8)
+        }
+        .joined(separator: "\n")
+        let starts = [
+            "nltrain ", "nleval ", "nlvideo ", "nlmodel ", "nlbench ", "mpirun ", "srun ", "python3 ", "make ",
+            "tensorboard ", "PYTHON=",
+        ]
         var seen = Set<String>()  // a line the README and a page of docs/ both show runs once
         return text.split(separator: "\n").compactMap { line -> String? in
             guard line.hasPrefix("    ") else { return nil }
@@ -42,40 +59,43 @@ struct ReadmeCommandsTests {
         let data = syntheticDatasetDirectory
         try! FileManager.default.createDirectory(atPath: "\(dir)/configs", withIntermediateDirectories: true)
         try! """
-            include = \(repository)/configs/i3d_nl.cfg
-            [model]
-            base_channels = 4
-            [data]
-            root = \(data)
-            train_annotations = \(data)/train.csv
-            val_annotations = \(data)/val.csv
-            classes = \(data)/classes.txt
-            clip_len = 8
-            train_short_side = 32 40
-            crop_size = 32
-            test_short_side = 32
-            [train]
-            epochs = 1
-            batch_size = 4
-            eval_every = 1
-            log_every = 1
-            [eval]
-            batch_size = 4
+        include = \(repository)/configs/i3d_nl.cfg
+        [model]
+        base_channels = 4
+        [data]
+        root = \(data)
+        train_annotations = \(data)/train.csv
+        val_annotations = \(data)/val.csv
+        classes = \(data)/classes.txt
+        clip_len = 8
+        train_short_side = 32 40
+        crop_size = 32
+        test_short_side = 32
+        [train]
+        epochs = 1
+        batch_size = 4
+        eval_every = 1
+        log_every = 1
+        [eval]
+        batch_size = 4
 
-            """.write(toFile: "\(dir)/configs/i3d_nl.cfg", atomically: true, encoding: .utf8)
+        """.write(toFile: "\(dir)/configs/i3d_nl.cfg", atomically: true, encoding: .utf8)
         let trained = try! run("nltrain", ["--config", "configs/i3d_nl.cfg"], in: dir)
         precondition(trained.status == 0, trained.stderr)
         let work = "\(dir)/work_dirs/i3d_nl"
         let manager = FileManager.default
         try! manager.copyItem(atPath: "\(work)/iter_00000004.safetensors", toPath: "\(work)/iter_00012000.safetensors")
         try! manager.copyItem(atPath: "\(work)/best.safetensors", toPath: "\(dir)/best.safetensors")
-        var converted = try! SafeTensors(contentsOf: "\(work)/best.safetensors")  // as from mmaction2: weights, no config
+        // as from mmaction2: weights, no config
+        var converted = try! SafeTensors(contentsOf: "\(work)/best.safetensors")
         converted.metadata = [:]
         try! converted.write(to: "\(dir)/converted.safetensors")
         try! converted.write(to: "\(dir)/inflated_resnet50.safetensors")
         let videos = try! manager.subpathsOfDirectory(atPath: "\(data)/train").sorted()
-        try! manager.copyItem(atPath: "\(data)/train/" + videos.first { $0.hasSuffix(".mp4") }!, toPath: "\(dir)/video.mp4")
-        try! manager.copyItem(atPath: "\(data)/train/" + videos.first { $0.hasSuffix(".webm") }!, toPath: "\(dir)/other.webm")
+        try! manager.copyItem(
+            atPath: "\(data)/train/" + videos.first { $0.hasSuffix(".mp4") }!, toPath: "\(dir)/video.mp4")
+        try! manager.copyItem(
+            atPath: "\(data)/train/" + videos.first { $0.hasSuffix(".webm") }!, toPath: "\(dir)/other.webm")
         // nlmodel's inputs: full-size nl_i3d_r50 weights, a small clip with labels, a torchvision ResNet-50.
         let model = Recognizer(spec: ModelSpec.named("nl_i3d_r50")!)
         var weights = SafeTensors()
@@ -93,15 +113,20 @@ struct ReadmeCommandsTests {
 
     @Test func everyLineIsRunOrSaysWhyNot() {
         #expect(Self.commands.count >= 20, "\(Self.commands)")
-        for command in Self.commands where !command.hasPrefix("n") && !command.hasPrefix("mpirun ") && !command.hasPrefix("cd ") {
+        for command in Self.commands
+        where !command.hasPrefix("n") && !command.hasPrefix("mpirun ") && !command.hasPrefix("cd ") {
             #expect(Self.elsewhere.contains { command.hasPrefix($0.start) }, "README line without a test: \(command)")
         }
     }
 
-    @Test(.serialized, .timeLimit(.minutes(5)), arguments: commands.filter { c in !elsewhere.contains { c.hasPrefix($0.start) } })
+    @Test(
+        .serialized, .timeLimit(.minutes(5)),
+        arguments: commands.filter { c in !elsewhere.contains { c.hasPrefix($0.start) } })
     func runsAsWritten(_ command: String) throws {
         let line = command.replacingOccurrences(of: "/srv/nl", with: Self.sandbox)
-        let r = try run("/bin/bash", ["-c", line], in: Self.sandbox, environment: mpiEnvironment.merging(["OMPI_MCA_rmaps_base_oversubscribe": "1"]) { $1 })
+        let r = try run(
+            "/bin/bash", ["-c", line], in: Self.sandbox,
+            environment: mpiEnvironment.merging(["OMPI_MCA_rmaps_base_oversubscribe": "1"]) { $1 })
         #expect(r.status == 0, "\(command)\n\(r.stdout.suffix(1500))\n\(r.stderr.suffix(1500))")
     }
 }

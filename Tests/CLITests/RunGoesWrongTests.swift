@@ -16,7 +16,9 @@ struct RunGoesWrongTests {
     }()
 
     /// A copy of the trained checkpoint, changed.
-    func tampered(_ name: String, from file: String = "iter_00000004.safetensors", _ change: (inout SafeTensors) -> Void) throws -> String {
+    func tampered(
+        _ name: String, from file: String = "iter_00000004.safetensors", _ change: (inout SafeTensors) -> Void
+    ) throws -> String {
         var checkpoint = try SafeTensors(contentsOf: "\(Self.trained)/\(file)")
         change(&checkpoint)
         let path = "\(temporaryDirectory())/\(name).safetensors"
@@ -45,9 +47,16 @@ struct RunGoesWrongTests {
     /// exited 0 with checkpoints that could not be loaded.
     @Test func aDivergingRunStopsBeforeWritingIt() throws {
         let work = scratchDirectory("wrong-diverge")
-        let r = try run("nltrain", ["--config", tinyRunConfig(workDirectory: work, epochs: 8), "--set", "train.lr=100", "--set", "train.grad_clip=0",
-                                    "--set", "train.warmup=none", "--set", "train.batch_size=2"])
-        #expect(r.status == 70 && r.stderr.contains("the run diverged: ") && r.stderr.contains("No checkpoint was written before it"), "\(r.stderr)")
+        let r = try run(
+            "nltrain",
+            [
+                "--config", tinyRunConfig(workDirectory: work, epochs: 8), "--set", "train.lr=100", "--set",
+                "train.grad_clip=0",
+                "--set", "train.warmup=none", "--set", "train.batch_size=2",
+            ])
+        #expect(
+            r.status == 70 && r.stderr.contains("the run diverged: ")
+                && r.stderr.contains("No checkpoint was written before it"), "\(r.stderr)")
         #expect(try !FileManager.default.contentsOfDirectory(atPath: work).contains { $0.hasSuffix(".safetensors") })
     }
 
@@ -57,12 +66,20 @@ struct RunGoesWrongTests {
         let work = scratchDirectory("wrong-diverge-later")
         try FileManager.default.copyItem(atPath: Self.trained, toPath: work)
         let config = tinyRunConfig(workDirectory: work, epochs: 3)
-        let r = try run("nltrain", ["--config", config, "--set", "train.lr=100", "--set", "train.grad_clip=0", "--set", "train.warmup=none",
-                                    "--set", "train.lr_steps=", "--set", "train.batch_size=2"])
-        #expect(r.status == 70 && r.stderr.contains("The last checkpoint that loads is \(work)/iter_00000004.safetensors"), "\(r.stderr)")
+        let r = try run(
+            "nltrain",
+            [
+                "--config", config, "--set", "train.lr=100", "--set", "train.grad_clip=0", "--set", "train.warmup=none",
+                "--set", "train.lr_steps=", "--set", "train.batch_size=2",
+            ])
+        #expect(
+            r.status == 70 && r.stderr.contains("The last checkpoint that loads is \(work)/iter_00000004.safetensors"),
+            "\(r.stderr)")
         try expectEveryCheckpointLoads(work)
         let again = try run("nltrain", ["--config", config])
-        #expect(again.status == 0 && again.stdout.contains("resuming from \(work)/iter_00000004.safetensors"), "\(again.stdout)\(again.stderr)")
+        #expect(
+            again.status == 0 && again.stdout.contains("resuming from \(work)/iter_00000004.safetensors"),
+            "\(again.stdout)\(again.stderr)")
     }
 
     /// A checkpoint that would not load (an infinite running variance), newest of all: pruning
@@ -72,12 +89,22 @@ struct RunGoesWrongTests {
         let work = scratchDirectory("wrong-prune")
         let config = tinyRunConfig(workDirectory: work, epochs: 2)
         #expect(try run("nltrain", ["--config", config, "--max-time", "0"]).status == 75)
-        let broken = try tampered("broken") { $0.set("backbone.conv1.bn.running_var", Self.withOne(.infinity, like: $0, "backbone.conv1.bn.running_var")) }
+        let broken = try tampered("broken") {
+            $0.set("backbone.conv1.bn.running_var", Self.withOne(.infinity, like: $0, "backbone.conv1.bn.running_var"))
+        }
         try FileManager.default.copyItem(atPath: broken, toPath: "\(work)/iter_99999999.safetensors")
-        for _ in 0..<3 { #expect(try run("nltrain", ["--config", config, "--max-time", "0", "--set", "train.keep_checkpoints=1"]).status == 75) }
+        for _ in 0..<3 {
+            #expect(
+                try run("nltrain", ["--config", config, "--max-time", "0", "--set", "train.keep_checkpoints=1"]).status
+                    == 75)
+        }
         let files = Set(try FileManager.default.contentsOfDirectory(atPath: work))
-        #expect(files.contains("iter_00000004.safetensors") && files.contains("iter_99999999.safetensors") && !files.contains("iter_00000003.safetensors"), "\(files)")
-        #expect(throws: CheckpointError.self) { try Checkpoint(path: "\(work)/iter_99999999.safetensors").checkValues() }
+        #expect(
+            files.contains("iter_00000004.safetensors") && files.contains("iter_99999999.safetensors")
+                && !files.contains("iter_00000003.safetensors"), "\(files)")
+        #expect(throws: CheckpointError.self) {
+            try Checkpoint(path: "\(work)/iter_99999999.safetensors").checkValues()
+        }
     }
 
     // MARK: Checkpoints that cannot be a result
@@ -86,19 +113,36 @@ struct RunGoesWrongTests {
     /// NaN momentum; best.safetensors (weights without momentum) is not resumed from with zero
     /// momentum; and a model whose outputs are not finite gives no accuracy.
     @Test func impossibleValuesAreRefused() throws {
-        let negative = try tampered("negative") { $0.set("backbone.conv1.bn.running_var", Self.withOne(-0.5, like: $0, "backbone.conv1.bn.running_var")) }
+        let negative = try tampered("negative") {
+            $0.set("backbone.conv1.bn.running_var", Self.withOne(-0.5, like: $0, "backbone.conv1.bn.running_var"))
+        }
         let evaluated = try run("nleval", ["--ckpt", negative])
-        #expect(evaluated.status == 65 && evaluated.stderr.contains("backbone.conv1.bn.running_var holds a negative variance (-0.5 at 1)"), "\(evaluated.stderr)")
-        let nanMomentum = try tampered("nan-momentum") { $0.set("optimizer.cls_head.fc_cls.bias", Self.withOne(.nan, like: $0, "optimizer.cls_head.fc_cls.bias")) }
+        #expect(
+            evaluated.status == 65
+                && evaluated.stderr.contains("backbone.conv1.bn.running_var holds a negative variance (-0.5 at 1)"),
+            "\(evaluated.stderr)")
+        let nanMomentum = try tampered("nan-momentum") {
+            $0.set("optimizer.cls_head.fc_cls.bias", Self.withOne(.nan, like: $0, "optimizer.cls_head.fc_cls.bias"))
+        }
         let config = tinyRunConfig(workDirectory: scratchDirectory("wrong-resume"), epochs: 2)
         let resumed = try run("nltrain", ["--config", config, "--resume", nanMomentum])
-        #expect(resumed.status == 65 && resumed.stderr.contains("optimizer.cls_head.fc_cls.bias holds NaN or infinite values"), "\(resumed.stderr)")
+        #expect(
+            resumed.status == 65
+                && resumed.stderr.contains("optimizer.cls_head.fc_cls.bias holds NaN or infinite values"),
+            "\(resumed.stderr)")
         let best = try run("nltrain", ["--config", config, "--resume", "\(Self.trained)/best.safetensors"])
-        #expect(best.status == 65 && best.stderr.contains("holds weights but no optimizer state (momentum)") && best.stderr.contains("--init"), "\(best.stderr)")
-        let huge = try tampered("huge") { $0.set("cls_head.fc_cls.weight", Tensor(shape: $0.entries["cls_head.fc_cls.weight"]!.shape, repeating: 3e38)) }
+        #expect(
+            best.status == 65 && best.stderr.contains("holds weights but no optimizer state (momentum)")
+                && best.stderr.contains("--init"), "\(best.stderr)")
+        let huge = try tampered("huge") {
+            $0.set(
+                "cls_head.fc_cls.weight", Tensor(shape: $0.entries["cls_head.fc_cls.weight"]!.shape, repeating: 3e38))
+        }
         let overflowing = try run("nleval", ["--ckpt", huge])
-        #expect(overflowing.status == 65 && overflowing.stderr.contains("its outputs are not finite for 6 of 6 videos") && !overflowing.stdout.contains("top-1"),
-                "\(overflowing.stdout)\(overflowing.stderr)")
+        #expect(
+            overflowing.status == 65 && overflowing.stderr.contains("its outputs are not finite for 6 of 6 videos")
+                && !overflowing.stdout.contains("top-1"),
+            "\(overflowing.stdout)\(overflowing.stderr)")
     }
 
     // MARK: Outputs
@@ -109,7 +153,9 @@ struct RunGoesWrongTests {
     @Test func outputsKeepWhatThePathIs() throws {
         let best = "\(Self.trained)/best.safetensors", dir = temporaryDirectory()
         let printed = try run("nleval", ["--ckpt", best, "--json", "/dev/stdout"])
-        #expect(printed.status == 0 && printed.stdout.split(separator: "\n").last?.hasPrefix("{\"checkpoint\":") == true, "\(printed.stdout)")
+        #expect(
+            printed.status == 0 && printed.stdout.split(separator: "\n").last?.hasPrefix("{\"checkpoint\":") == true,
+            "\(printed.stdout)")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/dev/stdout") == "/proc/self/fd/1")
 
         try "old".write(toFile: "\(dir)/target.json", atomically: true, encoding: .utf8)
@@ -119,7 +165,8 @@ struct RunGoesWrongTests {
         #expect(try String(contentsOfFile: "\(dir)/target.json", encoding: .utf8).hasPrefix("{\"checkpoint\":"))
 
         #expect(mkfifo("\(dir)/fifo", 0o644) == 0)
-        let reader = Thread { _ = FileHandle(forReadingAtPath: "\(dir)/fifo")?.readDataToEndOfFile() }  // open waits for the writer
+        // open waits for the writer
+        let reader = Thread { _ = FileHandle(forReadingAtPath: "\(dir)/fifo")?.readDataToEndOfFile() }
         reader.start()
         #expect(try run("nleval", ["--ckpt", best, "--dump", "\(dir)/fifo"]).status == 0)
         var status = stat()
@@ -138,7 +185,10 @@ struct RunGoesWrongTests {
     @Test func cleanupRemovesOnlyWhatNltrainWrote() throws {
         let work = scratchDirectory("wrong-cleanup")
         try FileManager.default.createDirectory(atPath: "\(work)/backup.tmp-2025", withIntermediateDirectories: true)
-        let mine = ["notes.tmp-keep", "backup.tmp-2025/iter_00000004.safetensors", "data.tmp-99999999", "iter_00000004.safetensors.tmp-\(getpid())"]
+        let mine = [
+            "notes.tmp-keep", "backup.tmp-2025/iter_00000004.safetensors", "data.tmp-99999999",
+            "iter_00000004.safetensors.tmp-\(getpid())",
+        ]
         let leftover = ["iter_00000004.safetensors.tmp-99999999", "last_checkpoint.tmp-99999998"]
         for name in mine + leftover { try "x".write(toFile: "\(work)/\(name)", atomically: false, encoding: .utf8) }
         let r = try run("nltrain", ["--config", tinyRunConfig(workDirectory: work, epochs: 1), "--max-time", "0"])
@@ -160,8 +210,12 @@ struct StopsAreHonouredTests {
     }()
 
     func config(_ work: String, epochs: Int = 1) -> [String] {
-        ["--config", tinyRunConfig(workDirectory: work, epochs: epochs), "--set", "data.format=folders", "--set", "data.root=\(Self.folders)",
-         "--set", "data.train_annotations=\(Self.folders)/train", "--set", "data.val_annotations=", "--set", "train.max_bad_fraction=0.5"]
+        [
+            "--config", tinyRunConfig(workDirectory: work, epochs: epochs), "--set", "data.format=folders", "--set",
+            "data.root=\(Self.folders)",
+            "--set", "data.train_annotations=\(Self.folders)/train", "--set", "data.val_annotations=", "--set",
+            "train.max_bad_fraction=0.5",
+        ]
     }
 
     /// A FIFO named like a video (the stand-in for a stalled NFS or FUSE read) is no video: named
@@ -170,16 +224,22 @@ struct StopsAreHonouredTests {
         let work = scratchDirectory("stop-fifo")
         let r = try run("nltrain", config(work))
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(try String(contentsOfFile: "\(work)/bad_videos.txt", encoding: .utf8).contains("pipe.mp4: is a FIFO (named pipe), not a video file"))
+        #expect(
+            try String(contentsOfFile: "\(work)/bad_videos.txt", encoding: .utf8).contains(
+                "pipe.mp4: is a FIFO (named pipe), not a video file"))
     }
 
     /// A read that stalls past data.read_timeout is a broken video: named, replaced, and the
     /// epoch ends.
     @Test func aStalledReadIsABrokenVideo() throws {
         let work = scratchDirectory("stop-stall")
-        let r = try run("nltrain", config(work) + ["--set", "data.read_timeout=1"], environment: ["NL_SIMULATE_STALLED_READ": "moving up"])
+        let r = try run(
+            "nltrain", config(work) + ["--set", "data.read_timeout=1"],
+            environment: ["NL_SIMULATE_STALLED_READ": "moving up"])
         #expect(r.status == 0 && r.stdout.contains("finished 1 epochs"), "\(r.stdout)\(r.stderr)")
-        #expect(try String(contentsOfFile: "\(work)/bad_videos.txt", encoding: .utf8).contains("reading stalled for more than 1 s (data.read_timeout)"))
+        #expect(
+            try String(contentsOfFile: "\(work)/bad_videos.txt", encoding: .utf8).contains(
+                "reading stalled for more than 1 s (data.read_timeout)"))
     }
 
     /// SIGTERM while every read stalls: the run stops at once with 75, on a checkpoint of the
@@ -187,12 +247,15 @@ struct StopsAreHonouredTests {
     @Test func aStopWhileWaitingForDataIsHonoured() throws {
         let work = scratchDirectory("stop-wait")
         // Every video stalls: the run waits for its first batch.
-        let launched = try Launched("nltrain", config(work, epochs: 2) + ["--set", "data.workers=1", "--set", "train.batch_size=2"],
-                                    environment: ["NL_SIMULATE_STALLED_READ": "moving"])
+        let launched = try Launched(
+            "nltrain", config(work, epochs: 2) + ["--set", "data.workers=1", "--set", "train.batch_size=2"],
+            environment: ["NL_SIMULATE_STALLED_READ": "moving"])
         _ = launched.wait { launched.stdout.contains("training nl_i3d_r18_small") }
         Thread.sleep(forTimeInterval: 1)
         #expect(launched.signal(SIGTERM) == 75, "\(launched.stdout)\(launched.stderr)")
-        #expect(launched.stdout.contains("stopped by SIGTERM while waiting for data at epoch 1 iteration 0"), "\(launched.stdout)")
+        #expect(
+            launched.stdout.contains("stopped by SIGTERM while waiting for data at epoch 1 iteration 0"),
+            "\(launched.stdout)")
     }
 
     /// SIGUSR1 (Slurm's `--signal=B:USR1@N` warning) stops after a checkpoint, as SIGTERM does; it
@@ -215,9 +278,13 @@ struct StopsAreHonouredTests {
         #expect(launched.wait { launched.catches(SIGTERM) })
         #expect(launched.signal(SIGTERM) == 75, "\(launched.stderr)")
         // Before the first iteration, whether before the loop or waiting for its first batch.
-        #expect(launched.stdout.contains("stopped by SIGTERM before training")
-                || launched.stdout.contains("stopped by SIGTERM while waiting for data at epoch 1 iteration 0"), "\(launched.stdout)")
-        #expect(try !FileManager.default.contentsOfDirectory(atPath: work).contains { $0.hasPrefix("iter_") }, "nothing to save, nothing saved")
+        #expect(
+            launched.stdout.contains("stopped by SIGTERM before training")
+                || launched.stdout.contains("stopped by SIGTERM while waiting for data at epoch 1 iteration 0"),
+            "\(launched.stdout)")
+        #expect(
+            try !FileManager.default.contentsOfDirectory(atPath: work).contains { $0.hasPrefix("iter_") },
+            "nothing to save, nothing saved")
     }
 
     /// Ranks started with different batch sizes: refused (64) before training, the keys named;
@@ -225,10 +292,17 @@ struct StopsAreHonouredTests {
     @Test func ranksThatDisagreeStopBeforeTraining() throws {
         let work = scratchDirectory("stop-ranks"), config = tinyRunConfig(workDirectory: work, epochs: 1)
         let command = "\(commandDirectory)/nltrain"
-        let r = try run("/usr/bin/mpirun", ["--oversubscribe", "-np", "1", command, "--config", config, "--set", "train.batch_size=2", ":",
-                                            "-np", "1", command, "--config", config, "--set", "train.batch_size=4"], environment: mpiEnvironment)
-        #expect(r.status == 64 && r.stderr.contains("the processes of this job run different configs: train.batch_size is 2 on rank 0 and 4 on rank 1"),
-                "\(r.stderr)")
+        let r = try run(
+            "/usr/bin/mpirun",
+            [
+                "--oversubscribe", "-np", "1", command, "--config", config, "--set", "train.batch_size=2", ":",
+                "-np", "1", command, "--config", config, "--set", "train.batch_size=4",
+            ], environment: mpiEnvironment)
+        #expect(
+            r.status == 64
+                && r.stderr.contains(
+                    "the processes of this job run different configs: train.batch_size is 2 on rank 0 and 4 on rank 1"),
+            "\(r.stderr)")
     }
 }
 
@@ -241,28 +315,46 @@ struct SilentlyWrongTests {
         let work = scratchDirectory("wrong-shrunk")
         let config = tinyRunConfig(workDirectory: work, epochs: 2)
         for _ in 0..<3 { #expect(try run("nltrain", ["--config", config, "--max-time", "0"]).status == 75) }
-        let rows = try String(contentsOfFile: "\(syntheticDatasetDirectory)/train.csv", encoding: .utf8).split(separator: "\n").prefix(9)
+        let rows = try String(contentsOfFile: "\(syntheticDatasetDirectory)/train.csv", encoding: .utf8).split(
+            separator: "\n"
+        ).prefix(9)
         let shrunk = "\(work)-train.csv"
         try (rows.joined(separator: "\n") + "\n").write(toFile: shrunk, atomically: true, encoding: .utf8)
-        let r = try run("nltrain", ["--config", config, "--set", "data.train_annotations=\(shrunk)", "--max-time", "0"])
-        #expect(r.status == 75 && r.stdout.contains("the checkpoint is at iteration 3 of epoch 1, but an epoch of this data has 2 (the training list changed?): epoch 1 counts as done")
-                && r.stdout.contains("global iteration 2 for epoch 1 iteration 2 of 2-iteration epochs (the checkpoint says 3)"), "\(r.stdout)")
+        let r = try run(
+            "nltrain", ["--config", config, "--set", "data.train_annotations=\(shrunk)", "--max-time", "0"])
+        #expect(
+            r.status == 75
+                && r.stdout.contains(
+                    "the checkpoint is at iteration 3 of epoch 1, but an epoch of this data has 2 (the training list changed?): epoch 1 counts as done"
+                )
+                && r.stdout.contains(
+                    "global iteration 2 for epoch 1 iteration 2 of 2-iteration epochs (the checkpoint says 3)"),
+            "\(r.stdout)")
         #expect(r.stdout.contains("validating epoch 1"), "the epoch ends as epochs do: its checkpoint and validation")
     }
 
     /// Positions no run reaches are refused by name (65): an epoch of 2^40 read as "nothing to
     /// do", a finished flag mid-epoch read as a finished run, an iteration of 2^62 trapped on
     /// overflow at another batch size.
-    @Test(arguments: [["epoch": "1099511627776"], ["finished": "true", "iteration": "1", "global_iteration": "5"],
-                      ["iteration": "4611686018427387904", "global_iteration": "4611686018427387904"]])
+    @Test(arguments: [
+        ["epoch": "1099511627776"], ["finished": "true", "iteration": "1", "global_iteration": "5"],
+        ["iteration": "4611686018427387904", "global_iteration": "4611686018427387904"],
+    ])
     func impossiblePositionsAreRefused(_ fields: [String: String]) throws {
         var file = try SafeTensors(contentsOf: "\(RunGoesWrongTests.trained)/iter_00000004.safetensors")
         for (key, value) in fields { file.metadata[key] = value }
         let crafted = "\(temporaryDirectory())/crafted.safetensors"
         try file.write(to: crafted)
-        let r = try run("nltrain", ["--config", tinyRunConfig(workDirectory: scratchDirectory("wrong-position"), epochs: 2), "--resume", crafted,
-                                    "--set", "train.batch_size=2"])
-        #expect(r.status == 65 && r.stderr.contains("\(crafted): the checkpoint") && r.stderr.contains("impossible"), "\(fields): \(r.stderr)")
+        let r = try run(
+            "nltrain",
+            [
+                "--config", tinyRunConfig(workDirectory: scratchDirectory("wrong-position"), epochs: 2), "--resume",
+                crafted,
+                "--set", "train.batch_size=2",
+            ])
+        #expect(
+            r.status == 65 && r.stderr.contains("\(crafted): the checkpoint") && r.stderr.contains("impossible"),
+            "\(fields): \(r.stderr)")
     }
 
     /// After a kill -9 and a resume, each iteration is one record: metrics.jsonl drops what the
@@ -271,14 +363,19 @@ struct SilentlyWrongTests {
     @Test func oneStepOneRecord() throws {
         let work = scratchDirectory("wrong-records")
         let config = tinyRunConfig(workDirectory: work, epochs: 1)
-        #expect(try run("nltrain", ["--config", config, "--max-time", "0"]).status == 75)  // a checkpoint at iteration 1
-        let killed = (2...3).map { #"{"mode":"train","epoch":1,"iteration":\#($0),"global_iteration":\#($0),"loss":9}"# + "\n" }.joined()
-        try (try String(contentsOfFile: "\(work)/metrics.jsonl", encoding: .utf8) + killed).write(toFile: "\(work)/metrics.jsonl", atomically: true, encoding: .utf8)
+        // A checkpoint at iteration 1.
+        #expect(try run("nltrain", ["--config", config, "--max-time", "0"]).status == 75)
+        let killed = (2...3).map {
+            #"{"mode":"train","epoch":1,"iteration":\#($0),"global_iteration":\#($0),"loss":9}"# + "\n"
+        }.joined()
+        try (try String(contentsOfFile: "\(work)/metrics.jsonl", encoding: .utf8) + killed).write(
+            toFile: "\(work)/metrics.jsonl", atomically: true, encoding: .utf8)
         #expect(try run("nltrain", ["--config", config]).status == 0)
-        let steps = try String(contentsOfFile: "\(work)/metrics.jsonl", encoding: .utf8).split(separator: "\n").compactMap { line -> Int? in
-            let record = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-            return record?["mode"] as? String == "train" ? record?["global_iteration"] as? Int : nil
-        }
+        let steps = try String(contentsOfFile: "\(work)/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            .compactMap { line -> Int? in
+                let record = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                return record?["mode"] as? String == "train" ? record?["global_iteration"] as? Int : nil
+            }
         #expect(steps == [1, 2, 3, 4], "\(steps)")
         let files = try FileManager.default.contentsOfDirectory(atPath: "\(work)/tb").sorted()
         #expect(files.count == 2)
@@ -289,8 +386,12 @@ struct SilentlyWrongTests {
     /// A clip of one frame with a 3x7x7 stem trains, as in PyTorch and mmaction2, which pad it: it
     /// was refused as "larger than the clip".
     @Test func oneFrameClipsTrain() throws {
-        let r = try run("nltrain", ["--config", tinyRunConfig(workDirectory: scratchDirectory("wrong-one-frame"), epochs: 1),
-                                    "--set", "data.clip_len=1", "--set", "model.conv1_kernel=3 7 7"])
+        let r = try run(
+            "nltrain",
+            [
+                "--config", tinyRunConfig(workDirectory: scratchDirectory("wrong-one-frame"), epochs: 1),
+                "--set", "data.clip_len=1", "--set", "model.conv1_kernel=3 7 7",
+            ])
         #expect(r.status == 0 && r.stdout.contains("finished 1 epochs"), "\(r.stderr)")
     }
 
@@ -298,9 +399,16 @@ struct SilentlyWrongTests {
     /// from 0.01 to 0.96); a warmup as long as the run is said.
     @Test func contradictorySettings() throws {
         let config = tinyRunConfig(workDirectory: scratchDirectory("wrong-settings"), epochs: 1)
-        let climbing = try run("nltrain", ["--config", config, "--set", "train.lr_policy=cosine", "--set", "train.lr_min=0.96"])
-        #expect(climbing.status == 64 && climbing.stderr.contains("train.lr_min 0.96 is above train.lr 0.05: the cosine rate would climb"), "\(climbing.stderr)")
+        let climbing = try run(
+            "nltrain", ["--config", config, "--set", "train.lr_policy=cosine", "--set", "train.lr_min=0.96"])
+        #expect(
+            climbing.status == 64
+                && climbing.stderr.contains("train.lr_min 0.96 is above train.lr 0.05: the cosine rate would climb"),
+            "\(climbing.stderr)")
         let warm = try run("nltrain", ["--config", config, "--set", "train.warmup_epochs=2"])
-        #expect(warm.status == 0 && warm.stdout.contains("warning: train.warmup_epochs 2.0 is as long as the run (1 epochs)"), "\(warm.stdout)")
+        #expect(
+            warm.status == 0
+                && warm.stdout.contains("warning: train.warmup_epochs 2.0 is as long as the run (1 epochs)"),
+            "\(warm.stdout)")
     }
 }

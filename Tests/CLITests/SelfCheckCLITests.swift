@@ -26,16 +26,22 @@ struct SelfCheckCLITests {
         for threads in kernel.isEmpty ? ["2", "1"] : ["2"] {
             let environment = Self.environment(["NL_THREADS": threads, "OPENBLAS_CORETYPE": kernel])
             let r = try run("nlbench", ["verify"], environment: environment)
-            #expect(r.status == 0 && r.stdout.contains("with \(threads) thread") && r.stdout.contains(": passed: "), "\(r.stdout)\(r.stderr)")
+            #expect(
+                r.status == 0 && r.stdout.contains("with \(threads) thread") && r.stdout.contains(": passed: "),
+                "\(r.stdout)\(r.stderr)")
             if kernel.isEmpty { #expect(r.stdout.contains("self-check of \(BLASKernel.best(for: cpu) ?? "")")) }
-            print("self-check \(kernel.isEmpty ? "commands' kernel" : kernel), \(threads) threads: \(r.stdout.split(separator: "\n").last ?? "")")
+            print(
+                "self-check \(kernel.isEmpty ? "commands' kernel" : kernel), \(threads) threads: \(r.stdout.split(separator: "\n").last ?? "")"
+            )
             #expect(try Self.verdictLines(environment).count == 1)
         }
     }
 
     @Test func catchesAWrongKernel() throws {
         let r = try run("nlbench", ["verify"], environment: Self.environment(["NL_SIMULATE_WRONG_SGEMM": "*:1"]))
-        #expect(r.status == 70 && r.stdout.contains(": FAILED: ") && r.stdout.contains("off float64 by up to 1.0e-02 in "), "\(r.stdout)\(r.stderr)")
+        #expect(
+            r.status == 70 && r.stdout.contains(": FAILED: ") && r.stdout.contains("off float64 by up to 1.0e-02 in "),
+            "\(r.stdout)\(r.stderr)")
     }
 
     /// nltrain on a kernel that is wrong with 2 threads: the check fails, the run goes on on the
@@ -44,16 +50,22 @@ struct SelfCheckCLITests {
         let chosen = BLASKernel.best(for: .current) ?? BLASKernel.current
         let environment = Self.environment(["NL_SIMULATE_WRONG_SGEMM": "\(chosen.lowercased()):2", "NL_THREADS": "2"])
         let work = scratchDirectory("selfcheck-train")
-        let r = try run("nltrain", ["--config", tinyRunConfig(workDirectory: work, epochs: 1)], environment: environment)
+        let r = try run(
+            "nltrain", ["--config", tinyRunConfig(workDirectory: work, epochs: 1)], environment: environment)
         #expect(r.status == 0, "\(r.stderr)")
         let next = SelfCheck.fallbacks(after: .init(kernel: chosen, threads: 2), on: .current).first!
         let log = try String(contentsOfFile: "\(work)/train.log", encoding: .utf8)
-        #expect(log.contains("self-check: \(chosen) with 2 threads: FAILED: ") && log.contains("; fell back to \(next): passed: "), "\(log)")
+        #expect(
+            log.contains("self-check: \(chosen) with 2 threads: FAILED: ")
+                && log.contains("; fell back to \(next): passed: "), "\(log)")
         #expect(log.contains("kernel \(next.kernel)"), "the run computes on the fallback")
         #expect(try Self.verdictLines(environment).count == 2)
 
-        let again = try run("nltrain", ["--config", tinyRunConfig(workDirectory: scratchDirectory("selfcheck-again"), epochs: 1)], environment: environment)
-        #expect(again.status == 0 && again.stdout.contains("\(chosen) with 2 threads: FAILED when checked on ")
+        let again = try run(
+            "nltrain", ["--config", tinyRunConfig(workDirectory: scratchDirectory("selfcheck-again"), epochs: 1)],
+            environment: environment)
+        #expect(
+            again.status == 0 && again.stdout.contains("\(chosen) with 2 threads: FAILED when checked on ")
                 && again.stdout.contains("fell back to \(next): passed when checked on "), "\(again.stdout)")
     }
 
@@ -61,8 +73,12 @@ struct SelfCheckCLITests {
     @Test func nothingRightStopsTheCommand() throws {
         let work = scratchDirectory("selfcheck-eval")
         #expect(try run("nltrain", ["--config", tinyRunConfig(workDirectory: work, epochs: 1)]).status == 0)
-        let r = try run("nleval", ["--ckpt", "\(work)/best.safetensors"], environment: Self.environment(["NL_SIMULATE_WRONG_SGEMM": "*:1"]))
-        #expect(r.status == 70 && r.stderr.contains("no fallback computes right either") && r.stderr.contains("Prescott with 1 thread: FAILED"), "\(r.stderr)")
+        let r = try run(
+            "nleval", ["--ckpt", "\(work)/best.safetensors"],
+            environment: Self.environment(["NL_SIMULATE_WRONG_SGEMM": "*:1"]))
+        #expect(
+            r.status == 70 && r.stderr.contains("no fallback computes right either")
+                && r.stderr.contains("Prescott with 1 thread: FAILED"), "\(r.stderr)")
         #expect(!r.stdout.contains("top-1"))
     }
 }

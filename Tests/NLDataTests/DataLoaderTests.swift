@@ -3,11 +3,15 @@ import NLData
 import Testing
 
 struct DataLoaderTests {
-    func loader(_ dataset: Dataset, workers: Int, mode: DataLoader.Mode = .training, batchSize: Int = 4, rank: Int = 0, worldSize: Int = 1,
-                pipeline: ClipPipeline = SyntheticData.pipeline, numClips: Int = 2, log: BadVideoLog? = nil) -> DataLoader {
+    func loader(
+        _ dataset: Dataset, workers: Int, mode: DataLoader.Mode = .training, batchSize: Int = 4, rank: Int = 0,
+        worldSize: Int = 1,
+        pipeline: ClipPipeline = SyntheticData.pipeline, numClips: Int = 2, log: BadVideoLog? = nil
+    ) -> DataLoader {
         var options = DataLoader.Options(batchSize: batchSize, workers: workers, seed: 11)
         (options.rank, options.worldSize) = (rank, worldSize)
-        let sampler = SampleFrames(clipLength: 8, frameInterval: 2, numClips: mode == .training ? 1 : numClips, testMode: mode == .evaluation)
+        let sampler = SampleFrames(
+            clipLength: 8, frameInterval: 2, numClips: mode == .training ? 1 : numClips, testMode: mode == .evaluation)
         var clips = pipeline
         clips.sampler = sampler
         return DataLoader(dataset: dataset, pipeline: clips, options: options, badVideos: log)
@@ -16,7 +20,9 @@ struct DataLoaderTests {
     func all(_ iterator: BatchIterator) throws -> [(clips: [Float], labels: [Int], videos: [Int], failed: [Bool])] {
         defer { iterator.stop() }
         var out: [(clips: [Float], labels: [Int], videos: [Int], failed: [Bool])] = []
-        while let batch = try iterator.next() { out.append((batch.clips.array, batch.labels, batch.videos, batch.failed)) }
+        while let batch = try iterator.next() {
+            out.append((batch.clips.array, batch.labels, batch.videos, batch.failed))
+        }
         return out
     }
 
@@ -30,28 +36,36 @@ struct DataLoaderTests {
         for workers in [1, 3] {
             let batches = try all(loader(dataset, workers: workers).batches(epoch: 1))
             #expect(batches.count == reference.count)
-            for (a, b) in zip(batches, reference) { #expect(a.clips == b.clips && a.labels == b.labels && a.videos == b.videos) }
+            for (a, b) in zip(batches, reference) {
+                #expect(a.clips == b.clips && a.labels == b.labels && a.videos == b.videos)
+            }
         }
         let resumed = try all(loader(dataset, workers: 2).batches(epoch: 1, from: 2))
         #expect(resumed.count == reference.count - 2 && resumed[0].clips == reference[2].clips)
         let other = try all(loader(dataset, workers: 2).batches(epoch: 2))
         #expect(other[0].videos != reference[0].videos)
         #expect(Set(reference.flatMap(\.videos)).count == reference.count * 4)  // no video twice in an epoch
-        for batch in reference { for (v, label) in zip(batch.videos, batch.labels) { #expect(dataset.entries[v].label == label) } }
+        for batch in reference {
+            for (v, label) in zip(batch.videos, batch.labels) { #expect(dataset.entries[v].label == label) }
+        }
     }
 
     @Test func shardsSplitEveryEpoch() throws {
         let dataset = try SyntheticData.dataset()
-        let l0 = loader(dataset, workers: 0, rank: 0, worldSize: 2), l1 = loader(dataset, workers: 0, rank: 1, worldSize: 2)
+        let l0 = loader(dataset, workers: 0, rank: 0, worldSize: 2),
+            l1 = loader(dataset, workers: 0, rank: 1, worldSize: 2)
         let (a, b) = (l0.order(epoch: 3), l1.order(epoch: 3))
-        #expect(a.count == (dataset.entries.count + 1) / 2 && Set(a).isDisjoint(with: b) || dataset.entries.count % 2 == 1)
+        #expect(
+            a.count == (dataset.entries.count + 1) / 2 && Set(a).isDisjoint(with: b) || dataset.entries.count % 2 == 1)
         #expect(Set(a + b) == Set(dataset.entries.indices))
     }
 
     /// Evaluation: every video once, in order, clips x crops views each, the last batch kept.
     @Test func evaluationViews() throws {
         let dataset = try SyntheticData.dataset("val.csv")
-        let three = ClipPipeline(sampler: SyntheticData.sampler, resize: ShortEdgeResize(48), crop: ThreeCrop(size: 48), normalize: SyntheticData.pipeline.normalize)
+        let three = ClipPipeline(
+            sampler: SyntheticData.sampler, resize: ShortEdgeResize(48), crop: ThreeCrop(size: 48),
+            normalize: SyntheticData.pipeline.normalize)
         let l = loader(dataset, workers: 2, mode: .evaluation, batchSize: 5, pipeline: three)
         #expect(l.viewsPerVideo == 6)
         let batches = try all(l.batches(epoch: 0))
@@ -65,12 +79,19 @@ struct DataLoaderTests {
     /// the batch size. (Batches smaller than a video's views used to wait forever.)
     @Test(.timeLimit(.minutes(1)), arguments: [0, 1, 2]) func viewsSpanningBatches(workers: Int) throws {
         let dataset = try SyntheticData.dataset("val.csv")
-        let three = ClipPipeline(sampler: SyntheticData.sampler, resize: ShortEdgeResize(32), crop: ThreeCrop(size: 32), normalize: SyntheticData.pipeline.normalize)
-        let whole = try all(loader(dataset, workers: 0, mode: .evaluation, batchSize: 30 * dataset.entries.count, pipeline: three, numClips: 10).batches(epoch: 0))
+        let three = ClipPipeline(
+            sampler: SyntheticData.sampler, resize: ShortEdgeResize(32), crop: ThreeCrop(size: 32),
+            normalize: SyntheticData.pipeline.normalize)
+        let whole = try all(
+            loader(
+                dataset, workers: 0, mode: .evaluation, batchSize: 30 * dataset.entries.count, pipeline: three,
+                numClips: 10
+            ).batches(epoch: 0))
         #expect(whole.count == 1)
         let reference = whole[0].clips, viewSize = reference.count / (30 * dataset.entries.count)
         for batchSize in [1, 4, 7, 8, 29, 31, 64] {
-            let l = loader(dataset, workers: workers, mode: .evaluation, batchSize: batchSize, pipeline: three, numClips: 10)
+            let l = loader(
+                dataset, workers: workers, mode: .evaluation, batchSize: batchSize, pipeline: three, numClips: 10)
             let batches = try all(l.batches(epoch: 0))
             #expect(batches.count == l.batchesPerEpoch)
             #expect(batches.flatMap(\.videos) == dataset.entries.indices.flatMap { [Int](repeating: $0, count: 30) })
@@ -95,11 +116,16 @@ struct DataLoaderTests {
         let listed = try String(contentsOfFile: file, encoding: .utf8)
         #expect(listed.hasPrefix(dataset.entries[broken].path + "\t"))
         // Evaluation keeps the video and marks its views failed.
-        let eval = try all(loader(dataset, workers: 1, mode: .evaluation, batchSize: 2, log: BadVideoLog(file: nil, maxFraction: 1, report: { _ in })).batches(epoch: 0))
+        let eval = try all(
+            loader(
+                dataset, workers: 1, mode: .evaluation, batchSize: 2,
+                log: BadVideoLog(file: nil, maxFraction: 1, report: { _ in })
+            ).batches(epoch: 0))
         let failedVideos = Set(zip(eval.flatMap(\.videos), eval.flatMap(\.failed)).filter(\.1).map(\.0))
         #expect(failedVideos == [broken])
         // No videos may fail: the first failure stops the epoch with a data error.
-        let strict = loader(dataset, workers: 1, batchSize: 1, log: BadVideoLog(file: nil, maxFraction: 0, report: { _ in }))
+        let strict = loader(
+            dataset, workers: 1, batchSize: 1, log: BadVideoLog(file: nil, maxFraction: 0, report: { _ in }))
         #expect(throws: DataError.self) { try all(strict.batches(epoch: 0)) }
     }
 }

@@ -45,13 +45,18 @@ struct SamplingTests {
         let two = SampleFrames(clipLength: 32, frameInterval: 2, numClips: 2)
         #expect(two.indices(frameCount: 64, using: &generator)[32] == 0)
         // One clip anywhere in 300 frames: start in [0, 237).
-        let starts = (0..<500).map { _ in SampleFrames(clipLength: 32, frameInterval: 2).indices(frameCount: 300, using: &generator)[0] }
+        let starts = (0..<500).map { _ in
+            SampleFrames(clipLength: 32, frameInterval: 2).indices(frameCount: 300, using: &generator)[0]
+        }
         #expect(starts.min()! >= 0 && starts.max()! < 237 && Set(starts).count > 150)
     }
 
     @Test mutating func tsnSegments() {
         // 100 frames in 8 segments: test picks int(i * 12.5 + 6.25), training i * 12 + [0, 12).
-        #expect(SampleFrames.segments(8, testMode: true).indices(frameCount: 100, using: &generator) == [6, 18, 31, 43, 56, 68, 81, 93])
+        #expect(
+            SampleFrames.segments(8, testMode: true).indices(frameCount: 100, using: &generator) == [
+                6, 18, 31, 43, 56, 68, 81, 93,
+            ])
         let drawn = SampleFrames.segments(8).indices(frameCount: 100, using: &generator)
         #expect(drawn.enumerated().allSatisfy { $1 >= $0 * 12 && $1 < $0 * 12 + 12 })
     }

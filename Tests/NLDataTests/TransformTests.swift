@@ -96,7 +96,9 @@ struct TransformTests {
     @Test func normalize() {
         let pixel = VideoFrames(count: 1, height: 1, width: 1, pixels: [255, 0, 128])
         var out = [Float](repeating: 0, count: 3)
-        out.withUnsafeMutableBufferPointer { Normalize(mean: [123.675, 116.28, 103.53], std: [58.395, 57.12, 57.375]).write(pixel, into: $0.baseAddress!) }
+        out.withUnsafeMutableBufferPointer {
+            Normalize(mean: [123.675, 116.28, 103.53], std: [58.395, 57.12, 57.375]).write(pixel, into: $0.baseAddress!)
+        }
         #expect(abs(out[0] - (255 - 123.675) / 58.395) < 1e-5 && abs(out[1] + 116.28 / 57.12) < 1e-5)
 
     }

@@ -62,16 +62,21 @@ struct FixtureParityTests {
         expectClose("softmax_cross_entropy", "grad_input", gradient, file.tensor("grad_input")!)
     }
 
-    func expectClose(_ name: String, _ quantity: String, _ actual: Tensor, _ expected: Tensor,
-                     sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectClose(
+        _ name: String, _ quantity: String, _ actual: Tensor, _ expected: Tensor,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         guard actual.shape == expected.shape else {
-            Issue.record("\(name) \(quantity): shape \(actual.shape), expected \(expected.shape)", sourceLocation: sourceLocation)
+            Issue.record(
+                "\(name) \(quantity): shape \(actual.shape), expected \(expected.shape)", sourceLocation: sourceLocation
+            )
             return
         }
         let comparison = Comparison(actual, expected)
         report(name, quantity, comparison)
-        #expect(comparison.passes(tolerance: Self.tolerance, zeroTolerance: Self.zeroTolerance),
-                "\(name) \(quantity): \(comparison.label)", sourceLocation: sourceLocation)
+        #expect(
+            comparison.passes(tolerance: Self.tolerance, zeroTolerance: Self.zeroTolerance),
+            "\(name) \(quantity): \(comparison.label)", sourceLocation: sourceLocation)
     }
 }
 
@@ -84,21 +89,24 @@ func makeLayer(_ settings: [String: String]) -> Layer {
     }
     switch settings["layer"]! {
     case "conv3d":
-        return Conv3d(inputChannels: int("inputs"), outputChannels: int("outputs"), kernelSize: size("kernel"),
-                      stride: size("stride"), padding: size("padding"), bias: int("bias") == 1)
+        return Conv3d(
+            inputChannels: int("inputs"), outputChannels: int("outputs"), kernelSize: size("kernel"),
+            stride: size("stride"), padding: size("padding"), bias: int("bias") == 1)
     case "batchnorm3d": return BatchNorm3d(channels: int("channels"))
     case "relu": return ReLU()
     case "maxpool3d": return MaxPool3d(kernelSize: size("kernel"), stride: size("stride"), padding: size("padding"))
     case "global_average_pool": return GlobalAveragePool()
     case "linear": return Linear(inputFeatures: int("inputs"), outputFeatures: int("outputs"))
     case "nonlocal":
-        return NonLocalBlock(channels: int("channels"), mode: NonLocalBlock.Mode(rawValue: settings["mode"]!)!,
-                             useScale: int("use_scale") == 1, subSample: int("sub_sample") == 1)
+        return NonLocalBlock(
+            channels: int("channels"), mode: NonLocalBlock.Mode(rawValue: settings["mode"]!)!,
+            useScale: int("use_scale") == 1, subSample: int("sub_sample") == 1)
     case "context":
         let fusions = settings["fusions"]!.split(separator: " ")
-        return ContextBlock(channels: int("channels"), ratio: Double(settings["ratio"]!)!,
-                            pooling: ContextBlock.Pooling(rawValue: settings["pooling"]!)!,
-                            channelAdd: fusions.contains("channel_add"), channelMul: fusions.contains("channel_mul"))
+        return ContextBlock(
+            channels: int("channels"), ratio: Double(settings["ratio"]!)!,
+            pooling: ContextBlock.Pooling(rawValue: settings["pooling"]!)!,
+            channelAdd: fusions.contains("channel_add"), channelMul: fusions.contains("channel_mul"))
     case let other: fatalError("no layer \(other)")
     }
 }

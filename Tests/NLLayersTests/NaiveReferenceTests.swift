@@ -5,7 +5,9 @@ import Testing
 /// The fast layers against the definitions in NaiveReferences.swift, over grids of shapes,
 /// strides and paddings (odd sizes included).
 struct NaiveReferenceTests {
-    static let kernels = [Size3(1), Size3(3, 1, 1), Size3(2, 1, 1), Size3(1, 3, 3), Size3(3), Size3(2, 2, 3), Size3(3, 5, 5)]
+    static let kernels = [
+        Size3(1), Size3(3, 1, 1), Size3(2, 1, 1), Size3(1, 3, 3), Size3(3), Size3(2, 2, 3), Size3(3, 5, 5),
+    ]
     static let strides = [Size3(1), Size3(1, 2, 2), Size3(2, 1, 1), Size3(2), Size3(1, 3, 2)]
     static let paddings = [Size3(0), Size3(1, 0, 0), Size3(0, 1, 1), Size3(1), Size3(1, 2, 2)]
 
@@ -15,11 +17,16 @@ struct NaiveReferenceTests {
         let inputShape = [2, 5, 7, 6, 3]
         var cases = 0
         for stride in Self.strides {
-            for padding in Self.paddings where padding.t < kernel.t + 1 && padding.h < kernel.h + 2 && padding.w < kernel.w + 2 {
-                let fits = (inputShape[1] + 2 * padding.t >= kernel.t) && (inputShape[2] + 2 * padding.h >= kernel.h) && (inputShape[3] + 2 * padding.w >= kernel.w)
+            for padding in Self.paddings
+            where padding.t < kernel.t + 1 && padding.h < kernel.h + 2 && padding.w < kernel.w + 2 {
+                let fits =
+                    (inputShape[1] + 2 * padding.t >= kernel.t) && (inputShape[2] + 2 * padding.h >= kernel.h)
+                    && (inputShape[3] + 2 * padding.w >= kernel.w)
                 guard fits else { continue }
                 for bias in [false, true] {
-                    let conv = Conv3d(inputChannels: 3, outputChannels: 4, kernelSize: kernel, stride: stride, padding: padding, bias: bias)
+                    let conv = Conv3d(
+                        inputChannels: 3, outputChannels: 4, kernelSize: kernel, stride: stride, padding: padding,
+                        bias: bias)
                     compare(conv, input: randomTensor(inputShape, using: &generator), using: &generator)
                     cases += 1
                 }
@@ -39,14 +46,17 @@ struct NaiveReferenceTests {
     /// through columns, scattered phase by phase so threads never add into the same frame.
     @Test func stridedConvolutionAcrossSeveralTiles() {
         var generator = SeededGenerator(seed: 15)
-        let conv = Conv3d(inputChannels: 64, outputChannels: 8, kernelSize: Size3(3), stride: Size3(2, 1, 1), padding: Size3(1))
+        let conv = Conv3d(
+            inputChannels: 64, outputChannels: 8, kernelSize: Size3(3), stride: Size3(2, 1, 1), padding: Size3(1))
         compare(conv, input: randomTensor([1, 5, 20, 20, 64], using: &generator), using: &generator)
     }
 
     /// The first layer of a network skips the input gradient and still gets its weight gradient.
     @Test func convolutionWithoutInputGradient() {
         var generator = SeededGenerator(seed: 13)
-        let conv = Conv3d(inputChannels: 3, outputChannels: 4, kernelSize: Size3(5, 7, 7), stride: Size3(2), padding: Size3(2, 3, 3), bias: false)
+        let conv = Conv3d(
+            inputChannels: 3, outputChannels: 4, kernelSize: Size3(5, 7, 7), stride: Size3(2), padding: Size3(2, 3, 3),
+            bias: false)
         conv.computesInputGradient = false
         let x = randomTensor([1, 6, 9, 9, 3], using: &generator)
         conv.weight.value.fillNormal(std: 0.3, using: &generator)
@@ -74,8 +84,9 @@ struct NaiveReferenceTests {
         for (kernel, stride, padding, size) in cases {
             for direct in [true, false] {
                 for cout in [16, 64] {
-                    let conv = Conv3d(inputChannels: inputChannels, outputChannels: cout, kernelSize: kernel, stride: stride,
-                                      padding: padding, bias: cout == 16)
+                    let conv = Conv3d(
+                        inputChannels: inputChannels, outputChannels: cout, kernelSize: kernel, stride: stride,
+                        padding: padding, bias: cout == 16)
                     conv.usesDirectLoops = direct
                     compare(conv, input: randomTensor(size + [inputChannels], using: &generator), using: &generator)
                 }
@@ -86,7 +97,8 @@ struct NaiveReferenceTests {
     func compare(_ conv: Conv3d, input x: Tensor, using generator: inout SeededGenerator) {
         randomizeParameters(conv, using: &generator)
         let naive = NaiveConvolution(conv: conv)
-        let label = "kernel \(conv.kernelSize) stride \(conv.stride) padding \(conv.padding) bias \(conv.bias != nil) channels \(conv.inputChannels)->\(conv.outputChannels) direct \(conv.usesDirectLoops)"
+        let label =
+            "kernel \(conv.kernelSize) stride \(conv.stride) padding \(conv.padding) bias \(conv.bias != nil) channels \(conv.inputChannels)->\(conv.outputChannels) direct \(conv.usesDirectLoops)"
         let y = conv.forward(x, training: true)
         #expect(relativeError(y, naive.forward(x)) < 1e-5, "forward, \(label)")
         let dy = randomTensor(y.shape, using: &generator)
@@ -100,7 +112,8 @@ struct NaiveReferenceTests {
         let sum = randomTensor(x.shape, using: &generator)
         let expected = Tensor(shape: x.shape, values: zip(sum.array, ndx.array).map { $0 + $1 })
         let returned = conv.backward(dy, addingInputGradientTo: sum)
-        #expect(returned.storage === sum.storage && relativeError(sum, expected) < 1e-5, "input gradient added, \(label)")
+        #expect(
+            returned.storage === sum.storage && relativeError(sum, expected) < 1e-5, "input gradient added, \(label)")
     }
 
     @Test func maxPoolMatchesDefinition() {
@@ -108,14 +121,17 @@ struct NaiveReferenceTests {
         let kernels = [Size3(1, 3, 3), Size3(2, 1, 1), Size3(1, 2, 2), Size3(3), Size3(2, 3, 2)]
         for kernel in kernels {
             for stride in [Size3(1, 2, 2), Size3(2, 1, 1), Size3(1), Size3(2)] {
-                for padding in [Size3(0), Size3(0, 1, 1), Size3(1)] where 2 * padding.t <= kernel.t && 2 * padding.h <= kernel.h && 2 * padding.w <= kernel.w {
+                for padding in [Size3(0), Size3(0, 1, 1), Size3(1)]
+                where 2 * padding.t <= kernel.t && 2 * padding.h <= kernel.h && 2 * padding.w <= kernel.w {
                     let pool = MaxPool3d(kernelSize: kernel, stride: stride, padding: padding)
                     let x = distinctValues([2, 5, 7, 6, 3], using: &generator)
                     let y = pool.forward(x, training: true)
                     let dy = randomTensor(y.shape, using: &generator)
                     let naive = naiveMaxPool(pool, x, dy)
                     #expect(y.array == naive.y.array, "forward, kernel \(kernel) stride \(stride) padding \(padding)")
-                    #expect(relativeError(pool.backward(dy), naive.dx) < 1e-6, "backward, kernel \(kernel) stride \(stride) padding \(padding)")
+                    #expect(
+                        relativeError(pool.backward(dy), naive.dx) < 1e-6,
+                        "backward, kernel \(kernel) stride \(stride) padding \(padding)")
                 }
             }
         }
@@ -149,8 +165,12 @@ struct NaiveReferenceTests {
             let (ny, ndx, ndw, ndb) = naiveBatchNorm(bn, x, dy, batchStatistics: training && !frozen)
             let label = "training \(training) frozen \(frozen)"
             #expect(relativeError(y, ny) < 1e-5 && relativeError(dx, ndx) < 1e-5, "\(label)")
-            #expect(relativeError(bn.weight.gradient, Tensor(shape: [bn.channels], values: ndw.map(Float.init))) < 1e-5, "\(label)")
-            #expect(relativeError(bn.bias.gradient, Tensor(shape: [bn.channels], values: ndb.map(Float.init))) < 1e-5, "\(label)")
+            #expect(
+                relativeError(bn.weight.gradient, Tensor(shape: [bn.channels], values: ndw.map(Float.init))) < 1e-5,
+                "\(label)")
+            #expect(
+                relativeError(bn.bias.gradient, Tensor(shape: [bn.channels], values: ndb.map(Float.init))) < 1e-5,
+                "\(label)")
         }
     }
 
@@ -186,38 +206,48 @@ struct NaiveReferenceTests {
                 if case .parameter(let p) = a.entry, case .parameter(let q) = b.entry { q.value.copy(from: p.value) }
             }
             (fused.frozen, plain.frozen) = (frozen, frozen)
-            let x = randomTensor([2, 3, 4, 2, 13], using: &generator), dy = randomTensor([2, 3, 4, 2, 13], using: &generator)
+            let x = randomTensor([2, 3, 4, 2, 13], using: &generator),
+                dy = randomTensor([2, 3, 4, 2, 13], using: &generator)
             let y = fused.forward(x, training: training)
             #expect(y.array == relu.forward(plain.forward(x, training: training), training: training).array)
             #expect(y.array.contains(0) && y.array.contains { $0 > 0 }, "both sides of the kink")
             let dx = fused.backward(dy), expected = plain.backward(relu.backward(dy))
             #expect(dx.array == expected.array && fused.weight.gradient.array == plain.weight.gradient.array)
-            #expect(fused.bias.gradient.array == plain.bias.gradient.array && fused.runningMean.array == plain.runningMean.array)
+            #expect(
+                fused.bias.gradient.array == plain.bias.gradient.array
+                    && fused.runningMean.array == plain.runningMean.array)
         }
     }
 
     @Test(arguments: NonLocalBlock.Mode.allCases)
     func nonLocalMatchesDefinition(mode: NonLocalBlock.Mode) {
         var generator = SeededGenerator(seed: 16)
-        for (subSample, useScale, shape) in [(true, false, [2, 3, 4, 6, 8]), (false, true, [1, 2, 3, 5, 6]), (true, true, [2, 1, 5, 3, 4])] {
+        for (subSample, useScale, shape) in [
+            (true, false, [2, 3, 4, 6, 8]), (false, true, [1, 2, 3, 5, 6]), (true, true, [2, 1, 5, 3, 4]),
+        ] {
             let block = NonLocalBlock(channels: shape[4], mode: mode, useScale: useScale, subSample: subSample)
             randomizeParameters(block, using: &generator)
             let x = randomTensor(shape, using: &generator)
             for training in [true, false] {
                 let y = block.forward(x, training: training)
-                #expect(relativeError(y, naiveNonLocal(block, x, training: training)) < 1e-5,
-                        "\(mode) subSample \(subSample) useScale \(useScale) training \(training)")
+                #expect(
+                    relativeError(y, naiveNonLocal(block, x, training: training)) < 1e-5,
+                    "\(mode) subSample \(subSample) useScale \(useScale) training \(training)")
             }
         }
     }
 
     @Test func contextBlockMatchesDefinition() {
         var generator = SeededGenerator(seed: 17)
-        for (pooling, add, mul) in [(ContextBlock.Pooling.attention, true, false), (.average, true, true), (.attention, false, true)] {
+        for (pooling, add, mul) in [
+            (ContextBlock.Pooling.attention, true, false), (.average, true, true), (.attention, false, true),
+        ] {
             let block = ContextBlock(channels: 16, ratio: 0.25, pooling: pooling, channelAdd: add, channelMul: mul)
             randomizeParameters(block, using: &generator)
             let x = randomTensor([2, 2, 3, 5, 16], using: &generator)
-            #expect(relativeError(block.forward(x, training: true), naiveContext(block, x)) < 1e-5, "\(pooling) add \(add) mul \(mul)")
+            #expect(
+                relativeError(block.forward(x, training: true), naiveContext(block, x)) < 1e-5,
+                "\(pooling) add \(add) mul \(mul)")
         }
     }
 
@@ -232,19 +262,25 @@ struct NaiveReferenceTests {
         // Global average pooling
         let gap = GlobalAveragePool()
         let pooled = gap.forward(x, training: true)
-        for s in 0..<2 { for c in 0..<6 {
-            let mean = (0..<60).map { Double(x.data[(s * 60 + $0) * 6 + c]) }.reduce(0, +) / 60
-            #expect(abs(Double(pooled.data[s * 6 + c]) - mean) < 1e-6)
-        } }
+        for s in 0..<2 {
+            for c in 0..<6 {
+                let mean = (0..<60).map { Double(x.data[(s * 60 + $0) * 6 + c]) }.reduce(0, +) / 60
+                #expect(abs(Double(pooled.data[s * 6 + c]) - mean) < 1e-6)
+            }
+        }
         // Linear
         let linear = Linear(inputFeatures: 6, outputFeatures: 4)
         randomizeParameters(linear, using: &generator)
         let features = randomTensor([3, 6], using: &generator)
         let out = linear.forward(features, training: true)
-        for s in 0..<3 { for o in 0..<4 {
-            let v = (0..<6).reduce(Double(linear.bias!.value.data[o])) { $0 + Double(features.data[s * 6 + $1]) * Double(linear.weight.value.data[o * 6 + $1]) }
-            #expect(abs(Double(out.data[s * 4 + o]) - v) < 1e-5)
-        } }
+        for s in 0..<3 {
+            for o in 0..<4 {
+                let v = (0..<6).reduce(Double(linear.bias!.value.data[o])) {
+                    $0 + Double(features.data[s * 6 + $1]) * Double(linear.weight.value.data[o * 6 + $1])
+                }
+                #expect(abs(Double(out.data[s * 4 + o]) - v) < 1e-5)
+            }
+        }
     }
 
     @Test func dropoutIsSeededScaledAndTheIdentityInInference() {

@@ -14,19 +14,37 @@ struct NaiveConvolution {
     /// Visits every (output element, kernel tap) pair whose input element is inside the input.
     func forEachProduct(_ inputShape: [Int], _ body: (_ out: Int, _ inOffset: Int, _ weightOffset: Int) -> Void) {
         let outShape = conv.outputShape(for: inputShape)
-        let (k, st, p, cin, cout) = (conv.kernelSize, conv.stride, conv.padding, conv.inputChannels, conv.outputChannels)
-        for s in 0..<outShape[0] { for to in 0..<outShape[1] { for ho in 0..<outShape[2] { for wo in 0..<outShape[3] {
-            for kt in 0..<k.t { for kh in 0..<k.h { for kw in 0..<k.w {
-                let (ti, hi, wi) = (to * st.t - p.t + kt, ho * st.h - p.h + kh, wo * st.w - p.w + kw)
-                guard ti >= 0, ti < inputShape[1], hi >= 0, hi < inputShape[2], wi >= 0, wi < inputShape[3] else { continue }
-                for co in 0..<cout {
-                    for ci in 0..<cin {
-                        body(offset(outShape, s, to, ho, wo, co), offset(inputShape, s, ti, hi, wi, ci),
-                             (((kt * k.h + kh) * k.w + kw) * cin + ci) * cout + co)
+        let (k, st, p, cin, cout) = (
+            conv.kernelSize, conv.stride, conv.padding, conv.inputChannels, conv.outputChannels
+        )
+        for s in 0..<outShape[0] {
+            for to in 0..<outShape[1] {
+                for ho in 0..<outShape[2] {
+                    for wo in 0..<outShape[3] {
+                        for kt in 0..<k.t {
+                            for kh in 0..<k.h {
+                                for kw in 0..<k.w {
+                                    let (ti, hi, wi) = (
+                                        to * st.t - p.t + kt, ho * st.h - p.h + kh, wo * st.w - p.w + kw
+                                    )
+                                    guard ti >= 0, ti < inputShape[1], hi >= 0, hi < inputShape[2], wi >= 0,
+                                        wi < inputShape[3]
+                                    else { continue }
+                                    for co in 0..<cout {
+                                        for ci in 0..<cin {
+                                            body(
+                                                offset(outShape, s, to, ho, wo, co),
+                                                offset(inputShape, s, ti, hi, wi, ci),
+                                                (((kt * k.h + kh) * k.w + kw) * cin + ci) * cout + co)
+                                        }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
-            } } }
-        } } } }
+            }
+        }
     }
 
     func forward(_ x: Tensor) -> Tensor {
@@ -51,9 +69,11 @@ struct NaiveConvolution {
         }
         var db = [Double](repeating: 0, count: conv.outputChannels)
         for o in 0..<dy.count { db[o % conv.outputChannels] += Double(dy.data[o]) }
-        return (Tensor(shape: x.shape, values: dx.map(Float.init)),
-                Tensor(shape: conv.weight.value.shape, values: dw.map(Float.init)),
-                Tensor(shape: [conv.outputChannels], values: db.map(Float.init)))
+        return (
+            Tensor(shape: x.shape, values: dx.map(Float.init)),
+            Tensor(shape: conv.weight.value.shape, values: dw.map(Float.init)),
+            Tensor(shape: [conv.outputChannels], values: db.map(Float.init))
+        )
     }
 }
 
@@ -62,30 +82,49 @@ func naiveMaxPool(_ pool: MaxPool3d, _ x: Tensor, _ dy: Tensor?) -> (y: Tensor, 
     let shape = pool.outputShape(for: x.shape)
     let y = Tensor(zeros: shape), dx = Tensor(zeros: x.shape)
     let (k, st, p) = (pool.kernelSize, pool.stride, pool.padding)
-    for s in 0..<shape[0] { for to in 0..<shape[1] { for ho in 0..<shape[2] { for wo in 0..<shape[3] { for c in 0..<shape[4] {
-        var best = -Float.infinity, at = -1
-        for kt in 0..<k.t { for kh in 0..<k.h { for kw in 0..<k.w {
-            let (ti, hi, wi) = (to * st.t - p.t + kt, ho * st.h - p.h + kh, wo * st.w - p.w + kw)
-            guard ti >= 0, ti < x.shape[1], hi >= 0, hi < x.shape[2], wi >= 0, wi < x.shape[3] else { continue }
-            let i = offset(x.shape, s, ti, hi, wi, c)
-            if at < 0 || x.data[i] > best { (best, at) = (x.data[i], i) }
-        } } }
-        let o = offset(shape, s, to, ho, wo, c)
-        y.data[o] = best
-        if let dy { dx.data[at] += dy.data[o] }
-    } } } } }
+    for s in 0..<shape[0] {
+        for to in 0..<shape[1] {
+            for ho in 0..<shape[2] {
+                for wo in 0..<shape[3] {
+                    for c in 0..<shape[4] {
+                        var best = -Float.infinity, at = -1
+                        for kt in 0..<k.t {
+                            for kh in 0..<k.h {
+                                for kw in 0..<k.w {
+                                    let (ti, hi, wi) = (
+                                        to * st.t - p.t + kt, ho * st.h - p.h + kh, wo * st.w - p.w + kw
+                                    )
+                                    guard ti >= 0, ti < x.shape[1], hi >= 0, hi < x.shape[2], wi >= 0, wi < x.shape[3]
+                                    else { continue }
+                                    let i = offset(x.shape, s, ti, hi, wi, c)
+                                    if at < 0 || x.data[i] > best { (best, at) = (x.data[i], i) }
+                                }
+                            }
+                        }
+                        let o = offset(shape, s, to, ho, wo, c)
+                        y.data[o] = best
+                        if let dy { dx.data[at] += dy.data[o] }
+                    }
+                }
+            }
+        }
+    }
     return (y, dx)
 }
 
 /// BatchNorm by its formulas: (y, dx, dweight, dbias) with batch or running statistics.
-func naiveBatchNorm(_ bn: BatchNorm3d, _ x: Tensor, _ dy: Tensor, batchStatistics: Bool) -> (Tensor, Tensor, [Double], [Double]) {
+func naiveBatchNorm(
+    _ bn: BatchNorm3d, _ x: Tensor, _ dy: Tensor, batchStatistics: Bool
+) -> (Tensor, Tensor, [Double], [Double]) {
     let c = bn.channels, rows = x.rows, n = Double(rows)
     let y = Tensor(zeros: x.shape), dx = Tensor(zeros: x.shape)
     var dw = [Double](repeating: 0, count: c), db = [Double](repeating: 0, count: c)
     for j in 0..<c {
         let column = (0..<rows).map { Double(x.data[$0 * c + j]) }
         let mean = batchStatistics ? column.reduce(0, +) / n : Double(bn.runningMean.data[j])
-        let variance = batchStatistics ? column.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / n : Double(bn.runningVariance.data[j])
+        let variance =
+            batchStatistics
+            ? column.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / n : Double(bn.runningVariance.data[j])
         let s = 1 / (variance + Double(bn.epsilon)).squareRoot()
         let (w, b) = (Double(bn.weight.value.data[j]), Double(bn.bias.value.data[j]))
         let xhat = column.map { ($0 - mean) * s }
@@ -94,7 +133,8 @@ func naiveBatchNorm(_ bn: BatchNorm3d, _ x: Tensor, _ dy: Tensor, batchStatistic
         dw[j] = zip(g, xhat).map(*).reduce(0, +)
         for r in 0..<rows {
             y.data[r * c + j] = Float(xhat[r] * w + b)
-            dx.data[r * c + j] = Float(batchStatistics ? w * s * (g[r] - db[j] / n - xhat[r] * dw[j] / n) : w * s * g[r])
+            dx.data[r * c + j] = Float(
+                batchStatistics ? w * s * (g[r] - db[j] / n - xhat[r] * dw[j] / n) : w * s * g[r])
         }
     }
     return (y, dx, dw, db)
@@ -121,11 +161,15 @@ func naiveNonLocal(_ block: NonLocalBlock, _ x: Tensor, training: Bool) -> Tenso
                     let w = block.concatProject!.weight.value.data
                     var v = 0.0
                     for c in 0..<inner {
-                        v += Double(w[c]) * Double(theta.data[(s * p + i) * d + c]) + Double(w[inner + c]) * Double(phi.data[(s * pp + j) * d + c])
+                        v +=
+                            Double(w[c]) * Double(theta.data[(s * p + i) * d + c]) + Double(w[inner + c])
+                            * Double(phi.data[(s * pp + j) * d + c])
                     }
                     scores[j] = max(v, 0) / Double(pp)
                 } else {
-                    for c in 0..<d { scores[j] += Double(theta.data[(s * p + i) * d + c]) * Double(phi.data[(s * pp + j) * d + c]) }
+                    for c in 0..<d {
+                        scores[j] += Double(theta.data[(s * p + i) * d + c]) * Double(phi.data[(s * pp + j) * d + c])
+                    }
                 }
             }
             switch block.mode {
@@ -157,25 +201,39 @@ func naiveContext(_ block: ContextBlock, _ x: Tensor) -> Tensor {
     func transform(_ t: ContextBlock.Transform, _ context: [Double]) -> [Double] {
         let (e, ln, pr) = (t.expand, t.norm, t.project)
         let planes = ln.channels
-        var h = (0..<planes).map { o in (0..<c).reduce(Double(e.bias!.value.data[o])) { $0 + context[$1] * Double(e.weight.value.data[$1 * planes + o]) } }
+        var h = (0..<planes).map { o in
+            (0..<c).reduce(Double(e.bias!.value.data[o])) {
+                $0 + context[$1] * Double(e.weight.value.data[$1 * planes + o])
+            }
+        }
         let mean = h.reduce(0, +) / Double(planes)
         let variance = h.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(planes)
         h = h.enumerated().map { j, v in
-            max(0, (v - mean) / (variance + Double(ln.epsilon)).squareRoot() * Double(ln.weight.value.data[j]) + Double(ln.bias.value.data[j]))
+            max(
+                0,
+                (v - mean) / (variance + Double(ln.epsilon)).squareRoot() * Double(ln.weight.value.data[j])
+                    + Double(ln.bias.value.data[j]))
         }
-        return (0..<c).map { o in (0..<planes).reduce(Double(pr.bias!.value.data[o])) { $0 + h[$1] * Double(pr.weight.value.data[$1 * c + o]) } }
+        return (0..<c).map { o in
+            (0..<planes).reduce(Double(pr.bias!.value.data[o])) {
+                $0 + h[$1] * Double(pr.weight.value.data[$1 * c + o])
+            }
+        }
     }
     let out = x.copy()
     for s in 0..<n {
         var weights = [Double](repeating: 1 / Double(p), count: p)
         if let mask = block.convMask {
             let logits = (0..<p).map { i in
-                (0..<c).reduce(Double(mask.bias!.value.data[0])) { $0 + Double(x.data[(s * p + i) * c + $1]) * Double(mask.weight.value.data[$1]) }
+                (0..<c).reduce(Double(mask.bias!.value.data[0])) {
+                    $0 + Double(x.data[(s * p + i) * c + $1]) * Double(mask.weight.value.data[$1])
+                }
             }
             let e = logits.map { exp($0 - logits.max()!) }
             weights = e.map { $0 / e.reduce(0, +) }
         }
-        let context = (0..<c).map { j in (0..<p).reduce(0.0) { $0 + weights[$1] * Double(x.data[(s * p + $1) * c + j]) } }
+        let context = (0..<c).map { j in (0..<p).reduce(0.0) { $0 + weights[$1] * Double(x.data[(s * p + $1) * c + j]) }
+        }
         let gate = block.channelMul.map { transform($0, context).map { 1 / (1 + exp(-$0)) } }
         let shift = block.channelAdd.map { transform($0, context) }
         for i in 0..<p {

@@ -28,7 +28,8 @@ struct CheckpointTests {
         model.save(into: &file)
         let ours = model.state.map { key, _ in
             let e = file.entries[key]!
-            return "\(key) [\(e.shape.map(String.init).joined(separator: ", "))] \(e.dtype == .i64 ? "int64" : "float32")"
+            return
+                "\(key) [\(e.shape.map(String.init).joined(separator: ", "))] \(e.dtype == .i64 ? "int64" : "float32")"
         }
         #expect(ours == listing)
         #expect(model.parameters.reduce(0) { $0 + $1.parameter.value.count } == 35_397_840)
@@ -41,7 +42,8 @@ struct CheckpointTests {
         _ = a.forward(Tensor(shape: [2, 8, 32, 32, 3], repeating: 0.5), training: true)  // move BN statistics
         var file = SafeTensors()
         a.save(into: &file)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("nl-roundtrip-\(getpid()).safetensors").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("nl-roundtrip-\(getpid()).safetensors")
+            .path
         try file.write(to: path)
         defer { try? FileManager.default.removeItem(atPath: path) }
         try b.loadStrictly(from: try SafeTensors(contentsOf: path), path: path)

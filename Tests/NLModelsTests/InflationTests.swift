@@ -26,7 +26,7 @@ struct InflationTests {
         let frames = 160
         let video = Tensor(zeros: [1, frames, 16, 16, 3])
         for t in 0..<frames { (video.data + t * 16 * 16 * 3).update(from: image.data, count: 16 * 16 * 3) }
-        let features3D = net3D.backbone.forward(video, training: false)   // (1, 20, 1, 1, C)
+        let features3D = net3D.backbone.forward(video, training: false)  // (1, 20, 1, 1, C)
         #expect(features3D.shape == [1, 20, 1, 1, c])
         // Zero padding in time makes positions near the clip's ends see zeros; the temporal
         // receptive field at res5 spans ~130 frames, so positions 8...11 of 20 lie inside.

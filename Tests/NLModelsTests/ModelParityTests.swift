@@ -45,13 +45,15 @@ struct ModelParityTests {
     }
 
     static func backboneNorms(_ model: Recognizer, suffixes: [String]) -> [Parameter] {
-        model.parameters.filter { key, _ in suffixes.contains { key.hasSuffix($0) } && !key.contains("non_local") }.map(\.parameter)
+        model.parameters.filter { key, _ in suffixes.contains { key.hasSuffix($0) } && !key.contains("non_local") }.map(
+            \.parameter)
     }
 
     static func clip(for file: SafeTensors) -> Tensor {
         let shape = file.metadata["clip"]!.split(separator: " ").map { Int($0)! }
         let key = file.metadata["clip_key"] ?? "clip"  // the fixture's pick, clear of kinks (see the script)
-        return Tensor(shape: shape, values: hashUniform(key, count: shape.reduce(1, *)).map { Float($0) }).channelsLast()
+        return Tensor(shape: shape, values: hashUniform(key, count: shape.reduce(1, *)).map { Float($0) })
+            .channelsLast()
     }
 
     @Test(arguments: cases)
@@ -66,19 +68,27 @@ struct ModelParityTests {
 
         Self.shiftNormBiases(model, for: file)
         model.zeroGradients()
-        let (loss, dLogits) = SoftmaxCrossEntropy.lossAndGradient(logits: model.forward(clip, training: true), labels: labels)
+        let (loss, dLogits) = SoftmaxCrossEntropy.lossAndGradient(
+            logits: model.forward(clip, training: true), labels: labels)
         check(name, "loss", Tensor(shape: [1], values: [loss]), file)
         _ = model.backward(dLogits)
         let trainable = model.parameters.filter { $0.parameter.requiresGradient }
-        #expect(Set(trainable.map { "grad.\($0.name)" }) == Set(file.names.filter { $0.hasPrefix("grad.") }),
-                "trainable parameters are the reference's")
+        #expect(
+            Set(trainable.map { "grad.\($0.name)" }) == Set(file.names.filter { $0.hasPrefix("grad.") }),
+            "trainable parameters are the reference's")
         var worst: (Float, String) = (0, ""), beyondPeer = 0
         for (key, p) in trainable {
             let (comparison, peer) = compare(p.inCheckpointLayout(p.gradient), file, "grad.\(key)")
-            if peer > Self.tolerance { beyondPeer += 1 } else if case .relative(let e) = comparison, e > worst.0 { worst = (e, key) }
+            if peer > Self.tolerance {
+                beyondPeer += 1
+            } else if case .relative(let e) = comparison, e > worst.0 {
+                worst = (e, key)
+            }
         }
         report(name, "worst gradient of those PyTorch float32 gets within 1e-3 (\(worst.1))", worst.0)
-        print("max-relative-error \(name): PyTorch float32 itself misses 1e-3 on \(beyondPeer) of \(trainable.count) gradients")
+        print(
+            "max-relative-error \(name): PyTorch float32 itself misses 1e-3 on \(beyondPeer) of \(trainable.count) gradients"
+        )
         for (key, p) in model.parameters where !p.requiresGradient {
             #expect(maxMagnitude(p.gradient) == 0, "frozen \(key) has a gradient")
         }
@@ -103,10 +113,17 @@ struct ModelParityTests {
         input.set("labels", int64s: labels, shape: [labels.count])
         try input.write(to: "\(folder)/input.safetensors")
         let modelKeys = Set(Config.documentation.filter { $0.section == "model" }.map(\.key))
-        let settings = file.metadata.filter { modelKeys.contains($0.key) }.flatMap { ["--set", "model.\($0.key)=\($0.value)"] }
-        let r = try run("nlmodel", ["forward", "--model", "nl_i3d_r50", "--ckpt", "\(folder)/weights.safetensors", "--input", "\(folder)/input.safetensors",
-                                    "--output", "\(folder)/output.safetensors", "--train-mode", "--backward"] + settings,
-                        environment: ["NL_THREADS": threads])
+        let settings = file.metadata.filter { modelKeys.contains($0.key) }.flatMap {
+            ["--set", "model.\($0.key)=\($0.value)"]
+        }
+        let r = try run(
+            "nlmodel",
+            [
+                "forward", "--model", "nl_i3d_r50", "--ckpt", "\(folder)/weights.safetensors", "--input",
+                "\(folder)/input.safetensors",
+                "--output", "\(folder)/output.safetensors", "--train-mode", "--backward",
+            ] + settings,
+            environment: ["NL_THREADS": threads])
         try #require(r.status == 0, "\(r.stderr)")
         let output = try SafeTensors(contentsOf: "\(folder)/output.safetensors")
         compare(output.tensor("loss")!.reshaped([1]), file, "loss")
@@ -122,18 +139,25 @@ struct ModelParityTests {
     /// exact zero) or within 4x PyTorch float32's own error, whichever is larger. Records an issue
     /// when it fails; returns the comparison and PyTorch float32's error.
     @discardableResult
-    func compare(_ actual: Tensor, _ file: SafeTensors, _ key: String, sourceLocation: SourceLocation = #_sourceLocation) -> (Comparison, Float) {
+    func compare(
+        _ actual: Tensor, _ file: SafeTensors, _ key: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) -> (Comparison, Float) {
         let comparison = Comparison(actual, file.tensor(key)!)
         let peer = file.tensor("f32error.\(key)")![0]
         let plain: Float
         if case .zero = comparison { plain = Self.zeroTolerance } else { plain = Self.tolerance }
         let allowed = max(plain, 4 * peer)
-        #expect(comparison.passes(tolerance: allowed, zeroTolerance: allowed),
-                "\(key): \(comparison.label) (allowed \(allowed), PyTorch float32: \(peer))", sourceLocation: sourceLocation)
+        #expect(
+            comparison.passes(tolerance: allowed, zeroTolerance: allowed),
+            "\(key): \(comparison.label) (allowed \(allowed), PyTorch float32: \(peer))", sourceLocation: sourceLocation
+        )
         return (comparison, peer)
     }
 
-    func check(_ name: String, _ quantity: String, _ actual: Tensor, _ file: SafeTensors, sourceLocation: SourceLocation = #_sourceLocation) {
+    func check(
+        _ name: String, _ quantity: String, _ actual: Tensor, _ file: SafeTensors,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         let (comparison, _) = compare(actual, file, quantity, sourceLocation: sourceLocation)
         report(name, quantity, comparison)
     }

@@ -3,8 +3,10 @@ import NLTestSupport
 import Testing
 
 /// C = alpha op(A) op(B) + beta C, by three loops in Double.
-func naiveGEMM(_ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: Tensor, _ lda: Int,
-               _ b: Tensor, _ ldb: Int, _ beta: Float, _ c: Tensor, _ ldc: Int) -> Tensor {
+func naiveGEMM(
+    _ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: Tensor, _ lda: Int,
+    _ b: Tensor, _ ldb: Int, _ beta: Float, _ c: Tensor, _ ldc: Int
+) -> Tensor {
     let out = c.copy()
     for i in 0..<m {
         for j in 0..<n {
@@ -38,7 +40,9 @@ struct GEMMTests {
     /// C = alpha op(A) op(B) + beta C in all four transpose layouts against `naiveGEMM`, with
     /// leading dimensions wider than the matrices, as row-shifted views use them. With beta 0, C
     /// holds NaN going in, which the product must overwrite.
-    func expectEveryLayoutMatches(_ shape: (Int, Int, Int), alpha: Float, beta: Float, using generator: inout SeededGenerator) {
+    func expectEveryLayoutMatches(
+        _ shape: (Int, Int, Int), alpha: Float, beta: Float, using generator: inout SeededGenerator
+    ) {
         let (m, n, k) = shape
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 1
@@ -47,8 +51,9 @@ struct GEMMTests {
             let c = randomTensor([m * ldc], using: &generator)
             let expected = naiveGEMM(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             if beta == 0 { for i in 0..<m { for j in 0..<n { c.data[i * ldc + j] = .nan } } }
-            GEMM.multiply(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: alpha, a: a.data, lda: lda,
-                          b: b.data, ldb: ldb, beta: beta, c: c.data, ldc: ldc)
+            GEMM.multiply(
+                transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: alpha, a: a.data, lda: lda,
+                b: b.data, ldb: ldb, beta: beta, c: c.data, ldc: ldc)
             #expect(relativeError(c, expected) < 1e-5, "\(m) x \(n) x \(k), transposes \(ta) \(tb)")
         }
     }
@@ -58,7 +63,8 @@ struct GEMMTests {
         let a = randomTensor([4000 * 24], using: &generator), b = randomTensor([4000 * 24], using: &generator)
         let c1 = Tensor(zeros: [24 * 24]), c2 = Tensor(zeros: [24 * 24])
         for c in [c1, c2] {
-            GEMM.multiply(transposeA: true, m: 24, n: 24, k: 4000, a: a.data, lda: 24, b: b.data, ldb: 24, c: c.data, ldc: 24)
+            GEMM.multiply(
+                transposeA: true, m: 24, n: 24, k: 4000, a: a.data, lda: 24, b: b.data, ldb: 24, c: c.data, ldc: 24)
         }
         #expect(c1.array == c2.array)
     }
@@ -74,10 +80,12 @@ struct GEMMCheckTests {
             for (m, n, k) in [(300, 20, 33), (16, 400, 40), (64, 256, 6000), (4000, 300, 40), (7, 5, 3)] {
                 for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                     let lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n + 3
-                    let a = randomTensor([(ta ? k : m) * lda], using: &generator), b = randomTensor([(tb ? n : k) * ldb], using: &generator)
+                    let a = randomTensor([(ta ? k : m) * lda], using: &generator),
+                        b = randomTensor([(tb ? n : k) * ldb], using: &generator)
                     let c = randomTensor([m * ldc], using: &generator)
-                    GEMM.multiply(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 0.5, a: a.data, lda: lda,
-                                  b: b.data, ldb: ldb, beta: k % 2 == 0 ? 0 : 1, c: c.data, ldc: ldc)
+                    GEMM.multiply(
+                        transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 0.5, a: a.data, lda: lda,
+                        b: b.data, ldb: ldb, beta: k % 2 == 0 ? 0 : 1, c: c.data, ldc: ldc)
                 }
             }
         }

@@ -8,7 +8,9 @@ struct MachineTests {
     static let avx2 = sse + ["avx", "avx2", "fma"]
     static let avx512 = avx2 + ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"]
 
-    func cpu(_ vendor: String, _ flags: [String]) -> CPUFeatures { CPUFeatures(vendor: vendor, model: "test", flags: Set(flags)) }
+    func cpu(_ vendor: String, _ flags: [String]) -> CPUFeatures {
+        CPUFeatures(vendor: vendor, model: "test", flags: Set(flags))
+    }
 
     @Test func avx2Intel() {
         let haswell = cpu("GenuineIntel", Self.avx2)
@@ -21,7 +23,9 @@ struct MachineTests {
     @Test func avx2AMD() {
         let zen3 = cpu("AuthenticAMD", Self.avx2 + ["sse4a"])
         #expect(BLASKernel.best(for: zen3) == "Haswell")
-        #expect(BLASKernel.choice(for: zen3, openBLASChose: "Zen") == "Haswell", "Zen's sgemm with Haswell's vectorised helpers")
+        #expect(
+            BLASKernel.choice(for: zen3, openBLASChose: "Zen") == "Haswell",
+            "Zen's sgemm with Haswell's vectorised helpers")
         #expect(BLASKernel.choice(for: zen3, openBLASChose: "Haswell") == nil)
         #expect(BLASKernel.choice(for: zen3, openBLASChose: "Bulldozer") == "Haswell")
         #expect(BLASKernel.choice(for: zen3, openBLASChose: "Excavator") == nil, "the same generation, not measured")
@@ -37,8 +41,10 @@ struct MachineTests {
         #expect(BLASKernel.choice(for: xeon, openBLASChose: "Prescott") == "SkylakeX")
         #expect(BLASKernel.choice(for: xeon, openBLASChose: "Haswell") == "SkylakeX")
         #expect(BLASKernel.choice(for: xeon, openBLASChose: "SkylakeX") == nil)
-        #expect(BLASKernel.choice(for: xeon, openBLASChose: "Cooperlake") == "SkylakeX", "SkylakeX on every AVX-512 CPU")
-        #expect(BLASKernel.choice(for: xeon, openBLASChose: "GraniteRapids") == nil, "a newer OpenBLAS's own core is kept")
+        #expect(
+            BLASKernel.choice(for: xeon, openBLASChose: "Cooperlake") == "SkylakeX", "SkylakeX on every AVX-512 CPU")
+        #expect(
+            BLASKernel.choice(for: xeon, openBLASChose: "GraniteRapids") == nil, "a newer OpenBLAS's own core is kept")
         // AVX-512 F alone (Knights Landing) lacks BW/DQ/VL, which SkylakeX's kernels use.
         #expect(BLASKernel.best(for: cpu("GenuineIntel", Self.avx2 + ["avx512f", "avx512cd"])) == "Haswell")
     }
@@ -51,7 +57,9 @@ struct MachineTests {
         #expect(BLASKernel.choice(for: cooper, openBLASChose: "Prescott") == "SkylakeX")
         #expect(BLASKernel.choice(for: cooper, openBLASChose: "Cooperlake") == "SkylakeX")
         #expect(BLASKernel.choice(for: cooper, openBLASChose: "SkylakeX") == nil)
-        #expect(BLASKernel.choice(for: cpu("AuthenticAMD", Self.avx512 + ["avx512_bf16"]), openBLASChose: "Zen") == "SkylakeX")
+        #expect(
+            BLASKernel.choice(for: cpu("AuthenticAMD", Self.avx512 + ["avx512_bf16"]), openBLASChose: "Zen")
+                == "SkylakeX")
     }
 
     /// Which kernels are 16 floats wide (the stem's 8-float direct loops give way to them).
@@ -60,21 +68,31 @@ struct MachineTests {
         #expect(BLASKernel.isAVX512("SkylakeX", on: xeon) && BLASKernel.isAVX512("Cooperlake", on: xeon))
         #expect(!BLASKernel.isAVX512("Prescott", on: xeon) && !BLASKernel.isAVX512("Haswell", on: xeon))
         #expect(!BLASKernel.isAVX512("Zen", on: zen3))
-        #expect(BLASKernel.isAVX512("GraniteRapids", on: xeon) && !BLASKernel.isAVX512("SomeNewCore", on: zen3), "a newer OpenBLAS's core: what the CPU has")
+        #expect(
+            BLASKernel.isAVX512("GraniteRapids", on: xeon) && !BLASKernel.isAVX512("SomeNewCore", on: zen3),
+            "a newer OpenBLAS's core: what the CPU has")
     }
 
     /// Kernels a user forces that the CPU cannot run are named with what they need; those it runs,
     /// and cores older than AVX or newer than the table, are not refused.
     @Test func kernelsBeyondTheCPU() {
-        let (zen3, xeon, sandy) = (cpu("AuthenticAMD", Self.avx2), cpu("GenuineIntel", Self.avx512), cpu("GenuineIntel", Self.sse + ["avx"]))
+        let (zen3, xeon, sandy) = (
+            cpu("AuthenticAMD", Self.avx2), cpu("GenuineIntel", Self.avx512), cpu("GenuineIntel", Self.sse + ["avx"])
+        )
         #expect(BLASKernel.missing(for: "SkylakeX", on: zen3) == "AVX-512 (F, BW, DQ, VL, CD)")
         #expect(BLASKernel.missing(for: "Cooperlake", on: zen3) == "AVX-512 (F, BW, DQ, VL, CD)")
         #expect(BLASKernel.missing(for: "Cooperlake", on: xeon) == nil, "its sgemm needs AVX-512, not BF16")
-        #expect(BLASKernel.missing(for: "Haswell", on: sandy) == "AVX2 and FMA" && BLASKernel.missing(for: "zen", on: sandy) == "AVX2 and FMA")
+        #expect(
+            BLASKernel.missing(for: "Haswell", on: sandy) == "AVX2 and FMA"
+                && BLASKernel.missing(for: "zen", on: sandy) == "AVX2 and FMA")
         #expect(BLASKernel.missing(for: "Piledriver", on: sandy) == "FMA")
         #expect(BLASKernel.missing(for: "Sandybridge", on: cpu("GenuineIntel", Self.sse)) == "AVX")
-        for runs in ["Haswell", "Zen", "Sandybridge", "Prescott", "Nehalem"] { #expect(BLASKernel.missing(for: runs, on: zen3) == nil, "\(runs)") }
-        #expect(BLASKernel.missing(for: "SkylakeX", on: xeon) == nil && BLASKernel.missing(for: "Prescott", on: cpu("", [])) == nil)
+        for runs in ["Haswell", "Zen", "Sandybridge", "Prescott", "Nehalem"] {
+            #expect(BLASKernel.missing(for: runs, on: zen3) == nil, "\(runs)")
+        }
+        #expect(
+            BLASKernel.missing(for: "SkylakeX", on: xeon) == nil
+                && BLASKernel.missing(for: "Prescott", on: cpu("", [])) == nil)
         #expect(BLASKernel.missing(for: "GraniteRapids", on: zen3) == nil, "a newer OpenBLAS's core: its own check")
     }
 
@@ -82,7 +100,9 @@ struct MachineTests {
     /// a core name newer than the table is OpenBLAS's own and is kept.
     @Test func unrecognised() {
         let old = cpu("GenuineIntel", ["sse", "sse2"])
-        #expect(old.vectorISA == "SSE2" && BLASKernel.best(for: old) == nil && BLASKernel.choice(for: old, openBLASChose: "Prescott") == nil)
+        #expect(
+            old.vectorISA == "SSE2" && BLASKernel.best(for: old) == nil
+                && BLASKernel.choice(for: old, openBLASChose: "Prescott") == nil)
         let zhaoxin = cpu("CentaurHauls", Self.avx2)
         #expect(BLASKernel.choice(for: zhaoxin, openBLASChose: "Nano") == "Haswell")
         #expect(BLASKernel.choice(for: cpu("GenuineIntel", Self.avx512), openBLASChose: "GraniteRapids") == nil)
@@ -101,7 +121,9 @@ struct MachineTests {
     /// A command starts itself again by its file's path, so it keeps its name in ps and pgrep.
     @Test func theFileACommandStartsAgain() {
         let path = BLASKernel.executablePath
-        #expect(path.hasPrefix("/") && !path.hasPrefix("/proc") && FileManager.default.isExecutableFile(atPath: path), "\(path)")
+        #expect(
+            path.hasPrefix("/") && !path.hasPrefix("/proc") && FileManager.default.isExecutableFile(atPath: path),
+            "\(path)")
     }
 
     @Test func thisMachine() {

@@ -30,7 +30,9 @@ struct SafeTensorsTests {
 
     @Test func readsWhatPythonWrote() throws {
         // A fixture written by PyTorch's safetensors: F32 tensors, an I64 scalar, string metadata.
-        let path = fixtureDirectory().replacingOccurrences(of: "NLTensorTests", with: "NLLayersTests") + "/batchnorm3d_train.safetensors"
+        let path =
+            fixtureDirectory().replacingOccurrences(of: "NLTensorTests", with: "NLLayersTests")
+            + "/batchnorm3d_train.safetensors"
         let file = try SafeTensors(contentsOf: path)
         #expect(file.tensor("input")!.shape == [3, 6, 3, 4, 5])
         #expect(file.int64s("param.num_batches_tracked") == [0])
@@ -42,8 +44,11 @@ struct SafeTensorsTests {
     /// normal, subnormal, largest and infinite values, bit patterns as the formats define them.
     @Test func readsHalfPrecisionAsFloat32() throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let f16: [UInt16] = [0x3C00, 0xC100, 0x7BFF, 0x0001, 0x7C00], bf16: [UInt16] = [0x3F80, 0xC000, 0x4049, 0x0001, 0xFF80]
-        var data = handMade(#"{"bf":{"dtype":"BF16","shape":[5],"data_offsets":[0,10]},"h":{"dtype":"F16","shape":[5],"data_offsets":[10,20]}}"#, bytes: 0)
+        let f16: [UInt16] = [0x3C00, 0xC100, 0x7BFF, 0x0001, 0x7C00],
+            bf16: [UInt16] = [0x3F80, 0xC000, 0x4049, 0x0001, 0xFF80]
+        var data = handMade(
+            #"{"bf":{"dtype":"BF16","shape":[5],"data_offsets":[0,10]},"h":{"dtype":"F16","shape":[5],"data_offsets":[10,20]}}"#,
+            bytes: 0)
         for bits in bf16 + f16 { withUnsafeBytes(of: bits.littleEndian) { data.append(contentsOf: $0) } }
         let path = directory + "/half.safetensors"
         try data.write(to: URL(fileURLWithPath: path))
@@ -63,10 +68,28 @@ struct SafeTensorsTests {
             ("huge header", Data([0xff, 0xff, 0, 0, 0, 0, 0, 0]) + good.dropFirst(8)),
             ("not json", Data([4, 0, 0, 0, 0, 0, 0, 0]) + Data("abcd".utf8)),
             // What the format forbids: an element count that overflows, overlaps, holes, a key twice.
-            ("overflowing shape", handMade(#"{"x":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,16]}}"#, bytes: 16)),
-            ("overlapping", handMade(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, bytes: 12)),
-            ("hole", handMade(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#, bytes: 12)),
-            ("duplicate key", handMade(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, bytes: 4)),
+            (
+                "overflowing shape",
+                handMade(#"{"x":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,16]}}"#, bytes: 16)
+            ),
+            (
+                "overlapping",
+                handMade(
+                    #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                    bytes: 12)
+            ),
+            (
+                "hole",
+                handMade(
+                    #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#,
+                    bytes: 12)
+            ),
+            (
+                "duplicate key",
+                handMade(
+                    #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+                    bytes: 4)
+            ),
         ]
         for (name, bytes) in cases {
             let path = directory + "/\(name).safetensors"
@@ -75,7 +98,10 @@ struct SafeTensorsTests {
             do { _ = try SafeTensors(contentsOf: path) } catch { #expect("\(error)".contains(path)) }
         }
         // Files that cannot be read say why, in words: missing, a directory.
-        for (path, words) in [(directory + "/missing.safetensors", "no such checkpoint"), (directory, "is a directory, not the checkpoint")] {
+        for (path, words) in [
+            (directory + "/missing.safetensors", "no such checkpoint"),
+            (directory, "is a directory, not the checkpoint"),
+        ] {
             do { _ = try SafeTensors(contentsOf: path, what: "checkpoint"); Issue.record("read \(path)") } catch {
                 #expect("\(error)" == "\(path): \(words)")
             }

@@ -8,9 +8,13 @@ struct TensorTests {
         let t = Tensor(shape: [2, 3, 4], values: (0..<24).map(Float.init))
         let p = t.permuted([2, 0, 1])
         #expect(p.shape == [4, 2, 3])
-        for i in 0..<2 { for j in 0..<3 { for k in 0..<4 {
-            #expect(p.data[(k * 2 + i) * 3 + j] == t.data[(i * 3 + j) * 4 + k])
-        } } }
+        for i in 0..<2 {
+            for j in 0..<3 {
+                for k in 0..<4 {
+                    #expect(p.data[(k * 2 + i) * 3 + j] == t.data[(i * 3 + j) * 4 + k])
+                }
+            }
+        }
         let x = Tensor(shape: [2, 3, 2, 2, 5], values: (0..<120).map(Float.init))
         #expect(x.channelsLast().channelsFirst().array == x.array)
     }

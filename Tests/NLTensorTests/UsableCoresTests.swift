@@ -17,7 +17,8 @@ struct UsableCoresTests {
         #expect((1...ProcessInfo.processInfo.activeProcessorCount).contains(Parallel.usableCores))
     }
 
-    static let version2 = "29 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate"
+    static let version2 =
+        "29 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate"
     /// This machine's kind: cgroup v1 controllers, and v2 mounted beside them without any.
     static let hybrid = """
         31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -34,23 +35,35 @@ struct UsableCoresTests {
         // A container (docker --cpus 1.5): its own cgroup is the root it sees.
         #expect(quota(Self.version2, "0::/", ["/sys/fs/cgroup/cpu.max": "150000 100000"]) == 1.5)
         // A host's nested cgroups (a Kubernetes pod in its QoS class): the tighter one counts.
-        let nested = ["/sys/fs/cgroup/kubepods/pod1/cpu.max": "400000 100000", "/sys/fs/cgroup/kubepods/cpu.max": "200000 100000"]
+        let nested = [
+            "/sys/fs/cgroup/kubepods/pod1/cpu.max": "400000 100000", "/sys/fs/cgroup/kubepods/cpu.max": "200000 100000",
+        ]
         #expect(quota(Self.version2, "0::/kubepods/pod1", nested) == 2)
         #expect(quota(Self.version2, "0::/user.slice", ["/sys/fs/cgroup/user.slice/cpu.max": "max 100000"]) == nil)
         #expect(quota(Self.version2, "0::/", [:]) == nil)
     }
 
     @Test func cgroupVersion1Quotas() {
-        let files = ["/sys/fs/cgroup/cpu/batch/cpu.cfs_quota_us": "50000", "/sys/fs/cgroup/cpu/batch/cpu.cfs_period_us": "100000",
-                     "/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "-1", "/sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000"]
+        let files = [
+            "/sys/fs/cgroup/cpu/batch/cpu.cfs_quota_us": "50000",
+            "/sys/fs/cgroup/cpu/batch/cpu.cfs_period_us": "100000",
+            "/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "-1", "/sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000",
+        ]
         #expect(quota(Self.hybrid, "2:cpuacct:/batch\n1:cpu:/batch\n0::/", files) == 0.5)
         #expect(quota(Self.hybrid, "1:cpu:/\n0::/", files) == nil)
         // A container on v1: the controllers mounted together, the mount's root its own cgroup.
         let container = "1255 1250 0:29 /docker/abc /sys/fs/cgroup/cpu,cpuacct ro,nosuid - cgroup cgroup rw,cpu,cpuacct"
-        let limit = ["/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us": "300000", "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000"]
+        let limit = [
+            "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us": "300000",
+            "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000",
+        ]
         #expect(quota(container, "4:cpu,cpuacct:/docker/abc", limit) == 3)
         // Files that are not what the kernel writes, and no cgroup file system.
-        #expect(quota(Self.hybrid, "1:cpu:/", ["/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "lots", "/sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000"]) == nil)
+        #expect(
+            quota(
+                Self.hybrid, "1:cpu:/",
+                ["/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "lots", "/sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000"])
+                == nil)
         #expect(quota("", "", [:]) == nil && quota("garbage", "x:y", [:]) == nil)
     }
 }

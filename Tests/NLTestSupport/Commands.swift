@@ -14,8 +14,10 @@ public let commandDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).del
 /// Runs a built command by its name, or any program by its absolute path, in `directory` (default:
 /// the current one), with `environment` added to this process's and the built commands first on
 /// PATH; waits for it and returns what it gave. The one way tests start processes.
-public func run(_ command: String, _ arguments: [String], in directory: String? = nil,
-                environment: [String: String] = [:]) throws -> CommandResult {
+public func run(
+    _ command: String, _ arguments: [String], in directory: String? = nil,
+    environment: [String: String] = [:]
+) throws -> CommandResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: command.hasPrefix("/") ? command : "\(commandDirectory)/\(command)")
     process.arguments = arguments
@@ -38,7 +40,9 @@ private final class ErrorReader: @unchecked Sendable {
     private var data = Data()
     private let done = DispatchSemaphore(value: 0)
     init(_ handle: FileHandle) {
-        Thread { [self] in data = handle.readDataToEndOfFile(); done.signal() }.start()
+        Thread { [self] in
+            data = handle.readDataToEndOfFile(); done.signal()
+        }.start()
     }
     func text() -> String { done.wait(); return String(decoding: data, as: UTF8.self) }
 }
@@ -52,7 +56,9 @@ public func temporaryDirectory() -> String {
 
 /// Runs one of the repository's scripts, which must succeed.
 func runScript(_ name: String, _ arguments: [String]) {
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/\(name)").standardized.path
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+        "../../scripts/\(name)"
+    ).standardized.path
     let r = try! run(script, arguments)
     precondition(r.status == 0, "\(script) \(arguments.joined(separator: " ")) failed: \(r.stderr)")
 }
@@ -68,14 +74,17 @@ public final class Launched {
     /// Process hands the child the mask of the test's thread, where Dispatch blocks SIGTERM; the
     /// commands unblock it themselves, a script cannot: `plainSignals` starts it through a
     /// trampoline that clears the mask and restores the default actions, as a shell or cron would.
-    public init(_ command: String, _ arguments: [String], environment: [String: String] = [:], plainSignals: Bool = false) throws {
+    public init(
+        _ command: String, _ arguments: [String], environment: [String: String] = [:], plainSignals: Bool = false
+    ) throws {
         let folder = temporaryDirectory()
         (stdoutPath, stderrPath) = ("\(folder)/stdout", "\(folder)/stderr")
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         let program = command.hasPrefix("/") ? command : "\(commandDirectory)/\(command)"
         if plainSignals {
-            let trampoline = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
+            let trampoline =
+                "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
                 + "signal.signal(signal.SIGPIPE, signal.SIG_DFL); signal.signal(signal.SIGXFSZ, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = ["python3", "-c", trampoline, program] + arguments
@@ -109,7 +118,8 @@ public final class Launched {
     public func catches(_ signal: Int32) -> Bool {
         let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigCgt:") }),
-              let mask = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+            let mask = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16)
+        else { return false }
         return mask & (1 << UInt64(signal - 1)) != 0
     }
 

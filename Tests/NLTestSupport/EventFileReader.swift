@@ -21,7 +21,8 @@ func parseEvent(_ data: Data) -> ReadEvent {
         switch (field, value) {
         case (2, .varint(let v)): event.step = Int(v)
         case (3, .bytes(let b)): event.fileVersion = String(decoding: b, as: UTF8.self)
-        case (7, .bytes(let b)): event.sessionStart = protoFields(b).contains { $0.0 == 1 && $0.1 == .varint(1) }  // session_log: START
+        // session_log: START
+        case (7, .bytes(let b)): event.sessionStart = protoFields(b).contains { $0.0 == 1 && $0.1 == .varint(1) }
         case (5, .bytes(let summary)):
             for case (1, .bytes(let value)) in protoFields(summary) {
                 var tag = "", simple: Float?, text: String?
@@ -59,7 +60,9 @@ func protoFields(_ data: Data) -> [(Int, ProtoValue)] {
         return value
     }
     func fixed(_ n: Int) -> UInt64 {
-        let v = data[i..<min(i + n, data.endIndex)].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        let v = data[i..<min(i + n, data.endIndex)].enumerated().reduce(UInt64(0)) {
+            $0 | UInt64($1.element) << (8 * UInt64($1.offset))
+        }
         i += n
         return v
     }

@@ -13,8 +13,10 @@ public let testVideoDirectory: String = {
 public let syntheticDatasetDirectory: String = {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nl-synthetic-\(getpid())").path
     runScript("data/make_synthetic_dataset.sh", [dir, "--train", "3", "--val", "1", "--seconds", "2"])
-    try! Data((0..<4000).map { UInt8(truncatingIfNeeded: $0 &* 7919) }).write(to: URL(fileURLWithPath: "\(dir)/train/moving up/BROKENVIDEO_000001_000011.mp4"))
+    try! Data((0..<4000).map { UInt8(truncatingIfNeeded: $0 &* 7919) }).write(
+        to: URL(fileURLWithPath: "\(dir)/train/moving up/BROKENVIDEO_000001_000011.mp4"))
     let csv = try! String(contentsOfFile: "\(dir)/train.csv", encoding: .utf8)
-    try! (csv + "moving up,BROKENVIDEO,1,11,train\nmoving up,MISSINGVIDE,1,11,train\n").write(toFile: "\(dir)/train_with_problems.csv", atomically: true, encoding: .utf8)
+    try! (csv + "moving up,BROKENVIDEO,1,11,train\nmoving up,MISSINGVIDE,1,11,train\n").write(
+        toFile: "\(dir)/train_with_problems.csv", atomically: true, encoding: .utf8)
     return dir
 }()

@@ -45,7 +45,9 @@ public enum Comparison {
     case zero(deviation: Float)
 
     public init(_ actual: Tensor, _ expected: Tensor, zeroBelow: Float = 1e-9) {
-        self = maxMagnitude(expected) < zeroBelow ? .zero(deviation: maxMagnitude(actual)) : .relative(relativeError(actual, expected))
+        self =
+            maxMagnitude(expected) < zeroBelow
+            ? .zero(deviation: maxMagnitude(actual)) : .relative(relativeError(actual, expected))
     }
 
     /// Within `tolerance` (relative) or `zeroTolerance` (absolute, for exact zeros).
@@ -90,7 +92,9 @@ public func loadState(_ layer: Layer, from file: SafeTensors, prefix: String = "
         switch entry {
         case .parameter(let p):
             let t = file.tensor(key)!
-            guard t.shape == p.checkpointShape else { unmatched.append("shape of \(key): \(t.shape) vs \(p.checkpointShape)"); continue }
+            guard t.shape == p.checkpointShape else {
+                unmatched.append("shape of \(key): \(t.shape) vs \(p.checkpointShape)"); continue
+            }
             p.load(checkpoint: t)
         case .buffer(let b): b.copy(from: file.tensor(key)!)
         case .counter(let c): c.value = file.int64s(key)!.first!
@@ -135,9 +139,14 @@ public func centralDifferenceCheck(
                 defer { values.data[i] = saved }
                 return evaluate()
             }
-            let numeric = Float((loss(at: -2 * step) - 8 * loss(at: -step) + 8 * loss(at: step) - loss(at: 2 * step)) / Double(12 * step))
-            let score = abs(numeric - analytic.data[i]) / (absoluteTolerance + relativeTolerance * abs(analytic.data[i]))
-            if score > worst { (worst, at) = (score, "\(name)[\(i)]: numeric \(numeric), analytic \(analytic.data[i])") }
+            let numeric = Float(
+                (loss(at: -2 * step) - 8 * loss(at: -step) + 8 * loss(at: step) - loss(at: 2 * step))
+                    / Double(12 * step))
+            let score =
+                abs(numeric - analytic.data[i]) / (absoluteTolerance + relativeTolerance * abs(analytic.data[i]))
+            if score > worst {
+                (worst, at) = (score, "\(name)[\(i)]: numeric \(numeric), analytic \(analytic.data[i])")
+            }
         }
     }
     check("input", input, dx)
@@ -196,10 +205,13 @@ public func setDeterministicState(_ layer: Layer) {
         let u = hashUniform(key, count: count)
         let components = key.split(separator: ".")
         let values: [Double]
-        if key.hasSuffix("running_var") { values = u.map { 1 + 0.2 * $0 } }
-        else if key.hasSuffix("running_mean") || key.hasSuffix("bias") { values = u.map { 0.1 * $0 } }
-        else if shape.count == 1 || (shape.count == 4 && components[components.count - 2] == "1") { values = u.map { 1 + 0.2 * $0 } }
-        else {
+        if key.hasSuffix("running_var") {
+            values = u.map { 1 + 0.2 * $0 }
+        } else if key.hasSuffix("running_mean") || key.hasSuffix("bias") {
+            values = u.map { 0.1 * $0 }
+        } else if shape.count == 1 || (shape.count == 4 && components[components.count - 2] == "1") {
+            values = u.map { 1 + 0.2 * $0 }
+        } else {
             // He-uniform; non-local theta, phi and g a tenth of that, as the script does.
             var a = (6.0 / Double(count / shape[0])).squareRoot()
             if key.contains(".non_local_block.") && !key.contains(".conv_out.") { a /= 10 }

@@ -7,38 +7,38 @@ public func tinyRunConfig(workDirectory: String, epochs: Int = 2, extra: String 
     let data = syntheticDatasetDirectory
     let path = "\(workDirectory).cfg"
     try! """
-        [model]
-        name = nl_i3d_r18_small
-        base_channels = 4
-        num_classes = 6
-        dropout = 0.5
-        [data]
-        root = \(data)
-        train_annotations = \(data)/train.csv
-        val_annotations = \(data)/val.csv
-        classes = \(data)/classes.txt
-        clip_len = 4
-        frame_interval = 2
-        train_short_side = 32 40
-        crop_size = 32
-        test_short_side = 32
-        workers = 2
-        [train]
-        work_dir = \(workDirectory)
-        batch_size = 4
-        epochs = \(epochs)
-        lr = 0.05
-        warmup_epochs = 0.5
-        lr_steps = 1
-        eval_every = 1
-        precise_bn_batches = 2
-        checkpoint_every = 1
-        keep_checkpoints = 2
-        log_every = 1
-        [eval]
-        batch_size = 4
-        \(extra)
-        """.write(toFile: path, atomically: true, encoding: .utf8)
+    [model]
+    name = nl_i3d_r18_small
+    base_channels = 4
+    num_classes = 6
+    dropout = 0.5
+    [data]
+    root = \(data)
+    train_annotations = \(data)/train.csv
+    val_annotations = \(data)/val.csv
+    classes = \(data)/classes.txt
+    clip_len = 4
+    frame_interval = 2
+    train_short_side = 32 40
+    crop_size = 32
+    test_short_side = 32
+    workers = 2
+    [train]
+    work_dir = \(workDirectory)
+    batch_size = 4
+    epochs = \(epochs)
+    lr = 0.05
+    warmup_epochs = 0.5
+    lr_steps = 1
+    eval_every = 1
+    precise_bn_batches = 2
+    checkpoint_every = 1
+    keep_checkpoints = 2
+    log_every = 1
+    [eval]
+    batch_size = 4
+    \(extra)
+    """.write(toFile: path, atomically: true, encoding: .utf8)
     return path
 }
 

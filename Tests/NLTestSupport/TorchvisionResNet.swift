@@ -4,7 +4,8 @@ import NLTensor
 /// torchvision's key for one of ours in a network with no temporal extent.
 public func torchvisionKey(_ key: String) -> String {
     var k = key.replacingOccurrences(of: "backbone.", with: "")
-    k = k.replacingOccurrences(of: "downsample.conv.", with: "downsample.0.").replacingOccurrences(of: "downsample.bn.", with: "downsample.1.")
+    k = k.replacingOccurrences(of: "downsample.conv.", with: "downsample.0.").replacingOccurrences(
+        of: "downsample.bn.", with: "downsample.1.")
     if k.hasPrefix("conv1.bn.") { return "bn1." + k.dropFirst("conv1.bn.".count) }
     if let r = k.range(of: #"conv(\d)\.bn\."#, options: .regularExpression) {
         let n = k[r].dropFirst(4).prefix(1)
@@ -16,7 +17,9 @@ public func torchvisionKey(_ key: String) -> String {
 /// A 2D ResNet-50 as torchvision saves it (its key names, [out, in, kH, kW] kernels, a 1000-class
 /// fc), built as our network with no temporal extent, with random weights and statistics: what
 /// `nlmodel inflate` reads. Also returns that 2D network, to run it.
-public func torchvisionResNet50(baseChannels: Int = 64, using generator: inout SeededGenerator) -> (file: SafeTensors, network: Recognizer) {
+public func torchvisionResNet50(
+    baseChannels: Int = 64, using generator: inout SeededGenerator
+) -> (file: SafeTensors, network: Recognizer) {
     var spec = ModelSpec.named("i3d_r50")!
     spec.baseChannels = baseChannels
     spec.conv1Kernel = Size3(1, 7, 7)
@@ -29,9 +32,12 @@ public func torchvisionResNet50(baseChannels: Int = 64, using generator: inout S
         switch entry {
         case .parameter(let p):
             let t = p.inCheckpointLayout(p.value)
-            file.set(torchvisionKey(key), t.rank == 5 ? t.reshaped([t.shape[0], t.shape[1], t.shape[3], t.shape[4]]) : t)
+            file.set(
+                torchvisionKey(key), t.rank == 5 ? t.reshaped([t.shape[0], t.shape[1], t.shape[3], t.shape[4]]) : t)
         case .buffer(let b):
-            for i in 0..<b.count { b.data[i] = key.hasSuffix("var") ? 0.5 + generator.uniform() : generator.normal() * 0.1 }
+            for i in 0..<b.count {
+                b.data[i] = key.hasSuffix("var") ? 0.5 + generator.uniform() : generator.normal() * 0.1
+            }
             file.set(torchvisionKey(key), b)
         case .counter(let c): file.set(torchvisionKey(key), int64s: [c.value], shape: [])
         }

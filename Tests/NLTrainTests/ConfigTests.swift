@@ -4,7 +4,9 @@ import Testing
 
 struct ConfigTests {
     let directory: String = {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("nl-config-\(getpid())-\(UUID().uuidString)").path
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "nl-config-\(getpid())-\(UUID().uuidString)"
+        ).path
         try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         return d
     }()
@@ -16,7 +18,9 @@ struct ConfigTests {
         return path
     }
 
-    func expectError(_ text: String, at line: Int, containing fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectError(
+        _ text: String, at line: Int, containing fragment: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         let path = write("bad.cfg", text)
         do {
             _ = try Config(path: path)
@@ -28,7 +32,9 @@ struct ConfigTests {
     }
 
     @Test func readsSectionsValuesCommentsAndQuotes() throws {
-        let path = write("a.cfg", """
+        let path = write(
+            "a.cfg",
+            """
             # a comment
             [model]
             name = i3d_r50        # a trailing comment
@@ -55,7 +61,8 @@ struct ConfigTests {
         let path = write("child.cfg", "include = base.cfg\n[train]\nlr = 0.2\n")
         let config = try Config(path: path, overrides: ["train.epochs=20"])
         #expect(config.train.lr == 0.2 && config.train.epochs == 20 && config.model.spec.numClasses == 3)
-        #expect(config.sources["train.lr"]?.line == 3 && config.sources["train.epochs"]?.file.hasPrefix("--set") == true)
+        #expect(
+            config.sources["train.lr"]?.line == 3 && config.sources["train.epochs"]?.file.hasPrefix("--set") == true)
     }
 
     @Test func errorsNameTheFileTheLineAndTheNearestKey() {
@@ -82,17 +89,24 @@ struct ConfigTests {
     @Test func lineEndsAndByteOrderMarks() throws {
         let text = "# a comment\n[train]\nlr = 0.5   \nepochs = 7\t\n[data]\nroot = \"a b\"\ninclude = base.cfg\n"
         write("base.cfg", "[model]\r\nnum_classes = 9\r\n")
-        for (name, variant) in [("lf", text), ("crlf", text.replacingOccurrences(of: "\n", with: "\r\n")),
-                                ("cr", text.replacingOccurrences(of: "\n", with: "\r")), ("bom", "\u{FEFF}" + text)] {
+        for (name, variant) in [
+            ("lf", text), ("crlf", text.replacingOccurrences(of: "\n", with: "\r\n")),
+            ("cr", text.replacingOccurrences(of: "\n", with: "\r")), ("bom", "\u{FEFF}" + text),
+        ] {
             let config = try Config(path: write("\(name).cfg", variant))
-            #expect(config.train.lr == 0.5 && config.train.epochs == 7 && config.data.root == "a b" && config.model.spec.numClasses == 9, "\(name)")
+            #expect(
+                config.train.lr == 0.5 && config.train.epochs == 7 && config.data.root == "a b"
+                    && config.model.spec.numClasses == 9, "\(name)")
             #expect(config.sources["train.epochs"]?.line == 4, "\(name)")
         }
         expectError("[train]\r\nlr = 1\r\nepochs = x\r\n", at: 3, containing: "expected a whole number, got 'x'")
     }
 
     @Test func unreadableConfigsSayWhy() {
-        for (path, fragment) in [(directory, "is a directory"), ("/proc/self/mem", "cannot read the config file"), ("\(directory)/none.cfg", "no such config file")] {
+        for (path, fragment) in [
+            (directory, "is a directory"), ("/proc/self/mem", "cannot read the config file"),
+            ("\(directory)/none.cfg", "no such config file"),
+        ] {
             do { _ = try Config(path: path); Issue.record("read \(path)") } catch {
                 #expect(error.description.hasPrefix(path) && error.description.contains(fragment), "\(error)")
             }
@@ -102,12 +116,18 @@ struct ConfigTests {
         #expect(throws: ConfigError.self) { try Config(path: utf16) }
         let latin1 = "\(directory)/latin1.cfg"
         try! Data("[data]\nroot = caf\u{E9}\n".data(using: .isoLatin1)!).write(to: URL(fileURLWithPath: latin1))
-        do { _ = try Config(path: latin1) } catch { #expect(error.description == "\(latin1):2: not UTF-8 text; save the file as UTF-8") }
+        do { _ = try Config(path: latin1) } catch {
+            #expect(error.description == "\(latin1):2: not UTF-8 text; save the file as UTF-8")
+        }
     }
 
     @Test func requiredKeysMustNotBeEmpty() throws {
-        let config = try Config(path: nil, overrides: ["train.work_dir=", "data.root=/videos", "data.train_annotations=a.csv"])
-        do { try config.require(["data.root", "data.train_annotations", "train.work_dir"], by: "nltrain"); Issue.record("no error") } catch {
+        let config = try Config(
+            path: nil, overrides: ["train.work_dir=", "data.root=/videos", "data.train_annotations=a.csv"])
+        do {
+            try config.require(["data.root", "data.train_annotations", "train.work_dir"], by: "nltrain");
+            Issue.record("no error")
+        } catch {
             #expect(error.description.contains("train.work_dir is empty; nltrain needs it"), "\(error)")
         }
     }
@@ -125,7 +145,12 @@ struct ConfigTests {
 
     /// The resolved text lists every key and reads back as the same configuration.
     @Test func resolvedTextRoundTrips() throws {
-        let config = try Config(path: nil, overrides: ["model.name=gc_i3d_r50", "train.lr=0.05", "data.root=/data/k400", "model.context_fusion=channel_add channel_mul"])
+        let config = try Config(
+            path: nil,
+            overrides: [
+                "model.name=gc_i3d_r50", "train.lr=0.05", "data.root=/data/k400",
+                "model.context_fusion=channel_add channel_mul",
+            ])
         let text = config.text
         for (section, key, _, _) in Config.documentation { #expect(text.contains("\n\(key) = "), "\(section).\(key)") }
         let again = try Config(ConfigFile(text: text, name: "resolved"))
@@ -135,13 +160,17 @@ struct ConfigTests {
 
     @Test func requiredKeysAreNamed() throws {
         let config = try Config(path: nil, overrides: ["data.root=/x"])
-        #expect(throws: ConfigError.self) { try config.require(["data.root", "data.train_annotations"], by: "nltrain") }
+        #expect(throws: ConfigError.self) {
+            try config.require(["data.root", "data.train_annotations"], by: "nltrain")
+        }
         do { try config.require(["data.train_annotations"], by: "nltrain") } catch {
             #expect(error.message.contains("--set data.train_annotations="))
         }
     }
 
-    static let configsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../configs").standardized.path
+    static let configsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+        "../../configs"
+    ).standardized.path
 
     /// The key tables of configs/README.md, as the schema makes them: every key of a section,
     /// in order, with its default and meaning. One declaration (Schema.swift, the defaults in
@@ -158,27 +187,46 @@ struct ConfigTests {
         var readme = try String(contentsOfFile: path, encoding: .utf8)
         for section in ["model", "data", "train", "eval"] {
             let heading = "### [\(section)]\n\n"
-            guard let start = readme.range(of: heading)?.upperBound else { Issue.record("no \(heading) in configs/README.md"); continue }
-            let end = readme[start...].range(of: "\n\n")?.lowerBound ?? readme.index(before: readme.endIndex)  // the file's last line
+            guard let start = readme.range(of: heading)?.upperBound else {
+                Issue.record("no \(heading) in configs/README.md"); continue
+            }
+            // the file's last line
+            let end = readme[start...].range(of: "\n\n")?.lowerBound ?? readme.index(before: readme.endIndex)
             let expected = Self.keyTable(section)
-            if ProcessInfo.processInfo.environment["NL_UPDATE_DOCS"] == "1" { readme.replaceSubrange(start..<end, with: expected) }
-            else { #expect(String(readme[start..<end]) == expected, "configs/README.md's [\(section)] table; NL_UPDATE_DOCS=1 rewrites it") }
+            if ProcessInfo.processInfo.environment["NL_UPDATE_DOCS"] == "1" {
+                readme.replaceSubrange(start..<end, with: expected)
+            } else {
+                #expect(
+                    String(readme[start..<end]) == expected,
+                    "configs/README.md's [\(section)] table; NL_UPDATE_DOCS=1 rewrites it")
+            }
         }
-        if ProcessInfo.processInfo.environment["NL_UPDATE_DOCS"] == "1" { try readme.write(toFile: path, atomically: true, encoding: .utf8) }
+        if ProcessInfo.processInfo.environment["NL_UPDATE_DOCS"] == "1" {
+            try readme.write(toFile: path, atomically: true, encoding: .utf8)
+        }
     }
 
     /// Every shipped config resolves, and the recipes say what their comments say.
     @Test func shippedConfigsResolve() throws {
-        let files = try FileManager.default.contentsOfDirectory(atPath: Self.configsDirectory).filter { $0.hasSuffix(".cfg") }
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.configsDirectory).filter {
+            $0.hasSuffix(".cfg")
+        }
         #expect(Set(files).isSuperset(of: ["i3d_nl.cfg", "i3d_nl_8x8.cfg", "i3d.cfg", "gc_i3d.cfg", "demo.cfg"]))
         for file in files { _ = try Config(path: "\(Self.configsDirectory)/\(file)") }
         let nl = try Config(path: "\(Self.configsDirectory)/i3d_nl.cfg")
-        #expect(nl.model.name == "nl_i3d_r50" && nl.data.clipLength == 32 && nl.data.frameInterval == 2 && nl.data.trainShortSide == [256])
-        #expect(nl.data.trainCrop == .multiscale && nl.data.multiscaleScales == [1, 0.8] && nl.data.multiscaleMaxWHGap == 0, "mmaction2's recipe")
-        #expect(nl.train.lr == 0.01 && nl.train.lrSteps == [40, 80] && nl.train.epochs == 100 && nl.train.gradClip == 40)
+        #expect(
+            nl.model.name == "nl_i3d_r50" && nl.data.clipLength == 32 && nl.data.frameInterval == 2
+                && nl.data.trainShortSide == [256])
+        #expect(
+            nl.data.trainCrop == .multiscale && nl.data.multiscaleScales == [1, 0.8] && nl.data.multiscaleMaxWHGap == 0,
+            "mmaction2's recipe")
+        #expect(
+            nl.train.lr == 0.01 && nl.train.lrSteps == [40, 80] && nl.train.epochs == 100 && nl.train.gradClip == 40)
         #expect(nl.train.keepCheckpoints == 5 && nl.train.checkpointEvery == 1 && nl.model.spec.dropout == 0.5)
         let fast = try Config(path: "\(Self.configsDirectory)/i3d_nl_8x8.cfg")
-        #expect(fast.data.clipLength == 8 && fast.data.frameInterval == 8 && fast.train.lrPolicy == .cosine && fast.train.preciseBNBatches == 200)
+        #expect(
+            fast.data.clipLength == 8 && fast.data.frameInterval == 8 && fast.train.lrPolicy == .cosine
+                && fast.train.preciseBNBatches == 200)
         #expect(fast.model.spec.nonLocal == nl.model.spec.nonLocal && fast.model.spec.conv1StrideT == 1)
         #expect(fast.data.trainShortSide == [256, 320] && fast.data.trainCrop == .random, "PySlowFast's recipe")
     }

@@ -6,16 +6,18 @@ import Testing
 struct EvaluatorTests {
     let classes = ["a", "b", "c", "d", "e", "f"]
 
-    func video(_ path: String, label: Int, _ probabilities: [Float]) -> (path: String, label: Int, probabilities: [Float]) {
+    func video(
+        _ path: String, label: Int, _ probabilities: [Float]
+    ) -> (path: String, label: Int, probabilities: [Float]) {
         (path, label, probabilities)
     }
 
     @Test func topOneTopFiveAndMeanClassAccuracy() throws {
         let scores = [
-            video("1", label: 0, [0.9, 0.1, 0, 0, 0, 0]),         // right
-            video("2", label: 0, [0.1, 0.5, 0.2, 0.1, 0.1, 0]),   // wrong; label 4th: in the top 5
-            video("3", label: 1, [0.3, 0.6, 0.1, 0, 0, 0]),       // right
-            video("4", label: 2, [0.5, 0.2, 0.01, 0.1, 0.1, 0.09]), // wrong; label last of 6: not in the top 5
+            video("1", label: 0, [0.9, 0.1, 0, 0, 0, 0]),  // right
+            video("2", label: 0, [0.1, 0.5, 0.2, 0.1, 0.1, 0]),  // wrong; label 4th: in the top 5
+            video("3", label: 1, [0.3, 0.6, 0.1, 0, 0, 0]),  // right
+            video("4", label: 2, [0.5, 0.2, 0.01, 0.1, 0.1, 0.09]),  // wrong; label last of 6: not in the top 5
         ]
         let result = Evaluator.score(scores, missed: [("5", 2, "damaged")], classes: classes)
         #expect(result.videos == 5 && result.failed == 1)
@@ -32,10 +34,14 @@ struct EvaluatorTests {
     }
 
     @Test func jsonAndScoreDump() throws {
-        let result = Evaluator.score([video("dir/x, y.mp4", label: 1, [0.25, 0.75, 0, 0, 0, 0])], missed: [("bad.mp4", 0, "bad.mp4: moov atom not found")], classes: classes)
-        let json = try JSONSerialization.jsonObject(with: Data(result.json(extra: ["split": "val"]).utf8)) as! [String: Any]
+        let result = Evaluator.score(
+            [video("dir/x, y.mp4", label: 1, [0.25, 0.75, 0, 0, 0, 0])],
+            missed: [("bad.mp4", 0, "bad.mp4: moov atom not found")], classes: classes)
+        let json =
+            try JSONSerialization.jsonObject(with: Data(result.json(extra: ["split": "val"]).utf8)) as! [String: Any]
         #expect(json["top1"] as? Double == 0.5 && json["videos"] as? Int == 2 && json["failed"] as? Int == 1)
-        #expect(json["failures"] as? [[String: String]] == [["path": "bad.mp4", "error": "bad.mp4: moov atom not found"]])
+        #expect(
+            json["failures"] as? [[String: String]] == [["path": "bad.mp4", "error": "bad.mp4: moov atom not found"]])
         #expect(json["split"] as? String == "val" && json["mean_class_accuracy"] as? Double == 0.5)
         let perClass = json["per_class"] as! [String: Any]
         #expect(perClass["b"] as? Double == 1 && perClass["a"] as? Double == 0 && perClass["c"] is NSNull)

@@ -24,8 +24,9 @@ struct OptimizationTests {
             p.value.copy(from: initial)
             return (name: key, parameter: p)
         }
-        let sgd = SGD(parameters: parameters, momentum: options.momentum, nesterov: options.nesterov,
-                      weightDecay: options.weight_decay, decayNormAndBias: options.decay_norm_and_bias)
+        let sgd = SGD(
+            parameters: parameters, momentum: options.momentum, nesterov: options.nesterov,
+            weightDecay: options.weight_decay, decayNormAndBias: options.decay_norm_and_bias)
         for (step, lr) in file.metadata["lrs"]!.split(separator: " ").map({ Double($0)! }).enumerated() {
             for (key, p) in parameters { p.gradient.copy(from: file.tensor("\(name).grad.\(step).\(key)")!) }
             let scale = options.clip > 0 ? sgd.clipCoefficient(maxNorm: options.clip) : 1
@@ -33,7 +34,9 @@ struct OptimizationTests {
         }
         for (key, p) in parameters {
             #expect(relativeError(p.value, file.tensor("\(name).final.\(key)")!) < 1e-6, "\(name) \(key)")
-            #expect(relativeError(sgd.buffers[key]!, file.tensor("\(name).momentum.\(key)")!) < 1e-6, "\(name) momentum of \(key)")
+            #expect(
+                relativeError(sgd.buffers[key]!, file.tensor("\(name).momentum.\(key)")!) < 1e-6,
+                "\(name) momentum of \(key)")
         }
     }
 
@@ -41,32 +44,46 @@ struct OptimizationTests {
         LearningRateSchedule(try Config(path: nil, overrides: settings).train, iterationsPerEpoch: iterationsPerEpoch)
     }
 
-    func expectRates(_ s: LearningRateSchedule, _ expected: [Int: Double], sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectRates(
+        _ s: LearningRateSchedule, _ expected: [Int: Double], sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         for (iteration, rate) in expected.sorted(by: { $0.key < $1.key }) {
-            #expect(abs(s.rate(at: iteration) - rate) < 1e-12, "iteration \(iteration): \(s.rate(at: iteration)), expected \(rate)",
-                    sourceLocation: sourceLocation)
+            #expect(
+                abs(s.rate(at: iteration) - rate) < 1e-12,
+                "iteration \(iteration): \(s.rate(at: iteration)), expected \(rate)",
+                sourceLocation: sourceLocation)
         }
     }
 
     /// Linear warmup (mmcv: lr * (1 - (1 - i / W) * (1 - start factor))) over 2 epochs of 10
     /// iterations, then x0.1 at epochs 4 and 6.
     @Test func linearWarmupThenSteps() throws {
-        let s = try schedule(["train.lr=0.1", "train.warmup=linear", "train.warmup_epochs=2", "train.warmup_start_factor=0.1",
-                              "train.lr_policy=step", "train.lr_steps=4 6", "train.lr_gamma=0.1", "train.epochs=8"])
-        expectRates(s, [0: 0.01, 5: 0.1 * (1 - 0.75 * 0.9), 10: 0.055, 19: 0.1 * (1 - 0.05 * 0.9), 20: 0.1, 39: 0.1,
-                        40: 0.01, 59: 0.01, 60: 0.001, 79: 0.001])
+        let s = try schedule([
+            "train.lr=0.1", "train.warmup=linear", "train.warmup_epochs=2", "train.warmup_start_factor=0.1",
+            "train.lr_policy=step", "train.lr_steps=4 6", "train.lr_gamma=0.1", "train.epochs=8",
+        ])
+        expectRates(
+            s,
+            [
+                0: 0.01, 5: 0.1 * (1 - 0.75 * 0.9), 10: 0.055, 19: 0.1 * (1 - 0.05 * 0.9), 20: 0.1, 39: 0.1,
+                40: 0.01, 59: 0.01, 60: 0.001, 79: 0.001,
+            ])
     }
 
     /// Constant warmup in iterations; the step schedule underneath keeps its own epochs.
     @Test func constantWarmupInIterations() throws {
-        let s = try schedule(["train.lr=0.2", "train.warmup=constant", "train.warmup_iterations=3", "train.warmup_start_factor=0.25",
-                              "train.lr_steps=1", "train.lr_gamma=0.5", "train.epochs=3"])
+        let s = try schedule([
+            "train.lr=0.2", "train.warmup=constant", "train.warmup_iterations=3", "train.warmup_start_factor=0.25",
+            "train.lr_steps=1", "train.lr_gamma=0.5", "train.epochs=3",
+        ])
         expectRates(s, [0: 0.05, 2: 0.05, 3: 0.2, 9: 0.2, 10: 0.1, 29: 0.1])
     }
 
     /// Cosine annealing per iteration from lr to lr_min over all epochs (warmup off).
     @Test func cosine() throws {
-        let s = try schedule(["train.lr=0.1", "train.warmup=none", "train.lr_policy=cosine", "train.lr_min=0.001", "train.epochs=4"])
+        let s = try schedule([
+            "train.lr=0.1", "train.warmup=none", "train.lr_policy=cosine", "train.lr_min=0.001", "train.epochs=4",
+        ])
         expectRates(s, [0: 0.1, 20: 0.001 + 0.099 * 0.5, 10: 0.001 + 0.099 * (1 + cos(Double.pi / 4)) / 2, 40: 0.001])
     }
 }

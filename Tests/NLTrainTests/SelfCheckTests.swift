@@ -15,17 +15,29 @@ struct SelfCheckTests {
     /// An older kernel on the same threads first (as fast, or nearly), one thread last.
     @Test func fallbacksGoToOlderKernelsThenOneThread() {
         let zen4 = CPUFeatures(vendor: "AuthenticAMD", model: "AMD EPYC", flags: Set(Self.avx512 + ["avx512_bf16"]))
-        #expect(SelfCheck.fallbacks(after: Configuration(kernel: "SkylakeX", threads: 2), on: zen4)
-                == [Configuration(kernel: "Haswell", threads: 2), Configuration(kernel: "Prescott", threads: 2), Configuration(kernel: "Prescott", threads: 1)])
-        #expect(SelfCheck.fallbacks(after: Configuration(kernel: "Cooperlake", threads: 1), on: zen4)
+        #expect(
+            SelfCheck.fallbacks(after: Configuration(kernel: "SkylakeX", threads: 2), on: zen4)
+                == [
+                    Configuration(kernel: "Haswell", threads: 2), Configuration(kernel: "Prescott", threads: 2),
+                    Configuration(kernel: "Prescott", threads: 1),
+                ])
+        #expect(
+            SelfCheck.fallbacks(after: Configuration(kernel: "Cooperlake", threads: 1), on: zen4)
                 == [Configuration(kernel: "Haswell", threads: 1), Configuration(kernel: "Prescott", threads: 1)])
         let sandy = CPUFeatures(vendor: "GenuineIntel", model: "Xeon E5", flags: Set(Self.sse + ["avx"]))
-        #expect(SelfCheck.fallbacks(after: Configuration(kernel: "Sandybridge", threads: 4), on: sandy)
-                == [Configuration(kernel: "Prescott", threads: 4), Configuration(kernel: "Prescott", threads: 1)], "no Haswell without AVX2")
-        #expect(SelfCheck.fallbacks(after: Configuration(kernel: "Prescott", threads: 2), on: sandy) == [Configuration(kernel: "Prescott", threads: 1)])
+        #expect(
+            SelfCheck.fallbacks(after: Configuration(kernel: "Sandybridge", threads: 4), on: sandy)
+                == [Configuration(kernel: "Prescott", threads: 4), Configuration(kernel: "Prescott", threads: 1)],
+            "no Haswell without AVX2")
+        #expect(
+            SelfCheck.fallbacks(after: Configuration(kernel: "Prescott", threads: 2), on: sandy) == [
+                Configuration(kernel: "Prescott", threads: 1)
+            ])
         #expect(SelfCheck.fallbacks(after: Configuration(kernel: "Prescott", threads: 1), on: sandy).isEmpty)
         // A newer OpenBLAS's own core, unknown to the table, falls back like the newest.
-        #expect(SelfCheck.fallbacks(after: Configuration(kernel: "GraniteRapids", threads: 2), on: zen4).first == Configuration(kernel: "Haswell", threads: 2))
+        #expect(
+            SelfCheck.fallbacks(after: Configuration(kernel: "GraniteRapids", threads: 2), on: zen4).first
+                == Configuration(kernel: "Haswell", threads: 2))
     }
 
     /// Verdicts are kept per configuration, the newest replacing the last; a file written by hand
@@ -39,7 +51,9 @@ struct SelfCheckTests {
         #expect(SelfCheck.keep(passed, in: path) == nil)
         var kept = SelfCheck.verdicts(in: path)
         #expect(kept.count == 2)
-        #expect(kept[SelfCheck.key(failed.configuration)]?.passed == false && kept[SelfCheck.key(passed.configuration)]?.passed == true)
+        #expect(
+            kept[SelfCheck.key(failed.configuration)]?.passed == false
+                && kept[SelfCheck.key(passed.configuration)]?.passed == true)
         #expect(kept[SelfCheck.key(failed.configuration)]?.summary.hasPrefix("FAILED: 3 of 0 products") == true)
         // Checked again, and passing now.
         #expect(SelfCheck.keep(SelfCheck.Result(configuration: failed.configuration), in: path) == nil)
@@ -47,7 +61,9 @@ struct SelfCheckTests {
         #expect(kept.count == 2 && kept[SelfCheck.key(failed.configuration)]?.passed == true)
         // The key names what a verdict holds for.
         let key = SelfCheck.key(Configuration(kernel: "SkylakeX", threads: 2))
-        #expect(key.contains(CPUFeatures.current.model) && key.contains("OpenBLAS \(BLASKernel.version) SkylakeX") && key.contains("2 threads"))
+        #expect(
+            key.contains(CPUFeatures.current.model) && key.contains("OpenBLAS \(BLASKernel.version) SkylakeX")
+                && key.contains("2 threads"))
         // A damaged line (no tabs, a torn write) is passed over.
         let text = try String(contentsOfFile: path, encoding: .utf8)
         try (text + "garbage line\n\(key)\tmaybe\tyesterday\n").write(toFile: path, atomically: true, encoding: .utf8)

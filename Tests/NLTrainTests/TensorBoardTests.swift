@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(FoundationXML)
-import FoundationXML
+    import FoundationXML
 #endif
 import NLTestSupport
 import NLTrain
@@ -24,7 +24,9 @@ struct TensorBoardTests {
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         let records = EventRecord.records(bytes)
         #expect(records.count == 9)
-        #expect(records.reduce(Data()) { $0 + EventRecord.frame($1) } == bytes, "framed again, the records are the file byte for byte")
+        #expect(
+            records.reduce(Data()) { $0 + EventRecord.frame($1) } == bytes,
+            "framed again, the records are the file byte for byte")
         let events = try readEventFile(path)
         #expect(events.first?.fileVersion == "brain.Event:2")
         #expect(events.compactMap { $0.texts["config/text_summary"] } == ["[train]\nlr = 0.01"])
@@ -43,7 +45,8 @@ struct TensorBoardTests {
             writer.scalars([("train/lr", 0.01 * Double(step))], step: step)
         }
         writer.scalars([("val/top1", 0.5)], step: 3)
-        let ours = try readEventFile(writer.path), theirs = try readEventFile(fixtureDirectory() + "/python_writer.tfevents")
+        let ours = try readEventFile(writer.path),
+            theirs = try readEventFile(fixtureDirectory() + "/python_writer.tfevents")
         #expect(ours == theirs)
         #expect(URL(fileURLWithPath: writer.path).lastPathComponent.hasPrefix("events.out.tfevents."))
     }
@@ -81,11 +84,16 @@ extension TensorBoardTests {
     @Test func longClassNamesAreCutInThePicture() throws {
         let long = String(repeating: "x", count: 120)
         let classes = [long, "short & <odd>"]
-        let scores: [(path: String, label: Int, probabilities: [Float])] = [("a.mp4", 0, [0.9, 0.1]), ("b.mp4", 1, [0.8, 0.2])]
+        let scores: [(path: String, label: Int, probabilities: [Float])] = [
+            ("a.mp4", 0, [0.9, 0.1]), ("b.mp4", 1, [0.8, 0.2]),
+        ]
         let report = EvaluationReport(Evaluator.score(scores, classes: classes), title: "long names")
-        let texts = report.svg.components(separatedBy: "<text").dropFirst().map { $0.components(separatedBy: "</text>")[0] }
+        let texts = report.svg.components(separatedBy: "<text").dropFirst().map {
+            $0.components(separatedBy: "</text>")[0]
+        }
         #expect(wellFormed(report.svg))
-        #expect(texts.allSatisfy { !$0.contains(long) } && texts.contains { $0.contains(String(long.prefix(25)) + "…") })
+        #expect(
+            texts.allSatisfy { !$0.contains(long) } && texts.contains { $0.contains(String(long.prefix(25)) + "…") })
         #expect(report.svg.contains("<title>\(long)") && report.html.contains("<td>\(long)</td>"))
     }
 }

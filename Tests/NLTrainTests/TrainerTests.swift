@@ -14,7 +14,8 @@ struct TrainerTests {
     }
 
     func lastCheckpoint(_ workDirectory: String) throws -> SafeTensors {
-        let name = try String(contentsOfFile: "\(workDirectory)/last_checkpoint", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let name = try String(contentsOfFile: "\(workDirectory)/last_checkpoint", encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines)
         return try SafeTensors(contentsOf: "\(workDirectory)/\(name)")
     }
 
@@ -31,9 +32,13 @@ struct TrainerTests {
         let differing = a.names.filter { a.entries[$0]!.bytes != b.entries[$0]!.bytes }
         #expect(differing.isEmpty, "differ: \(differing.prefix(5))")
         for key in ["epoch", "iteration", "global_iteration", "finished", "best_top1"] {
-            #expect(a.metadata[key] == b.metadata[key], "\(key): \(a.metadata[key] ?? "-") vs \(b.metadata[key] ?? "-")")
+            #expect(
+                a.metadata[key] == b.metadata[key], "\(key): \(a.metadata[key] ?? "-") vs \(b.metadata[key] ?? "-")")
         }
-        let (bestA, bestB) = (try SafeTensors(contentsOf: "\(straight)/best.safetensors"), try SafeTensors(contentsOf: "\(stopped)/best.safetensors"))
+        let (bestA, bestB) = (
+            try SafeTensors(contentsOf: "\(straight)/best.safetensors"),
+            try SafeTensors(contentsOf: "\(stopped)/best.safetensors")
+        )
         #expect(bestA.names.allSatisfy { bestA.entries[$0]!.bytes == bestB.entries[$0]?.bytes })
         // A finished run has nothing left to do.
         #expect(try train(stopped) == .done)
@@ -45,7 +50,9 @@ struct TrainerTests {
         var steps: [Int] = []
         for (k, events) in try files.map(readEventFile).enumerated() {
             let start = events.first { $0.sessionStart }?.step
-            #expect(k == 0 ? start == nil : start == (steps.last ?? 0) + 1, "file \(k) starts a session after the step before")
+            #expect(
+                k == 0 ? start == nil : start == (steps.last ?? 0) + 1,
+                "file \(k) starts a session after the step before")
             steps += events.filter { $0.scalars["train/loss"] != nil }.map(\.step)
         }
         #expect(steps == Array(1...8))
@@ -53,9 +60,13 @@ struct TrainerTests {
 
     /// The work directory's TensorBoard files, oldest first.
     func tensorBoardFiles(_ workDirectory: String) throws -> [String] {
-        func order(_ name: String) -> [Int] { let parts = name.split(separator: "."); return [Int(parts[3]) ?? 0, Int(parts.last!) ?? 0] }
-        return try FileManager.default.contentsOfDirectory(atPath: "\(workDirectory)/tb").sorted { order($0).lexicographicallyPrecedes(order($1)) }
-            .map { "\(workDirectory)/tb/\($0)" }
+        func order(_ name: String) -> [Int] {
+            let parts = name.split(separator: "."); return [Int(parts[3]) ?? 0, Int(parts.last!) ?? 0]
+        }
+        return try FileManager.default.contentsOfDirectory(atPath: "\(workDirectory)/tb").sorted {
+            order($0).lexicographicallyPrecedes(order($1))
+        }
+        .map { "\(workDirectory)/tb/\($0)" }
     }
 
     /// The work directory after a run: the resolved config, logs, metrics, the last and best
@@ -64,13 +75,17 @@ struct TrainerTests {
         let dir = scratchDirectory("contents")
         #expect(try train(dir) == .done)
         let files = Set(try FileManager.default.contentsOfDirectory(atPath: dir))
-        #expect(files.isSuperset(of: ["config.cfg", "train.log", "metrics.jsonl", "last_checkpoint", "best.safetensors"]))
+        #expect(
+            files.isSuperset(of: ["config.cfg", "train.log", "metrics.jsonl", "last_checkpoint", "best.safetensors"]))
         #expect(!files.contains("lock"), "a run that ended leaves no lock file, which would read as one under way")
         #expect(files.filter { $0.hasPrefix("iter_") }.count == 2)
         let metrics = try String(contentsOfFile: "\(dir)/metrics.jsonl", encoding: .utf8).split(separator: "\n")
-        let train = metrics.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter { $0["mode"] as? String == "train" }
+        let train = metrics.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["mode"] as? String == "train" }
         #expect(train.count == 8)
-        for key in ["epoch", "iteration", "lr", "loss", "top1", "data_time", "step_time", "clips_per_s", "eta_s", "rss_mib"] {
+        for key in [
+            "epoch", "iteration", "lr", "loss", "top1", "data_time", "step_time", "clips_per_s", "eta_s", "rss_mib",
+        ] {
             #expect(train.allSatisfy { $0[key] != nil }, "metrics.jsonl lacks \(key)")
         }
         #expect(metrics.filter { $0.contains("\"mode\":\"val\"") }.count == 2)
@@ -78,12 +93,16 @@ struct TrainerTests {
         // validation's three after each epoch; curves.svg drawn from metrics.jsonl.
         let events = try readEventFile(try tensorBoardFiles(dir)[0])
         #expect(events[0].fileVersion == "brain.Event:2" && events[1].texts["config"]?.contains("[train]") == true)
-        let trainTags: Set = ["train/loss", "train/lr", "train/top1", "train/data_time", "train/step_time", "train/clips_per_s"]
+        let trainTags: Set = [
+            "train/loss", "train/lr", "train/top1", "train/data_time", "train/step_time", "train/clips_per_s",
+        ]
         #expect(events.filter { Set($0.scalars.keys) == trainTags }.map(\.step) == Array(1...8))
         #expect(events.filter { $0.scalars["val/top1"] != nil }.map(\.step) == [4, 8])
         #expect(events.allSatisfy { e in e.scalars.values.allSatisfy(\.isFinite) })
         let curves = try String(contentsOfFile: "\(dir)/curves.svg", encoding: .utf8)
-        #expect(wellFormed(curves) && curves.components(separatedBy: "<polyline").count == 5 && curves.contains("validation"))
+        #expect(
+            wellFormed(curves) && curves.components(separatedBy: "<polyline").count == 5
+                && curves.contains("validation"))
 
         let checkpoint = try lastCheckpoint(dir)
         let config = try Checkpoint(path: dir + "/" + "x", file: checkpoint).config()
@@ -105,18 +124,26 @@ struct TrainerTests {
         #expect(try Trainer(config: config, options: options, output: log.fileHandleForWriting).run() == .notFinished)
         try log.fileHandleForWriting.close()
         let text = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(text.contains("refusing \(newest)") && text.contains("resuming from \(dir)/iter_00000001.safetensors"), "\(text)")
+        #expect(
+            text.contains("refusing \(newest)") && text.contains("resuming from \(dir)/iter_00000001.safetensors"),
+            "\(text)")
 
         let other = scratchDirectory("resume")
         var resume = Trainer.Options()
         (resume.resume, resume.maxTime) = ("\(dir)/iter_00000001.safetensors", 0)
-        #expect(try Trainer(config: try Config(path: tinyRunConfig(workDirectory: other)), options: resume, output: quiet).run() == .notFinished)
+        #expect(
+            try Trainer(config: try Config(path: tinyRunConfig(workDirectory: other)), options: resume, output: quiet)
+                .run() == .notFinished)
         #expect(try SafeTensors(contentsOf: "\(other)/iter_00000002.safetensors").metadata["global_iteration"] == "2")
 
         let fresh = scratchDirectory("init")
         var initial = Trainer.Options()
         (initial.initialWeights, initial.maxTime) = ("\(dir)/iter_00000001.safetensors", 0)
-        #expect(try Trainer(config: try Config(path: tinyRunConfig(workDirectory: fresh)), options: initial, output: quiet).run() == .notFinished)
-        #expect(try SafeTensors(contentsOf: "\(fresh)/iter_00000001.safetensors").metadata["global_iteration"] == "1", "--init starts at the beginning")
+        #expect(
+            try Trainer(config: try Config(path: tinyRunConfig(workDirectory: fresh)), options: initial, output: quiet)
+                .run() == .notFinished)
+        #expect(
+            try SafeTensors(contentsOf: "\(fresh)/iter_00000001.safetensors").metadata["global_iteration"] == "1",
+            "--init starts at the beginning")
     }
 }

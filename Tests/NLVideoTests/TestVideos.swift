@@ -23,7 +23,8 @@ enum TestVideos {
         var arguments = ["-v", "error", "-nostdin"] + (autorotate ? [] : ["-noautorotate"])
         arguments += ["-i", path(name), "-map", "0:v:0", "-fps_mode", "passthrough"]
         if let filter { arguments += ["-vf", filter] }
-        return Array(try! run("/usr/bin/env", ["ffmpeg"] + arguments + ["-pix_fmt", "rgb24", "-f", "rawvideo", "-"]).output)
+        return Array(
+            try! run("/usr/bin/env", ["ffmpeg"] + arguments + ["-pix_fmt", "rgb24", "-f", "rawvideo", "-"]).output)
     }
 }
 

@@ -19,7 +19,8 @@ struct VideoReaderTests {
         #expect(reader.info.frames == TestVideos.manifest.first { $0.name == name }!.frames)
         #expect(reader.info.truncation == nil, "\(name): \(reader.info.truncation ?? "")")
         let frames = try reader.frames(at: Array(0..<reader.info.frames))
-        let difference = firstDifference(frames.pixels, TestVideos.ffmpegFrames(name), frameBytes: frames.width * frames.height * 3)
+        let difference = firstDifference(
+            frames.pixels, TestVideos.ffmpegFrames(name), frameBytes: frames.width * frames.height * 3)
         #expect(difference == nil, "\(name): \(difference ?? "")")
     }
 
@@ -28,9 +29,12 @@ struct VideoReaderTests {
     /// in MPEG-TS and MPEG-PS, whose demuxers seek by decoding time: a seek by presentation time
     /// landed after the keyframe, and the first keyframe's frames did not decode at all; and in
     /// files cut where no keyframe is, whose frames before the first keyframe are not frames.
-    @Test(arguments: ["h264_bframes.mp4", "h264_open_gop.mkv", "hevc.mp4", "vp8.webm", "vp9.webm", "av1.mkv",
-                      "mpeg4_bframes.avi", "vfr.mkv", "rotated_90.mp4", "long.mp4", "long.mkv", "h264_bframes.ts", "mpeg2_bframes.mpg",
-                      "h264_cut_mid_gop.mkv", "h264_cut_mid_gop.ts"])
+    @Test(arguments: [
+        "h264_bframes.mp4", "h264_open_gop.mkv", "hevc.mp4", "vp8.webm", "vp9.webm", "av1.mkv",
+        "mpeg4_bframes.avi", "vfr.mkv", "rotated_90.mp4", "long.mp4", "long.mkv", "h264_bframes.ts",
+        "mpeg2_bframes.mpg",
+        "h264_cut_mid_gop.mkv", "h264_cut_mid_gop.ts",
+    ])
     func randomAccessEqualsSequentialDecoding(_ name: String) throws {
         let sequential = try VideoReader(path: TestVideos.path(name))
         let all = try sequential.frames(at: Array(0..<sequential.info.frames))
@@ -60,18 +64,23 @@ struct VideoReaderTests {
     /// Scaling happens inside swscale, straight to the target size: frames equal ffmpeg's scale
     /// filter with the same interpolation (for 8-bit 4:2:0 video, scaled in YUV then converted,
     /// as "scale,format=yuv420p"), rotation included.
-    @Test(arguments: [("h264_bframes.mp4", Interpolation.bilinear), ("vp9.webm", .bicubic), ("rotated_90.mp4", .area), ("odd_size.mp4", .bilinear),
-                      ("h264_bt709.mp4", .bilinear), ("vp9_bt709_full_range.webm", .area), ("hevc_bt2020_10bit.mkv", .bicubic)])
+    @Test(arguments: [
+        ("h264_bframes.mp4", Interpolation.bilinear), ("vp9.webm", .bicubic), ("rotated_90.mp4", .area),
+        ("odd_size.mp4", .bilinear),
+        ("h264_bt709.mp4", .bilinear), ("vp9_bt709_full_range.webm", .area), ("hevc_bt2020_10bit.mkv", .bicubic),
+    ])
     func scaledFramesEqualFFmpegScale(_ name: String, _ interpolation: Interpolation) throws {
         let reader = try VideoReader(path: TestVideos.path(name))
-        let frames = try reader.frames(at: Array(0..<reader.info.frames), size: .shortSide(40), interpolation: interpolation)
+        let frames = try reader.frames(
+            at: Array(0..<reader.info.frames), size: .shortSide(40), interpolation: interpolation)
         let shown = reader.info.displaySize
         #expect(min(frames.width, frames.height) == 40)
         #expect(frames.width == Int(Double(shown.width) * 40 / Double(min(shown.width, shown.height)) + 0.5))
         // The reader scales the stored picture, then turns it (fewer pixels to turn); ffmpeg's
         // autorotate turns first, which rounds differently: compare with ffmpeg doing it our way.
         let rotation = reader.info.rotation
-        let (scaledWidth, scaledHeight) = rotation % 180 == 0 ? (frames.width, frames.height) : (frames.height, frames.width)
+        let (scaledWidth, scaledHeight) =
+            rotation % 180 == 0 ? (frames.width, frames.height) : (frames.height, frames.width)
         let turn = [0: "", 90: ",transpose=clock", 180: ",hflip,vflip", 270: ",transpose=cclock"][rotation]!
         let scale = "scale=\(scaledWidth):\(scaledHeight):flags=\(interpolation.rawValue)"
         let filter = (reader.info.pixelFormat == "yuv420p" ? "\(scale),format=yuv420p,\(scale)" : scale) + turn
@@ -90,16 +99,22 @@ struct VideoReaderTests {
         #expect(try VideoReader(path: TestVideos.path("h264_10bit.mp4")).info.pixelFormat == "yuv420p10le")
         let h264 = try VideoReader(path: TestVideos.path("h264_bframes.mp4")).info
         #expect(h264.pixelFormat == "yuv420p")
-        #expect(h264.codec == "h264" && h264.width == 96 && h264.height == 64 && h264.fps == 25 && h264.duration == 2 && h264.rotation == 0)
+        #expect(
+            h264.codec == "h264" && h264.width == 96 && h264.height == 64 && h264.fps == 25 && h264.duration == 2
+                && h264.rotation == 0)
         // In MPEG's 1/90000 time base too, 25 fps is 25, not 24.999999999999996.
-        for name in ["h264_bframes.ts", "mpeg2_bframes.mpg"] { #expect(try VideoReader(path: TestVideos.path(name)).info.fps == 25, "\(name)") }
+        for name in ["h264_bframes.ts", "mpeg2_bframes.mpg"] {
+            #expect(try VideoReader(path: TestVideos.path(name)).info.fps == 25, "\(name)")
+        }
         #expect(try VideoReader(path: TestVideos.path("rotated_90.mp4")).info.rotation == 270)
         #expect(try VideoReader(path: TestVideos.path("rotated_270.mp4")).info.rotation == 90)
         let rotated = try VideoReader(path: TestVideos.path("rotated_90.mp4"))
         let upright = try rotated.frames(at: [0]), stored = try rotated.frames(at: [0], rotate: false)
         #expect(upright.width == 64 && upright.height == 96 && stored.width == 96 && stored.height == 64)
-        for (name, codec) in [("hevc.mp4", "hevc"), ("vp8.webm", "vp8"), ("vp9.webm", "vp9"), ("av1.mkv", "av1"),
-                              ("mpeg4_bframes.avi", "mpeg4"), ("mjpeg.avi", "mjpeg"), ("ffv1.mkv", "ffv1")] {
+        for (name, codec) in [
+            ("hevc.mp4", "hevc"), ("vp8.webm", "vp8"), ("vp9.webm", "vp9"), ("av1.mkv", "av1"),
+            ("mpeg4_bframes.avi", "mpeg4"), ("mjpeg.avi", "mjpeg"), ("ffv1.mkv", "ffv1"),
+        ] {
             #expect(try VideoReader(path: TestVideos.path(name)).info.codec == codec)
         }
     }
@@ -123,7 +138,10 @@ struct VideoReaderTests {
 
     /// What a still picture and a raw stream are, said plainly.
     @Test func stillsAndRawStreamsSayWhatTheyAre() {
-        for (name, words) in [("still.jpg", "a still image (mjpeg), not a video"), ("raw.h264", "a raw h264 stream (raw H.264 video) without a container")] {
+        for (name, words) in [
+            ("still.jpg", "a still image (mjpeg), not a video"),
+            ("raw.h264", "a raw h264 stream (raw H.264 video) without a container"),
+        ] {
             do { _ = try VideoReader(path: TestVideos.path(name)); Issue.record("\(name) opened") } catch {
                 #expect(error.message.hasPrefix(words), "\(error)")
             }
@@ -133,7 +151,10 @@ struct VideoReaderTests {
     /// A truncated file (its index or header promising more than is there) says so, with how
     /// many frames are there, and keeps the frames before the damage, bit for bit as the intact
     /// file's; asking beyond them is an error that says which frames decode.
-    @Test(arguments: ["10.mp4", "30.mp4", "60.mp4", "90.mp4", "10.mkv", "30.mkv", "60.mkv", "90.mkv", "10.webm", "30.webm", "60.webm", "90.webm"])
+    @Test(arguments: [
+        "10.mp4", "30.mp4", "60.mp4", "90.mp4", "10.mkv", "30.mkv", "60.mkv", "90.mkv", "10.webm", "30.webm", "60.webm",
+        "90.webm",
+    ])
     func truncatedFilesKeepTheFramesBeforeTheDamage(_ cut: String) throws {
         let name = "truncated_" + cut
         let intact = try VideoReader(path: TestVideos.path("long." + cut.split(separator: ".")[1]))
@@ -141,7 +162,9 @@ struct VideoReaderTests {
         let n = reader.info.frames
         #expect(n > 0 && n < intact.info.frames)
         let truncation = reader.info.truncation ?? ""
-        #expect(truncation.hasPrefix("truncated: \(n) of ") && truncation.contains("250 frames are there"), "\(name): \(truncation)")
+        #expect(
+            truncation.hasPrefix("truncated: \(n) of ") && truncation.contains("250 frames are there"),
+            "\(name): \(truncation)")
         // The frames there: up to the first gap (a B-frame cut off while the frame after it stayed).
         var lastGood = zip(reader.info.timestamps, intact.info.timestamps).prefix { $0 == $1 }.count - 1
         #expect(lastGood >= n - 4)
@@ -151,7 +174,9 @@ struct VideoReaderTests {
             lastGood = good
         }
         let frames = try reader.frames(at: Array(0...lastGood))
-        let difference = firstDifference(frames.pixels, try intact.frames(at: Array(0...lastGood)).pixels, frameBytes: frames.width * frames.height * 3)
+        let difference = firstDifference(
+            frames.pixels, try intact.frames(at: Array(0...lastGood)).pixels,
+            frameBytes: frames.width * frames.height * 3)
         #expect(difference == nil, "\(name): \(difference ?? "")")
         #expect(throws: VideoError.self) { try reader.frames(at: [n]) }
         do { _ = try reader.frames(at: [intact.info.frames - 1]) } catch {
@@ -163,7 +188,8 @@ struct VideoReaderTests {
     /// going on after a chunk must not lose the frames skipped while reading it.
     @Test(arguments: ["long.mp4", "long.mkv", "h264_bframes.mp4", "hevc.mp4"])
     func consecutiveChunksEqualOnePass(_ name: String) throws {
-        let all = try VideoReader(path: TestVideos.path(name)).frames(at: Array(0..<TestVideos.manifest.first { $0.name == name }!.frames))
+        let all = try VideoReader(path: TestVideos.path(name)).frames(
+            at: Array(0..<TestVideos.manifest.first { $0.name == name }!.frames))
         let reader = try VideoReader(path: TestVideos.path(name))
         var chunks: [UInt8] = []
         for start in stride(from: 0, to: reader.info.frames, by: 16) {

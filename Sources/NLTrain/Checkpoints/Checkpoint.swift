@@ -22,8 +22,10 @@ public struct Checkpoint {
         do {
             file = try SafeTensors(contentsOf: path, what: "checkpoint")
         } catch let error as SafeTensorsError where error.pyTorchFormat != nil {
-            throw SafeTensorsError(path: path, pyTorchFormat: error.pyTorchFormat!, advice: "convert an mmaction2 checkpoint with "
-                                   + "python3 scripts/convert/convert_mmaction2_checkpoint.py FILE.pth FILE.safetensors")
+            throw SafeTensorsError(
+                path: path, pyTorchFormat: error.pyTorchFormat!,
+                advice: "convert an mmaction2 checkpoint with "
+                    + "python3 scripts/convert/convert_mmaction2_checkpoint.py FILE.pth FILE.safetensors")
         }
         try self.init(path: path, file: file)
     }
@@ -57,9 +59,12 @@ public struct Checkpoint {
     /// or infinite values (weights, running statistics, momentum under "optimizer." when asked), or
     /// a BatchNorm variance below zero (a bit flip, a bad conversion); nil when none.
     public static func valueProblem(in file: SafeTensors, includingOptimizer: Bool) -> String? {
-        for name in file.names where file.entries[name]!.dtype.isFloatingPoint && (includingOptimizer || !name.hasPrefix(optimizerPrefix)) {
+        for name in file.names
+        where file.entries[name]!.dtype.isFloatingPoint && (includingOptimizer || !name.hasPrefix(optimizerPrefix)) {
             guard let tensor = file.tensor(name) else { continue }
-            if !tensor.buffer.allSatisfy(\.isFinite) { return "tensor \(name) holds NaN or infinite values (the run diverged?)" }
+            if !tensor.buffer.allSatisfy(\.isFinite) {
+                return "tensor \(name) holds NaN or infinite values (the run diverged?)"
+            }
             if name.hasSuffix("running_var"), let i = tensor.buffer.firstIndex(where: { $0 < 0 }) {
                 return "tensor \(name) holds a negative variance (\(tensor[i]) at \(i))"
             }
@@ -69,16 +74,26 @@ public struct Checkpoint {
 
     /// Fails unless every value can be trained from (`valueProblem`, momentum included).
     public func checkValues() throws {
-        if let problem = Self.valueProblem(in: file, includingOptimizer: true) { throw CheckpointError(path, problem + "; not loading it") }
+        if let problem = Self.valueProblem(in: file, includingOptimizer: true) {
+            throw CheckpointError(path, problem + "; not loading it")
+        }
     }
 
     /// A training run's state put back: the weights into `model`, the momentum into `sgd`, and
     /// the position returned.
     public func restore(model: Recognizer, sgd: SGD) throws -> TrainingState {
-        guard let state else { throw CheckpointError(path, "not a training checkpoint (its metadata has no format \(TrainingState.format))") }
-        guard state.globalIteration == 0 || sgd.parameters.isEmpty || file.names.contains(where: { $0.hasPrefix(Self.optimizerPrefix) }) else {
-            throw CheckpointError(path, "holds weights but no optimizer state (momentum), as best.safetensors: resuming from it would restart "
-                                  + "the momentum from zero; fine-tune from it with --init, or resume from an iter_*.safetensors")
+        guard let state else {
+            throw CheckpointError(
+                path, "not a training checkpoint (its metadata has no format \(TrainingState.format))")
+        }
+        guard
+            state.globalIteration == 0 || sgd.parameters.isEmpty
+                || file.names.contains(where: { $0.hasPrefix(Self.optimizerPrefix) })
+        else {
+            throw CheckpointError(
+                path,
+                "holds weights but no optimizer state (momentum), as best.safetensors: resuming from it would restart "
+                    + "the momentum from zero; fine-tune from it with --init, or resume from an iter_*.safetensors")
         }
         try checkValues()
         try load(into: model)
@@ -92,7 +107,9 @@ public struct Checkpoint {
     /// The values the resolved config `text` sets otherwise than the checkpoint's config did, as
     /// "train.lr = 0.5 (was 0.05)": a resumed run goes on with them, as mmaction2's does.
     public func configChanges(to text: String) -> [String] {
-        guard let saved = configText, let old = try? ConfigFile(text: saved, name: path), let new = try? ConfigFile(text: text, name: "config") else { return [] }
+        guard let saved = configText, let old = try? ConfigFile(text: saved, name: path),
+            let new = try? ConfigFile(text: text, name: "config")
+        else { return [] }
         return new.sections.sorted { $0.key < $1.key }.flatMap { section, entries in
             entries.sorted { $0.key < $1.key }.compactMap { key, entry in
                 let was = old.sections[section]?[key]?.value
@@ -116,7 +133,9 @@ public struct Checkpoint {
     public func modelState() throws -> SafeTensors {
         var model = SafeTensors()
         model.entries = file.entries.filter { !$0.key.hasPrefix(Self.optimizerPrefix) }
-        if let problem = Self.valueProblem(in: model, includingOptimizer: false) { throw CheckpointError(path, problem + "; not loading it") }
+        if let problem = Self.valueProblem(in: model, includingOptimizer: false) {
+            throw CheckpointError(path, problem + "; not loading it")
+        }
         return model
     }
 

@@ -28,12 +28,16 @@ public final class WorkDirectory {
             let fd = open(lockPath, O_RDWR | O_CREAT, 0o644)
             guard fd >= 0 else { throw FileError(lockPath, "cannot open the lock file") }
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-                let holder = (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
+                let holder =
+                    (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(
+                        in: .whitespacesAndNewlines) ?? "unknown"
                 close(fd)
                 throw WorkDirectoryLocked(path: path, holder: holder.isEmpty ? "unknown process" : holder)
             }
             var locked = stat(), named = stat()
-            guard fstat(fd, &locked) == 0, stat(lockPath, &named) == 0, locked.st_ino == named.st_ino, locked.st_dev == named.st_dev else {
+            guard fstat(fd, &locked) == 0, stat(lockPath, &named) == 0, locked.st_ino == named.st_ino,
+                locked.st_dev == named.st_dev
+            else {
                 close(fd)  // removed by the run that held it, between our open and our lock
                 continue
             }
@@ -64,8 +68,12 @@ public final class WorkDirectory {
     /// written (a full disk) is said once on standard error, and the run goes on: its next
     /// checkpoint then stops it with the reason, or finds room again.
     public func append(_ line: String, to name: String) {
-        guard let failure = Files.append(line + "\n", to: file(name)), failedAppends.withLock({ $0.insert(name).inserted }) else { return }
-        Files.emit("warning: cannot add to \(file(name)) (\(failure)); its lines are lost until there is room\n", to: .standardError)
+        guard let failure = Files.append(line + "\n", to: file(name)),
+            failedAppends.withLock({ $0.insert(name).inserted })
+        else { return }
+        Files.emit(
+            "warning: cannot add to \(file(name)) (\(failure)); its lines are lost until there is room\n",
+            to: .standardError)
     }
     private let failedAppends = Mutex<Set<String>>([])  // appended to by loader threads too
 
@@ -80,8 +88,10 @@ public final class WorkDirectory {
     /// A user's `notes.tmp-keep` or `backup.tmp-2025/` stays. Returns the names removed.
     public func removeUnfinishedWrites() -> [String] {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { name in
-            guard let mark = name.range(of: ".tmp-", options: .backwards), let pid = Int32(name[mark.upperBound...]), pid > 0,
-                  Self.writesFile(named: String(name[..<mark.lowerBound])) else { return false }
+            guard let mark = name.range(of: ".tmp-", options: .backwards), let pid = Int32(name[mark.upperBound...]),
+                pid > 0,
+                Self.writesFile(named: String(name[..<mark.lowerBound]))
+            else { return false }
             var status = stat()
             guard lstat(file(name), &status) == 0, status.st_mode & S_IFMT == S_IFREG else { return false }
             return kill(pid, 0) != 0 && errno == ESRCH
@@ -93,7 +103,8 @@ public final class WorkDirectory {
     /// temporary beside it).
     static func writesFile(named name: String) -> Bool {
         ["best.safetensors", "last_checkpoint", "config.cfg", "curves.svg"].contains(name)
-            || (name.hasPrefix("iter_") && name.hasSuffix(".safetensors") && name.dropFirst(5).dropLast(12).allSatisfy(\.isNumber))
+            || (name.hasPrefix("iter_") && name.hasSuffix(".safetensors")
+                && name.dropFirst(5).dropLast(12).allSatisfy(\.isNumber))
     }
 
     /// metrics.jsonl as of a checkpoint at `globalIteration`: the lines a killed run wrote after
@@ -104,8 +115,10 @@ public final class WorkDirectory {
         let lines = text.split(whereSeparator: \.isNewline)
         let kept = lines.filter { line in
             guard let record = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let step = record["global_iteration"] as? Int else { return true }
-            return step < globalIteration || (step == globalIteration && !(validationPending && record["mode"] as? String == "val"))
+                let step = record["global_iteration"] as? Int
+            else { return true }
+            return step < globalIteration
+                || (step == globalIteration && !(validationPending && record["mode"] as? String == "val"))
         }
         if kept.count < lines.count { try write(kept.map { $0 + "\n" }.joined(), to: "metrics.jsonl") }
     }
@@ -115,7 +128,8 @@ public final class WorkDirectory {
     /// checkpoints but none can be read, an error (65) that names them: starting from scratch
     /// over them would silently discard the run.
     public func latestCheckpoint(refused: (String) -> Void) throws -> Checkpoint? {
-        let pointed = (try? String(contentsOfFile: file("last_checkpoint"), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let pointed = (try? String(contentsOfFile: file("last_checkpoint"), encoding: .utf8))?.trimmingCharacters(
+            in: .whitespacesAndNewlines)
         let names = checkpointNames()
         // Newest first: the pointed one, then by the global iteration in the name.
         let ordered = (pointed.flatMap { names.contains($0) ? [$0] : nil } ?? []) + names.filter { $0 != pointed }
@@ -129,8 +143,11 @@ public final class WorkDirectory {
             }
         }
         guard unreadable.isEmpty else {
-            throw CheckpointError(path, "no checkpoint can be read (\(unreadable.joined(separator: ", "))); rather than start from scratch "
-                               + "over them, nltrain stops: restore a readable one, or give --start-over (they are then set aside, not deleted)")
+            throw CheckpointError(
+                path,
+                "no checkpoint can be read (\(unreadable.joined(separator: ", "))); rather than start from scratch "
+                    + "over them, nltrain stops: restore a readable one, or give --start-over (they are then set aside, not deleted)"
+            )
         }
         return nil
     }
@@ -147,7 +164,9 @@ public final class WorkDirectory {
     /// Moves every checkpoint, best.safetensors and last_checkpoint into a folder of their own,
     /// for a run that starts over; returns the folder, or nil when there was nothing to move.
     public func setAsideCheckpoints() throws -> String? {
-        let names = checkpointNames() + ["best.safetensors", "last_checkpoint"].filter { FileManager.default.fileExists(atPath: file($0)) }
+        let names =
+            checkpointNames()
+            + ["best.safetensors", "last_checkpoint"].filter { FileManager.default.fileExists(atPath: file($0)) }
         guard !names.isEmpty else { return nil }
         let formatter = DateFormatter()
         formatter.dateFormat = "yyyyMMdd-HHmmss"
@@ -155,7 +174,8 @@ public final class WorkDirectory {
         try Files.makeDirectory(folder, what: "folder for the earlier checkpoints")
         for name in names {
             guard rename(file(name), "\(folder)/\(name)") == 0 else {
-                throw FileError(file(name), "cannot move it into \(folder) (\(String(cString: strerror(errno)).lowercased()))")
+                throw FileError(
+                    file(name), "cannot move it into \(folder) (\(String(cString: strerror(errno)).lowercased()))")
             }
         }
         return folder
@@ -163,15 +183,20 @@ public final class WorkDirectory {
 
     /// The periodic checkpoints' names, newest (by the global iteration in the name) first.
     private func checkpointNames() -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasPrefix("iter_") && $0.hasSuffix(".safetensors") }
-            .sorted { iterationInName($0) > iterationInName($1) }
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter {
+            $0.hasPrefix("iter_") && $0.hasSuffix(".safetensors")
+        }
+        .sorted { iterationInName($0) > iterationInName($1) }
     }
 
     /// A training checkpoint of the directory that a run can resume from, or an error saying why
     /// it cannot be one: the same rules as resuming's, so that pruning counts only what loads.
     private func read(_ name: String) throws -> Checkpoint {
         let checkpoint = try Checkpoint(path: file(name))
-        guard checkpoint.state != nil else { throw CheckpointError(checkpoint.path, "not a training checkpoint (its metadata has no format \(TrainingState.format))") }
+        guard checkpoint.state != nil else {
+            throw CheckpointError(
+                checkpoint.path, "not a training checkpoint (its metadata has no format \(TrainingState.format))")
+        }
         try checkpoint.checkValues()
         return checkpoint
     }

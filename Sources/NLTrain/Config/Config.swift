@@ -82,7 +82,6 @@ public struct EvalSection: Sendable {
     public init() {}
 }
 
-
 /// A resolved configuration: every key of every section, with its value from the config files,
 /// `--set` overrides or its default. Format and rules: configs/README.md.
 public struct Config: Sendable {
@@ -100,12 +99,15 @@ public struct Config: Sendable {
     public init(_ file: ConfigFile) throws(ConfigError) {
         for (section, source) in file.sectionOrder where !Self.schema.contains(where: { $0.name == section }) {
             let near = nearest(section, in: Self.schema.map(\.name))
-            throw ConfigError(source: source, message: "unknown section [\(section)]\(near.map { "; did you mean [\($0)]?" } ?? "")")
+            throw ConfigError(
+                source: source, message: "unknown section [\(section)]\(near.map { "; did you mean [\($0)]?" } ?? "")")
         }
         // A named model first: its fields are the base the other [model] keys change.
         if let name = file.sections["model"]?["name"] {
             guard let spec = ModelSpec.named(name.value) else {
-                throw ConfigError(source: name.source, message: "model.name: no model '\(name.value)'; models: \(ModelSpec.names.joined(separator: ", "))")
+                throw ConfigError(
+                    source: name.source,
+                    message: "model.name: no model '\(name.value)'; models: \(ModelSpec.names.joined(separator: ", "))")
             }
             model.name = name.value
             model.spec = spec
@@ -116,7 +118,10 @@ public struct Config: Sendable {
             for (key, entry) in entries where !(section.name == "model" && key == "name") {
                 guard let setting = section.settings.first(where: { $0.key == key }) else {
                     let near = nearest(key, in: section.settings.map(\.key))
-                    throw ConfigError(source: entry.source, message: "unknown key '\(key)' in [\(section.name)]\(near.map { "; did you mean '\($0)'?" } ?? "")")
+                    throw ConfigError(
+                        source: entry.source,
+                        message:
+                            "unknown key '\(key)' in [\(section.name)]\(near.map { "; did you mean '\($0)'?" } ?? "")")
                 }
                 do { try setting.read(&self, entry.value) } catch let problem as ValueProblem {
                     throw ConfigError(source: entry.source, message: "\(section.name).\(key): \(problem.message)")
@@ -129,12 +134,17 @@ public struct Config: Sendable {
         // Point at the key the problem concerns, or, when it kept its default, at the depth or the
         // named model that made it wrong.
         if let (key, message) = model.spec.problems().first {
-            let source = sources["model.\(key)"] ?? sources["model.depth"] ?? sources["model.name"] ?? ConfigSource(file: "[model]", line: 0)
+            let source =
+                sources["model.\(key)"] ?? sources["model.depth"] ?? sources["model.name"]
+                ?? ConfigSource(file: "[model]", line: 0)
             throw ConfigError(source: source, message: "model.\(key): \(message)")
         }
         if train.lrPolicy == .cosine && train.lrMin > train.lr {
-            throw ConfigError(source: source(of: "train.lr_min", "train.lr"),
-                              message: "train.lr_min \(train.lrMin) is above train.lr \(train.lr): the cosine rate would climb to it instead of decaying")
+            throw ConfigError(
+                source: source(of: "train.lr_min", "train.lr"),
+                message:
+                    "train.lr_min \(train.lrMin) is above train.lr \(train.lr): the cosine rate would climb to it instead of decaying"
+            )
         }
     }
 
@@ -142,7 +152,9 @@ public struct Config: Sendable {
     public var warnings: [String] {
         var found: [String] = []
         if train.warmup != .none && train.warmupIterations == 0 && train.warmupEpochs >= Double(train.epochs) {
-            found.append("train.warmup_epochs \(train.warmupEpochs) is as long as the run (\(train.epochs) epochs): the learning rate never reaches train.lr \(train.lr)")
+            found.append(
+                "train.warmup_epochs \(train.warmupEpochs) is as long as the run (\(train.epochs) epochs): the learning rate never reaches train.lr \(train.lr)"
+            )
         }
         return found
     }
@@ -165,11 +177,15 @@ public struct Config: Sendable {
         for name in keys {
             let (section, key) = (name.split(separator: ".")[0], name.split(separator: ".")[1])
             guard let source = sources[name] else {
-                throw ConfigError(source: source(of: name),
-                                  message: "\(command) needs [\(section)] \(key); set it in the config or with --set \(name)=...")
+                throw ConfigError(
+                    source: source(of: name),
+                    message: "\(command) needs [\(section)] \(key); set it in the config or with --set \(name)=...")
             }
-            guard let setting = Self.schema.first(where: { $0.name == section })?.settings.first(where: { $0.key == key }),
-                  setting.show(self).trimmingCharacters(in: CharacterSet(charactersIn: "\" ")).isEmpty else { continue }
+            guard
+                let setting = Self.schema.first(where: { $0.name == section })?.settings.first(where: { $0.key == key }
+                ),
+                setting.show(self).trimmingCharacters(in: CharacterSet(charactersIn: "\" ")).isEmpty
+            else { continue }
             throw ConfigError(source: source, message: "\(name) is empty; \(command) needs it")
         }
     }

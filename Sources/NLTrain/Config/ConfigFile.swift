@@ -46,17 +46,21 @@ public struct ConfigFile: Sendable {
     private mutating func read(_ path: String, including: [String]) throws(ConfigError) {
         let canonical = URL(fileURLWithPath: path).standardizedFileURL.path
         if including.contains(canonical) {
-            throw ConfigError(source: ConfigSource(file: including.last!, line: 0), message: "includes itself through \(path)")
+            throw ConfigError(
+                source: ConfigSource(file: including.last!, line: 0), message: "includes itself through \(path)")
         }
         let lines: [TextFile.Line]
         do { lines = try TextFile.lines(path, what: "config file") } catch {
             throw ConfigError(source: ConfigSource(file: path, line: error.line ?? 0), message: error.problem)
         }
-        try parse(lines, name: path, directory: (canonical as NSString).deletingLastPathComponent,
-                  including: including + [canonical])
+        try parse(
+            lines, name: path, directory: (canonical as NSString).deletingLastPathComponent,
+            including: including + [canonical])
     }
 
-    private mutating func parse(_ lines: [TextFile.Line], name: String, directory: String, including: [String]) throws(ConfigError) {
+    private mutating func parse(
+        _ lines: [TextFile.Line], name: String, directory: String, including: [String]
+    ) throws(ConfigError) {
         var section: String?
         for (number, rawLine) in lines {
             let source = ConfigSource(file: name, line: number)
@@ -72,11 +76,15 @@ public struct ConfigFile: Sendable {
                 continue
             }
             guard let equals = line.firstIndex(of: "=") else {
-                throw ConfigError(source: source, message: "expected 'key = value', '[section]' or a # comment, got '\(line)'" + Self.otherFormat(lines))
+                throw ConfigError(
+                    source: source,
+                    message: "expected 'key = value', '[section]' or a # comment, got '\(line)'"
+                        + Self.otherFormat(lines))
             }
             let key = line[..<equals].trimmingCharacters(in: .whitespaces)
             let value: String
-            do { value = try Self.value(line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)) } catch {
+            do { value = try Self.value(line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)) } catch
+            {
                 throw ConfigError(source: source, message: "\(key): \(error.message)")
             }
             guard !key.isEmpty, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
@@ -91,7 +99,8 @@ public struct ConfigFile: Sendable {
                 continue
             }
             guard let section else {
-                throw ConfigError(source: source, message: "'\(key)' is outside any [section]" + Self.otherFormat(lines))
+                throw ConfigError(
+                    source: source, message: "'\(key)' is outside any [section]" + Self.otherFormat(lines))
             }
             set(section: section, key: key, value: value, source: source)
         }
@@ -100,18 +109,25 @@ public struct ConfigFile: Sendable {
     /// What a file that fails to parse is instead, when it is one of the frameworks' config
     /// formats its user would try first: the sentence to add to the error, or "".
     static func otherFormat(_ lines: [TextFile.Line]) -> String {
-        let text = lines.map { $0.text.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        let text = lines.map { $0.text.trimmingCharacters(in: .whitespaces) }.filter {
+            !$0.isEmpty && !$0.hasPrefix("#")
+        }
         let format: String
-        if text.contains(where: { $0.hasPrefix("_base_") || $0.contains("dict(") || $0.hasPrefix("import ") || $0.hasPrefix("from ") }) {
+        if text.contains(where: {
+            $0.hasPrefix("_base_") || $0.contains("dict(") || $0.hasPrefix("import ") || $0.hasPrefix("from ")
+        }) {
             format = "an mmaction2 (Python) config"
         } else if text.first?.hasPrefix("{") == true {
             format = "JSON"
-        } else if text.contains(where: { $0.range(of: #"^[A-Za-z_][A-Za-z0-9_.]*:(\s|$)"#, options: .regularExpression) != nil }) {
+        } else if text.contains(where: {
+            $0.range(of: #"^[A-Za-z_][A-Za-z0-9_.]*:(\s|$)"#, options: .regularExpression) != nil
+        }) {
             format = "YAML (as PySlowFast's configs are)"
         } else {
             return ""
         }
-        return "; the file looks like \(format), but nltrain reads [section] and key = value lines: start from configs/i3d_nl.cfg (mmaction2's NL I3D recipe) or configs/i3d_nl_8x8.cfg (PySlowFast's), whose keys configs/README.md lists"
+        return
+            "; the file looks like \(format), but nltrain reads [section] and key = value lines: start from configs/i3d_nl.cfg (mmaction2's NL I3D recipe) or configs/i3d_nl_8x8.cfg (PySlowFast's), whose keys configs/README.md lists"
     }
 
     /// Sets one value, as a later line would.
@@ -133,7 +149,11 @@ public struct ConfigFile: Sendable {
         guard !raw.contains(where: \.isNewline) else {
             throw ConfigError(source: source, message: "a value cannot hold a line break")
         }
-        do { set(section: section, key: key, value: try Self.value(raw.trimmingCharacters(in: .whitespaces)), source: source) } catch {
+        do {
+            set(
+                section: section, key: key, value: try Self.value(raw.trimmingCharacters(in: .whitespaces)),
+                source: source)
+        } catch {
             throw ConfigError(source: source, message: error.message)
         }
     }
@@ -144,7 +164,13 @@ public struct ConfigFile: Sendable {
         var quoted = false, escaped = false
         var previous: Character = " "
         for (offset, c) in line.enumerated() {
-            if quoted && escaped { escaped = false } else if quoted && c == "\\" { escaped = true } else if c == "\"" { quoted.toggle() }
+            if quoted && escaped {
+                escaped = false
+            } else if quoted && c == "\\" {
+                escaped = true
+            } else if c == "\"" {
+                quoted.toggle()
+            }
             if c == "#" && !quoted && previous.isWhitespace { return String(line.prefix(offset)) }
             previous = c
         }
@@ -165,7 +191,9 @@ public struct ConfigFile: Sendable {
             } else if c == "\\" {
                 escaped = true
             } else if c == "\"" {
-                guard offset == raw.count - 2 else { throw ValueProblem(message: "text after the closing quote: \(raw)") }
+                guard offset == raw.count - 2 else {
+                    throw ValueProblem(message: "text after the closing quote: \(raw)")
+                }
                 return result
             } else {
                 result.append(c)

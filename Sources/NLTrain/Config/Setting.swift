@@ -16,37 +16,52 @@ struct Setting<Target> {
 }
 
 extension Setting {
-    static func int(_ key: String, _ path: WritableKeyPath<Target, Int>, in range: ClosedRange<Int>, _ help: String) -> Setting {
-        Setting(key: key, help: help, read: { target, text in
-            target[keyPath: path] = try parseInt(text, in: range)
-        }, show: { "\($0[keyPath: path])" })
+    static func int(
+        _ key: String, _ path: WritableKeyPath<Target, Int>, in range: ClosedRange<Int>, _ help: String
+    ) -> Setting {
+        Setting(
+            key: key, help: help,
+            read: { target, text in
+                target[keyPath: path] = try parseInt(text, in: range)
+            }, show: { "\($0[keyPath: path])" })
     }
 
-    static func double(_ key: String, _ path: WritableKeyPath<Target, Double>, in range: ClosedRange<Double>, _ help: String) -> Setting {
-        Setting(key: key, help: help, read: { target, text in
-            target[keyPath: path] = try parseDouble(text, in: range)
-        }, show: { format($0[keyPath: path]) })
+    static func double(
+        _ key: String, _ path: WritableKeyPath<Target, Double>, in range: ClosedRange<Double>, _ help: String
+    ) -> Setting {
+        Setting(
+            key: key, help: help,
+            read: { target, text in
+                target[keyPath: path] = try parseDouble(text, in: range)
+            }, show: { format($0[keyPath: path]) })
     }
 
-    static func float(_ key: String, _ path: WritableKeyPath<Target, Float>, in range: ClosedRange<Double>, _ help: String) -> Setting {
-        Setting(key: key, help: help, read: { target, text in
-            target[keyPath: path] = Float(try parseDouble(text, in: range))
-        }, show: { "\($0[keyPath: path])" })  // Float's own shortest form: 0.3, not 0.30000001192092896
+    static func float(
+        _ key: String, _ path: WritableKeyPath<Target, Float>, in range: ClosedRange<Double>, _ help: String
+    ) -> Setting {
+        Setting(
+            key: key, help: help,
+            read: { target, text in
+                target[keyPath: path] = Float(try parseDouble(text, in: range))
+            }, show: { "\($0[keyPath: path])" })  // Float's own shortest form: 0.3, not 0.30000001192092896
     }
 
     static func bool(_ key: String, _ path: WritableKeyPath<Target, Bool>, _ help: String) -> Setting {
-        Setting(key: key, help: help, read: { target, text in
-            switch text.lowercased() {
-            case "true", "yes", "on", "1": target[keyPath: path] = true
-            case "false", "no", "off", "0": target[keyPath: path] = false
-            default: throw ValueProblem(message: "expected true or false, got '\(text)'")
-            }
-        }, show: { $0[keyPath: path] ? "true" : "false" })
+        Setting(
+            key: key, help: help,
+            read: { target, text in
+                switch text.lowercased() {
+                case "true", "yes", "on", "1": target[keyPath: path] = true
+                case "false", "no", "off", "0": target[keyPath: path] = false
+                default: throw ValueProblem(message: "expected true or false, got '\(text)'")
+                }
+            }, show: { $0[keyPath: path] ? "true" : "false" })
     }
 
     static func string(_ key: String, _ path: WritableKeyPath<Target, String>, _ help: String) -> Setting {
-        Setting(key: key, help: help, read: { target, text in target[keyPath: path] = text },
-                show: { quotedIfNeeded($0[keyPath: path]) })
+        Setting(
+            key: key, help: help, read: { target, text in target[keyPath: path] = text },
+            show: { quotedIfNeeded($0[keyPath: path]) })
     }
 
     /// A value of an enum; the help lists its cases (from allCases: a new case is listed by
@@ -54,72 +69,102 @@ extension Setting {
     static func choice<Value: RawRepresentable & CaseIterable & Hashable>(
         _ key: String, _ path: WritableKeyPath<Target, Value>, _ help: String, _ meanings: [Value: String] = [:]
     ) -> Setting where Value.RawValue == String {
-        let cases = Value.allCases.map { value in meanings[value].map { "\(value.rawValue) (\($0))" } ?? value.rawValue }
-        return Setting(key: key, help: "\(help): \(cases.joined(separator: ", "))", read: { target, text in
-            guard let value = Value(rawValue: text) else {
-                throw ValueProblem(message: "expected one of \(Value.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
-            }
-            target[keyPath: path] = value
-        }, show: { $0[keyPath: path].rawValue })
+        let cases = Value.allCases.map { value in meanings[value].map { "\(value.rawValue) (\($0))" } ?? value.rawValue
+        }
+        return Setting(
+            key: key, help: "\(help): \(cases.joined(separator: ", "))",
+            read: { target, text in
+                guard let value = Value(rawValue: text) else {
+                    throw ValueProblem(
+                        message:
+                            "expected one of \(Value.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
+                }
+                target[keyPath: path] = value
+            }, show: { $0[keyPath: path].rawValue })
     }
 
-    static func ints(_ key: String, _ path: WritableKeyPath<Target, [Int]>, count: ClosedRange<Int>, in range: ClosedRange<Int>,
-                     _ help: String) -> Setting {
-        Setting(key: key, help: help, read: { target, text in
-            let values = try words(text, count: count).map { try parseInt($0, in: range) }
-            target[keyPath: path] = values
-        }, show: { $0[keyPath: path].map(String.init).joined(separator: " ") })
+    static func ints(
+        _ key: String, _ path: WritableKeyPath<Target, [Int]>, count: ClosedRange<Int>, in range: ClosedRange<Int>,
+        _ help: String
+    ) -> Setting {
+        Setting(
+            key: key, help: help,
+            read: { target, text in
+                let values = try words(text, count: count).map { try parseInt($0, in: range) }
+                target[keyPath: path] = values
+            }, show: { $0[keyPath: path].map(String.init).joined(separator: " ") })
     }
 
-    static func doubles(_ key: String, _ path: WritableKeyPath<Target, [Double]>, count: ClosedRange<Int>,
-                        in range: ClosedRange<Double>, _ help: String) -> Setting {
-        Setting(key: key, help: help, read: { target, text in
-            target[keyPath: path] = try words(text, count: count).map { try parseDouble($0, in: range) }
-        }, show: { $0[keyPath: path].map(format).joined(separator: " ") })
+    static func doubles(
+        _ key: String, _ path: WritableKeyPath<Target, [Double]>, count: ClosedRange<Int>,
+        in range: ClosedRange<Double>, _ help: String
+    ) -> Setting {
+        Setting(
+            key: key, help: help,
+            read: { target, text in
+                target[keyPath: path] = try words(text, count: count).map { try parseDouble($0, in: range) }
+            }, show: { $0[keyPath: path].map(format).joined(separator: " ") })
     }
 
-    static func strings(_ key: String, _ path: WritableKeyPath<Target, [String]>, allowed: [String], _ help: String) -> Setting {
-        Setting(key: key, help: help, read: { target, text in
-            let values = try words(text, count: 1...allowed.count)
-            if let bad = values.first(where: { !allowed.contains($0) }) {
-                throw ValueProblem(message: "'\(bad)' is not one of \(allowed.joined(separator: ", "))")
-            }
-            target[keyPath: path] = values
-        }, show: { $0[keyPath: path].joined(separator: " ") })
+    static func strings(
+        _ key: String, _ path: WritableKeyPath<Target, [String]>, allowed: [String], _ help: String
+    ) -> Setting {
+        Setting(
+            key: key, help: help,
+            read: { target, text in
+                let values = try words(text, count: 1...allowed.count)
+                if let bad = values.first(where: { !allowed.contains($0) }) {
+                    throw ValueProblem(message: "'\(bad)' is not one of \(allowed.joined(separator: ", "))")
+                }
+                target[keyPath: path] = values
+            }, show: { $0[keyPath: path].joined(separator: " ") })
     }
 
     static func size3(_ key: String, _ path: WritableKeyPath<Target, Size3>, _ help: String) -> Setting {
-        Setting(key: key, help: help, read: { target, text in
-            let v = try words(text, count: 3...3).map { try parseInt($0, in: 1...99) }
-            target[keyPath: path] = Size3(v[0], v[1], v[2])
-        }, show: { let s = $0[keyPath: path]; return "\(s.t) \(s.h) \(s.w)" })
+        Setting(
+            key: key, help: help,
+            read: { target, text in
+                let v = try words(text, count: 3...3).map { try parseInt($0, in: 1...99) }
+                target[keyPath: path] = Size3(v[0], v[1], v[2])
+            },
+            show: {
+                let s = $0[keyPath: path]; return "\(s.t) \(s.h) \(s.w)"
+            })
     }
 
     /// Four stages of 0/1 digits, one per block ("111 1010 101010 010"); one digit for a stage
     /// applies it to every block of that stage.
     static func pattern(_ key: String, _ path: WritableKeyPath<Target, [[Int]]>, _ help: String) -> Setting {
-        Setting(key: key, help: help, read: { target, text in
-            let stages = try words(text, count: 4...4)
-            guard stages.allSatisfy({ $0.allSatisfy { $0 == "0" || $0 == "1" } }) else {
-                throw ValueProblem(message: "expected four groups of 0/1 digits, one digit per block, such as '111 1010 101010 010'")
-            }
-            target[keyPath: path] = stages.map { $0.map { $0 == "1" ? 1 : 0 } }
-        }, show: { $0[keyPath: path].map { $0.map(String.init).joined() }.joined(separator: " ") })
+        Setting(
+            key: key, help: help,
+            read: { target, text in
+                let stages = try words(text, count: 4...4)
+                guard stages.allSatisfy({ $0.allSatisfy { $0 == "0" || $0 == "1" } }) else {
+                    throw ValueProblem(
+                        message:
+                            "expected four groups of 0/1 digits, one digit per block, such as '111 1010 101010 010'")
+                }
+                target[keyPath: path] = stages.map { $0.map { $0 == "1" ? 1 : 0 } }
+            }, show: { $0[keyPath: path].map { $0.map(String.init).joined() }.joined(separator: " ") })
     }
 }
 
 private func words(_ text: String, count: ClosedRange<Int>) throws -> [String] {
     let parts = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," }).map(String.init)
     guard count.contains(parts.count) else {
-        let expected = count.lowerBound == count.upperBound ? "\(count.lowerBound)" : "\(count.lowerBound) to \(count.upperBound)"
-        throw ValueProblem(message: "expected \(expected) value\(count.upperBound == 1 ? "" : "s"), got \(parts.count) in '\(text)'")
+        let expected =
+            count.lowerBound == count.upperBound ? "\(count.lowerBound)" : "\(count.lowerBound) to \(count.upperBound)"
+        throw ValueProblem(
+            message: "expected \(expected) value\(count.upperBound == 1 ? "" : "s"), got \(parts.count) in '\(text)'")
     }
     return parts
 }
 
 private func parseInt(_ text: String, in range: ClosedRange<Int>) throws -> Int {
     guard let value = Int(text) else { throw ValueProblem(message: "expected a whole number, got '\(text)'") }
-    guard range.contains(value) else { throw ValueProblem(message: "\(value) is outside \(range.lowerBound)...\(range.upperBound)") }
+    guard range.contains(value) else {
+        throw ValueProblem(message: "\(value) is outside \(range.lowerBound)...\(range.upperBound)")
+    }
     return value
 }
 
@@ -130,13 +175,17 @@ private func parseDouble(_ text: String, in range: ClosedRange<Double>) throws -
     let mantissa = text.prefix { $0 != "e" && $0 != "E" }, exponent = text.dropFirst(mantissa.count + 1)
     let digits = mantissa.drop { $0 == "+" || $0 == "-" }
     guard mantissa.count - digits.count <= 1, digits.contains(where: \.isNumber),
-          digits.allSatisfy({ ($0.isASCII && $0.isNumber) || $0 == "." }), digits.filter({ $0 == "." }).count <= 1,
-          text.count == mantissa.count || (!exponent.isEmpty && Int(exponent) != nil),
-          let value = Double(text) else { throw ValueProblem(message: "expected a number, got '\(text)'") }
+        digits.allSatisfy({ ($0.isASCII && $0.isNumber) || $0 == "." }), digits.filter({ $0 == "." }).count <= 1,
+        text.count == mantissa.count || (!exponent.isEmpty && Int(exponent) != nil),
+        let value = Double(text)
+    else { throw ValueProblem(message: "expected a number, got '\(text)'") }
     guard value.isFinite, value != 0 || !digits.contains(where: { $0.isNumber && $0 != "0" }) else {
         throw ValueProblem(message: "\(text) is beyond the range of numbers (about 1e-308 to 1e308)")
     }
-    guard range.contains(value) else { throw ValueProblem(message: "\(format(value)) is outside \(format(range.lowerBound))...\(format(range.upperBound))") }
+    guard range.contains(value) else {
+        throw ValueProblem(
+            message: "\(format(value)) is outside \(format(range.lowerBound))...\(format(range.upperBound))")
+    }
     return value
 }
 
@@ -150,6 +199,8 @@ func format(_ value: Double) -> String {
 /// `\"` and `\\` inside, when it holds a '#', a quote or a backslash, or starts or ends with a
 /// space; as it is otherwise.
 func quotedIfNeeded(_ text: String) -> String {
-    guard text.contains(where: { "#\"\\".contains($0) }) || text.hasPrefix(" ") || text.hasSuffix(" ") else { return text }
+    guard text.contains(where: { "#\"\\".contains($0) }) || text.hasPrefix(" ") || text.hasSuffix(" ") else {
+        return text
+    }
     return "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
 }

@@ -18,7 +18,9 @@ public struct EvaluationReport {
         classes = result.perClass.map(\.name)
         var counts = [[Int]](repeating: [Int](repeating: 0, count: classes.count), count: classes.count)
         for (_, label, probabilities) in result.scores where label < classes.count {
-            if let predicted = Evaluator.classesByScore(probabilities).first, predicted < classes.count { counts[label][predicted] += 1 }
+            if let predicted = Evaluator.classesByScore(probabilities).first, predicted < classes.count {
+                counts[label][predicted] += 1
+            }
         }
         self.counts = counts
     }
@@ -26,8 +28,13 @@ public struct EvaluationReport {
     /// The `count` largest off-diagonal cells: (true class, predicted class, videos).
     public func mostConfused(_ count: Int = 20) -> [(truth: Int, predicted: Int, videos: Int)] {
         var cells: [(truth: Int, predicted: Int, videos: Int)] = []
-        for (i, row) in counts.enumerated() { for (j, n) in row.enumerated() where i != j && n > 0 { cells.append((i, j, n)) } }
-        return Array(cells.sorted { $0.videos != $1.videos ? $0.videos > $1.videos : ($0.truth, $0.predicted) < ($1.truth, $1.predicted) }.prefix(count))
+        for (i, row) in counts.enumerated() {
+            for (j, n) in row.enumerated() where i != j && n > 0 { cells.append((i, j, n)) }
+        }
+        return Array(
+            cells.sorted {
+                $0.videos != $1.videos ? $0.videos > $1.videos : ($0.truth, $0.predicted) < ($1.truth, $1.predicted)
+            }.prefix(count))
     }
 
     /// The report as SVG or, for a path ending in .html, as an HTML page.
@@ -43,55 +50,83 @@ public struct EvaluationReport {
         let labelWidth = labelled ? Double(classes.map { shorten($0).count }.max() ?? 4) * 6.2 + 8 : 10
         let barLeft = 20.0, barWidth = 170.0
         // The bars' percentages stand right of them, the class names right-aligned before the matrix.
-        let matrixLeft = barLeft + barWidth + (labelled ? 40 : 10) + labelWidth, matrixTop = titled ? 120.0 : 60.0, side = cell * Double(n)
+        let matrixLeft = barLeft + barWidth + (labelled ? 40 : 10) + labelWidth, matrixTop = titled ? 120.0 : 60.0,
+            side = cell * Double(n)
         let pairsLeft = matrixLeft + max(side, 230) + 30
         let pairs = mostConfused()
-        var svg = SVG(width: Int(pairsLeft + 380), height: Int(matrixTop + max(side + 40, 22 * Double(max(pairs.count, 1)) + 10)))
+        var svg = SVG(
+            width: Int(pairsLeft + 380), height: Int(matrixTop + max(side + 40, 22 * Double(max(pairs.count, 1)) + 10)))
         if titled {
             svg.text(title, x: 20, y: 26, size: 14, bold: true)
             svg.text(result.summary, x: 20, y: 46, size: 12, color: "#444")
         }
         svg.text("per-class top-1", x: barLeft, y: matrixTop - 30, size: 12, bold: true)
         svg.text("confusion matrix", x: matrixLeft, y: matrixTop - 30, size: 12, bold: true)
-        svg.text("rows: true class; columns: predicted, in class", x: matrixLeft, y: matrixTop - 17, size: 10, color: "#444")
+        svg.text(
+            "rows: true class; columns: predicted, in class", x: matrixLeft, y: matrixTop - 17, size: 10, color: "#444")
         svg.text("order; shaded by the share of the row", x: matrixLeft, y: matrixTop - 5, size: 10, color: "#444")
         for (i, row) in counts.enumerated() {
             let y = matrixTop + Double(i) * cell, total = row.reduce(0, +)
             let accuracy = result.perClass[i].accuracy
             let percent = accuracy.map { String(format: "%.0f%%", $0 * 100) } ?? "-"
             // Per-class accuracy: a bar per class, on the matrix's rows.
-            svg.rect(barLeft, y, barWidth * (accuracy ?? 0), max(cell - (cell > 3 ? 1 : 0), 1), fill: "#4c72b0",
-                     title: "\(classes[i]): " + (accuracy.map { String(format: "%.1f%%", $0 * 100) } ?? "no videos"))
+            svg.rect(
+                barLeft, y, barWidth * (accuracy ?? 0), max(cell - (cell > 3 ? 1 : 0), 1), fill: "#4c72b0",
+                title: "\(classes[i]): " + (accuracy.map { String(format: "%.1f%%", $0 * 100) } ?? "no videos"))
             if labelled {
-                svg.text(percent, x: barLeft + barWidth * (accuracy ?? 0) + 3, y: y + cell * 0.72, size: min(10, cell * 0.8), color: "#444")
-                svg.text(shorten(classes[i]), x: matrixLeft - 6, y: y + cell * 0.72, size: min(11, cell * 0.8), anchor: "end")
+                svg.text(
+                    percent, x: barLeft + barWidth * (accuracy ?? 0) + 3, y: y + cell * 0.72, size: min(10, cell * 0.8),
+                    color: "#444")
+                svg.text(
+                    shorten(classes[i]), x: matrixLeft - 6, y: y + cell * 0.72, size: min(11, cell * 0.8), anchor: "end"
+                )
             }
             for (j, videos) in row.enumerated() where videos > 0 {
                 let share = Double(videos) / Double(max(total, 1))
-                svg.rect(matrixLeft + Double(j) * cell, y, cell, cell, fill: shade(share, diagonal: i == j),
-                         title: "\(classes[i]) -> \(classes[j]): \(videos) of \(total) videos (\(String(format: "%.0f", share * 100))%)")
-                if cell >= 18 { svg.text("\(videos)", x: matrixLeft + (Double(j) + 0.5) * cell, y: y + cell * 0.68, size: 9, anchor: "middle", color: share > 0.5 ? "white" : "#222") }
+                svg.rect(
+                    matrixLeft + Double(j) * cell, y, cell, cell, fill: shade(share, diagonal: i == j),
+                    title:
+                        "\(classes[i]) -> \(classes[j]): \(videos) of \(total) videos (\(String(format: "%.0f", share * 100))%)"
+                )
+                if cell >= 18 {
+                    svg.text(
+                        "\(videos)", x: matrixLeft + (Double(j) + 0.5) * cell, y: y + cell * 0.68, size: 9,
+                        anchor: "middle", color: share > 0.5 ? "white" : "#222")
+                }
             }
         }
         svg.rect(matrixLeft, matrixTop, side, side, fill: "none", stroke: "#bbb")
-        svg.text("\(n) classes; \(result.failed) unreadable video\(result.failed == 1 ? "" : "s") left out", x: matrixLeft, y: matrixTop + side + 18, size: 10, color: "#666")
+        svg.text(
+            "\(n) classes; \(result.failed) unreadable video\(result.failed == 1 ? "" : "s") left out", x: matrixLeft,
+            y: matrixTop + side + 18, size: 10, color: "#666")
         svg.text("most confused pairs", x: pairsLeft, y: matrixTop - 30, size: 12, bold: true)
-        svg.text("true -> predicted: videos (share of the true class)", x: pairsLeft, y: matrixTop - 17, size: 10, color: "#444")
-        if pairs.isEmpty { svg.text("none: every video read was classified right", x: pairsLeft, y: matrixTop + 11, size: 11) }
+        svg.text(
+            "true -> predicted: videos (share of the true class)", x: pairsLeft, y: matrixTop - 17, size: 10,
+            color: "#444")
+        if pairs.isEmpty {
+            svg.text("none: every video read was classified right", x: pairsLeft, y: matrixTop + 11, size: 11)
+        }
         for (k, pair) in pairs.enumerated() {
             let total = counts[pair.truth].reduce(0, +)
-            svg.text(String(format: "%2d. %@ -> %@: %d (%.0f%%)", k + 1, shorten(classes[pair.truth]), shorten(classes[pair.predicted]), pair.videos,
-                            Double(pair.videos) / Double(max(total, 1)) * 100), x: pairsLeft, y: matrixTop + 11 + Double(k) * 22, size: 11)
+            svg.text(
+                String(
+                    format: "%2d. %@ -> %@: %d (%.0f%%)", k + 1, shorten(classes[pair.truth]),
+                    shorten(classes[pair.predicted]), pair.videos,
+                    Double(pair.videos) / Double(max(total, 1)) * 100), x: pairsLeft,
+                y: matrixTop + 11 + Double(k) * 22, size: 11)
         }
         return svg.document
     }
 
     public var html: String {
-        func row(_ cells: [String]) -> String { "<tr>" + cells.map { "<td>\(SVG.escaped($0))</td>" }.joined() + "</tr>" }
+        func row(_ cells: [String]) -> String {
+            "<tr>" + cells.map { "<td>\(SVG.escaped($0))</td>" }.joined() + "</tr>"
+        }
         let perClass = result.perClass.enumerated().map { i, c in
             row([c.name, c.accuracy.map { String(format: "%.1f%%", $0 * 100) } ?? "-", "\(counts[i].reduce(0, +))"])
         }.joined(separator: "\n")
-        let pairs = mostConfused().map { row([classes[$0.truth], classes[$0.predicted], "\($0.videos)"]) }.joined(separator: "\n")
+        let pairs = mostConfused().map { row([classes[$0.truth], classes[$0.predicted], "\($0.videos)"]) }.joined(
+            separator: "\n")
         return """
             <!DOCTYPE html>
             <html><head><meta charset="utf-8"><title>\(SVG.escaped(title))</title>

@@ -17,8 +17,10 @@ public final class ProgressDisplay: @unchecked Sendable {
 
     /// `interactive` defaults to whether `output` is a terminal; `completed` units were done
     /// before (a resumed run): they count towards the total, not towards the rate.
-    public init(total: Int, label: String, unit: String = "videos", completed: Int = 0, output: FileHandle = .standardError,
-                interactive: Bool? = nil) {
+    public init(
+        total: Int, label: String, unit: String = "videos", completed: Int = 0, output: FileHandle = .standardError,
+        interactive: Bool? = nil
+    ) {
         (self.total, self.label, self.unit, self.output) = (max(total, 0), label, unit, output)
         (initial, done) = (completed, completed)
         self.interactive = interactive ?? (isatty(output.fileDescriptor) != 0)
@@ -42,7 +44,8 @@ public final class ProgressDisplay: @unchecked Sendable {
         let rate = elapsed > 0 ? Double(done - initial) / elapsed : 0
         let left = rate > 0 ? Double(total - done) / rate : 0
         let percent = total > 0 ? done * 100 / total : 100
-        let status = "\(label) \(done)/\(total) \(unit), \(String(format: "%.1f", rate))/s, "
+        let status =
+            "\(label) \(done)/\(total) \(unit), \(String(format: "%.1f", rate))/s, "
             + (final ? "took \(ProgressDisplay.duration(elapsed))" : "\(ProgressDisplay.duration(left)) left")
         if interactive {
             guard final || now.timeIntervalSince(lastShown) >= 0.1 else { return }
@@ -52,7 +55,10 @@ public final class ProgressDisplay: @unchecked Sendable {
             Files.emit("\r[\(bar)] \(status)\u{1B}[K\(final ? "\n" : "")", to: output)
         } else {
             // A line at every tenth of the way (the end has its own), and at least every 30 seconds.
-            guard final || (done < total && (percent / 10 > lastLinePercent / 10 || now.timeIntervalSince(lastShown) >= 30)) else { return }
+            guard
+                final
+                    || (done < total && (percent / 10 > lastLinePercent / 10 || now.timeIntervalSince(lastShown) >= 30))
+            else { return }
             (lastShown, lastLinePercent) = (now, percent)
             Files.emit("\(status) (\(percent)%)\n", to: output)
         }
@@ -61,6 +67,7 @@ public final class ProgressDisplay: @unchecked Sendable {
     /// 3725 seconds as "1:02:05".
     public static func duration(_ seconds: Double) -> String {
         let s = max(0, Int(seconds.rounded()))
-        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+        return s >= 3600
+            ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
     }
 }

@@ -15,33 +15,46 @@ struct SVG {
 
     static func number(_ v: Double) -> String { String(format: "%.1f", v) }
 
-    mutating func text(_ s: String, x: Double, y: Double, size: Double = 11, anchor: String = "start", color: String = "#222",
-                       bold: Bool = false, rotate: Bool = false) {
+    mutating func text(
+        _ s: String, x: Double, y: Double, size: Double = 11, anchor: String = "start", color: String = "#222",
+        bold: Bool = false, rotate: Bool = false
+    ) {
         let turn = rotate ? " transform=\"rotate(-90 \(Self.number(x)) \(Self.number(y)))\"" : ""
-        body.append("<text x=\"\(Self.number(x))\" y=\"\(Self.number(y))\" font-size=\"\(Self.number(size))\" text-anchor=\"\(anchor)\" fill=\"\(color)\""
-                    + (bold ? " font-weight=\"bold\"" : "") + turn + ">\(Self.escaped(s))</text>")
+        body.append(
+            "<text x=\"\(Self.number(x))\" y=\"\(Self.number(y))\" font-size=\"\(Self.number(size))\" text-anchor=\"\(anchor)\" fill=\"\(color)\""
+                + (bold ? " font-weight=\"bold\"" : "") + turn + ">\(Self.escaped(s))</text>")
     }
 
-    mutating func line(_ x1: Double, _ y1: Double, _ x2: Double, _ y2: Double, color: String = "#999", width: Double = 1, dashed: Bool = false) {
-        body.append("<line x1=\"\(Self.number(x1))\" y1=\"\(Self.number(y1))\" x2=\"\(Self.number(x2))\" y2=\"\(Self.number(y2))\" stroke=\"\(color)\" stroke-width=\"\(width)\""
-                    + (dashed ? " stroke-dasharray=\"3,3\"" : "") + "/>")
+    mutating func line(
+        _ x1: Double, _ y1: Double, _ x2: Double, _ y2: Double, color: String = "#999", width: Double = 1,
+        dashed: Bool = false
+    ) {
+        body.append(
+            "<line x1=\"\(Self.number(x1))\" y1=\"\(Self.number(y1))\" x2=\"\(Self.number(x2))\" y2=\"\(Self.number(y2))\" stroke=\"\(color)\" stroke-width=\"\(width)\""
+                + (dashed ? " stroke-dasharray=\"3,3\"" : "") + "/>")
     }
 
-    mutating func rect(_ x: Double, _ y: Double, _ w: Double, _ h: Double, fill: String, stroke: String? = nil, title: String? = nil) {
+    mutating func rect(
+        _ x: Double, _ y: Double, _ w: Double, _ h: Double, fill: String, stroke: String? = nil, title: String? = nil
+    ) {
         let tip = title.map { "<title>\(Self.escaped($0))</title>" } ?? ""
-        body.append("<rect x=\"\(Self.number(x))\" y=\"\(Self.number(y))\" width=\"\(Self.number(w))\" height=\"\(Self.number(h))\" fill=\"\(fill)\""
-                    + (stroke.map { " stroke=\"\($0)\"" } ?? "") + ">\(tip)</rect>")
+        body.append(
+            "<rect x=\"\(Self.number(x))\" y=\"\(Self.number(y))\" width=\"\(Self.number(w))\" height=\"\(Self.number(h))\" fill=\"\(fill)\""
+                + (stroke.map { " stroke=\"\($0)\"" } ?? "") + ">\(tip)</rect>")
     }
 
     mutating func polyline(_ points: [(Double, Double)], color: String, width: Double = 1.5) {
         guard !points.isEmpty else { return }
         let list = points.map { "\(Self.number($0.0)),\(Self.number($0.1))" }.joined(separator: " ")
-        body.append("<polyline points=\"\(list)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"\(width)\" stroke-linejoin=\"round\"/>")
+        body.append(
+            "<polyline points=\"\(list)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"\(width)\" stroke-linejoin=\"round\"/>"
+        )
     }
 
     mutating func dot(_ x: Double, _ y: Double, color: String, title: String? = nil) {
         let tip = title.map { "<title>\(Self.escaped($0))</title>" } ?? ""
-        body.append("<circle cx=\"\(Self.number(x))\" cy=\"\(Self.number(y))\" r=\"3\" fill=\"\(color)\">\(tip)</circle>")
+        body.append(
+            "<circle cx=\"\(Self.number(x))\" cy=\"\(Self.number(y))\" r=\"3\" fill=\"\(color)\">\(tip)</circle>")
     }
 
     var document: String {

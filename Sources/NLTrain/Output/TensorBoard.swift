@@ -24,7 +24,9 @@ public final class EventFileWriter {
         let host = ProcessInfo.processInfo.hostName
         let serial = Self.opened.add(1, ordering: .relaxed).newValue
         path = "\(directory)/events.out.tfevents.\(Int(Date().timeIntervalSince1970)).\(host).\(getpid()).\(serial)"
-        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+        guard FileManager.default.createFile(atPath: path, contents: nil),
+            let handle = FileHandle(forWritingAtPath: path)
+        else {
             throw FileError(path, "cannot create the TensorBoard event file")
         }
         self.handle = handle
@@ -117,7 +119,9 @@ enum Event {
         event(step: step) { e in
             e.message(5) { summary in
                 for (tag, value) in values {
-                    summary.message(1) { $0.string(1, tag); $0.fixed32(2, Float(value).bitPattern) }
+                    summary.message(1) {
+                        $0.string(1, tag); $0.fixed32(2, Float(value).bitPattern)
+                    }
                 }
             }
         }
@@ -131,9 +135,9 @@ enum Event {
                     value.string(1, tag)
                     value.message(9) { metadata in metadata.message(1) { $0.string(1, "text") } }
                     value.message(8) { tensor in
-                        tensor.varint(1, 7)                  // DT_STRING
-                        tensor.message(2) { _ in }           // a scalar's shape
-                        tensor.bytes(8, Data(text.utf8))     // string_val
+                        tensor.varint(1, 7)  // DT_STRING
+                        tensor.message(2) { _ in }  // a scalar's shape
+                        tensor.bytes(8, Data(text.utf8))  // string_val
                     }
                 }
             }

@@ -12,7 +12,8 @@ public enum TrainingCurves {
         var epochEnds: [Int: Double] = [:]
         for line in TextFile.lines(of: metrics) {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.text.utf8)) as? [String: Any],
-                  let step = (object["global_iteration"] as? NSNumber)?.doubleValue else { continue }
+                let step = (object["global_iteration"] as? NSNumber)?.doubleValue
+            else { continue }
             let epoch = (object["epoch"] as? NSNumber)?.intValue ?? 0
             func value(_ key: String) -> Double? { (object[key] as? NSNumber)?.doubleValue }
             if object["mode"] as? String == "val" {
@@ -27,28 +28,43 @@ public enum TrainingCurves {
         let steps = (loss + valTop1).map(\.step)
         let xRange = (steps.min() ?? 0)...max(steps.max() ?? 1, (steps.min() ?? 0) + 1)
         var svg = SVG(width: 900, height: 760)
-        svg.text("Training: loss, learning rate and top-1 against iterations (dashed: the end of each epoch)", x: 70, y: 24, size: 14, bold: true)
-        let panels: [(title: String, series: [(name: String, color: String, points: [Point], dots: Bool)], yFromZero: Bool)] = [
-            ("loss", [("training loss", "#1f77b4", loss, false)], false),
-            ("learning rate", [("lr", "#2ca02c", lr, false)], true),
-            ("top-1 (%)", [("training (logged batches)", "#ff7f0e", trainTop1, false), ("validation", "#d62728", valTop1, true)], true),
-        ]
+        svg.text(
+            "Training: loss, learning rate and top-1 against iterations (dashed: the end of each epoch)", x: 70, y: 24,
+            size: 14, bold: true)
+        let panels:
+            [(title: String, series: [(name: String, color: String, points: [Point], dots: Bool)], yFromZero: Bool)] = [
+                ("loss", [("training loss", "#1f77b4", loss, false)], false),
+                ("learning rate", [("lr", "#2ca02c", lr, false)], true),
+                (
+                    "top-1 (%)",
+                    [
+                        ("training (logged batches)", "#ff7f0e", trainTop1, false),
+                        ("validation", "#d62728", valTop1, true),
+                    ], true
+                ),
+            ]
         for (k, panel) in panels.enumerated() {
-            drawPanel(&svg, top: 50 + Double(k) * 235, title: panel.title, series: panel.series, xRange: xRange,
-                      yFromZero: panel.yFromZero, epochEnds: epochEnds)
+            drawPanel(
+                &svg, top: 50 + Double(k) * 235, title: panel.title, series: panel.series, xRange: xRange,
+                yFromZero: panel.yFromZero, epochEnds: epochEnds)
         }
         return svg.document
     }
 
-    private static func drawPanel(_ svg: inout SVG, top: Double, title: String, series: [(name: String, color: String, points: [Point], dots: Bool)],
-                                  xRange: ClosedRange<Double>, yFromZero: Bool, epochEnds: [Int: Double]) {
+    private static func drawPanel(
+        _ svg: inout SVG, top: Double, title: String,
+        series: [(name: String, color: String, points: [Point], dots: Bool)],
+        xRange: ClosedRange<Double>, yFromZero: Bool, epochEnds: [Int: Double]
+    ) {
         let (left, width, height) = (70.0, 800.0, 190.0)
         let values = series.flatMap { $0.points.map(\.value) }.filter(\.isFinite)
         var (lo, hi) = (yFromZero ? 0 : values.min() ?? 0, values.max() ?? 1)
         if hi <= lo { hi = lo + 1 }
         let span = hi - lo
         (lo, hi) = (yFromZero ? lo : lo - 0.05 * span, hi + 0.05 * span)
-        func x(_ step: Double) -> Double { left + (step - xRange.lowerBound) / (xRange.upperBound - xRange.lowerBound) * width }
+        func x(_ step: Double) -> Double {
+            left + (step - xRange.lowerBound) / (xRange.upperBound - xRange.lowerBound) * width
+        }
         func y(_ v: Double) -> Double { top + height - (v - lo) / (hi - lo) * height }
         svg.text(title, x: left, y: top - 6, size: 12, bold: true)
         for tick in axisTicks(lo, hi) {
@@ -60,7 +76,9 @@ public enum TrainingCurves {
         }
         for (epoch, end) in epochEnds.sorted(by: { $0.key < $1.key }) {
             svg.line(x(end), top, x(end), top + height, color: "#bbb", dashed: true)
-            if epochEnds.count <= 40 { svg.text("\(epoch)", x: x(end) - 2, y: top + 10, size: 9, anchor: "end", color: "#999") }
+            if epochEnds.count <= 40 {
+                svg.text("\(epoch)", x: x(end) - 2, y: top + 10, size: 9, anchor: "end", color: "#999")
+            }
         }
         svg.line(left, top + height, left + width, top + height, color: "#444")
         svg.line(left, top, left, top + height, color: "#444")
@@ -68,7 +86,13 @@ public enum TrainingCurves {
         for s in series.reversed() {
             let finite = s.points.filter { $0.value.isFinite }
             svg.polyline(finite.map { (x($0.step), y($0.value)) }, color: s.color)
-            if s.dots { for p in finite { svg.dot(x(p.step), y(p.value), color: s.color, title: String(format: "%@ %.2f at iteration %.0f", s.name, p.value, p.step)) } }
+            if s.dots {
+                for p in finite {
+                    svg.dot(
+                        x(p.step), y(p.value), color: s.color,
+                        title: String(format: "%@ %.2f at iteration %.0f", s.name, p.value, p.step))
+                }
+            }
             svg.text(s.name, x: legend, y: top - 6, size: 11, anchor: "end", color: s.color)
             legend -= Double(s.name.count) * 6.5 + 16
         }

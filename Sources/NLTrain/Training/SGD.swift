@@ -22,8 +22,10 @@ public final class SGD {
     /// Momentum buffers by parameter name; absent until a parameter's first step.
     public private(set) var buffers: [String: Tensor] = [:]
 
-    public init(parameters: [(name: String, parameter: Parameter)], momentum: Double, nesterov: Bool, weightDecay: Double,
-                decayNormAndBias: Bool = true) {
+    public init(
+        parameters: [(name: String, parameter: Parameter)], momentum: Double, nesterov: Bool, weightDecay: Double,
+        decayNormAndBias: Bool = true
+    ) {
         self.parameters = parameters
         self.momentum = Float(momentum)
         self.nesterov = nesterov
@@ -33,13 +35,16 @@ public final class SGD {
 
     /// SGD over `model`'s trainable parameters with [train]'s momentum, Nesterov and weight decay.
     public convenience init(model: Recognizer, _ train: TrainSection) {
-        self.init(parameters: model.parameters.filter { $0.parameter.requiresGradient }, momentum: train.momentum, nesterov: train.nesterov,
-                  weightDecay: train.weightDecay, decayNormAndBias: train.decayNormAndBias)
+        self.init(
+            parameters: model.parameters.filter { $0.parameter.requiresGradient }, momentum: train.momentum,
+            nesterov: train.nesterov,
+            weightDecay: train.weightDecay, decayNormAndBias: train.decayNormAndBias)
     }
 
     /// The global L2 norm of the trainable gradients.
     public func gradientNorm() -> Double {
-        parameters.reduce(0.0) { $0 + ($1.parameter.requiresGradient ? sumOfSquares($1.parameter.gradient) : 0) }.squareRoot()
+        parameters.reduce(0.0) { $0 + ($1.parameter.requiresGradient ? sumOfSquares($1.parameter.gradient) : 0) }
+            .squareRoot()
     }
 
     /// What clip_grad_norm_ multiplies the gradients by to bring their global norm to at most
@@ -108,7 +113,8 @@ public final class SGD {
         for (name, p) in parameters {
             guard let stored = file.tensor(Checkpoint.optimizerPrefix + name) else { continue }
             guard stored.shape == p.checkpointShape else {
-                throw CheckpointError(path, "momentum of \(name) has shape \(stored.shape), the parameter \(p.checkpointShape)")
+                throw CheckpointError(
+                    path, "momentum of \(name) has shape \(stored.shape), the parameter \(p.checkpointShape)")
             }
             let buffer = Tensor(zeros: p.value.shape)
             buffer.copy(from: p.fromCheckpointAxes.map { stored.permuted($0) } ?? stored)

@@ -31,7 +31,9 @@ public struct LearningRateSchedule: Sendable, Equatable {
         gamma = train.lrGamma
         minimum = train.lrMin
         warmup = train.warmup
-        warmupIterations = train.warmupIterations > 0 ? train.warmupIterations : Int((train.warmupEpochs * Double(iterationsPerEpoch)).rounded())
+        warmupIterations =
+            train.warmupIterations > 0
+            ? train.warmupIterations : Int((train.warmupEpochs * Double(iterationsPerEpoch)).rounded())
         warmupStartFactor = train.warmupStartFactor
         epochs = train.epochs
         self.iterationsPerEpoch = max(1, iterationsPerEpoch)

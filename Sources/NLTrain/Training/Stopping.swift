@@ -63,7 +63,10 @@ extension Trainer {
     /// Why the run must stop now, if it must: a signal (on any rank), or the time budget (rank
     /// 0's clock). Every rank calls it at the same points and gets the same answer.
     func stopReason() -> StopReason {
-        stopReason(local: signal() ?? (parallel.isRoot && options.maxTime.map { Date().timeIntervalSince(started) >= $0 } == true ? .timeBudget : .none))
+        stopReason(
+            local: signal()
+                ?? (parallel.isRoot && options.maxTime.map { Date().timeIntervalSince(started) >= $0 } == true
+                    ? .timeBudget : .none))
     }
 
     /// A signal received by any rank, or .none. Validation stops for signals alone: the time

@@ -58,32 +58,46 @@ public final class Trainer: @unchecked Sendable {
         for warning in config.warnings { log("warning: \(warning)") }
         let (training, validation) = try loaders(for: model)
         place(&state, iterationsPerEpoch: training.batchesPerEpoch)
-        let step = TrainingStep(model: model, sgd: sgd, train: config.train, iterationsPerEpoch: training.batchesPerEpoch, parallel: parallel)
+        let step = TrainingStep(
+            model: model, sgd: sgd, train: config.train, iterationsPerEpoch: training.batchesPerEpoch,
+            parallel: parallel)
         try startLogging(state, training: training)
 
         // The last run may have been stopped during this validation: it comes before training on.
-        if state.validationPending, let stopped = try finishValidation(step, validation, training: training, state: &state) { return stopped }
+        if state.validationPending,
+            let stopped = try finishValidation(step, validation, training: training, state: &state)
+        {
+            return stopped
+        }
         if case let reason = signalled(), reason != .none {
             log("stopped by \(reason.describe(maxTime: nil)) before training; run the same command to continue")
             return .notFinished
         }
         if interactive && parallel.isRoot {
-            bar = ProgressDisplay(total: config.train.epochs * training.batchesPerEpoch, label: "training", unit: "iterations",
-                                  completed: state.globalIteration, output: output)
+            bar = ProgressDisplay(
+                total: config.train.epochs * training.batchesPerEpoch, label: "training", unit: "iterations",
+                completed: state.globalIteration, output: output)
         }
         while state.epoch < config.train.epochs {
             if let stopped = try trainEpoch(step, training, state: &state) { return stopped }
             if let stopped = try endEpoch(step, training, validation, state: &state) { return stopped }
         }
-        log("finished \(config.train.epochs) epochs in \(ProgressDisplay.duration(Date().timeIntervalSince(started)))"
-            + (state.bestTop1.map { String(format: "; best validation top-1 %.2f%% (epoch %d), %@/best.safetensors", $0 * 100, state.bestEpoch ?? 0, config.train.workDir) } ?? "")
-            + "; last checkpoint \(config.train.workDir)/\(checkpointName(globalIteration: state.globalIteration))")
+        log(
+            "finished \(config.train.epochs) epochs in \(ProgressDisplay.duration(Date().timeIntervalSince(started)))"
+                + (state.bestTop1.map {
+                    String(
+                        format: "; best validation top-1 %.2f%% (epoch %d), %@/best.safetensors", $0 * 100,
+                        state.bestEpoch ?? 0, config.train.workDir)
+                } ?? "")
+                + "; last checkpoint \(config.train.workDir)/\(checkpointName(globalIteration: state.globalIteration))")
         return .done
     }
 
     /// Trains the rest of the state's epoch, checkpointing every checkpoint_every_iterations. A stop
     /// asked for mid-epoch writes a checkpoint and returns the run's exit status (75).
-    private func trainEpoch(_ step: TrainingStep, _ loader: DataLoader, state: inout TrainingState) throws -> ExitStatus? {
+    private func trainEpoch(
+        _ step: TrainingStep, _ loader: DataLoader, state: inout TrainingState
+    ) throws -> ExitStatus? {
         let iterations = loader.batchesPerEpoch
         let iterator = loader.batches(epoch: state.epoch, from: state.iteration)
         iterator.shouldStop = stopWhileWaiting
@@ -96,30 +110,42 @@ public final class Trainer: @unchecked Sendable {
                 batch = next
             } catch is BatchIterator.Stopped {
                 if state.globalIteration > 0 { try checkpoint(step, state) }
-                log("stopped by \(signal()?.describe(maxTime: nil) ?? "a signal") while waiting for data at epoch \(state.epoch + 1) iteration \(state.iteration); run the same command to continue")
+                log(
+                    "stopped by \(signal()?.describe(maxTime: nil) ?? "a signal") while waiting for data at epoch \(state.epoch + 1) iteration \(state.iteration); run the same command to continue"
+                )
                 return .notFinished
             }
             let dataTime = Date().timeIntervalSince(dataStart)
             let stepStart = Date()
             let outcome: TrainingStep.Outcome
-            do { outcome = try step.run(batch.clips, labels: batch.labels, globalIteration: state.globalIteration) } catch let divergence as Divergence {
+            do {
+                outcome = try step.run(batch.clips, labels: batch.labels, globalIteration: state.globalIteration)
+            } catch let divergence as Divergence {
                 throw TrainingError(describe(divergence))
             }
             state.iteration += 1
             state.globalIteration += 1
-            meter.add(loss: Double(outcome.loss), correct: outcome.correct, clips: batch.count, data: dataTime, step: Date().timeIntervalSince(stepStart))
+            meter.add(
+                loss: Double(outcome.loss), correct: outcome.correct, clips: batch.count, data: dataTime,
+                step: Date().timeIntervalSince(stepStart))
             bar?.advance()
             if state.globalIteration % config.train.logEvery == 0 || state.iteration == iterations {
-                report(state: state, lr: outcome.lr, iterationsPerEpoch: iterations, left: config.train.epochs * iterations - state.globalIteration)
+                report(
+                    state: state, lr: outcome.lr, iterationsPerEpoch: iterations,
+                    left: config.train.epochs * iterations - state.globalIteration)
             }
             // The epoch's last iteration is checkpointed, validated and stopped at by endEpoch.
             if state.iteration < iterations {
-                if config.train.checkpointEveryIterations > 0 && state.globalIteration % config.train.checkpointEveryIterations == 0 {
+                if config.train.checkpointEveryIterations > 0
+                    && state.globalIteration % config.train.checkpointEveryIterations == 0
+                {
                     try checkpoint(step, state)
                 }
                 if case let reason = stopReason(), reason != .none {
                     try checkpoint(step, state)
-                    log("stopped by \(reason.describe(maxTime: options.maxTime)) at epoch \(state.epoch + 1) iteration \(state.iteration); run the same command to continue")
+                    log(
+                        "stopped by \(reason.describe(maxTime: options.maxTime)) at epoch \(state.epoch + 1) iteration \(state.iteration); run the same command to continue"
+                    )
                     return .notFinished
                 }
             }
@@ -137,19 +163,28 @@ public final class Trainer: @unchecked Sendable {
 
     /// After an epoch's last iteration: its checkpoint, written before its validation so that a
     /// kill loses no training, the validation when due, and a stop asked for (75).
-    private func endEpoch(_ step: TrainingStep, _ training: DataLoader, _ validation: DataLoader?, state: inout TrainingState) throws -> ExitStatus? {
+    private func endEpoch(
+        _ step: TrainingStep, _ training: DataLoader, _ validation: DataLoader?, state: inout TrainingState
+    ) throws -> ExitStatus? {
         state.epoch += 1
         state.iteration = 0
-        state.validationPending = validation != nil && (state.epoch % config.train.evalEvery == 0 || state.epoch == config.train.epochs)
+        state.validationPending =
+            validation != nil && (state.epoch % config.train.evalEvery == 0 || state.epoch == config.train.epochs)
         state.finished = state.epoch == config.train.epochs && !state.validationPending
         let due = config.train.checkpointEvery > 0 && state.epoch % config.train.checkpointEvery == 0
         let written = due || state.epoch == config.train.epochs || state.validationPending
         if written { try checkpoint(step, state) }
-        if state.validationPending, let stopped = try finishValidation(step, validation, training: training, state: &state) { return stopped }
+        if state.validationPending,
+            let stopped = try finishValidation(step, validation, training: training, state: &state)
+        {
+            return stopped
+        }
         let reason = stopReason()
         guard !state.finished, reason != .none else { return nil }
         if !written { try checkpoint(step, state) }
-        log("stopped by \(reason.describe(maxTime: options.maxTime)) after epoch \(state.epoch); run the same command to continue")
+        log(
+            "stopped by \(reason.describe(maxTime: options.maxTime)) after epoch \(state.epoch); run the same command to continue"
+        )
         return .notFinished
     }
 
@@ -160,7 +195,9 @@ public final class Trainer: @unchecked Sendable {
             workDirectory = try WorkDirectory(config.train.workDir)
             try workDirectory.lock()
             let unfinished = workDirectory.removeUnfinishedWrites()
-            if !unfinished.isEmpty { log("removed what a killed run left half-written: \(unfinished.joined(separator: ", "))") }
+            if !unfinished.isEmpty {
+                log("removed what a killed run left half-written: \(unfinished.joined(separator: ", "))")
+            }
             try workDirectory.write(config.text, to: "config.cfg")
         }
     }
@@ -169,11 +206,16 @@ public final class Trainer: @unchecked Sendable {
     /// goes on, on this config's schedule.
     private func hasEpochsLeft(_ state: inout TrainingState) -> Bool {
         if state.epoch >= config.train.epochs && !state.validationPending {
-            log("\(config.train.workDir) has finished all \(config.train.epochs) epochs" + (state.bestTop1.map { String(format: "; best validation top-1 %.2f%%", $0 * 100) } ?? "") + "; nothing to do")
+            log(
+                "\(config.train.workDir) has finished all \(config.train.epochs) epochs"
+                    + (state.bestTop1.map { String(format: "; best validation top-1 %.2f%%", $0 * 100) } ?? "")
+                    + "; nothing to do")
             return false
         }
         if state.finished {
-            log("extending the finished run from \(state.epoch) to \(config.train.epochs) epochs; the learning-rate schedule is this config's")
+            log(
+                "extending the finished run from \(state.epoch) to \(config.train.epochs) epochs; the learning-rate schedule is this config's"
+            )
             state.finished = false
         }
         return true
@@ -187,19 +229,33 @@ public final class Trainer: @unchecked Sendable {
         for problem in trainSet.problems.prefix(10) { log("  \(problem)") }
         if let problem = trainSet.labelProblem(numClasses: config.model.spec.numClasses) { throw problem }
         guard trainSet.classes.count <= config.model.spec.numClasses else {
-            throw ConfigError(source: config.source(of: "model.num_classes"),
-                              message: "model.num_classes is \(config.model.spec.numClasses) but the dataset has \(trainSet.classes.count) classes")
+            throw ConfigError(
+                source: config.source(of: "model.num_classes"),
+                message:
+                    "model.num_classes is \(config.model.spec.numClasses) but the dataset has \(trainSet.classes.count) classes"
+            )
         }
         // Every rank lists the videos it could not read in the same file (lines are appended whole).
-        let badVideos = BadVideoLog(file: "\(config.train.workDir)/bad_videos.txt", maxFraction: config.train.maxBadFraction, dataset: trainSet) { [weak self] in
+        let badVideos = BadVideoLog(
+            file: "\(config.train.workDir)/bad_videos.txt", maxFraction: config.train.maxBadFraction, dataset: trainSet
+        ) { [weak self] in
             self?.log($0, everyRank: true)
         }
-        let training = try DataSetup.trainingLoader(config, dataset: trainSet, badVideos: badVideos, rank: parallel.rank, worldSize: parallel.size)
-        let validation = try config.data.valAnnotations.isEmpty || config.train.evalEvery == 0 ? nil
-            : DataSetup.evaluationLoader(config, dataset: DataSetup.dataset(config, split: .val), badVideos: BadVideoLog(file: nil, maxFraction: 1, action: "counting as a miss") { [weak self] in self?.log($0) },
-                                         rank: parallel.rank, worldSize: parallel.size)
+        let training = try DataSetup.trainingLoader(
+            config, dataset: trainSet, badVideos: badVideos, rank: parallel.rank, worldSize: parallel.size)
+        let validation =
+            try config.data.valAnnotations.isEmpty || config.train.evalEvery == 0
+            ? nil
+            : DataSetup.evaluationLoader(
+                config, dataset: DataSetup.dataset(config, split: .val),
+                badVideos: BadVideoLog(file: nil, maxFraction: 1, action: "counting as a miss") { [weak self] in
+                    self?.log($0)
+                },
+                rank: parallel.rank, worldSize: parallel.size)
         if let validation { log("validation set: \(validation.dataset.summary)") }
-        for loader in [training, validation].compactMap({ $0 }) { try DataSetup.requireClip(model, loader: loader, config: config) }
+        for loader in [training, validation].compactMap({ $0 }) {
+            try DataSetup.requireClip(model, loader: loader, config: config)
+        }
         return (training, validation)
     }
 
@@ -208,13 +264,18 @@ public final class Trainer: @unchecked Sendable {
         if config.train.tensorboard, parallel.isRoot {
             // A resumed run's file starts a session after the checkpoint's step: TensorBoard drops
             // what an interrupted run logged past it, so no step shows twice.
-            tensorBoard = try EventFileWriter(directory: workDirectory.file("tb"), resumingAt: state.globalIteration > 0 ? state.globalIteration + 1 : nil)
+            tensorBoard = try EventFileWriter(
+                directory: workDirectory.file("tb"),
+                resumingAt: state.globalIteration > 0 ? state.globalIteration + 1 : nil)
             tensorBoard?.text("```\n\(config.text)```", tag: "config", step: state.globalIteration)
         }
-        log("training \(config.model.name) for \(config.train.epochs) epochs of \(training.batchesPerEpoch) iterations (batch \(config.train.batchSize)"
-            + (parallel.isDistributed ? " on each of \(parallel.size) processes, \(config.train.batchSize * parallel.size) in all" : "")
-            + ") in \(config.train.workDir)"
-            + (state.globalIteration > 0 ? ", resuming at epoch \(state.epoch + 1) iteration \(state.iteration)" : ""))
+        log(
+            "training \(config.model.name) for \(config.train.epochs) epochs of \(training.batchesPerEpoch) iterations (batch \(config.train.batchSize)"
+                + (parallel.isDistributed
+                    ? " on each of \(parallel.size) processes, \(config.train.batchSize * parallel.size) in all" : "")
+                + ") in \(config.train.workDir)"
+                + (state.globalIteration > 0
+                    ? ", resuming at epoch \(state.epoch + 1) iteration \(state.iteration)" : ""))
     }
 
     /// The state to start from, read by rank 0 and given to every rank: --resume, else the work
@@ -224,7 +285,8 @@ public final class Trainer: @unchecked Sendable {
         var state = TrainingState()
         try onRoot { state = try restoreOnRoot(model: model, sgd: sgd) }
         guard parallel.isDistributed else { return state }
-        let snapshot = parallel.isRoot ? Checkpoint(model: model, sgd: sgd, state: state, config: config.text).file : SafeTensors()
+        let snapshot =
+            parallel.isRoot ? Checkpoint(model: model, sgd: sgd, state: state, config: config.text).file : SafeTensors()
         let shared = try SafeTensors(data: parallel.fromRoot(snapshot.serialized()), path: "rank 0's training state")
         guard !parallel.isRoot else { return state }
         return try Checkpoint(path: "rank 0's training state", file: shared).restore(model: model, sgd: sgd)
@@ -241,13 +303,17 @@ public final class Trainer: @unchecked Sendable {
             found = try workDirectory.latestCheckpoint(refused: { [weak self] in self?.log($0) })
         }
         if let checkpoint = found, let initial = options.initialWeights {
-            log("not using --init \(initial): resuming from \(checkpoint.path) wins (--start-over sets the work directory's checkpoints aside)")
+            log(
+                "not using --init \(initial): resuming from \(checkpoint.path) wins (--start-over sets the work directory's checkpoints aside)"
+            )
         }
         guard let checkpoint = found else {
             let initial = options.initialWeights ?? (config.model.pretrained.isEmpty ? nil : config.model.pretrained)
             if let initial {
                 let report = model.load(from: try Checkpoint(path: initial).modelState())
-                log("initialised \(report.loaded.count) tensors from \(initial)" + (report.isComplete ? "" : "; not loaded: \(report.summary)"))
+                log(
+                    "initialised \(report.loaded.count) tensors from \(initial)"
+                        + (report.isComplete ? "" : "; not loaded: \(report.summary)"))
             }
             return TrainingState()
         }
@@ -255,7 +321,9 @@ public final class Trainer: @unchecked Sendable {
         log("resuming from \(checkpoint.path)")
         try workDirectory.keepMetrics(upTo: state.globalIteration, validationPending: state.validationPending)
         let changes = checkpoint.configChanges(to: config.text)
-        if !changes.isEmpty { log("going on with a config that differs from the checkpoint's: \(changes.joined(separator: ", "))") }
+        if !changes.isEmpty {
+            log("going on with a config that differs from the checkpoint's: \(changes.joined(separator: ", "))")
+        }
         return state
     }
 
@@ -272,18 +340,22 @@ public final class Trainer: @unchecked Sendable {
             let seen = state.iteration * saved  // both bounded (TrainingState): no overflow
             state.iteration = min(seen / globalBatch, iterationsPerEpoch)
             state.globalIteration = state.epoch * iterationsPerEpoch + state.iteration
-            log("the checkpoint was written at \(saved) clips an iteration and this run takes \(globalBatch): epoch \(state.epoch + 1) goes on after "
-                + "\(state.iteration * globalBatch) of the \(seen) clips it had seen (iteration \(state.iteration)), global iteration \(state.globalIteration)")
+            log(
+                "the checkpoint was written at \(saved) clips an iteration and this run takes \(globalBatch): epoch \(state.epoch + 1) goes on after "
+                    + "\(state.iteration * globalBatch) of the \(seen) clips it had seen (iteration \(state.iteration)), global iteration \(state.globalIteration)"
+            )
         }
         if state.iteration > iterationsPerEpoch {
-            log("the checkpoint is at iteration \(state.iteration) of epoch \(state.epoch + 1), but an epoch of this data has \(iterationsPerEpoch) "
-                + "(the training list changed?): epoch \(state.epoch + 1) counts as done")
+            log(
+                "the checkpoint is at iteration \(state.iteration) of epoch \(state.epoch + 1), but an epoch of this data has \(iterationsPerEpoch) "
+                    + "(the training list changed?): epoch \(state.epoch + 1) counts as done")
             state.iteration = iterationsPerEpoch
         }
         let global = state.epoch * iterationsPerEpoch + state.iteration
         if global != state.globalIteration {
-            log("global iteration \(global) for epoch \(state.epoch + 1) iteration \(state.iteration) of \(iterationsPerEpoch)-iteration epochs "
-                + "(the checkpoint says \(state.globalIteration)): the learning-rate schedule follows the epochs")
+            log(
+                "global iteration \(global) for epoch \(state.epoch + 1) iteration \(state.iteration) of \(iterationsPerEpoch)-iteration epochs "
+                    + "(the checkpoint says \(state.globalIteration)): the learning-rate schedule follows the epochs")
             state.globalIteration = global
         }
     }
@@ -293,14 +365,18 @@ public final class Trainer: @unchecked Sendable {
     private func describe(_ divergence: Divergence) -> String {
         let last = parallel.isRoot ? (try? workDirectory.latestCheckpoint(refused: { _ in }))??.path : nil
         return "the run diverged: \(divergence); nothing was written after it. "
-            + (last.map { "The last checkpoint that loads is \($0): lower train.lr (or set train.grad_clip) and run the same command to resume from it" }
-               ?? "No checkpoint was written before it: lower train.lr (or set train.grad_clip) and start again")
+            + (last.map {
+                "The last checkpoint that loads is \($0): lower train.lr (or set train.grad_clip) and run the same command to resume from it"
+            }
+                ?? "No checkpoint was written before it: lower train.lr (or set train.grad_clip) and start again")
     }
 
     /// Rank 0 writes the checkpoint; the weights and momentum are the same on every rank.
     func checkpoint(_ step: TrainingStep, _ state: TrainingState) throws {
         try onRoot {
-            try workDirectory.write(Checkpoint(model: step.model, sgd: step.sgd, state: state, config: config.text), name: checkpointName(globalIteration: state.globalIteration))
+            try workDirectory.write(
+                Checkpoint(model: step.model, sgd: step.sgd, state: state, config: config.text),
+                name: checkpointName(globalIteration: state.globalIteration))
             workDirectory.prune(keep: config.train.keepCheckpoints)
         }
     }
@@ -317,7 +393,9 @@ public final class Trainer: @unchecked Sendable {
             }
         }
         let shared = String(decoding: parallel.fromRoot(Data(failure.utf8)), as: UTF8.self)
-        guard let space = shared.firstIndex(of: " "), let code = Int32(shared[..<space]), let status = ExitStatus(rawValue: code) else { return }
+        guard let space = shared.firstIndex(of: " "), let code = Int32(shared[..<space]),
+            let status = ExitStatus(rawValue: code)
+        else { return }
         throw SharedFailure(status: status, message: String(shared[shared.index(after: space)...]))
     }
 }

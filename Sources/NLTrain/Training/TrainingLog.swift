@@ -20,18 +20,31 @@ extension Trainer {
         let global = parallel.sum([meter.loss, Double(meter.correct), Double(meter.clips)])
         let (loss, top1) = (global[0] / n / Double(parallel.size), global[1] / max(global[2], 1))
         let clipsPerSecond = global[2] / max(meter.data + meter.step, 1e-9)
-        defer { (meter.loss, meter.correct, meter.clips, meter.data, meter.step, meter.iterations) = (0, 0, 0, 0, 0, 0) }
+        defer {
+            (meter.loss, meter.correct, meter.clips, meter.data, meter.step, meter.iterations) = (0, 0, 0, 0, 0, 0)
+        }
         guard parallel.isRoot else { return }
         let perIteration = meter.totalStep / Double(max(meter.totalIterations, 1))
         let rss = ProcessMemory.residentMiB
-        log(String(format: "epoch %d/%d iter %d/%d lr %.6g loss %.4f top1 %.1f%% data %.3fs step %.3fs %.2f clips/s eta %@ rss %.0fMiB",
-                   state.epoch + 1, config.train.epochs, state.iteration, iterationsPerEpoch, lr, loss, top1 * 100, meter.data / n,
-                   meter.step / n, clipsPerSecond, ProgressDisplay.duration(perIteration * Double(left)), rss))
-        workDirectory.append(jsonLine(["mode": "train", "epoch": state.epoch + 1, "iteration": state.iteration, "global_iteration": state.globalIteration,
-                                       "lr": lr, "loss": loss, "top1": top1, "data_time": meter.data / n, "step_time": meter.step / n,
-                                       "clips_per_s": clipsPerSecond, "eta_s": perIteration * Double(left), "rss_mib": rss]), to: "metrics.jsonl")
-        tensorBoard?.scalars([("train/loss", loss), ("train/lr", lr), ("train/top1", top1), ("train/data_time", meter.data / n),
-                              ("train/step_time", meter.step / n), ("train/clips_per_s", clipsPerSecond)], step: state.globalIteration)
+        log(
+            String(
+                format:
+                    "epoch %d/%d iter %d/%d lr %.6g loss %.4f top1 %.1f%% data %.3fs step %.3fs %.2f clips/s eta %@ rss %.0fMiB",
+                state.epoch + 1, config.train.epochs, state.iteration, iterationsPerEpoch, lr, loss, top1 * 100,
+                meter.data / n,
+                meter.step / n, clipsPerSecond, ProgressDisplay.duration(perIteration * Double(left)), rss))
+        workDirectory.append(
+            jsonLine([
+                "mode": "train", "epoch": state.epoch + 1, "iteration": state.iteration,
+                "global_iteration": state.globalIteration,
+                "lr": lr, "loss": loss, "top1": top1, "data_time": meter.data / n, "step_time": meter.step / n,
+                "clips_per_s": clipsPerSecond, "eta_s": perIteration * Double(left), "rss_mib": rss,
+            ]), to: "metrics.jsonl")
+        tensorBoard?.scalars(
+            [
+                ("train/loss", loss), ("train/lr", lr), ("train/top1", top1), ("train/data_time", meter.data / n),
+                ("train/step_time", meter.step / n), ("train/clips_per_s", clipsPerSecond),
+            ], step: state.globalIteration)
     }
 
     /// A line to the output (clearing a progress bar on a terminal) and to train.log, by rank 0;
@@ -43,7 +56,8 @@ extension Trainer {
         }
         let stamped = "\(timestamp()) \(line)"
         logLock.withLock {
-            Files.emit((interactive ? "\r\u{1B}[K" : "") + stamped + "\n", to: output)  // gone (a closed pipe): train.log has it
+            // gone (a closed pipe): train.log has it
+            Files.emit((interactive ? "\r\u{1B}[K" : "") + stamped + "\n", to: output)
             workDirectory?.append(stamped, to: "train.log")
         }
     }

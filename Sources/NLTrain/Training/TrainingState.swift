@@ -22,8 +22,10 @@ public struct TrainingState: Sendable, Equatable {
     public init() {}
 
     public func metadata(config: String) -> [String: String] {
-        var m = ["format": Self.format, "config": config, "epoch": "\(epoch)", "iteration": "\(iteration)",
-                 "global_iteration": "\(globalIteration)", "finished": finished ? "true" : "false"]
+        var m = [
+            "format": Self.format, "config": config, "epoch": "\(epoch)", "iteration": "\(iteration)",
+            "global_iteration": "\(globalIteration)", "finished": finished ? "true" : "false",
+        ]
         if let bestTop1 { m["best_top1"] = "\(bestTop1)" }
         if let bestEpoch { m["best_epoch"] = "\(bestEpoch)" }
         if validationPending { m["validation_pending"] = "true" }
@@ -37,14 +39,20 @@ public struct TrainingState: Sendable, Equatable {
             throw CheckpointError(path, "not a training checkpoint (its metadata has no format \(Self.format))")
         }
         guard let epoch = m["epoch"].flatMap(Int.init), let iteration = m["iteration"].flatMap(Int.init),
-              let global = m["global_iteration"].flatMap(Int.init) else {
-            throw CheckpointError(path, "the checkpoint's metadata lacks its position (epoch, iteration, global_iteration)")
+            let global = m["global_iteration"].flatMap(Int.init)
+        else {
+            throw CheckpointError(
+                path, "the checkpoint's metadata lacks its position (epoch, iteration, global_iteration)")
         }
         // No run gets past these (a config trains at most 100,000 epochs): a position beyond them
         // is a damaged or crafted file, and the arithmetic on positions stays far from overflow.
         guard (0...Self.maximumEpochs).contains(epoch), (0...Self.maximumIterations).contains(iteration),
-              (iteration...Self.maximumIterations).contains(global) else {
-            throw CheckpointError(path, "the checkpoint's position is impossible (epoch \(epoch), iteration \(iteration), global_iteration \(global))")
+            (iteration...Self.maximumIterations).contains(global)
+        else {
+            throw CheckpointError(
+                path,
+                "the checkpoint's position is impossible (epoch \(epoch), iteration \(iteration), global_iteration \(global))"
+            )
         }
         (self.epoch, self.iteration, globalIteration) = (epoch, iteration, global)
         if let batch = m["global_batch"] {
@@ -59,7 +67,10 @@ public struct TrainingState: Sendable, Equatable {
         validationPending = m["validation_pending"] == "true"
         // A run finishes at an epoch's end, validated.
         guard !finished || (iteration == 0 && !validationPending) else {
-            throw CheckpointError(path, "the checkpoint says its run finished at epoch \(epoch) iteration \(iteration)\(validationPending ? " with a validation to do" : ""): impossible")
+            throw CheckpointError(
+                path,
+                "the checkpoint says its run finished at epoch \(epoch) iteration \(iteration)\(validationPending ? " with a validation to do" : ""): impossible"
+            )
         }
     }
 

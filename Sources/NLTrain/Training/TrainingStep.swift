@@ -24,7 +24,8 @@ public final class TrainingStep {
     /// A step for `model` with `sgd` (SGD(model:_:) for a new run) under [train]'s clipping and
     /// warmup-then-decay schedule over epochs of `iterationsPerEpoch`.
     public convenience init(model: Recognizer, sgd: SGD, train: TrainSection, iterationsPerEpoch: Int) {
-        self.init(model: model, sgd: sgd, train: train, iterationsPerEpoch: iterationsPerEpoch, parallel: DataParallel())
+        self.init(
+            model: model, sgd: sgd, train: train, iterationsPerEpoch: iterationsPerEpoch, parallel: DataParallel())
     }
 
     init(model: Recognizer, sgd: SGD, train: TrainSection, iterationsPerEpoch: Int, parallel: DataParallel) {
@@ -34,8 +35,10 @@ public final class TrainingStep {
 
     /// Trains on `clips` (N, T, H, W, 3) with `labels` as iteration `globalIteration` of the run.
     /// `timing` hears each layer's forward and backward seconds. Throws when the loss is not finite.
-    public func run(_ clips: Tensor, labels: [Int], globalIteration: Int, timing: ((String, Double) -> Void)? = nil,
-                    backwardTiming: ((String, Double) -> Void)? = nil) throws -> Outcome {
+    public func run(
+        _ clips: Tensor, labels: [Int], globalIteration: Int, timing: ((String, Double) -> Void)? = nil,
+        backwardTiming: ((String, Double) -> Void)? = nil
+    ) throws -> Outcome {
         let lr = schedule.rate(at: globalIteration)
         model.zeroGradients()
         model.head.dropout.generator = dropoutGenerator(at: globalIteration)
@@ -47,11 +50,16 @@ public final class TrainingStep {
         let reduceStart = DispatchTime.now().uptimeNanoseconds
         parallel.averageGradients(of: sgd.parameters, bucket: &bucket)
         let allreduce = parallel.isDistributed ? Double(DispatchTime.now().uptimeNanoseconds - reduceStart) / 1e9 : 0
-        if let name = sgd.step(lr: lr, gradientScale: train.gradClip > 0 ? sgd.clipCoefficient(maxNorm: train.gradClip) : 1) {
-            throw Divergence(iteration: globalIteration + 1, what: "the weights or momentum of \(name) are no longer finite")
+        if let name = sgd.step(
+            lr: lr, gradientScale: train.gradClip > 0 ? sgd.clipCoefficient(maxNorm: train.gradClip) : 1)
+        {
+            throw Divergence(
+                iteration: globalIteration + 1, what: "the weights or momentum of \(name) are no longer finite")
         }
         if let (name, value) = brokenStatistic() {
-            throw Divergence(iteration: globalIteration + 1, what: "BatchNorm's \(name) became \(value) (the loss, on batch statistics, was \(loss))")
+            throw Divergence(
+                iteration: globalIteration + 1,
+                what: "BatchNorm's \(name) became \(value) (the loss, on batch statistics, was \(loss))")
         }
         return Outcome(loss: loss, correct: correct, lr: lr, allreduceSeconds: allreduce)
     }
@@ -64,7 +72,9 @@ public final class TrainingStep {
     /// The first running statistic that is not finite (or a variance below zero), and its value.
     private func brokenStatistic() -> (String, Float)? {
         for (name, values) in runningStatistics {
-            if let bad = values.buffer.first(where: { !$0.isFinite || (name.hasSuffix("running_var") && $0 < 0) }) { return (name, bad) }
+            if let bad = values.buffer.first(where: { !$0.isFinite || (name.hasSuffix("running_var") && $0 < 0) }) {
+                return (name, bad)
+            }
         }
         return nil
     }

@@ -7,8 +7,10 @@ extension Trainer {
     /// marked validated (with the best top-1 so far). A SIGTERM or SIGINT during validation ends
     /// it at once, the checkpoint still saying the validation is to do, and returns the run's exit
     /// status (75); nil when the run goes on.
-    func finishValidation(_ step: TrainingStep, _ loader: DataLoader?, training: DataLoader,
-                          state: inout TrainingState) throws -> ExitStatus? {
+    func finishValidation(
+        _ step: TrainingStep, _ loader: DataLoader?, training: DataLoader,
+        state: inout TrainingState
+    ) throws -> ExitStatus? {
         guard let loader else {  // this run's config does not validate
             state.validationPending = false
             return nil
@@ -16,7 +18,9 @@ extension Trainer {
         do {
             try validate(step, loader, training: training, state: &state)
         } catch is Evaluator.Interrupted, is BatchIterator.Stopped {
-            log("stopped by \(signal()?.describe(maxTime: nil) ?? "a signal to another process") during epoch \(state.epoch)'s validation; run the same command to validate and continue")
+            log(
+                "stopped by \(signal()?.describe(maxTime: nil) ?? "a signal to another process") during epoch \(state.epoch)'s validation; run the same command to validate and continue"
+            )
             return .notFinished
         }
         state.validationPending = false
@@ -32,25 +36,44 @@ extension Trainer {
         if config.train.preciseBNBatches > 0 {
             try preciseBatchNorm(step, training)
         }
-        log("validating epoch \(state.epoch) on \(loader.dataset.entries.count) videos, \(loader.viewsPerVideo) views each")
-        let progress = interactive && parallel.isRoot ? ProgressDisplay(total: loader.batchesPerEpoch, label: "validating", unit: "batches", output: output) : nil
-        let scored = try Evaluator.evaluate(model, loader: loader, progress: progress, parallel: parallel, stopWhileWaiting: stopWhileWaiting) { signalled() != .none }
+        log(
+            "validating epoch \(state.epoch) on \(loader.dataset.entries.count) videos, \(loader.viewsPerVideo) views each"
+        )
+        let progress =
+            interactive && parallel.isRoot
+            ? ProgressDisplay(total: loader.batchesPerEpoch, label: "validating", unit: "batches", output: output) : nil
+        let scored = try Evaluator.evaluate(
+            model, loader: loader, progress: progress, parallel: parallel, stopWhileWaiting: stopWhileWaiting
+        ) { signalled() != .none }
         var best = false
         try onRoot {
             guard let result = scored else { return }
             best = result.top1 > (state.bestTop1 ?? -1)
-            log(String(format: "epoch %d validation: top-1 %.2f%% top-5 %.2f%% mean class accuracy %.2f%% (%d videos, %d failed)%@",
-                       state.epoch, result.top1 * 100, result.top5 * 100, result.meanClassAccuracy * 100, result.videos, result.failed, best ? ", best so far" : ""))
-            workDirectory.append(jsonLine(["mode": "val", "epoch": state.epoch, "global_iteration": state.globalIteration, "top1": result.top1,
-                                           "top5": result.top5, "mean_class_accuracy": result.meanClassAccuracy, "videos": result.videos,
-                                           "failed": result.failed]), to: "metrics.jsonl")
-            tensorBoard?.scalars([("val/top1", result.top1), ("val/top5", result.top5), ("val/mean_class_accuracy", result.meanClassAccuracy)],
-                                 step: state.globalIteration)
+            log(
+                String(
+                    format:
+                        "epoch %d validation: top-1 %.2f%% top-5 %.2f%% mean class accuracy %.2f%% (%d videos, %d failed)%@",
+                    state.epoch, result.top1 * 100, result.top5 * 100, result.meanClassAccuracy * 100, result.videos,
+                    result.failed, best ? ", best so far" : ""))
+            workDirectory.append(
+                jsonLine([
+                    "mode": "val", "epoch": state.epoch, "global_iteration": state.globalIteration, "top1": result.top1,
+                    "top5": result.top5, "mean_class_accuracy": result.meanClassAccuracy, "videos": result.videos,
+                    "failed": result.failed,
+                ]), to: "metrics.jsonl")
+            tensorBoard?.scalars(
+                [
+                    ("val/top1", result.top1), ("val/top5", result.top5),
+                    ("val/mean_class_accuracy", result.meanClassAccuracy),
+                ],
+                step: state.globalIteration)
             let metrics = (try? String(contentsOfFile: workDirectory.file("metrics.jsonl"), encoding: .utf8)) ?? ""
             try workDirectory.write(TrainingCurves.svg(metrics: metrics), to: "curves.svg")
             guard best else { return }
             (state.bestTop1, state.bestEpoch) = (result.top1, state.epoch)
-            try workDirectory.write(Checkpoint(model: model, sgd: nil, state: state, config: config.text), name: "best.safetensors", makeLast: false)
+            try workDirectory.write(
+                Checkpoint(model: model, sgd: nil, state: state, config: config.text), name: "best.safetensors",
+                makeLast: false)
         }
     }
 
