@@ -24,7 +24,7 @@ struct FaultTests {
     func tampered(_ name: String, _ change: (inout SafeTensors) -> Void) throws -> String {
         var file = try SafeTensors(contentsOf: "\(Self.trained)/iter_00000004.safetensors")
         change(&file)
-        let path = "\(temporaryDirectory())/\(name).safetensors"
+        let path = "\(scratchDirectory("files", made: true))/\(name).safetensors"
         try file.write(to: path)
         return path
     }
@@ -97,7 +97,7 @@ struct FaultTests {
     /// A checkpoint whose shape overflows, or whose position is negative, is refused by name (65)
     /// through every way in: nleval --ckpt, nltrain --resume, --init, and automatic resume.
     @Test func hostileCheckpointsAreRefusedByName() throws {
-        let overflow = "\(temporaryDirectory())/overflow.safetensors"
+        let overflow = "\(scratchDirectory("files", made: true))/overflow.safetensors"
         try handMadeCheckpoint(
             #"{"x":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,16]}}"#, bytes: 16
         ).write(to: URL(fileURLWithPath: overflow))
@@ -141,7 +141,7 @@ struct FaultTests {
             (
                 [
                     "nlvideo", "frames", "\(testVideoDirectory)/vp9.webm", "--indices", "0", "--short-side", "60000",
-                    "--output", "\(temporaryDirectory())/f.safetensors",
+                    "--output", "\(scratchDirectory("files", made: true))/f.safetensors",
                 ], 64,
                 "larger than 16384 pixels a side"
             ),
@@ -154,13 +154,13 @@ struct FaultTests {
         }
         var input = SafeTensors()
         input.set("clip", Tensor(zeros: [0, 3, 8, 32, 32]))
-        let empty = "\(temporaryDirectory())/empty_clip.safetensors"
+        let empty = "\(scratchDirectory("files", made: true))/empty_clip.safetensors"
         try input.write(to: empty)
         let r = try run(
             "nlmodel",
             [
                 "forward", "--model", "nl_i3d_r50_tiny", "--input", empty, "--output",
-                "\(temporaryDirectory())/out.safetensors",
+                "\(scratchDirectory("files", made: true))/out.safetensors",
             ])
         #expect(r.status == 65 && r.stderr.contains("must be at least 1"), "\(r.stderr)")
     }
@@ -212,7 +212,7 @@ struct FaultTests {
 
     // MARK: Scripts stopped part-way
 
-    static let scripts = "\(ReadmeCommandsTests.repository)/scripts"
+    static let scripts = "\(repositoryRoot)/scripts"
 
     /// Starts a script with a plain signal mask, sends it SIGTERM once `started` holds (as
     /// timeout or a scheduler would), and returns its exit status and stderr.
@@ -229,7 +229,7 @@ struct FaultTests {
     /// A comparison script stopped while PyTorch's step runs stops at once and stops that run: it
     /// waited for the run to end (minutes, at the real shapes), and killed outright left it going.
     @Test func aStoppedComparisonStopsItsRun() throws {
-        let dir = temporaryDirectory(), yardstick = "\(dir)/yardstick.py", pidFile = "\(dir)/pid"
+        let dir = scratchDirectory("files", made: true), yardstick = "\(dir)/yardstick.py", pidFile = "\(dir)/pid"
         try "import os, time\nopen('\(pidFile)', 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
             .write(toFile: yardstick, atomically: true, encoding: .utf8)
         let start = Date()
@@ -256,7 +256,7 @@ struct FaultTests {
     /// The synthetic dataset stopped part-way leaves no CSV, so make demo (which checks for
     /// val.csv) makes it again rather than train on part of it; whole, it has both.
     @Test func aStoppedDatasetLeavesNoCSV() throws {
-        let out = "\(temporaryDirectory())/synthetic"
+        let out = "\(scratchDirectory("files", made: true))/synthetic"
         let arguments = [out, "--train", "2", "--val", "1", "--seconds", "1"]
         let r = try stopped("\(Self.scripts)/data/make_synthetic_dataset.sh", arguments) {
             FileManager.default.fileExists(atPath: "\(out)/train/moving up")
@@ -276,7 +276,7 @@ struct FaultTests {
     /// A script's training run (make demo's) stopped: the script hands nltrain the SIGTERM and
     /// waits for it to stop on a checkpoint; it died at once and left nltrain training on.
     @Test func aStoppedScriptStopsItsTrainingOnACheckpoint() throws {
-        let work = scratchDirectory("fault-script-stop"), script = "\(temporaryDirectory())/train.sh"
+        let work = scratchDirectory("fault-script-stop"), script = "\(scratchDirectory("files", made: true))/train.sh"
         let config = tinyRunConfig(workDirectory: work, epochs: 30)
         try
             "#!/usr/bin/env bash\nset -euo pipefail\nsource \(Self.scripts)/common.sh\nstoppable \(commandDirectory)/nltrain --config \(config) > /dev/null\n"

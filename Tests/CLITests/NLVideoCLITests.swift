@@ -20,7 +20,7 @@ struct NLVideoCLITests {
     }
 
     @Test func framesInTheOrderAskedAsSafetensorsOrPNG() throws {
-        let dir = temporaryDirectory(), video = "\(testVideoDirectory)/vp9.webm"
+        let dir = scratchDirectory("files", made: true), video = "\(testVideoDirectory)/vp9.webm"
         let r = try run(
             "nlvideo",
             ["frames", video, "--indices", "9,0,9", "--short-side", "32", "--output", "\(dir)/f.safetensors"])
@@ -48,7 +48,7 @@ struct NLVideoCLITests {
     }
 
     @Test func checkReportsBadVideosWithTheirAnnotationLines() throws {
-        let dir = temporaryDirectory(), root = syntheticDatasetDirectory
+        let dir = scratchDirectory("files", made: true), root = syntheticDatasetDirectory
         let r = try run(
             "nlvideo", ["check", "\(root)/train_with_problems.csv", "--root", root, "--bad-list", "\(dir)/bad.txt"])
         #expect(r.status == 65)

@@ -8,8 +8,7 @@ import Testing
 /// that hangs or fails fails here. configs/i3d_nl.cfg there is the shipped one with the data and
 /// sizes of a small synthetic dataset. Lines that cannot run on this machine are listed with why.
 struct ReadmeCommandsTests {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..")
-        .standardized.path
+    static let repository = repositoryRoot
 
     /// Lines no test here can run, by their start, and why.
     static let elsewhere: [(start: String, why: String)] = [

@@ -1,14 +1,10 @@
 import Foundation
 import NLData
+import NLTestSupport
 import Testing
 
 struct AnnotationTests {
-    let directory: String = {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("nl-annotations-\(UUID().uuidString)")
-            .path
-        try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }()
+    let directory = scratchDirectory("annotations", made: true)
 
     func touch(_ path: String) {
         try! FileManager.default.createDirectory(

@@ -1,5 +1,6 @@
 import Foundation
 import NLData
+import NLTestSupport
 import Testing
 
 struct DataLoaderTests {
@@ -106,7 +107,7 @@ struct DataLoaderTests {
         let dataset = try SyntheticData.dataset("train_with_problems.csv")
         #expect(dataset.missing.count == 1 && dataset.missing[0].source.hasSuffix("train_with_problems.csv:21"))
         let broken = dataset.entries.firstIndex { $0.path.contains("BROKENVIDEO") }!
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).txt").path
+        let file = "\(scratchDirectory("bad", made: true))/bad_videos.txt"
         let reports = Reports()
         let log = BadVideoLog(file: file, maxFraction: 0.5, report: { reports.add($0) })
         let l = loader(dataset, workers: 2, batchSize: 1, log: log)

@@ -42,8 +42,7 @@ struct CheckpointTests {
         _ = a.forward(Tensor(shape: [2, 8, 32, 32, 3], repeating: 0.5), training: true)  // move BN statistics
         var file = SafeTensors()
         a.save(into: &file)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("nl-roundtrip-\(getpid()).safetensors")
-            .path
+        let path = "\(scratchDirectory("roundtrip", made: true))/state.safetensors"
         try file.write(to: path)
         defer { try? FileManager.default.removeItem(atPath: path) }
         try b.loadStrictly(from: try SafeTensors(contentsOf: path), path: path)

@@ -104,7 +104,7 @@ struct ModelParityTests {
         let file = try SafeTensors(contentsOf: "\(Self.directory)/\(name).safetensors")
         let model = try Self.model(for: file)
         Self.shiftNormBiases(model, for: file)
-        let folder = temporaryDirectory()
+        let folder = scratchDirectory("files", made: true)
         var weights = SafeTensors(), input = SafeTensors()
         model.save(into: &weights)
         try weights.write(to: "\(folder)/weights.safetensors")

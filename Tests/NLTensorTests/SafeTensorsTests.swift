@@ -4,7 +4,7 @@ import NLTestSupport
 import Testing
 
 struct SafeTensorsTests {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nl-safetensors-\(getpid())").path
+    let directory = scratchDirectory("safetensors", made: true)
 
     @Test func roundTripsEveryDtypeAndMetadata() throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -47,18 +47,9 @@ private final class ErrorReader: @unchecked Sendable {
     func text() -> String { done.wait(); return String(decoding: data, as: UTF8.self) }
 }
 
-/// A new empty folder under the temporary directory.
-public func temporaryDirectory() -> String {
-    let d = FileManager.default.temporaryDirectory.appendingPathComponent("nl-cli-\(UUID().uuidString)").path
-    try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-    return d
-}
-
 /// Runs one of the repository's scripts, which must succeed.
 func runScript(_ name: String, _ arguments: [String]) {
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-        "../../scripts/\(name)"
-    ).standardized.path
+    let script = "\(repositoryRoot)/scripts/\(name)"
     let r = try! run(script, arguments)
     precondition(r.status == 0, "\(script) \(arguments.joined(separator: " ")) failed: \(r.stderr)")
 }
@@ -77,7 +68,7 @@ public final class Launched {
     public init(
         _ command: String, _ arguments: [String], environment: [String: String] = [:], plainSignals: Bool = false
     ) throws {
-        let folder = temporaryDirectory()
+        let folder = scratchDirectory("launched", made: true)
         (stdoutPath, stderrPath) = ("\(folder)/stdout", "\(folder)/stderr")
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)

@@ -42,6 +42,15 @@ public func tinyRunConfig(workDirectory: String, epochs: Int = 2, extra: String 
     return path
 }
 
-public func scratchDirectory(_ name: String) -> String {
-    FileManager.default.temporaryDirectory.appendingPathComponent("nl-\(name)-\(UUID().uuidString)").path
+/// A new path under the temporary directory, named after `name`: made as an empty folder with
+/// `made`, else left for the command under test to make (a work directory). The one scratch
+/// helper of the tests.
+public func scratchDirectory(_ name: String, made: Bool = false) -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("nl-\(name)-\(UUID().uuidString)").path
+    if made { try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+    return path
 }
+
+/// The repository's root folder: the one place the tests find configs, scripts and sources.
+public let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..")
+    .standardized.path

@@ -1,15 +1,10 @@
 import Foundation
+import NLTestSupport
 import NLTrain
 import Testing
 
 struct ConfigTests {
-    let directory: String = {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "nl-config-\(getpid())-\(UUID().uuidString)"
-        ).path
-        try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }()
+    let directory = scratchDirectory("config", made: true)
 
     @discardableResult
     func write(_ name: String, _ text: String) -> String {
@@ -168,9 +163,7 @@ struct ConfigTests {
         }
     }
 
-    static let configsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-        "../../configs"
-    ).standardized.path
+    static let configsDirectory = "\(repositoryRoot)/configs"
 
     /// The key tables of configs/README.md, as the schema makes them: every key of a section,
     /// in order, with its default and meaning. One declaration (Schema.swift, the defaults in

@@ -37,7 +37,7 @@ struct TensorBoardTests {
 
     /// The same events written here read back as TensorBoard's writer's do.
     @Test func writesWhatItReads() throws {
-        let directory = temporaryDirectory()
+        let directory = scratchDirectory("files", made: true)
         let writer = try EventFileWriter(directory: directory)
         writer.text("[train]\nlr = 0.01", tag: "config/text_summary", step: 0)
         for (step, loss) in [(1, 1.75), (2, 1.5), (3, 0.625)] {
@@ -53,7 +53,7 @@ struct TensorBoardTests {
 
     /// A crash mid-record loses that record only.
     @Test func aCutFileKeepsItsWholeRecords() throws {
-        let directory = temporaryDirectory()
+        let directory = scratchDirectory("files", made: true)
         let writer = try EventFileWriter(directory: directory)
         for step in 1...5 { writer.scalars([("train/loss", Double(step))], step: step) }
         let bytes = try Data(contentsOf: URL(fileURLWithPath: writer.path))

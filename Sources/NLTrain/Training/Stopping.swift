@@ -64,16 +64,17 @@ extension Trainer {
     /// 0's clock). Every rank calls it at the same points and gets the same answer.
     func stopReason() -> StopReason {
         stopReason(
-            local: signal()
+            local: receivedSignal()
                 ?? (parallel.isRoot && options.maxTime.map { Date().timeIntervalSince(started) >= $0 } == true
                     ? .timeBudget : .none))
     }
 
     /// A signal received by any rank, or .none. Validation stops for signals alone: the time
     /// budget waits for its end, or a validation longer than the budget would never finish.
-    func signalled() -> StopReason { stopReason(local: signal() ?? .none) }
+    func signalled() -> StopReason { stopReason(local: receivedSignal() ?? .none) }
 
-    func signal() -> StopReason? {
+    /// The stop a signal to this process asks for, if one came (not libc's signal()).
+    func receivedSignal() -> StopReason? {
         switch StopSignal.received.load(ordering: .relaxed) {
         case SIGTERM: .sigterm
         case SIGINT: .sigint

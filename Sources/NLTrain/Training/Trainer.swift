@@ -95,7 +95,7 @@ public final class Trainer: @unchecked Sendable {
 
     /// Trains the rest of the state's epoch, checkpointing every checkpoint_every_iterations. A stop
     /// asked for mid-epoch writes a checkpoint and returns the run's exit status (75).
-    private func trainEpoch(
+    func trainEpoch(
         _ step: TrainingStep, _ loader: DataLoader, state: inout TrainingState
     ) throws -> ExitStatus? {
         let iterations = loader.batchesPerEpoch
@@ -111,7 +111,7 @@ public final class Trainer: @unchecked Sendable {
             } catch is BatchIterator.Stopped {
                 if state.globalIteration > 0 { try checkpoint(step, state) }
                 log(
-                    "stopped by \(signal()?.describe(maxTime: nil) ?? "a signal") while waiting for data at epoch \(state.epoch + 1) iteration \(state.iteration); run the same command to continue"
+                    "stopped by \(receivedSignal()?.describe(maxTime: nil) ?? "a signal") while waiting for data at epoch \(state.epoch + 1) iteration \(state.iteration); run the same command to continue"
                 )
                 return .notFinished
             }
@@ -163,7 +163,7 @@ public final class Trainer: @unchecked Sendable {
 
     /// After an epoch's last iteration: its checkpoint, written before its validation so that a
     /// kill loses no training, the validation when due, and a stop asked for (75).
-    private func endEpoch(
+    func endEpoch(
         _ step: TrainingStep, _ training: DataLoader, _ validation: DataLoader?, state: inout TrainingState
     ) throws -> ExitStatus? {
         state.epoch += 1
@@ -189,7 +189,7 @@ public final class Trainer: @unchecked Sendable {
     }
 
     /// Rank 0 takes the work directory: its lock, what a killed run left half-written, the config.
-    private func openWorkDirectory() throws {
+    func openWorkDirectory() throws {
         try config.require(["data.root", "data.train_annotations", "train.work_dir"], by: "nltrain")
         try onRoot {
             workDirectory = try WorkDirectory(config.train.workDir)
@@ -204,7 +204,7 @@ public final class Trainer: @unchecked Sendable {
 
     /// False when the run has done every epoch of this config; a finished run given more epochs
     /// goes on, on this config's schedule.
-    private func hasEpochsLeft(_ state: inout TrainingState) -> Bool {
+    func hasEpochsLeft(_ state: inout TrainingState) -> Bool {
         if state.epoch >= config.train.epochs && !state.validationPending {
             log(
                 "\(config.train.workDir) has finished all \(config.train.epochs) epochs"
@@ -223,7 +223,7 @@ public final class Trainer: @unchecked Sendable {
 
     /// The training loader and, when the config validates, the validation loader; each dataset
     /// summarised in the log, and the model's clip checked against both.
-    private func loaders(for model: Recognizer) throws -> (training: DataLoader, validation: DataLoader?) {
+    func loaders(for model: Recognizer) throws -> (training: DataLoader, validation: DataLoader?) {
         let trainSet = try DataSetup.dataset(config, split: .train)
         log("training set: \(trainSet.summary)")
         for problem in trainSet.problems.prefix(10) { log("  \(problem)") }
@@ -260,7 +260,7 @@ public final class Trainer: @unchecked Sendable {
     }
 
     /// The run's TensorBoard file (rank 0) and the log line saying what it trains.
-    private func startLogging(_ state: TrainingState, training: DataLoader) throws {
+    func startLogging(_ state: TrainingState, training: DataLoader) throws {
         if config.train.tensorboard, parallel.isRoot {
             // A resumed run's file starts a session after the checkpoint's step: TensorBoard drops
             // what an interrupted run logged past it, so no step shows twice.
@@ -278,91 +278,9 @@ public final class Trainer: @unchecked Sendable {
                     ? ", resuming at epoch \(state.epoch + 1) iteration \(state.iteration)" : ""))
     }
 
-    /// The state to start from, read by rank 0 and given to every rank: --resume, else the work
-    /// directory's latest readable checkpoint (corrupt ones refused by name), else a fresh run
-    /// from --init or [model] pretrained.
-    private func restore(model: Recognizer, sgd: SGD) throws -> TrainingState {
-        var state = TrainingState()
-        try onRoot { state = try restoreOnRoot(model: model, sgd: sgd) }
-        guard parallel.isDistributed else { return state }
-        let snapshot =
-            parallel.isRoot ? Checkpoint(model: model, sgd: sgd, state: state, config: config.text).file : SafeTensors()
-        let shared = try SafeTensors(data: parallel.fromRoot(snapshot.serialized()), path: "rank 0's training state")
-        guard !parallel.isRoot else { return state }
-        return try Checkpoint(path: "rank 0's training state", file: shared).restore(model: model, sgd: sgd)
-    }
-
-    private func restoreOnRoot(model: Recognizer, sgd: SGD) throws -> TrainingState {
-        var found: Checkpoint?
-        if options.startOver, let folder = try workDirectory.setAsideCheckpoints() {
-            log("starting over: the earlier checkpoints are set aside in \(folder)")
-        }
-        if let path = options.resume {
-            found = try Checkpoint(path: path)
-        } else {
-            found = try workDirectory.latestCheckpoint(refused: { [weak self] in self?.log($0) })
-        }
-        if let checkpoint = found, let initial = options.initialWeights {
-            log(
-                "not using --init \(initial): resuming from \(checkpoint.path) wins (--start-over sets the work directory's checkpoints aside)"
-            )
-        }
-        guard let checkpoint = found else {
-            let initial = options.initialWeights ?? (config.model.pretrained.isEmpty ? nil : config.model.pretrained)
-            if let initial {
-                let report = model.load(from: try Checkpoint(path: initial).modelState())
-                log(
-                    "initialised \(report.loaded.count) tensors from \(initial)"
-                        + (report.isComplete ? "" : "; not loaded: \(report.summary)"))
-            }
-            return TrainingState()
-        }
-        let state = try checkpoint.restore(model: model, sgd: sgd)
-        log("resuming from \(checkpoint.path)")
-        try workDirectory.keepMetrics(upTo: state.globalIteration, validationPending: state.validationPending)
-        let changes = checkpoint.configChanges(to: config.text)
-        if !changes.isEmpty {
-            log("going on with a config that differs from the checkpoint's: \(changes.joined(separator: ", "))")
-        }
-        return state
-    }
-
-    /// Puts the checkpoint's position into this run's epochs. Written with another number of
-    /// clips an iteration (another batch_size or number of processes), it goes on from the clips
-    /// of the epoch it has seen, not from its iteration count; past the end of an epoch of this
-    /// data (a training list that shrank, a crafted file), the epoch counts as done after its
-    /// last iteration, said, never skipped. The global iteration, which the schedule runs on,
-    /// follows from the epoch and iteration.
-    private func place(_ state: inout TrainingState, iterationsPerEpoch: Int) {
-        let globalBatch = config.train.batchSize * parallel.size
-        defer { state.globalBatch = globalBatch }
-        if let saved = state.globalBatch, saved != globalBatch {
-            let seen = state.iteration * saved  // both bounded (TrainingState): no overflow
-            state.iteration = min(seen / globalBatch, iterationsPerEpoch)
-            state.globalIteration = state.epoch * iterationsPerEpoch + state.iteration
-            log(
-                "the checkpoint was written at \(saved) clips an iteration and this run takes \(globalBatch): epoch \(state.epoch + 1) goes on after "
-                    + "\(state.iteration * globalBatch) of the \(seen) clips it had seen (iteration \(state.iteration)), global iteration \(state.globalIteration)"
-            )
-        }
-        if state.iteration > iterationsPerEpoch {
-            log(
-                "the checkpoint is at iteration \(state.iteration) of epoch \(state.epoch + 1), but an epoch of this data has \(iterationsPerEpoch) "
-                    + "(the training list changed?): epoch \(state.epoch + 1) counts as done")
-            state.iteration = iterationsPerEpoch
-        }
-        let global = state.epoch * iterationsPerEpoch + state.iteration
-        if global != state.globalIteration {
-            log(
-                "global iteration \(global) for epoch \(state.epoch + 1) iteration \(state.iteration) of \(iterationsPerEpoch)-iteration epochs "
-                    + "(the checkpoint says \(state.globalIteration)): the learning-rate schedule follows the epochs")
-            state.globalIteration = global
-        }
-    }
-
     /// What to say of a run that diverged: where, and the checkpoint to go back to (the newest
     /// that loads; a diverged run writes none).
-    private func describe(_ divergence: Divergence) -> String {
+    func describe(_ divergence: Divergence) -> String {
         let last = parallel.isRoot ? (try? workDirectory.latestCheckpoint(refused: { _ in }))??.path : nil
         return "the run diverged: \(divergence); nothing was written after it. "
             + (last.map {

@@ -19,7 +19,7 @@ extension Trainer {
             try validate(step, loader, training: training, state: &state)
         } catch is Evaluator.Interrupted, is BatchIterator.Stopped {
             log(
-                "stopped by \(signal()?.describe(maxTime: nil) ?? "a signal to another process") during epoch \(state.epoch)'s validation; run the same command to validate and continue"
+                "stopped by \(receivedSignal()?.describe(maxTime: nil) ?? "a signal to another process") during epoch \(state.epoch)'s validation; run the same command to validate and continue"
             )
             return .notFinished
         }
