@@ -1,6 +1,11 @@
 import ArgumentParser
 import Foundation
-@_exported import NLTrain
+import NLTrain
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// `--config FILE` and `--set section.key=value`: how every command is told its config, declared
 /// once and shared through @OptionGroup, as swift-argument-parser's examples share options.

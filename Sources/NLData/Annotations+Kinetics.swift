@@ -1,4 +1,6 @@
 import Foundation
+import NLTensor
+import NLVideo
 
 /// The official Kinetics CSVs (kinetics_csv).
 extension Annotations {

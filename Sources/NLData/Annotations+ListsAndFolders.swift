@@ -1,4 +1,6 @@
 import Foundation
+import NLTensor
+import NLVideo
 
 /// mmaction2's list files (list) and a folder per class (folders).
 extension Annotations {

@@ -1,4 +1,6 @@
 import Foundation
+import NLTensor
+import NLVideo
 
 /// One video of a dataset.
 public struct VideoEntry: Sendable, Equatable {

@@ -1,4 +1,6 @@
 import Foundation
+import NLTensor
+import NLVideo
 
 /// The videos that fail to decode, and those only partly there (truncated), each reported once
 /// and listed in the work directory's bad_videos.txt ("path<TAB>what is wrong" a line; a

@@ -1,4 +1,6 @@
 import Foundation
+import NLTensor
+import NLVideo
 
 /// The batches of one epoch, made ahead by the loader's workers.
 ///

@@ -1,4 +1,6 @@
 import Foundation
+import NLTensor
+import NLVideo
 
 /// One batch: clips (count, T, H, W, 3) in the model's layout, with their labels and videos.
 public struct Batch: @unchecked Sendable {

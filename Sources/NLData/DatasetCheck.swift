@@ -1,5 +1,7 @@
 import Dispatch
 import Foundation
+import NLTensor
+import NLVideo
 
 /// Reads every video of a dataset, several at once, to find the ones training would skip.
 public enum DatasetCheck {

@@ -1,4 +1,6 @@
 import Foundation
+import NLTensor
+import NLVideo
 
 /// The one way text inputs are read line by line: configs and their includes, annotation CSVs and
 /// lists, classes files, bad_videos.txt. Lines end in LF, CRLF or a lone CR (old Mac), a UTF-8

@@ -1,4 +1,5 @@
 import Foundation
+import NLTensor
 
 /// kT x 1 x 1 kernels (the temporal convolutions of I3D's bottlenecks): each tap one GEMM over
 /// the rows shifted by its frames.

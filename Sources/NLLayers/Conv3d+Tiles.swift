@@ -1,4 +1,5 @@
 import Foundation
+import NLTensor
 
 /// Every other kernel: vol2col into tiles of rows that stay in cache, one GEMM a tile.
 extension Conv3d {

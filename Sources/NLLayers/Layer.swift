@@ -1,4 +1,4 @@
-@_exported import NLTensor
+import NLTensor
 
 /// One step of a network. `forward` then `backward`, in the manner of llm.c:
 ///

@@ -1,4 +1,5 @@
 import NLLayers
+import NLTensor
 
 /// What inflating a 2D ResNet into the 3D network mapped.
 public struct InflationReport: Sendable {

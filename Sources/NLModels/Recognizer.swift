@@ -1,5 +1,6 @@
 import Dispatch
 import NLLayers
+import NLTensor
 
 /// mmaction2's ResNet3d backbone: a stem (conv1, max pool), four stages of residual blocks, and
 /// a (2, 1, 1) max pool after the first stage.

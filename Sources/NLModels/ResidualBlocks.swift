@@ -1,4 +1,5 @@
 import NLLayers
+import NLTensor
 
 /// A residual block of ResNet3d, with the blocks mmaction2 attaches to it:
 ///

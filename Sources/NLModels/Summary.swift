@@ -1,4 +1,5 @@
 import NLLayers
+import NLTensor
 
 /// One row of `nlmodel summary`.
 public struct LayerSummary: Sendable {

@@ -1,6 +1,10 @@
 import Foundation
 import NLDistributed
 import NLModels
+import NLData
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// What a process of a data-parallel job (mpirun -np N nltrain ...) does beyond training alone,
 /// as Horovod does it: rank 0's state goes to every rank, gradients are averaged over the ranks

@@ -1,6 +1,10 @@
 import Foundation
 import NLData
 import NLModels
+import NLDistributed
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// The datasets, samplers and clip pipelines a config's [data] and [eval] sections describe.
 public enum DataSetup {

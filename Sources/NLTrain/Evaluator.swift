@@ -1,6 +1,10 @@
 import Foundation
 import NLData
 import NLModels
+import NLDistributed
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// Accuracy over a dataset's videos.
 public struct EvaluationResult: Sendable {

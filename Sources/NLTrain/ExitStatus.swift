@@ -2,6 +2,9 @@ import Foundation
 import NLData
 import NLDistributed
 import NLModels
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// The commands' exit codes (sysexits), so cron and scripts can act on them.
 public enum ExitStatus: Int32, Sendable {

@@ -1,5 +1,10 @@
 import Foundation
 import NLModels
+import NLData
+import NLDistributed
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// What `nlmodel` does: summaries, running a model on a saved input, inflating 2D weights.
 public enum ModelTool {

@@ -1,4 +1,9 @@
 import Foundation
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// When the self-check runs, where its verdicts are kept, and what the commands do when it fails.
 extension SelfCheck {

@@ -1,5 +1,9 @@
 import Foundation
 import NLModels
+import NLData
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// The numerical self-check: whether this machine computes right in the configuration the
 /// commands chose (OpenBLAS's kernel, the thread count). A newer kernel is not a right kernel,

@@ -2,6 +2,13 @@ import ArgumentParser
 import Foundation
 import NLBench
 import NLCommands
+import NLData
+import NLDistributed
+import NLLayers
+import NLModels
+import NLTensor
+import NLTrain
+import NLVideo
 
 @main
 struct NLBench: MatrixCommand {

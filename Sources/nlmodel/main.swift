@@ -1,6 +1,13 @@
 import ArgumentParser
 import Foundation
 import NLCommands
+import NLBench
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLTrain
+import NLVideo
 
 /// The model a subcommand works on: from a config file, a named model, or a checkpoint's config.
 struct ModelOptions: ParsableArguments {

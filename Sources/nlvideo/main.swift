@@ -1,6 +1,14 @@
 import ArgumentParser
 import Foundation
 import NLCommands
+import NLBench
+import NLData
+import NLDistributed
+import NLLayers
+import NLModels
+import NLTensor
+import NLTrain
+import NLVideo
 
 @main
 struct NLVideoCommand: Command {

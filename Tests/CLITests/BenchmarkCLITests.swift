@@ -2,6 +2,12 @@ import Foundation
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLDistributed
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// nlbench and the scripts that measure the peers beside it.
 struct BenchmarkCLITests {

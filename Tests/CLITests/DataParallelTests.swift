@@ -2,6 +2,12 @@ import Foundation
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLDistributed
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// Runs a built command as `processes` ranks of an Open MPI job on this machine.
 func mpirun(_ processes: Int, _ command: String, _ arguments: [String]) throws -> CommandResult {

@@ -2,6 +2,11 @@ import Foundation
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// Faults at random points (issue 31): runs of the tiny config killed (-9) or signalled at random
 /// moments, in training, checkpoint writing and validation alike, each resumed by the same

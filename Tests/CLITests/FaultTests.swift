@@ -2,6 +2,11 @@ import Foundation
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// Faults without losses (issue 14): each case is one a user met, with the exit status and the
 /// words the commands must answer it with. Every case failed before its fix.

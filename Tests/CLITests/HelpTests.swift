@@ -1,6 +1,12 @@
 import Foundation
 import NLTestSupport
 import Testing
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLTrain
+import NLVideo
 
 /// Every command's `--help`, as a user reads it, pinned: a change of an option, a default or the
 /// words shows here as a difference to review. NL_UPDATE_DOCS=1 writes the new text into

@@ -1,6 +1,12 @@
 import Foundation
 import NLTestSupport
 import Testing
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLTrain
+import NLVideo
 
 /// Inputs as users bring them (issue 15): the corpus scripts/data/make_hostile_inputs.py writes at test
 /// time (files from Python's csv module, pandas and spreadsheets, other line ends, damaged videos

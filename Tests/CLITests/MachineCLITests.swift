@@ -2,6 +2,9 @@ import Foundation
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLTensor
+import NLVideo
 
 /// The machine the commands run on, as they see it: OpenBLAS's kernel, the threads, the build's
 /// x86-64 level.

@@ -2,6 +2,10 @@ import Foundation
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// nltrain and nleval as cron and users run them: end to end on the small synthetic dataset, the
 /// exit codes, the lock, signals.

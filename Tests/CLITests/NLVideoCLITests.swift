@@ -2,6 +2,11 @@ import Foundation
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLDistributed
+import NLLayers
+import NLTensor
+import NLVideo
 
 struct NLVideoCLITests {
     @Test func probePrintsJSONLinesAndExits65OnABrokenFile() throws {

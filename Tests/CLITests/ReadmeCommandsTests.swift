@@ -2,6 +2,11 @@ import Foundation
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// Every command line the README and docs/ show runs, as written, in a folder laid out as the README's
 /// (configs/i3d_nl.cfg, work_dirs/, the files the lines name), on demo-sized data: a README line

@@ -2,6 +2,11 @@ import Foundation
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// Nothing lost when a run goes wrong (issue 31): a run that diverges, outputs that name inputs or
 /// are not plain files, and what a work directory holds besides nltrain's own files. Every case

@@ -2,6 +2,10 @@ import Foundation
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// The numerical self-check as the commands run it, on the kernel they choose: it passes here,
 /// catches a wrong sgemm (NL_SIMULATE_WRONG_SGEMM makes one), and nltrain and nleval then fall

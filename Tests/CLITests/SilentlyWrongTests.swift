@@ -2,6 +2,10 @@ import Foundation
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// Positions, records and settings that would give a silently wrong run (issue 31).
 struct SilentlyWrongTests {

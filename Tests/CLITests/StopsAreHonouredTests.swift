@@ -2,6 +2,11 @@ import Foundation
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLDistributed
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// Hangs (issue 31): a stop is honoured whatever the run waits on, and ranks that would wait on
 /// each other for ever are stopped before they train.

@@ -2,6 +2,8 @@ import Foundation
 import NLData
 import NLTestSupport
 import Testing
+import NLTensor
+import NLVideo
 
 struct AnnotationTests {
     let directory = scratchDirectory("annotations", made: true)

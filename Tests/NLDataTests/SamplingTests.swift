@@ -1,5 +1,7 @@
 import NLData
 import Testing
+import NLTensor
+import NLVideo
 
 /// Frame indices against values worked out by hand from mmaction2's SampleFrames.
 struct SamplingTests {

@@ -1,6 +1,7 @@
 import Foundation
 import NLData
 import NLTestSupport
+import NLTensor
 
 /// The shared synthetic dataset (NLTestSupport's syntheticDatasetDirectory) as the loader tests
 /// use it.

@@ -1,5 +1,7 @@
 import NLData
 import Testing
+import NLTensor
+import NLVideo
 
 /// A clip whose pixel (t, y, x) holds (x, y, t): where a crop came from can be read off it.
 func coordinateClip(frames: Int, height: Int, width: Int) -> VideoFrames {

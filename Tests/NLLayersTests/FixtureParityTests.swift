@@ -2,6 +2,7 @@ import Foundation
 import NLLayers
 import NLTestSupport
 import Testing
+import NLTensor
 
 /// Every layer against PyTorch (fixtures made by scripts/fixtures/make_layer_fixtures.py): forward output,
 /// input gradient, every parameter gradient and the buffers after the step, to 1e-4 relative.

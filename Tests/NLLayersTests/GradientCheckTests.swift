@@ -1,6 +1,7 @@
 import NLLayers
 import NLTestSupport
 import Testing
+import NLTensor
 
 /// Every layer's input and parameter gradients against central differences of
 /// L = sum(forward(x) * r) (see `centralDifferenceCheck`).

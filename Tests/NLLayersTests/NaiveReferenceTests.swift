@@ -1,6 +1,7 @@
 import NLLayers
 import NLTestSupport
 import Testing
+import NLTensor
 
 /// The fast layers against the definitions in NaiveReferences.swift, over grids of shapes,
 /// strides and paddings (odd sizes included).

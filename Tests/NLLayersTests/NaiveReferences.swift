@@ -249,3 +249,4 @@ func naiveContext(_ block: ContextBlock, _ x: Tensor) -> Tensor {
 }
 
 import Foundation
+import NLTensor

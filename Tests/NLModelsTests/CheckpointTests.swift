@@ -3,6 +3,10 @@ import NLModels
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLLayers
+import NLTensor
+import NLVideo
 
 struct CheckpointTests {
     let directory = fixtureDirectory()

@@ -1,6 +1,11 @@
 import NLModels
 import NLTestSupport
 import Testing
+import NLData
+import NLLayers
+import NLTensor
+import NLTrain
+import NLVideo
 
 /// I3D's "boring video" check: a clip whose frames are all one image gives the inflated 3D
 /// network the 2D network's features for that image.

@@ -3,6 +3,10 @@ import NLModels
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// Whole networks against the PyTorch reference (scripts/fixtures/make_model_fixtures.py): inference
 /// logits, and in training mode the loss and the gradient of every trainable parameter, for each

@@ -1,6 +1,11 @@
 import NLModels
 import NLTestSupport
 import Testing
+import NLData
+import NLLayers
+import NLTensor
+import NLTrain
+import NLVideo
 
 struct SummaryTests {
     @Test func nonLocalResNet50AtTheRecipeShape() {

@@ -1,4 +1,10 @@
 import Foundation
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLTrain
+import NLVideo
 
 /// What a command gave: its exit status, standard output (as bytes and as text) and standard error.
 public struct CommandResult: Sendable {

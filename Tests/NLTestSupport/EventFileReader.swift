@@ -1,5 +1,10 @@
 import Foundation
 import NLTrain
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// A TensorBoard event file read back, for the tests: its events' steps, scalars, texts, file
 /// version and session starts, from the records (EventRecord) and a small protocol-buffer reader.

@@ -1,4 +1,9 @@
 import Foundation
+import NLData
+import NLLayers
+import NLTensor
+import NLTrain
+import NLVideo
 
 /// The video reader's test files (scripts/data/make_test_videos.sh), made once per test process.
 public let testVideoDirectory: String = {

@@ -1,6 +1,11 @@
 import Foundation
 import NLLayers
 import NLTensor
+import NLData
+import NLDistributed
+import NLModels
+import NLTrain
+import NLVideo
 
 /// The largest absolute difference relative to the largest magnitude of the reference:
 /// max|a - b| / max|b|. Per-element ratios would blow up on elements that are nearly zero.

@@ -1,4 +1,10 @@
 import Foundation
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLTrain
+import NLVideo
 
 /// A tiny run on the small synthetic dataset: 18 training videos, batches of 4, so 4 iterations
 /// an epoch; dropout, flips, scale jitter, validation and precise BN all on, so that every piece

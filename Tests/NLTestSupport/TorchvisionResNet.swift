@@ -1,5 +1,10 @@
 import NLModels
 import NLTensor
+import NLData
+import NLDistributed
+import NLLayers
+import NLTrain
+import NLVideo
 
 /// torchvision's key for one of ours in a network with no temporal extent.
 public func torchvisionKey(_ key: String) -> String {

@@ -1,6 +1,11 @@
 import Foundation
 import NLTrain
 import Testing
+import NLData
+import NLLayers
+import NLTensor
+import NLTestSupport
+import NLVideo
 
 /// nleval's metrics on scores whose answers are known by hand.
 struct EvaluatorTests {

@@ -3,6 +3,10 @@ import NLModels
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// SGD against torch.optim.SGD (scripts/fixtures/make_train_fixtures.py) and the learning-rate schedule
 /// against values worked out by hand from mmcv's formulas.

@@ -2,6 +2,11 @@ import Foundation
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// Where the self-check falls back to, and how its verdicts are kept. Running it, catching a
 /// wrong kernel and falling back end to end: CLITests/SelfCheckCLITests.

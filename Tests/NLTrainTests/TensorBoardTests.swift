@@ -5,6 +5,10 @@ import Foundation
 import NLTestSupport
 import NLTrain
 import Testing
+import NLData
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// TensorBoard event files written natively, and the run's pictures.
 struct TensorBoardTests {

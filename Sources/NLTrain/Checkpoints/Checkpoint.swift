@@ -1,5 +1,9 @@
 import Foundation
 import NLModels
+import NLData
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// A checkpoint, the one place that writes and reads one: a safetensors file whose model tensors
 /// carry mmaction2's state_dict keys and PyTorch layouts, whose momentum buffers sit under

@@ -1,5 +1,10 @@
 import Foundation
 import Synchronization
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// A run's folder: checkpoints, the last_checkpoint pointer, the resolved config, logs, metrics,
 /// bad_videos.txt, and the lock that keeps a second run out.

@@ -1,6 +1,9 @@
 import Foundation
 import NLData
 import NLModels
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// [model]: which network, from a named model whose fields the other keys change.
 public struct ModelSection: Sendable {

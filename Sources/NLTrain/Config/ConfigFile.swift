@@ -1,5 +1,9 @@
 import Foundation
 import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// Where a config value came from, for error messages.
 public struct ConfigSource: Sendable, Equatable, CustomStringConvertible {

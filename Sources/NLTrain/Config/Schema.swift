@@ -1,5 +1,9 @@
 import NLData
 import NLModels
+import NLDistributed
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// Every key of every section: the one place where config names map to fields.
 extension Config {

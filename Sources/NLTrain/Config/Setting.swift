@@ -1,5 +1,9 @@
 import Foundation
 import NLModels
+import NLData
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// A value that does not fit its key; the config adds where it came from.
 struct ValueProblem: Error {

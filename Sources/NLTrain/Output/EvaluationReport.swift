@@ -1,4 +1,10 @@
 import Foundation
+import NLData
+import NLDistributed
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// nleval --report: per-class accuracy and the confusion matrix as a picture (SVG), or as a page
 /// (HTML: the picture and the tables), self-contained. The matrix keeps the classes in order,

@@ -1,4 +1,6 @@
 import Foundation
+import NLData
+import NLTensor
 
 /// One line of JSON with the keys sorted.
 func jsonLine(_ values: [String: Any]) -> String {

@@ -1,4 +1,7 @@
 import Foundation
+import NLData
+import NLTensor
+import NLVideo
 
 /// Progress of long work: a bar redrawn in place on a terminal, plain lines otherwise (cron,
 /// files), both with the rate and the time left.

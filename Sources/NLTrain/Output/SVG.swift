@@ -1,4 +1,9 @@
 import Foundation
+import NLData
+import NLDistributed
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// Self-contained SVG drawing for the run's pictures (curves.svg, nleval --report): plain
 /// elements, the viewer's own sans-serif font, nothing fetched.

@@ -1,5 +1,10 @@
 import Foundation
 import Synchronization
+import NLData
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// TensorBoard event files, written natively: what `tensorboard --logdir` reads, with no
 /// TensorFlow or protobuf tooling. A file is a sequence of records,

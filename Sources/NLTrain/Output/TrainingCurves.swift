@@ -1,4 +1,10 @@
 import Foundation
+import NLData
+import NLDistributed
+import NLLayers
+import NLModels
+import NLTensor
+import NLVideo
 
 /// curves.svg: a run at a glance, from its metrics.jsonl: the training loss, the learning rate,
 /// and top-1 in training (the logged batches) and in validation, against global iterations, with

@@ -1,6 +1,11 @@
 import Foundation
 import NLModels
 import Synchronization
+import NLData
+import NLDistributed
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// SGD with momentum, as `torch.optim.SGD` (dampening 0): for each trainable parameter p with
 /// gradient g,

@@ -1,4 +1,7 @@
 import Foundation
+import NLData
+import NLTensor
+import NLVideo
 
 /// The learning-rate policies after the warmup ([train] lr_policy). A new one is a case here, its
 /// formula in `rate(at:)`, and its meaning in Schema.swift's lr_policy line (docs/extending.md).

@@ -1,5 +1,9 @@
 import Foundation
 import Synchronization
+import NLData
+import NLDistributed
+import NLLayers
+import NLVideo
 
 /// SIGTERM, SIGINT, SIGHUP (the terminal or ssh session gone; not under nohup) and SIGUSR1
 /// (Slurm's warning before the end of a job's time, `--signal=B:USR1@120`) ask a run to stop at

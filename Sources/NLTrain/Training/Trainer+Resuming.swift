@@ -1,6 +1,10 @@
 import Foundation
 import NLData
 import NLModels
+import NLDistributed
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// Where a run starts: rank 0's checkpoint (or weights to start from) given to every rank, and
 /// its position put into this run's epochs.

@@ -1,6 +1,10 @@
 import Foundation
 import NLData
 import NLModels
+import NLDistributed
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// `nltrain`: trains the config's model on its dataset, resumably, alone or as one rank of a
 /// data-parallel job (mpirun): then every rank trains on its share of each batch, the gradients

@@ -1,4 +1,9 @@
 import Foundation
+import NLData
+import NLDistributed
+import NLLayers
+import NLTensor
+import NLVideo
 
 extension Trainer {
     /// Sums over the iterations since the last log line, and over the run for its time left.

@@ -1,4 +1,8 @@
 import Foundation
+import NLData
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// Where a run is, kept in every checkpoint's metadata beside the resolved config.
 public struct TrainingState: Sendable, Equatable {

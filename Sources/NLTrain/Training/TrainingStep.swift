@@ -1,5 +1,10 @@
 import Dispatch
 import NLModels
+import NLData
+import NLDistributed
+import NLLayers
+import NLTensor
+import NLVideo
 
 /// One training iteration, as nltrain runs it and as the benchmarks measure it: zero the
 /// gradients, draw dropout's masks for this iteration, forward, loss, backward, average the

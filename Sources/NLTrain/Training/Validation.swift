@@ -1,6 +1,10 @@
 import Foundation
 import NLData
 import NLModels
+import NLDistributed
+import NLLayers
+import NLTensor
+import NLVideo
 
 extension Trainer {
     /// Validates the epoch just trained, whose checkpoint is written, and rewrites that checkpoint

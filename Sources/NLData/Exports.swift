@@ -1,2 +1,0 @@
-@_exported import NLTensor
-@_exported import NLVideo

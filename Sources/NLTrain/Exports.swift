@@ -1,2 +1,0 @@
-@_exported import NLModels
-@_exported import NLData
