@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NLDistributed
 import NLTrain
 import NLData
 import NLLayers
@@ -69,4 +70,21 @@ extension MatrixCommand {
         BLASKernel.useTheBestKernel()
         main(nil)
     }
+}
+
+/// Prints "command: message" to standard error and exits with the error's status. In a
+/// data-parallel job an error of one rank ends every rank (MPI_Abort, with the same status), so
+/// none is left waiting for it; an error every rank shares is printed by rank 0 alone.
+public func exitReporting(_ error: Error, command: String) -> Never {
+    let (status, message) = exitStatus(for: error)
+    guard let job = Communicator.world, job.size > 1 else {
+        Files.emit("\(command): \(message)\n", to: .standardError)
+        exit(status.rawValue)
+    }
+    if error is SharedFailure {
+        if job.isRoot { Files.emit("\(command): \(message)\n", to: .standardError) }
+        exit(status.rawValue)
+    }
+    Files.emit("\(command) (rank \(job.rank) of \(job.size)): \(message)\n", to: .standardError)
+    job.abort(status: status.rawValue)
 }

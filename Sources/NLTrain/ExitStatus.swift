@@ -19,6 +19,24 @@ public enum ExitStatus: Int32, Sendable {
     case io = 74
     /// Not finished yet (time budget, signal, another run holds the lock): run again to continue.
     case notFinished = 75
+
+    /// What the status says, as every command's --help words it.
+    public var meaning: String {
+        switch self {
+        case .done: "done"
+        case .usage: "usage or config error"
+        case .data: "data error"
+        case .internalError: "internal error"
+        case .io: "I/O error"
+        case .notFinished: "not finished (run the same command again)"
+        }
+    }
+
+    /// "Exit codes: 0 done, 64 usage or config error, ...": a command's statuses for its --help,
+    /// each with its meaning, or with `words` where the command says more.
+    public static func legend(_ statuses: ExitStatus..., saying words: [ExitStatus: String] = [:]) -> String {
+        "Exit codes: " + statuses.map { "\($0.rawValue) \(words[$0] ?? $0.meaning)" }.joined(separator: ", ") + "."
+    }
 }
 
 /// A checkpoint that cannot be used: not a training checkpoint, an impossible position, NaN
@@ -54,10 +72,10 @@ public struct UsageError: Error, CustomStringConvertible {
 
 /// The failure of rank 0 of a data-parallel job, which every rank meets at once: rank 0 reports
 /// it, and every rank exits with its status.
-struct SharedFailure: Error, CustomStringConvertible {
-    let status: ExitStatus
-    let message: String
-    var description: String { message }
+public struct SharedFailure: Error, CustomStringConvertible {
+    public let status: ExitStatus
+    public let message: String
+    public var description: String { message }
 }
 
 /// The exit status and message for any error a command can meet.
@@ -76,21 +94,4 @@ public func exitStatus(for error: Error) -> (ExitStatus, String) {
     case let e as VideoError: (e.kind == .invalidRequest ? .usage : .data, e.description)
     default: (.internalError, "\(error)")
     }
-}
-
-/// Prints "command: message" to standard error and exits with the error's status. In a
-/// data-parallel job an error of one rank ends every rank (MPI_Abort, with the same status), so
-/// none is left waiting for it; an error every rank shares is printed by rank 0 alone.
-public func exitReporting(_ error: Error, command: String) -> Never {
-    let (status, message) = exitStatus(for: error)
-    guard let job = Communicator.world, job.size > 1 else {
-        Files.emit("\(command): \(message)\n", to: .standardError)
-        exit(status.rawValue)
-    }
-    if error is SharedFailure {
-        if job.isRoot { Files.emit("\(command): \(message)\n", to: .standardError) }
-        exit(status.rawValue)
-    }
-    Files.emit("\(command) (rank \(job.rank) of \(job.size)): \(message)\n", to: .standardError)
-    job.abort(status: status.rawValue)
 }

@@ -231,7 +231,7 @@ struct Verify: ParsableCommand {
             the threads the commands use (NL_THREADS, else OMP_NUM_THREADS, else every core this process may use): \
             every matrix product against float64 on the same operands, and the logits against one thread's. nltrain \
             and nleval run it before their first run on a configuration and keep the verdict; this runs it again \
-            and records the verdict. Exit codes: 0 passed, 70 failed.
+            and records the verdict. \(ExitStatus.legend(.done, .internalError, saying: [.done: "passed", .internalError: "failed"]))
             """)
 
     func run() throws {

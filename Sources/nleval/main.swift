@@ -22,8 +22,8 @@ struct NLEval: MatrixCommand {
             seen as CLIPS clips evenly spaced x CROPS crops (1 centre crop or 3), and its softmax scores are \
             averaged over the views (mmaction2's average_clips='prob'). Videos that cannot be read are listed and \
             counted as misses. Under mpirun (mpirun -np N nleval ...) each process evaluates a share of the videos \
-            and rank 0 reports. The numerical self-check runs first, as for nltrain (nlbench verify). Exit codes: 0 done, \
-            64 usage or config error, 65 data error, 70 nothing computes right on this machine, 74 I/O error.
+            and rank 0 reports. The numerical self-check runs first, as for nltrain (nlbench verify). \
+            \(ExitStatus.legend(.done, .usage, .data, .internalError, .io, saying: [.internalError: "nothing computes right on this machine"]))
             """)
 
     @Option(help: "Checkpoint (safetensors) to evaluate.")

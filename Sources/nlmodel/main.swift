@@ -35,8 +35,8 @@ struct NLModel: MatrixCommand {
         abstract: "Inspect, run and convert Non-local I3D models.",
         discussion: """
             The model comes from --config FILE (its [model] section), --model NAME, or a checkpoint's own config, \
-            with --set section.key=value overrides, as for nltrain. Exit codes: 0 done, 64 usage or config error, \
-            65 bad file content, 74 cannot read or write a file.
+            with --set section.key=value overrides, as for nltrain. \
+            \(ExitStatus.legend(.done, .usage, .data, .io, saying: [.data: "bad file content", .io: "cannot read or write a file"]))
             """,
         subcommands: [Summary.self, Forward.self, Inflate.self])
 }

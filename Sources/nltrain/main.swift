@@ -33,9 +33,8 @@ struct NLTrainCommand: MatrixCommand {
             mpirun (mpirun -np N nltrain ...) each process trains on its share of every batch (batch_size is per \
             process), gradients are averaged over the processes, and rank 0 writes the work directory. Before the \
             first run on a configuration (CPU, OpenBLAS kernel, threads) a numerical self-check of a few seconds holds \
-            OpenBLAS's products to float64 and falls back to one that computes right if it must (nlbench verify). Exit \
-            codes: 0 done, 64 usage or config error, 65 data error, 70 internal error (a diverged run, or nothing computes right), \
-            74 I/O error, 75 not finished. \
+            OpenBLAS's products to float64 and falls back to one that computes right if it must (nlbench verify). \
+            \(ExitStatus.legend(.done, .usage, .data, .internalError, .io, .notFinished, saying: [.internalError: "internal error (a diverged run, or nothing computes right)"])) \
             Every key: configs/README.md.
             """)
 

@@ -49,7 +49,7 @@ struct Frames: ParsableCommand {
         discussion: """
             Frame i is the i-th frame in presentation order. The output holds a uint8 tensor 'frames' \
             [T, H, W, 3] (RGB) in the order asked, repeats included. Display rotation is applied unless --no-rotate. \
-            Exit codes: 0 done, 64 usage, 65 the video cannot be decoded, 74 cannot write the output.
+            \(ExitStatus.legend(.done, .usage, .data, .io, saying: [.data: "the video cannot be decoded", .io: "cannot write the output"]))
             """)
 
     // A list, to take a name that starts with '-' as a file (swift-argument-parser would read
@@ -137,8 +137,8 @@ struct Check: ParsableCommand {
             file with --format and --root. Videos are read several at once with a progress bar (plain lines when not \
             on a terminal). By default the first, middle and last frames of each video are decoded, which finds \
             truncated and damaged files; --every-frame decodes all of them. Each problem is printed with its \
-            annotation line; --bad-list writes the paths of the bad videos, one a line. Exit codes: 0 all readable, \
-            64 usage or config error, 65 some video missing or undecodable (or a bad annotation file).
+            annotation line; --bad-list writes the paths of the bad videos, one a line. \
+            \(ExitStatus.legend(.done, .usage, .data, saying: [.done: "all readable", .data: "some video missing or undecodable (or a bad annotation file)"]))
             """)
 
     // A list, to take a name that starts with '-' as a file; at most one.

@@ -8,8 +8,7 @@ import NLVideo
 
 /// `nltrain`: trains the config's model on its dataset, resumably, alone or as one rank of a
 /// data-parallel job (mpirun): then every rank trains on its share of each batch, the gradients
-/// are averaged, and rank 0 alone writes the work directory. `log` may be called from the
-/// loader's threads (bad videos), hence the lock.
+/// are averaged, and rank 0 alone writes the work directory. What it tells goes through `log`.
 public final class Trainer: @unchecked Sendable {
     public struct Options {
         /// A checkpoint to resume from instead of the work directory's latest.
@@ -27,23 +26,17 @@ public final class Trainer: @unchecked Sendable {
 
     public let config: Config
     public let options: Options
-    let output: FileHandle
-    let interactive: Bool
     let parallel = DataParallel()
+    /// Rank 0's; nil on the others.
     var workDirectory: WorkDirectory!
-    /// The run's TensorBoard events (rank 0, with [train] tensorboard).
-    var tensorBoard: EventFileWriter?
-    /// The training log's running sums, and the progress bar on a terminal (rank 0).
-    var meter = Meter()
-    var bar: ProgressDisplay?
+    /// What the run tells (RunLog): `log("...")`, its iteration lines, metrics, TensorBoard.
+    let log: RunLog
     let started = Date()
-    let logLock = NSLock()
 
     public init(config: Config, options: Options, output: FileHandle = .standardOutput) {
         self.config = config
         self.options = options
-        self.output = output
-        interactive = isatty(output.fileDescriptor) != 0
+        log = RunLog(output: output, parallel: parallel)
     }
 
     /// Trains until every epoch is done (exit 0), the time budget or a signal stops it after a
@@ -77,10 +70,10 @@ public final class Trainer: @unchecked Sendable {
             log("stopped by \(reason.describe(maxTime: nil)) before training; run the same command to continue")
             return .notFinished
         }
-        if interactive && parallel.isRoot {
-            bar = ProgressDisplay(
+        if log.interactive && parallel.isRoot {
+            log.bar = ProgressDisplay(
                 total: config.train.epochs * training.batchesPerEpoch, label: "training", unit: "iterations",
-                completed: state.globalIteration, output: output)
+                completed: state.globalIteration, output: log.output)
         }
         while state.epoch < config.train.epochs {
             if let stopped = try trainEpoch(step, training, state: &state) { return stopped }
@@ -129,13 +122,13 @@ public final class Trainer: @unchecked Sendable {
             }
             state.iteration += 1
             state.globalIteration += 1
-            meter.add(
+            log.meter.add(
                 loss: Double(outcome.loss), correct: outcome.correct, clips: batch.count, data: dataTime,
                 step: Date().timeIntervalSince(stepStart))
-            bar?.advance()
+            log.bar?.advance()
             if state.globalIteration % config.train.logEvery == 0 || state.iteration == iterations {
-                report(
-                    state: state, lr: outcome.lr, iterationsPerEpoch: iterations,
+                log.report(
+                    state: state, epochs: config.train.epochs, lr: outcome.lr, iterationsPerEpoch: iterations,
                     left: config.train.epochs * iterations - state.globalIteration)
             }
             // The epoch's last iteration is checkpointed, validated and stopped at by endEpoch.
@@ -198,6 +191,7 @@ public final class Trainer: @unchecked Sendable {
         try onRoot {
             workDirectory = try WorkDirectory(config.train.workDir)
             try workDirectory.lock()
+            log.workDirectory = workDirectory
             let unfinished = workDirectory.removeUnfinishedWrites()
             if !unfinished.isEmpty {
                 log("removed what a killed run left half-written: \(unfinished.joined(separator: ", "))")
@@ -268,10 +262,10 @@ public final class Trainer: @unchecked Sendable {
         if config.train.tensorboard, parallel.isRoot {
             // A resumed run's file starts a session after the checkpoint's step: TensorBoard drops
             // what an interrupted run logged past it, so no step shows twice.
-            tensorBoard = try EventFileWriter(
+            log.tensorBoard = try EventFileWriter(
                 directory: workDirectory.file("tb"),
                 resumingAt: state.globalIteration > 0 ? state.globalIteration + 1 : nil)
-            tensorBoard?.text("```\n\(config.text)```", tag: "config", step: state.globalIteration)
+            log.tensorBoard?.text("```\n\(config.text)```", tag: "config", step: state.globalIteration)
         }
         log(
             "training \(config.model.name) for \(config.train.epochs) epochs of \(training.batchesPerEpoch) iterations (batch \(config.train.batchSize)"

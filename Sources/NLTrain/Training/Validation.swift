@@ -44,8 +44,9 @@ extension Trainer {
             "validating epoch \(state.epoch) on \(loader.dataset.entries.count) videos, \(loader.viewsPerVideo) views each"
         )
         let progress =
-            interactive && parallel.isRoot
-            ? ProgressDisplay(total: loader.batchesPerEpoch, label: "validating", unit: "batches", output: output) : nil
+            log.interactive && parallel.isRoot
+            ? ProgressDisplay(total: loader.batchesPerEpoch, label: "validating", unit: "batches", output: log.output)
+            : nil
         let scored = try Evaluator.evaluate(
             model, loader: loader, progress: progress, parallel: parallel, stopWhileWaiting: stopWhileWaiting
         ) { signalled() != .none }
@@ -59,13 +60,12 @@ extension Trainer {
                         "epoch %d validation: top-1 %.2f%% top-5 %.2f%% mean class accuracy %.2f%% (%d videos, %d failed)%@",
                     state.epoch, result.top1 * 100, result.top5 * 100, result.meanClassAccuracy * 100, result.videos,
                     result.failed, best ? ", best so far" : ""))
-            workDirectory.append(
-                jsonLine([
-                    "mode": "val", "epoch": state.epoch, "global_iteration": state.globalIteration, "top1": result.top1,
-                    "top5": result.top5, "mean_class_accuracy": result.meanClassAccuracy, "videos": result.videos,
-                    "failed": result.failed,
-                ]), to: "metrics.jsonl")
-            tensorBoard?.scalars(
+            log.record([
+                "mode": "val", "epoch": state.epoch, "global_iteration": state.globalIteration, "top1": result.top1,
+                "top5": result.top5, "mean_class_accuracy": result.meanClassAccuracy, "videos": result.videos,
+                "failed": result.failed,
+            ])
+            log.tensorBoard?.scalars(
                 [
                     ("val/top1", result.top1), ("val/top5", result.top5),
                     ("val/mean_class_accuracy", result.meanClassAccuracy),

@@ -1,10 +1,8 @@
 import Foundation
-import NLModels
-import NLData
-import NLDistributed
 import NLLayers
+import NLModels
 import NLTensor
-import NLVideo
+import NLTrain
 
 /// What `nlmodel` does: summaries, running a model on a saved input, inflating 2D weights.
 public enum ModelTool {

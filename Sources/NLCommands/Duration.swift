@@ -1,5 +1,5 @@
-import NLLayers
-import NLTensor
+import Foundation
+
 /// "90", "90s", "30m", "2h", "1h30m", "1d": seconds, for --max-time.
 public func parseDuration(_ text: String) -> Double? {
     if let seconds = Double(text) { return seconds >= 0 ? seconds : nil }
