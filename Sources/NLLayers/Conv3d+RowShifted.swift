@@ -15,8 +15,25 @@ extension Conv3d {
         g.tOut == g.tIn && padding.t < kernelSize.t ? padding.t : nil
     }
 
+    /// The runs of rows a tap other than `center` maps: for each such tap and clip, the input's
+    /// and the output's first row and the rows of the run.
+    func forEachShiftedRun(
+        _ g: Geometry, except center: Int?, _ body: (_ tap: Int, _ input: Int, _ output: Int, _ rows: Int) -> Void
+    ) {
+        let hw = g.hIn * g.wIn
+        for kt in 0..<kernelSize.t where kt != center {
+            let frames = validFrames(tap: kt, g)
+            guard !frames.isEmpty else { continue }
+            for s in 0..<g.n {
+                body(
+                    kt, (s * g.tIn + frames.lowerBound + kt - padding.t) * hw, (s * g.tOut + frames.lowerBound) * hw,
+                    frames.count * hw)
+            }
+        }
+    }
+
     func forwardRowShifted(_ x: Tensor, _ y: Tensor, _ g: Geometry) {
-        let (cin, cout, hw) = (inputChannels, outputChannels, g.hIn * g.wIn)
+        let (cin, cout) = (inputChannels, outputChannels)
         let center = centerTap(g)
         if let c = center {
             GEMM.multiply(
@@ -25,41 +42,28 @@ extension Conv3d {
         } else {
             y.zero()
         }
-        for kt in 0..<kernelSize.t where kt != center {
-            let frames = validFrames(tap: kt, g)
-            guard !frames.isEmpty else { continue }
-            for s in 0..<g.n {
-                GEMM.multiply(
-                    m: frames.count * hw, n: cout, k: cin,
-                    a: x.data + ((s * g.tIn + frames.lowerBound + kt - padding.t) * hw) * cin, lda: cin,
-                    b: weight.value.data + kt * cin * cout, ldb: cout, beta: 1,
-                    c: y.data + ((s * g.tOut + frames.lowerBound) * hw) * cout, ldc: cout)
-            }
+        forEachShiftedRun(g, except: center) { kt, input, output, rows in
+            GEMM.multiply(
+                m: rows, n: cout, k: cin, a: x.data + input * cin, lda: cin,
+                b: weight.value.data + kt * cin * cout, ldb: cout, beta: 1, c: y.data + output * cout, ldc: cout)
         }
     }
 
     /// dW += the weight gradient, and dX = (with `accumulating`, +=) the input gradient.
     func backwardRowShifted(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, _ g: Geometry, accumulating: Bool) {
-        let (cin, cout, hw) = (inputChannels, outputChannels, g.hIn * g.wIn)
+        let (cin, cout) = (inputChannels, outputChannels)
         let center = centerTap(g)
         if weight.requiresGradient {
-            for kt in 0..<kernelSize.t {
-                let dW = weight.gradient.data + kt * cin * cout
-                if kt == center {  // dW_kt += X^T dY over every row
-                    GEMM.multiply(
-                        transposeA: true, m: cin, n: cout, k: x.rows, a: x.data, lda: cin,
-                        b: dy.data, ldb: cout, beta: 1, c: dW, ldc: cout)
-                    continue
-                }
-                let frames = validFrames(tap: kt, g)
-                guard !frames.isEmpty else { continue }
-                for s in 0..<g.n {
-                    GEMM.multiply(
-                        transposeA: true, m: cin, n: cout, k: frames.count * hw,
-                        a: x.data + ((s * g.tIn + frames.lowerBound + kt - padding.t) * hw) * cin, lda: cin,
-                        b: dy.data + ((s * g.tOut + frames.lowerBound) * hw) * cout, ldb: cout,
-                        beta: 1, c: dW, ldc: cout)
-                }
+            if let c = center {  // dW_c += X^T dY over every row
+                GEMM.multiply(
+                    transposeA: true, m: cin, n: cout, k: x.rows, a: x.data, lda: cin,
+                    b: dy.data, ldb: cout, beta: 1, c: weight.gradient.data + c * cin * cout, ldc: cout)
+            }
+            forEachShiftedRun(g, except: center) { kt, input, output, rows in
+                GEMM.multiply(
+                    transposeA: true, m: cin, n: cout, k: rows, a: x.data + input * cin, lda: cin,
+                    b: dy.data + output * cout, ldb: cout, beta: 1, c: weight.gradient.data + kt * cin * cout, ldc: cout
+                )
             }
         }
         guard computesInputGradient else { return }
@@ -70,16 +74,10 @@ extension Conv3d {
         } else if !accumulating {
             dx.zero()
         }
-        for kt in 0..<kernelSize.t where kt != center {
-            let frames = validFrames(tap: kt, g)
-            guard !frames.isEmpty else { continue }
-            for s in 0..<g.n {
-                GEMM.multiply(
-                    transposeB: true, m: frames.count * hw, n: cin, k: cout,
-                    a: dy.data + ((s * g.tOut + frames.lowerBound) * hw) * cout, lda: cout,
-                    b: weight.value.data + kt * cin * cout, ldb: cout, beta: 1,
-                    c: dx.data + ((s * g.tIn + frames.lowerBound + kt - padding.t) * hw) * cin, ldc: cin)
-            }
+        forEachShiftedRun(g, except: center) { kt, input, output, rows in
+            GEMM.multiply(
+                transposeB: true, m: rows, n: cin, k: cout, a: dy.data + output * cout, lda: cout,
+                b: weight.value.data + kt * cin * cout, ldb: cout, beta: 1, c: dx.data + input * cin, ldc: cin)
         }
     }
 }

@@ -11,13 +11,7 @@ import NLVideo
 /// Faults without losses (issue 14): each case is one a user met, with the exit status and the
 /// words the commands must answer it with. Every case failed before its fix.
 struct FaultTests {
-    /// A finished one-epoch tiny run, shared by the cases that need a checkpoint.
-    static let trained: String = {
-        let work = scratchDirectory("fault-trained")
-        let r = try! run("nltrain", ["--config", tinyRunConfig(workDirectory: work, epochs: 1)])
-        precondition(r.status == 0, r.stderr)
-        return work
-    }()
+    static let trained = trainedTinyRun
 
     func copy(_ file: String, to directory: String, as name: String) -> String {
         try! FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -12,13 +12,7 @@ import NLVideo
 /// are not plain files, and what a work directory holds besides nltrain's own files. Every case
 /// failed before its fix.
 struct RunGoesWrongTests {
-    /// A run of one finished epoch (checkpoint iter_00000004), shared by the cases that need one.
-    static let trained: String = {
-        let work = scratchDirectory("wrong-trained")
-        let r = try! run("nltrain", ["--config", tinyRunConfig(workDirectory: work, epochs: 1)])
-        precondition(r.status == 0, r.stderr)
-        return work
-    }()
+    static let trained = trainedTinyRun
 
     /// A copy of the trained checkpoint, changed.
     func tampered(

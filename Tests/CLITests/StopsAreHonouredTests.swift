@@ -28,15 +28,20 @@ struct StopsAreHonouredTests {
         ]
     }
 
+    func expectBadVideos(
+        in work: String, naming words: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let list = try String(contentsOfFile: "\(work)/bad_videos.txt", encoding: .utf8)
+        #expect(list.contains(words), "\(list)", sourceLocation: sourceLocation)
+    }
+
     /// A FIFO named like a video (the stand-in for a stalled NFS or FUSE read) is no video: named
     /// in bad_videos.txt and passed over. It stopped training after 2 iterations, deaf to SIGTERM.
     @Test func aFIFOAmongTheVideosIsSkippedAndNamed() throws {
         let work = scratchDirectory("stop-fifo")
         let r = try run("nltrain", config(work))
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(
-            try String(contentsOfFile: "\(work)/bad_videos.txt", encoding: .utf8).contains(
-                "pipe.mp4: is a FIFO (named pipe), not a video file"))
+        try expectBadVideos(in: work, naming: "pipe.mp4: is a FIFO (named pipe), not a video file")
     }
 
     /// A read that stalls past data.read_timeout is a broken video: named, replaced, and the
@@ -47,9 +52,7 @@ struct StopsAreHonouredTests {
             "nltrain", config(work) + ["--set", "data.read_timeout=1"],
             environment: ["NL_SIMULATE_STALLED_READ": "moving up"])
         #expect(r.status == 0 && r.stdout.contains("finished 1 epochs"), "\(r.stdout)\(r.stderr)")
-        #expect(
-            try String(contentsOfFile: "\(work)/bad_videos.txt", encoding: .utf8).contains(
-                "reading stalled for more than 1 s (data.read_timeout)"))
+        try expectBadVideos(in: work, naming: "reading stalled for more than 1 s (data.read_timeout)")
     }
 
     /// SIGTERM while every read stalls: the run stops at once with 75, on a checkpoint of the

@@ -60,3 +60,12 @@ public func scratchDirectory(_ name: String, made: Bool = false) -> String {
 /// The repository's root folder: the one place the tests find configs, scripts and sources.
 public let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..")
     .standardized.path
+
+/// A finished one-epoch tiny run (its checkpoint iter_00000004, best.safetensors), made once and
+/// shared by the tests that need a checkpoint: they copy what they change.
+public let trainedTinyRun: String = {
+    let work = scratchDirectory("trained")
+    let r = try! run("nltrain", ["--config", tinyRunConfig(workDirectory: work, epochs: 1)])
+    precondition(r.status == 0, r.stderr)
+    return work
+}()

@@ -20,136 +20,125 @@ struct Setting<Target> {
 }
 
 extension Setting {
-    static func int(
-        _ key: String, _ path: WritableKeyPath<Target, Int>, in range: ClosedRange<Int>, _ help: String
+    /// A key read by `parse` and shown by `show`: the shape of every kind below.
+    static func value<Value>(
+        _ key: String, _ path: WritableKeyPath<Target, Value>, _ help: String,
+        parse: @escaping (String) throws -> Value, show: @escaping (Value) -> String
     ) -> Setting {
         Setting(
-            key: key, help: help,
-            read: { target, text in
-                target[keyPath: path] = try parseInt(text, in: range)
-            }, show: { "\($0[keyPath: path])" })
+            key: key, help: help, read: { target, text in target[keyPath: path] = try parse(text) },
+            show: { show($0[keyPath: path]) })
+    }
+
+    static func int(
+        _ key: String, _ path: WritableKeyPath<Target, Int>, in range: ClosedRange<Int>, _ help: String
+    )
+        -> Setting
+    {
+        value(key, path, help, parse: { try parseInt($0, in: range) }, show: { "\($0)" })
     }
 
     static func double(
         _ key: String, _ path: WritableKeyPath<Target, Double>, in range: ClosedRange<Double>, _ help: String
     ) -> Setting {
-        Setting(
-            key: key, help: help,
-            read: { target, text in
-                target[keyPath: path] = try parseDouble(text, in: range)
-            }, show: { format($0[keyPath: path]) })
+        value(key, path, help, parse: { try parseDouble($0, in: range) }, show: format)
     }
 
+    /// Shown in Float's own shortest form: 0.3, not 0.30000001192092896.
     static func float(
         _ key: String, _ path: WritableKeyPath<Target, Float>, in range: ClosedRange<Double>, _ help: String
     ) -> Setting {
-        Setting(
-            key: key, help: help,
-            read: { target, text in
-                target[keyPath: path] = Float(try parseDouble(text, in: range))
-            }, show: { "\($0[keyPath: path])" })  // Float's own shortest form: 0.3, not 0.30000001192092896
+        value(key, path, help, parse: { Float(try parseDouble($0, in: range)) }, show: { "\($0)" })
     }
 
     static func bool(_ key: String, _ path: WritableKeyPath<Target, Bool>, _ help: String) -> Setting {
-        Setting(
-            key: key, help: help,
-            read: { target, text in
+        value(
+            key, path, help,
+            parse: { text in
                 switch text.lowercased() {
-                case "true", "yes", "on", "1": target[keyPath: path] = true
-                case "false", "no", "off", "0": target[keyPath: path] = false
+                case "true", "yes", "on", "1": return true
+                case "false", "no", "off", "0": return false
                 default: throw ValueProblem(message: "expected true or false, got '\(text)'")
                 }
-            }, show: { $0[keyPath: path] ? "true" : "false" })
+            }, show: { $0 ? "true" : "false" })
     }
 
     static func string(_ key: String, _ path: WritableKeyPath<Target, String>, _ help: String) -> Setting {
-        Setting(
-            key: key, help: help, read: { target, text in target[keyPath: path] = text },
-            show: { quotedIfNeeded($0[keyPath: path]) })
+        value(key, path, help, parse: { $0 }, show: quotedIfNeeded)
     }
 
     /// A value of an enum; the help lists its cases (from allCases: a new case is listed by
     /// itself), each with its meaning where `meanings` has one.
-    static func choice<Value: RawRepresentable & CaseIterable & Hashable>(
-        _ key: String, _ path: WritableKeyPath<Target, Value>, _ help: String, _ meanings: [Value: String] = [:]
-    ) -> Setting where Value.RawValue == String {
-        let cases = Value.allCases.map { value in meanings[value].map { "\(value.rawValue) (\($0))" } ?? value.rawValue
-        }
-        return Setting(
-            key: key, help: "\(help): \(cases.joined(separator: ", "))",
-            read: { target, text in
-                guard let value = Value(rawValue: text) else {
-                    throw ValueProblem(
-                        message:
-                            "expected one of \(Value.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
+    static func choice<Choice: RawRepresentable & CaseIterable & Hashable>(
+        _ key: String, _ path: WritableKeyPath<Target, Choice>, _ help: String, _ meanings: [Choice: String] = [:]
+    ) -> Setting where Choice.RawValue == String {
+        let names = Choice.allCases.map(\.rawValue)
+        let cases = Choice.allCases.map { c in meanings[c].map { "\(c.rawValue) (\($0))" } ?? c.rawValue }
+        return value(
+            key, path, "\(help): \(cases.joined(separator: ", "))",
+            parse: { text in
+                guard let choice = Choice(rawValue: text) else {
+                    throw ValueProblem(message: "expected one of \(names.joined(separator: ", ")), got '\(text)'")
                 }
-                target[keyPath: path] = value
-            }, show: { $0[keyPath: path].rawValue })
+                return choice
+            }, show: \.rawValue)
     }
 
     static func ints(
         _ key: String, _ path: WritableKeyPath<Target, [Int]>, count: ClosedRange<Int>, in range: ClosedRange<Int>,
         _ help: String
     ) -> Setting {
-        Setting(
-            key: key, help: help,
-            read: { target, text in
-                let values = try words(text, count: count).map { try parseInt($0, in: range) }
-                target[keyPath: path] = values
-            }, show: { $0[keyPath: path].map(String.init).joined(separator: " ") })
+        value(
+            key, path, help, parse: { try words($0, count: count).map { try parseInt($0, in: range) } },
+            show: { $0.map(String.init).joined(separator: " ") })
     }
 
     static func doubles(
         _ key: String, _ path: WritableKeyPath<Target, [Double]>, count: ClosedRange<Int>,
         in range: ClosedRange<Double>, _ help: String
     ) -> Setting {
-        Setting(
-            key: key, help: help,
-            read: { target, text in
-                target[keyPath: path] = try words(text, count: count).map { try parseDouble($0, in: range) }
-            }, show: { $0[keyPath: path].map(format).joined(separator: " ") })
+        value(
+            key, path, help, parse: { try words($0, count: count).map { try parseDouble($0, in: range) } },
+            show: { $0.map(format).joined(separator: " ") })
     }
 
     static func strings(
         _ key: String, _ path: WritableKeyPath<Target, [String]>, allowed: [String], _ help: String
     ) -> Setting {
-        Setting(
-            key: key, help: help,
-            read: { target, text in
+        value(
+            key, path, help,
+            parse: { text in
                 let values = try words(text, count: 1...allowed.count)
                 if let bad = values.first(where: { !allowed.contains($0) }) {
                     throw ValueProblem(message: "'\(bad)' is not one of \(allowed.joined(separator: ", "))")
                 }
-                target[keyPath: path] = values
-            }, show: { $0[keyPath: path].joined(separator: " ") })
+                return values
+            }, show: { $0.joined(separator: " ") })
     }
 
     static func size3(_ key: String, _ path: WritableKeyPath<Target, Size3>, _ help: String) -> Setting {
-        Setting(
-            key: key, help: help,
-            read: { target, text in
+        value(
+            key, path, help,
+            parse: { text in
                 let v = try words(text, count: 3...3).map { try parseInt($0, in: 1...99) }
-                target[keyPath: path] = Size3(v[0], v[1], v[2])
-            },
-            show: {
-                let s = $0[keyPath: path]; return "\(s.t) \(s.h) \(s.w)"
-            })
+                return Size3(v[0], v[1], v[2])
+            }, show: { "\($0.t) \($0.h) \($0.w)" })
     }
 
     /// Four stages of 0/1 digits, one per block ("111 1010 101010 010"); one digit for a stage
     /// applies it to every block of that stage.
     static func pattern(_ key: String, _ path: WritableKeyPath<Target, [[Int]]>, _ help: String) -> Setting {
-        Setting(
-            key: key, help: help,
-            read: { target, text in
+        value(
+            key, path, help,
+            parse: { text in
                 let stages = try words(text, count: 4...4)
                 guard stages.allSatisfy({ $0.allSatisfy { $0 == "0" || $0 == "1" } }) else {
                     throw ValueProblem(
                         message:
                             "expected four groups of 0/1 digits, one digit per block, such as '111 1010 101010 010'")
                 }
-                target[keyPath: path] = stages.map { $0.map { $0 == "1" ? 1 : 0 } }
-            }, show: { $0[keyPath: path].map { $0.map(String.init).joined() }.joined(separator: " ") })
+                return stages.map { $0.map { $0 == "1" ? 1 : 0 } }
+            }, show: { $0.map { $0.map(String.init).joined() }.joined(separator: " ") })
     }
 }
 
