@@ -7,6 +7,7 @@ import NLDistributed
 import NLLayers
 import NLTensor
 import NLVideo
+
 /// The decode benchmark: training clips (clip_len frames at frame_interval from a random start,
 /// RGB at a short side) read from a fresh reader each, as the loader reads them, on one or
 /// several threads at once.

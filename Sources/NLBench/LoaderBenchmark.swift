@@ -4,6 +4,7 @@ import NLModels
 import NLTrain
 import NLTensor
 import NLVideo
+
 /// The loader benchmark: training batches of a config's [data] as nltrain's loader makes them
 /// (decoding, scale jitter, crops, flips, normalising into the model's layout), with nothing
 /// consuming them, so the figure is the most the loader can feed.

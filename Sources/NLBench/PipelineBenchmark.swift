@@ -4,6 +4,7 @@ import NLModels
 import NLTrain
 import NLTensor
 import NLVideo
+
 /// The whole training pipeline of a config, as nltrain runs it but writing nothing: the loader's
 /// workers decoding and transforming ahead, nltrain's own step (TrainingStep) training. Reports
 /// clips per second end to end and the share of the time the step waited for data.

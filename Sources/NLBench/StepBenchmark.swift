@@ -6,6 +6,7 @@ import NLTrain
 import NLLayers
 import NLTensor
 import NLVideo
+
 /// The training-step benchmark: nltrain's own step (TrainingStep: SGD with momentum, weight decay,
 /// clipping and the scheduled rate, as [train]'s defaults, i3d_nl's, set them) on a random clip
 /// and labels, in the form of scripts/bench/pytorch_step.py; one warm-up step, then `steps` timed

@@ -1,5 +1,6 @@
 import NLTensor
 import NLVideo
+
 /// A clip's whole way from its video to the model's floats, built from the config (DataSetup)
 /// and run by the loader once per video, with one random draw stream for the video:
 ///

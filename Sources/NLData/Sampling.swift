@@ -1,5 +1,6 @@
 import NLTensor
 import NLVideo
+
 /// Which frames of a video make its clips: mmaction2's SampleFrames. A clip is `clipLength`
 /// frames `frameInterval` apart; `numClips` clips per video. Training draws each clip's start at
 /// random within its share of the video; testing spaces the clips evenly (one clip: the centre).

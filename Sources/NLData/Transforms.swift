@@ -1,5 +1,6 @@
 import NLTensor
 import NLVideo
+
 /// The clip transforms ClipPipeline runs, with mmaction2's names and behaviour. One random draw
 /// per clip, shared by all its frames. Geometry works on the decoder's RGB bytes; `Normalize`
 /// writes the floats the model reads, channels-last (T, H, W, 3).

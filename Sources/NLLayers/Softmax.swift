@@ -1,4 +1,5 @@
 import NLTensor
+
 #if canImport(Glibc)
     import Glibc
 #endif

@@ -1,5 +1,6 @@
 import NLLayers
 import NLTensor
+
 /// Everything that defines a network, with mmaction2's names and defaults (ResNet3d, I3DHead).
 /// Named presets give the paper's models; any field can then be changed.
 public struct ModelSpec: Equatable, Sendable {
