@@ -29,6 +29,7 @@ public func run(
     process.arguments = arguments
     var variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     variables["PATH"] = commandDirectory + ":" + (variables["PATH"] ?? "/usr/bin:/bin")
+    variables["NL_BIN"] = variables["NL_BIN"] ?? commandDirectory  // the scripts run the commands of this build
     process.environment = variables
     if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
     let out = Pipe(), err = Pipe()
@@ -89,7 +90,9 @@ public final class Launched {
             process.executableURL = URL(fileURLWithPath: program)
             process.arguments = arguments
         }
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(
+            ["NL_BIN": commandDirectory].merging(environment) { $1 }
+        ) { $1 }
         process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
         try process.run()

@@ -15,9 +15,11 @@ peers=${PEERS:-scripts/bench/bench_decode_python.py}
 source scripts/common.sh
 positive_integer ROUNDS "$rounds"
 positive_integer CLIPS "$clips"
-[ -x .build/release/nlbench ] || { echo "no .build/release/nlbench: run make build first" >&2; exit 1; }
+# The commands make build builds; NL_BIN names another folder of them (the tests' build).
+bin="${NL_BIN:-.build/release}"
+[ -x "$bin/nlbench" ] || { echo "no $bin/nlbench: run make build first" >&2; exit 1; }
 stoppable scripts/data/make_bench_videos.sh data/bench > /dev/null
-.build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
+"$bin/nlbench" step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
 results=$(mktemp) output=$(mktemp) errors=$(mktemp)
 trap 'rm -f "$results" "$output" "$errors"' EXIT
 cells=("340x256 1" "340x256 2" "640x360 1" "640x360 2")
@@ -26,7 +28,7 @@ for round in $(seq "$rounds"); do
   for cell in "${cells[@]}"; do
     set -- $cell
     files=(data/bench/h264_"$1"_*.mp4)
-    stoppable .build/release/nlbench decode "${files[@]}" --workers "$2" --clips "$clips" > "$output"
+    stoppable "$bin/nlbench" decode "${files[@]}" --workers "$2" --clips "$clips" > "$output"
     sed -E "s/^nlbench decode .* ([0-9.]+) clips\/s.*/$1x$2|nlvideo|\1/" "$output" >> "$results"
     if ! stoppable "$python" "$peers" "${files[@]}" --workers "$2" --clips "$clips" --style all > "$output" 2> "$errors"; then
       { echo "$python $peers failed:"; tail -5 "$errors"; } >&2

@@ -21,13 +21,15 @@ positive_integer ROUNDS "$rounds"
 for shape in "${shapes[@]}"; do
   [[ $shape =~ ^\ *[1-9][0-9]*\ +[1-9][0-9]*\ +[1-9][0-9]*\ *$ ]] || { echo "SHAPES: '$shape' is not 'batch frames size' (positive integers)" >&2; exit 64; }
 done
-[ -x .build/release/nlbench ] || { echo "no .build/release/nlbench: run make build first" >&2; exit 1; }
+# The commands make build builds; NL_BIN names another folder of them (the tests' build).
+bin="${NL_BIN:-.build/release}"
+[ -x "$bin/nlbench" ] || { echo "no $bin/nlbench: run make build first" >&2; exit 1; }
 output=$(mktemp) errors=$(mktemp)
 trap 'rm -f "$output" "$errors"' EXIT
 # Each sets `line` to its step's result line; the yardstick, if it fails or prints none, says
 # what it said and exits 1.
 nlbench_step() {
-  stoppable .build/release/nlbench step "$@" > "$output"
+  stoppable "$bin/nlbench" step "$@" > "$output"
   line=$(tail -1 "$output")
 }
 yardstick_step() {
@@ -38,7 +40,7 @@ yardstick_step() {
     exit 1
   fi
 }
-.build/release/nlbench step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
+"$bin/nlbench" step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
 lscpu | grep -E '^Model name' | sed 's/  */ /g'
 grep -o -w -E 'avx2|avx512f|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }

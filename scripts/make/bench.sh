@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
-bin=.build/release
+bin="${NL_BIN:-.build/release}"
 layers=$(mktemp)
 trap 'rm -f "$layers"' EXIT
 stoppable scripts/data/make_bench_videos.sh data/bench

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
 started=$(date +%s)
-bin=.build/release
+bin="${NL_BIN:-.build/release}"
 if [ ! -f data/synthetic/val.csv ]; then
   echo "== making the synthetic dataset in data/synthetic (about a minute)"
   rm -rf data/synthetic
