@@ -1,7 +1,6 @@
 import Dispatch
 import Foundation
 import NLData
-import NLModels
 import NLTrain
 import NLDistributed
 import NLLayers

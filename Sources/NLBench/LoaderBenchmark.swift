@@ -1,6 +1,5 @@
 import Foundation
 import NLData
-import NLModels
 import NLTrain
 import NLTensor
 import NLVideo

@@ -1,7 +1,5 @@
 import Foundation
 import NLData
-import NLDistributed
-import NLModels
 import NLLayers
 import NLTensor
 import NLVideo

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import NLCommands
-import NLBench
 import NLData
 import NLDistributed
 import NLLayers
@@ -51,19 +50,10 @@ struct NLEval: MatrixCommand {
             valueName: "file"))
     var report: String?
 
-    /// --views as (clips, crops).
-    var parsedViews: (clips: Int, crops: Int)? {
-        guard let views else { return nil }
-        let parts = views.lowercased().split(separator: "x").compactMap { Int($0) }
-        // As eval.num_clips: at most 64 clips a video (99999999999999 tried to allocate 800 TB).
-        guard parts.count == 2, (1...64).contains(parts[0]), [1, 3].contains(parts[1]) else { return nil }
-        return (parts[0], parts[1])
-    }
+    var parsedViews: (clips: Int, crops: Int)? { Views.parse(views) }
 
     func validate() throws {
-        if views != nil && parsedViews == nil {
-            throw ValidationError("--views takes CLIPSxCROPS, such as 10x3 (clips: 1 to 64, crops: 1 or 3)")
-        }
+        if views != nil && parsedViews == nil { throw ValidationError(Views.problem) }
     }
 
     func run() throws {
@@ -90,8 +80,7 @@ struct NLEval: MatrixCommand {
                         Files.emit("nleval: \(line)\n", to: .standardError)
                     })
             else { return .done }  // another rank of an mpirun job: rank 0 reports
-            let viewText =
-                "\(parsedViews?.clips ?? resolved.eval.numClips)x\(parsedViews?.crops ?? (resolved.data.testCrop == .three ? 3 : 1))"
+            let viewText = Views.text(parsedViews, resolved)
             print("\(ckpt) on \(split.rawValue), \(viewText) views: \(result.summary)")
             if let json {
                 try Files.write(

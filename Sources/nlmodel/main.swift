@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import NLCommands
-import NLBench
 import NLData
 import NLLayers
 import NLModels

@@ -1,5 +1,4 @@
 import NLModels
-import NLTestSupport
 import Testing
 import NLData
 import NLLayers

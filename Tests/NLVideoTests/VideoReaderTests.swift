@@ -1,6 +1,5 @@
 import Foundation
 import NLTensor
-import NLTestSupport
 import NLVideo
 import Testing
 
