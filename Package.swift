@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // The Non-local I3D training pipeline: FFmpeg decoding, a Kinetics-style loader, a deep-learning
-// core on OpenBLAS, and the nltrain / nleval / nlmodel / nlvideo / nlbench commands.
+// core on OpenBLAS, and the nltrain / nleval / nlpredict / nlmodel / nlvideo / nlbench commands.
 // Layout and contracts: README.md and docs/internals.md.
 import PackageDescription
 
@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "nltrain", targets: ["nltrain"]),
         .executable(name: "nleval", targets: ["nleval"]),
+        .executable(name: "nlpredict", targets: ["nlpredict"]),
         .executable(name: "nlmodel", targets: ["nlmodel"]),
         .executable(name: "nlvideo", targets: ["nlvideo"]),
         .executable(name: "nlbench", targets: ["nlbench"]),
@@ -41,6 +42,7 @@ let package = Package(
         // Executables: argument parsing and wiring only.
         .executableTarget(name: "nltrain", dependencies: ["NLCommands", argumentParser]),
         .executableTarget(name: "nleval", dependencies: ["NLCommands", argumentParser]),
+        .executableTarget(name: "nlpredict", dependencies: ["NLCommands", argumentParser]),
         .executableTarget(name: "nlmodel", dependencies: ["NLCommands", argumentParser]),
         .executableTarget(name: "nlvideo", dependencies: ["NLCommands", argumentParser]),
         .executableTarget(name: "nlbench", dependencies: ["NLCommands", "NLBench", argumentParser]),

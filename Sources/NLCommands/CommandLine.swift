@@ -44,6 +44,24 @@ public func refuseClashes(outputs: [(String, String?)], inputs: [(String, String
     if let clash = Files.clash(outputs: given(outputs), inputs: given(inputs)) { throw UsageError(clash) }
 }
 
+/// --views CLIPSxCROPS (nleval, nlpredict): clips evenly spaced, 1 to 64 as eval.num_clips
+/// (99999999999999 tried to allocate 800 TB), times 1 centre crop or 3.
+public enum Views {
+    public static let problem = "--views takes CLIPSxCROPS, such as 10x3 (clips: 1 to 64, crops: 1 or 3)"
+
+    public static func parse(_ text: String?) -> (clips: Int, crops: Int)? {
+        guard let text else { return nil }
+        let parts = text.lowercased().split(separator: "x").compactMap { Int($0) }
+        guard parts.count == 2, (1...64).contains(parts[0]), [1, 3].contains(parts[1]) else { return nil }
+        return (parts[0], parts[1])
+    }
+
+    /// "10x3": the views given, or the config's.
+    public static func text(_ views: (clips: Int, crops: Int)?, _ config: Config) -> String {
+        "\(views?.clips ?? config.eval.numClips)x\(views?.crops ?? (config.data.testCrop == .three ? 3 : 1))"
+    }
+}
+
 extension DataSetup.Split: ExpressibleByArgument {}
 extension AnnotationFormat: ExpressibleByArgument {}
 extension Interpolation: ExpressibleByArgument {}

@@ -8,6 +8,12 @@ public struct VideoEntry: Sendable, Equatable {
     public let label: Int
     /// The annotation file and line it came from ("train.csv:12"), or the folder.
     public let source: String
+    /// The frames the entry is, when it is a window of the video (nlpredict --window); nil: all.
+    public var frames: Range<Int>?
+
+    public init(path: String, label: Int, source: String, frames: Range<Int>? = nil) {
+        (self.path, self.label, self.source, self.frames) = (path, label, source, frames)
+    }
 }
 
 /// The videos of one split, their classes, and what the listing skipped.
@@ -20,6 +26,13 @@ public struct Dataset: Sendable {
     public let malformed: [(source: String, reason: String)]
     /// Lines read with a caveat (extra labels on a list line), with the caveat.
     public var warnings: [(source: String, message: String)] = []
+
+    public init(
+        entries: [VideoEntry], classes: [String], missing: [(source: String, path: String)] = [],
+        malformed: [(source: String, reason: String)] = []
+    ) {
+        (self.entries, self.classes, self.missing, self.malformed) = (entries, classes, missing, malformed)
+    }
 
     /// "120 videos, 7 classes; 3 missing, 1 malformed line" and the first few problems.
     public var summary: String {

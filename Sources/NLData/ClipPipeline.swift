@@ -42,8 +42,17 @@ public struct ClipPipeline: Sendable {
     /// The views of the video `reader` reads, drawing from `generator`: the frame indices, the
     /// short side, then each clip's crop and flip. Throws what decoding throws, and when a view
     /// comes out smaller than `outputSize` (it would leave another clip's pixels in a batch).
-    public func views(of reader: VideoReader, using generator: inout SeededGenerator) throws -> [VideoFrames] {
-        let indices = sampler.indices(frameCount: reader.info.frames, using: &generator)
+    /// `frames` restricts the sampling to a window of the video (nil: all of it).
+    public func views(
+        of reader: VideoReader, frames window: Range<Int>? = nil, using generator: inout SeededGenerator
+    )
+        throws -> [VideoFrames]
+    {
+        let window = window.map { $0.clamped(to: 0..<reader.info.frames) } ?? 0..<reader.info.frames
+        guard !window.isEmpty else {
+            throw DataError("\(reader.path): no frame in the window asked for (the video has \(reader.info.frames))")
+        }
+        let indices = sampler.indices(frameCount: window.count, using: &generator).map { $0 + window.lowerBound }
         let short = resize.draw(using: &generator)
         let frames = try reader.frames(at: indices, size: .shortSide(short), interpolation: resize.interpolation)
         let clips = joinsClips ? 1 : sampler.numClips, size = frames.pixels.count / clips

@@ -100,7 +100,7 @@ public final class DataLoader: @unchecked Sendable {
         if let truncation = reader.info.truncation {
             badVideos?.notePartial(dataset.entries[video], truncation: truncation)
         }
-        return try pipeline.views(of: reader, using: &generator)
+        return try pipeline.views(of: reader, frames: dataset.entries[video].frames, using: &generator)
     }
 
     /// `NL_SIMULATE_STALLED_READ=TEXT` makes the read of every video whose path holds TEXT stall

@@ -43,23 +43,8 @@ public enum Evaluator {
         _ model: Recognizer, loader: DataLoader, progress: ProgressDisplay?, parallel: DataParallel,
         stopWhileWaiting: (() -> Bool)? = nil, interrupted: () -> Bool = { false }
     ) throws -> EvaluationResult? {
-        var local = VideoScores()
-        let iterator = loader.batches(epoch: 0)
-        iterator.shouldStop = stopWhileWaiting
-        defer { iterator.stop() }
-        while let batch = try iterator.next() {
-            let probabilities = SoftmaxCrossEntropy.softmax(model.forward(batch.clips, training: false))
-            for (k, video) in batch.videos.enumerated() {
-                local.add(video: video, probabilities: batch.failed[k] ? nil : probabilities, row: k)
-            }
-            progress?.advance()
-            if interrupted() { throw Interrupted() }
-        }
-        progress?.finish()
-        let errors = loader.badVideos?.failures ?? [:]
-        for video in local.failed.keys {
-            local.failed[video] = errors[loader.dataset.entries[video].path] ?? "could not be read"
-        }
+        let local = try videoScores(
+            model, loader: loader, progress: progress, stopWhileWaiting: stopWhileWaiting, interrupted: interrupted)
         guard let parts = parallel.gather(local.encoded()) else { return nil }
         let all = try parts.reduce(into: VideoScores()) { $0.merge(try VideoScores(decoding: $1)) }
         let dataset = loader.dataset
@@ -73,6 +58,32 @@ public enum Evaluator {
             (dataset.entries[$0.key].path, dataset.entries[$0.key].label, $0.value)
         }
         return score(scores, missed: missed, classes: dataset.classes)
+    }
+
+    /// This process's share of the loader's videos through the model: each video's summed
+    /// softmax probabilities and views, or its error.
+    static func videoScores(
+        _ model: Recognizer, loader: DataLoader, progress: ProgressDisplay?, stopWhileWaiting: (() -> Bool)? = nil,
+        interrupted: () -> Bool = { false }
+    ) throws -> VideoScores {
+        var scores = VideoScores()
+        let iterator = loader.batches(epoch: 0)
+        iterator.shouldStop = stopWhileWaiting
+        defer { iterator.stop() }
+        while let batch = try iterator.next() {
+            let probabilities = SoftmaxCrossEntropy.softmax(model.forward(batch.clips, training: false))
+            for (k, video) in batch.videos.enumerated() {
+                scores.add(video: video, probabilities: batch.failed[k] ? nil : probabilities, row: k)
+            }
+            progress?.advance()
+            if interrupted() { throw Interrupted() }
+        }
+        progress?.finish()
+        let errors = loader.badVideos?.failures ?? [:]
+        for video in scores.failed.keys {
+            scores.failed[video] = errors[loader.dataset.entries[video].path] ?? "could not be read"
+        }
+        return scores
     }
 
     /// Class indices from the most probable down; a tie goes to the lower index.

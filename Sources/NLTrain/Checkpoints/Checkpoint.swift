@@ -41,13 +41,29 @@ public struct Checkpoint {
     }
 
     /// The checkpoint of a run now: `model`'s weights, `sgd`'s momentum (none: the weights alone,
-    /// as best.safetensors), the position and the resolved config text.
-    public init(model: Recognizer, sgd: SGD?, state: TrainingState, config: String) {
+    /// as best.safetensors), the position, the resolved config text and the class names, in
+    /// index order (so that the file alone says what its scores mean, on any machine).
+    public init(model: Recognizer, sgd: SGD?, state: TrainingState, config: String, classes: [String] = []) {
         var file = SafeTensors()
         model.save(into: &file)
         sgd?.save(into: &file)
         file.metadata = state.metadata(config: config)
+        if !classes.isEmpty, let json = try? JSONSerialization.data(withJSONObject: classes) {
+            file.metadata[Self.classesKey] = String(decoding: json, as: UTF8.self)
+        }
         (path, self.file, self.state) = ("", file, state)
+    }
+
+    /// The metadata key of the class names: a JSON list of strings.
+    public static let classesKey = "classes"
+
+    /// The class names the checkpoint carries, in index order; nil when it has none (weights
+    /// converted from another framework, or written before they were kept).
+    public var classes: [String]? {
+        guard let text = file.metadata[Self.classesKey],
+            let names = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String]
+        else { return nil }
+        return names
     }
 
     /// Writes it atomically to `path`, unless a value in it could not be loaded again (a run that

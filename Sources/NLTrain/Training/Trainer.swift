@@ -31,6 +31,8 @@ public final class Trainer: @unchecked Sendable {
     var workDirectory: WorkDirectory!
     /// What the run tells (RunLog): `log("...")`, its iteration lines, metrics, TensorBoard.
     let log: RunLog
+    /// The training set's class names, in index order: every checkpoint carries them.
+    var classes: [String] = []
     let started = Date()
 
     public init(config: Config, options: Options, output: FileHandle = .standardOutput) {
@@ -223,6 +225,7 @@ public final class Trainer: @unchecked Sendable {
     /// summarised in the log, and the model's clip checked against both.
     func loaders(for model: Recognizer) throws -> (training: DataLoader, validation: DataLoader?) {
         let trainSet = try DataSetup.dataset(config, split: .train)
+        classes = trainSet.classes
         log("training set: \(trainSet.summary)")
         for problem in trainSet.problems.prefix(10) { log("  \(problem)") }
         if let problem = trainSet.labelProblem(numClasses: config.model.spec.numClasses) { throw problem }
@@ -291,7 +294,7 @@ public final class Trainer: @unchecked Sendable {
     func checkpoint(_ step: TrainingStep, _ state: TrainingState) throws {
         try onRoot {
             try workDirectory.write(
-                Checkpoint(model: step.model, sgd: step.sgd, state: state, config: config.text),
+                Checkpoint(model: step.model, sgd: step.sgd, state: state, config: config.text, classes: classes),
                 name: checkpointName(globalIteration: state.globalIteration))
             workDirectory.prune(keep: config.train.keepCheckpoints)
         }

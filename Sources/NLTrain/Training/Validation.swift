@@ -76,7 +76,8 @@ extension Trainer {
             guard best else { return }
             (state.bestTop1, state.bestEpoch) = (result.top1, state.epoch)
             try workDirectory.write(
-                Checkpoint(model: model, sgd: nil, state: state, config: config.text), name: "best.safetensors",
+                Checkpoint(model: model, sgd: nil, state: state, config: config.text, classes: classes),
+                name: "best.safetensors",
                 makeLast: false)
         }
     }
