@@ -55,19 +55,30 @@ public enum Predictor {
     }
 
     /// The video files `paths` name, in order: files as given, folders walked (hidden files and
-    /// folders passed over) for the endings the loader reads, sorted. A path that is not there is
-    /// kept, to fail by name.
+    /// folders passed over, links to folders followed as the loader follows them, each folder
+    /// once) for the endings the loader reads, sorted. A path that is not there is kept, to fail
+    /// by name.
     public static func videos(in paths: [String]) -> [String] {
-        paths.flatMap { path -> [String] in
+        var walked = Set<[UInt64]>()  // (device, inode): a link back up is not walked again
+        func walk(_ folder: String) -> [String] {
+            var status = stat()
+            guard stat(folder, &status) == 0, walked.insert([UInt64(status.st_dev), UInt64(status.st_ino)]).inserted
+            else { return [] }
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted()
+            return names.filter { !$0.hasPrefix(".") }.flatMap { name -> [String] in
+                let path = (folder as NSString).appendingPathComponent(name)
+                var isFolder: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { return [] }
+                if isFolder.boolValue { return walk(path) }
+                return Annotations.videoExtensions.contains((name as NSString).pathExtension.lowercased()) ? [path] : []
+            }
+        }
+        return paths.flatMap { path -> [String] in
             var isFolder: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue else {
                 return [path]
             }
-            let files = FileManager.default.enumerator(atPath: path)?.compactMap { $0 as? String } ?? []
-            return files.filter { file in
-                !file.split(separator: "/").contains { $0.hasPrefix(".") }
-                    && Annotations.videoExtensions.contains((file as NSString).pathExtension.lowercased())
-            }.sorted().map { (path as NSString).appendingPathComponent($0) }
+            return walk(path)
         }
     }
 
