@@ -19,7 +19,14 @@ public struct ConfigOptions: ParsableArguments {
         help: ArgumentHelp("Override a config key (repeatable).", valueName: "section.key=value"))
     public var overrides: [String] = []
 
+    @Option(name: .customLong("cfg-options"), parsing: .upToNextOption, help: .hidden)
+    var cfgOptions: [String] = []
+
     public init() {}
+
+    public func validate() throws {
+        if !cfgOptions.isEmpty { throw ValidationError(Habits.cfgOptionsProblem) }
+    }
 
     /// The config file with the overrides (without --config: the defaults with the overrides).
     public func resolve() throws -> Config { try Config(path: config, overrides: overrides) }

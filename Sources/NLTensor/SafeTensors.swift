@@ -43,18 +43,21 @@ public struct SafeTensors {
         try self.init(data: Files.read(path, what: what), path: path)
     }
 
-    /// Which of PyTorch's own formats a file that is not safetensors is in, when its first bytes
-    /// tell: torch.save writes a zip archive (since 1.6) or a bare pickle. Such .pth files
-    /// (mmaction2's checkpoints, torchvision's weights) are what users pass where a safetensors file
-    /// is asked for.
-    static func pyTorchFormat(of data: Data) -> String? {
+    /// Which of Python's formats a file that is not safetensors is in, when its first bytes tell:
+    /// torch.save writes a zip archive (since 1.6) or a bare pickle, and Caffe2's blob files are
+    /// pickles. Weights files are read in both (ForeignWeights); other inputs are refused by name.
+    public static func pyTorchFormat(of data: Data) -> String? {
         if data.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
             return "a zip archive, as PyTorch's torch.save writes (.pth)"
         }
-        // PROTO 2 to 5, as torch.save has written since PyTorch 0.1: a file that merely begins with
-        // 0x80 (1 in 256 of any bytes) is not called one.
-        if data.count >= 2, data[data.startIndex] == 0x80, (2...5).contains(data[data.startIndex + 1]) {
-            return "a Python pickle, as older PyTorch's torch.save writes (.pth)"
+        guard data.count >= 2, let first = data.first, let last = data.last else { return nil }
+        // PROTO 2 to 5, as torch.save has written since PyTorch 0.1, or protocols 0 and 1 (Python 2's
+        // cPickle.dump), which begin with MARK, EMPTY_DICT or EMPTY_LIST and end with STOP: a file that
+        // merely begins with one of those bytes is not called a pickle.
+        if first == 0x80 && (2...5).contains(data[data.startIndex + 1])
+            || [UInt8(ascii: "("), UInt8(ascii: "}"), UInt8(ascii: "]")].contains(first) && last == UInt8(ascii: ".")
+        {
+            return "a Python pickle, as older PyTorch's torch.save and Caffe2 write (.pth, .pkl)"
         }
         return nil
     }
@@ -278,17 +281,10 @@ public struct SafeTensors {
 public struct SafeTensorsError: Error, CustomStringConvertible {
     public let path: String
     public let problem: String
-    /// Set when the file is one of PyTorch's own (see `SafeTensors.pyTorchFormat`): a caller that
-    /// knows how its kind of file is converted says so.
-    public let pyTorchFormat: String?
-    public init(path: String, problem: String) {
-        (self.path, self.problem, self.pyTorchFormat) = (path, problem, nil)
-    }
+    public init(path: String, problem: String) { (self.path, self.problem) = (path, problem) }
     /// A PyTorch file where a safetensors one is wanted, and what to do about it.
     public init(path: String, pyTorchFormat: String, advice: String) {
-        (self.path, self.problem, self.pyTorchFormat) = (
-            path, "\(pyTorchFormat), not a safetensors file; \(advice)", pyTorchFormat
-        )
+        (self.path, self.problem) = (path, "\(pyTorchFormat), not a safetensors file; \(advice)")
     }
     public var description: String { "\(path): \(problem)" }
 }

@@ -25,7 +25,7 @@ struct NLEval: MatrixCommand {
             \(ExitStatus.legend(.done, .usage, .data, .internalError, .io, saying: [.internalError: "nothing computes right on this machine"]))
             """)
 
-    @Option(help: "Checkpoint (safetensors) to evaluate.")
+    @Option(help: "Checkpoint to evaluate (safetensors; or PyTorch .pth, Caffe2 .pkl weights, with --config).")
     var ckpt: String
 
     @OptionGroup var options: ConfigOptions
@@ -50,9 +50,12 @@ struct NLEval: MatrixCommand {
             valueName: "file"))
     var report: String?
 
+    @Argument(help: .hidden) var stray: [String] = []
+
     var parsedViews: (clips: Int, crops: Int)? { Views.parse(views) }
 
     func validate() throws {
+        if let problem = Habits.positionalProblem(stray, checkpointOption: "--ckpt") { throw ValidationError(problem) }
         if views != nil && parsedViews == nil { throw ValidationError(Views.problem) }
     }
 
@@ -65,6 +68,7 @@ struct NLEval: MatrixCommand {
             if let json { try Files.checkWritable(json, what: "JSON report") }
             if let dump { try Files.checkWritable(dump, what: "scores file") }
             if let report { try Files.checkWritable(report, what: "report") }
+            if let missing = Habits.missingCheckpoint(ckpt) { throw missing }
             let checkpoint = try Checkpoint(path: ckpt)
             let resolved =
                 options.config != nil ? try options.resolve() : try checkpoint.config(overrides: options.overrides)

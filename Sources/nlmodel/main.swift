@@ -37,7 +37,7 @@ struct NLModel: MatrixCommand {
             with --set section.key=value overrides, as for nltrain. \
             \(ExitStatus.legend(.done, .usage, .data, .io, saying: [.data: "bad file content", .io: "cannot read or write a file"]))
             """,
-        subcommands: [Summary.self, Forward.self, Inflate.self])
+        subcommands: [Summary.self, Forward.self, Inflate.self, Convert.self])
 }
 
 struct Summary: ParsableCommand {
@@ -46,6 +46,9 @@ struct Summary: ParsableCommand {
 
     @OptionGroup var options: ModelOptions
 
+    @Option(help: "A checkpoint or weights file: its model (its own config), which its weights must fit.")
+    var ckpt: String?
+
     @Option(
         help: ArgumentHelp(
             "Clip shape N,T,H,W (default: 1, data.clip_len, data.crop_size, data.crop_size).", valueName: "N,T,H,W"))
@@ -53,7 +56,16 @@ struct Summary: ParsableCommand {
 
     func run() throws {
         try runCommand("nlmodel") {
-            let config = try options.resolve()
+            let checkpoint = try ckpt.map { try Checkpoint(path: $0) }
+            if let checkpoint, checkpoint.configText == nil, options.config.config == nil, options.model == nil {
+                // weights from another framework: what their keys say, and how to see the layers
+                print(
+                    "\(checkpoint.path): weights without a config, of a network with "
+                        + "\(WeightsArchitecture.describe(try checkpoint.modelState())); give --config or --model for its layers"
+                )
+                return .done
+            }
+            let config = try options.resolve(checkpoint: checkpoint)
             var shape = [1, config.data.clipLength, config.data.cropSize, config.data.cropSize]
             if let clip {
                 let parts = clip.split(separator: ",").compactMap { Int($0) }
@@ -62,7 +74,7 @@ struct Summary: ParsableCommand {
                 }
                 shape = parts
             }
-            let model = try ModelTool.model(config)
+            let model = try ModelTool.model(config, checkpoint: checkpoint)
             if let problem = model.clipProblem(shape, training: false) {
                 throw UsageError("--clip \(shape.map(String.init).joined(separator: ",")): \(problem)")
             }
@@ -136,7 +148,9 @@ struct Inflate: ParsableCommand {
 
     @OptionGroup var options: ModelOptions
 
-    @Option(name: .customLong("from"), help: "2D ResNet weights (safetensors) with torchvision's key names.")
+    @Option(
+        name: .customLong("from"),
+        help: "2D ResNet weights with torchvision's key names (safetensors, or torchvision's .pth).")
     var source: String
 
     @Option(help: "Safetensors file to write.")
@@ -150,9 +164,64 @@ struct Inflate: ParsableCommand {
             let config = try options.resolve()
             let model = try ModelTool.model(config)
             let (weights, report) = try ModelTool.inflate(
-                model, config: config, from: try SafeTensors(contentsOf: source), path: source)
+                model, config: config, from: try ForeignWeights.load(source, what: "2D weights"), path: source)
             try weights.write(to: output)
             print(ModelTool.describe(report, from: source))
+            print("wrote \(output)")
+            return .done
+        }
+    }
+}
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert another framework's weights (PyTorch .pth, Caffe2 .pkl) into a safetensors file.",
+        discussion: """
+            Reads, without Python, PyTorch's .pth files in either of torch.save's formats (the zip archive of \
+            PyTorch 1.6 and later, and the older format of most 2020 model-zoo files: mmaction2 and mmengine \
+            checkpoints, bare state dicts; float32, float16 or bfloat16) and the Caffe2 .pkl blob files of \
+            the paper's own models (video-nonlocal-net), named as mmaction2 names them. Nothing in a file is run: a \
+            pickle that names anything but what a state dict is made of is refused, by name. The model tensors are \
+            written as float32 with the class names the file has; an optimizer and other extras are left out and \
+            listed. With --config or --model the weights must fit that model. Every command reads such files \
+            directly as well (--ckpt, --init); a converted file loads faster and any safetensors tool reads it.
+            """)
+
+    @OptionGroup var options: ModelOptions
+
+    @Argument(help: "The weights to convert (.pth, .pkl).")
+    var input: String
+
+    @Argument(help: "The safetensors file to write.")
+    var output: String
+
+    func run() throws {
+        try runCommand("nlmodel") {
+            try refuseClashes(outputs: [("the output", output)], inputs: [("the input", input)])
+            try Files.checkWritable(output, what: "output file")
+            let data = try Files.read(input, what: "weights")
+            guard let format = SafeTensors.pyTorchFormat(of: data) else {
+                throw SafeTensorsError(
+                    path: input, problem: "not a PyTorch or Caffe2 file (neither a zip archive nor a pickle)")
+            }
+            let foreign = try ForeignWeights(data: data, path: input)
+            var weights = foreign.weights
+            weights.metadata["converted_from"] = URL(fileURLWithPath: input).lastPathComponent
+            let checkpoint = try Checkpoint(path: input, file: weights)
+            if options.config.config != nil || options.model != nil {
+                let config = try options.resolve()
+                _ = try ModelTool.model(config, checkpoint: checkpoint)
+                print("\(input): fits \(config.model.name)")
+            }
+            try weights.write(to: output)
+            print("\(input): \(weights.metadata["imported_from"] ?? format), \(weights.entries.count) tensors")
+            if !foreign.leftOut.isEmpty {
+                print(
+                    "left out \(foreign.leftOut.count), not model weights: \(foreign.leftOut.prefix(8).joined(separator: ", "))"
+                        + (foreign.leftOut.count > 8 ? ", ..." : ""))
+            }
+            print("the weights are of a network with \(WeightsArchitecture.describe(weights))")
+            if let classes = checkpoint.classes { print("class names: \(classes.count), from the file") }
             print("wrote \(output)")
             return .done
         }

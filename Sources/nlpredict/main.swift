@@ -23,7 +23,8 @@ struct NLPredict: MatrixCommand {
             \(ExitStatus.legend(.done, .usage, .data, .internalError, .io, saying: [.done: "every video predicted", .data: "some video could not be read (each named; the others are printed)", .internalError: "nothing computes right on this machine"]))
             """)
 
-    @Option(help: "Checkpoint (safetensors) whose model classifies.")
+    @Option(
+        help: "Checkpoint whose model classifies (safetensors; or PyTorch .pth, Caffe2 .pkl weights, with --config).")
     var ckpt: String
 
     @OptionGroup var options: ConfigOptions
@@ -86,6 +87,7 @@ struct NLPredict: MatrixCommand {
             if timeline != nil && videos.count > 1 {
                 throw UsageError("--timeline draws one video's windows; \(videos.count) videos were given")
             }
+            if let missing = Habits.missingCheckpoint(ckpt) { throw missing }
             let checkpoint = try Checkpoint(path: ckpt)
             let config =
                 options.config != nil ? try options.resolve() : try checkpoint.config(overrides: options.overrides)

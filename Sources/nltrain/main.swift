@@ -45,7 +45,7 @@ struct NLTrainCommand: MatrixCommand {
     @Option(
         name: .customLong("init"),
         help:
-            "Start from these weights (model only: fine-tuning, or `nlmodel inflate` output), instead of [model] pretrained."
+            "Start from these weights (model only: fine-tuning, or `nlmodel inflate` output; safetensors, PyTorch .pth or Caffe2 .pkl), instead of [model] pretrained."
     )
     var initialWeights: String?
 
@@ -64,7 +64,12 @@ struct NLTrainCommand: MatrixCommand {
     @Flag(help: "Print the resolved config, every key with its value, and exit.")
     var printConfig = false
 
+    @Argument(help: .hidden) var stray: [String] = []
+
     func validate() throws {
+        if let problem = Habits.positionalProblem(stray, checkpointOption: "--init (or --resume)") {
+            throw ValidationError(problem)
+        }
         if options.config == nil && !printConfig { throw ValidationError("give --config FILE") }
         if let maxTime, parseDuration(maxTime) == nil {
             throw ValidationError("--max-time takes a duration such as 90s, 30m, 2h or 1h30m")

@@ -14,7 +14,8 @@ import NLVideo
 struct HelpTests {
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Help").path
     static let commands = [
-        "nltrain", "nleval", "nlmodel", "nlmodel summary", "nlmodel forward", "nlmodel inflate", "nlvideo",
+        "nltrain", "nleval", "nlpredict", "nlmodel", "nlmodel summary", "nlmodel forward", "nlmodel inflate",
+        "nlmodel convert", "nlvideo",
         "nlvideo probe",
         "nlvideo frames", "nlvideo check", "nlbench", "nlbench step", "nlbench decode", "nlbench loader",
         "nlbench pipeline",

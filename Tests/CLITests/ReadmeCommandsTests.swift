@@ -22,10 +22,6 @@ struct ReadmeCommandsTests {
             "make test is this suite; .ci/run runs make demo; make bench and make fixtures measure and need PyTorch"
         ),
         ("srun ", "needs a Slurm cluster"),
-        (
-            "python3 scripts/convert/convert_mmaction2_checkpoint.py",
-            "needs PyTorch and an mmaction2 .pth (run by hand; see the closing notes)"
-        ),
         ("python3 scripts/convert/check_against_pytorch.py", "needs PyTorch (run by hand; see the closing notes)"),
         (
             "PYTHON=",
@@ -44,7 +40,8 @@ struct ReadmeCommandsTests {
         }
         .joined(separator: "\n")
         let starts = [
-            "nltrain ", "nleval ", "nlvideo ", "nlmodel ", "nlbench ", "mpirun ", "srun ", "python3 ", "make ",
+            "nltrain ", "nleval ", "nlpredict ", "nlvideo ", "nlmodel ", "nlbench ", "mpirun ", "srun ", "python3 ",
+            "make ",
             "tensorboard ", "PYTHON=",
         ]
         var seen = Set<String>()  // a line the README and a page of docs/ both show runs once
@@ -84,6 +81,33 @@ struct ReadmeCommandsTests {
         batch_size = 4
 
         """.write(toFile: "\(dir)/configs/i3d_nl.cfg", atomically: true, encoding: .utf8)
+        // The fine-tuning section: the fixtures' mmengine .pth (nl_i3d_r50 at base_channels 2, 5
+        // classes) stands in for mmaction2's Kinetics-400 file, the synthetic dataset's class
+        // folders for the user's videos.
+        try! """
+        include = \(repository)/configs/finetune_folders.cfg
+        [model]
+        base_channels = 2
+        num_classes = 6
+        [data]
+        clip_len = 8
+        train_short_side = 32 40
+        crop_size = 32
+        test_short_side = 32
+        [train]
+        epochs = 1
+        batch_size = 4
+        log_every = 10
+        max_bad_fraction = 0.1
+        [eval]
+        batch_size = 4
+
+        """.write(toFile: "\(dir)/configs/finetune_folders.cfg", atomically: true, encoding: .utf8)
+        try! FileManager.default.copyItem(
+            atPath: "\(repository)/Tests/NLTrainTests/Fixtures/weights/mmengine.pth",
+            toPath: "\(dir)/i3d_nl_kinetics400.pth")
+        try! FileManager.default.createDirectory(atPath: "\(dir)/data", withIntermediateDirectories: true)
+        try! FileManager.default.createSymbolicLink(atPath: "\(dir)/data/my_videos", withDestinationPath: data)
         let trained = try! run("nltrain", ["--config", "configs/i3d_nl.cfg"], in: dir)
         precondition(trained.status == 0, trained.stderr)
         let work = "\(dir)/work_dirs/i3d_nl"

@@ -209,7 +209,10 @@ struct ConfigTests {
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.configsDirectory).filter {
             $0.hasSuffix(".cfg")
         }
-        #expect(Set(files).isSuperset(of: ["i3d_nl.cfg", "i3d_nl_8x8.cfg", "i3d.cfg", "gc_i3d.cfg", "demo.cfg"]))
+        #expect(
+            Set(files).isSuperset(of: [
+                "i3d_nl.cfg", "i3d_nl_8x8.cfg", "i3d.cfg", "gc_i3d.cfg", "demo.cfg", "finetune_folders.cfg",
+            ]))
         for file in files { _ = try Config(path: "\(Self.configsDirectory)/\(file)") }
         let nl = try Config(path: "\(Self.configsDirectory)/i3d_nl.cfg")
         #expect(
@@ -227,5 +230,10 @@ struct ConfigTests {
                 && fast.train.preciseBNBatches == 200)
         #expect(fast.model.spec.nonLocal == nl.model.spec.nonLocal && fast.model.spec.conv1StrideT == 1)
         #expect(fast.data.trainShortSide == [256, 320] && fast.data.trainCrop == .random, "PySlowFast's recipe")
+        let finetune = try Config(path: "\(Self.configsDirectory)/finetune_folders.cfg")
+        #expect(finetune.model.spec.nonLocal == nl.model.spec.nonLocal && finetune.data.format == .folders)
+        #expect(
+            finetune.model.spec.normEval && finetune.model.spec.frozenStages == 1
+                && abs(finetune.train.lr - 0.01 / 64 * 8 / 2) < 1e-12)
     }
 }

@@ -17,6 +17,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import types
 import zipfile
 
 out, dataset = sys.argv[1], sys.argv[2]
@@ -293,18 +294,73 @@ case("nleval --views beyond any recipe", ["nleval", "--ckpt", victim, "--views",
 case("nlmodel forward --output over its --input", ["nlmodel", "forward", "--model", "nl_i3d_r50_tiny", "--input", victim, "--output", victim], 64,
      ["is the same file as --input"])
 
-# mmaction2's checkpoints are PyTorch .pth files (torch.save: a zip archive, before 1.6 a bare pickle),
-# which users pass where a safetensors file is asked for: said, with the converter to use.
-with zipfile.ZipFile(path("zip_checkpoint.pth"), "w") as z:
+# PyTorch checkpoints are read, but a pickle is a program: the reader follows only what a state dict
+# needs and refuses every other name it meets, before anything of the file is used. Hostile pickles
+# as Python's pickle writes them; stand-ins for torch's modules let it name torch.nn classes.
+weights = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "NLTrainTests", "Fixtures", "weights")
+pwned = path("pwned")
+
+
+class CallsSystem:
+    def __reduce__(self):
+        return (os.system, (f"touch {pwned}",))
+
+
+def stand_in(qualified):
+    """A class that pickles as `qualified` (module.Name), as if that module were installed."""
+    module, name = qualified.rsplit(".", 1)
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+    cls = type(name, (), {"__module__": module})
+    setattr(sys.modules[module], name, cls)
+    return cls
+
+
+def torch_zip(name, payload):
+    with zipfile.ZipFile(path(name), "w") as z:
+        z.writestr("archive/data.pkl", payload)
+        z.writestr("archive/version", "3\n")
+    return path(name)
+
+
+def refused(name, file, contains, absent=()):
+    case(name, ["nlmodel", "convert", file, path("converted.safetensors")], 65, [file, *contains], absent)
+
+
+system = ["refused: its pickle names posix.system", "which is not one of the classes a state dict needs", "nothing of this file is used"]
+refused("a __reduce__ calling os.system, in a zip .pth", torch_zip("system_zip.pth", pickle.dumps({"state_dict": CallsSystem()})), system)
+refused("a __reduce__ calling os.system, in an old .pth", write("system_old.pth", pickle.dumps({"state_dict": CallsSystem()}, protocol=2), "wb"), system)
+refused("a __reduce__ calling os.system, in a Caffe2 .pkl", write("system_blobs.pkl", pickle.dumps({"blobs": {"conv1_w": CallsSystem()}}, protocol=0), "wb"),
+        system)
+case("nothing was called", ["/bin/sh", "-c", f"test ! -e {pwned} && echo untouched"], 0, ["untouched"])
+whole = stand_in("torch.nn.modules.conv.Conv3d")()
+refused("torch.save(model): a whole model", torch_zip("whole_model.pth", pickle.dumps(whole, protocol=2)),
+        ["names torch.nn.modules.conv.Conv3d", "save model.state_dict() instead"])
+refused("a class of the user's own package", write("own_class.pth", pickle.dumps({"state_dict": {}, "meta": stand_in("mypackage.layers.Custom")()}), "wb"),
+        ["names mypackage.layers.Custom"])
+with zipfile.ZipFile(path("no_state_dict.pth"), "w") as z:
     z.writestr("archive/data.pkl", pickle.dumps({"state_dict": {}}))
-write("pickle_checkpoint.pth", pickle.dumps({"state_dict": {}}, protocol=2), "wb")
-case("nleval --ckpt a PyTorch .pth", ["nleval", "--ckpt", path("zip_checkpoint.pth")], 65,
-     ["a zip archive, as PyTorch's torch.save writes (.pth)", "convert_mmaction2_checkpoint.py"])
-case("nleval --ckpt an old PyTorch .pth", ["nleval", "--ckpt", path("pickle_checkpoint.pth")], 65,
-     ["a Python pickle, as older PyTorch's torch.save writes (.pth)", "convert_mmaction2_checkpoint.py"])
-case("nlmodel inflate --from a PyTorch .pth (torchvision's weights)", ["nlmodel", "inflate", "--model", "nl_i3d_r50", "--from", path("zip_checkpoint.pth"),
-     "--output", path("inflated.safetensors")], 65, ["a zip archive, as PyTorch's torch.save writes (.pth)", "safetensors.torch.save_file"],
-     ["convert_mmaction2_checkpoint.py"])
+case("nleval --ckpt a .pth without tensors", ["nleval", "--ckpt", path("no_state_dict.pth")], 65,
+     ["a zip archive torch.save wrote without a state dict (no tensors under state_dict, model_state or model)"])
+zoo = open(os.path.join(weights, "mmengine.pth"), "rb").read()
+refused("a zip .pth cut in half", write("half.pth", zoo[: len(zoo) // 2], "wb"), ["a damaged zip archive: no end-of-central-directory record (truncated?)"])
+old = open(os.path.join(weights, "mmcv_legacy_fp16.pth"), "rb").read()
+refused("an old .pth cut in its storages", write("cut_storages.pth", old[:-1000], "wb"), ["elements, more than the file holds (truncated?)"])
+refused("an old .pth cut in its pickle", write("cut_pickle.pth", old[:200], "wb"), ["the file ends inside the pickle (truncated?)"])
+with zipfile.ZipFile(os.path.join(weights, "mmengine.pth")) as source, zipfile.ZipFile(path("short_storage.pth"), "w") as z:
+    for entry in source.namelist():
+        data = source.read(entry)
+        z.writestr(entry, data[: len(data) // 2] if entry.endswith("/data/0") else data)
+refused("a storage shorter than its tensor", path("short_storage.pth"), ["storage 0 holds fewer bytes than its 1470 elements"])
+
+# Habits from mmaction2 and PySlowFast, answered with this project's way.
+case("nltrain CONFIG, as mmaction2's tools/train.py takes it", ["nltrain", "configs/i3d_nl.cfg"], 64, ["give the config as --config configs/i3d_nl.cfg"])
+case("nltrain --cfg-options", ["nltrain", "--cfg-options", "train.lr=0.001"], 64, ["--cfg-options is mmaction2's", "--set train.lr=0.001"])
+os.makedirs(path("work_dirs", "demo"), exist_ok=True)
+shutil.copy(os.path.join(weights, "weights.safetensors"), path("work_dirs", "demo", "best.safetensors"))
+case("nleval --ckpt a file that is not there", ["/bin/sh", "-c", f"cd {out} && exec \"$NL_BIN/nleval\" --ckpt best.safetensors"], 74,
+     ["best.safetensors: no such checkpoint", "work_dirs/demo/best.safetensors"])
 
 # A checkpoint trained on another machine: its config keeps that machine's data paths.
 header = json.dumps({"__metadata__": {"config": "[data]\nroot = /elsewhere/kinetics\nval_annotations = /elsewhere/kinetics/val.csv\n"

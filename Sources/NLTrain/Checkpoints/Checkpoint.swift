@@ -19,19 +19,11 @@ public struct Checkpoint {
     /// The run's position, for a training checkpoint (nil for weights alone).
     public let state: TrainingState?
 
-    /// Reads a checkpoint, or any safetensors file of model weights; a training checkpoint's
-    /// position must make sense. An mmaction2 checkpoint (.pth) is refused with the converter to use.
+    /// Reads a checkpoint, or any file of model weights: safetensors, or another framework's
+    /// (ForeignWeights: PyTorch's .pth, Caffe2's .pkl). A training checkpoint's position must make
+    /// sense.
     public init(path: String) throws {
-        let file: SafeTensors
-        do {
-            file = try SafeTensors(contentsOf: path, what: "checkpoint")
-        } catch let error as SafeTensorsError where error.pyTorchFormat != nil {
-            throw SafeTensorsError(
-                path: path, pyTorchFormat: error.pyTorchFormat!,
-                advice: "convert an mmaction2 checkpoint with "
-                    + "python3 scripts/convert/convert_mmaction2_checkpoint.py FILE.pth FILE.safetensors")
-        }
-        try self.init(path: path, file: file)
+        try self.init(path: path, file: ForeignWeights.load(path, what: "checkpoint"))
     }
 
     /// A checkpoint from the bytes of one (rank 0's state, sent to the other ranks).
@@ -141,7 +133,13 @@ public struct Checkpoint {
     /// The config the checkpoint was written with, with `overrides` applied on top.
     public func config(overrides: [String] = []) throws -> Config {
         guard let text = configText else {
-            throw CheckpointError(path, "holds no config; give one with --config or --model")
+            let origin = file.metadata["imported_from"].map { "weights from \($0)" } ?? "weights alone"
+            let network = (try? modelState()).map {
+                "; the weights are of a network with \(WeightsArchitecture.describe($0))"
+            }
+            throw ConfigError(
+                source: ConfigSource(file: path, line: 0),
+                message: "holds \(origin), without this project's config: give --config FILE\(network ?? "")")
         }
         var configFile = try ConfigFile(text: text, name: "\(path) (its config)")
         for o in overrides { try configFile.apply(override: o) }
@@ -159,8 +157,62 @@ public struct Checkpoint {
         return model
     }
 
-    /// Loads the model weights into `model`, which must have exactly the checkpoint's keys.
-    public func load(into model: Layer) throws {
-        try model.loadStrictly(from: modelState(), path: path)
+    /// Loads the model weights into `model`, which must have exactly the checkpoint's keys. When
+    /// they do not fit, the error says what network the weights are of, in config keys.
+    public func load(into model: Recognizer) throws {
+        try checkSettings(of: model.spec)
+        let weights = try modelState()
+        do {
+            try model.loadStrictly(from: weights, path: path)
+        } catch let error as StateDictError {
+            throw CheckpointError(
+                path,
+                "does not fit the model of the config (\(error.report.summary)); the weights are of a network with "
+                    + "\(WeightsArchitecture.describe(weights)) (set those [model] keys: configs/README.md)")
+        }
+    }
+
+    /// Fails when the config text another framework saved in the file (mmaction2's, see
+    /// ForeignWeights) sets the non-local blocks otherwise than `spec`: embedded-Gaussian and
+    /// dot-product blocks have the same keys, and with the other function the weights would
+    /// load and compute wrong scores.
+    public func checkSettings(of spec: ModelSpec) throws {
+        guard let text = file.metadata[ForeignWeights.sourceConfigKey], spec.nonLocal.joined().contains(1),
+            let start = text.range(of: #"non_local_cfg\s*=\s*dict\("#, options: .regularExpression)
+        else { return }
+        // Up to the parenthesis that closes dict( (mmaction2 writes norm_cfg=dict(...) before mode).
+        var depth = 1
+        let end =
+            text[start.upperBound...].firstIndex {
+                depth += $0 == "(" ? 1 : $0 == ")" ? -1 : 0
+                return depth == 0
+            } ?? text.endIndex
+        let settings = text[start.upperBound..<end]
+        func value(_ name: String) -> String? {
+            guard let r = settings.range(of: #"\b"# + name + #"\s*=\s*'?[A-Za-z_]+"#, options: .regularExpression)
+            else {
+                return nil
+            }
+            return String(settings[r].split(separator: "=").last!).trimmingCharacters(
+                in: CharacterSet(charactersIn: " '"))
+        }
+        var said: [String] = [], fixes: [String] = []
+        if let mode = value("mode"), mode != spec.nonLocalMode.rawValue {
+            said.append("mode='\(mode)' where the config has model.non_local_mode = \(spec.nonLocalMode.rawValue)")
+            fixes.append("--set model.non_local_mode=\(mode)")
+        }
+        if let scale = value("use_scale").map({ $0 == "True" }), scale != spec.nonLocalUseScale {
+            said.append(
+                "use_scale=\(scale ? "True" : "False") where the config has model.non_local_use_scale = \(spec.nonLocalUseScale)"
+            )
+            fixes.append("--set model.non_local_use_scale=\(scale)")
+        }
+        guard said.isEmpty else {
+            throw ConfigError(
+                source: ConfigSource(file: path, line: 0),
+                message:
+                    "the config saved in it sets its non-local blocks' \(said.joined(separator: " and ")); their keys cannot "
+                    + "show it, and the weights would compute wrong scores: give \(fixes.joined(separator: " "))")
+        }
     }
 }

@@ -32,7 +32,7 @@ extension Config {
                     .float("dropout", \.model.spec.dropout, in: 0...0.99, "dropout before the classifier"),
                     .string(
                         "pretrained", \.model.pretrained,
-                        "weights to start from: a checkpoint or `nlmodel inflate` output (empty: initialise as mmaction2)"
+                        "weights to start from: a checkpoint, `nlmodel inflate` output, a PyTorch .pth or Caffe2 .pkl (empty: initialise as mmaction2)"
                     ),
                     .size3("conv1_kernel", \.model.spec.conv1Kernel, "stem kernel T H W"),
                     .int("conv1_stride_t", \.model.spec.conv1StrideT, in: 1...8, "stem temporal stride"),

@@ -41,7 +41,9 @@ extension Trainer {
         guard let checkpoint = found else {
             let initial = options.initialWeights ?? (config.model.pretrained.isEmpty ? nil : config.model.pretrained)
             if let initial {
-                let report = model.load(from: try Checkpoint(path: initial).modelState())
+                let weights = try Checkpoint(path: initial)
+                try weights.checkSettings(of: model.spec)
+                let report = model.load(from: try weights.modelState())
                 log(
                     "initialised \(report.loaded.count) tensors from \(initial)"
                         + (report.isComplete ? "" : "; not loaded: \(report.summary)"))

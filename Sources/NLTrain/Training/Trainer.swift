@@ -236,6 +236,13 @@ public final class Trainer: @unchecked Sendable {
                     "model.num_classes is \(config.model.spec.numClasses) but the dataset has \(trainSet.classes.count) classes"
             )
         }
+        if trainSet.classes.count < config.model.spec.numClasses {
+            log(
+                "warning: model.num_classes is \(config.model.spec.numClasses) but the dataset has \(trainSet.classes.count) "
+                    + "classes: \(config.model.spec.numClasses - trainSet.classes.count) outputs of the classifier are never "
+                    + "trained (fine-tuning? set model.num_classes = \(trainSet.classes.count); --init leaves out a head of "
+                    + "another size)")
+        }
         // Every rank lists the videos it could not read in the same file (lines are appended whole).
         let badVideos = BadVideoLog(
             file: "\(config.train.workDir)/bad_videos.txt", maxFraction: config.train.maxBadFraction, dataset: trainSet
