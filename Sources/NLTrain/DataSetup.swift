@@ -73,13 +73,15 @@ public enum DataSetup {
             sampler: SampleFrames(clipLength: d.clipLength, frameInterval: d.frameInterval, numClips: d.numClips),
             resize: ShortEdgeResize(range: sides.min()!...sides.max()!), crop: crop,
             flip: d.flip ? RandomHorizontalFlip(probability: 0.5) : nil, normalize: normalize(config))
-        var options = DataLoader.Options(
-            batchSize: config.train.batchSize, workers: d.workers, seed: UInt64(config.train.seed))
+        // An iteration's clips (TrainingStep splits them into micro-batches).
+        let iterationClips = config.train.batchSize * config.train.accumulate
+        var options = DataLoader.Options(batchSize: iterationClips, workers: d.workers, seed: UInt64(config.train.seed))
         (options.rank, options.worldSize, options.readTimeout) = (rank, worldSize, d.readTimeout)
         let loader = DataLoader(dataset: dataset, pipeline: pipeline, options: options, badVideos: badVideos)
         guard loader.batchesPerEpoch > 0 else {
             throw DataError(
-                "\(d.trainAnnotations): \(dataset.entries.count) videos, fewer than one batch of \(config.train.batchSize)"
+                "\(d.trainAnnotations): \(dataset.entries.count) videos, fewer than one iteration of \(iterationClips)"
+                    + (config.train.accumulate > 1 ? " (batch_size x accumulate)" : "")
                     + (worldSize > 1 ? " for each of \(worldSize) processes" : ""))
         }
         return loader
@@ -113,9 +115,8 @@ public enum DataSetup {
     /// Fails (64) unless `model` can take `loader`'s batches (Recognizer.clipProblem).
     public static func requireClip(_ model: Recognizer, loader: DataLoader, config: Config) throws(ConfigError) {
         let training = loader.mode == .training
-        guard
-            let problem = model.clipProblem(
-                [loader.options.batchSize] + loader.clipShape.dropLast(), training: training)
+        let batch = training ? config.train.batchSize : loader.options.batchSize  // what one forward takes
+        guard let problem = model.clipProblem([batch] + loader.clipShape.dropLast(), training: training)
         else { return }
         let key = training ? "train.batch_size" : "eval.batch_size"
         throw ConfigError(source: config.source(of: key, "data.crop_size"), message: problem)

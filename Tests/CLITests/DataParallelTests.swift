@@ -54,17 +54,42 @@ struct DataParallelTests {
         ] + extra.flatMap { ["--set", $0] }
     }
 
+    /// A way to train on the same 4 clips an iteration: processes, clips each takes at once
+    /// (batch_size), micro-batches summed (accumulate), and what the log says of it.
+    struct Split: Sendable, CustomTestStringConvertible {
+        let processes: Int, batch: Int, accumulate: Int, settings: [String], says: String
+        var testDescription: String { "\(processes) x \(batch) x \(accumulate) \(settings.joined(separator: " "))" }
+    }
+
     /// 2 ranks of batch 2 give the weights of 1 process of batch 4 (the same clips: the loader
     /// deals every batch's videos to the ranks in turn), to 1e-5: with BatchNorm on running
-    /// statistics, and with synchronised BatchNorm, whose statistics are the global batch's.
-    @Test(arguments: [["model.norm_eval=true"], ["train.sync_bn=true"]])
-    func twoRanksOfHalfTheBatchTrainAsOneProcessOfAllOfIt(_ settings: [String]) throws {
+    /// statistics, and with synchronised BatchNorm, whose statistics are the global batch's. So do
+    /// 2 micro-batches of 2 summed (train.accumulate), alone and on each of 2 ranks, with
+    /// BatchNorm on running statistics (training BatchNorm sees each micro-batch: not the same).
+    @Test(arguments: [
+        Split(
+            processes: 2, batch: 2, accumulate: 1, settings: ["model.norm_eval=true"],
+            says: "batch 2 on each of 2 processes, 4 in all"),
+        Split(
+            processes: 2, batch: 2, accumulate: 1, settings: ["train.sync_bn=true"],
+            says: "batch 2 on each of 2 processes, 4 in all"),
+        Split(
+            processes: 1, batch: 2, accumulate: 2, settings: ["model.norm_eval=true"],
+            says: "batch 2 x 2 accumulated = 4)"),
+        Split(
+            processes: 2, batch: 1, accumulate: 2, settings: ["model.norm_eval=true"],
+            says: "batch 1 x 2 accumulated = 2 on each of 2 processes, 4 in all"),
+    ])
+    func splitsOfTheBatchTrainAsOneProcessOfAllOfIt(_ split: Split) throws {
+        let settings = split.settings
         let (one, two) = (scratchDirectory("dp-one"), scratchDirectory("dp-two"))
         let alone = try run("nltrain", config(one, batch: 4, settings))
         #expect(alone.status == 0, "\(alone.stderr)")
-        let job = try mpirun(2, "nltrain", config(two, batch: 2, settings))
+        let arguments = config(two, batch: split.batch, settings + ["train.accumulate=\(split.accumulate)"])
+        let job =
+            split.processes == 1 ? try run("nltrain", arguments) : try mpirun(split.processes, "nltrain", arguments)
         #expect(job.status == 0, "\(job.stderr)")
-        #expect(job.stdout.contains("batch 2 on each of 2 processes, 4 in all"))
+        #expect(job.stdout.contains(split.says), "\(job.stdout)")
         let (a, b) = (try lastCheckpoint(one), try lastCheckpoint(two))
         #expect(a.names == b.names)
         // To 1e-5: the weights and running statistics (of their size, or absolute below 1: some
@@ -94,7 +119,7 @@ struct DataParallelTests {
         }
         let updates = (difference / change).squareRoot()
         print(
-            "max-relative-error data-parallel \(settings[0]): weights \(String(format: "%.1e", worst)) (\(name)), running statistics \(String(format: "%.1e", statistics)), updates \(String(format: "%.1e", updates))"
+            "max-relative-error \(split.testDescription): weights \(String(format: "%.1e", worst)) (\(name)), running statistics \(String(format: "%.1e", statistics)), updates \(String(format: "%.1e", updates))"
         )
         #expect(worst < 1e-5, "\(name)")
         #expect(statistics < 1e-5 && updates < 1e-5 && change > 0)
@@ -113,6 +138,22 @@ struct DataParallelTests {
         #expect(stops == 3, "a stop after each of 4 iterations but the last")
         let (a, b) = (try lastCheckpoint(straight), try lastCheckpoint(stopped))
         #expect(a.names == b.names && a.names.allSatisfy { a.entries[$0]!.bytes == b.entries[$0]!.bytes })
+    }
+
+    /// With accumulation an iteration is one optimizer step over its micro-batches, and
+    /// checkpoints fall between iterations: a run stopped after every iteration gives, bit for
+    /// bit, the weights, momentum and BatchNorm statistics of one never stopped.
+    @Test func resumingAnAccumulatingRunGivesTheUninterruptedWeights() throws {
+        let (straight, stopped) = (scratchDirectory("acc-straight"), scratchDirectory("acc-stopped"))
+        let settings = ["train.accumulate=2", "model.dropout=0.5"]
+        #expect(try run("nltrain", config(straight, batch: 2, settings)).status == 0)
+        var stops = 0
+        while try run("nltrain", config(stopped, batch: 2, settings) + ["--max-time", "0"]).status == 75 { stops += 1 }
+        #expect(stops == 3, "a stop after each of 4 iterations but the last")
+        let (a, b) = (try lastCheckpoint(straight), try lastCheckpoint(stopped))
+        #expect(a.names == b.names && a.names.allSatisfy { a.entries[$0]!.bytes == b.entries[$0]!.bytes })
+        let metrics = try String(contentsOfFile: "\(straight)/metrics.jsonl", encoding: .utf8)
+        #expect(metrics.contains(#""batch":4"#), "the effective batch in metrics.jsonl: \(metrics.prefix(400))")
     }
 
     /// A rank that dies ends the job with a non-zero exit, and the last checkpoint loads.

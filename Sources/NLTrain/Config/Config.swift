@@ -49,6 +49,7 @@ public struct TrainSection: Sendable {
     public var workDir = ""
     public var seed = 0
     public var batchSize = 8
+    public var accumulate = 1
     public var epochs = 100
     public var lr = 0.01
     public var momentum = 0.9

@@ -143,7 +143,13 @@ extension Config {
                     .int(
                         "seed", \.train.seed, in: 0...Int(Int32.max),
                         "seed of initialisation, shuffling, sampling and dropout"),
-                    .int("batch_size", \.train.batchSize, in: 1...4096, "clips per iteration (per process)"),
+                    .int(
+                        "batch_size", \.train.batchSize, in: 1...4096,
+                        "clips the model takes at once (per process): a micro-batch when accumulate > 1"),
+                    .int(
+                        "accumulate", \.train.accumulate, in: 1...1024,
+                        "micro-batches whose gradients are summed before each optimizer step: an iteration takes "
+                            + "batch_size x accumulate clips per process (BatchNorm sees each micro-batch)"),
                     .int("epochs", \.train.epochs, in: 1...100_000, "epochs to train"),
                     .double("lr", \.train.lr, in: 0...100, "base learning rate"),
                     .double("momentum", \.train.momentum, in: 0...0.999999, "SGD momentum"),

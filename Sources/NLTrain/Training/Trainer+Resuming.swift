@@ -67,7 +67,7 @@ extension Trainer {
     /// last iteration, said, never skipped. The global iteration, which the schedule runs on,
     /// follows from the epoch and iteration.
     func place(_ state: inout TrainingState, iterationsPerEpoch: Int) {
-        let globalBatch = config.train.batchSize * parallel.size
+        let globalBatch = config.train.batchSize * config.train.accumulate * parallel.size
         defer { state.globalBatch = globalBatch }
         if let saved = state.globalBatch, saved != globalBatch {
             let seen = state.iteration * saved  // both bounded (TrainingState): no overflow

@@ -278,9 +278,13 @@ public final class Trainer: @unchecked Sendable {
             log.tensorBoard?.text("```\n\(config.text)```", tag: "config", step: state.globalIteration)
         }
         log(
-            "training \(config.model.name) for \(config.train.epochs) epochs of \(training.batchesPerEpoch) iterations (batch \(config.train.batchSize)"
+            "training \(config.model.name) for \(config.train.epochs) epochs of \(training.batchesPerEpoch) iterations (batch "
+                + (config.train.accumulate > 1
+                    ? "\(config.train.batchSize) x \(config.train.accumulate) accumulated = \(config.train.batchSize * config.train.accumulate)"
+                    : "\(config.train.batchSize)")
                 + (parallel.isDistributed
-                    ? " on each of \(parallel.size) processes, \(config.train.batchSize * parallel.size) in all" : "")
+                    ? " on each of \(parallel.size) processes, \(config.train.batchSize * config.train.accumulate * parallel.size) in all"
+                    : "")
                 + ") in \(config.train.workDir)"
                 + (state.globalIteration > 0
                     ? ", resuming at epoch \(state.epoch + 1) iteration \(state.iteration)" : ""))

@@ -82,12 +82,13 @@ final class RunLog: @unchecked Sendable {
             "mode": "train", "epoch": state.epoch + 1, "iteration": state.iteration,
             "global_iteration": state.globalIteration,
             "lr": lr, "loss": loss, "top1": top1, "data_time": meter.data / n, "step_time": meter.step / n,
-            "clips_per_s": clipsPerSecond, "eta_s": perIteration * Double(left), "rss_mib": rss,
+            "clips_per_s": clipsPerSecond, "eta_s": perIteration * Double(left), "rss_mib": rss, "batch": global[2] / n,
         ])
         tensorBoard?.scalars(
             [
                 ("train/loss", loss), ("train/lr", lr), ("train/top1", top1), ("train/data_time", meter.data / n),
                 ("train/step_time", meter.step / n), ("train/clips_per_s", clipsPerSecond),
+                ("train/batch", global[2] / n),
             ], step: state.globalIteration)
     }
 }

@@ -7,8 +7,11 @@ import NLTensor
 import NLVideo
 
 /// One training iteration, as nltrain runs it and as the benchmarks measure it: zero the
-/// gradients, draw dropout's masks for this iteration, forward, loss, backward, average the
-/// gradients over the processes, clip them, and take an SGD step at the scheduled rate.
+/// gradients; for each micro-batch (train.accumulate of them, batch_size clips each) draw
+/// dropout's masks, forward, loss and backward, the gradients summing; average them over the
+/// processes, clip them, and take an SGD step at the scheduled rate. With accumulation each
+/// micro-batch's loss gradient is divided by their number, so the step sees the mean over the
+/// iteration's clips, as one batch of them; BatchNorm alone sees micro-batches.
 public final class TrainingStep {
     public let model: Recognizer
     public let sgd: SGD
@@ -26,8 +29,8 @@ public final class TrainingStep {
         public let allreduceSeconds: Double
     }
 
-    /// A step for `model` with `sgd` (SGD(model:_:) for a new run) under [train]'s clipping and
-    /// warmup-then-decay schedule over epochs of `iterationsPerEpoch`.
+    /// A step for `model` with `sgd` (SGD(model:_:) for a new run) under [train]'s clipping,
+    /// accumulation and warmup-then-decay schedule over epochs of `iterationsPerEpoch`.
     public convenience init(model: Recognizer, sgd: SGD, train: TrainSection, iterationsPerEpoch: Int) {
         self.init(
             model: model, sgd: sgd, train: train, iterationsPerEpoch: iterationsPerEpoch, parallel: DataParallel())
@@ -38,6 +41,17 @@ public final class TrainingStep {
         schedule = LearningRateSchedule(train, iterationsPerEpoch: iterationsPerEpoch)
     }
 
+    /// The micro-batches of an iteration's `clips` and `labels`: train.accumulate views of equal
+    /// size (one, the whole, without accumulation).
+    func microBatches(_ clips: Tensor, labels: [Int]) -> [(clips: Tensor, labels: [Int])] {
+        let parts = train.accumulate, size = labels.count / parts
+        precondition(size * parts == labels.count, "\(labels.count) clips are not \(parts) micro-batches")
+        guard parts > 1 else { return [(clips, labels)] }
+        return (0..<parts).map {
+            (clips.slice($0 * size..<($0 + 1) * size), Array(labels[$0 * size..<($0 + 1) * size]))
+        }
+    }
+
     /// Trains on `clips` (N, T, H, W, 3) with `labels` as iteration `globalIteration` of the run.
     /// `timing` hears each layer's forward and backward seconds. Throws when the loss is not finite.
     public func run(
@@ -46,12 +60,21 @@ public final class TrainingStep {
     ) throws -> Outcome {
         let lr = schedule.rate(at: globalIteration)
         model.zeroGradients()
-        model.head.dropout.generator = dropoutGenerator(at: globalIteration)
-        let logits = model.forward(clips, training: true, timing: timing)
-        let (loss, gradient) = SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: labels)
-        guard loss.isFinite else { throw Divergence(iteration: globalIteration + 1, what: "the loss became \(loss)") }
-        let correct = labels.indices.filter { argmax(logits, row: $0) == labels[$0] }.count
-        _ = model.backward(gradient, timing: backwardTiming)
+        var losses: Float = 0, correct = 0
+        let parts = microBatches(clips, labels: labels)
+        for (index, part) in parts.enumerated() {
+            model.head.dropout.generator = dropoutGenerator(at: globalIteration, microBatch: index)
+            let logits = model.forward(part.clips, training: true, timing: timing)
+            let (loss, gradient) = SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: part.labels)
+            guard loss.isFinite else {
+                throw Divergence(iteration: globalIteration + 1, what: "the loss became \(loss)")
+            }
+            for i in 0..<(parts.count > 1 ? gradient.count : 0) { gradient.data[i] /= Float(parts.count) }
+            losses += loss
+            correct += part.labels.indices.filter { argmax(logits, row: $0) == part.labels[$0] }.count
+            _ = model.backward(gradient, timing: backwardTiming)
+        }
+        let loss = losses / Float(parts.count)
         let reduceStart = DispatchTime.now().uptimeNanoseconds
         parallel.averageGradients(of: sgd.parameters, bucket: &bucket)
         let allreduce = parallel.isDistributed ? Double(DispatchTime.now().uptimeNanoseconds - reduceStart) / 1e9 : 0
@@ -84,10 +107,13 @@ public final class TrainingStep {
         return nil
     }
 
-    /// Dropout's draws for one iteration of one rank, from (seed, iteration, rank): nothing to
-    /// save in checkpoints, and no two ranks draw the same masks.
-    func dropoutGenerator(at globalIteration: Int) -> SeededGenerator {
-        SeededGenerator(seed: UInt64(train.seed), stream: (UInt64(globalIteration) << 16 | UInt64(parallel.rank)) + 1)
+    /// Dropout's draws for one micro-batch of one iteration of one rank, from (seed, iteration,
+    /// rank, micro-batch): nothing to save in checkpoints, and no two ranks or micro-batches draw
+    /// the same masks (the first micro-batch draws as an iteration without accumulation).
+    func dropoutGenerator(at globalIteration: Int, microBatch: Int = 0) -> SeededGenerator {
+        SeededGenerator(
+            seed: UInt64(train.seed),
+            stream: ((UInt64(globalIteration) << 16 | UInt64(parallel.rank)) + 1) ^ UInt64(microBatch) << 56)
     }
 }
 

@@ -99,11 +99,15 @@ extension Trainer {
             iterator.stop()
             for (norm, m) in zip(norms, momenta) { norm.momentum = m }
         }
-        var count = 0
+        var count = 0, averaged = 0
         while count < config.train.preciseBNBatches, let batch = try iterator.next() {
-            for norm in norms { norm.momentum = 1 / Float(count + 1) }  // a running average
-            model.head.dropout.generator = step.dropoutGenerator(at: epoch + count)
-            _ = model.forward(batch.clips, training: true)
+            // micro-batches, as training feeds BatchNorm (and in the memory training takes)
+            for (index, part) in step.microBatches(batch.clips, labels: batch.labels).enumerated() {
+                for norm in norms { norm.momentum = 1 / Float(averaged + 1) }  // a running average
+                model.head.dropout.generator = step.dropoutGenerator(at: epoch + count, microBatch: index)
+                _ = model.forward(part.clips, training: true)
+                averaged += 1
+            }
             count += 1
             if signalled() != .none { throw Evaluator.Interrupted() }
         }
