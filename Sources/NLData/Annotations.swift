@@ -34,6 +34,13 @@ public struct Dataset: Sendable {
         (self.entries, self.classes, self.missing, self.malformed) = (entries, classes, missing, malformed)
     }
 
+    /// How many videos each class has, in class order.
+    public var classCounts: [Int] {
+        entries.reduce(into: [Int](repeating: 0, count: classes.count)) { counts, entry in
+            if counts.indices.contains(entry.label) { counts[entry.label] += 1 }
+        }
+    }
+
     /// "120 videos, 7 classes; 3 missing, 1 malformed line" and the first few problems.
     public var summary: String {
         var problems: [String] = []

@@ -272,7 +272,7 @@ public final class BatchIterator: @unchecked Sendable {
             condition.unlock()
             guard current else { return (.success([]), 0, video) }
             do {
-                let clips = try loader.views(of: video, epoch: epoch, attempt: attempt)
+                let clips = try loader.views(of: video, epoch: epoch, attempt: attempt, job: job)
                 return (.success(clips), loader.dataset.entries[video].label, video)
             } catch {
                 let entry = loader.dataset.entries[video]

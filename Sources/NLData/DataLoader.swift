@@ -40,6 +40,10 @@ public final class DataLoader: @unchecked Sendable {
         /// Seconds a worker may spend on one video before it counts as broken (a read that a hung
         /// network or FUSE mount stalls); 0: no limit.
         public var readTimeout: TimeInterval = 0
+        /// Training: every class equally likely in each draw of an epoch's videos, with
+        /// replacement (torch's WeightedRandomSampler with weights 1 / the class's videos),
+        /// instead of each video once.
+        public var classBalanced = false
 
         public init(batchSize: Int, workers: Int, seed: UInt64) {
             (self.batchSize, self.workers, self.seed) = (batchSize, workers, seed)
@@ -64,13 +68,19 @@ public final class DataLoader: @unchecked Sendable {
     /// (T, H, W, 3) of every view.
     public var clipShape: [Int] { pipeline.viewShape }
 
-    /// This rank's videos for `epoch`, in order: shuffled from (seed, epoch) in training, padded
-    /// to a multiple of the world size by repeating the first ones, then every worldSize-th.
+    /// This rank's videos for `epoch`, in order: shuffled from (seed, epoch) in training (or
+    /// drawn class-balanced), padded to a multiple of the world size by repeating the first ones,
+    /// then every worldSize-th.
     public func order(epoch: Int) -> [Int] {
         var all = Array(dataset.entries.indices)
         if mode == .training {
             var generator = SeededGenerator(seed: options.seed, stream: UInt64(epoch))
-            all.shuffle(using: &generator)
+            if options.classBalanced {
+                let byClass = Dictionary(grouping: all) { dataset.entries[$0].label }.values.sorted { $0[0] < $1[0] }
+                all = all.map { _ in byClass.randomElement(using: &generator)!.randomElement(using: &generator)! }
+            } else {
+                all.shuffle(using: &generator)
+            }
         }
         let perRank = (all.count + options.worldSize - 1) / options.worldSize
         let padded = all + all.prefix(perRank * options.worldSize - all.count)
@@ -91,11 +101,14 @@ public final class DataLoader: @unchecked Sendable {
     }
 
     /// The views of dataset video `video` for `epoch`, through the clip pipeline. Draws come from
-    /// (seed, epoch, video, attempt).
-    func views(of video: Int, epoch: Int, attempt: Int) throws -> [VideoFrames] {
+    /// (seed, epoch, video, attempt), and in a class-balanced epoch from the draw (job) too.
+    public func views(of video: Int, epoch: Int, attempt: Int, job: Int = 0) throws -> [VideoFrames] {
         Self.simulateStalledRead(dataset.entries[video].path)
+        // A class-balanced epoch draws a video more than once: each draw (job) its own clip.
+        let draw = options.classBalanced ? UInt64(job + 1) << 20 : 0
         var generator = SeededGenerator(
-            seed: options.seed, stream: UInt64(epoch) << 40 ^ UInt64(video) << 8 ^ UInt64(attempt))
+            seed: options.seed,
+            stream: (UInt64(epoch) << 40 ^ UInt64(video) << 8 ^ UInt64(attempt)) &+ draw &* 0x9E37_79B9)
         let reader = try VideoReader(path: dataset.entries[video].path)
         if let truncation = reader.info.truncation {
             badVideos?.notePartial(dataset.entries[video], truncation: truncation)

@@ -77,6 +77,7 @@ public enum DataSetup {
         let iterationClips = config.train.batchSize * config.train.accumulate
         var options = DataLoader.Options(batchSize: iterationClips, workers: d.workers, seed: UInt64(config.train.seed))
         (options.rank, options.worldSize, options.readTimeout) = (rank, worldSize, d.readTimeout)
+        options.classBalanced = config.train.sampler == .class_balanced
         let loader = DataLoader(dataset: dataset, pipeline: pipeline, options: options, badVideos: badVideos)
         guard loader.batchesPerEpoch > 0 else {
             throw DataError(

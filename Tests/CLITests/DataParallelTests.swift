@@ -142,10 +142,15 @@ struct DataParallelTests {
 
     /// With accumulation an iteration is one optimizer step over its micro-batches, and
     /// checkpoints fall between iterations: a run stopped after every iteration gives, bit for
-    /// bit, the weights, momentum and BatchNorm statistics of one never stopped.
+    /// bit, the weights, momentum and BatchNorm statistics of one never stopped, with every draw
+    /// (dropout, mixup and cutmix, the class-balanced sampler) and the loss's smoothing and
+    /// class weights on.
     @Test func resumingAnAccumulatingRunGivesTheUninterruptedWeights() throws {
         let (straight, stopped) = (scratchDirectory("acc-straight"), scratchDirectory("acc-stopped"))
-        let settings = ["train.accumulate=2", "model.dropout=0.5"]
+        let settings = [
+            "train.accumulate=2", "model.dropout=0.5", "train.mixup_alpha=0.8", "train.cutmix_alpha=1",
+            "train.label_smoothing=0.1", "train.class_weights=balanced", "train.sampler=class_balanced",
+        ]
         #expect(try run("nltrain", config(straight, batch: 2, settings)).status == 0)
         var stops = 0
         while try run("nltrain", config(stopped, batch: 2, settings) + ["--max-time", "0"]).status == 75 { stops += 1 }

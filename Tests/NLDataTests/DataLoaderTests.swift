@@ -53,6 +53,33 @@ struct DataLoaderTests {
         }
     }
 
+    /// The class-balanced sampler: an epoch of as many draws as videos, each class as likely
+    /// (a 90/10 dataset gives about half of each), the same for the same epoch, and a video drawn
+    /// twice gets a clip of its own each time.
+    @Test func classBalancedEpochsDrawEachClassAlike() throws {
+        let synthetic = try SyntheticData.dataset()
+        let entries = (0..<100).map { i in
+            VideoEntry(path: synthetic.entries[i % synthetic.entries.count].path, label: i < 90 ? 0 : 1, source: "x")
+        }
+        let dataset = Dataset(entries: entries, classes: ["common", "rare"])
+        var options = DataLoader.Options(batchSize: 4, workers: 0, seed: 11)
+        options.classBalanced = true
+        let balanced = DataLoader(dataset: dataset, pipeline: SyntheticData.pipeline, options: options)
+        var rare = 0
+        for epoch in 0..<20 {
+            let order = balanced.order(epoch: epoch)
+            #expect(order.count == 100 && order == balanced.order(epoch: epoch))
+            rare += order.filter { entries[$0].label == 1 }.count
+        }
+        #expect(abs(Double(rare) / 2000 - 0.5) < 0.05, "\(rare) of 2000 draws from the rare class")
+        let order = balanced.order(epoch: 0)
+        let twice = try #require(order.indices.first { i in order[..<i].contains(order[i]) })
+        let first = try #require(order.firstIndex(of: order[twice]))
+        let a = try balanced.views(of: order[twice], epoch: 0, attempt: 0, job: first)
+        let b = try balanced.views(of: order[twice], epoch: 0, attempt: 0, job: twice)
+        #expect(a.map(\.pixels) != b.map(\.pixels), "two draws of a video, two clips")
+    }
+
     @Test func shardsSplitEveryEpoch() throws {
         let dataset = try SyntheticData.dataset()
         let l0 = loader(dataset, workers: 0, rank: 0, worldSize: 2),

@@ -246,6 +246,8 @@ case("a --set value with a quote and a '#' is written back quoted", ["nltrain", 
      ['work_dir = "wd/a\\" #b"'])
 roundtrip = config("roundtrip.cfg", '[train]\nwork_dir = "wd/a\\" #b" # a comment\n')
 case("such a value reads back as itself", ["nltrain", "--print-config", "--config", roundtrip], 0, ['work_dir = "wd/a\\" #b"'])
+case("class weights that are not one per class", ["nltrain", "--print-config", "--set", "train.class_weights=1 2"], 64,
+     ["train.class_weights has 2 numbers for model.num_classes 400: give one per class, or balanced"])
 case("a --set value with a line break", ["nltrain", "--print-config", "--set", "train.work_dir=a\nb"], 64, ["a value cannot hold a line break"])
 case("an unterminated quote", ["nltrain", "--print-config", "--config", config("open_quote.cfg", '[data]\nroot = "/videos\n')], 64,
      ["open_quote.cfg:2: root: the quote is not closed"])

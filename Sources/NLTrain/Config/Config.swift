@@ -44,12 +44,39 @@ public struct DataSection: Sendable {
     public init() {}
 }
 
+/// How much each class counts in the loss ([train] class_weights).
+public enum ClassWeights: Sendable, Equatable {
+    case uniform
+    /// Inverse to the class's share of the training set: videos / (classes x the class's videos),
+    /// as scikit-learn's class_weight="balanced".
+    case balanced
+    case given([Double])
+
+    /// One weight per class for a training set of `counts` videos per class (empty: all 1).
+    public func weights(counts: [Int]) -> [Float] {
+        switch self {
+        case .uniform: return []
+        case .given(let values): return values.map(Float.init)
+        case .balanced:
+            let total = Double(counts.reduce(0, +)), present = Double(counts.filter { $0 > 0 }.count)
+            return counts.map { $0 > 0 ? Float(total / (present * Double($0))) : 0 }
+        }
+    }
+}
+
+/// The order of a training epoch's videos ([train] sampler).
+public enum Sampler: String, CaseIterable, Sendable { case shuffle, class_balanced }
+
 /// [train]: optimisation, schedule, logging and checkpoints.
 public struct TrainSection: Sendable {
     public var workDir = ""
     public var seed = 0
     public var batchSize = 8
     public var accumulate = 1
+    public var labelSmoothing = 0.0
+    public var mixing = Mixing()
+    public var classWeights: ClassWeights = .uniform
+    public var sampler: Sampler = .shuffle
     public var epochs = 100
     public var lr = 0.01
     public var momentum = 0.9
@@ -142,6 +169,13 @@ public struct Config: Sendable {
                 sources["model.\(key)"] ?? sources["model.depth"] ?? sources["model.name"]
                 ?? ConfigSource(file: "[model]", line: 0)
             throw ConfigError(source: source, message: "model.\(key): \(message)")
+        }
+        if case .given(let weights) = train.classWeights, weights.count != model.spec.numClasses {
+            throw ConfigError(
+                source: source(of: "train.class_weights"),
+                message:
+                    "train.class_weights has \(weights.count) numbers for model.num_classes \(model.spec.numClasses): give one per class, or balanced"
+            )
         }
         if train.lrPolicy == .cosine && train.lrMin > train.lr {
             throw ConfigError(

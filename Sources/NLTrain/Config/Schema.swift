@@ -150,6 +150,46 @@ extension Config {
                         "accumulate", \.train.accumulate, in: 1...1024,
                         "micro-batches whose gradients are summed before each optimizer step: an iteration takes "
                             + "batch_size x accumulate clips per process (BatchNorm sees each micro-batch)"),
+                    .double(
+                        "label_smoothing", \.train.labelSmoothing, in: 0...0.999,
+                        "targets become (1 - this) x the label + this / classes (mmaction2's label_smooth_eps, "
+                            + "default 0; PySlowFast's MIXUP.LABEL_SMOOTH_VALUE, 0.1 with mixup)"),
+                    .double(
+                        "mixup_alpha", \.train.mixing.mixupAlpha, in: 0...100,
+                        "mixup of each micro-batch with itself flipped, lambda ~ Beta(alpha, alpha) (0: off; "
+                            + "PySlowFast's MIXUP.ALPHA 0.8)"),
+                    .double(
+                        "cutmix_alpha", \.train.mixing.cutmixAlpha, in: 0...100,
+                        "cutmix: a box of every frame from the flipped micro-batch, lambda ~ Beta(alpha, alpha) "
+                            + "(0: off; PySlowFast's MIXUP.CUTMIX_ALPHA 1.0)"),
+                    .double(
+                        "mix_prob", \.train.mixing.probability, in: 0...1,
+                        "probability that a micro-batch is mixed when mixup or cutmix is on (PySlowFast's MIXUP.PROB)"),
+                    .double(
+                        "mix_switch_prob", \.train.mixing.switchProbability, in: 0...1,
+                        "with both on: probability of cutmix rather than mixup (PySlowFast's MIXUP.SWITCH_PROB)"),
+                    Setting.value(
+                        "class_weights", \.train.classWeights,
+                        "weight of each class in the loss: empty (all 1), one number per class, or balanced "
+                            + "(videos / (classes x the class's videos))",
+                        parse: { text in
+                            if text.isEmpty { return .uniform }
+                            if text == "balanced" { return .balanced }
+                            return .given(try words(text, count: 1...100_000).map { try parseDouble($0, in: 0...1e6) })
+                        },
+                        show: { weights in
+                            switch weights {
+                            case .uniform: ""
+                            case .balanced: "balanced"
+                            case .given(let values): values.map(format).joined(separator: " ")
+                            }
+                        }),
+                    .choice(
+                        "sampler", \.train.sampler, "order of a training epoch's videos",
+                        [
+                            .shuffle: "each video once, shuffled",
+                            .class_balanced: "as many draws, each class equally likely (with replacement)",
+                        ]),
                     .int("epochs", \.train.epochs, in: 1...100_000, "epochs to train"),
                     .double("lr", \.train.lr, in: 0...100, "base learning rate"),
                     .double("momentum", \.train.momentum, in: 0...0.999999, "SGD momentum"),

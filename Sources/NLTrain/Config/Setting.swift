@@ -142,7 +142,7 @@ extension Setting {
     }
 }
 
-private func words(_ text: String, count: ClosedRange<Int>) throws -> [String] {
+func words(_ text: String, count: ClosedRange<Int>) throws -> [String] {
     let parts = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," }).map(String.init)
     guard count.contains(parts.count) else {
         let expected =
@@ -164,7 +164,7 @@ private func parseInt(_ text: String, in range: ClosedRange<Int>) throws -> Int 
 /// A decimal number as people write them in configs: 0.01, .5, 1e-4, -3. Hexadecimal (Swift's
 /// Double would read 0x10 as 16), inf and nan are refused, as are numbers beyond Double's
 /// range either way (1e400, and 1e-400, which Double reads as 0).
-private func parseDouble(_ text: String, in range: ClosedRange<Double>) throws -> Double {
+func parseDouble(_ text: String, in range: ClosedRange<Double>) throws -> Double {
     let mantissa = text.prefix { $0 != "e" && $0 != "E" }, exponent = text.dropFirst(mantissa.count + 1)
     let digits = mantissa.drop { $0 == "+" || $0 == "-" }
     guard mantissa.count - digits.count <= 1, digits.contains(where: \.isNumber),

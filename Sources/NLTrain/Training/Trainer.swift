@@ -60,6 +60,14 @@ public final class Trainer: @unchecked Sendable {
         let step = TrainingStep(
             model: model, sgd: sgd, train: config.train, iterationsPerEpoch: training.batchesPerEpoch,
             parallel: parallel)
+        let counts = training.dataset.classCounts  // padded to the classifier's outputs: none there
+        step.classWeights = config.train.classWeights.weights(
+            counts: counts + [Int](repeating: 0, count: max(0, config.model.spec.numClasses - counts.count)))
+        if !step.classWeights.isEmpty {
+            log(
+                "class weights in the loss: \(step.classWeights.map { String(format: "%.3g", $0) }.joined(separator: " "))"
+            )
+        }
         try startLogging(state, training: training)
 
         // The last run may have been stopped during this validation: it comes before training on.

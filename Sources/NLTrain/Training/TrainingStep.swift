@@ -18,6 +18,8 @@ public final class TrainingStep {
     public let schedule: LearningRateSchedule
     let train: TrainSection
     let parallel: DataParallel
+    /// Each class's weight in the loss (train.class_weights for the training set; empty: all 1).
+    public var classWeights: [Float] = []
     private var bucket: [Float] = []
 
     /// What one step saw: the loss, the clips the model got right, the learning rate used, and
@@ -63,9 +65,21 @@ public final class TrainingStep {
         var losses: Float = 0, correct = 0
         let parts = microBatches(clips, labels: labels)
         for (index, part) in parts.enumerated() {
-            model.head.dropout.generator = dropoutGenerator(at: globalIteration, microBatch: index)
-            let logits = model.forward(part.clips, training: true, timing: timing)
-            let (loss, gradient) = SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: part.labels)
+            model.head.dropout.generator = randomness(at: globalIteration, microBatch: index)
+            var clips = part.clips
+            var targets = SoftmaxCrossEntropy.Targets(
+                labels: part.labels, smoothing: Float(train.labelSmoothing), classWeights: classWeights)
+            if train.mixing.isOn {
+                var generator = randomness(at: globalIteration, microBatch: index, purpose: 1)
+                let (lambda, box) = train.mixing.draw(
+                    height: clips.shape[2], width: clips.shape[3], using: &generator)
+                if lambda < 1 {
+                    clips = Mixing.mix(clips, lambda: lambda, box: box)
+                    targets = targets.mixed(lambda: Float(lambda))
+                }
+            }
+            let logits = model.forward(clips, training: true, timing: timing)
+            let (loss, gradient) = SoftmaxCrossEntropy.lossAndGradient(logits: logits, targets: targets)
             guard loss.isFinite else {
                 throw Divergence(iteration: globalIteration + 1, what: "the loss became \(loss)")
             }
@@ -107,13 +121,15 @@ public final class TrainingStep {
         return nil
     }
 
-    /// Dropout's draws for one micro-batch of one iteration of one rank, from (seed, iteration,
-    /// rank, micro-batch): nothing to save in checkpoints, and no two ranks or micro-batches draw
-    /// the same masks (the first micro-batch draws as an iteration without accumulation).
-    func dropoutGenerator(at globalIteration: Int, microBatch: Int = 0) -> SeededGenerator {
+    /// The draws of one micro-batch of one iteration of one rank, from (seed, iteration, rank,
+    /// micro-batch): nothing to save in checkpoints, and no two ranks or micro-batches draw the
+    /// same. Purpose 0 is dropout's masks (the first micro-batch draws as an iteration without
+    /// accumulation), 1 mixup's and cutmix's lambda and box.
+    func randomness(at globalIteration: Int, microBatch: Int = 0, purpose: UInt64 = 0) -> SeededGenerator {
         SeededGenerator(
             seed: UInt64(train.seed),
-            stream: ((UInt64(globalIteration) << 16 | UInt64(parallel.rank)) + 1) ^ UInt64(microBatch) << 56)
+            stream: ((UInt64(globalIteration) << 16 | UInt64(parallel.rank)) + 1) ^ UInt64(microBatch) << 56
+                ^ purpose << 63)
     }
 }
 

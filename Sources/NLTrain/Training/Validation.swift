@@ -104,7 +104,7 @@ extension Trainer {
             // micro-batches, as training feeds BatchNorm (and in the memory training takes)
             for (index, part) in step.microBatches(batch.clips, labels: batch.labels).enumerated() {
                 for norm in norms { norm.momentum = 1 / Float(averaged + 1) }  // a running average
-                model.head.dropout.generator = step.dropoutGenerator(at: epoch + count, microBatch: index)
+                model.head.dropout.generator = step.randomness(at: epoch + count, microBatch: index)
                 _ = model.forward(part.clips, training: true)
                 averaged += 1
             }
