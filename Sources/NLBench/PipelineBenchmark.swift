@@ -32,7 +32,7 @@ public struct PipelineBenchmark {
         let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
         try DataSetup.requireClip(model, loader: loader, config: config)
         let step = TrainingStep(
-            model: model, sgd: SGD(model: model, config.train), train: config.train,
+            model: model, optimizer: Optimizer(model: model, config.train), train: config.train,
             iterationsPerEpoch: loader.batchesPerEpoch)
         var iterator = loader.batches(epoch: 0), epoch = 0, iteration = 0
         func train(_ batch: Batch) throws {

@@ -50,7 +50,8 @@ public struct StepBenchmark {
     public func run() throws -> Result {
         let model = Recognizer(spec: spec)
         if let problem = model.clipProblem([batch, frames, size, size], training: true) { throw UsageError(problem) }
-        let step = TrainingStep(model: model, sgd: SGD(model: model, train), train: train, iterationsPerEpoch: 1000)
+        let step = TrainingStep(
+            model: model, optimizer: Optimizer(model: model, train), train: train, iterationsPerEpoch: 1000)
         var generator = SeededGenerator(seed: 0)
         let clip = Tensor(zeros: [batch, frames, size, size, 3])
         clip.fillNormal(std: 1, using: &generator)

@@ -142,14 +142,15 @@ struct DataParallelTests {
 
     /// With accumulation an iteration is one optimizer step over its micro-batches, and
     /// checkpoints fall between iterations: a run stopped after every iteration gives, bit for
-    /// bit, the weights, momentum and BatchNorm statistics of one never stopped, with every draw
-    /// (dropout, mixup and cutmix, the class-balanced sampler) and the loss's smoothing and
-    /// class weights on.
+    /// bit, the weights, AdamW's moments and BatchNorm statistics of one never stopped, with every
+    /// draw (dropout, mixup and cutmix, the class-balanced sampler) and the loss's smoothing and
+    /// class weights on. Going on with SGD from AdamW's state is refused by name.
     @Test func resumingAnAccumulatingRunGivesTheUninterruptedWeights() throws {
         let (straight, stopped) = (scratchDirectory("acc-straight"), scratchDirectory("acc-stopped"))
         let settings = [
             "train.accumulate=2", "model.dropout=0.5", "train.mixup_alpha=0.8", "train.cutmix_alpha=1",
             "train.label_smoothing=0.1", "train.class_weights=balanced", "train.sampler=class_balanced",
+            "train.optimizer=adamw", "train.weight_decay=0.05",
         ]
         #expect(try run("nltrain", config(straight, batch: 2, settings)).status == 0)
         var stops = 0
@@ -159,6 +160,12 @@ struct DataParallelTests {
         #expect(a.names == b.names && a.names.allSatisfy { a.entries[$0]!.bytes == b.entries[$0]!.bytes })
         let metrics = try String(contentsOfFile: "\(straight)/metrics.jsonl", encoding: .utf8)
         #expect(metrics.contains(#""batch":4"#), "the effective batch in metrics.jsonl: \(metrics.prefix(400))")
+        #expect(a.int64s("optimizer.steps") == [4])
+        let switched = try run(
+            "nltrain", config(straight, batch: 2, settings + ["train.optimizer=sgd", "train.epochs=2"]))
+        #expect(
+            switched.status == 65 && switched.stderr.contains("holds AdamW's moments, and train.optimizer is sgd"),
+            "\(switched.stderr)")
     }
 
     /// A rank that dies ends the job with a non-zero exit, and the last checkpoint loads.

@@ -28,20 +28,66 @@ struct OptimizationTests {
             p.value.copy(from: initial)
             return (name: key, parameter: p)
         }
-        let sgd = SGD(
+        let optimizer = Optimizer(
             parameters: parameters, momentum: options.momentum, nesterov: options.nesterov,
             weightDecay: options.weight_decay, decayNormAndBias: options.decay_norm_and_bias)
         for (step, lr) in file.metadata["lrs"]!.split(separator: " ").map({ Double($0)! }).enumerated() {
             for (key, p) in parameters { p.gradient.copy(from: file.tensor("\(name).grad.\(step).\(key)")!) }
-            let scale = options.clip > 0 ? sgd.clipCoefficient(maxNorm: options.clip) : 1
-            sgd.step(lr: lr, gradientScale: scale)
+            let scale = options.clip > 0 ? optimizer.clipCoefficient(maxNorm: options.clip) : 1
+            optimizer.step(lr: lr, gradientScale: scale)
         }
         for (key, p) in parameters {
             #expect(relativeError(p.value, file.tensor("\(name).final.\(key)")!) < 1e-6, "\(name) \(key)")
             #expect(
-                relativeError(sgd.buffers[key]!, file.tensor("\(name).momentum.\(key)")!) < 1e-6,
+                relativeError(optimizer.buffers[key]!, file.tensor("\(name).momentum.\(key)")!) < 1e-6,
                 "\(name) momentum of \(key)")
         }
+    }
+
+    struct AdamWOptions: Decodable {
+        let betas: [Double], eps: Double, weight_decay: Double, decay_norm_and_bias: Bool, clip: Double
+    }
+
+    /// AdamW against torch.optim.AdamW over three steps: weights and both moments, with and
+    /// without decay on norms and biases, with clipping; its state through a checkpoint.
+    @Test(arguments: ["adamw", "adamw_no_norm_decay_clipped"])
+    func adamwMatchesPyTorch(_ name: String) throws {
+        let file = try SafeTensors(contentsOf: fixtureDirectory() + "/adamw.safetensors")
+        let options = try JSONDecoder().decode(AdamWOptions.self, from: Data(file.metadata[name]!.utf8))
+        let kinds: [(String, Parameter.Kind)] = [("weight", .weight), ("bias", .bias), ("norm", .normalization)]
+        let parameters = kinds.map { key, kind in
+            let initial = file.tensor("\(name).init.\(key)")!
+            let p = Parameter(shape: initial.shape, kind: kind)
+            p.value.copy(from: initial)
+            return (name: key, parameter: p)
+        }
+        let rule = Optimizer.Rule.adamw(beta1: options.betas[0], beta2: options.betas[1], epsilon: options.eps)
+        var optimizer = Optimizer(
+            parameters: parameters, rule: rule, weightDecay: options.weight_decay,
+            decayNormAndBias: options.decay_norm_and_bias)
+        for (step, lr) in file.metadata["lrs"]!.split(separator: " ").map({ Double($0)! }).enumerated() {
+            for (key, p) in parameters { p.gradient.copy(from: file.tensor("\(name).grad.\(step).\(key)")!) }
+            let scale = options.clip > 0 ? optimizer.clipCoefficient(maxNorm: options.clip) : 1
+            optimizer.step(lr: lr, gradientScale: scale)
+            if step == 1 {  // through a checkpoint's state and back, as a resumed run
+                var saved = SafeTensors()
+                optimizer.save(into: &saved)
+                optimizer = Optimizer(
+                    parameters: parameters, rule: rule, weightDecay: options.weight_decay,
+                    decayNormAndBias: options.decay_norm_and_bias)
+                try optimizer.load(from: saved, path: "saved")
+                #expect(optimizer.steps == 2)
+            }
+        }
+        for (key, p) in parameters {
+            #expect(relativeError(p.value, file.tensor("\(name).final.\(key)")!) < 1e-6, "\(name) \(key)")
+            #expect(relativeError(optimizer.buffers[key]!, file.tensor("\(name).exp_avg.\(key)")!) < 1e-6)
+            #expect(relativeError(optimizer.secondMoments[key]!, file.tensor("\(name).exp_avg_sq.\(key)")!) < 1e-6)
+        }
+        var state = SafeTensors()
+        optimizer.save(into: &state)
+        let sgd = Optimizer(parameters: parameters, momentum: 0.9, nesterov: false, weightDecay: 0)
+        #expect(throws: CheckpointError.self) { try sgd.load(from: state, path: "adamw state") }
     }
 
     func schedule(_ settings: [String], iterationsPerEpoch: Int = 10) throws -> LearningRateSchedule {

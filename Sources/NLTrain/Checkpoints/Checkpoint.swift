@@ -32,13 +32,14 @@ public struct Checkpoint {
         state = file.metadata["format"] != nil ? try TrainingState(metadata: file.metadata, path: path) : nil
     }
 
-    /// The checkpoint of a run now: `model`'s weights, `sgd`'s momentum (none: the weights alone,
+    /// The checkpoint of a run now: `model`'s weights, `optimizer`'s state (none: the weights alone,
     /// as best.safetensors), the position, the resolved config text and the class names, in
     /// index order (so that the file alone says what its scores mean, on any machine).
-    public init(model: Recognizer, sgd: SGD?, state: TrainingState, config: String, classes: [String] = []) {
+    public init(model: Recognizer, optimizer: Optimizer?, state: TrainingState, config: String, classes: [String] = [])
+    {
         var file = SafeTensors()
         model.save(into: &file)
-        sgd?.save(into: &file)
+        optimizer?.save(into: &file)
         file.metadata = state.metadata(config: config)
         if !classes.isEmpty, let json = try? JSONSerialization.data(withJSONObject: classes) {
             file.metadata[Self.classesKey] = String(decoding: json, as: UTF8.self)
@@ -91,15 +92,15 @@ public struct Checkpoint {
         }
     }
 
-    /// A training run's state put back: the weights into `model`, the momentum into `sgd`, and
+    /// A training run's state put back: the weights into `model`, the optimizer's state into `optimizer`, and
     /// the position returned.
-    public func restore(model: Recognizer, sgd: SGD) throws -> TrainingState {
+    public func restore(model: Recognizer, optimizer: Optimizer) throws -> TrainingState {
         guard let state else {
             throw CheckpointError(
                 path, "not a training checkpoint (its metadata has no format \(TrainingState.format))")
         }
         guard
-            state.globalIteration == 0 || sgd.parameters.isEmpty
+            state.globalIteration == 0 || optimizer.parameters.isEmpty
                 || file.names.contains(where: { $0.hasPrefix(Self.optimizerPrefix) })
         else {
             throw CheckpointError(
@@ -109,7 +110,7 @@ public struct Checkpoint {
         }
         try checkValues()
         try load(into: model)
-        try sgd.load(from: file, path: path)
+        try optimizer.load(from: file, path: path)
         return state
     }
 

@@ -64,6 +64,9 @@ public enum ClassWeights: Sendable, Equatable {
     }
 }
 
+/// The optimizers ([train] optimizer).
+public enum OptimizerKind: String, CaseIterable, Sendable { case sgd, adamw }
+
 /// The order of a training epoch's videos ([train] sampler).
 public enum Sampler: String, CaseIterable, Sendable { case shuffle, class_balanced }
 
@@ -79,8 +82,11 @@ public struct TrainSection: Sendable {
     public var sampler: Sampler = .shuffle
     public var epochs = 100
     public var lr = 0.01
+    public var optimizer: OptimizerKind = .sgd
     public var momentum = 0.9
     public var nesterov = false
+    public var betas = [0.9, 0.999]
+    public var eps = 1e-8
     public var weightDecay = 1e-4
     public var decayNormAndBias = true
     public var warmup: WarmupKind = .linear

@@ -192,9 +192,21 @@ extension Config {
                         ]),
                     .int("epochs", \.train.epochs, in: 1...100_000, "epochs to train"),
                     .double("lr", \.train.lr, in: 0...100, "base learning rate"),
+                    .choice(
+                        "optimizer", \.train.optimizer, "the update",
+                        [
+                            .sgd: "with momentum, as torch.optim.SGD", .adamw: "as torch.optim.AdamW",
+                        ]),
                     .double("momentum", \.train.momentum, in: 0...0.999999, "SGD momentum"),
-                    .bool("nesterov", \.train.nesterov, "Nesterov momentum"),
-                    .double("weight_decay", \.train.weightDecay, in: 0...1, "L2 weight decay"),
+                    .bool("nesterov", \.train.nesterov, "SGD: Nesterov momentum"),
+                    .doubles(
+                        "betas", \.train.betas, count: 2...2, in: 0...0.999999,
+                        "AdamW: decay rates of the moment estimates (torch's default 0.9 0.999)"),
+                    .double("eps", \.train.eps, in: 0...1, "AdamW: added to the denominator (torch's default 1e-8)"),
+                    .double(
+                        "weight_decay", \.train.weightDecay, in: 0...1,
+                        "weight decay: SGD's L2 term in the gradient; AdamW's decoupled decay (torch's default there 0.01)"
+                    ),
                     .bool(
                         "decay_norm_and_bias", \.train.decayNormAndBias,
                         "apply weight decay to normalisation weights and biases too"),

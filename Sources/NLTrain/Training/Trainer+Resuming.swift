@@ -12,18 +12,19 @@ extension Trainer {
     /// The state to start from, read by rank 0 and given to every rank: --resume, else the work
     /// directory's latest readable checkpoint (corrupt ones refused by name), else a fresh run
     /// from --init or [model] pretrained.
-    func restore(model: Recognizer, sgd: SGD) throws -> TrainingState {
+    func restore(model: Recognizer, optimizer: Optimizer) throws -> TrainingState {
         var state = TrainingState()
-        try onRoot { state = try restoreOnRoot(model: model, sgd: sgd) }
+        try onRoot { state = try restoreOnRoot(model: model, optimizer: optimizer) }
         guard parallel.isDistributed else { return state }
         let snapshot =
-            parallel.isRoot ? Checkpoint(model: model, sgd: sgd, state: state, config: config.text).file : SafeTensors()
+            parallel.isRoot
+            ? Checkpoint(model: model, optimizer: optimizer, state: state, config: config.text).file : SafeTensors()
         let shared = try SafeTensors(data: parallel.fromRoot(snapshot.serialized()), path: "rank 0's training state")
         guard !parallel.isRoot else { return state }
-        return try Checkpoint(path: "rank 0's training state", file: shared).restore(model: model, sgd: sgd)
+        return try Checkpoint(path: "rank 0's training state", file: shared).restore(model: model, optimizer: optimizer)
     }
 
-    func restoreOnRoot(model: Recognizer, sgd: SGD) throws -> TrainingState {
+    func restoreOnRoot(model: Recognizer, optimizer: Optimizer) throws -> TrainingState {
         var found: Checkpoint?
         if options.startOver, let folder = try workDirectory.setAsideCheckpoints() {
             log("starting over: the earlier checkpoints are set aside in \(folder)")
@@ -50,7 +51,7 @@ extension Trainer {
             }
             return TrainingState()
         }
-        let state = try checkpoint.restore(model: model, sgd: sgd)
+        let state = try checkpoint.restore(model: model, optimizer: optimizer)
         log("resuming from \(checkpoint.path)")
         try workDirectory.keepMetrics(upTo: state.globalIteration, validationPending: state.validationPending)
         let changes = checkpoint.configChanges(to: config.text)

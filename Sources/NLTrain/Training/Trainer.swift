@@ -48,8 +48,8 @@ public final class Trainer: @unchecked Sendable {
         try openWorkDirectory()
         defer { workDirectory?.unlock() }
         let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
-        let sgd = SGD(model: model, config.train)
-        var state = try restore(model: model, sgd: sgd)
+        let optimizer = Optimizer(model: model, config.train)
+        var state = try restore(model: model, optimizer: optimizer)
         guard hasEpochsLeft(&state) else { return .done }
         if config.train.syncBN { parallel.synchronizeBatchNorms(of: model) }
         log("running on \(machineDescription)")
@@ -58,7 +58,7 @@ public final class Trainer: @unchecked Sendable {
         let (training, validation) = try loaders(for: model)
         place(&state, iterationsPerEpoch: training.batchesPerEpoch)
         let step = TrainingStep(
-            model: model, sgd: sgd, train: config.train, iterationsPerEpoch: training.batchesPerEpoch,
+            model: model, optimizer: optimizer, train: config.train, iterationsPerEpoch: training.batchesPerEpoch,
             parallel: parallel)
         let counts = training.dataset.classCounts  // padded to the classifier's outputs: none there
         step.classWeights = config.train.classWeights.weights(
@@ -313,7 +313,8 @@ public final class Trainer: @unchecked Sendable {
     func checkpoint(_ step: TrainingStep, _ state: TrainingState) throws {
         try onRoot {
             try workDirectory.write(
-                Checkpoint(model: step.model, sgd: step.sgd, state: state, config: config.text, classes: classes),
+                Checkpoint(
+                    model: step.model, optimizer: step.optimizer, state: state, config: config.text, classes: classes),
                 name: checkpointName(globalIteration: state.globalIteration))
             workDirectory.prune(keep: config.train.keepCheckpoints)
         }

@@ -14,7 +14,7 @@ import NLVideo
 /// iteration's clips, as one batch of them; BatchNorm alone sees micro-batches.
 public final class TrainingStep {
     public let model: Recognizer
-    public let sgd: SGD
+    public let optimizer: Optimizer
     public let schedule: LearningRateSchedule
     let train: TrainSection
     let parallel: DataParallel
@@ -31,15 +31,17 @@ public final class TrainingStep {
         public let allreduceSeconds: Double
     }
 
-    /// A step for `model` with `sgd` (SGD(model:_:) for a new run) under [train]'s clipping,
+    /// A step for `model` with `optimizer` (Optimizer(model:_:) for a new run) under [train]'s clipping,
     /// accumulation and warmup-then-decay schedule over epochs of `iterationsPerEpoch`.
-    public convenience init(model: Recognizer, sgd: SGD, train: TrainSection, iterationsPerEpoch: Int) {
+    public convenience init(model: Recognizer, optimizer: Optimizer, train: TrainSection, iterationsPerEpoch: Int) {
         self.init(
-            model: model, sgd: sgd, train: train, iterationsPerEpoch: iterationsPerEpoch, parallel: DataParallel())
+            model: model, optimizer: optimizer, train: train, iterationsPerEpoch: iterationsPerEpoch,
+            parallel: DataParallel())
     }
 
-    init(model: Recognizer, sgd: SGD, train: TrainSection, iterationsPerEpoch: Int, parallel: DataParallel) {
-        (self.model, self.sgd, self.train, self.parallel) = (model, sgd, train, parallel)
+    init(model: Recognizer, optimizer: Optimizer, train: TrainSection, iterationsPerEpoch: Int, parallel: DataParallel)
+    {
+        (self.model, self.optimizer, self.train, self.parallel) = (model, optimizer, train, parallel)
         schedule = LearningRateSchedule(train, iterationsPerEpoch: iterationsPerEpoch)
     }
 
@@ -90,10 +92,10 @@ public final class TrainingStep {
         }
         let loss = losses / Float(parts.count)
         let reduceStart = DispatchTime.now().uptimeNanoseconds
-        parallel.averageGradients(of: sgd.parameters, bucket: &bucket)
+        parallel.averageGradients(of: optimizer.parameters, bucket: &bucket)
         let allreduce = parallel.isDistributed ? Double(DispatchTime.now().uptimeNanoseconds - reduceStart) / 1e9 : 0
-        if let name = sgd.step(
-            lr: lr, gradientScale: train.gradClip > 0 ? sgd.clipCoefficient(maxNorm: train.gradClip) : 1)
+        if let name = optimizer.step(
+            lr: lr, gradientScale: train.gradClip > 0 ? optimizer.clipCoefficient(maxNorm: train.gradClip) : 1)
         {
             throw Divergence(
                 iteration: globalIteration + 1, what: "the weights or momentum of \(name) are no longer finite")

@@ -76,7 +76,7 @@ extension Trainer {
             guard best else { return }
             (state.bestTop1, state.bestEpoch) = (result.top1, state.epoch)
             try workDirectory.write(
-                Checkpoint(model: model, sgd: nil, state: state, config: config.text, classes: classes),
+                Checkpoint(model: model, optimizer: nil, state: state, config: config.text, classes: classes),
                 name: "best.safetensors",
                 makeLast: false)
         }
