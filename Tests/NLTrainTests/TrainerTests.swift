@@ -99,7 +99,8 @@ struct TrainerTests {
         let events = try readEventFile(try tensorBoardFiles(dir)[0])
         #expect(events[0].fileVersion == "brain.Event:2" && events[1].texts["config"]?.contains("[train]") == true)
         let trainTags: Set = [
-            "train/loss", "train/lr", "train/top1", "train/data_time", "train/step_time", "train/clips_per_s", "train/batch",
+            "train/loss", "train/lr", "train/top1", "train/data_time", "train/step_time", "train/clips_per_s",
+            "train/batch",
         ]
         #expect(events.filter { Set($0.scalars.keys) == trainTags }.map(\.step) == Array(1...8))
         #expect(events.filter { $0.scalars["val/top1"] != nil }.map(\.step) == [4, 8])
