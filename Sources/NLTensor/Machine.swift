@@ -223,6 +223,37 @@ public enum ProcessMemory {
         return kB / 1024
     }
 
+    /// The peak resident memory since the start or the last `resetPeak` (VmHWM), in bytes.
+    public static var peakBytes: Int {
+        (procFields("/proc/self/status")["VmHWM"]?.split(separator: " ").first.flatMap { Int($0) } ?? 0) * 1024
+    }
+
+    /// Starts `peakBytes` again from the memory now (Linux's clear_refs).
+    public static func resetPeak() {
+        let fd = open("/proc/self/clear_refs", O_WRONLY)
+        guard fd >= 0 else { return }
+        _ = write(fd, "5", 1)
+        close(fd)
+    }
+
+    public static var residentBytes: Int { Int(residentMiB * 1_048_576) }
+
+    /// The memory this process could still take: the system's available memory (MemAvailable),
+    /// or less where its control group is limited (cgroup v2 memory.max less memory.current).
+    public static var availableBytes: Int {
+        let system =
+            (procFields("/proc/meminfo")["MemAvailable"]?.split(separator: " ").first.flatMap { Int($0) } ?? 0) * 1024
+        func number(_ path: String) -> Int? {
+            (try? String(contentsOfFile: path, encoding: .utf8)).flatMap {
+                Int($0.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+        }
+        guard let limit = number("/sys/fs/cgroup/memory.max"), let used = number("/sys/fs/cgroup/memory.current") else {
+            return system
+        }
+        return min(system, max(0, limit - used))
+    }
+
     public static var peakMiB: Double {
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)

@@ -64,6 +64,15 @@ struct NLTrainCommand: MatrixCommand {
     @Flag(help: "Print the resolved config, every key with its value, and exit.")
     var printConfig = false
 
+    @Flag(
+        help:
+            "Measure, without training or writing anything, what the run will take here: the peak memory and time of a step, an epoch's and the run's time, the largest batch_size that fits (a few steps are run)."
+    )
+    var plan = false
+
+    @Flag(help: "With --plan: print the plan as one JSON object.")
+    var json = false
+
     @Argument(help: .hidden) var stray: [String] = []
 
     func validate() throws {
@@ -76,6 +85,7 @@ struct NLTrainCommand: MatrixCommand {
         }
         if resume != nil && initialWeights != nil { throw ValidationError("give --resume or --init, not both") }
         if resume != nil && startOver { throw ValidationError("give --resume or --start-over, not both") }
+        if json && !plan { throw ValidationError("--json is for --plan") }
     }
 
     func run() throws {
@@ -89,6 +99,19 @@ struct NLTrainCommand: MatrixCommand {
             (training.resume, training.initialWeights, training.startOver) = (resume, initialWeights, startOver)
             training.maxTime = maxTime.flatMap(parseDuration)
             training.selfCheck = try SelfCheck.ensure().line
+            if plan {
+                let trainer = Trainer(config: resolved, options: training, output: FileHandle.standardError)
+                let measured = try trainer.plan()
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = .sortedKeys
+                    print(String(decoding: try encoder.encode(measured), as: UTF8.self))
+                } else {
+                    print(
+                        "plan of \(options.config ?? "the config") on \(machineDescription):\n\(measured.description)")
+                }
+                return .done
+            }
             return try Trainer(config: resolved, options: training).run()
         }
     }

@@ -90,7 +90,8 @@ public final class Trainer: @unchecked Sendable {
             if let stopped = try endEpoch(step, training, validation, state: &state) { return stopped }
         }
         log(
-            "finished \(config.train.epochs) epochs in \(ProgressDisplay.duration(Date().timeIntervalSince(started)))"
+            "finished \(config.train.epochs) epochs in \(ProgressDisplay.duration(Date().timeIntervalSince(started))), "
+                + "peak memory \(ProcessMemory.peakBytes >> 20) MiB"
                 + (state.bestTop1.map {
                     String(
                         format: "; best validation top-1 %.2f%% (epoch %d), %@/best.safetensors", $0 * 100,
@@ -231,7 +232,11 @@ public final class Trainer: @unchecked Sendable {
 
     /// The training loader and, when the config validates, the validation loader; each dataset
     /// summarised in the log, and the model's clip checked against both.
-    func loaders(for model: Recognizer) throws -> (training: DataLoader, validation: DataLoader?) {
+    func loaders(
+        for model: Recognizer, recordingBadVideos: Bool = true
+    ) throws -> (
+        training: DataLoader, validation: DataLoader?
+    ) {
         let trainSet = try DataSetup.dataset(config, split: .train)
         classes = trainSet.classes
         log("training set: \(trainSet.summary)")
@@ -253,7 +258,9 @@ public final class Trainer: @unchecked Sendable {
         }
         // Every rank lists the videos it could not read in the same file (lines are appended whole).
         let badVideos = BadVideoLog(
-            file: "\(config.train.workDir)/bad_videos.txt", maxFraction: config.train.maxBadFraction, dataset: trainSet
+            file: recordingBadVideos ? "\(config.train.workDir)/bad_videos.txt" : nil,
+            maxFraction: config.train.maxBadFraction,
+            dataset: trainSet
         ) { [weak self] in
             self?.log($0, everyRank: true)
         }

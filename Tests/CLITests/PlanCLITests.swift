@@ -1,0 +1,36 @@
+import Foundation
+import NLTestSupport
+import Testing
+
+/// nltrain --plan: what a run will take, measured before it, writing nothing; its peak memory
+/// against the run's own. (Its times are compared with real runs in the closing notes, not here:
+/// a loaded machine moves them.)
+struct PlanCLITests {
+    @Test func planMeasuresWhatTheRunTakes() throws {
+        let work = scratchDirectory("plan")
+        let config = tinyRunConfig(workDirectory: work, epochs: 2)
+        let r = try run("nltrain", ["--config", config, "--plan", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let plan = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        for key in [
+            "peak_rss_bytes", "step_seconds", "epoch_seconds", "run_seconds", "max_batch_size", "bytes_per_clip",
+            "memory_available_bytes", "iteration_seconds", "validation_seconds",
+        ] {
+            #expect((plan[key] as? Double ?? 0) > 0, "\(key) in \(r.stdout)")
+        }
+        #expect(plan["videos"] as? Int == 19 || (plan["videos"] as? Int ?? 0) > 0)
+        #expect(plan["iterations_per_epoch"] as? Int == 4 && plan["validations"] as? Int == 2, "\(r.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: work), "a plan writes nothing")
+
+        let trained = try run("nltrain", ["--config", config])
+        let peak = try #require(
+            trained.stdout.firstMatch(of: /peak memory (\d+) MiB/).flatMap { Double($0.1) }, "\(trained.stdout)")
+        let planned = (plan["peak_rss_bytes"] as! Double) / 1_048_576
+        #expect(abs(planned - peak) <= 0.2 * peak, "planned \(planned) MiB, the run's peak \(peak) MiB")
+
+        let text = try run("nltrain", ["--config", config, "--plan"])
+        #expect(text.status == 0 && text.stdout.contains("the largest batch_size that fits"), "\(text.stdout)")
+        let misuse = try run("nltrain", ["--config", config, "--json"])
+        #expect(misuse.status == 64 && misuse.stderr.contains("--json is for --plan"))
+    }
+}
