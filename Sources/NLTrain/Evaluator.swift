@@ -11,6 +11,9 @@ public struct EvaluationResult: Sendable {
     public var top1: Double
     public var top5: Double
     public var meanClassAccuracy: Double
+    /// The cross-entropy of the videos read: the mean of -log of each one's averaged probability
+    /// of its label (at least 1e-12, so a certain miss counts 27.6, not infinity).
+    public var loss: Double
     /// Per class: its name and top-1 accuracy over its videos (nil without videos).
     public var perClass: [(name: String, accuracy: Double?)]
     /// Videos scored, and videos that could not be read (counted as errors in the accuracies).
@@ -100,13 +103,14 @@ public enum Evaluator {
         missed: [(path: String, label: Int, error: String)] = [],
         classes: [String]
     ) -> EvaluationResult {
-        var hits1 = 0, hits5 = 0
+        var hits1 = 0, hits5 = 0, loss = 0.0
         var perClassTotal = [Int](repeating: 0, count: classes.count), perClassHits = perClassTotal
         for (_, label, probabilities) in scores {
             let ranked = classesByScore(probabilities)
             if ranked.first == label { hits1 += 1; perClassHits[label] += 1 }
             if ranked.prefix(5).contains(label) { hits5 += 1 }
             perClassTotal[label] += 1
+            loss -= log(max(Double(probabilities[label]), 1e-12))
         }
         for (_, label, _) in missed { perClassTotal[label] += 1 }
         let total = scores.count + missed.count
@@ -117,6 +121,7 @@ public enum Evaluator {
         return EvaluationResult(
             top1: total > 0 ? Double(hits1) / Double(total) : 0, top5: total > 0 ? Double(hits5) / Double(total) : 0,
             meanClassAccuracy: present.isEmpty ? 0 : present.reduce(0, +) / Double(present.count),
+            loss: scores.isEmpty ? 0 : loss / Double(scores.count),
             perClass: perClass, videos: total, failures: missed.map { ($0.path, $0.error) }, scores: scores)
     }
 }
@@ -166,12 +171,12 @@ extension Evaluator {
 }
 
 extension EvaluationResult {
-    /// nleval --json: the metrics, and each class's top-1 accuracy by name (null without videos).
+    /// nleval --json: the metrics (with the loss), and each class's top-1 accuracy by name (null without videos).
     public func json(extra: [String: Any] = [:]) -> String {
         var perClassAccuracy: [String: Any] = [:]
         for (name, accuracy) in perClass { perClassAccuracy[name] = accuracy ?? NSNull() }
         let values: [String: Any] = [
-            "top1": top1, "top5": top5, "mean_class_accuracy": meanClassAccuracy, "videos": videos,
+            "top1": top1, "top5": top5, "mean_class_accuracy": meanClassAccuracy, "loss": loss, "videos": videos,
             "failed": failed, "failures": failures.map { ["path": $0.path, "error": $0.error] },
             "per_class": perClassAccuracy,
         ]

@@ -31,6 +31,9 @@ struct EvaluatorTests {
         // Per class: a 1/2, b 1/1, c 0/2 (one missed); d, e, f have no videos and do not count.
         #expect(result.perClass.map(\.accuracy) == [0.5, 1, 0, nil, nil, nil])
         #expect(abs(result.meanClassAccuracy - 0.5) < 1e-12)
+        // The loss of the videos read: -log of each one's probability of its label.
+        let expected = -(log(0.9) + log(Double(Float(0.1))) + log(Double(Float(0.6))) + log(Double(Float(0.01)))) / 4
+        #expect(abs(result.loss - expected) < 1e-6, "\(result.loss) vs \(expected)")
     }
 
     @Test func tiesGoToTheLowerClassAsArgmax() {

@@ -95,7 +95,8 @@ struct TrainerTests {
         }
         #expect(metrics.filter { $0.contains("\"mode\":\"val\"") }.count == 2)
         // TensorBoard: the config as text, the six training scalars at every logged step, the
-        // validation's three after each epoch; curves.svg drawn from metrics.jsonl.
+        // validation's four after each epoch; curves.svg drawn from metrics.jsonl: five lines
+        // (training and validation loss, lr, training and validation top-1) and the best epoch.
         let events = try readEventFile(try tensorBoardFiles(dir)[0])
         #expect(events[0].fileVersion == "brain.Event:2" && events[1].texts["config"]?.contains("[train]") == true)
         let trainTags: Set = [
@@ -104,11 +105,13 @@ struct TrainerTests {
         ]
         #expect(events.filter { Set($0.scalars.keys) == trainTags }.map(\.step) == Array(1...8))
         #expect(events.filter { $0.scalars["val/top1"] != nil }.map(\.step) == [4, 8])
+        #expect(events.filter { $0.scalars["val/loss"] != nil }.map(\.step) == [4, 8])
+        #expect(metrics.filter { $0.contains("\"mode\":\"val\"") && $0.contains("\"loss\":") }.count == 2)
         #expect(events.allSatisfy { e in e.scalars.values.allSatisfy(\.isFinite) })
         let curves = try String(contentsOfFile: "\(dir)/curves.svg", encoding: .utf8)
         #expect(
-            wellFormed(curves) && curves.components(separatedBy: "<polyline").count == 5
-                && curves.contains("validation"))
+            wellFormed(curves) && curves.components(separatedBy: "<polyline").count == 6
+                && curves.contains("validation") && curves.contains(">best "))
 
         let checkpoint = try lastCheckpoint(dir)
         let config = try Checkpoint(path: dir + "/" + "x", file: checkpoint).config()

@@ -62,6 +62,13 @@ struct SVG {
             "<circle cx=\"\(Self.number(x))\" cy=\"\(Self.number(y))\" r=\"3\" fill=\"\(color)\">\(tip)</circle>")
     }
 
+    /// An open circle around a point (a marked value).
+    mutating func ring(_ x: Double, _ y: Double, color: String) {
+        body.append(
+            "<circle cx=\"\(Self.number(x))\" cy=\"\(Self.number(y))\" r=\"7\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\"/>"
+        )
+    }
+
     var document: String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" viewBox=\"0 0 \(width) \(height)\" font-family=\"sans-serif\">\n"
             + "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n" + body.joined(separator: "\n") + "\n</svg>\n"

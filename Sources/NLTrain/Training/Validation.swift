@@ -57,18 +57,19 @@ extension Trainer {
             log(
                 String(
                     format:
-                        "epoch %d validation: top-1 %.2f%% top-5 %.2f%% mean class accuracy %.2f%% (%d videos, %d failed)%@",
-                    state.epoch, result.top1 * 100, result.top5 * 100, result.meanClassAccuracy * 100, result.videos,
-                    result.failed, best ? ", best so far" : ""))
+                        "epoch %d validation: top-1 %.2f%% top-5 %.2f%% mean class accuracy %.2f%% loss %.4f (%d videos, %d failed)%@",
+                    state.epoch, result.top1 * 100, result.top5 * 100, result.meanClassAccuracy * 100, result.loss,
+                    result.videos, result.failed, best ? ", best so far" : ""))
             log.record([
                 "mode": "val", "epoch": state.epoch, "global_iteration": state.globalIteration, "top1": result.top1,
-                "top5": result.top5, "mean_class_accuracy": result.meanClassAccuracy, "videos": result.videos,
+                "top5": result.top5, "mean_class_accuracy": result.meanClassAccuracy, "loss": result.loss,
+                "videos": result.videos,
                 "failed": result.failed,
             ])
             log.tensorBoard?.scalars(
                 [
                     ("val/top1", result.top1), ("val/top5", result.top5),
-                    ("val/mean_class_accuracy", result.meanClassAccuracy),
+                    ("val/mean_class_accuracy", result.meanClassAccuracy), ("val/loss", result.loss),
                 ],
                 step: state.globalIteration)
             let metrics = (try? String(contentsOfFile: workDirectory.file("metrics.jsonl"), encoding: .utf8)) ?? ""
