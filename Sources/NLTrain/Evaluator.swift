@@ -16,6 +16,8 @@ public struct EvaluationResult: Sendable {
     public var loss: Double
     /// Per class: its name and top-1 accuracy over its videos (nil without videos).
     public var perClass: [(name: String, accuracy: Double?)]
+    /// Per class: its videos (read or not).
+    public var perClassVideos: [Int]
     /// Videos scored, and videos that could not be read (counted as errors in the accuracies).
     public var videos: Int
     public var failed: Int { failures.count }
@@ -122,7 +124,8 @@ public enum Evaluator {
             top1: total > 0 ? Double(hits1) / Double(total) : 0, top5: total > 0 ? Double(hits5) / Double(total) : 0,
             meanClassAccuracy: present.isEmpty ? 0 : present.reduce(0, +) / Double(present.count),
             loss: scores.isEmpty ? 0 : loss / Double(scores.count),
-            perClass: perClass, videos: total, failures: missed.map { ($0.path, $0.error) }, scores: scores)
+            perClass: perClass, perClassVideos: perClassTotal, videos: total,
+            failures: missed.map { ($0.path, $0.error) }, scores: scores)
     }
 }
 
@@ -171,10 +174,12 @@ extension Evaluator {
 }
 
 extension EvaluationResult {
-    /// nleval --json: the metrics (with the loss), and each class's top-1 accuracy by name (null without videos).
+    /// nleval --json: the metrics (with the loss), and each class in class order: its name, top-1
+    /// accuracy (null without videos) and videos.
     public func json(extra: [String: Any] = [:]) -> String {
-        var perClassAccuracy: [String: Any] = [:]
-        for (name, accuracy) in perClass { perClassAccuracy[name] = accuracy ?? NSNull() }
+        let perClassAccuracy = perClass.indices.map { c -> [String: Any] in
+            ["class": perClass[c].name, "top1": perClass[c].accuracy ?? NSNull(), "videos": perClassVideos[c]]
+        }
         let values: [String: Any] = [
             "top1": top1, "top5": top5, "mean_class_accuracy": meanClassAccuracy, "loss": loss, "videos": videos,
             "failed": failed, "failures": failures.map { ["path": $0.path, "error": $0.error] },

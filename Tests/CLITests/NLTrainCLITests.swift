@@ -32,7 +32,7 @@ struct NLTrainCLITests {
             try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
         #expect(metrics["videos"] as? Int == 6 && metrics["failed"] as? Int == 0)
         for key in ["top1", "top5", "mean_class_accuracy"] { #expect(metrics[key] is Double) }
-        #expect((metrics["per_class"] as? [String: Any])?.count == 6)
+        #expect((metrics["per_class"] as? [[String: Any]])?.count == 6)
         #expect(try String(contentsOfFile: dump, encoding: .utf8).split(separator: "\n").count == 7)
         let picture = try String(contentsOfFile: report, encoding: .utf8)
         #expect(picture.hasPrefix("<svg") && picture.contains("moving left") && picture.contains("confusion matrix"))

@@ -78,9 +78,11 @@ struct SilentlyWrongTests {
                 return record?["mode"] as? String == "train" ? record?["global_iteration"] as? Int : nil
             }
         #expect(steps == [1, 2, 3, 4], "\(steps)")
-        let files = try FileManager.default.contentsOfDirectory(atPath: "\(work)/tb").sorted()
+        let files = try FileManager.default.contentsOfDirectory(atPath: work).filter {
+            $0.hasPrefix("events.out.tfevents.")
+        }.sorted()
         #expect(files.count == 2)
-        let resumed = try readEventFile("\(work)/tb/\(files[1])")
+        let resumed = try readEventFile("\(work)/\(files[1])")
         #expect(resumed.first { $0.sessionStart }?.step == 2, "a session START at the first step the resumed run logs")
     }
 

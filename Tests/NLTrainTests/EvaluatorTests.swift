@@ -51,8 +51,13 @@ struct EvaluatorTests {
         #expect(
             json["failures"] as? [[String: String]] == [["path": "bad.mp4", "error": "bad.mp4: moov atom not found"]])
         #expect(json["split"] as? String == "val" && json["mean_class_accuracy"] as? Double == 0.5)
-        let perClass = json["per_class"] as! [String: Any]
-        #expect(perClass["b"] as? Double == 1 && perClass["a"] as? Double == 0 && perClass["c"] is NSNull)
+        // per_class in class order, with each class's videos
+        let perClass = json["per_class"] as! [[String: Any]]
+        #expect(
+            perClass.map { $0["class"] as! String } == classes
+                && perClass.map { $0["videos"] as! Int } == [1, 1, 0, 0, 0, 0])
+        #expect(
+            perClass[1]["top1"] as? Double == 1 && perClass[0]["top1"] as? Double == 0 && perClass[2]["top1"] is NSNull)
         let csv = result.scoresCSV(classes: classes).split(separator: "\n")
         #expect(csv[0] == "path,label,a,b,c,d,e,f")
         #expect(csv[1] == "\"dir/x, y.mp4\",b,0.250000,0.750000,0.000000,0.000000,0.000000,0.000000")

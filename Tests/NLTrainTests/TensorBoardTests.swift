@@ -101,6 +101,25 @@ extension TensorBoardTests {
             texts.allSatisfy { !$0.contains(long) } && texts.contains { $0.contains(String(long.prefix(25)) + "…") })
         #expect(report.svg.contains("<title>\(long)") && report.html.contains("<td>\(long)</td>"))
     }
+
+    /// The matrix as people read one: axis titles, each predicted class named above its column, a
+    /// colour legend, a cell's count and row share rounded as the tables round (87.5%, not 88%);
+    /// no "most confused pairs" when every video was right.
+    @Test func confusionMatrixAsPeopleExpectIt() throws {
+        let classes = ["run", "walk", "jump"]
+        var scores: [(path: String, label: Int, probabilities: [Float])] = (0..<8).map { ("r\($0)", 0, [0.9, 0.1, 0]) }
+        scores[7].probabilities = [0.1, 0.9, 0]  // 7 of 8 runs right: 87.5%
+        scores.append(("w", 1, [0, 1, 0]))
+        let svg = EvaluationReport(Evaluator.score(scores, classes: classes), title: "t").svg
+        #expect(wellFormed(svg))
+        for words in [">predicted<", ">true<", "wrong: 0 to 100% of the row", ">87.5%<", ">12.5%<", ">jump<"] {
+            #expect(svg.contains(words), "\(words)")
+        }
+        #expect(!svg.contains(">88%<") && svg.contains("most confused pairs"))
+        let right = EvaluationReport(
+            Evaluator.score([("w", 1, [0, 1, 0]), ("j", 2, [0, 0, 1])], classes: classes), title: "all right")
+        #expect(!right.svg.contains("most confused pairs") && !right.html.contains("Most confused pairs"))
+    }
 }
 
 /// Whether `text` parses as XML.

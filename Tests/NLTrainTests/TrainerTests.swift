@@ -68,10 +68,11 @@ struct TrainerTests {
         func order(_ name: String) -> [Int] {
             let parts = name.split(separator: "."); return [Int(parts[3]) ?? 0, Int(parts.last!) ?? 0]
         }
-        return try FileManager.default.contentsOfDirectory(atPath: "\(workDirectory)/tb").sorted {
-            order($0).lexicographicallyPrecedes(order($1))
-        }
-        .map { "\(workDirectory)/tb/\($0)" }
+        // In the work directory itself: TensorBoard names the run after it.
+        return try FileManager.default.contentsOfDirectory(atPath: workDirectory).filter {
+            $0.hasPrefix("events.out.tfevents.")
+        }.sorted { order($0).lexicographicallyPrecedes(order($1)) }
+            .map { "\(workDirectory)/\($0)" }
     }
 
     /// The work directory after a run: the resolved config, logs, metrics, the last and best

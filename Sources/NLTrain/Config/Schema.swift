@@ -250,7 +250,8 @@ extension Config {
                         "stop (exit 65) when more than this fraction of videos fail to decode"),
                     .bool(
                         "tensorboard", \.train.tensorboard,
-                        "write TensorBoard event files into WORK_DIR/tb (tensorboard --logdir work_dirs)"),
+                        "write TensorBoard event files into WORK_DIR, a run named after it (tensorboard --logdir work_dirs)"
+                    ),
                     .bool(
                         "sync_bn", \.train.syncBN,
                         "under mpirun: BatchNorm statistics over every process's batch (false: each process's own, PySlowFast's default)"

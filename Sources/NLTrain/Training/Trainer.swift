@@ -288,7 +288,7 @@ public final class Trainer: @unchecked Sendable {
             // A resumed run's file starts a session after the checkpoint's step: TensorBoard drops
             // what an interrupted run logged past it, so no step shows twice.
             log.tensorBoard = try EventFileWriter(
-                directory: workDirectory.file("tb"),
+                directory: workDirectory.path,
                 resumingAt: state.globalIteration > 0 ? state.globalIteration + 1 : nil)
             log.tensorBoard?.text("```\n\(config.text)```", tag: "config", step: state.globalIteration)
         }

@@ -86,7 +86,7 @@ final class RunLog: @unchecked Sendable {
         ])
         tensorBoard?.scalars(
             [
-                ("train/loss", loss), ("train/lr", lr), ("train/top1", top1), ("train/data_time", meter.data / n),
+                ("train/loss", loss), ("train/lr", lr), ("train/top1", top1 * 100), ("train/data_time", meter.data / n),
                 ("train/step_time", meter.step / n), ("train/clips_per_s", clipsPerSecond),
                 ("train/batch", global[2] / n),
             ], step: state.globalIteration)

@@ -68,8 +68,8 @@ extension Trainer {
             ])
             log.tensorBoard?.scalars(
                 [
-                    ("val/top1", result.top1), ("val/top5", result.top5),
-                    ("val/mean_class_accuracy", result.meanClassAccuracy), ("val/loss", result.loss),
+                    ("val/top1", result.top1 * 100), ("val/top5", result.top5 * 100),
+                    ("val/mean_class_accuracy", result.meanClassAccuracy * 100), ("val/loss", result.loss),
                 ],
                 step: state.globalIteration)
             let metrics = (try? String(contentsOfFile: workDirectory.file("metrics.jsonl"), encoding: .utf8)) ?? ""
