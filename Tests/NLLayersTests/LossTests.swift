@@ -29,13 +29,17 @@ struct LossTests {
         #expect(relativeError(gradient, file.tensor("\(name).grad")!) < 1e-6, "\(name)")
     }
 
-    /// Smoothing and weights of a row against central differences of the loss.
-    @Test func smoothedWeightedMixedGradientIsTheLossSlope() {
+    /// The gradient against central differences of the loss: hard labels, and smoothed, weighted
+    /// and mixed targets.
+    @Test(arguments: [false, true])
+    func gradientIsTheLossSlope(soft: Bool) {
         var generator = SeededGenerator(seed: 27)
         let logits = randomTensor([4, 5], std: 2, using: &generator)
-        let targets = SoftmaxCrossEntropy.Targets(
-            labels: [4, 0, 2, 2], smoothing: 0.1, classWeights: [1, 2, 0.5, 1, 3]
-        ).mixed(lambda: 0.7)
+        let hard = SoftmaxCrossEntropy.Targets(labels: [4, 0, 2, 2])
+        let targets =
+            soft
+            ? SoftmaxCrossEntropy.Targets(labels: [4, 0, 2, 2], smoothing: 0.1, classWeights: [1, 2, 0.5, 1, 3])
+                .mixed(lambda: 0.7) : hard
         let analytic = SoftmaxCrossEntropy.lossAndGradient(logits: logits, targets: targets).gradient
         for i in 0..<logits.count {
             let saved = logits.data[i]

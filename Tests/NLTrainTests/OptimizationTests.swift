@@ -17,17 +17,22 @@ struct OptimizationTests {
         let momentum: Double, nesterov: Bool, weight_decay: Double, decay_norm_and_bias: Bool, clip: Double
     }
 
-    @Test(arguments: ["plain", "nesterov", "no_norm_decay_clipped"])
-    func sgdMatchesPyTorch(_ name: String) throws {
-        let file = fixture
-        let options = try JSONDecoder().decode(Options.self, from: Data(file.metadata[name]!.utf8))
+    /// A fixture case's three parameters (a conv weight, a bias, a BatchNorm weight) at their start.
+    static func parameters(of name: String, in file: SafeTensors) -> [(name: String, parameter: Parameter)] {
         let kinds: [(String, Parameter.Kind)] = [("weight", .weight), ("bias", .bias), ("norm", .normalization)]
-        let parameters = kinds.map { key, kind in
+        return kinds.map { key, kind in
             let initial = file.tensor("\(name).init.\(key)")!
             let p = Parameter(shape: initial.shape, kind: kind)
             p.value.copy(from: initial)
             return (name: key, parameter: p)
         }
+    }
+
+    @Test(arguments: ["plain", "nesterov", "no_norm_decay_clipped"])
+    func sgdMatchesPyTorch(_ name: String) throws {
+        let file = fixture
+        let options = try JSONDecoder().decode(Options.self, from: Data(file.metadata[name]!.utf8))
+        let parameters = Self.parameters(of: name, in: file)
         let optimizer = Optimizer(
             parameters: parameters, momentum: options.momentum, nesterov: options.nesterov,
             weightDecay: options.weight_decay, decayNormAndBias: options.decay_norm_and_bias)
@@ -54,13 +59,7 @@ struct OptimizationTests {
     func adamwMatchesPyTorch(_ name: String) throws {
         let file = try SafeTensors(contentsOf: fixtureDirectory() + "/adamw.safetensors")
         let options = try JSONDecoder().decode(AdamWOptions.self, from: Data(file.metadata[name]!.utf8))
-        let kinds: [(String, Parameter.Kind)] = [("weight", .weight), ("bias", .bias), ("norm", .normalization)]
-        let parameters = kinds.map { key, kind in
-            let initial = file.tensor("\(name).init.\(key)")!
-            let p = Parameter(shape: initial.shape, kind: kind)
-            p.value.copy(from: initial)
-            return (name: key, parameter: p)
-        }
+        let parameters = Self.parameters(of: name, in: file)
         let rule = Optimizer.Rule.adamw(beta1: options.betas[0], beta2: options.betas[1], epsilon: options.eps)
         var optimizer = Optimizer(
             parameters: parameters, rule: rule, weightDecay: options.weight_decay,
