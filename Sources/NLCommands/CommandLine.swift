@@ -30,6 +30,14 @@ public struct ConfigOptions: ParsableArguments {
 
     /// The config file with the overrides (without --config: the defaults with the overrides).
     public func resolve() throws -> Config { try Config(path: config, overrides: overrides) }
+
+    /// The checkpoint at `path` (a path that is not there names the checkpoints there are) and
+    /// the config to run it with: --config when given, else the checkpoint's own, with the overrides.
+    public func checkpointAndConfig(_ path: String) throws -> (checkpoint: Checkpoint, config: Config) {
+        if let missing = Habits.missingCheckpoint(path) { throw missing }
+        let checkpoint = try Checkpoint(path: path)
+        return (checkpoint, config != nil ? try resolve() : try checkpoint.config(overrides: overrides))
+    }
 }
 
 /// The one way a command ends: its body returns (exit 0) or returns another status (75: not
@@ -51,21 +59,33 @@ public func refuseClashes(outputs: [(String, String?)], inputs: [(String, String
     if let clash = Files.clash(outputs: given(outputs), inputs: given(inputs)) { throw UsageError(clash) }
 }
 
-/// --views CLIPSxCROPS (nleval, nlpredict): clips evenly spaced, 1 to 64 as eval.num_clips
-/// (99999999999999 tried to allocate 800 TB), times 1 centre crop or 3.
-public enum Views {
-    public static let problem = "--views takes CLIPSxCROPS, such as 10x3 (clips: 1 to 64, crops: 1 or 3)"
+/// --views CLIPSxCROPS (nleval, nlpredict), declared once: clips evenly spaced, 1 to 64 as
+/// eval.num_clips (99999999999999 tried to allocate 800 TB), times 1 centre crop or 3.
+public struct Views: ParsableArguments {
+    static let problem = "--views takes CLIPSxCROPS, such as 10x3 (clips: 1 to 64, crops: 1 or 3)"
 
-    public static func parse(_ text: String?) -> (clips: Int, crops: Int)? {
-        guard let text else { return nil }
-        let parts = text.lowercased().split(separator: "x").compactMap { Int($0) }
+    @Option(
+        help: ArgumentHelp(
+            "Views per video (default: eval.num_clips x data.test_crop's 1 or 3).", valueName: "CLIPSxCROPS"))
+    var views: String?
+
+    public init() {}
+
+    public func validate() throws {
+        if views != nil && given == nil { throw ValidationError(Self.problem) }
+    }
+
+    /// The views given; nil: the config's.
+    public var given: (clips: Int, crops: Int)? {
+        guard let views else { return nil }
+        let parts = views.lowercased().split(separator: "x").compactMap { Int($0) }
         guard parts.count == 2, (1...64).contains(parts[0]), [1, 3].contains(parts[1]) else { return nil }
         return (parts[0], parts[1])
     }
 
     /// "10x3": the views given, or the config's.
-    public static func text(_ views: (clips: Int, crops: Int)?, _ config: Config) -> String {
-        "\(views?.clips ?? config.eval.numClips)x\(views?.crops ?? (config.data.testCrop == .three ? 3 : 1))"
+    public func text(_ config: Config) -> String {
+        "\(given?.clips ?? config.eval.numClips)x\(given?.crops ?? (config.data.testCrop == .three ? 3 : 1))"
     }
 }
 

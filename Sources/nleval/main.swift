@@ -33,10 +33,7 @@ struct NLEval: MatrixCommand {
     @Option(help: "Dataset split: val or train.")
     var split: DataSetup.Split = .val
 
-    @Option(
-        help: ArgumentHelp(
-            "Views per video (default: eval.num_clips x data.test_crop's 1 or 3).", valueName: "CLIPSxCROPS"))
-    var views: String?
+    @OptionGroup var views: Views
 
     @Option(help: ArgumentHelp("Write the metrics and per-class accuracy as JSON to this file.", valueName: "file"))
     var json: String?
@@ -52,11 +49,8 @@ struct NLEval: MatrixCommand {
 
     @Argument(help: .hidden) var stray: [String] = []
 
-    var parsedViews: (clips: Int, crops: Int)? { Views.parse(views) }
-
     func validate() throws {
         if let problem = Habits.positionalProblem(stray, checkpointOption: "--ckpt") { throw ValidationError(problem) }
-        if views != nil && parsedViews == nil { throw ValidationError(Views.problem) }
     }
 
     func run() throws {
@@ -68,23 +62,20 @@ struct NLEval: MatrixCommand {
             if let json { try Files.checkWritable(json, what: "JSON report") }
             if let dump { try Files.checkWritable(dump, what: "scores file") }
             if let report { try Files.checkWritable(report, what: "report") }
-            if let missing = Habits.missingCheckpoint(ckpt) { throw missing }
-            let checkpoint = try Checkpoint(path: ckpt)
-            let resolved =
-                options.config != nil ? try options.resolve() : try checkpoint.config(overrides: options.overrides)
+            let (checkpoint, resolved) = try options.checkpointAndConfig(ckpt)
             try resolved.require(["data.root", "data.\(split.rawValue)_annotations"], by: "nleval")
             if options.config == nil { try DataSetup.checkPathsOfCheckpointConfig(resolved, split: split) }
             let selfCheck = try SelfCheck.ensure()
             if selfCheck.isNews { Files.emit("nleval: \(selfCheck.line)\n", to: .standardError) }
             guard
                 let result = try Evaluator.evaluate(
-                    checkpoint: checkpoint, config: resolved, split: split, clips: parsedViews?.clips,
-                    crops: parsedViews?.crops, progressOutput: .standardError,
+                    checkpoint: checkpoint, config: resolved, split: split, clips: views.given?.clips,
+                    crops: views.given?.crops, progressOutput: .standardError,
                     log: { line in
                         Files.emit("nleval: \(line)\n", to: .standardError)
                     })
             else { return .done }  // another rank of an mpirun job: rank 0 reports
-            let viewText = Views.text(parsedViews, resolved)
+            let viewText = views.text(resolved)
             print("\(ckpt) on \(split.rawValue), \(viewText) views: \(result.summary)")
             if let json {
                 try Files.write(

@@ -35,10 +35,7 @@ struct NLPredict: MatrixCommand {
     @Option(help: "Classes printed for each video or window.")
     var topK = 5
 
-    @Option(
-        help: ArgumentHelp(
-            "Views per video (default: eval.num_clips x data.test_crop's 1 or 3).", valueName: "CLIPSxCROPS"))
-    var views: String?
+    @OptionGroup var views: Views
 
     @Flag(
         help:
@@ -63,7 +60,6 @@ struct NLPredict: MatrixCommand {
 
     func validate() throws {
         if inputs.isEmpty { throw ValidationError("give one or more videos or folders of videos") }
-        if views != nil && Views.parse(views) == nil { throw ValidationError(Views.problem) }
         if topK < 1 { throw ValidationError("--top-k takes a positive number") }
         if let window, !(window > 0 && window.isFinite) {
             throw ValidationError("--window takes a positive number of seconds")
@@ -87,19 +83,16 @@ struct NLPredict: MatrixCommand {
             if timeline != nil && videos.count > 1 {
                 throw UsageError("--timeline draws one video's windows; \(videos.count) videos were given")
             }
-            if let missing = Habits.missingCheckpoint(ckpt) { throw missing }
-            let checkpoint = try Checkpoint(path: ckpt)
-            let config =
-                options.config != nil ? try options.resolve() : try checkpoint.config(overrides: options.overrides)
+            let (checkpoint, config) = try options.checkpointAndConfig(ckpt)
             let names = try Predictor.classNames(file: classes, checkpoint: checkpoint, config: config)
             let selfCheck = try SelfCheck.ensure()
             if selfCheck.isNews { Files.emit("nlpredict: \(selfCheck.line)\n", to: .standardError) }
             let model = Recognizer(spec: config.model.spec)
             try checkpoint.load(into: model)
-            let views = Views.parse(views)
             let outcome = try Predictor.predict(
-                model, config: config, videos: videos, window: window.map { ($0, stride ?? $0) }, clips: views?.clips,
-                crops: views?.crops,
+                model, config: config, videos: videos, window: window.map { ($0, stride ?? $0) },
+                clips: views.given?.clips,
+                crops: views.given?.crops,
                 progress: { total in
                     isatty(FileHandle.standardError.fileDescriptor) != 0
                         ? ProgressDisplay(total: total, label: "predicting", unit: "batches") : nil
