@@ -82,6 +82,7 @@ public func exitStatus(for error: Error) -> (ExitStatus, String) {
     case let e as SharedFailure: (e.status, e.message)
     case let e as CheckpointError: (.data, e.description)
     case let e as WorkDirectoryLocked: (.notFinished, e.description)
+    case let e as PlanStopped: (.notFinished, e.description)
     case let e as TrainingError: (.internalError, e.description)
     case let e as UsageError: (.usage, e.description)
     case let e as ConfigError: (.usage, e.description)

@@ -33,4 +33,19 @@ struct PlanCLITests {
         let misuse = try run("nltrain", ["--config", config, "--json"])
         #expect(misuse.status == 64 && misuse.stderr.contains("--json is for --plan"))
     }
+
+    /// A SIGTERM while the plan runs its steps (a larger clip, so that it takes a while) ends it
+    /// at the next step with 75, nothing written.
+    @Test func aSignalStopsAPlan() throws {
+        let work = scratchDirectory("plan-stopped")
+        let config = tinyRunConfig(
+            workDirectory: work,
+            extra: "[data]\nclip_len = 32\ntrain_short_side = 160\ncrop_size = 160\ntest_short_side = 160")
+        let launched = try Launched("nltrain", ["--config", config, "--plan"])
+        #expect(launched.wait(until: { launched.stderr.contains("validation set") }), "\(launched.stderr)")
+        let status = launched.signal(SIGTERM)
+        #expect(status == 75, "\(launched.stderr)")
+        #expect(launched.stderr.contains("stopped by SIGTERM before the plan was measured; nothing was written"))
+        #expect(!FileManager.default.fileExists(atPath: work))
+    }
 }

@@ -52,11 +52,28 @@ public struct Plan: Encodable, Sendable {
     }
 }
 
+/// A plan stopped by a signal before it was measured. Exit 75: nothing was written, run it again.
+public struct PlanStopped: Error, CustomStringConvertible {
+    let reason: String
+    public var description: String { "stopped by \(reason) before the plan was measured; nothing was written" }
+}
+
 extension Trainer {
     /// Measures the plan of this config: two steps of random clips at two micro-batch sizes (the
     /// memory a clip takes), then training iterations on the real data at the config's batch (the
     /// peak, the step and the iteration with its data), and validation batches. Writes nothing.
     public func plan() throws -> Plan {
+        // A stop is honoured between steps and while a batch is awaited, as in training.
+        func checkStop() throws {
+            if case let reason = signalled(), reason != .none {
+                throw PlanStopped(reason: reason.describe(maxTime: nil))
+            }
+        }
+        func next(_ iterator: BatchIterator) throws -> Batch? {
+            do { return try iterator.next() } catch is BatchIterator.Stopped {
+                throw PlanStopped(reason: receivedSignal()?.describe(maxTime: nil) ?? "a signal")
+            }
+        }
         let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
         let (training, validation) = try loaders(for: model, recordingBadVideos: false)
         let step = TrainingStep(
@@ -85,19 +102,23 @@ extension Trainer {
             _ = try? probe.run(clips, labels: labels, globalIteration: 0)
             return ProcessMemory.peakBytes
         }
-        let (small, large) = (peak(clips: 2), peak(clips: 4))
+        let small = peak(clips: 2)
+        try checkStop()
+        let large = peak(clips: 4)
+        try checkStop()
         plan.bytesPerClip = max(1, (large - small) / 2)
 
         // The real iterations: the first (decoding starts, buffers come) not timed.
         Tensor.releasePooledBuffers()
         ProcessMemory.resetPeak()
         let iterator = training.batches(epoch: 0)
+        iterator.shouldStop = stopWhileWaiting
         defer { iterator.stop() }
         let measured = min(4, training.batchesPerEpoch)
         var steps: [Double] = [], iterations: [Double] = []
         var started = Date()
         for i in 0..<measured {
-            guard let batch = try iterator.next() else { break }
+            guard let batch = try next(iterator) else { break }
             let stepStart = Date()
             _ = try? step.run(batch.clips, labels: batch.labels, globalIteration: i)  // diverging or not, as long
             if i > 0 || measured == 1 {
@@ -105,6 +126,7 @@ extension Trainer {
                 iterations.append(Date().timeIntervalSince(started))
             }
             started = Date()
+            try checkStop()
         }
         plan.peakRSSBytes = ProcessMemory.peakBytes
         plan.stepSeconds = steps.sorted()[steps.count / 2]
@@ -114,13 +136,15 @@ extension Trainer {
         if let validation, config.train.evalEvery > 0 {
             plan.validationVideos = validation.dataset.entries.count
             let batches = validation.batches(epoch: 0)
+            batches.shouldStop = stopWhileWaiting
             defer { batches.stop() }
             var times: [Double] = []
             for _ in 0..<min(3, validation.batchesPerEpoch) {
                 let start = Date()
-                guard let batch = try batches.next() else { break }
+                guard let batch = try next(batches) else { break }
                 _ = model.forward(batch.clips, training: false)
                 times.append(Date().timeIntervalSince(start))
+                try checkStop()
             }
             let perBatch = times.count > 1 ? times.dropFirst().reduce(0, +) / Double(times.count - 1) : times[0]
             plan.validationSeconds = perBatch * Double(validation.batchesPerEpoch)
