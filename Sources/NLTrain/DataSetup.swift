@@ -59,20 +59,7 @@ public enum DataSetup {
         worldSize: Int = 1
     ) throws -> DataLoader {
         let d = config.data
-        let sides = d.trainShortSide
-        let crop: any ClipCrop
-        switch d.trainCrop {
-        case .random:
-            try requireCrop(d.cropSize, "data.crop_size", within: sides.min()!, "data.train_short_side", config)
-            crop = RandomCrop(size: d.cropSize)
-        case .multiscale:  // fractions of the short side, resized to crop_size: any size fits
-            crop = MultiScaleCrop(
-                inputSize: d.cropSize, scales: d.multiscaleScales, maxWHScaleGap: d.multiscaleMaxWHGap)
-        }
-        let pipeline = ClipPipeline(
-            sampler: SampleFrames(clipLength: d.clipLength, frameInterval: d.frameInterval, numClips: d.numClips),
-            resize: ShortEdgeResize(range: sides.min()!...sides.max()!), crop: crop,
-            flip: d.flip ? RandomHorizontalFlip(probability: 0.5) : nil, normalize: normalize(config))
+        let pipeline = try trainingPipeline(config)
         // An iteration's clips (TrainingStep splits them into micro-batches).
         let iterationClips = config.train.batchSize * config.train.accumulate
         var options = DataLoader.Options(batchSize: iterationClips, workers: d.workers, seed: UInt64(config.train.seed))
@@ -86,6 +73,25 @@ public enum DataSetup {
                     + (worldSize > 1 ? " for each of \(worldSize) processes" : ""))
         }
         return loader
+    }
+
+    /// The training pipeline of the config: its clips' shape is what a training step takes.
+    public static func trainingPipeline(_ config: Config) throws(ConfigError) -> ClipPipeline {
+        let d = config.data
+        let sides = d.trainShortSide
+        let crop: any ClipCrop
+        switch d.trainCrop {
+        case .random:
+            try requireCrop(d.cropSize, "data.crop_size", within: sides.min()!, "data.train_short_side", config)
+            crop = RandomCrop(size: d.cropSize)
+        case .multiscale:  // fractions of the short side, resized to crop_size: any size fits
+            crop = MultiScaleCrop(
+                inputSize: d.cropSize, scales: d.multiscaleScales, maxWHScaleGap: d.multiscaleMaxWHGap)
+        }
+        return ClipPipeline(
+            sampler: SampleFrames(clipLength: d.clipLength, frameInterval: d.frameInterval, numClips: d.numClips),
+            resize: ShortEdgeResize(range: sides.min()!...sides.max()!), crop: crop,
+            flip: d.flip ? RandomHorizontalFlip(probability: 0.5) : nil, normalize: normalize(config))
     }
 
     /// Evaluation: `clips` clips evenly spaced (eval.num_clips by default), test_short_side, and

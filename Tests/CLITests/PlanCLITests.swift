@@ -34,6 +34,33 @@ struct PlanCLITests {
         #expect(misuse.status == 64 && misuse.stderr.contains("--json is for --plan"))
     }
 
+    /// batch_size = auto: measured at the start of a run (here the 18 training videos bound it, at
+    /// accumulate 2 nine), written into the work directory's config, and kept by a resumed run
+    /// without measuring again.
+    @Test func batchSizeAutoIsMeasuredOnceAndKept() throws {
+        let work = scratchDirectory("auto-batch")
+        let config = tinyRunConfig(workDirectory: work, epochs: 1)
+        let auto = ["--config", config, "--set", "train.batch_size=auto", "--set", "train.accumulate=2"]
+        let first = try run("nltrain", auto)
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(
+            first.stdout.contains("batch_size auto: 9 (") && first.stdout.contains("(batch 9 x 2 accumulated = 18)"))
+        let written = try String(contentsOfFile: "\(work)/config.cfg", encoding: .utf8)
+        #expect(written.contains("\nbatch_size = 9\n"), "\(written)")
+        let resumed = try run("nltrain", auto + ["--set", "train.epochs=2"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stdout.contains("batch_size auto: 9, the batch of the run it resumes"), "\(resumed.stdout)")
+        #expect(
+            !resumed.stdout.contains("MiB a clip")
+                && !resumed.stdout.contains("differs from the checkpoint's: train.batch_size"))
+        let printed = try run("nltrain", ["--config", config, "--set", "train.batch_size=auto", "--print-config"])
+        #expect(printed.stdout.contains("\nbatch_size = auto\n"))
+        let wrong = try run("nltrain", ["--config", config, "--set", "train.batch_size=atuo", "--print-config"])
+        #expect(
+            wrong.status == 64 && wrong.stderr.contains("train.batch_size: expected auto or a whole number, got 'atuo'")
+        )
+    }
+
     /// A SIGTERM while the plan runs its steps (a larger clip, so that it takes a while) ends it
     /// at the next step with 75, nothing written.
     @Test func aSignalStopsAPlan() throws {

@@ -14,6 +14,13 @@ public struct ReadEvent: Equatable, Sendable {
     public var sessionStart = false
     public var scalars: [String: Float] = [:]
     public var texts: [String: String] = [:]
+    public var images: [String: ReadImage] = [:]
+}
+
+/// A picture of an event (Summary.Value.image).
+public struct ReadImage: Equatable, Sendable {
+    public var width = 0, height = 0, colorspace = 0
+    public var png = Data()
 }
 
 public func readEventFile(_ path: String) throws -> [ReadEvent] {
@@ -30,18 +37,31 @@ func parseEvent(_ data: Data) -> ReadEvent {
         case (7, .bytes(let b)): event.sessionStart = protoFields(b).contains { $0.0 == 1 && $0.1 == .varint(1) }
         case (5, .bytes(let summary)):
             for case (1, .bytes(let value)) in protoFields(summary) {
-                var tag = "", simple: Float?, text: String?
+                var tag = "", simple: Float?, text: String?, image: ReadImage?
                 for (f, v) in protoFields(value) {
                     switch (f, v) {
                     case (1, .bytes(let b)): tag = String(decoding: b, as: UTF8.self)
                     case (2, .fixed32(let bits)): simple = Float(bitPattern: bits)
                     case (8, .bytes(let tensor)):
                         for case (8, .bytes(let s)) in protoFields(tensor) { text = String(decoding: s, as: UTF8.self) }
+                    case (4, .bytes(let picture)):
+                        var read = ReadImage()
+                        for (g, w) in protoFields(picture) {
+                            switch (g, w) {
+                            case (1, .varint(let v)): read.height = Int(v)
+                            case (2, .varint(let v)): read.width = Int(v)
+                            case (3, .varint(let v)): read.colorspace = Int(v)
+                            case (4, .bytes(let b)): read.png = b
+                            default: break
+                            }
+                        }
+                        image = read
                     default: break
                     }
                 }
                 if let simple { event.scalars[tag] = simple }
                 if let text { event.texts[tag] = text }
+                if let image { event.images[tag] = image }
             }
         default: break
         }

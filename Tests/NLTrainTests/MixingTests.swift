@@ -71,5 +71,13 @@ struct MixingTests {
         for (weight, expected) in zip(balanced, [100.0 / 30, 100.0 / 90, 100.0 / 180, 0]) {
             #expect(abs(Double(weight) - expected) < 1e-5)
         }
+        // The config's words: balanced alone, or a number per class.
+        let configured = try? Config(path: nil, overrides: ["model.num_classes=2", "train.class_weights=0.5 2"])
+        #expect(configured?.train.classWeights == .given([0.5, 2]))
+        let problem = #expect(throws: ConfigError.self) {
+            try Config(path: nil, overrides: ["train.class_weights=balanced extra"])
+        }
+        #expect(
+            problem?.message == "train.class_weights: balanced stands alone; give balanced, or one number per class")
     }
 }

@@ -56,6 +56,49 @@ struct TensorBoardTests {
         #expect(URL(fileURLWithPath: writer.path).lastPathComponent.hasPrefix("events.out.tfevents."))
     }
 
+    /// A picture as TensorBoard's writer writes one (python_image.tfevents): the same events, and
+    /// the PNG FFmpeg encodes here decodes to the pixels, as theirs does.
+    @Test func writesPicturesAsTensorBoardDoes() throws {
+        let theirs = try readEventFile(fixtureDirectory() + "/python_image.tfevents")
+        let image = try #require(theirs.compactMap { $0.images["val/confusion_matrix"] }.first)
+        #expect(image.width == 5 && image.height == 3 && image.colorspace == 3)
+        let directory = scratchDirectory("files", made: true)
+        let writer = try EventFileWriter(directory: directory)
+        writer.image(png: image.png, width: 5, height: 3, tag: "val/confusion_matrix", step: 7)
+        #expect(try readEventFile(writer.path) == theirs)
+        func decoded(_ png: Data) throws -> [UInt8] {
+            let path = directory + "/picture.png"
+            try png.write(to: URL(fileURLWithPath: path))
+            return Array(
+                try run("/usr/bin/ffmpeg", ["-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+                    .output)
+        }
+        let pixels = (0..<45).map { UInt8($0 * 5) }
+        #expect(try decoded(PNG.encode(rgb: pixels[...], width: 5, height: 3)) == pixels)
+        #expect(try decoded(image.png) == pixels)
+    }
+
+    /// After each validation: the matrix and the per-class bars as a picture, the names in a table.
+    @Test func validationPictureAndTable() throws {
+        let classes = ["run", "walk | stroll", "jump"]
+        var scores: [(path: String, label: Int, probabilities: [Float])] = (0..<4).map { ("r\($0)", 0, [0.9, 0.1, 0]) }
+        scores[3].probabilities = [0.1, 0.9, 0]  // 3 of 4 runs right
+        scores.append(("w", 1, [0, 1, 0]))
+        let report = EvaluationReport(Evaluator.score(scores, classes: classes), title: "t")
+        let picture = report.picture
+        #expect(picture.width == 8 + 120 + 12 + 72 + 8 && picture.height == 72 + 16)
+        func pixel(_ x: Int, _ y: Int) -> [UInt8] { Array(picture.pixels[((y * picture.width + x) * 3)...].prefix(3)) }
+        let matrixLeft = 140, top = 8
+        #expect(pixel(matrixLeft + 12, top + 12) == [101, 188, 101])  // run -> run: 75%, green
+        #expect(pixel(matrixLeft + 24 + 12, top + 12) == [197, 207, 232])  // run -> walk: 25%, blue
+        #expect(pixel(matrixLeft + 48 + 12, top + 48 + 12) == [255, 255, 255])  // jump: no videos
+        #expect(pixel(8 + 89, top + 12) == [76, 114, 176] && pixel(8 + 91, top + 12) == [238, 238, 238])  // 75% of 120
+        #expect(pixel(8 + 5, top + 48 + 12) == [255, 255, 255])  // jump: no bar, no track
+        let table = report.markdown
+        #expect(table.contains("| run | 75.0% | 4 |") && table.contains("| walk \\| stroll | 100.0% | 1 |"))
+        #expect(table.contains("| jump | - | 0 |") && table.contains("| run | walk \\| stroll | 1 | 25.0% |"))
+    }
+
     /// A crash mid-record loses that record only.
     @Test func aCutFileKeepsItsWholeRecords() throws {
         let directory = scratchDirectory("files", made: true)

@@ -74,7 +74,9 @@ public enum Sampler: String, CaseIterable, Sendable { case shuffle, class_balanc
 public struct TrainSection: Sendable {
     public var workDir = ""
     public var seed = 0
+    /// Clips a step takes; `autoBatchSize` until nltrain measures what fits (Trainer.resolveBatchSize).
     public var batchSize = 8
+    public static let autoBatchSize = 0
     public var accumulate = 1
     public var labelSmoothing = 0.0
     public var mixing = Mixing()

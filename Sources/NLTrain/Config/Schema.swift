@@ -143,9 +143,19 @@ extension Config {
                     .int(
                         "seed", \.train.seed, in: 0...Int(Int32.max),
                         "seed of initialisation, shuffling, sampling and dropout"),
-                    .int(
-                        "batch_size", \.train.batchSize, in: 1...4096,
-                        "clips the model takes at once (per process): a micro-batch when accumulate > 1"),
+                    Setting.value(
+                        "batch_size", \.train.batchSize,
+                        "clips the model takes at once (per process): a micro-batch when accumulate > 1; auto: the "
+                            + "largest that fits in 90% of the memory available, measured at the start (at most 64, "
+                            + "the published recipes' batch; a resumed run keeps its checkpoint's)",
+                        parse: { text in
+                            if text == "auto" { return TrainSection.autoBatchSize }
+                            guard Int(text) != nil else {
+                                throw ValueProblem(message: "expected auto or a whole number, got '\(text)'")
+                            }
+                            return try parseInt(text, in: 1...4096)
+                        },
+                        show: { $0 == TrainSection.autoBatchSize ? "auto" : "\($0)" }),
                     .int(
                         "accumulate", \.train.accumulate, in: 1...1024,
                         "micro-batches whose gradients are summed before each optimizer step: an iteration takes "
@@ -175,6 +185,10 @@ extension Config {
                         parse: { text in
                             if text.isEmpty { return .uniform }
                             if text == "balanced" { return .balanced }
+                            if text.split(whereSeparator: \.isWhitespace).contains("balanced") {
+                                throw ValueProblem(
+                                    message: "balanced stands alone; give balanced, or one number per class")
+                            }
                             return .given(try words(text, count: 1...100_000).map { try parseDouble($0, in: 0...1e6) })
                         },
                         show: { weights in

@@ -153,7 +153,7 @@ func words(_ text: String, count: ClosedRange<Int>) throws -> [String] {
     return parts
 }
 
-private func parseInt(_ text: String, in range: ClosedRange<Int>) throws -> Int {
+func parseInt(_ text: String, in range: ClosedRange<Int>) throws -> Int {
     guard let value = Int(text) else { throw ValueProblem(message: "expected a whole number, got '\(text)'") }
     guard range.contains(value) else {
         throw ValueProblem(message: "\(value) is outside \(range.lowerBound)...\(range.upperBound)")

@@ -186,11 +186,16 @@ public struct EvaluationReport {
         }
     }
 
-    /// White to dark blue by the row's share; the diagonal (right answers) in green.
     private func shade(_ share: Double, diagonal: Bool) -> String {
+        let (r, g, b) = Self.shade(share, diagonal: diagonal)
+        return String(format: "#%02x%02x%02x", r, g, b)
+    }
+
+    /// White to dark blue by the row's share; the diagonal (right answers) in green.
+    static func shade(_ share: Double, diagonal: Bool) -> (UInt8, UInt8, UInt8) {
         let t = max(0.08, min(1, share))
         let (r, g, b) = diagonal ? (1 - 0.8 * t, 1 - 0.35 * t, 1 - 0.8 * t) : (1 - 0.9 * t, 1 - 0.75 * t, 1 - 0.35 * t)
-        return String(format: "#%02x%02x%02x", Int(r * 255), Int(g * 255), Int(b * 255))
+        return (UInt8(r * 255), UInt8(g * 255), UInt8(b * 255))
     }
 
     /// A class name cut to 26 characters where the picture lists it (the tooltips and tables keep it whole).

@@ -51,6 +51,11 @@ public final class EventFileWriter {
         write(Event.text(text, tag: tag, step: step))
     }
 
+    /// A PNG picture under `tag` (TensorBoard's images tab) at `step`.
+    public func image(png: Data, width: Int, height: Int, tag: String, step: Int) {
+        write(Event.image(png: png, width: width, height: height, tag: tag, step: step))
+    }
+
     /// One record in one write. A failing write (a full disk) loses the record, not the run.
     private func write(_ event: Data) {
         try? handle.write(contentsOf: EventRecord.frame(event))
@@ -143,6 +148,22 @@ enum Event {
                         tensor.varint(1, 7)  // DT_STRING
                         tensor.message(2) { _ in }  // a scalar's shape
                         tensor.bytes(8, Data(text.utf8))  // string_val
+                    }
+                }
+            }
+        }
+    }
+
+    /// Summary { value: [{ tag, image: { height, width, colorspace: 3 (RGB), encoded_image_string } }] }
+    /// (Summary.Value.image, field 4): what tf.summary.image wrote before TensorFlow 2.
+    static func image(png: Data, width: Int, height: Int, tag: String, step: Int) -> Data {
+        event(step: step) { e in
+            e.message(5) { summary in
+                summary.message(1) { value in
+                    value.string(1, tag)
+                    value.message(4) { image in
+                        image.varint(1, UInt64(height)); image.varint(2, UInt64(width)); image.varint(3, 3)
+                        image.bytes(4, png)
                     }
                 }
             }

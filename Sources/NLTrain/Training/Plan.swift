@@ -83,30 +83,10 @@ extension Trainer {
         (plan.videos, plan.iterationsPerEpoch) = (training.dataset.entries.count, training.batchesPerEpoch)
         (plan.batchSize, plan.accumulate) = (config.train.batchSize, config.train.accumulate)
 
-        // A clip's memory: the peak of a step of 2 clips and of 4, each after a warm-up step of
-        // its size (the optimizer's state and the pooled buffers), from a reset high-water mark.
-        var train = config.train
-        train.accumulate = 1
-        func peak(clips n: Int) -> Int {
-            let probe = TrainingStep(
-                model: model, optimizer: step.optimizer, train: train, iterationsPerEpoch: training.batchesPerEpoch,
-                parallel: parallel)
-            var generator = SeededGenerator(seed: 7)
-            let shape = [n] + training.clipShape
-            let clips = Tensor(
-                shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &generator) })
-            let labels = (0..<n).map { $0 % config.model.spec.numClasses }
-            _ = try? probe.run(clips, labels: labels, globalIteration: 0)
-            Tensor.releasePooledBuffers()
-            ProcessMemory.resetPeak()
-            _ = try? probe.run(clips, labels: labels, globalIteration: 0)
-            return ProcessMemory.peakBytes
-        }
-        let small = peak(clips: 2)
-        try checkStop()
-        let large = peak(clips: 4)
-        try checkStop()
-        plan.bytesPerClip = max(1, (large - small) / 2)
+        let memory = try stepMemory(
+            model: model, optimizer: step.optimizer, clipShape: training.clipShape,
+            iterationsPerEpoch: training.batchesPerEpoch, checkStop: checkStop)
+        plan.bytesPerClip = memory.perClip
 
         // The real iterations: the first (decoding starts, buffers come) not timed.
         Tensor.releasePooledBuffers()
@@ -177,10 +157,98 @@ extension Trainer {
         plan.runSeconds =
             Double(t.epochs) * plan.epochSeconds + Double(plan.validations) * plan.validationSeconds
             + Double(plan.checkpoints) * plan.checkpointSeconds
-        plan.memoryAvailableBytes = ProcessMemory.availableBytes + ProcessMemory.residentBytes
-        let fixed = plan.peakRSSBytes - plan.bytesPerClip * config.train.batchSize
-        let budget = Double(plan.memoryAvailableBytes) * Plan.memoryShare
-        plan.maxBatchSize = max(0, min(4096, Int((budget - Double(fixed)) / Double(plan.bytesPerClip))))
+        plan.memoryAvailableBytes = Self.memoryForThisProcess
+        plan.maxBatchSize = Self.largestBatch(
+            fixedBytes: plan.peakRSSBytes - plan.bytesPerClip * config.train.batchSize, perClip: plan.bytesPerClip)
         return plan
     }
+
+    /// A step's memory: what a clip more in a micro-batch takes, and what it takes besides its clips.
+    struct StepMemory {
+        var perClip: Int, fixed: Int
+    }
+
+    /// Measures a step's memory on `model`, whose weights it changes: the peaks of a step of 2
+    /// clips and of 4 random clips of `clipShape`, each after a warm-up step of its size (the
+    /// optimizer's state and the pooled buffers), from a reset high-water mark.
+    func stepMemory(
+        model: Recognizer, optimizer: Optimizer, clipShape: [Int], iterationsPerEpoch: Int,
+        checkStop: () throws -> Void
+    ) throws -> StepMemory {
+        var train = config.train
+        (train.accumulate, train.batchSize) = (1, 4)
+        let probe = TrainingStep(
+            model: model, optimizer: optimizer, train: train, iterationsPerEpoch: iterationsPerEpoch,
+            parallel: parallel)
+        func peak(clips n: Int) -> Int {
+            var generator = SeededGenerator(seed: 7)
+            let shape = [n] + clipShape
+            let clips = Tensor(
+                shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &generator) })
+            let labels = (0..<n).map { $0 % config.model.spec.numClasses }
+            _ = try? probe.run(clips, labels: labels, globalIteration: 0)
+            Tensor.releasePooledBuffers()
+            ProcessMemory.resetPeak()
+            _ = try? probe.run(clips, labels: labels, globalIteration: 0)
+            return ProcessMemory.peakBytes
+        }
+        let small = peak(clips: 2)
+        try checkStop()
+        let large = peak(clips: 4)
+        try checkStop()
+        let perClip = max(1, (large - small) / 2)
+        return StepMemory(perClip: perClip, fixed: large - 4 * perClip)
+    }
+
+    /// The memory this process may fill: what the system has available and what the process
+    /// holds, shared with the other processes of an mpirun job on this machine.
+    static var memoryForThisProcess: Int {
+        let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
+        return (ProcessMemory.availableBytes + ProcessMemory.residentBytes) / max(local, 1)
+    }
+
+    /// The largest batch_size whose step fits in Plan.memoryShare of the memory there is.
+    static func largestBatch(fixedBytes: Int, perClip: Int) -> Int {
+        let budget = Double(memoryForThisProcess) * Plan.memoryShare
+        return max(0, min(4096, Int((budget - Double(fixedBytes)) / Double(max(perClip, 1)))))
+    }
+
+    /// batch_size = auto, for a run from the start (a resumed one has its checkpoint's): the largest batch that fits (largestBatch),
+    /// measured by steps of random clips on a model of its own (so its weights, and the memory of
+    /// a second model counted against the batch, err on the side of fitting), at most 64 and at
+    /// most what the training set gives each process. Rank 0 measures; every rank takes its answer.
+    func resolveAutoBatchSize(clipShape: [Int], videos: Int) throws {
+        guard batchSizeIsAuto else { return }
+        var chosen = config.train.batchSize  // rank 0's: a resumed run's, or auto
+        try onRoot {
+            guard chosen == TrainSection.autoBatchSize else { return }
+            let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
+            var measured = try stepMemory(
+                model: model, optimizer: Optimizer(model: model, config.train), clipShape: clipShape,
+                iterationsPerEpoch: 1
+            ) {
+                if case let reason = signalled(), reason != .none {
+                    throw PlanStopped(reason: reason.describe(maxTime: nil))
+                }
+            }
+            Tensor.releasePooledBuffers()
+            measured.fixed = max(measured.fixed, 0)
+            let fits = Self.largestBatch(fixedBytes: measured.fixed, perClip: measured.perClip)
+            let share = max(1, videos / (config.train.accumulate * parallel.size))
+            chosen = max(1, min(Self.autoBatchCap, fits, share))
+            log(
+                "batch_size auto: \(chosen) (\(measured.perClip >> 20) MiB a clip, \(measured.fixed >> 20) MiB besides; "
+                    + "\(fits) fit\(fits == 1 ? "s" : "") in \(Int(Plan.memoryShare * 100))% of "
+                    + "\(Self.memoryForThisProcess >> 20) MiB; at most \(Self.autoBatchCap) and \(share) for \(videos) videos)"
+            )
+            if fits < 1 {
+                log("warning: not even one clip fits in the memory available; batch_size 1 may swap or be killed")
+            }
+        }
+        let answer = parallel.fromRoot(withUnsafeBytes(of: Int64(chosen)) { Data($0) })
+        config.train.batchSize = Int(answer.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) })
+    }
+
+    /// The largest batch_size auto chooses: the published NL I3D recipes' global batch.
+    static let autoBatchCap = 64
 }

@@ -53,6 +53,10 @@ extension Trainer {
         }
         let state = try checkpoint.restore(model: model, optimizer: optimizer)
         log("resuming from \(checkpoint.path)")
+        if batchSizeIsAuto, let saved = try? checkpoint.config().train.batchSize, saved != TrainSection.autoBatchSize {
+            config.train.batchSize = saved  // resolveAutoBatchSize gives it to the other ranks
+            log("batch_size auto: \(saved), the batch of the run it resumes")
+        }
         try workDirectory.keepMetrics(upTo: state.globalIteration, validationPending: state.validationPending)
         let changes = checkpoint.configChanges(to: config.text)
         if !changes.isEmpty {

@@ -24,7 +24,10 @@ public final class Trainer: @unchecked Sendable {
         public init() {}
     }
 
-    public let config: Config
+    /// The config; batch_size = auto becomes a number before the loaders are made.
+    public internal(set) var config: Config
+    /// Whether the config said batch_size = auto (the same on every rank).
+    let batchSizeIsAuto: Bool
     public let options: Options
     let parallel = DataParallel()
     /// Rank 0's; nil on the others.
@@ -37,6 +40,7 @@ public final class Trainer: @unchecked Sendable {
 
     public init(config: Config, options: Options, output: FileHandle = .standardOutput) {
         self.config = config
+        batchSizeIsAuto = config.train.batchSize == TrainSection.autoBatchSize
         self.options = options
         log = RunLog(output: output, parallel: parallel)
     }
@@ -56,6 +60,7 @@ public final class Trainer: @unchecked Sendable {
         if let line = options.selfCheck { log(line) }
         for warning in config.warnings { log("warning: \(warning)") }
         let (training, validation) = try loaders(for: model)
+        try onRoot { try workDirectory.write(config.text, to: "config.cfg") }
         place(&state, iterationsPerEpoch: training.batchesPerEpoch)
         let step = TrainingStep(
             model: model, optimizer: optimizer, train: config.train, iterationsPerEpoch: training.batchesPerEpoch,
@@ -207,7 +212,6 @@ public final class Trainer: @unchecked Sendable {
             if !unfinished.isEmpty {
                 log("removed what a killed run left half-written: \(unfinished.joined(separator: ", "))")
             }
-            try workDirectory.write(config.text, to: "config.cfg")
         }
     }
 
@@ -238,6 +242,8 @@ public final class Trainer: @unchecked Sendable {
         training: DataLoader, validation: DataLoader?
     ) {
         let trainSet = try DataSetup.dataset(config, split: .train)
+        try resolveAutoBatchSize(
+            clipShape: DataSetup.trainingPipeline(config).viewShape, videos: trainSet.entries.count)
         classes = trainSet.classes
         log("training set: \(trainSet.summary)")
         for problem in trainSet.problems.prefix(10) { log("  \(problem)") }

@@ -72,6 +72,16 @@ extension Trainer {
                     ("val/mean_class_accuracy", result.meanClassAccuracy * 100), ("val/loss", result.loss),
                 ],
                 step: state.globalIteration)
+            if let tensorBoard = log.tensorBoard {
+                let report = EvaluationReport(result, title: "epoch \(state.epoch)")
+                let picture = report.picture
+                if let png = try? PNG.encode(rgb: picture.pixels[...], width: picture.width, height: picture.height) {
+                    tensorBoard.image(
+                        png: png, width: picture.width, height: picture.height, tag: "val/confusion_matrix",
+                        step: state.globalIteration)
+                }
+                tensorBoard.text(report.markdown, tag: "val/per_class", step: state.globalIteration)
+            }
             let metrics = (try? String(contentsOfFile: workDirectory.file("metrics.jsonl"), encoding: .utf8)) ?? ""
             try workDirectory.write(TrainingCurves.svg(metrics: metrics), to: "curves.svg")
             guard best else { return }
