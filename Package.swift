@@ -24,12 +24,13 @@ let package = Package(
             providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libavutil-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
         // Which x86-64 level the Swift code is built for, checked against the CPU before main.
         .target(name: "CBuildTarget"),
 
         // Libraries, lowest first: a module never imports one listed after it.
         .target(name: "NLTensor", dependencies: ["COpenBLAS", "CBuildTarget"]),
-        .target(name: "NLLayers", dependencies: ["NLTensor"]),
+        .target(name: "NLLayers", dependencies: ["NLTensor", "CDNNL"]),
         .target(name: "NLModels", dependencies: ["NLLayers"]),
         .target(name: "NLVideo", dependencies: ["CFFmpeg"]),
         .target(name: "NLData", dependencies: ["NLVideo", "NLTensor"]),

@@ -29,7 +29,7 @@ public struct PipelineBenchmark {
     public func run() throws -> Result {
         let dataset = try DataSetup.dataset(config, split: .train)
         let loader = try DataSetup.trainingLoader(config, dataset: dataset, badVideos: nil)
-        let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
+        let model = try config.makeModel(seed: UInt64(config.train.seed))
         try DataSetup.requireClip(model, loader: loader, config: config)
         let step = TrainingStep(
             model: model, optimizer: Optimizer(model: model, config.train), train: config.train,

@@ -1,3 +1,4 @@
+import Dispatch
 import NLTensor
 
 /// 3D convolution over channels-last (N, T, H, W, C) activations, as `torch.nn.Conv3d`.
@@ -30,6 +31,14 @@ public final class Conv3d: Layer {
         }
     }
 
+    /// How forward and backward compute (set by ConvolutionTuning for the run's precision).
+    public var algorithm = ConvolutionAlgorithm.own
+    /// oneDNN's bfloat16 convolutions, one per input shape seen (training's and validation's).
+    var bfloat16Convolutions: [[Int]: BFloat16Convolution] = [:]
+    /// Seconds forward and backward took, summed while `Conv3d.measuresTime` (ConvolutionTuning).
+    public var secondsSpent = 0.0
+    nonisolated(unsafe) public static var measuresTime = false
+
     var input: Tensor?
     var outputShape: [Int] = []
 
@@ -52,6 +61,12 @@ public final class Conv3d: Layer {
             fromCheckpointAxes: [2, 3, 4, 1, 0])
         self.bias = bias ? Parameter(shape: [outputChannels], kind: .bias) : nil
         usesDirectLoops = Conv3d.directLoopsPay(inputChannels) && Conv3d.directLoopsFit(outputChannels)
+    }
+
+    /// The convolution and the input it last took, as "256->128 3x1x1 /1x1x1 +1x0x0 on 2x4x28x28".
+    public var shapeDescription: String {
+        let on = input.map { " on " + $0.shape.dropLast().map(String.init).joined(separator: "x") } ?? ""
+        return "\(inputChannels)->\(outputChannels) \(kernelSize) /\(stride) +\(padding)\(on)"
     }
 
     public var ownState: [(name: String, entry: StateEntry)] {
@@ -78,10 +93,18 @@ public final class Conv3d: Layer {
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        let started = Conv3d.measuresTime ? DispatchTime.now().uptimeNanoseconds : 0
+        defer { if started > 0 { secondsSpent += Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 } }
         let y = Tensor(transient: outputShape(for: x.shape))
         outputShape = y.shape
         input = x
-        convolve(x, into: y)
+        switch algorithm {
+        case .own: convolve(x, into: y)
+        case .bfloat16: bfloat16Convolution(for: x.shape).run(x, weight.value, into: y)
+        case .emulatedBFloat16:
+            input = x.roundedToBFloat16()
+            withWeightRoundedToBFloat16 { convolve(input!, into: y) }
+        }
         if let bias { addToEveryRow(y, bias.value.data) }
         return y
     }
@@ -105,31 +128,61 @@ public final class Conv3d: Layer {
     /// shortcut's. The row-shifted GEMMs accumulate as they write, with no pass of their own;
     /// other kernels add their result.
     public func backward(_ dy: Tensor, addingInputGradientTo sum: Tensor?) -> Tensor {
+        let started = Conv3d.measuresTime ? DispatchTime.now().uptimeNanoseconds : 0
+        defer { if started > 0 { secondsSpent += Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 } }
         guard let x = input else { preconditionFailure("Conv3d.backward before forward") }
         precondition(dy.shape == outputShape, "Conv3d.backward got \(dy.shape), output was \(outputShape)")
         precondition(
             sum == nil || (computesInputGradient && sum!.shape == x.shape),
             "Conv3d.backward cannot add its input gradient to \(sum?.shape ?? [])")
-        let accumulates = isRowShifted && sum != nil
+        let accumulates = isRowShifted && sum != nil && algorithm != .bfloat16
         let dx = accumulates ? sum! : computesInputGradient ? Tensor(transient: x.shape) : Tensor(zeros: [0])
-        let g = Geometry(input: x.shape, output: outputShape)
-        if isRowShifted {
-            backwardRowShifted(x, dy, dx, g, accumulating: accumulates)
-        } else {
-            let transposed = computesInputGradient ? inputGradientConvolution(rows: x.rows) : nil
-            if usesDirectLoops && weight.requiresGradient { weightGradientDirect(x, dy, g) }
-            let (weightByColumns, inputByColumns) = (
-                !usesDirectLoops && weight.requiresGradient, computesInputGradient && transposed == nil
-            )
-            if weightByColumns || inputByColumns {
-                backwardTiled(x, dy, dx, g, weightGradient: weightByColumns, inputGradient: inputByColumns)
-            }
-            transposed?.convolve(dy, into: dx)
+        switch algorithm {
+        case .own: backwardOwn(x, dy, dx, accumulating: accumulates)
+        case .bfloat16:
+            bfloat16Convolution(for: x.shape).backward(
+                dy, dx: computesInputGradient ? dx : nil, gradient: weight.requiresGradient ? weight.gradient : nil)
+        case .emulatedBFloat16:  // forward kept x rounded
+            let rounded = dy.roundedToBFloat16()
+            withWeightRoundedToBFloat16 { backwardOwn(x, rounded, dx, accumulating: accumulates) }
         }
         if let bias, bias.requiresGradient { addColumnSums(of: dy, into: bias.gradient.data) }
         guard let sum, !accumulates else { return dx }
         add(sum, dx, into: sum)
         return sum
+    }
+
+    /// dW += the weight gradient, dX = (with `accumulating`, +=) the input gradient, by the own paths.
+    private func backwardOwn(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, accumulating: Bool) {
+        let g = Geometry(input: x.shape, output: outputShape)
+        if isRowShifted {
+            backwardRowShifted(x, dy, dx, g, accumulating: accumulating)
+            return
+        }
+        let transposed = computesInputGradient ? inputGradientConvolution(rows: x.rows) : nil
+        if usesDirectLoops && weight.requiresGradient { weightGradientDirect(x, dy, g) }
+        let (weightByColumns, inputByColumns) = (
+            !usesDirectLoops && weight.requiresGradient, computesInputGradient && transposed == nil
+        )
+        if weightByColumns || inputByColumns {
+            backwardTiled(x, dy, dx, g, weightGradient: weightByColumns, inputGradient: inputByColumns)
+        }
+        transposed?.convolve(dy, into: dx)
+    }
+
+    /// `body` with the weight's values rounded to bfloat16, then restored.
+    private func withWeightRoundedToBFloat16<Result>(_ body: () -> Result) -> Result {
+        let exact = weight.value.copy()
+        weight.value.copy(from: weight.value.roundedToBFloat16())
+        defer { weight.value.copy(from: exact) }
+        return body()
+    }
+
+    func bfloat16Convolution(for inputShape: [Int]) -> BFloat16Convolution {
+        if let made = bfloat16Convolutions[inputShape] { return made }
+        let made = BFloat16Convolution(self, inputShape: inputShape)
+        bfloat16Convolutions[inputShape] = made
+        return made
     }
 
     /// The input gradient of a stride-1 convolution is the stride-1 convolution of dY with the

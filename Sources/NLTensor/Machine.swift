@@ -140,16 +140,28 @@ public enum BLASKernel {
     /// Without it, when OpenBLAS runs on an older kernel than the CPU allows, starts this command
     /// again with it set to the best one (exec keeps the process, its pid and its place in an MPI
     /// job, which has not started yet). Returns when there is nothing to do or exec failed.
+    ///
+    /// The same start again sets OMP_WAIT_POLICY=passive unless the user set it: oneDNN's OpenMP
+    /// threads (libgomp, which reads it only while it loads) otherwise spin for a while after each
+    /// bfloat16 convolution, on the cores the next layer's own threads need (a bfloat16 step took
+    /// 8% longer on 2 cores).
     public static func useTheBestKernel() {
-        if let forced = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], !forced.isEmpty {
-            return refuseKernelsBeyondTheCPU(forced: forced)
+        let environment = ProcessInfo.processInfo.environment
+        var set: [String] = []
+        if environment["OMP_WAIT_POLICY"] == nil {
+            setenv("OMP_WAIT_POLICY", "passive", 1)
+            set.append("OMP_WAIT_POLICY")
         }
-        guard let wanted = choice(for: .current, openBLASChose: current) else { return }
-        setenv("OPENBLAS_CORETYPE", wanted, 1)
-        setenv(pickedVariable, current, 1)
+        if let forced = environment["OPENBLAS_CORETYPE"], !forced.isEmpty {
+            refuseKernelsBeyondTheCPU(forced: forced)
+        } else if let wanted = choice(for: .current, openBLASChose: current) {
+            setenv("OPENBLAS_CORETYPE", wanted, 1)
+            setenv(pickedVariable, current, 1)
+            set += ["OPENBLAS_CORETYPE", pickedVariable]
+        }
+        guard !set.isEmpty else { return }
         restart()
-        unsetenv("OPENBLAS_CORETYPE")  // exec failed: go on with OpenBLAS's choice
-        unsetenv(pickedVariable)
+        for name in set { unsetenv(name) }  // exec failed: go on as the libraries loaded
     }
 
     /// Starts this command again, with its arguments and the environment as it now is (OpenBLAS

@@ -139,7 +139,7 @@ extension Evaluator {
         checkpoint: Checkpoint, config: Config, split: DataSetup.Split, clips: Int? = nil, crops: Int? = nil,
         progressOutput: FileHandle? = nil, log: @escaping @Sendable (String) -> Void
     ) throws -> EvaluationResult? {
-        let model = Recognizer(spec: config.model.spec)
+        let model = try config.makeModel()
         try checkpoint.load(into: model)
         let dataset = try DataSetup.dataset(config, split: split)
         for problem in dataset.problems.prefix(10) { log(problem) }
@@ -155,6 +155,10 @@ extension Evaluator {
             config, dataset: dataset, clips: clips, crops: crops, badVideos: failures,
             rank: parallel.rank, worldSize: parallel.size)
         try DataSetup.requireClip(model, loader: loader, config: config)
+        let choice = ConvolutionChoices.apply(
+            to: model, clipShape: [loader.options.batchSize] + loader.clipShape.dropLast(),
+            precision: config.train.precision)
+        if parallel.isRoot, config.train.precision == .bf16 { log(choice) }
         let progress =
             parallel.isRoot
             ? progressOutput.map {

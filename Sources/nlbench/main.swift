@@ -99,6 +99,8 @@ struct Loader: ParsableCommand {
     }
 }
 
+extension Precision: ExpressibleByArgument {}
+
 struct Step: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Time nltrain's training step on a random clip, as scripts/bench/pytorch_step.py times mmaction2's.",
@@ -130,6 +132,12 @@ struct Step: ParsableCommand {
     @Option(help: "Timed steps.")
     var steps = 3
 
+    @Option(
+        help:
+            "Arithmetic of the convolutions, as [train] precision: fp32, or bf16 (mixed precision; needs AVX512_BF16 or AMX)."
+    )
+    var precision: Precision?
+
     @Flag(help: "Print sgemm's share and shapes, and each layer's forward and backward time.")
     var layers = false
 
@@ -138,14 +146,16 @@ struct Step: ParsableCommand {
             let config = try Config(path: options.config, overrides: ["model.name=\(model)"] + options.overrides)
             var benchmark = StepBenchmark(spec: config.model.spec)
             benchmark.train = config.train
+            if let precision { benchmark.train.precision = precision }
             (benchmark.batch, benchmark.frames, benchmark.size, benchmark.steps) = (batch, frames, size, max(1, steps))
             let r = try benchmark.run()
             guard r.reports else { return .done }
             print(
                 String(
                     format:
-                        "nlbench %@ threads=%d batch=%d frames=%d size=%d: train-step %.1f GFLOP, median %.3f s, %.1f GFLOP/s, %.2f clips/s, peak RSS %.0f MiB; %@",
-                    model, Parallel.threadCount, batch, frames, size, r.flops / 1e9, r.medianSeconds, r.gflopsPerSecond,
+                        "nlbench %@ %@ threads=%d batch=%d frames=%d size=%d: train-step %.1f GFLOP, median %.3f s, %.1f GFLOP/s, %.2f clips/s, peak RSS %.0f MiB; %@",
+                    model, benchmark.train.precision.rawValue, Parallel.threadCount, batch, frames, size, r.flops / 1e9,
+                    r.medianSeconds, r.gflopsPerSecond,
                     Double(batch) / r.medianSeconds, ProcessMemory.peakMiB, machineDescription)
                     + (r.allreduceSeconds.map {
                         String(
@@ -240,6 +250,9 @@ struct Verify: ParsableCommand {
             let result = SelfCheck.run()
             print("self-check of \(result.configuration): \(result.summary)")
             if let problem = SelfCheck.keep(result) { print("the verdict is not kept: \(problem)") }
+            for line in ConvolutionChoices.thisMachine {
+                print("bfloat16 convolutions chosen on this machine for \(line)")
+            }
             return result.passed ? .done : .internalError
         }
     }

@@ -87,7 +87,7 @@ struct NLPredict: MatrixCommand {
             let names = try Predictor.classNames(file: classes, checkpoint: checkpoint, config: config)
             let selfCheck = try SelfCheck.ensure()
             if selfCheck.isNews { Files.emit("nlpredict: \(selfCheck.line)\n", to: .standardError) }
-            let model = Recognizer(spec: config.model.spec)
+            let model = try config.makeModel()
             try checkpoint.load(into: model)
             let outcome = try Predictor.predict(
                 model, config: config, videos: videos, window: window.map { ($0, stride ?? $0) },

@@ -24,30 +24,48 @@ struct BenchmarkCLITests {
 
         """.write(toFile: yardstick, atomically: true, encoding: .utf8)
         let script = "\(repositoryRoot)/scripts/bench/compare_step_with_pytorch.sh"
-        let r = try run(script, ["2"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64"])
+        let r = try run(script, ["2"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64", "PRECISIONS": "fp32"])
         #expect(r.status == 0, "\(r.stderr)")
         let cpu = CPUFeatures.current
         #expect(
             r.stdout.contains("machine: \(cpu.model) (\(cpu.vectorISA)), OpenBLAS")
                 && r.stdout.contains(" threads, built for "), "\(r.stdout)")
-        let row = r.stdout.split(separator: "\n").first { $0.hasPrefix("batch 1x8x64: 1.5 GFLOP; nlbench ") }
+        let row = r.stdout.split(separator: "\n").first { $0.hasPrefix("batch 1x8x64 fp32: 1.5 GFLOP; nlbench ") }
         let ratios = row.flatMap { $0.firstMatch(of: /: ([0-9.]+)x \(rounds ([0-9.]+)-([0-9.]+)x\)$/) }
         #expect(row?.contains("pytorch 0.500 s (3.0 GFLOP/s, 100 MiB): ") == true && ratios != nil, "\(r.stdout)")
         if let ratios, let low = Double(ratios.2), let high = Double(ratios.3), let ratio = Double(ratios.1) {
             #expect(low <= ratio + 0.01 && ratio <= high + 0.01 && low > 0, "\(r.stdout)")
         }
-        #expect(r.stderr.contains("1x8x64 round 2/2: nlbench ") && r.stderr.contains(" min left"), "\(r.stderr)")
-        let bad = try run(script, ["1"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64,2 x 3"])
+        #expect(r.stderr.contains("1x8x64 fp32 round 2/2: nlbench ") && r.stderr.contains(" min left"), "\(r.stderr)")
+        // Both precisions where the CPU has bfloat16: a row each, and nlbench's bf16 over its fp32.
+        if Precision.bf16.unavailable == nil {
+            let both = try run(
+                script, ["1"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64", "PRECISIONS": "fp32 bf16"])
+            #expect(both.status == 0, "\(both.stderr)")
+            for prefix in [
+                "batch 1x8x64 fp32: 1.5 GFLOP; nlbench ", "batch 1x8x64 bf16: 1.5 GFLOP; nlbench ",
+                "batch 1x8x64: nlbench bf16 ",
+            ] {
+                #expect(both.stdout.contains("\n" + prefix), "\(prefix) in \(both.stdout)")
+            }
+        }
+        let precision = try run(script, ["1"], environment: ["YARDSTICK": yardstick, "PRECISIONS": "fp16"])
+        #expect(precision.status == 64 && precision.stderr.contains("PRECISIONS: 'fp16' is not fp32 or bf16"))
+        let bad = try run(
+            script, ["1"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64,2 x 3", "PRECISIONS": "fp32"])
         #expect(bad.status == 64 && bad.stderr.contains("SHAPES: '2 x 3' is not 'batch frames size'"), "\(bad.stderr)")
-        let noRounds = try run(script, ["0"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64"])
+        let noRounds = try run(
+            script, ["0"], environment: ["YARDSTICK": yardstick, "SHAPES": "1 8 64", "PRECISIONS": "fp32"])
         #expect(
             noRounds.status == 64 && noRounds.stderr.contains("ROUNDS: '0' is not a positive integer"),
             "\(noRounds.stderr)")
         let failing = try failingScript(saying: "No module named torch")
-        let failed = try run(script, ["1"], environment: ["YARDSTICK": failing, "SHAPES": "1 8 64"])
+        let failed = try run(
+            script, ["1"], environment: ["YARDSTICK": failing, "SHAPES": "1 8 64", "PRECISIONS": "fp32"])
         #expect(
             failed.status == 1
-                && failed.stderr.contains("\(failing) --batch 1 --frames 8 --size 64 failed:\nNo module named torch"),
+                && failed.stderr.contains(
+                    "\(failing) --batch 1 --frames 8 --size 64 --precision fp32 failed:\nNo module named torch"),
             "\(failed.stderr)")
     }
 

@@ -52,6 +52,33 @@ struct MachineCLITests {
             "\(r.stderr)")
     }
 
+    /// bfloat16 precision where the CPU has no bfloat16 instructions (here made so with oneDNN's
+    /// own ONEDNN_MAX_CPU_ISA, which holds it to plain AVX-512 or below) is refused with exit 64
+    /// and why, by nltrain, nlbench step and nleval, never run slowly on an emulation; on such a
+    /// CPU `nltrain --plan` says the same.
+    @Test func bfloat16WithoutTheInstructionsIsRefused() throws {
+        let work = scratchDirectory("bf16-refused")
+        let config = tinyRunConfig(workDirectory: work)
+        let limited = ["ONEDNN_MAX_CPU_ISA": CPUFeatures.current.avx512 ? "AVX512_CORE" : "AVX2"]
+        let expected = "has neither AVX512_BF16 nor AMX, as oneDNN"
+        let trained = try run(
+            "nltrain", ["--config", config, "--set", "train.precision=bf16"], environment: limited)
+        #expect(
+            trained.status == 64 && trained.stderr.contains("train.precision = bf16: this CPU ("), "\(trained.stderr)")
+        #expect(
+            trained.stderr.contains(expected)
+                && !FileManager.default.fileExists(atPath: "\(work)/iter_00000001.safetensors"))
+        let planned = try run(
+            "nltrain", ["--config", config, "--set", "train.precision=bf16", "--plan"], environment: limited)
+        #expect(planned.status == 64 && planned.stderr.contains(expected), "\(planned.stderr)")
+        let stepped = try run(
+            "nlbench", ["step", "--model", "nl_i3d_r50_tiny", "--steps", "1", "--precision", "bf16"],
+            environment: limited)
+        #expect(stepped.status == 64 && stepped.stderr.contains(expected), "\(stepped.stderr)")
+        let float32 = try run("nlbench", ["step", "--model", "nl_i3d_r50_tiny", "--steps", "1"], environment: limited)
+        #expect(float32.status == 0 && float32.stdout.contains(" fp32 threads="), "\(float32.stderr)")
+    }
+
     /// Without NL_THREADS a command runs a thread for each core its CPU affinity mask allows (as
     /// taskset, mpirun's binding and Slurm set it), not for each core of the machine, and says so;
     /// a user's NL_THREADS wins, then OMP_NUM_THREADS (PyTorch's), and one that is not a positive

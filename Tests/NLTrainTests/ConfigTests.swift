@@ -74,7 +74,8 @@ struct ConfigTests {
         expectError("[train]\nlr = 1e-400\n", at: 2, containing: "beyond the range")
         expectError("[train]\nlr = 1e400\n", at: 2, containing: "beyond the range")
         expectError("[train]\nlr = nan\n", at: 2, containing: "expected a number")
-        expectError("[train]\nbatch_size = eight\n", at: 2, containing: "train.batch_size: expected auto or a whole number")
+        expectError(
+            "[train]\nbatch_size = eight\n", at: 2, containing: "train.batch_size: expected auto or a whole number")
         expectError("[train]\nbatch_size = 0\n", at: 2, containing: "outside 1...4096")
         expectError("[model]\nnon_local_mode = gausian\n", at: 2, containing: "expected one of embedded_gaussian")
         expectError("[model]\nname = resnet\n", at: 2, containing: "no model 'resnet'")

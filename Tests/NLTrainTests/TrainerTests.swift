@@ -11,10 +11,10 @@ import NLVideo
 struct TrainerTests {
     let quiet = FileHandle(forWritingAtPath: "/dev/null")!
 
-    func train(_ workDirectory: String, maxTime: Double? = nil) throws -> NLTrain.ExitStatus {
+    func train(_ workDirectory: String, maxTime: Double? = nil, extra: String = "") throws -> NLTrain.ExitStatus {
         var options = Trainer.Options()
         options.maxTime = maxTime
-        let config = try Config(path: tinyRunConfig(workDirectory: workDirectory))
+        let config = try Config(path: tinyRunConfig(workDirectory: workDirectory, extra: extra))
         return try Trainer(config: config, options: options, output: quiet).run()
     }
 
@@ -61,6 +61,34 @@ struct TrainerTests {
             steps += events.filter { $0.scalars["train/loss"] != nil }.map(\.step)
         }
         #expect(steps == Array(1...8))
+    }
+
+    /// In bfloat16 precision too, stopping after every iteration and resuming gives the
+    /// uninterrupted run's weights, bit for bit; the checkpoints stay float32 and an fp32 run
+    /// resumes from them. Where the CPU has no bfloat16, the config is refused instead.
+    @Test func bfloat16RunsResumeBitExactly() throws {
+        let bf16 = "[train]\nprecision = bf16"
+        guard Precision.bf16.unavailable == nil else {
+            #expect(throws: ConfigError.self) { try train(scratchDirectory("refused"), extra: bf16) }
+            return
+        }
+        let straight = scratchDirectory("bf16-straight"), stopped = scratchDirectory("bf16-stopped")
+        #expect(try train(straight, extra: bf16) == .done)
+        while try train(stopped, maxTime: 0, extra: bf16) == .notFinished {}
+        let (a, b) = (try lastCheckpoint(straight), try lastCheckpoint(stopped))
+        let differing = a.names.filter { a.entries[$0]!.bytes != b.entries[$0]!.bytes }
+        #expect(differing.isEmpty, "differ: \(differing.prefix(5))")
+        #expect(a.names.allSatisfy { a.entries[$0]!.dtype == .f32 || !a.entries[$0]!.dtype.isFloatingPoint })
+        // The same run in float32 differs (the convolutions round), and goes on from bf16's checkpoints.
+        let float32 = scratchDirectory("fp32-straight")
+        #expect(try train(float32) == .done)
+        let c = try lastCheckpoint(float32)
+        #expect(a.names.contains { a.entries[$0]!.bytes != c.entries[$0]!.bytes })
+        var more = Trainer.Options()
+        more.resume =
+            "\(straight)/\(try String(contentsOfFile: "\(straight)/last_checkpoint", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))"
+        let extended = try Config(path: tinyRunConfig(workDirectory: scratchDirectory("fp32-from-bf16"), epochs: 3))
+        #expect(try Trainer(config: extended, options: more, output: quiet).run() == .done)
     }
 
     /// The work directory's TensorBoard files, oldest first.

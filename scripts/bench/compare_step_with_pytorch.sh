@@ -7,6 +7,10 @@
 # apart), which says how far the machine's drift moves the ratio. Each round's times go to
 # stderr as it ends, with an estimate of the time left (rounds weighted by the clip's size).
 #   scripts/bench/compare_step_with_pytorch.sh [ROUNDS]
+# Each precision of PRECISIONS (default: "fp32 bf16" on a CPU with AVX512_BF16 or AMX, else
+# "fp32") gets its own row: nlbench step --precision P beside the yardstick's --precision P
+# (PyTorch's bfloat16 is its autocast), all of a round's runs one after the other; then, with both,
+# a row of nlbench's bf16 step over its fp32 one.
 # PYTHON is a Python with torch and mmaction2 (default: python3; scripts/reference/mmaction2_models.py
 # says how to install them); YARDSTICK another step script of the same output; SHAPES other
 # "batch frames size" triples, comma-separated.
@@ -16,6 +20,11 @@ rounds=${1:-3}
 python=${PYTHON:-python3}
 yardstick=${YARDSTICK:-scripts/bench/pytorch_step.py}
 IFS=',' read -ra shapes <<< "${SHAPES:-2 8 112,2 8 224,1 32 224}"
+bf16=$(grep -q -w -E 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo " bf16" || true)
+read -ra precisions <<< "${PRECISIONS:-fp32$bf16}"
+for p in "${precisions[@]}"; do
+  [[ $p == fp32 || $p == bf16 ]] || { echo "PRECISIONS: '$p' is not fp32 or bf16" >&2; exit 64; }
+done
 source scripts/common.sh
 positive_integer ROUNDS "$rounds"
 for shape in "${shapes[@]}"; do
@@ -45,23 +54,33 @@ lscpu | grep -E '^Model name' | sed 's/  */ /g'
 grep -o -w -E 'avx2|avx512f|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 total=0 finished=0 start=$SECONDS
-for shape in "${shapes[@]}"; do set -- $shape; total=$((total + rounds * $1 * $2 * $3 * $3)); done
+for shape in "${shapes[@]}"; do set -- $shape; total=$((total + rounds * ${#precisions[@]} * $1 * $2 * $3 * $3)); done
 for shape in "${shapes[@]}"; do
   set -- $shape
-  ours=() theirs=() ours_rss=() theirs_rss=()
+  declare -A ours=() theirs=() ours_rss=() theirs_rss=()
   for round in $(seq "$rounds"); do
-    nlbench_step --batch "$1" --frames "$2" --size "$3"
-    ours+=("$(sed -E 's/.*median ([0-9.]+) s.*/\1/' <<< "$line")"); ours_rss+=("$(sed -E 's/.*peak RSS ([0-9]+) MiB.*/\1/' <<< "$line")")
-    yardstick_step --batch "$1" --frames "$2" --size "$3"
-    theirs+=("$(sed -E 's/.*median ([0-9.]+) s.*/\1/' <<< "$line")"); theirs_rss+=("$(sed -E 's/.*peak RSS ([0-9]+) MiB.*/\1/' <<< "$line")")
-    flops=$(sed -E 's/.*train-step ([0-9.]+) GFLOP.*/\1/' <<< "$line")
-    finished=$((finished + $1 * $2 * $3 * $3))
-    echo "$1x$2x$3 round $round/$rounds: nlbench ${ours[-1]} s, pytorch ${theirs[-1]} s; $(minutes_left "$finished" "$total")" >&2
+    for p in "${precisions[@]}"; do
+      nlbench_step --batch "$1" --frames "$2" --size "$3" --precision "$p"
+      ours[$p]+="$(sed -E 's/.*median ([0-9.]+) s.*/\1/' <<< "$line") "; ours_rss[$p]+="$(sed -E 's/.*peak RSS ([0-9]+) MiB.*/\1/' <<< "$line") "
+      yardstick_step --batch "$1" --frames "$2" --size "$3" --precision "$p"
+      theirs[$p]+="$(sed -E 's/.*median ([0-9.]+) s.*/\1/' <<< "$line") "; theirs_rss[$p]+="$(sed -E 's/.*peak RSS ([0-9]+) MiB.*/\1/' <<< "$line") "
+      flops=$(sed -E 's/.*train-step ([0-9.]+) GFLOP.*/\1/' <<< "$line")
+      finished=$((finished + $1 * $2 * $3 * $3))
+      read -ra o <<< "${ours[$p]}"; read -ra t <<< "${theirs[$p]}"
+      echo "$1x$2x$3 $p round $round/$rounds: nlbench ${o[-1]} s, pytorch ${t[-1]} s; $(minutes_left "$finished" "$total")" >&2
+    done
   done
-  a=$(printf '%s\n' "${ours[@]}" | median) b=$(printf '%s\n' "${theirs[@]}" | median)
-  ratios=$(paste <(printf '%s\n' "${theirs[@]}") <(printf '%s\n' "${ours[@]}") | awk '{printf "%.2f\n", $1 / $2}' | sort -n)
-  ra=$(printf '%s\n' "${ours_rss[@]}" | median) rb=$(printf '%s\n' "${theirs_rss[@]}" | median)
-  awk -v s="$1x$2x$3" -v f="$flops" -v a="$a" -v b="$b" -v ra="$ra" -v rb="$rb" -v lo="$(head -1 <<< "$ratios")" -v hi="$(tail -1 <<< "$ratios")" 'BEGIN {
-    printf "batch %s: %s GFLOP; nlbench %.3f s (%.1f GFLOP/s, %d MiB), pytorch %.3f s (%.1f GFLOP/s, %d MiB): %.2fx (rounds %.2f-%.2fx)\n",
-      s, f, a, f / a, ra, b, f / b, rb, b / a, lo, hi }'
+  for p in "${precisions[@]}"; do
+    a=$(tr ' ' '\n' <<< "${ours[$p]}" | grep . | median) b=$(tr ' ' '\n' <<< "${theirs[$p]}" | grep . | median)
+    ratios=$(paste <(tr ' ' '\n' <<< "${theirs[$p]}" | grep .) <(tr ' ' '\n' <<< "${ours[$p]}" | grep .) | awk '{printf "%.2f\n", $1 / $2}' | sort -n)
+    ra=$(tr ' ' '\n' <<< "${ours_rss[$p]}" | grep . | median) rb=$(tr ' ' '\n' <<< "${theirs_rss[$p]}" | grep . | median)
+    awk -v s="$1x$2x$3 $p" -v f="$flops" -v a="$a" -v b="$b" -v ra="$ra" -v rb="$rb" -v lo="$(head -1 <<< "$ratios")" -v hi="$(tail -1 <<< "$ratios")" 'BEGIN {
+      printf "batch %s: %s GFLOP; nlbench %.3f s (%.1f GFLOP/s, %d MiB), pytorch %.3f s (%.1f GFLOP/s, %d MiB): %.2fx (rounds %.2f-%.2fx)\n",
+        s, f, a, f / a, ra, b, f / b, rb, b / a, lo, hi }'
+  done
+  if [[ -n ${ours[fp32]:-} && -n ${ours[bf16]:-} ]]; then
+    a=$(tr ' ' '\n' <<< "${ours[fp32]}" | grep . | median) b=$(tr ' ' '\n' <<< "${ours[bf16]}" | grep . | median)
+    awk -v s="$1x$2x$3" -v a="$a" -v b="$b" 'BEGIN { printf "batch %s: nlbench bf16 %.3f s over its fp32 %.3f s: %.2fx\n", s, b, a, a / b }'
+  fi
+  unset ours theirs ours_rss theirs_rss
 done

@@ -3,7 +3,7 @@
 # Quiet and quick when everything is already there. Run as root (CI) or with sudo available.
 set -euo pipefail
 
-packages=(pkg-config libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libopenblas-dev ffmpeg libopenmpi-dev openmpi-bin python3)
+packages=(pkg-config libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libopenblas-dev libdnnl-dev ffmpeg libopenmpi-dev openmpi-bin python3)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -109,6 +109,7 @@ public struct TrainSection: Sendable {
     public var maxBadFraction = 0.05
     public var syncBN = false
     public var tensorboard = true
+    public var precision: Precision = .fp32
 
     public init() {}
 }
@@ -203,6 +204,22 @@ public struct Config: Sendable {
             )
         }
         return found
+    }
+
+    /// The config's network, initialised from `seed` as mmaction2 does, its convolutions in
+    /// train.precision; an error (64) where that precision cannot run.
+    public func makeModel(seed: UInt64 = 0) throws(ConfigError) -> Recognizer {
+        try requirePrecision()
+        let model = Recognizer(spec: model.spec, seed: seed)
+        model.use(train.precision)
+        return model
+    }
+
+    /// Fails (64) where train.precision cannot run on this CPU.
+    public func requirePrecision() throws(ConfigError) {
+        guard let problem = train.precision.unavailable else { return }
+        throw ConfigError(
+            source: source(of: "train.precision"), message: "train.precision = \(train.precision): \(problem)")
     }
 
     /// Reads `path` (if any), then applies `overrides` ("section.key=value").

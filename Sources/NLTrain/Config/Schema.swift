@@ -266,6 +266,14 @@ extension Config {
                         "tensorboard", \.train.tensorboard,
                         "write TensorBoard event files into WORK_DIR, a run named after it (tensorboard --logdir work_dirs)"
                     ),
+                    .choice(
+                        "precision", \.train.precision,
+                        "arithmetic of the convolutions in training and validation (docs/training.md)",
+                        [
+                            .fp32: "float32 throughout",
+                            .bf16: "mixed precision: bfloat16 inputs, float32 accumulation, weights and the rest; "
+                                + "needs AVX512_BF16 or AMX",
+                        ]),
                     .bool(
                         "sync_bn", \.train.syncBN,
                         "under mpirun: BatchNorm statistics over every process's batch (false: each process's own, PySlowFast's default)"

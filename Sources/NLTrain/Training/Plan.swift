@@ -74,7 +74,7 @@ extension Trainer {
                 throw PlanStopped(reason: receivedSignal()?.describe(maxTime: nil) ?? "a signal")
             }
         }
-        let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
+        let model = try config.makeModel(seed: UInt64(config.train.seed))
         let (training, validation) = try loaders(for: model, recordingBadVideos: false)
         let step = TrainingStep(
             model: model, optimizer: Optimizer(model: model, config.train), train: config.train,
@@ -222,7 +222,7 @@ extension Trainer {
         var chosen = config.train.batchSize  // rank 0's: a resumed run's, or auto
         try onRoot {
             guard chosen == TrainSection.autoBatchSize else { return }
-            let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
+            let model = try config.makeModel(seed: UInt64(config.train.seed))
             var measured = try stepMemory(
                 model: model, optimizer: Optimizer(model: model, config.train), clipShape: clipShape,
                 iterationsPerEpoch: 1

@@ -49,9 +49,10 @@ public final class Trainer: @unchecked Sendable {
     /// checkpoint (75), or an error. The work directory's lock is held throughout.
     public func run() throws -> ExitStatus {
         try parallel.requireSameSettings(config)
+        try config.requirePrecision()
         try openWorkDirectory()
         defer { workDirectory?.unlock() }
-        let model = Recognizer(spec: config.model.spec, seed: UInt64(config.train.seed))
+        let model = try config.makeModel(seed: UInt64(config.train.seed))
         let optimizer = Optimizer(model: model, config.train)
         var state = try restore(model: model, optimizer: optimizer)
         guard hasEpochsLeft(&state) else { return .done }
@@ -60,6 +61,7 @@ public final class Trainer: @unchecked Sendable {
         if let line = options.selfCheck { log(line) }
         for warning in config.warnings { log("warning: \(warning)") }
         let (training, validation) = try loaders(for: model)
+        try chooseConvolutions(model, clipShape: [config.train.batchSize] + training.clipShape.dropLast())
         try onRoot { try workDirectory.write(config.text, to: "config.cfg") }
         place(&state, iterationsPerEpoch: training.batchesPerEpoch)
         let step = TrainingStep(
@@ -199,6 +201,18 @@ public final class Trainer: @unchecked Sendable {
             "stopped by \(reason.describe(maxTime: options.maxTime)) after epoch \(state.epoch); run the same command to continue"
         )
         return .notFinished
+    }
+
+    /// In bfloat16 precision, each convolution's algorithm for the training clip: rank 0's choice
+    /// (ConvolutionChoices), given to every rank.
+    func chooseConvolutions(_ model: Recognizer, clipShape: [Int]) throws {
+        guard config.train.precision == .bf16 else { return }
+        var chosen = ""
+        try onRoot {
+            log(ConvolutionChoices.apply(to: model, clipShape: clipShape, precision: .bf16))
+            chosen = ConvolutionChoices.letters(of: model)
+        }
+        ConvolutionChoices.use(String(decoding: parallel.fromRoot(Data(chosen.utf8)), as: UTF8.self), on: model)
     }
 
     /// Rank 0 takes the work directory: its lock, what a killed run left half-written, the config.

@@ -1,0 +1,204 @@
+import CDNNL
+import NLTensor
+
+/// How a Conv3d computes: the project's own float32 paths on OpenBLAS, or oneDNN's convolution
+/// with bfloat16 inputs and float32 accumulation and results (mixed precision: the weights, their
+/// gradient, the activations between layers and everything outside the convolutions stay float32).
+public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
+    case own, bfloat16
+    /// The own float32 paths on the input, the weight and the output gradient rounded to
+    /// bfloat16: what `bfloat16` computes, up to the order of float32 sums, on any CPU (slowly).
+    /// The reference the tests hold oneDNN's bfloat16 to.
+    case emulatedBFloat16 = "emulated_bfloat16"
+}
+
+extension Tensor {
+    /// A copy with every value rounded to the nearest bfloat16 (ties to even), kept as float32.
+    func roundedToBFloat16() -> Tensor {
+        let rounded = Tensor(transient: shape)
+        let (from, to) = (data, rounded.data)
+        for i in 0..<count {
+            let bits = from[i].bitPattern
+            to[i] = from[i].isNaN ? from[i] : Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000)
+        }
+        return rounded
+    }
+}
+
+extension Conv3d {
+    /// oneDNN's three convolutions of one input shape in bfloat16: forward, backward data and
+    /// backward weights, with the conversions from and to the layer's float32 tensors (activations
+    /// channels-last, the weight (kT, kH, kW, Cin, Cout)). The bfloat16 copies of the input and
+    /// the weight made in forward serve backward too.
+    final class BFloat16Convolution {
+        let inputShape: [Int]
+        private let forward: OneDNN.Primitive
+        private let backwardData: OneDNN.Primitive
+        private let backwardWeights: OneDNN.Primitive
+        /// The layer's float32 tensors, pointed at each call.
+        private let input, output, weight, outputGradient, inputGradient, weightGradient: OneDNN.Memory
+        /// bfloat16 (and the weight gradient's float32) in the layouts the primitives chose.
+        private let input16, weight16, weight16ForData, outputGradient16, weightGradientBlocked: OneDNN.Memory
+        private let toInput16, toWeight16, toOutputGradient16, addWeightGradient: OneDNN.Primitive
+        private let toWeight16ForData: OneDNN.Primitive?
+
+        init(_ conv: Conv3d, inputShape: [Int]) {
+            self.inputShape = inputShape
+            let outputShape = conv.outputShape(for: inputShape)
+            // oneDNN's logical order is (N, C, D, H, W) and (O, I, D, H, W); the tags give ours.
+            let (n, c, o) = (inputShape[0], conv.inputChannels, conv.outputChannels)
+            let inputDims = [n, c, inputShape[1], inputShape[2], inputShape[3]]
+            let outputDims = [n, o, outputShape[1], outputShape[2], outputShape[3]]
+            let weightDims = [o, c, conv.kernelSize.t, conv.kernelSize.h, conv.kernelSize.w]
+            let strides = [conv.stride.t, conv.stride.h, conv.stride.w].map(Int64.init)
+            let padding = [conv.padding.t, conv.padding.h, conv.padding.w].map(Int64.init)
+            let input32 = OneDNN.descriptor(inputDims, dnnl_f32, dnnl_ndhwc)
+            let output32 = OneDNN.descriptor(outputDims, dnnl_f32, dnnl_ndhwc)
+            let weight32 = OneDNN.descriptor(weightDims, dnnl_f32, dnnl_dhwio)
+            var input16 = OneDNN.descriptor(inputDims, dnnl_bf16, dnnl_ndhwc)
+            var output16 = OneDNN.descriptor(outputDims, dnnl_bf16, dnnl_ndhwc)
+            var weightAny = OneDNN.descriptor(weightDims, dnnl_bf16, dnnl_format_tag_any)
+            var outputF32 = output32, inputF32 = input32
+            var gradientAny = OneDNN.descriptor(weightDims, dnnl_f32, dnnl_format_tag_any)
+
+            var operation = dnnl_convolution_desc_t()
+            OneDNN.check(
+                dnnl_convolution_forward_desc_init(
+                    &operation, dnnl_forward_training, dnnl_convolution_direct, &input16, &weightAny, nil, &outputF32,
+                    strides, padding, padding), "describing a forward convolution")
+            forward = OneDNN.Primitive(&operation)
+            OneDNN.check(
+                dnnl_convolution_backward_data_desc_init(
+                    &operation, dnnl_convolution_direct, &inputF32, &weightAny, &output16, strides, padding, padding),
+                "describing a backward-data convolution")
+            backwardData = OneDNN.Primitive(&operation, hint: forward)
+            OneDNN.check(
+                dnnl_convolution_backward_weights_desc_init(
+                    &operation, dnnl_convolution_direct, &input16, &gradientAny, nil, &output16, strides, padding,
+                    padding), "describing a backward-weights convolution")
+            backwardWeights = OneDNN.Primitive(&operation, hint: forward)
+
+            input = OneDNN.Memory(input32, allocated: false)
+            output = OneDNN.Memory(output32, allocated: false)
+            weight = OneDNN.Memory(weight32, allocated: false)
+            outputGradient = OneDNN.Memory(output32, allocated: false)
+            inputGradient = OneDNN.Memory(input32, allocated: false)
+            weightGradient = OneDNN.Memory(weight32, allocated: false)
+            self.input16 = OneDNN.Memory(forward.layout(dnnl_query_src_md))
+            weight16 = OneDNN.Memory(forward.layout(dnnl_query_weights_md))
+            outputGradient16 = OneDNN.Memory(backwardData.layout(dnnl_query_diff_dst_md))
+            weightGradientBlocked = OneDNN.Memory(backwardWeights.layout(dnnl_query_diff_weights_md))
+            toInput16 = OneDNN.reorder(input32, self.input16.descriptor)
+            toWeight16 = OneDNN.reorder(weight32, weight16.descriptor)
+            toOutputGradient16 = OneDNN.reorder(output32, outputGradient16.descriptor)
+            addWeightGradient = OneDNN.reorder(weightGradientBlocked.descriptor, weight32, adding: true)
+            let forData = backwardData.layout(dnnl_query_weights_md)
+            if OneDNN.same(forData, weight16.descriptor) {
+                (weight16ForData, toWeight16ForData) = (weight16, nil)
+            } else {
+                weight16ForData = OneDNN.Memory(forData)
+                toWeight16ForData = OneDNN.reorder(weight16.descriptor, forData)
+            }
+            precondition(
+                OneDNN.same(backwardWeights.layout(dnnl_query_src_md), self.input16.descriptor)
+                    && OneDNN.same(backwardWeights.layout(dnnl_query_diff_dst_md), outputGradient16.descriptor),
+                "oneDNN's backward-weights convolution wants other layouts than forward's and backward-data's")
+        }
+
+        /// Which implementations oneDNN chose, forward / backward data / backward weights.
+        var implementations: [String] { [forward, backwardData, backwardWeights].map(\.implementation) }
+
+        /// y = the convolution of x (no bias), from bfloat16 copies of x and the weight.
+        func run(_ x: Tensor, _ weightValue: Tensor, into y: Tensor) {
+            input.point(to: x.data)
+            weight.point(to: weightValue.data)
+            output.point(to: y.data)
+            toInput16.run([(DNNL_ARG_FROM, input), (DNNL_ARG_TO, input16)])
+            toWeight16.run([(DNNL_ARG_FROM, weight), (DNNL_ARG_TO, weight16)])
+            toWeight16ForData?.run([(DNNL_ARG_FROM, weight16), (DNNL_ARG_TO, weight16ForData)])
+            forward.run([(DNNL_ARG_SRC, input16), (DNNL_ARG_WEIGHTS, weight16), (DNNL_ARG_DST, output)])
+        }
+
+        /// dX = the input gradient (when `dx` is given), dW += the weight gradient (when
+        /// `gradient` is given), from a bfloat16 copy of dY and forward's copies.
+        func backward(_ dy: Tensor, dx: Tensor?, gradient: Tensor?) {
+            outputGradient.point(to: dy.data)
+            toOutputGradient16.run([(DNNL_ARG_FROM, outputGradient), (DNNL_ARG_TO, outputGradient16)])
+            if let dx {
+                inputGradient.point(to: dx.data)
+                backwardData.run([
+                    (DNNL_ARG_DIFF_DST, outputGradient16), (DNNL_ARG_WEIGHTS, weight16ForData),
+                    (DNNL_ARG_DIFF_SRC, inputGradient),
+                ])
+            }
+            if let gradient {
+                weightGradient.point(to: gradient.data)
+                backwardWeights.run([
+                    (DNNL_ARG_SRC, input16), (DNNL_ARG_DIFF_DST, outputGradient16),
+                    (DNNL_ARG_DIFF_WEIGHTS, weightGradientBlocked),
+                ])
+                addWeightGradient.run([(DNNL_ARG_FROM, weightGradientBlocked), (DNNL_ARG_TO, weightGradient)])
+            }
+        }
+    }
+}
+
+/// The arithmetic of a network's convolutions ([train] precision): float32 throughout, or mixed
+/// precision, whose convolutions take bfloat16 inputs and accumulate in float32.
+public enum Precision: String, Sendable, CaseIterable {
+    case fp32, bf16
+
+    /// Why this precision cannot run here, or nil: bfloat16 needs AVX512_BF16 or AMX, without
+    /// which oneDNN would emulate it, slower than float32.
+    public var unavailable: String? {
+        guard self == .bf16, !OneDNN.runsBFloat16 else { return nil }
+        return "this CPU (\(CPUFeatures.current.model)) has neither AVX512_BF16 nor AMX, as oneDNN "
+            + "\(OneDNN.version) sees it: bfloat16 would be emulated, slower than fp32; use fp32"
+    }
+
+    /// oneDNN's version ("2.6.3"), which runs the bfloat16 convolutions.
+    public static var oneDNNVersion: String { OneDNN.version }
+}
+
+extension Layer {
+    /// Makes every convolution of the layer and its descendants compute in `precision`.
+    public func use(_ precision: Precision) {
+        for case let conv as Conv3d in [self as Layer] + descendants {
+            conv.algorithm = precision == .bf16 ? .bfloat16 : .own
+        }
+    }
+}
+
+extension Conv3d {
+    /// oneDNN's bfloat16 convolution against the emulation, on the input the layer last took and
+    /// a random output gradient: the largest relative difference of the output, the input gradient
+    /// and the weight gradient (float32's orders of summation give 1e-6). What the tuning holds
+    /// oneDNN to on this machine, shape by shape, before it chooses it: a newer library is not a
+    /// right library. Leaves the layer's algorithm and gradients as they were.
+    public func bfloat16Discrepancy(using generator: inout SeededGenerator) -> Float {
+        guard let x = input else { return 0 }
+        let (algorithm, gradient) = (self.algorithm, weight.gradient.copy())
+        defer {
+            self.algorithm = algorithm
+            weight.gradient.copy(from: gradient)
+        }
+        let dy = Tensor(zeros: outputShape(for: x.shape))
+        dy.fillNormal(std: 1, using: &generator)
+        func pass(_ candidate: ConvolutionAlgorithm) -> [Tensor] {
+            self.algorithm = candidate
+            weight.gradient.zero()
+            let y = forward(x, training: true)
+            let dx = backward(dy)
+            return [y, dx, weight.gradient.copy()]
+        }
+        let (oneDNN, emulated) = (pass(.bfloat16), pass(.emulatedBFloat16))
+        return zip(oneDNN, emulated).map { a, b in
+            var (difference, scale): (Float, Float) = (0, 0)
+            for i in 0..<a.count {
+                difference = max(difference, abs(a.data[i] - b.data[i]))
+                scale = max(scale, abs(b.data[i]))
+            }
+            return difference.isNaN ? .infinity : scale > 0 ? difference / scale : difference
+        }.max()!
+    }
+}

@@ -1,0 +1,61 @@
+import NLLayers
+import NLTensor
+import NLTestSupport
+import Testing
+
+/// Convolutions in bfloat16 (oneDNN) against the float32 ones: forward, the input gradient and
+/// the weight gradient of NL I3D's kinds of kernels, within bfloat16's tolerance. bfloat16 keeps
+/// 8 significant bits (a relative rounding of 2^-9 = 0.2% per input); summed over hundreds of
+/// products with float32 accumulation, the result's error stays near that: 1% of the largest
+/// magnitude is the bound. On a CPU without AVX512_BF16 or AMX oneDNN emulates bfloat16 (slowly,
+/// rounding alike), so these hold there too.
+struct BFloat16Tests {
+    static let shapes: [(cin: Int, cout: Int, kernel: Size3, stride: Size3, padding: Size3, input: [Int])] = [
+        (16, 32, Size3(1, 3, 3), Size3(1), Size3(0, 1, 1), [2, 3, 9, 9, 16]),  // a 1x3x3 conv
+        (32, 16, Size3(3, 1, 1), Size3(1), Size3(1, 0, 0), [2, 4, 7, 7, 32]),  // an inflated 3x1x1 conv
+        (24, 48, Size3(1, 1, 1), Size3(1, 2, 2), Size3(0), [1, 2, 8, 8, 24]),  // a strided shortcut
+        (3, 16, Size3(5, 7, 7), Size3(1, 2, 2), Size3(2, 3, 3), [1, 4, 16, 16, 3]),  // the stem
+        (16, 16, Size3(3, 3, 3), Size3(1), Size3(1), [2, 4, 8, 8, 16]),  // a 3x3x3 inflated conv
+        (8, 16, Size3(3, 3, 3), Size3(1, 2, 2), Size3(1), [2, 4, 9, 9, 8]),  // strided, odd size
+    ]
+
+    @Test(arguments: 0..<shapes.count) func convolutionMatchesFloat32(_ index: Int) {
+        let s = Self.shapes[index]
+        var generator = SeededGenerator(seed: UInt64(40 + index))
+        let own = Conv3d(
+            inputChannels: s.cin, outputChannels: s.cout, kernelSize: s.kernel, stride: s.stride, padding: s.padding)
+        randomizeParameters(own, using: &generator)
+        let bf16 = Conv3d(
+            inputChannels: s.cin, outputChannels: s.cout, kernelSize: s.kernel, stride: s.stride, padding: s.padding)
+        bf16.weight.value.copy(from: own.weight.value)
+        bf16.bias!.value.copy(from: own.bias!.value)
+        bf16.algorithm = .bfloat16
+        let emulated = Conv3d(
+            inputChannels: s.cin, outputChannels: s.cout, kernelSize: s.kernel, stride: s.stride, padding: s.padding)
+        emulated.weight.value.copy(from: own.weight.value)
+        emulated.bias!.value.copy(from: own.bias!.value)
+        emulated.algorithm = .emulatedBFloat16
+        let x = randomTensor(s.input, using: &generator)
+        let y = own.forward(x, training: true), y16 = bf16.forward(x, training: true)
+        let yEmulated = emulated.forward(x, training: true)
+        let dy = randomTensor(y.shape, using: &generator)
+        for conv in [own, bf16, emulated] {
+            conv.weight.gradient.fill(0.5)  // the gradient is added to what is there
+        }
+        let dx = own.backward(dy), dx16 = bf16.backward(dy), dxEmulated = emulated.backward(dy)
+        // oneDNN computes what the emulation does, up to the order of float32 sums.
+        #expect(relativeError(y16, yEmulated) < 1e-5, "forward against the emulation \(relativeError(y16, yEmulated))")
+        #expect(relativeError(dx16, dxEmulated) < 1e-5, "input gradient against the emulation")
+        #expect(
+            relativeError(bf16.weight.gradient, emulated.weight.gradient) < 1e-5,
+            "weight gradient against the emulation")
+        #expect(relativeError(bf16.bias!.gradient, own.bias!.gradient) < 1e-6, "the bias gradient is float32's")
+        #expect(relativeError(y16, y) < 1e-2, "forward \(relativeError(y16, y))")
+        #expect(relativeError(dx16, dx) < 1e-2, "input gradient \(relativeError(dx16, dx))")
+        #expect(
+            relativeError(bf16.weight.gradient, own.weight.gradient) < 1e-2,
+            "weight gradient \(relativeError(bf16.weight.gradient, own.weight.gradient))")
+        #expect(relativeError(y16, y) > 0, "bfloat16 rounds: the results cannot be float32's to the bit")
+        report("bf16 \(s.kernel)", "forward/input/weight", max(relativeError(y16, y), relativeError(dx16, dx)))
+    }
+}
