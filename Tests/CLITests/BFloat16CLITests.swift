@@ -1,0 +1,61 @@
+import Foundation
+import NLLayers
+import NLTestSupport
+import NLTrain
+import Testing
+
+/// Mixed precision through the commands, on a CPU with bfloat16 (elsewhere MachineCLITests holds
+/// the refusal): the convolutions' algorithms timed once and kept in the cache folder, the kept
+/// choice used without timing the next time and printed by nlbench verify; a float32 checkpoint
+/// evaluated in bf16 by nleval gives the same classes and probabilities within bfloat16's error.
+struct BFloat16CLITests {
+    @Test(.enabled(if: Precision.bf16.unavailable == nil))
+    func theChoiceIsTimedOnceKeptAndPrinted() throws {
+        let cache = scratchDirectory("cache", made: true)
+        let environment = ["XDG_CACHE_HOME": cache]
+        let step = ["step", "--model", "nl_i3d_r50_tiny", "--steps", "1", "--precision", "bf16"]
+        let first = try run("nlbench", step, environment: environment)
+        #expect(first.status == 0 && first.stdout.contains(" bf16 threads="), "\(first.stderr)")
+        #expect(first.stderr.contains("timed now on the network's shapes:") && first.stderr.contains("; check "))
+        let kept = try String(contentsOfFile: "\(cache)/nl-i3d/convolutions.txt", encoding: .utf8)
+        let line = try #require(kept.split(separator: "\n").first { !$0.hasPrefix("#") })
+        let fields = line.split(separator: "\t")
+        #expect(fields.count == 3 && fields[1].allSatisfy { $0 == "o" || $0 == "b" } && fields[0].contains("oneDNN "))
+        let second = try run("nlbench", step, environment: environment)
+        #expect(
+            second.status == 0
+                && second.stderr.contains("(chosen on this machine before: \(cache)/nl-i3d/convolutions.txt)"))
+        #expect(!second.stderr.contains("timed now"), "\(second.stderr)")
+        let verify = try run("nlbench", ["verify"], environment: environment)
+        #expect(verify.status == 0, "\(verify.stderr)")
+        #expect(
+            verify.stdout.contains("bfloat16 convolutions chosen on this machine for network ")
+                && verify.stdout.contains(" on 2x8x112x112: "), "\(verify.stdout)")
+    }
+
+    @Test(.enabled(if: Precision.bf16.unavailable == nil))
+    func nlevalInBFloat16AgreesWithFloat32() throws {
+        let work = scratchDirectory("bf16-eval")
+        let config = tinyRunConfig(workDirectory: work, epochs: 1)
+        let trained = try run("nltrain", ["--config", config])
+        try #require(trained.status == 0, "\(trained.stderr)")
+        var scores: [String: [[Double]]] = [:]
+        for precision in ["fp32", "bf16"] {
+            let dump = "\(work)/\(precision).csv"
+            let r = try run(
+                "nleval",
+                ["--ckpt", "\(work)/best.safetensors", "--set", "train.precision=\(precision)", "--dump", dump],
+                environment: ["XDG_CACHE_HOME": scratchDirectory("cache", made: true)])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stderr.contains("nleval: precision bf16: ") == (precision == "bf16"), "\(r.stderr)")
+            scores[precision] = try String(contentsOfFile: dump, encoding: .utf8).split(separator: "\n").dropFirst().map
+            {
+                $0.split(separator: ",").suffix(6).compactMap { Double($0) }
+            }
+        }
+        let (a, b) = (scores["fp32"]!, scores["bf16"]!)
+        #expect(a.count == b.count && a.count > 0)
+        let largest = zip(a, b).map { zip($0, $1).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 1
+        #expect(largest < 0.02, "probabilities differ by up to \(largest)")
+    }
+}
