@@ -47,6 +47,24 @@ public struct StepBenchmark {
         return 2 * Double(3 * total - stem)
     }
 
+    /// The machine's float32 matrix-product rate, FLOP/s: a 2048 x 2048 x 2048 product split
+    /// over the project's threads as the step's are, the median of three after one untimed. What
+    /// a step's GFLOP/s is held to (nlbench step --layers).
+    public static func sgemmRate() -> Double {
+        let n = 2048
+        var generator = SeededGenerator(seed: 1)
+        let (a, b, c) = (Tensor(zeros: [n, n]), Tensor(zeros: [n, n]), Tensor(zeros: [n, n]))
+        a.fillNormal(std: 1, using: &generator)
+        b.fillNormal(std: 1, using: &generator)
+        var times: [Double] = []
+        for pass in 0..<4 {
+            let start = Date()
+            GEMM.multiply(m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, c: c.data, ldc: n)
+            if pass > 0 { times.append(Date().timeIntervalSince(start)) }
+        }
+        return 2 * Double(n * n * n) / times.sorted()[1]
+    }
+
     public func run() throws -> Result {
         if let problem = train.precision.unavailable { throw UsageError("bf16: \(problem)") }
         let model = Recognizer(spec: spec)

@@ -109,7 +109,7 @@ struct Step: ParsableCommand {
             the scheduled rate), with [train]'s settings from --config and --set (default: i3d_nl's). One warm-up step, \
             then --steps timed ones; prints one line in pytorch_step.py's form (train-step GFLOP, median seconds, \
             GFLOP/s, clips/s, peak RSS) with the machine (CPU, vector ISA, OpenBLAS and its kernel, threads) and, with \
-            --layers, OpenBLAS's sgemm share, the sgemm shapes that took longest (as OpenBLAS gets them, after the \
+            --layers, OpenBLAS's sgemm share, the machine's sgemm rate (2048^3) and the step's share of it, the sgemm shapes that took longest (as OpenBLAS gets them, after the \
             split over threads) and each layer's forward and backward milliseconds. NL_THREADS sets the \
             threads (else OMP_NUM_THREADS; default: every core this process may use). Under mpirun each rank steps and the gradients are averaged as in training; \
             rank 0 prints, with the allreduce's time.
@@ -170,6 +170,12 @@ struct Step: ParsableCommand {
                     r.sgemm.flops / 1e9, r.sgemm.flops / r.sgemm.threadSeconds / 1e9,
                     r.sgemm.threadSeconds / threadSeconds * 100,
                     Parallel.threadCount, r.medianSeconds))
+            let machine = StepBenchmark.sgemmRate()
+            print(
+                String(
+                    format:
+                        "the machine's sgemm: %.1f GFLOP/s on %d threads (2048 x 2048 x 2048); the step runs at %.0f%% of it",
+                    machine / 1e9, Parallel.threadCount, r.gflopsPerSecond * 1e9 / machine * 100))
             print("the 12 sgemm shapes (M x N x K) threads spent longest in, a step:")
             for (shape, use) in r.sgemm.shapes.sorted(by: { $0.value.threadSeconds > $1.value.threadSeconds }).prefix(
                 12)

@@ -121,13 +121,17 @@ struct BenchmarkCLITests {
         return path
     }
 
-    /// `nlbench step --layers` breaks the step down: sgemm's share, the sgemm shapes that took
-    /// longest with their calls and rate, and each layer's forward and backward time.
+    /// `nlbench step --layers` breaks the step down: sgemm's share, the machine's sgemm rate and
+    /// the step's share of it, the sgemm shapes that took longest with their calls and rate, and
+    /// each layer's forward and backward time.
     @Test func layersBreakTheStepDown() throws {
         let r = try run("nlbench", ["step", "--model", "nl_i3d_r50_tiny", "--steps", "2", "--layers"])
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.split(separator: "\n").map(String.init)
         #expect(lines.contains { $0.hasPrefix("sgemm: ") && $0.contains("GFLOP/s a thread") }, "\(r.stdout)")
+        let machine = lines.first { $0.hasPrefix("the machine's sgemm: ") }
+        let share = machine.flatMap { $0.firstMatch(of: /the step runs at (\d+)% of it$/) }.flatMap { Int($0.1) }
+        #expect(share.map { $0 > 0 && $0 < 200 } == true, "\(r.stdout)")
         let shapes = lines.filter {
             $0.wholeMatch(of: /\ \ [NT][NT] \d+ x \d+ x \d+ +\d+ calls +[0-9.]+ ms +[0-9.]+ GFLOP\/s a thread/) != nil
         }
