@@ -168,6 +168,17 @@ struct DataParallelTests {
             "\(switched.stderr)")
     }
 
+    /// In bfloat16 precision, rank 0 chooses the convolutions' algorithms (timing them once) and
+    /// every rank takes its choice: the job trains to the end, the choice said once.
+    @Test(.enabled(if: Precision.bf16.unavailable == nil))
+    func aJobInBFloat16() throws {
+        let work = scratchDirectory("bf16-job")
+        let r = try mpirun(2, "nltrain", config(work, batch: 2, ["train.precision=bf16"]))
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.components(separatedBy: "precision bf16: ").count == 2, "\(r.stdout)")
+        #expect(FileManager.default.fileExists(atPath: "\(work)/last_checkpoint"))
+    }
+
     /// A rank that dies ends the job with a non-zero exit, and the last checkpoint loads.
     @Test func aRankThatDiesEndsTheJob() throws {
         let work = scratchDirectory("dp-killed")
