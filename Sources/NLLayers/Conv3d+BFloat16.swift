@@ -175,6 +175,12 @@ extension Conv3d {
     /// and the weight gradient (float32's orders of summation give 1e-6). What the tuning holds
     /// oneDNN to on this machine, shape by shape, before it chooses it: a newer library is not a
     /// right library. Leaves the layer's algorithm and gradients as they were.
+    /// oneDNN's kernels for the input the layer last took, forward / backward data / backward
+    /// weights ("brgconv:avx512_core_bf16"; AMX's say avx512_core_amx); nil before a bfloat16 pass.
+    public var bfloat16Kernels: String? {
+        input.flatMap { bfloat16Convolutions[$0.shape] }?.implementations.joined(separator: " / ")
+    }
+
     public func bfloat16Discrepancy(using generator: inout SeededGenerator) -> Float {
         guard let x = input else { return 0 }
         let (algorithm, gradient) = (self.algorithm, weight.gradient.copy())

@@ -19,6 +19,8 @@ public struct ConvolutionChoice: Sendable, Equatable {
         public var milliseconds: [ConvolutionAlgorithm: Double]
         /// oneDNN's bfloat16 against the emulation on this shape (Conv3d.bfloat16Discrepancy).
         public var discrepancy: Float?
+        /// oneDNN's kernels for this shape (Conv3d.bfloat16Kernels).
+        public var kernels: String?
         public var chosen: ConvolutionAlgorithm
     }
 
@@ -34,8 +36,9 @@ public struct ConvolutionChoice: Sendable, Equatable {
             let check = shape.discrepancy.map {
                 String(format: "; check %.1e%@", $0, $0 > Self.tolerance ? " FAILED" : "")
             }
-            return
-                "\(shape.count) x \(shape.description): \(times.joined(separator: ", "))\(check ?? "") -> \(shape.chosen.rawValue)"
+            let kernels = shape.kernels.map { " (oneDNN's \($0))" } ?? ""
+            return "\(shape.count) x \(shape.description): \(times.joined(separator: ", "))\(kernels)\(check ?? "") -> "
+                + shape.chosen.rawValue
         }
     }
 }
@@ -85,7 +88,8 @@ extension Recognizer {
             let description = conv.shapeDescription
             if index[description] == nil {
                 index[description] = shapes.count
-                shapes.append(.init(description: description, count: 0, milliseconds: [:], chosen: candidates[0]))
+                shapes.append(
+                    .init(description: description, count: 0, milliseconds: [:], kernels: nil, chosen: candidates[0]))
             }
             let k = index[description]!
             shapes[k].count += 1
@@ -97,6 +101,7 @@ extension Recognizer {
             for conv in convs where shapes[index[conv.shapeDescription]!].discrepancy == nil {
                 conv.algorithm = .bfloat16
                 shapes[index[conv.shapeDescription]!].discrepancy = conv.bfloat16Discrepancy(using: &generator)
+                shapes[index[conv.shapeDescription]!].kernels = conv.bfloat16Kernels
             }
         }
         for k in shapes.indices {
