@@ -58,11 +58,13 @@ public enum ConvolutionChoices {
             use(kept.algorithms, on: model)
             return "precision bf16: \(kept.summary) (chosen on this machine before: \(file ?? ""))"
         }
+        let started = Date()
         let choice = Recognizer.tuneConvolutions(spec: model.spec, clipShape: clipShape, candidates: [.own, .bfloat16])
         model.use(choice)
         let summary = summary(of: choice)
         let problem = keep(key: key, choice: choice, summary: summary)
-        return "precision bf16: \(summary), timed now on the network's shapes"
+        return "precision bf16: \(summary), timed now on the network's shapes "
+            + String(format: "(%.1f s)", Date().timeIntervalSince(started))
             + (problem.map { " (not kept: \($0))" } ?? "") + ":\n  " + choice.table.joined(separator: "\n  ")
     }
 

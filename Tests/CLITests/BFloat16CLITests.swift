@@ -16,7 +16,7 @@ struct BFloat16CLITests {
         let step = ["step", "--model", "nl_i3d_r50_tiny", "--steps", "1", "--precision", "bf16"]
         let first = try run("nlbench", step, environment: environment)
         #expect(first.status == 0 && first.stdout.contains(" bf16 threads="), "\(first.stderr)")
-        #expect(first.stderr.contains("timed now on the network's shapes:") && first.stderr.contains("; check "))
+        #expect(first.stderr.contains("timed now on the network's shapes (") && first.stderr.contains("; check "))
         let kept = try String(contentsOfFile: "\(cache)/nl-i3d/convolutions.txt", encoding: .utf8)
         let line = try #require(kept.split(separator: "\n").first { !$0.hasPrefix("#") })
         let fields = line.split(separator: "\t")
