@@ -12,16 +12,18 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
     case emulatedBFloat16 = "emulated_bfloat16"
 }
 
+/// `count` values from `from` rounded to the nearest bfloat16 (ties to even), kept as float32.
+public func roundedToBFloat16(_ from: UnsafePointer<Float>, count: Int) -> [Float] {
+    (0..<count).map { i in
+        let bits = from[i].bitPattern
+        return from[i].isNaN ? from[i] : Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000)
+    }
+}
+
 extension Tensor {
-    /// A copy with every value rounded to the nearest bfloat16 (ties to even), kept as float32.
+    /// A copy with every value rounded to the nearest bfloat16, kept as float32.
     func roundedToBFloat16() -> Tensor {
-        let rounded = Tensor(transient: shape)
-        let (from, to) = (data, rounded.data)
-        for i in 0..<count {
-            let bits = from[i].bitPattern
-            to[i] = from[i].isNaN ? from[i] : Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000)
-        }
-        return rounded
+        Tensor(shape: shape, values: NLLayers.roundedToBFloat16(data, count: count))
     }
 }
 
@@ -161,10 +163,13 @@ public enum Precision: String, Sendable, CaseIterable {
 }
 
 extension Layer {
-    /// Makes every convolution of the layer and its descendants compute in `precision`.
+    /// Makes every convolution and non-local block's products of the layer and its descendants
+    /// compute in `precision`.
     public func use(_ precision: Precision) {
-        for case let conv as Conv3d in [self as Layer] + descendants {
-            conv.algorithm = precision == .bf16 ? .bfloat16 : .own
+        let algorithm: ConvolutionAlgorithm = precision == .bf16 ? .bfloat16 : .own
+        for layer in [self as Layer] + descendants {
+            (layer as? Conv3d)?.algorithm = algorithm
+            (layer as? NonLocalBlock)?.products = algorithm
         }
     }
 }

@@ -37,6 +37,12 @@ public final class NonLocalBlock: Layer {
     private let phiPool: MaxPool3d?
 
     // What forward keeps for backward.
+    /// How the pairwise products (theta phi^T and the attention's products, forward and
+    /// backward) compute: float32, or bfloat16 inputs by oneDNN (or their emulation) in bf16
+    /// precision. The concatenation mode's projections stay float32 (matrix-vector products).
+    public var products = ConvolutionAlgorithm.own
+    private lazy var bfloat16Products = BFloat16Products()
+
     private var input: Tensor?
     private var thetaOut: Tensor?  // (N, P, d): theta(x), or x itself for gaussian
     private var phiOut: Tensor?  // (N, P', d)
@@ -116,7 +122,7 @@ public final class NonLocalBlock: Layer {
             let aS = a.data + s * p * pp, thS = th.data + s * p * d, phS = ph.data + s * pp * d
             switch mode {
             case .embeddedGaussian, .gaussian, .dotProduct:
-                GEMM.multiply(
+                multiply(
                     transposeB: true, m: p, n: pp, k: d, alpha: pairwiseScale(pp),
                     a: thS, lda: d, b: phS, ldb: d, c: aS, ldc: pp)
                 if mode != .dotProduct { softmaxRows(aS, rows: p, columns: pp) }
@@ -126,7 +132,7 @@ public final class NonLocalBlock: Layer {
                     for i in rows { for j in 0..<pp { aS[i * pp + j] = max(ct[i] + cp[j], 0) * scale } }
                 }
             }
-            GEMM.multiply(
+            multiply(
                 m: p, n: inner, k: pp, a: aS, lda: pp, b: gx.data + s * pp * inner, ldb: inner,
                 c: y.data + s * p * inner, ldc: inner)
         }
@@ -134,6 +140,30 @@ public final class NonLocalBlock: Layer {
         let out = Tensor(transient: x.shape)
         add(x, z, into: out)
         return out
+    }
+
+    /// C = alpha op(A) op(B) (beta 0) in the block's `products` arithmetic.
+    private func multiply(
+        transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>,
+        ldc: Int
+    ) {
+        switch products {
+        case .own:
+            GEMM.multiply(
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
+                ldb: ldb, c: c, ldc: ldc)
+        case .bfloat16:
+            bfloat16Products.multiply(
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
+                ldb: ldb, c: c, ldc: ldc)
+        case .emulatedBFloat16:  // each operand's stored extent, rounded
+            let a16 = roundedToBFloat16(a, count: ((transposeA ? k : m) - 1) * lda + (transposeA ? m : k))
+            let b16 = roundedToBFloat16(b, count: ((transposeB ? n : k) - 1) * ldb + (transposeB ? k : n))
+            GEMM.multiply(
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a16, lda: lda,
+                b: b16, ldb: ldb, c: c, ldc: ldc)
+        }
     }
 
     /// The factor theta phi^T is multiplied by before softmax (or, for dot_product, instead of it).
@@ -166,10 +196,10 @@ public final class NonLocalBlock: Layer {
         for s in 0..<n {
             let aS = a.data + s * p * pp, dyS = dy.data + s * p * inner, gS = gx.data + s * pp * inner
             // dA = dY g^T, dg = A^T dY
-            GEMM.multiply(
+            multiply(
                 transposeB: true, m: p, n: pp, k: inner, a: dyS, lda: inner, b: gS, ldb: inner,
                 c: dA.data, ldc: pp)
-            GEMM.multiply(
+            multiply(
                 transposeA: true, m: pp, n: inner, k: p, a: aS, lda: pp, b: dyS, ldb: inner,
                 c: dG.data + s * pp * inner, ldc: inner)
             let thS = th.data + s * p * d, phS = ph.data + s * pp * d
@@ -192,8 +222,8 @@ public final class NonLocalBlock: Layer {
                 }
             }
             let scale = pairwiseScale(pp)
-            GEMM.multiply(m: p, n: d, k: pp, alpha: scale, a: dA.data, lda: pp, b: phS, ldb: d, c: dThS, ldc: d)
-            GEMM.multiply(
+            multiply(m: p, n: d, k: pp, alpha: scale, a: dA.data, lda: pp, b: phS, ldb: d, c: dThS, ldc: d)
+            multiply(
                 transposeA: true, m: pp, n: d, k: p, alpha: scale, a: dA.data, lda: pp, b: thS, ldb: d,
                 c: dPhS, ldc: d)
         }

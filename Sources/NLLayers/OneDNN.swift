@@ -53,6 +53,14 @@ enum OneDNN {
         return md
     }
 
+    /// A memory descriptor of `dims` with the elements `strides` apart along each.
+    static func descriptor(_ dims: [Int], _ type: dnnl_data_type_t, strides: [Int]) -> dnnl_memory_desc_t {
+        var md = dnnl_memory_desc_t()
+        let (extents, steps) = (dims.map(Int64.init), strides.map(Int64.init))
+        check(dnnl_memory_desc_init_by_strides(&md, Int32(dims.count), extents, type, steps), "describing \(dims)")
+        return md
+    }
+
     /// A memory object: allocated by oneDNN, or (`allocated` false) over the caller's buffers,
     /// given by `point(to:)` before each use.
     final class Memory {

@@ -53,6 +53,7 @@ public enum ConvolutionChoices {
             model.use(precision)
             return "precision fp32: every convolution on the own float32 paths"
         }
+        model.use(precision)  // the non-local blocks' products; the convolutions as chosen below
         let key = key(spec: model.spec, clipShape: clipShape)
         if let kept = kept()[key], kept.algorithms.count == model.convolutions.count {
             use(kept.algorithms, on: model)

@@ -61,4 +61,62 @@ struct BFloat16Tests {
         #expect(relativeError(y16, y) > 0, "bfloat16 rounds: the results cannot be float32's to the bit")
         report("bf16 \(s.kernel)", "forward/input/weight", max(relativeError(y16, y), relativeError(dx16, dx)))
     }
+
+    /// A non-local block's pairwise products in bfloat16 (every pairwise function): output and
+    /// input gradient within 2% of float32, as the emulation's are, and the parameters' gradients
+    /// within 5% of the block's largest. (Block against block, a sharp softmax turns a last-bit difference of the scores
+    /// into a bfloat16 rounding the other way: the products are held to the emulation below.)
+    @Test(arguments: NonLocalBlock.Mode.allCases)
+    func nonLocalProductsMatchFloat32(_ mode: NonLocalBlock.Mode) {
+        var generator = SeededGenerator(seed: 77)
+        let x = randomTensor([2, 2, 6, 6, 16], using: &generator)
+        var blocks: [NonLocalBlock] = []
+        for products in [ConvolutionAlgorithm.own, Self.engine, .emulatedBFloat16] {
+            var draws = SeededGenerator(seed: 5)
+            let block = NonLocalBlock(channels: 16, mode: mode, useScale: mode == .embeddedGaussian)
+            randomizeParameters(block, using: &draws)
+            block.products = products
+            blocks.append(block)
+        }
+        let outputs = blocks.map { $0.forward(x, training: true) }
+        let dOut = randomTensor(outputs[0].shape, using: &generator)
+        let dxs = blocks.map { $0.backward(dOut) }
+        let gradients = blocks.map { block in block.parameters.map { $0.parameter.gradient } }
+        #expect(relativeError(outputs[1], outputs[0]) < 2e-2 && relativeError(dxs[1], dxs[0]) < 2e-2)
+        #expect(relativeError(outputs[2], outputs[0]) < 2e-2 && relativeError(dxs[2], dxs[0]) < 2e-2)
+        // Against the largest gradient of the block: the bias in front of a softmax has none in
+        // exact arithmetic (shift invariance), only rounding noise.
+        let scale = gradients[0].map(maxMagnitude).max()!
+        for (bf16, float32) in zip(gradients[1], gradients[0]) {
+            let difference = (0..<bf16.count).map { abs(bf16.data[$0] - float32.data[$0]) }.max() ?? 0
+            #expect(difference <= 5e-2 * scale, "\(difference) of \(scale)")
+        }
+        #expect(relativeError(outputs[1], outputs[0]) > 0, "bfloat16 rounds")
+        report(
+            "bf16 non-local \(mode.rawValue)", "output/input gradient",
+            max(relativeError(outputs[1], outputs[0]), relativeError(dxs[1], dxs[0])))
+    }
+
+    /// oneDNN's bfloat16 matrix products against their emulation (operands rounded to bfloat16,
+    /// float32 products) within 1e-5, every transposition, with a scale, on strided operands.
+    @Test(.enabled(if: Precision.bf16.unavailable == nil))
+    func productsAreTheirEmulation() {
+        var generator = SeededGenerator(seed: 12)
+        let (m, n, k) = (37, 29, 53)
+        let a = randomTensor([64 * 64], using: &generator), b = randomTensor([64 * 64], using: &generator)
+        for (transposeA, transposeB) in [(false, false), (true, false), (false, true), (true, true)] {
+            let (lda, ldb) = ((transposeA ? m : k) + 3, (transposeB ? k : n) + 5)
+            let oneDNN = Tensor(zeros: [m, 40]), emulated = Tensor(zeros: [m, 40])
+            BFloat16Products().multiply(
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 0.25, a: a.data, lda: lda,
+                b: b.data, ldb: ldb, c: oneDNN.data, ldc: 40)
+            let a16 = roundedToBFloat16(a.data, count: a.count), b16 = roundedToBFloat16(b.data, count: b.count)
+            GEMM.multiply(
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 0.25, a: a16, lda: lda, b: b16,
+                ldb: ldb, c: emulated.data, ldc: 40)
+            #expect(
+                relativeError(oneDNN, emulated) < 1e-5,
+                "\(transposeA) \(transposeB): \(relativeError(oneDNN, emulated))")
+        }
+    }
 }

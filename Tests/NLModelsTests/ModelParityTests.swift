@@ -139,13 +139,14 @@ struct ModelParityTests {
         report(name, "worst gradient through nlmodel on \(threads) thread(s) (\(worst.1))", worst.0)
     }
 
-    /// Mixed precision (train.precision = bf16): the same passes with every convolution in
-    /// bfloat16 by oneDNN, held to float64 as PyTorch's own mixed precision is (torch.autocast to
-    /// bfloat16; the fixture records its errors), and to the emulation (the own float32
-    /// convolutions on inputs rounded to bfloat16: what oneDNN computes, up to the order of float32
-    /// sums).
-    /// - The logits and the loss within 2% of float64, or 4x PyTorch's error if larger; the logits
-    ///   within 1e-5 of the emulation.
+    /// Mixed precision (train.precision = bf16): the same passes with every convolution and the
+    /// non-local blocks' products in bfloat16 by oneDNN, held to float64 as PyTorch's own mixed
+    /// precision is (torch.autocast to bfloat16; the fixture records its errors), and, the
+    /// convolutions alone, to their emulation (the own float32 paths on inputs rounded to
+    /// bfloat16: what oneDNN computes, up to the order of float32 sums).
+    /// - The logits and the loss within 4% of float64 (bfloat16's 8 bits through some fifty
+    ///   layers; 0.1-3.8% measured), or 4x PyTorch's error if larger; with the convolutions alone in
+    ///   bfloat16, the logits within 1e-5 of the emulation's.
     /// - The gradients: bfloat16 does not resolve these small networks' gradients, whose rounding
     ///   of an activation the other way moves a gradient that nearly cancels by up to 100% (on
     ///   running statistics too: every ReLU kink is within bfloat16's rounding of some input), and
@@ -157,9 +158,12 @@ struct ModelParityTests {
         let file = try SafeTensors(contentsOf: "\(Self.directory)/\(name).safetensors")
         let clip = Self.clip(for: file)
         let labels = file.metadata["labels"]!.split(separator: " ").map { Int($0)! }
-        func pass(_ algorithm: ConvolutionAlgorithm) throws -> [String: Tensor] {
+        func pass(_ algorithm: ConvolutionAlgorithm, products: ConvolutionAlgorithm) throws -> [String: Tensor] {
             let model = try Self.model(for: file)
-            for case let conv as Conv3d in model.descendants { conv.algorithm = algorithm }
+            for layer in model.descendants {
+                (layer as? Conv3d)?.algorithm = algorithm
+                (layer as? NonLocalBlock)?.products = products
+            }
             var results = ["logits_eval": model.forward(clip, training: false)]
             Self.shiftNormBiases(model, for: file)
             model.zeroGradients()
@@ -180,10 +184,14 @@ struct ModelParityTests {
         }
         func median(_ values: [Float]) -> Float { values.sorted()[values.count / 2] }
         // Where the CPU has no bfloat16 (and oneDNN no bfloat16 convolution), the emulation stands in.
-        let oneDNN = try pass(Precision.bf16.unavailable == nil ? .bfloat16 : .emulatedBFloat16)
-        let emulated = try pass(.emulatedBFloat16)
+        let engine: ConvolutionAlgorithm = Precision.bf16.unavailable == nil ? .bfloat16 : .emulatedBFloat16
+        let mixed = try pass(engine, products: engine)
+        // The convolutions alone against their emulation: the non-local blocks' softmax turns a
+        // last-bit difference of the scores into a bfloat16 rounding the other way, so their
+        // products are held to their emulation one by one (BFloat16Tests) instead.
+        let oneDNN = try pass(engine, products: .own), emulated = try pass(.emulatedBFloat16, products: .own)
         for key in ["logits_eval", "loss"] {
-            let comparison = Comparison(oneDNN[key]!, file.tensor(key)!)
+            let comparison = Comparison(mixed[key]!, file.tensor(key)!)
             let peer = file.tensor("bf16error.\(key)")![0]
             let allowed = max(Self.bfloat16Tolerance, 4 * peer)
             #expect(
@@ -197,7 +205,7 @@ struct ModelParityTests {
         let gradients = oneDNN.keys.filter { $0.hasPrefix("grad.") }
         let ratio = median(
             gradients.map {
-                error(Comparison(oneDNN[$0]!, file.tensor($0)!)) / max(file.tensor("bf16error.\($0)")![0], 1e-7)
+                error(Comparison(mixed[$0]!, file.tensor($0)!)) / max(file.tensor("bf16error.\($0)")![0], 1e-7)
             })
         let fromEmulation = median(gradients.map { relativeError(oneDNN[$0]!, emulated[$0]!) })
         #expect(ratio <= 2.5, "the median gradient error is \(ratio)x PyTorch bfloat16's")
@@ -209,7 +217,7 @@ struct ModelParityTests {
                 + "median \(fromEmulation) from the emulation")
     }
 
-    static let bfloat16Tolerance: Float = 2e-2
+    static let bfloat16Tolerance: Float = 4e-2
 
     /// Compares `actual` with the fixture's `key`: within 1e-3 relative (1e-3 absolute for an
     /// exact zero) or within 4x PyTorch float32's own error, whichever is larger. Records an issue
