@@ -62,4 +62,17 @@ public final class BFloat16Products {
         product.toB16.run([(DNNL_ARG_FROM, product.b), (DNNL_ARG_TO, product.b16)])
         product.matmul.run([(DNNL_ARG_SRC, product.a16), (DNNL_ARG_WEIGHTS, product.b16), (DNNL_ARG_DST, product.c)])
     }
+
+    /// What `multiply` computes, on any CPU: each operand's stored extent rounded to bfloat16,
+    /// then float32 products (GEMM). The reference the tests hold oneDNN's products to.
+    public static func emulate(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        let a16 = roundedToBFloat16(a, count: ((transposeA ? k : m) - 1) * lda + (transposeA ? m : k))
+        let b16 = roundedToBFloat16(b, count: ((transposeB ? n : k) - 1) * ldb + (transposeB ? k : n))
+        GEMM.multiply(
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a16, lda: lda, b: b16,
+            ldb: ldb, c: c, ldc: ldc)
+    }
 }

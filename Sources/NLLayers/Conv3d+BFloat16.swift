@@ -1,9 +1,10 @@
 import CDNNL
 import NLTensor
 
-/// How a Conv3d computes: the project's own float32 paths on OpenBLAS, or oneDNN's convolution
-/// with bfloat16 inputs and float32 accumulation and results (mixed precision: the weights, their
-/// gradient, the activations between layers and everything outside the convolutions stay float32).
+/// How a Conv3d, or a non-local block's products, compute: the project's own float32 paths on
+/// OpenBLAS, or oneDNN's with bfloat16 inputs and float32 accumulation and results (mixed
+/// precision: the weights, their gradient, the activations between layers and everything else stay
+/// float32).
 public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
     case own, bfloat16
     /// The own float32 paths on the input, the weight and the output gradient rounded to
@@ -13,7 +14,7 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
 }
 
 /// `count` values from `from` rounded to the nearest bfloat16 (ties to even), kept as float32.
-public func roundedToBFloat16(_ from: UnsafePointer<Float>, count: Int) -> [Float] {
+func roundedToBFloat16(_ from: UnsafePointer<Float>, count: Int) -> [Float] {
     (0..<count).map { i in
         let bits = from[i].bitPattern
         return from[i].isNaN ? from[i] : Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000)
@@ -33,7 +34,6 @@ extension Conv3d {
     /// channels-last, the weight (kT, kH, kW, Cin, Cout)). The bfloat16 copies of the input and
     /// the weight made in forward serve backward too.
     final class BFloat16Convolution {
-        let inputShape: [Int]
         private let forward: OneDNN.Primitive
         private let backwardData: OneDNN.Primitive
         private let backwardWeights: OneDNN.Primitive
@@ -45,7 +45,6 @@ extension Conv3d {
         private let toWeight16ForData: OneDNN.Primitive?
 
         init(_ conv: Conv3d, inputShape: [Int]) {
-            self.inputShape = inputShape
             let outputShape = conv.outputShape(for: inputShape)
             // oneDNN's logical order is (N, C, D, H, W) and (O, I, D, H, W); the tags give ours.
             let (n, c, o) = (inputShape[0], conv.inputChannels, conv.outputChannels)
@@ -175,17 +174,17 @@ extension Layer {
 }
 
 extension Conv3d {
-    /// oneDNN's bfloat16 convolution against the emulation, on the input the layer last took and
-    /// a random output gradient: the largest relative difference of the output, the input gradient
-    /// and the weight gradient (float32's orders of summation give 1e-6). What the tuning holds
-    /// oneDNN to on this machine, shape by shape, before it chooses it: a newer library is not a
-    /// right library. Leaves the layer's algorithm and gradients as they were.
     /// oneDNN's kernels for the input the layer last took, forward / backward data / backward
     /// weights ("brgconv:avx512_core_bf16"; AMX's say avx512_core_amx); nil before a bfloat16 pass.
     public var bfloat16Kernels: String? {
         input.flatMap { bfloat16Convolutions[$0.shape] }?.implementations.joined(separator: " / ")
     }
 
+    /// oneDNN's bfloat16 convolution against the emulation, on the input the layer last took and
+    /// a random output gradient: the largest relative difference of the output, the input gradient
+    /// and the weight gradient (float32's orders of summation give 1e-6). What the tuning holds
+    /// oneDNN to on this machine, shape by shape, before it chooses it: a newer library is not a
+    /// right library. Leaves the layer's algorithm and gradients as they were.
     public func bfloat16Discrepancy(using generator: inout SeededGenerator) -> Float {
         guard let x = input else { return 0 }
         let (algorithm, gradient) = (self.algorithm, weight.gradient.copy())

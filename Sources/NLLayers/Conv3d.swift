@@ -31,7 +31,8 @@ public final class Conv3d: Layer {
         }
     }
 
-    /// How forward and backward compute (set by ConvolutionTuning for the run's precision).
+    /// How forward and backward compute: the run's precision (Layer.use), per convolution where
+    /// bfloat16 was timed against float32 (ConvolutionChoices).
     public var algorithm = ConvolutionAlgorithm.own
     /// oneDNN's bfloat16 convolutions, one per input shape seen (training's and validation's).
     var bfloat16Convolutions: [[Int]: BFloat16Convolution] = [:]

@@ -36,13 +36,13 @@ public final class NonLocalBlock: Layer {
     private let gPool: MaxPool3d?
     private let phiPool: MaxPool3d?
 
-    // What forward keeps for backward.
     /// How the pairwise products (theta phi^T and the attention's products, forward and
     /// backward) compute: float32, or bfloat16 inputs by oneDNN (or their emulation) in bf16
     /// precision. The concatenation mode's projections stay float32 (matrix-vector products).
     public var products = ConvolutionAlgorithm.own
     private lazy var bfloat16Products = BFloat16Products()
 
+    // What forward keeps for backward.
     private var input: Tensor?
     private var thetaOut: Tensor?  // (N, P, d): theta(x), or x itself for gaussian
     private var phiOut: Tensor?  // (N, P', d)
@@ -157,12 +157,10 @@ public final class NonLocalBlock: Layer {
             bfloat16Products.multiply(
                 transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
                 ldb: ldb, c: c, ldc: ldc)
-        case .emulatedBFloat16:  // each operand's stored extent, rounded
-            let a16 = roundedToBFloat16(a, count: ((transposeA ? k : m) - 1) * lda + (transposeA ? m : k))
-            let b16 = roundedToBFloat16(b, count: ((transposeB ? n : k) - 1) * ldb + (transposeB ? k : n))
-            GEMM.multiply(
-                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a16, lda: lda,
-                b: b16, ldb: ldb, c: c, ldc: ldc)
+        case .emulatedBFloat16:
+            BFloat16Products.emulate(
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
+                ldb: ldb, c: c, ldc: ldc)
         }
     }
 

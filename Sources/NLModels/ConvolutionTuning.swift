@@ -47,9 +47,9 @@ extension Recognizer {
     /// The network's convolutions, in its order.
     public var convolutions: [Conv3d] { descendants.compactMap { $0 as? Conv3d } }
 
-    /// Makes each convolution run the choice's algorithm.
-    public func use(_ choice: ConvolutionChoice) {
-        for (conv, algorithm) in zip(convolutions, choice.algorithms) { conv.algorithm = algorithm }
+    /// Makes each convolution, in order, run one of `algorithms`.
+    public func use(_ algorithms: [ConvolutionAlgorithm]) {
+        for (conv, algorithm) in zip(convolutions, algorithms) { conv.algorithm = algorithm }
     }
 
     /// Times `candidates` on a network of `spec` of its own (a probe: its statistics and
@@ -66,21 +66,19 @@ extension Recognizer {
         clip.fillNormal(std: 1, using: &generator)
         let dLogits = Tensor(zeros: [clipShape[0], spec.numClasses])
         dLogits.fillNormal(std: 0.1, using: &generator)
-        var seconds: [ConvolutionAlgorithm: [Double]] = [:]
+        var seconds: [ConvolutionAlgorithm: [Double]] = [:]  // each convolution's, a pass
         Conv3d.measuresTime = true
         defer { Conv3d.measuresTime = false }
         for candidate in candidates {
             for conv in convs { conv.algorithm = candidate }
-            for pass in 0...repeats {
-                for conv in convs { conv.secondsSpent = 0 }
+            _ = model.forward(clip, training: true)  // untimed: oneDNN makes its primitives
+            _ = model.backward(dLogits)
+            for conv in convs { conv.secondsSpent = 0 }
+            for _ in 0..<repeats {
                 _ = model.forward(clip, training: true)
                 _ = model.backward(dLogits)
-                if pass > 0 {
-                    seconds[candidate, default: Array(repeating: 0, count: convs.count)] = zip(
-                        seconds[candidate] ?? Array(repeating: 0, count: convs.count), convs
-                    ).map { $0 + $1.secondsSpent / Double(repeats) }
-                }
             }
+            seconds[candidate] = convs.map { $0.secondsSpent / Double(repeats) }
         }
         var shapes: [ConvolutionChoice.Shape] = []
         var index: [String: Int] = [:]

@@ -66,6 +66,9 @@ struct DataParallel {
         return communicator.broadcast(isRoot ? data() : Data())
     }
 
+    /// Rank 0's `text`, on every rank.
+    func fromRoot(text: String) -> String { String(decoding: fromRoot(Data(text.utf8)), as: UTF8.self) }
+
     /// The largest of the ranks' values: how they agree on a stop that any of them asks for.
     func maximum(_ value: Int) -> Int {
         guard let communicator, isDistributed else { return value }
@@ -127,7 +130,7 @@ struct DataParallel {
                 }
             }
         }
-        let verdict = String(decoding: fromRoot(Data(differing.prefix(12).joined(separator: "; ").utf8)), as: UTF8.self)
+        let verdict = fromRoot(text: differing.prefix(12).joined(separator: "; "))
         guard verdict.isEmpty else {
             throw SharedFailure(
                 status: .usage,

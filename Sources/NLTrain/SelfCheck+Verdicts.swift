@@ -21,13 +21,16 @@ extension SelfCheck {
     /// kernel, the threads, the build target, and the check's own version.
     public static func key(_ configuration: Configuration) -> String {
         let cpu = CPUFeatures.current
-        var digest: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a of the sorted flags
-        for byte in cpu.flags.sorted().joined(separator: " ").utf8 {
-            digest = (digest ^ UInt64(byte)) &* 0x100_0000_01b3
-        }
         return
-            "\(cpu.model) (flags \(String(digest, radix: 16))); OpenBLAS \(BLASKernel.version) \(configuration.kernel); "
+            "\(cpu.model) (flags \(digest(cpu.flags.sorted().joined(separator: " ")))); OpenBLAS \(BLASKernel.version) \(configuration.kernel); "
             + "\(configuration.threads) threads; \(BuildTarget.name); check \(version)"
+    }
+
+    /// A short name for `text` in a cache key: its FNV-1a hash, in hexadecimal.
+    static func digest(_ text: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return String(hash, radix: 16)
     }
 
     /// A kept verdict: passed or not, when, and the check's summary.
@@ -39,35 +42,45 @@ extension SelfCheck {
 
     /// The verdicts kept in `path` by key. Lines: key TAB passed|FAILED TAB date TAB summary.
     public static func verdicts(in path: String? = verdictFile) -> [String: Verdict] {
-        guard let path, let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [:] }
         var found: [String: Verdict] = [:]
-        for line in text.split(whereSeparator: \.isNewline) where !line.hasPrefix("#") {
-            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            guard fields.count == 4, ["passed", "FAILED"].contains(fields[1]) else { continue }
+        for fields in cacheRecords(in: path) where fields.count == 4 && ["passed", "FAILED"].contains(fields[1]) {
             found[fields[0]] = Verdict(passed: fields[1] == "passed", date: fields[2], summary: fields[3])
         }
         return found
     }
 
+    /// The records of a cache file in the cache folder (this file's, or ConvolutionChoices'): its
+    /// lines but the comments, each split at tabs. None when the file cannot be read.
+    static func cacheRecords(in path: String?) -> [[String]] {
+        guard let path, let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(whereSeparator: \.isNewline).filter { !$0.hasPrefix("#") }.map {
+            $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        }
+    }
+
+    /// Writes a cache file: `header` as a comment, then `records` tab-separated, one a line;
+    /// nil, or why it could not be written.
+    static func writeCache(_ records: [[String]], header: String, to path: String?, what: String) -> String? {
+        guard let path else { return "neither XDG_CACHE_HOME nor HOME is set" }
+        let lines = ["# \(header)"] + records.map { $0.joined(separator: "\t") }
+        do {
+            try Files.makeDirectory((path as NSString).deletingLastPathComponent, what: "cache folder")
+            try Files.write(lines.joined(separator: "\n") + "\n", to: path, what: what)
+            return nil
+        } catch { return error.description }
+    }
+
     /// Keeps `result`'s verdict in `path`; nil, or why it could not be kept.
     @discardableResult
     public static func keep(_ result: Result, in path: String? = verdictFile) -> String? {
-        guard let path else { return "neither XDG_CACHE_HOME nor HOME is set" }
         var all = verdicts(in: path)
         all[key(result.configuration)] = Verdict(
             passed: result.passed, date: ISO8601DateFormatter().string(from: Date()), summary: result.summary)
-        let lines =
-            [
-                "# nltrain and nleval's numerical self-check, one verdict per configuration (nlbench verify runs it again)"
-            ]
-            + all.keys.sorted().map {
-                "\($0)\t\(all[$0]!.passed ? "passed" : "FAILED")\t\(all[$0]!.date)\t\(all[$0]!.summary)"
-            }
-        do {
-            try Files.makeDirectory((path as NSString).deletingLastPathComponent, what: "cache folder")
-            try Files.write(lines.joined(separator: "\n") + "\n", to: path, what: "self-check verdicts")
-            return nil
-        } catch { return error.description }
+        return writeCache(
+            all.keys.sorted().map { [$0, all[$0]!.passed ? "passed" : "FAILED", all[$0]!.date, all[$0]!.summary] },
+            header:
+                "nltrain and nleval's numerical self-check, one verdict per configuration (nlbench verify runs it again)",
+            to: path, what: "self-check verdicts")
     }
 
     /// The configurations to fall back to, in order, when `configuration` fails: an older kernel

@@ -64,11 +64,6 @@ extension Trainer {
     /// peak, the step and the iteration with its data), and validation batches. Writes nothing.
     public func plan() throws -> Plan {
         // A stop is honoured between steps and while a batch is awaited, as in training.
-        func checkStop() throws {
-            if case let reason = signalled(), reason != .none {
-                throw PlanStopped(reason: reason.describe(maxTime: nil))
-            }
-        }
         func next(_ iterator: BatchIterator) throws -> Batch? {
             do { return try iterator.next() } catch is BatchIterator.Stopped {
                 throw PlanStopped(reason: receivedSignal()?.describe(maxTime: nil) ?? "a signal")
@@ -86,7 +81,7 @@ extension Trainer {
 
         let memory = try stepMemory(
             model: model, optimizer: step.optimizer, clipShape: training.clipShape,
-            iterationsPerEpoch: training.batchesPerEpoch, checkStop: checkStop)
+            iterationsPerEpoch: training.batchesPerEpoch)
         plan.bytesPerClip = memory.perClip
 
         // The real iterations: the first (decoding starts, buffers come) not timed.
@@ -173,8 +168,7 @@ extension Trainer {
     /// clips and of 4 random clips of `clipShape`, each after a warm-up step of its size (the
     /// optimizer's state and the pooled buffers), from a reset high-water mark.
     func stepMemory(
-        model: Recognizer, optimizer: Optimizer, clipShape: [Int], iterationsPerEpoch: Int,
-        checkStop: () throws -> Void
+        model: Recognizer, optimizer: Optimizer, clipShape: [Int], iterationsPerEpoch: Int
     ) throws -> StepMemory {
         var train = config.train
         (train.accumulate, train.batchSize) = (1, 4)
@@ -201,6 +195,13 @@ extension Trainer {
         return StepMemory(perClip: perClip, fixed: large - 4 * perClip)
     }
 
+    /// Throws PlanStopped (75, nothing written) when a signal asked the process to stop.
+    func checkStop() throws {
+        if case let reason = signalled(), reason != .none {
+            throw PlanStopped(reason: reason.describe(maxTime: nil))
+        }
+    }
+
     /// The memory this process may fill: what the system has available and what the process
     /// holds, shared with the other processes of an mpirun job on this machine.
     static var memoryForThisProcess: Int {
@@ -214,10 +215,11 @@ extension Trainer {
         return max(0, min(4096, Int((budget - Double(fixedBytes)) / Double(max(perClip, 1)))))
     }
 
-    /// batch_size = auto, for a run from the start (a resumed one has its checkpoint's): the largest batch that fits (largestBatch),
-    /// measured by steps of random clips on a model of its own (so its weights, and the memory of
-    /// a second model counted against the batch, err on the side of fitting), at most 64 and at
-    /// most what the training set gives each process. Rank 0 measures; every rank takes its answer.
+    /// batch_size = auto, for a run from the start (a resumed one has its checkpoint's): the
+    /// largest batch that fits (largestBatch), measured by steps of random clips on a model of its
+    /// own (so its weights, and the memory of a second model counted against the batch, err on the
+    /// side of fitting), at most 64 and at most what the training set gives each process. Rank 0
+    /// measures; every rank takes its answer.
     func resolveAutoBatchSize(clipShape: [Int], videos: Int) throws {
         guard batchSizeIsAuto else { return }
         var chosen = config.train.batchSize  // rank 0's: a resumed run's, or auto
@@ -226,12 +228,7 @@ extension Trainer {
             let model = try config.makeModel(seed: UInt64(config.train.seed))
             var measured = try stepMemory(
                 model: model, optimizer: Optimizer(model: model, config.train), clipShape: clipShape,
-                iterationsPerEpoch: 1
-            ) {
-                if case let reason = signalled(), reason != .none {
-                    throw PlanStopped(reason: reason.describe(maxTime: nil))
-                }
-            }
+                iterationsPerEpoch: 1)
             Tensor.releasePooledBuffers()
             measured.fixed = max(measured.fixed, 0)
             let fits = Self.largestBatch(fixedBytes: measured.fixed, perClip: measured.perClip)
@@ -246,8 +243,7 @@ extension Trainer {
                 log("warning: not even one clip fits in the memory available; batch_size 1 may swap or be killed")
             }
         }
-        let answer = parallel.fromRoot(withUnsafeBytes(of: Int64(chosen)) { Data($0) })
-        config.train.batchSize = Int(answer.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) })
+        config.train.batchSize = parallel.maximum(chosen)  // rank 0's: the others hold 0 (auto)
     }
 
     /// The largest batch_size auto chooses: the published NL I3D recipes' global batch.

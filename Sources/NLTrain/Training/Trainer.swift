@@ -210,9 +210,9 @@ public final class Trainer: @unchecked Sendable {
         var chosen = ""
         try onRoot {
             log(ConvolutionChoices.apply(to: model, clipShape: clipShape, precision: .bf16))
-            chosen = ConvolutionChoices.letters(of: model)
+            chosen = ConvolutionChoices.letters(model.convolutions.map(\.algorithm))
         }
-        ConvolutionChoices.use(String(decoding: parallel.fromRoot(Data(chosen.utf8)), as: UTF8.self), on: model)
+        model.use(ConvolutionChoices.algorithms(parallel.fromRoot(text: chosen)) ?? [])
     }
 
     /// Rank 0 takes the work directory: its lock, what a killed run left half-written, the config.
@@ -358,7 +358,7 @@ public final class Trainer: @unchecked Sendable {
                 failure = "\(status.rawValue) \(message)"
             }
         }
-        let shared = String(decoding: parallel.fromRoot(Data(failure.utf8)), as: UTF8.self)
+        let shared = parallel.fromRoot(text: failure)
         guard let space = shared.firstIndex(of: " "), let code = Int32(shared[..<space]),
             let status = ExitStatus(rawValue: code)
         else { return }
