@@ -55,10 +55,12 @@ extension Recognizer {
     /// Times `candidates` on a network of `spec` of its own (a probe: its statistics and
     /// gradients change), `repeats` training passes each on random clips of `clipShape` (N, T, H,
     /// W) after one untimed, checks oneDNN's bfloat16 against the emulation on each shape, and
-    /// chooses per shape the fastest that passed (the own float32 where none did).
+    /// chooses per shape the fastest that passed (the own float32 where none did). Nil when
+    /// `shouldStop` says so between passes (a signal: the run stops, nothing chosen).
     public static func tuneConvolutions(
-        spec: ModelSpec, clipShape: [Int], candidates: [ConvolutionAlgorithm], repeats: Int = 2
-    ) -> ConvolutionChoice {
+        spec: ModelSpec, clipShape: [Int], candidates: [ConvolutionAlgorithm], repeats: Int = 2,
+        shouldStop: () -> Bool = { false }
+    ) -> ConvolutionChoice? {
         let model = Recognizer(spec: spec)
         let convs = model.convolutions
         var generator = SeededGenerator(seed: 3)
@@ -71,10 +73,9 @@ extension Recognizer {
         defer { Conv3d.measuresTime = false }
         for candidate in candidates {
             for conv in convs { conv.algorithm = candidate }
-            _ = model.forward(clip, training: true)  // untimed: oneDNN makes its primitives
-            _ = model.backward(dLogits)
-            for conv in convs { conv.secondsSpent = 0 }
-            for _ in 0..<repeats {
+            for pass in 0...repeats {  // the first untimed: oneDNN makes its primitives
+                if shouldStop() { return nil }
+                if pass == 1 { for conv in convs { conv.secondsSpent = 0 } }
                 _ = model.forward(clip, training: true)
                 _ = model.backward(dLogits)
             }

@@ -41,9 +41,12 @@ public enum ConvolutionChoices {
 
     /// Makes `model` compute in `precision` (Layer.use), its convolutions as chosen for it at
     /// `clipShape` (N, T, H, W) where that is bf16: kept, or measured now and kept. Returns a line
-    /// for the log: what runs, and the table of times when it measured now.
+    /// for the log: what runs, and the table of times when it measured now. A `shouldStop` that
+    /// says so ends the timing early: nothing is kept, every convolution stays bfloat16.
     @discardableResult
-    public static func apply(to model: Recognizer, clipShape: [Int], precision: Precision) -> String {
+    public static func apply(
+        to model: Recognizer, clipShape: [Int], precision: Precision, shouldStop: () -> Bool = { false }
+    ) -> String {
         model.use(precision)
         guard precision == .bf16 else { return "precision fp32: every convolution on the own float32 paths" }
         let (key, all) = (key(spec: model.spec, clipShape: clipShape), kept())
@@ -52,7 +55,10 @@ public enum ConvolutionChoices {
             return "precision bf16: \(kept.summary) (chosen on this machine before: \(file ?? ""))"
         }
         let started = Date()
-        let choice = Recognizer.tuneConvolutions(spec: model.spec, clipShape: clipShape, candidates: [.own, .bfloat16])
+        guard
+            let choice = Recognizer.tuneConvolutions(
+                spec: model.spec, clipShape: clipShape, candidates: [.own, .bfloat16], shouldStop: shouldStop)
+        else { return "precision bf16: stopped before the convolutions were timed; nothing kept" }
         model.use(choice.algorithms)
         let summary = summary(of: choice)
         let problem = SelfCheck.writeCache(

@@ -58,4 +58,23 @@ struct BFloat16CLITests {
         let largest = zip(a, b).map { zip($0, $1).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 1
         #expect(largest < 0.02, "probabilities differ by up to \(largest)")
     }
+
+    /// A SIGTERM while the convolutions are timed (nl_i3d_r50, seconds) ends the timing at its
+    /// next pass: the run stops before training with 75, nothing kept in the cache.
+    @Test(.enabled(if: Precision.bf16.unavailable == nil))
+    func aSignalStopsTheTiming() throws {
+        let (work, cache) = (scratchDirectory("bf16-stopped"), scratchDirectory("cache", made: true))
+        let config = tinyRunConfig(
+            workDirectory: work,
+            extra:
+                "[model]\nname = nl_i3d_r50\nbase_channels = 64\nnum_classes = 6\n[data]\nclip_len = 8\ntrain_short_side = 112\n"
+                + "crop_size = 112\ntest_short_side = 112\n[train]\nprecision = bf16")
+        let launched = try Launched("nltrain", ["--config", config], environment: ["XDG_CACHE_HOME": cache])
+        #expect(launched.wait(until: { launched.stdout.contains("validation set") }), "\(launched.stdout)")
+        let status = launched.signal(SIGTERM)
+        #expect(status == 75, "\(launched.stderr)")
+        #expect(launched.stdout.contains("precision bf16: stopped before the convolutions were timed; nothing kept"))
+        #expect(launched.stdout.contains("stopped by SIGTERM before training"), "\(launched.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: "\(cache)/nl-i3d/convolutions.txt"))
+    }
 }

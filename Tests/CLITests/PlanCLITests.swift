@@ -61,6 +61,24 @@ struct PlanCLITests {
         )
     }
 
+    /// A SIGTERM while batch_size = auto is measured (a larger clip, so that it takes a while)
+    /// stops the run before training, with 75 and words for a run, not a plan; no checkpoint.
+    @Test func aSignalStopsTheAutoBatchMeasurement() throws {
+        let work = scratchDirectory("auto-stopped")
+        let config = tinyRunConfig(
+            workDirectory: work,
+            extra: "[data]\nclip_len = 32\ntrain_short_side = 160\ncrop_size = 160\ntest_short_side = 160")
+        let launched = try Launched("nltrain", ["--config", config, "--set", "train.batch_size=auto"])
+        #expect(launched.wait(until: { launched.stdout.contains("self-check") }), "\(launched.stdout)")
+        let status = launched.signal(SIGTERM)
+        #expect(status == 75, "\(launched.stderr)")
+        #expect(
+            launched.stderr.contains(
+                "stopped by SIGTERM while measuring batch_size auto, before training; run the same command to continue"),
+            "\(launched.stdout)\(launched.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(work)/last_checkpoint"))
+    }
+
     /// A SIGTERM while the plan runs its steps (a larger clip, so that it takes a while) ends it
     /// at the next step with 75, nothing written.
     @Test func aSignalStopsAPlan() throws {

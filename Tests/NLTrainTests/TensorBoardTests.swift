@@ -123,6 +123,10 @@ struct TensorBoardTests {
         #expect(report.mostConfused().count == 20)
         #expect(wellFormed(report.svg) && report.svg.contains("class 399"))
         #expect(report.html.contains("<table>") && report.html.contains("<svg"))
+        // TensorBoard's picture: a pixel a cell, every class a row; its table names all 400.
+        let picture = report.picture
+        #expect(picture.width == 8 + 120 + 12 + 400 + 8 && picture.height == 400 + 16)
+        #expect(report.markdown.contains("| class 399 |") && report.markdown.split(separator: "\n").count > 400)
     }
 }
 

@@ -55,7 +55,9 @@ public struct Plan: Encodable, Sendable {
 /// A plan stopped by a signal before it was measured. Exit 75: nothing was written, run it again.
 public struct PlanStopped: Error, CustomStringConvertible {
     let reason: String
-    public var description: String { "stopped by \(reason) before the plan was measured; nothing was written" }
+    /// When it stopped and what that means for the user.
+    var when = "before the plan was measured; nothing was written"
+    public var description: String { "stopped by \(reason) \(when)" }
 }
 
 extension Trainer {
@@ -226,9 +228,16 @@ extension Trainer {
         try onRoot {
             guard chosen == TrainSection.autoBatchSize else { return }
             let model = try config.makeModel(seed: UInt64(config.train.seed))
-            var measured = try stepMemory(
-                model: model, optimizer: Optimizer(model: model, config.train), clipShape: clipShape,
-                iterationsPerEpoch: 1)
+            var measured: StepMemory
+            do {
+                measured = try stepMemory(
+                    model: model, optimizer: Optimizer(model: model, config.train), clipShape: clipShape,
+                    iterationsPerEpoch: 1)
+            } catch let stop as PlanStopped {  // in a run, not a plan
+                throw PlanStopped(
+                    reason: stop.reason,
+                    when: "while measuring batch_size auto, before training; run the same command to continue")
+            }
             Tensor.releasePooledBuffers()
             measured.fixed = max(measured.fixed, 0)
             let fits = Self.largestBatch(fixedBytes: measured.fixed, perClip: measured.perClip)

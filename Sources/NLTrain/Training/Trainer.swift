@@ -209,7 +209,10 @@ public final class Trainer: @unchecked Sendable {
         guard config.train.precision == .bf16 else { return }
         var chosen = ""
         try onRoot {
-            log(ConvolutionChoices.apply(to: model, clipShape: clipShape, precision: .bf16))
+            log(
+                ConvolutionChoices.apply(to: model, clipShape: clipShape, precision: .bf16) {
+                    StopSignal.received.load(ordering: .relaxed) != 0  // the run stops before training
+                })
             chosen = ConvolutionChoices.letters(model.convolutions.map(\.algorithm))
         }
         model.use(ConvolutionChoices.algorithms(parallel.fromRoot(text: chosen)) ?? [])
