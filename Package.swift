@@ -29,13 +29,14 @@ let package = Package(
         .target(name: "CBuildTarget"),
 
         // Libraries, lowest first: a module never imports one listed after it.
+        .target(name: "NLKeys"),  // config keys declared on their fields, and reading their values
         .target(name: "NLTensor", dependencies: ["COpenBLAS", "CBuildTarget"]),
         .target(name: "NLLayers", dependencies: ["NLTensor", "CDNNL"]),
-        .target(name: "NLModels", dependencies: ["NLLayers"]),
+        .target(name: "NLModels", dependencies: ["NLKeys", "NLLayers"]),
         .target(name: "NLVideo", dependencies: ["CFFmpeg"]),
         .target(name: "NLData", dependencies: ["NLVideo", "NLTensor"]),
         .target(name: "NLDistributed", dependencies: ["CMPI"]),
-        .target(name: "NLTrain", dependencies: ["NLModels", "NLData", "NLDistributed"]),
+        .target(name: "NLTrain", dependencies: ["NLKeys", "NLModels", "NLData", "NLDistributed"]),
         .target(name: "NLBench", dependencies: ["NLTrain"]),
         // What the commands share: --config/--set, argument types, the one exit path.
         .target(name: "NLCommands", dependencies: ["NLTrain", argumentParser]),

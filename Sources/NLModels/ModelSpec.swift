@@ -1,42 +1,59 @@
+import NLKeys
 import NLLayers
 import NLTensor
 
 /// Everything that defines a network, with mmaction2's names and defaults (ResNet3d, I3DHead).
 /// Named presets give the paper's models; any field can then be changed.
 public struct ModelSpec: Equatable, Sendable {
-    /// 18 and 34 use basic blocks, 50, 101 and 152 bottlenecks.
+    @Key("depth", in: 18...152, "ResNet depth: 18, 34 (basic blocks), 50, 101, 152 (bottlenecks)")
     public var depth = 50
-    /// Channels of the stem; stage i has base * 2^i (times 4 for bottlenecks) channels.
+    @Key("base_channels", in: 1...1024, "channels of the stem; stage i has base * 2^i (x4 in bottlenecks)")
     public var baseChannels = 64
+    @Key("num_classes", in: 1...100_000, "classes of the classifier")
     public var numClasses = 400
-    /// Dropout before the classifier.
+    @Key("dropout", in: 0...0.99, "dropout before the classifier")
     public var dropout: Float = 0.5
+    @Key("conv1_kernel", "stem kernel T H W", parse: Size3.parse, show: { "\($0.t) \($0.h) \($0.w)" })
     public var conv1Kernel = Size3(5, 7, 7)
+    @Key("conv1_stride_t", in: 1...8, "stem temporal stride")
     public var conv1StrideT = 2
+    @Key("pool1_stride_t", in: 1...8, "temporal stride of the stem's max pool")
     public var pool1StrideT = 2
-    /// The (2, 1, 1) max pool after res2.
+    @Key("with_pool2", "2x1x1 max pool after res2")
     public var withPool2 = true
-    /// Per stage, per block: 1 inflates the block's first conv to 3x1x1 ("3x1x1" style) or its
-    /// second to 3x3x3 ("3x3x3" style); basic blocks inflate both to 3x3x3. In this and the other
-    /// patterns a stage given one value applies it to all its blocks, as mmaction2 does.
+    /// In this and the other patterns a stage given one value applies it to all its blocks, as
+    /// mmaction2 does; basic blocks inflate both their convs to 3x3x3.
+    @Key("inflate", "per stage, per block: 1 inflates the block (see inflate_style)")
     public var inflate: [[Int]] = [[1, 1, 1], [1, 0, 1, 0], [1, 0, 1, 0, 1, 0], [0, 1, 0]]
+    @Key(
+        "inflate_style", "which convs an inflated block makes 3D",
+        [.t3x1x1: "first conv temporal", .t3x3x3: "second conv 3x3x3"])
     public var inflateStyle: InflateStyle = .t3x1x1
-    /// Per stage, per block: 1 adds a non-local block after the block.
+    @Key("non_local", "per stage, per block: 1 adds a non-local block after the block")
     public var nonLocal: [[Int]] = [[0], [0], [0], [0]]
+    @Key("non_local_mode", "pairwise function of the non-local blocks")
     public var nonLocalMode: NonLocalBlock.Mode = .embeddedGaussian
+    @Key("non_local_use_scale", "embedded_gaussian: divide scores by sqrt(C/2) before the softmax")
     public var nonLocalUseScale = false
+    @Key("non_local_sub_sample", "1x2x2 max pool after phi and g")
     public var nonLocalSubSample = true
-    /// Per stage, per block: 1 adds a GCNet context block after the block's last conv.
+    @Key("context", "per stage, per block: 1 adds a GCNet context block after the block's last conv")
     public var context: [[Int]] = [[0], [0], [0], [0]]
+    @Key("context_ratio", in: 0.001...1, "context block bottleneck ratio")
     public var contextRatio = 1.0 / 16
+    @Key("context_pooling", "context block pooling", [.attention: "attention"])
     public var contextPooling: ContextBlock.Pooling = .attention
+    @Key(
+        "context_fusion", allowed: ["channel_add", "channel_mul"],
+        "context block fusion: channel_add, channel_mul or both")
     public var contextFusions: [String] = ["channel_add"]
-    /// Stages whose parameters are fixed and whose BatchNorms use running statistics: -1 none,
-    /// 0 the stem, k the stem and res2..res(k+1).
+    @Key(
+        "frozen_stages", in: -1...4,
+        "-1 none; 0 the stem; k the stem and res2..res(k+1): fixed weights, running BN statistics")
     public var frozenStages = -1
-    /// Every BatchNorm uses running statistics while training (mmaction2's norm_eval).
+    @Key("norm_eval", "every BatchNorm uses running statistics while training")
     public var normEval = false
-    /// Start each block's last BatchNorm at zero, so every block starts as the identity.
+    @Key("zero_init_residual", "start each block's last BatchNorm weight at zero")
     public var zeroInitResidual = false
 
     public enum InflateStyle: String, Sendable, CaseIterable {
@@ -136,5 +153,13 @@ public struct ModelSpec: Equatable, Sendable {
             return nil
         }
         return spec
+    }
+}
+
+extension Size3 {
+    /// "T H W", each 1 to 99: a kernel as config files write it.
+    @Sendable static func parse(_ text: String) throws -> Size3 {
+        let v = try words(text, count: 3...3).map { try parseInt($0, in: 1...99) }
+        return Size3(v[0], v[1], v[2])
     }
 }

@@ -172,13 +172,40 @@ struct ConfigTests {
     static let configsDirectory = "\(repositoryRoot)/configs"
 
     /// The key tables of configs/README.md, as the schema makes them: every key of a section,
-    /// in order, with its default and meaning. One declaration (Schema.swift, the defaults in
-    /// Config.swift) makes the tables; with NL_UPDATE_DOCS=1 this test writes them there.
+    /// in order, with its default and meaning. Each key's one declaration (its field's `@Key`)
+    /// makes its row; with NL_UPDATE_DOCS=1 this test writes them there.
     static func keyTable(_ section: String) -> String {
         let rows = Config.documentation.filter { $0.section == section }.map { _, key, value, help in
             "| `\(key)` | \(value.isEmpty ? "(empty)" : "`\(value)`") | \(help) |"
         }
         return (["| key | default | meaning |", "| --- | --- | --- |"] + rows).joined(separator: "\n")
+    }
+
+    /// Every `@Key` declared on a section's fields (ModelSpec's and Mixing's included) is listed
+    /// in the schema once, and under its own section: a key declared and not listed would be
+    /// neither read nor shown.
+    @Test func everyDeclaredKeyIsInTheSchema() {
+        func declaredKeys(_ value: Any) -> [String] {
+            Mirror(reflecting: value).children.flatMap { child -> [String] in
+                guard String(describing: type(of: child.value)).hasPrefix("Key<") else {
+                    return declaredKeys(child.value)
+                }
+                return Mirror(reflecting: child.value).children.filter { $0.label == "name" }.map { "\($0.value)" }
+            }
+        }
+        let config = Config()
+        let sections: [(String, Any)] = [
+            ("model", config.model), ("data", config.data), ("train", config.train), ("eval", config.eval),
+        ]
+        for (section, value) in sections {
+            let listed = Config.documentation.filter { $0.section == section }.map(\.key)
+            let declared = declaredKeys(value)
+            #expect(
+                Set(declared) == Set(listed),
+                "[\(section)]: declared, not listed: \(Set(declared).subtracting(listed).sorted()); listed, not declared: \(Set(listed).subtracting(declared).sorted())"
+            )
+            #expect(Set(listed).count == listed.count, "[\(section)] lists a key twice")
+        }
     }
 
     @Test func theKeyTablesAreTheSchemas() throws {

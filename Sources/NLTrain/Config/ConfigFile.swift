@@ -1,4 +1,5 @@
 import Foundation
+import NLKeys
 import NLData
 import NLLayers
 import NLModels

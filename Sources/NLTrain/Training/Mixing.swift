@@ -1,4 +1,5 @@
 import Foundation
+import NLKeys
 import NLLayers
 import NLTensor
 
@@ -9,9 +10,23 @@ import NLTensor
 /// chosen with `switchProbability` when both are on; lambda ~ Beta(alpha, alpha). The targets mix
 /// by the same lambda (SoftmaxCrossEntropy.Targets.mixed).
 public struct Mixing: Sendable {
+    @Key(
+        "mixup_alpha", in: 0...100,
+        "mixup of each micro-batch with itself flipped, lambda ~ Beta(alpha, alpha) (0: off; "
+            + "PySlowFast's MIXUP.ALPHA 0.8)")
     public var mixupAlpha = 0.0
+    @Key(
+        "cutmix_alpha", in: 0...100,
+        "cutmix: a box of every frame from the flipped micro-batch, lambda ~ Beta(alpha, alpha) "
+            + "(0: off; PySlowFast's MIXUP.CUTMIX_ALPHA 1.0)")
     public var cutmixAlpha = 0.0
+    @Key(
+        "mix_prob", in: 0...1,
+        "probability that a micro-batch is mixed when mixup or cutmix is on (PySlowFast's MIXUP.PROB)")
     public var probability = 1.0
+    @Key(
+        "mix_switch_prob", in: 0...1,
+        "with both on: probability of cutmix rather than mixup (PySlowFast's MIXUP.SWITCH_PROB)")
     public var switchProbability = 0.5
 
     public init() {}

@@ -4,7 +4,7 @@ import NLTensor
 import NLVideo
 
 /// The learning-rate policies after the warmup ([train] lr_policy). A new one is a case here, its
-/// formula in `rate(at:)`, and its meaning in Schema.swift's lr_policy line (docs/extending.md).
+/// formula in `rate(at:)`, and its meaning in the `@Key` of TrainSection.lrPolicy (docs/extending.md).
 public enum LRPolicy: String, CaseIterable, Sendable { case step, cosine }
 
 /// The warmups ([train] warmup), likewise.
