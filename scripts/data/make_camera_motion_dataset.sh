@@ -43,19 +43,13 @@ if [ ${#videos[@]} -eq 0 ]; then
   exit 66
 fi
 
+source "$(dirname "$0")/writing.sh"
 classes=("panning left" "panning right" "panning up" "panning down" "zooming in" "zooming out")
 RANDOM=$seed
 mkdir -p "$out"
 rm -f "$out/train.csv" "$out/val.csv"
-stop() { kill $(jobs -p) 2> /dev/null; exit "$1"; }
-trap 'stop 143' TERM
-trap 'stop 130' INT
-trap 'stop 129' HUP
 printf '%s\n' "${classes[@]}" > "$out/classes.txt"
 
-# Random draws set REPLY (a $(...) subshell would reseed RANDOM; the dataset follows from --seed).
-between() { REPLY=$(($1 + RANDOM % ($2 - $1 + 1))); }
-youtube_id() { local chars=abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-; REPLY=; for _ in {1..11}; do REPLY+=${chars:RANDOM % 64:1}; done; }
 
 frames=$((seconds * 25)) made=0 total=$(( (train + val) * ${#classes[@]} ))
 for split in train val; do
@@ -83,19 +77,16 @@ for split in train val; do
       esac
       youtube_id; id=$REPLY
       file=$(printf '%s/%s/%s/%s_%06d_%06d.mp4' "$out" "$split" "$label" "$id" "$start" $((start + 10)))
-      while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n; done
-      ffmpeg -hide_banner -loglevel error -nostdin -y -threads 1 \
+      encode ffmpeg -hide_banner -loglevel error -nostdin -y -threads 1 \
         -ss "$(awk -v s="$start" 'BEGIN { print s / 10 }')" -t "$seconds" -i "${videos[source]}" \
         -vf "fps=25,crop='min(iw,ih*4/3)':'min(ih,iw*3/4)',scale=640:480,zoompan=z='$z':x='$x':y='$y':d=1:s=160x120:fps=25,format=yuv420p" \
-        -frames:v "$frames" -an -c:v libx264 -preset veryfast -fflags +bitexact -flags:v +bitexact "$file" &
+        -frames:v "$frames" -an -c:v libx264 -preset veryfast -fflags +bitexact -flags:v +bitexact "$file"
       echo "$label,$id,$start,$((start + 10)),$split" >> "$out/$split.csv.partial"
       made=$((made + 1))
       [ -t 1 ] && printf '\r%d/%d videos' "$made" "$total"
     done
   done
 done
-for job in $(jobs -p); do wait "$job"; done  # an encoder that failed fails the script (set -e)
-mv "$out/train.csv.partial" "$out/train.csv"
-mv "$out/val.csv.partial" "$out/val.csv"
+finish "$out"
 [ -t 1 ] && echo
 echo "wrote $made videos of ${#classes[@]} classes from ${#videos[@]} sources to $out ($train train and $val val per class)"

@@ -35,22 +35,14 @@ encoders=("mp4:-c:v libx264 -preset veryfast -pix_fmt yuv420p"
           "webm:-c:v libvpx-vp9 -deadline good -cpu-used 5 -b:v 300k -pix_fmt yuv420p"
           "mkv:-c:v libx264 -preset veryfast -bf 2 -pix_fmt yuv420p"
           "webm:-c:v libvpx -deadline good -cpu-used 5 -b:v 300k")
+source "$(dirname "$0")/writing.sh"
 RANDOM=$seed
 mkdir -p "$out"
 rm -f "$out/train.csv" "$out/val.csv"
-# Stopped, it stops its encoders too, rather than leave them writing.
-stop() { kill $(jobs -p) 2> /dev/null; exit "$1"; }
-trap 'stop 143' TERM
-trap 'stop 130' INT
-trap 'stop 129' HUP
 printf '%s\n' "${classes[@]}" > "$out/classes.txt"
 
-# Random draws set REPLY: a $(...) runs in a subshell, where bash reseeds RANDOM, and the dataset
-# would no longer follow from --seed.
 pick() { local -n list=$1; REPLY=${list[RANDOM % ${#list[@]}]}; }
-between() { REPLY=$(($1 + RANDOM % ($2 - $1 + 1))); }
 color() { printf -v REPLY '0x%02x%02x%02x' $(($1 + RANDOM % 128)) $(($1 + RANDOM % 128)) $(($1 + RANDOM % 128)); }
-youtube_id() { local chars=abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-; REPLY=; for _ in {1..11}; do REPLY+=${chars:RANDOM % 64:1}; done; }
 
 made=0 total=$(( (train + val) * ${#classes[@]} ))
 for split in train val; do
@@ -96,18 +88,15 @@ for split in train val; do
       file=$(printf '%s/%s/%s/%s_%06d_%06d.%s' "$out" "$split" "$label" "$id" "$start" $((start + 10)) "$ext")
       # Two single-threaded encoders at once, with the noise seeded and the containers bit-exact
       # (no random IDs or dates): the files follow from --seed alone.
-      while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n; done
       # shellcheck disable=SC2086
-      ffmpeg -hide_banner -loglevel error -nostdin -y -threads 1 "${inputs[@]}" \
-        -filter_complex "${chain}${scene}format=yuv420p" $options -fflags +bitexact -flags:v +bitexact "$file" &
+      encode ffmpeg -hide_banner -loglevel error -nostdin -y -threads 1 "${inputs[@]}" \
+        -filter_complex "${chain}${scene}format=yuv420p" $options -fflags +bitexact -flags:v +bitexact "$file"
       echo "$label,$id,$start,$((start + 10)),$split" >> "$out/$split.csv.partial"
       made=$((made + 1))
       [ -t 1 ] && printf '\r%d/%d videos' "$made" "$total"
     done
   done
 done
-for job in $(jobs -p); do wait "$job"; done  # an encoder that failed fails the script (set -e)
-mv "$out/train.csv.partial" "$out/train.csv"
-mv "$out/val.csv.partial" "$out/val.csv"
+finish "$out"
 [ -t 1 ] && echo
 echo "wrote $made videos of ${#classes[@]} classes to $out ($train train and $val val per class)"
