@@ -23,20 +23,12 @@ public struct Config: Sendable {
             throw ConfigError(
                 source: source, message: "unknown section [\(section)]\(near.map { "; did you mean [\($0)]?" } ?? "")")
         }
-        // A named model first: its fields are the base the other [model] keys change.
-        if let name = file.sections["model"]?["name"] {
-            guard let spec = ModelSpec.named(name.value) else {
-                throw ConfigError(
-                    source: name.source,
-                    message: "model.name: no model '\(name.value)'; models: \(ModelSpec.names.joined(separator: ", "))")
-            }
-            model.name = name.value
-            model.spec = spec
-            sources["model.name"] = name.source
-        }
         for section in schema {
-            let entries = (file.sections[section.name] ?? [:]).sorted { $0.value.source.line < $1.value.source.line }
-            for (key, entry) in entries where !(section.name == "model" && key == "name") {
+            // In file order, but a named model first: its fields are the base the other [model] keys change.
+            let entries = (file.sections[section.name] ?? [:]).sorted {
+                ($0.key == "name" ? 0 : 1, $0.value.source.line) < ($1.key == "name" ? 0 : 1, $1.value.source.line)
+            }
+            for (key, entry) in entries {
                 guard let setting = section.settings.first(where: { $0.key == key }) else {
                     let near = nearest(key, in: section.settings.map(\.key))
                     throw ConfigError(
@@ -50,6 +42,7 @@ public struct Config: Sendable {
                     throw ConfigError(source: entry.source, message: "\(section.name).\(key): \(error)")
                 }
                 sources["\(section.name).\(key)"] = entry.source
+                if section.name == "model" && key == "name" { model.spec = ModelSpec.named(model.name)! }
             }
         }
         // Point at the key the problem concerns, or, when it kept its default, at the depth or the
