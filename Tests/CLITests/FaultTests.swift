@@ -252,6 +252,31 @@ struct FaultTests {
         #expect(gone, "the yardstick (pid \(pid)) still runs")
     }
 
+    /// The dataset scripts given what a stranger might type: a word, 0 seconds, an option without
+    /// its value, no output folder, a source folder that is not there. Each is refused (64, or 66
+    /// for the missing folder) with a line naming what is wrong, before anything is written.
+    @Test func theDatasetScriptsRefuseAbsurdOptions() throws {
+        let out = "\(scratchDirectory("files", made: true))/refused"
+        let (synthetic, camera) = (
+            "\(Self.scripts)/data/make_synthetic_dataset.sh", "\(Self.scripts)/data/make_camera_motion_dataset.sh"
+        )
+        let cases: [(script: String, arguments: [String], status: Int32, says: String)] = [
+            (synthetic, [out, "--train", "abc"], 64, "--train 'abc' is not a whole number of at least 1"),
+            (synthetic, [out, "--seconds", "0"], 64, "--seconds '0' is not a whole number of at least 1"),
+            (synthetic, [out, "--val"], 64, "--val '' is not a whole number"),
+            (synthetic, [out, "--frames", "3"], 64, "unknown option --frames"),
+            (synthetic, [], 64, "usage: make_synthetic_dataset.sh OUT"),
+            (camera, [testVideoDirectory, out, "--seconds", "-2"], 64, "--seconds '-2' is not a whole number"),
+            (camera, [testVideoDirectory], 64, "usage: make_camera_motion_dataset.sh SOURCES OUT"),
+            (camera, ["/nonexistent/videos", out], 66, "/nonexistent/videos is not a folder"),
+        ]
+        for c in cases {
+            let r = try run(c.script, c.arguments)
+            #expect(r.status == c.status && r.stderr.contains(c.says), "\(c.arguments): \(r.status) \(r.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
     /// The synthetic dataset stopped part-way leaves no CSV, so make demo (which checks for
     /// val.csv) makes it again rather than train on part of it; whole, it has both.
     @Test func aStoppedDatasetLeavesNoCSV() throws {

@@ -14,20 +14,26 @@
 # OUT/val.csv (label,youtube_id,time_start,time_end,split) and OUT/classes.txt; the CSVs last, so
 # that a stopped run leaves none. Needs the ffmpeg and ffprobe CLIs.
 set -euo pipefail
-usage="usage: make_camera_motion_dataset.sh SOURCES OUT [--train N] [--val N] [--seconds S] [--seed K]"
-sources=${1:?$usage}
-out=${2:?$usage}
+[ $# -ge 2 ] || { echo "usage: make_camera_motion_dataset.sh SOURCES OUT [--train N] [--val N] [--seconds S] [--seed K]" >&2; exit 64; }
+sources=$1 out=$2
 shift 2
+[ -d "$sources" ] || { echo "make_camera_motion_dataset.sh: $sources is not a folder" >&2; exit 66; }
 train=32 val=8 seconds=2 seed=1
 while [ $# -gt 0 ]; do
   case $1 in
-    --train) train=$2; shift 2 ;;
-    --val) val=$2; shift 2 ;;
-    --seconds) seconds=$2; shift 2 ;;
-    --seed) seed=$2; shift 2 ;;
+    --train) train=${2-} ;;
+    --val) val=${2-} ;;
+    --seconds) seconds=${2-} ;;
+    --seed) seed=${2-} ;;
     *) echo "unknown option $1" >&2; exit 64 ;;
   esac
+  shift $(($# > 1 ? 2 : 1))
 done
+source "$(dirname "$0")/writing.sh"
+whole_number --train "$train" 1
+whole_number --val "$val" 0
+whole_number --seconds "$seconds" 1
+whole_number --seed "$seed" 0
 
 # The sources long enough for a video, with their durations in tenths of a second.
 videos=() tenths=()
@@ -43,7 +49,6 @@ if [ ${#videos[@]} -eq 0 ]; then
   exit 66
 fi
 
-source "$(dirname "$0")/writing.sh"
 classes=("panning left" "panning right" "panning up" "panning down" "zooming in" "zooming out")
 RANDOM=$seed
 mkdir -p "$out"

@@ -14,19 +14,27 @@
 # The CSVs are written last, once every video is: a run that was stopped leaves none, so the next
 # one (make demo's, which checks for val.csv) makes the dataset again instead of using part of it.
 set -euo pipefail
-out=${1:?usage: make_synthetic_dataset.sh OUT [--train N] [--val N] [--seconds S] [--objects K] [--seed K]}
+[ $# -ge 1 ] || { echo "usage: make_synthetic_dataset.sh OUT [--train N] [--val N] [--seconds S] [--objects K] [--seed K]" >&2; exit 64; }
+out=$1
 shift
 train=32 val=8 seconds=2 seed=1 objects=3
 while [ $# -gt 0 ]; do
   case $1 in
-    --train) train=$2; shift 2 ;;
-    --val) val=$2; shift 2 ;;
-    --seconds) seconds=$2; shift 2 ;;
-    --seed) seed=$2; shift 2 ;;
-    --objects) objects=$2; shift 2 ;;
+    --train) train=${2-} ;;
+    --val) val=${2-} ;;
+    --seconds) seconds=${2-} ;;
+    --seed) seed=${2-} ;;
+    --objects) objects=${2-} ;;
     *) echo "unknown option $1" >&2; exit 64 ;;
   esac
+  shift $(($# > 1 ? 2 : 1))
 done
+source "$(dirname "$0")/writing.sh"
+whole_number --train "$train" 1
+whole_number --val "$val" 0
+whole_number --seconds "$seconds" 1
+whole_number --seed "$seed" 0
+whole_number --objects "$objects" 1
 
 classes=("moving left" "moving right" "moving up" "moving down" "turning clockwise" "turning counterclockwise")
 sizes=(160x120 176x132 144x112 192x128)
@@ -35,7 +43,6 @@ encoders=("mp4:-c:v libx264 -preset veryfast -pix_fmt yuv420p"
           "webm:-c:v libvpx-vp9 -deadline good -cpu-used 5 -b:v 300k -pix_fmt yuv420p"
           "mkv:-c:v libx264 -preset veryfast -bf 2 -pix_fmt yuv420p"
           "webm:-c:v libvpx -deadline good -cpu-used 5 -b:v 300k")
-source "$(dirname "$0")/writing.sh"
 RANDOM=$seed
 mkdir -p "$out"
 rm -f "$out/train.csv" "$out/val.csv"

@@ -1,6 +1,12 @@
 # Sourced by the dataset scripts (make_synthetic_dataset.sh, make_camera_motion_dataset.sh): their
 # random draws, their encoders run two at a time, and their CSVs written last.
 
+# `whole_number OPTION VALUE MINIMUM`: exits 64, naming the option, unless VALUE is a whole number
+# of at least MINIMUM.
+whole_number() {
+  [[ $2 =~ ^[0-9]+$ ]] && [ "$2" -ge "$3" ] || { echo "$(basename "$0"): $1 '$2' is not a whole number of at least $3" >&2; exit 64; }
+}
+
 # Stopped, a script stops its encoders too, rather than leave them writing.
 stop() { kill $(jobs -p) 2> /dev/null; exit "$1"; }
 trap 'stop 143' TERM
