@@ -69,9 +69,11 @@ public struct StepBenchmark {
         if let problem = train.precision.unavailable { throw UsageError("bf16: \(problem)") }
         let model = Recognizer(spec: spec)
         if let problem = model.clipProblem([batch, frames, size, size], training: true) { throw UsageError(problem) }
-        let choice = ConvolutionChoices.apply(
+        if let choice = ConvolutionChoices.apply(
             to: model, clipShape: [batch, frames, size, size], precision: train.precision)
-        if train.precision == .bf16 { Files.emit("nlbench step: \(choice)\n", to: .standardError) }
+        {
+            Files.emit("nlbench step: \(choice)\n", to: .standardError)
+        }
         let step = TrainingStep(
             model: model, optimizer: Optimizer(model: model, train), train: train, iterationsPerEpoch: 1000)
         var generator = SeededGenerator(seed: 0)

@@ -202,13 +202,6 @@ extension Conv3d {
             return [y, dx, weight.gradient.copy()]
         }
         let (oneDNN, emulated) = (pass(.bfloat16), pass(.emulatedBFloat16))
-        return zip(oneDNN, emulated).map { a, b in
-            var (difference, scale): (Float, Float) = (0, 0)
-            for i in 0..<a.count {
-                difference = max(difference, abs(a.data[i] - b.data[i]))
-                scale = max(scale, abs(b.data[i]))
-            }
-            return difference.isNaN ? .infinity : scale > 0 ? difference / scale : difference
-        }.max()!
+        return zip(oneDNN, emulated).map(relativeError).max()!
     }
 }

@@ -58,3 +58,18 @@ public func add(_ a: Tensor, _ b: Tensor, into out: Tensor) {
         for i in range { po[i] = pa[i] + pb[i] }
     }
 }
+
+/// The largest absolute difference relative to the largest magnitude of the reference:
+/// max|a - b| / max|b|. Per-element ratios would blow up on elements that are nearly zero.
+/// Infinite where either holds a NaN (`max` would pass over one: max(0, .nan) is 0).
+public func relativeError(_ a: Tensor, _ b: Tensor) -> Float {
+    precondition(a.count == b.count, "comparing \(a.shape) with \(b.shape)")
+    var difference: Float = 0, scale: Float = 0
+    for i in 0..<a.count {
+        let d = abs(a.data[i] - b.data[i])
+        if d.isNaN { return .infinity }
+        difference = max(difference, d)
+        scale = max(scale, abs(b.data[i]))
+    }
+    return scale == 0 ? difference : difference / scale
+}

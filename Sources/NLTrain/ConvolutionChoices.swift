@@ -40,15 +40,16 @@ public enum ConvolutionChoices {
     }
 
     /// Makes `model` compute in `precision` (Layer.use), its convolutions as chosen for it at
-    /// `clipShape` (N, T, H, W) where that is bf16: kept, or measured now and kept. Returns a line
-    /// for the log: what runs, and the table of times when it measured now. A `shouldStop` that
-    /// says so ends the timing early: nothing is kept, every convolution stays bfloat16.
+    /// `clipShape` (N, T, H, W) where that is bf16: kept, or measured now and kept. Returns, in
+    /// bf16, a line for the log: what runs, and the table of times when it measured now; nil in
+    /// fp32, where there is nothing to choose. A `shouldStop` that says so ends the timing early:
+    /// nothing is kept, every convolution stays bfloat16.
     @discardableResult
     public static func apply(
         to model: Recognizer, clipShape: [Int], precision: Precision, shouldStop: () -> Bool = { false }
-    ) -> String {
+    ) -> String? {
         model.use(precision)
-        guard precision == .bf16 else { return "precision fp32: every convolution on the own float32 paths" }
+        guard precision == .bf16 else { return nil }
         let (key, all) = (key(spec: model.spec, clipShape: clipShape), kept())
         if let kept = all[key], let chosen = algorithms(kept.algorithms), chosen.count == model.convolutions.count {
             model.use(chosen)

@@ -119,11 +119,17 @@ public enum DataSetup {
         return DataLoader(dataset: dataset, pipeline: pipeline, options: options, badVideos: badVideos)
     }
 
+    /// What one forward of the model takes from `loader`, (N, T, H, W): in training a micro-batch
+    /// of train.batch_size clips (the loader's batch holds accumulate of them).
+    public static func forwardShape(_ loader: DataLoader, config: Config) -> [Int] {
+        let batch = loader.mode == .training ? config.train.batchSize : loader.options.batchSize
+        return [batch] + loader.clipShape.dropLast()
+    }
+
     /// Fails (64) unless `model` can take `loader`'s batches (Recognizer.clipProblem).
     public static func requireClip(_ model: Recognizer, loader: DataLoader, config: Config) throws(ConfigError) {
         let training = loader.mode == .training
-        let batch = training ? config.train.batchSize : loader.options.batchSize  // what one forward takes
-        guard let problem = model.clipProblem([batch] + loader.clipShape.dropLast(), training: training)
+        guard let problem = model.clipProblem(forwardShape(loader, config: config), training: training)
         else { return }
         let key = training ? "train.batch_size" : "eval.batch_size"
         throw ConfigError(source: config.source(of: key, "data.crop_size"), message: problem)

@@ -156,9 +156,8 @@ extension Evaluator {
             rank: parallel.rank, worldSize: parallel.size)
         try DataSetup.requireClip(model, loader: loader, config: config)
         let choice = ConvolutionChoices.apply(
-            to: model, clipShape: [loader.options.batchSize] + loader.clipShape.dropLast(),
-            precision: config.train.precision)
-        if parallel.isRoot, config.train.precision == .bf16 { log(choice) }
+            to: model, clipShape: DataSetup.forwardShape(loader, config: config), precision: config.train.precision)
+        if parallel.isRoot, let choice { log(choice) }
         let progress =
             parallel.isRoot
             ? progressOutput.map {

@@ -133,8 +133,7 @@ public enum Predictor {
             config, dataset: dataset, clips: clips, crops: crops, badVideos: failures)
         try DataSetup.requireClip(model, loader: loader, config: config)
         ConvolutionChoices.apply(
-            to: model, clipShape: [loader.options.batchSize] + loader.clipShape.dropLast(),
-            precision: config.train.precision)
+            to: model, clipShape: DataSetup.forwardShape(loader, config: config), precision: config.train.precision)
         let scores = try Evaluator.videoScores(model, loader: loader, progress: progress(loader.batchesPerEpoch))
         var failed = Set<String>()
         for (i, entry) in entries.enumerated() {

@@ -73,7 +73,7 @@ extension Trainer {
         }
         let model = try config.makeModel(seed: UInt64(config.train.seed))
         let (training, validation) = try loaders(for: model, recordingBadVideos: false)
-        try chooseConvolutions(model, clipShape: [config.train.batchSize] + training.clipShape.dropLast())
+        try chooseConvolutions(model, clipShape: DataSetup.forwardShape(training, config: config))
         let step = TrainingStep(
             model: model, optimizer: Optimizer(model: model, config.train), train: config.train,
             iterationsPerEpoch: training.batchesPerEpoch, parallel: parallel)

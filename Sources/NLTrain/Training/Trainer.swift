@@ -61,7 +61,7 @@ public final class Trainer: @unchecked Sendable {
         if let line = options.selfCheck { log(line) }
         for warning in config.warnings { log("warning: \(warning)") }
         let (training, validation) = try loaders(for: model)
-        try chooseConvolutions(model, clipShape: [config.train.batchSize] + training.clipShape.dropLast())
+        try chooseConvolutions(model, clipShape: DataSetup.forwardShape(training, config: config))
         try onRoot { try workDirectory.write(config.text, to: "config.cfg") }
         place(&state, iterationsPerEpoch: training.batchesPerEpoch)
         let step = TrainingStep(
