@@ -8,7 +8,7 @@ import NLTensor
 /// built from shapes the layers checked), so it stops the process with oneDNN's status.
 enum OneDNN {
     nonisolated(unsafe) static let engine: dnnl_engine_t = {
-        useThreads(Parallel.threadCount)
+        OpenMP.setThreadCount(Parallel.threadCount)  // the project's count, not OpenMP's (every core)
         var engine: dnnl_engine_t?
         check(dnnl_engine_create(&engine, dnnl_cpu, 0), "creating the CPU engine")
         return engine!
@@ -19,14 +19,6 @@ enum OneDNN {
         check(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue), "creating a stream")
         return stream!
     }()
-
-    /// Has oneDNN's OpenMP run on `count` threads, the project's own count (NL_THREADS, the
-    /// cores the process may use) rather than OpenMP's (every core, or OMP_NUM_THREADS). The
-    /// function is libgomp's, loaded with oneDNN: found by name, so nothing links against it.
-    static func useThreads(_ count: Int) {
-        guard let symbol = dlsym(nil, "omp_set_num_threads") else { return }
-        unsafeBitCast(symbol, to: (@convention(c) (Int32) -> Void).self)(Int32(count))
-    }
 
     static func check(_ status: dnnl_status_t, _ doing: @autoclosure () -> String) {
         precondition(status == dnnl_success, "oneDNN failed \(doing()): status \(status.rawValue)")

@@ -1,9 +1,10 @@
 import COpenBLAS
 import Foundation
 
-/// The project's one level of parallelism. OpenBLAS is kept single-threaded; every parallel loop,
-/// GEMMs split into per-thread pieces included, goes through here, and a loop started inside
-/// another one runs serially on its caller's thread, so parallelism never nests.
+/// The project's one level of parallelism, on OpenMP's team of threads (OpenMP.swift), which
+/// oneDNN's loops share. OpenBLAS is kept single-threaded; every parallel loop, GEMMs split into
+/// per-thread pieces included, goes through here, and a loop started inside another one runs
+/// serially on its caller's thread, so parallelism never nests.
 public enum Parallel {
     /// Threads used by parallel loops: `NL_THREADS` if set, otherwise `usableCores`
     /// (UsableCores.swift).
@@ -17,7 +18,7 @@ public enum Parallel {
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
         if count <= 1 || threadCount == 1 || isInsideLoop {
             for i in 0..<count { body(i) }
-        } else if !ThreadPool.shared.run(count, threads: min(threadCount, count), body) {
+        } else if !OpenMP.run(count, threads: min(threadCount, count), body) {
             runInside { for i in 0..<count { body(i) } }  // another thread's loop holds the workers
         }
     }

@@ -36,6 +36,27 @@ struct MachineCLITests {
         #expect(forced.status == 0 && forced.stdout.contains("kernel Prescott (OPENBLAS_CORETYPE)"), "\(forced.stdout)")
     }
 
+    /// The project's loops and oneDNN's share OpenMP's threads, which spin 100000 rounds for the
+    /// next loop before they sleep (GOMP_SPINCOUNT, set by the command's start again), unless the
+    /// user said how they wait. libgomp shows what it runs with (OMP_DISPLAY_ENV), the last time
+    /// for the image that ran.
+    @Test func openMPThreadsSpinAWhileUnlessTheUserSaysOtherwise() throws {
+        func spinCount(_ setting: [String]) throws -> String {
+            let result = try run(
+                "/usr/bin/env",
+                ["-u", "OMP_WAIT_POLICY", "-u", "GOMP_SPINCOUNT", "OMP_DISPLAY_ENV=verbose"] + setting + [
+                    "\(commandDirectory)/nlbench", "step", "--model", "nl_i3d_r50_tiny", "--steps", "1",
+                ])
+            #expect(result.status == 0, "\(result.stderr)")
+            return result.stderr.components(separatedBy: "GOMP_SPINCOUNT = '").last.map {
+                String($0.prefix { $0 != "'" })
+            } ?? ""
+        }
+        #expect(try spinCount([]) == "100000")
+        #expect(try spinCount(["GOMP_SPINCOUNT=5000"]) == "5000")
+        #expect(try spinCount(["OMP_WAIT_POLICY=passive"]) == "0")
+    }
+
     /// A user's OPENBLAS_CORETYPE whose kernels this CPU cannot run (SkylakeX's AVX-512 on an AVX2
     /// CPU) is refused with what it needs and exit 64, where the first sgemm died of an illegal
     /// instruction. Runs on CPUs without AVX-512; elsewhere Swift Testing reports it skipped.
