@@ -163,8 +163,10 @@ public enum Precision: String, Sendable, CaseIterable {
 
 extension Layer {
     /// Makes every convolution and non-local block's products of the layer and its descendants
-    /// compute in `precision`.
+    /// compute in `precision`, and the process's parallel loops run where that is fastest: on
+    /// OpenMP's team, which oneDNN shares, in bf16; on the own pool in fp32 (Parallel).
     public func use(_ precision: Precision) {
+        Parallel.sharesOpenMPThreads = precision == .bf16
         let algorithm: ConvolutionAlgorithm = precision == .bf16 ? .bfloat16 : .own
         for layer in [self as Layer] + descendants {
             (layer as? Conv3d)?.algorithm = algorithm

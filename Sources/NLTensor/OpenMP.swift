@@ -1,18 +1,19 @@
 import Foundation
 import Synchronization
 
-/// The threads behind `Parallel.forEach`: libgomp's, GCC's OpenMP runtime, on which oneDNN runs
-/// its bfloat16 convolutions too (Debian's libdnnl2 needs libgomp1), so that the project's loops
-/// and oneDNN's share one team of threads.
+/// The threads behind `Parallel.forEach` where a network computes in bfloat16: libgomp's, GCC's
+/// OpenMP runtime, on which oneDNN runs its bfloat16 convolutions (Debian's libdnnl2 needs
+/// libgomp1), so that the project's loops and oneDNN's share one team of threads.
 ///
-/// With a pool of its own beside oneDNN's OpenMP threads, each of the ~440 oneDNN calls of a
-/// bfloat16 step had to wake a sleeping OpenMP thread (about 50 µs each on a Zen 4) while the
-/// pool's idle worker spun on that core; letting OpenMP's threads spin instead took the cores the
-/// next layer's loops needed. One team does neither: its worker spins for a while after a loop,
-/// whoever's loop it was, so the next starts within microseconds, then sleeps (GOMP_SPINCOUNT,
-/// which Machine.useTheBestKernel sets). On a Zen 4, nl_i3d_r50's bfloat16 step took 12% less
-/// time than on the own pool at 2 x 8 x 112 and 6% less at 2 x 8 x 224; float32 within 2%
-/// (docs/speed.md).
+/// Beside the own pool (ThreadPool.swift), each of the ~440 oneDNN calls of a bfloat16 step had to
+/// wake a sleeping OpenMP thread (about 50 µs each on a Zen 4) while the pool's idle worker spun on
+/// that core; letting OpenMP's threads spin instead took the cores the pool's loops needed. One
+/// team does neither: its worker spins for a while after a loop, whoever's loop it was, so the
+/// next starts within microseconds, then sleeps (GOMP_SPINCOUNT, which Machine.useTheBestKernel
+/// sets). On a Zen 4, nl_i3d_r50's bfloat16 step took 12% less time than beside the own pool at
+/// 2 x 8 x 112 and 6% less at 2 x 8 x 224, and a third less with two such steps sharing the
+/// cores. libgomp's threads spin without yielding, though, which a float32 step sharing its
+/// cores with another process pays up to 4x for: float32 keeps the own pool (docs/speed.md).
 ///
 /// One caller at a time: a loop started from another thread while one runs (a data loader's
 /// thread, say) gets `false` from `run` and runs serially on its own thread.
@@ -20,7 +21,7 @@ public enum OpenMP {
     /// Runs `body(i)` for every i in 0..<count on this thread and up to `threads - 1` of the
     /// team's, each taking the next item as it comes free; returns false, having run nothing, when
     /// another thread's loop holds the team.
-    static func run(_ count: Int, threads: Int, _ body: (Int) -> Void) -> Bool {
+    public static func run(_ count: Int, threads: Int, _ body: (Int) -> Void) -> Bool {
         guard inUse.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             return false
         }

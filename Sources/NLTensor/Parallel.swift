@@ -1,10 +1,11 @@
 import COpenBLAS
 import Foundation
 
-/// The project's one level of parallelism, on OpenMP's team of threads (OpenMP.swift), which
-/// oneDNN's loops share. OpenBLAS is kept single-threaded; every parallel loop, GEMMs split into
-/// per-thread pieces included, goes through here, and a loop started inside another one runs
-/// serially on its caller's thread, so parallelism never nests.
+/// The project's one level of parallelism. OpenBLAS is kept single-threaded; every parallel loop,
+/// GEMMs split into per-thread pieces included, goes through here, and a loop started inside
+/// another one runs serially on its caller's thread, so parallelism never nests. The loops run on
+/// the project's own pool (ThreadPool.swift), or, where oneDNN computes too (bfloat16), on
+/// OpenMP's team, which oneDNN's loops share (OpenMP.swift).
 public enum Parallel {
     /// Threads used by parallel loops: `NL_THREADS` if set, otherwise `usableCores`
     /// (UsableCores.swift).
@@ -13,12 +14,21 @@ public enum Parallel {
     /// Sets the number of threads for later loops (at least 1). Call before work starts.
     public static func setThreadCount(_ count: Int) { state.threads = max(1, count) }
 
+    /// Whether loops run on OpenMP's team instead of the own pool: set where a network computes in
+    /// bfloat16 (Layer.use). The team's threads spin without yielding while they wait, which
+    /// costs a float32 step that shares its cores with another process up to 4x (the own pool
+    /// yields the core); in bfloat16 the team is faster alone and shared (OpenMP.swift).
+    nonisolated(unsafe) public static var sharesOpenMPThreads = false
+
     /// Runs `body(i)` for every i in 0..<count, spread over the threads. Each i runs exactly once;
     /// the order of calls is unspecified, so bodies must write disjoint memory.
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
         if count <= 1 || threadCount == 1 || isInsideLoop {
             for i in 0..<count { body(i) }
-        } else if !OpenMP.run(count, threads: min(threadCount, count), body) {
+        } else if !(sharesOpenMPThreads
+            ? OpenMP.run(count, threads: min(threadCount, count), body)
+            : ThreadPool.shared.run(count, threads: min(threadCount, count), body))
+        {
             runInside { for i in 0..<count { body(i) } }  // another thread's loop holds the workers
         }
     }

@@ -53,6 +53,35 @@ struct ParallelTests {
         #expect((0..<64).allSatisfy { counts.pointer[$0] == 500 })
     }
 
+    /// The same on OpenMP's team (bfloat16 runs' loops), straight through it: thousands of loops,
+    /// every item once, from several threads at once too (one holds the team, the others are
+    /// told so and run theirs serially), and two items that wait for each other meet.
+    @Test func openMPsTeamRunsEveryItemOnce() {
+        let counts = Counts(4 * 64)
+        DispatchQueue.concurrentPerform(iterations: 4) { caller in
+            for loop in 0..<1000 {
+                let n = loop % 64 + 1
+                let body: (Int) -> Void = { counts.pointer[caller * 64 + $0] += 1 }
+                if !OpenMP.run(n, threads: 2, body) { for i in 0..<n { body(i) } }
+            }
+        }
+        let expected = (0..<64).map { i in (0..<1000).filter { $0 % 64 + 1 > i }.count }
+        #expect((0..<4).allSatisfy { c in (0..<64).map { counts.pointer[c * 64 + $0] } == expected })
+        var met = false
+        for _ in 0..<50 where !met {
+            let arrived = Counts(1)
+            let ran = OpenMP.run(2, threads: 2) { _ in
+                #expect(Parallel.isInsideLoop)
+                arrived.add()
+                let deadline = DispatchTime.now().uptimeNanoseconds + 200_000_000
+                while arrived.value < 2 && DispatchTime.now().uptimeNanoseconds < deadline { sched_yield() }
+            }
+            met = ran && arrived.value == 2 && arrived.metInTime
+        }
+        #expect(met)
+        #expect(!Parallel.isInsideLoop)
+    }
+
     /// Two items that each wait for the other can only finish on two threads at once: a worker
     /// joins the loop, also when it had gone to sleep before it. (Another test's loop may hold the
     /// workers at that moment; the items then time out and the loop is tried again.)
