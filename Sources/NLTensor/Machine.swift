@@ -142,11 +142,11 @@ public enum BLASKernel {
     /// job, which has not started yet). Returns when there is nothing to do or exec failed.
     ///
     /// The same start again sets GOMP_SPINCOUNT=100000 unless the user set it or OMP_WAIT_POLICY:
-    /// how long an idle OpenMP thread spins for the next loop before it sleeps (OpenMP.swift).
-    /// libgomp's default, 300000 (about 11 ms on a Zen 4), is long enough to take a core from the
-    /// data loader's decoders (the demo's training 8% slower end to end on 2 cores); none at all
-    /// (OMP_WAIT_POLICY=passive) wakes a sleeping thread for every loop (a bfloat16 step at
-    /// 2 x 8 x 112 0.190 s against 0.168).
+    /// how long an idle OpenMP thread spins for the next loop before it sleeps, in bfloat16 runs,
+    /// whose loops run on OpenMP's team (OpenMP.swift). libgomp's default, 300000 (about 11 ms on a
+    /// Zen 4), took a core from the data loader's decoders (the demo's training 8% slower end to
+    /// end on 2 cores, every loop on the team); none at all (OMP_WAIT_POLICY=passive) wakes a
+    /// sleeping thread for every loop (a bfloat16 step at 2 x 8 x 112 0.190 s against 0.168).
     public static func useTheBestKernel() {
         let environment = ProcessInfo.processInfo.environment
         var set: [String] = []

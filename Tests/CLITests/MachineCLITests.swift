@@ -36,8 +36,8 @@ struct MachineCLITests {
         #expect(forced.status == 0 && forced.stdout.contains("kernel Prescott (OPENBLAS_CORETYPE)"), "\(forced.stdout)")
     }
 
-    /// The project's loops and oneDNN's share OpenMP's threads, which spin 100000 rounds for the
-    /// next loop before they sleep (GOMP_SPINCOUNT, set by the command's start again), unless the
+    /// In bfloat16 the project's loops and oneDNN's share OpenMP's threads, which spin 100000
+    /// rounds for the next loop before they sleep (GOMP_SPINCOUNT, set by the command's start again), unless the
     /// user said how they wait. libgomp shows what it runs with (OMP_DISPLAY_ENV), the last time
     /// for the image that ran.
     @Test func openMPThreadsSpinAWhileUnlessTheUserSaysOtherwise() throws {
