@@ -33,11 +33,7 @@ public enum OpenMP {
                     { raw in
                         let job = raw!.assumingMemoryBound(to: Job.self)
                         Parallel.runInside {
-                            while true {
-                                let i = job.pointee.next.wrappingAdd(1, ordering: .relaxed).oldValue
-                                guard i < job.pointee.count else { return }
-                                job.pointee.body(i)
-                            }
+                            Parallel.takeItems(from: job.pointee.next, count: job.pointee.count, job.pointee.body)
                         }
                     }, job, UInt32(threads), 0)
             }

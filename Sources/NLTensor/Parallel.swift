@@ -1,5 +1,6 @@
 import COpenBLAS
 import Foundation
+import Synchronization
 
 /// The project's one level of parallelism. OpenBLAS is kept single-threaded; every parallel loop,
 /// GEMMs split into per-thread pieces included, goes through here, and a loop started inside
@@ -30,6 +31,16 @@ public enum Parallel {
             : ThreadPool.shared.run(count, threads: min(threadCount, count), body))
         {
             runInside { for i in 0..<count { body(i) } }  // another thread's loop holds the workers
+        }
+    }
+
+    /// Runs `body(i)` for each item `next` hands out below `count`, until none is left: how the
+    /// threads of a loop, on either pool, share its items as they come free.
+    static func takeItems(from next: borrowing Atomic<Int>, count: Int, _ body: (Int) -> Void) {
+        while true {
+            let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
+            guard i < count else { return }
+            body(i)
         }
     }
 

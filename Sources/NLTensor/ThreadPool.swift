@@ -57,7 +57,7 @@ final class ThreadPool: @unchecked Sendable {
             condition.broadcast()
             condition.unlock()
 
-            Parallel.runInside { work(body, count) }
+            Parallel.runInside { Parallel.takeItems(from: next, count: count, body) }
             // Every item is taken. Close the seats, then wait for the workers that are joining or
             // working to leave: none may still read the job or take items when the next job
             // replaces them.
@@ -66,15 +66,6 @@ final class ThreadPool: @unchecked Sendable {
             self.body = nil
         }
         return true
-    }
-
-    /// Takes items until none is left.
-    private func work(_ body: (Int) -> Void, _ count: Int) {
-        while true {
-            let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
-            guard i < count else { return }
-            body(i)
-        }
     }
 
     /// Waits for `done`, yielding the core every 256 checks; gives up (false) once `limit`
@@ -135,6 +126,6 @@ final class ThreadPool: @unchecked Sendable {
     /// worker has left.
     private func workOnJob() {
         guard let body else { return }
-        work(body, count)
+        Parallel.takeItems(from: next, count: count, body)
     }
 }
