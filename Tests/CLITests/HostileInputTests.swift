@@ -23,7 +23,7 @@ struct HostileInputTests {
     }
 
     static let cases: [Case] = {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nl-hostile-\(getpid())").path
+        let directory = scratchDirectory("hostile")
         let script = "\(repositoryRoot)/scripts/data/make_hostile_inputs.py"
         precondition(
             try! run("/usr/bin/env", ["python3", script, directory, syntheticDatasetDirectory]).status == 0,

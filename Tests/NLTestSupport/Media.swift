@@ -7,7 +7,7 @@ import NLVideo
 
 /// The video reader's test files (scripts/data/make_test_videos.sh), made once per test process.
 public let testVideoDirectory: String = {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nl-test-videos-\(getpid())").path
+    let dir = scratchDirectory("test-videos")
     runScript("data/make_test_videos.sh", [dir])
     return dir
 }()
@@ -16,7 +16,7 @@ public let testVideoDirectory: String = {
 /// validation video each, 2 s), made once per test process, with a broken video and a missing
 /// one listed in a copy of the training annotations, train_with_problems.csv (lines 20 and 21).
 public let syntheticDatasetDirectory: String = {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nl-synthetic-\(getpid())").path
+    let dir = scratchDirectory("synthetic")
     runScript("data/make_synthetic_dataset.sh", [dir, "--train", "3", "--val", "1", "--seconds", "2"])
     try! Data((0..<4000).map { UInt8(truncatingIfNeeded: $0 &* 7919) }).write(
         to: URL(fileURLWithPath: "\(dir)/train/moving up/BROKENVIDEO_000001_000011.mp4"))

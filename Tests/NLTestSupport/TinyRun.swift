@@ -48,11 +48,21 @@ public func tinyRunConfig(workDirectory: String, epochs: Int = 2, extra: String 
     return path
 }
 
-/// A new path under the temporary directory, named after `name`: made as an empty folder with
-/// `made`, else left for the command under test to make (a work directory). The one scratch
-/// helper of the tests.
+/// The folder under the temporary directory that holds every scratch path of this test process,
+/// removed when the process exits: a suite run writes about 300 MB of videos, runs and
+/// checkpoints, which would otherwise pile up with every run.
+private let scratchRoot: String = {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("nl-tests-\(getpid())").path
+    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    atexit { try? FileManager.default.removeItem(atPath: scratchRoot) }
+    return path
+}()
+
+/// A new path under `scratchRoot`, named after `name`: made as an empty folder with `made`, else
+/// left for the command under test to make (a work directory). The one scratch helper of the
+/// tests.
 public func scratchDirectory(_ name: String, made: Bool = false) -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("nl-\(name)-\(UUID().uuidString)").path
+    let path = "\(scratchRoot)/\(name)-\(UUID().uuidString)"
     if made { try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
     return path
 }
