@@ -101,10 +101,11 @@ public enum Predictor {
     }
 
     /// Runs `model` over `videos` (or their windows) with `config`'s evaluation settings and
-    /// `clips` x `crops` views each (nil: the config's). `progress` counts batches.
+    /// `clips` x `crops` views each (nil: the config's). `progress` counts batches; `log` hears
+    /// what runs in bf16 precision.
     public static func predict(
         _ model: Recognizer, config: Config, videos: [String], window: (length: Double, stride: Double)?,
-        clips: Int?, crops: Int?, progress: (Int) -> ProgressDisplay?
+        clips: Int?, crops: Int?, progress: (Int) -> ProgressDisplay?, log: (String) -> Void
     ) throws -> Outcome {
         var outcome = Outcome()
         var entries: [VideoEntry] = [], spans: [Window?] = []
@@ -132,8 +133,11 @@ public enum Predictor {
         let loader = try DataSetup.evaluationLoader(
             config, dataset: dataset, clips: clips, crops: crops, badVideos: failures)
         try DataSetup.requireClip(model, loader: loader, config: config)
-        ConvolutionChoices.apply(
+        if let choice = ConvolutionChoices.apply(
             to: model, clipShape: DataSetup.forwardShape(loader, config: config), precision: config.train.precision)
+        {
+            log(choice)
+        }
         let scores = try Evaluator.videoScores(model, loader: loader, progress: progress(loader.batchesPerEpoch))
         var failed = Set<String>()
         for (i, entry) in entries.enumerated() {

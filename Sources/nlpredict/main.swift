@@ -96,7 +96,8 @@ struct NLPredict: MatrixCommand {
                 progress: { total in
                     isatty(FileHandle.standardError.fileDescriptor) != 0
                         ? ProgressDisplay(total: total, label: "predicting", unit: "batches") : nil
-                })
+                },
+                log: { Files.emit("nlpredict: \($0)\n", to: .standardError) })
             for prediction in outcome.predictions {
                 Files.emit(prediction.line(classes: names, top: topK, json: json) + "\n", to: .standardOutput)
             }

@@ -33,30 +33,39 @@ struct BFloat16CLITests {
                 && verify.stdout.contains(" on 2x8x112x112: "), "\(verify.stdout)")
     }
 
+    /// nleval's and nlpredict's probabilities in bf16 within 0.02 of fp32's, each saying so.
     @Test(.enabled(if: Precision.bf16.unavailable == nil))
-    func nlevalInBFloat16AgreesWithFloat32() throws {
+    func nlevalAndNlpredictInBFloat16AgreeWithFloat32() throws {
         let work = scratchDirectory("bf16-eval")
         let config = tinyRunConfig(workDirectory: work, epochs: 1)
         let trained = try run("nltrain", ["--config", config])
         try #require(trained.status == 0, "\(trained.stderr)")
-        var scores: [String: [[Double]]] = [:]
+        var (evaluated, predicted): ([String: [[Double]]], [String: [[Double]]]) = ([:], [:])
         for precision in ["fp32", "bf16"] {
-            let dump = "\(work)/\(precision).csv"
-            let r = try run(
-                "nleval",
-                ["--ckpt", "\(work)/best.safetensors", "--set", "train.precision=\(precision)", "--dump", dump],
-                environment: ["XDG_CACHE_HOME": scratchDirectory("cache", made: true)])
+            let (dump, cache) = ("\(work)/\(precision).csv", scratchDirectory("cache", made: true))
+            let options = ["--ckpt", "\(work)/best.safetensors", "--set", "train.precision=\(precision)"]
+            let r = try run("nleval", options + ["--dump", dump], environment: ["XDG_CACHE_HOME": cache])
             #expect(r.status == 0, "\(r.stderr)")
             #expect(r.stderr.contains("nleval: precision bf16: ") == (precision == "bf16"), "\(r.stderr)")
-            scores[precision] = try String(contentsOfFile: dump, encoding: .utf8).split(separator: "\n").dropFirst().map
-            {
-                $0.split(separator: ",").suffix(6).compactMap { Double($0) }
+            evaluated[precision] = try String(contentsOfFile: dump, encoding: .utf8).split(separator: "\n").dropFirst()
+                .map { $0.split(separator: ",").suffix(6).compactMap { Double($0) } }
+            let p = try run(
+                "nlpredict", options + ["--json", "--top-k", "6", "\(syntheticDatasetDirectory)/val"],
+                environment: ["XDG_CACHE_HOME": cache])
+            #expect(p.status == 0, "\(p.stderr)")
+            #expect(p.stderr.contains("nlpredict: precision bf16: ") == (precision == "bf16"), "\(p.stderr)")
+            predicted[precision] = try p.stdout.split(separator: "\n").map { line in
+                let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+                let top = (object["top"] as! [[String: Any]]).sorted { ($0["index"] as! Int) < ($1["index"] as! Int) }
+                return top.map { $0["score"] as! Double }
             }
         }
-        let (a, b) = (scores["fp32"]!, scores["bf16"]!)
-        #expect(a.count == b.count && a.count > 0)
-        let largest = zip(a, b).map { zip($0, $1).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 1
-        #expect(largest < 0.02, "probabilities differ by up to \(largest)")
+        for (name, scores) in [("nleval", evaluated), ("nlpredict", predicted)] {
+            let (a, b) = (scores["fp32"]!, scores["bf16"]!)
+            #expect(a.count == b.count && a.count == 6, "\(name): \(a.count) and \(b.count) videos")
+            let largest = zip(a, b).map { zip($0, $1).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 1
+            #expect(largest < 0.02, "\(name): probabilities differ by up to \(largest)")
+        }
     }
 
     /// A SIGTERM while the convolutions are timed (nl_i3d_r50, seconds) ends the timing at its
