@@ -69,11 +69,9 @@ public struct StepBenchmark {
         if let problem = train.precision.unavailable { throw UsageError("bf16: \(problem)") }
         let model = Recognizer(spec: spec)
         if let problem = model.clipProblem([batch, frames, size, size], training: true) { throw UsageError(problem) }
-        if let choice = ConvolutionChoices.apply(
-            to: model, clipShape: [batch, frames, size, size], precision: train.precision)
-        {
-            Files.emit("nlbench step: \(choice)\n", to: .standardError)
-        }
+        ConvolutionChoices.apply(
+            to: model, clipShape: [batch, frames, size, size], precision: train.precision, training: true,
+            log: { Files.emit("nlbench step: \($0)\n", to: .standardError) })
         let step = TrainingStep(
             model: model, optimizer: Optimizer(model: model, train), train: train, iterationsPerEpoch: 1000)
         var generator = SeededGenerator(seed: 0)

@@ -184,22 +184,24 @@ extension Conv3d {
 
     /// oneDNN's bfloat16 convolution against the emulation, on the input the layer last took and
     /// a random output gradient: the largest relative difference of the output, the input gradient
-    /// and the weight gradient (float32's orders of summation give 1e-6). What the tuning holds
-    /// oneDNN to on this machine, shape by shape, before it chooses it: a newer library is not a
-    /// right library. Leaves the layer's algorithm and gradients as they were.
-    public func bfloat16Discrepancy(using generator: inout SeededGenerator) -> Float {
+    /// and the weight gradient (float32's orders of summation give 1e-6), or (not `training`) of
+    /// the output alone, all that evaluation runs. What the tuning holds oneDNN to on this
+    /// machine, shape by shape, before it chooses it: a newer library is not a right library.
+    /// Leaves the layer's algorithm and gradients as they were.
+    public func bfloat16Discrepancy(training: Bool = true, using generator: inout SeededGenerator) -> Float {
         guard let x = input else { return 0 }
         let (algorithm, gradient) = (self.algorithm, weight.gradient.copy())
         defer {
             self.algorithm = algorithm
             weight.gradient.copy(from: gradient)
         }
-        let dy = Tensor(zeros: outputShape(for: x.shape))
-        dy.fillNormal(std: 1, using: &generator)
+        let dy = training ? Tensor(zeros: outputShape(for: x.shape)) : nil
+        dy?.fillNormal(std: 1, using: &generator)
         func pass(_ candidate: ConvolutionAlgorithm) -> [Tensor] {
             self.algorithm = candidate
             weight.gradient.zero()
             let y = forward(x, training: true)
+            guard let dy else { return [y] }
             let dx = backward(dy)
             return [y, dx, weight.gradient.copy()]
         }

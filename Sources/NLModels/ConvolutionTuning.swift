@@ -17,7 +17,8 @@ public struct ConvolutionChoice: Sendable, Equatable {
         public var description: String
         public var count: Int
         public var milliseconds: [ConvolutionAlgorithm: Double]
-        /// oneDNN's bfloat16 against the emulation on this shape (Conv3d.bfloat16Discrepancy).
+        /// oneDNN's bfloat16 against the emulation on this shape, in the passes timed
+        /// (Conv3d.bfloat16Discrepancy).
         public var discrepancy: Float?
         /// oneDNN's kernels for this shape (Conv3d.bfloat16Kernels).
         public var kernels: String?
@@ -53,13 +54,16 @@ extension Recognizer {
     }
 
     /// Times `candidates` on a network of `spec` of its own (a probe: its statistics and
-    /// gradients change), `repeats` training passes each on random clips of `clipShape` (N, T, H,
-    /// W) after one untimed, checks oneDNN's bfloat16 against the emulation on each shape, and
-    /// chooses per shape the fastest that passed (the own float32 where none did). Nil when
-    /// `shouldStop` says so between passes (a signal: the run stops, nothing chosen).
+    /// gradients change), `repeats` passes each on random clips of `clipShape` (N, T, H, W) after
+    /// one untimed, checks oneDNN's bfloat16 against the emulation on each shape, and chooses per
+    /// shape the fastest that passed (the own float32 where none did). With `training` a pass is
+    /// forward and backward, as a training step runs them; without, forward alone, as evaluation
+    /// does (a backward at an evaluation batch would also hold memory the evaluation never
+    /// needs). Nil when `shouldStop` says so between passes (a signal: the run stops, nothing
+    /// chosen).
     public static func tuneConvolutions(
-        spec: ModelSpec, clipShape: [Int], candidates: [ConvolutionAlgorithm], repeats: Int = 2,
-        shouldStop: () -> Bool = { false }
+        spec: ModelSpec, clipShape: [Int], candidates: [ConvolutionAlgorithm], training: Bool = true,
+        repeats: Int = 2, shouldStop: () -> Bool = { false }
     ) -> ConvolutionChoice? {
         let model = Recognizer(spec: spec)
         let convs = model.convolutions
@@ -76,8 +80,8 @@ extension Recognizer {
             for pass in 0...repeats {  // the first untimed: oneDNN makes its primitives
                 if shouldStop() { return nil }
                 if pass == 1 { for conv in convs { conv.secondsSpent = 0 } }
-                _ = model.forward(clip, training: true)
-                _ = model.backward(dLogits)
+                _ = model.forward(clip, training: training)
+                if training { _ = model.backward(dLogits) }
             }
             seconds[candidate] = convs.map { $0.secondsSpent / Double(repeats) }
         }
@@ -99,7 +103,8 @@ extension Recognizer {
         if candidates.contains(.bfloat16) {
             for conv in convs where shapes[index[conv.shapeDescription]!].discrepancy == nil {
                 conv.algorithm = .bfloat16
-                shapes[index[conv.shapeDescription]!].discrepancy = conv.bfloat16Discrepancy(using: &generator)
+                shapes[index[conv.shapeDescription]!].discrepancy = conv.bfloat16Discrepancy(
+                    training: training, using: &generator)
                 shapes[index[conv.shapeDescription]!].kernels = conv.bfloat16Kernels
             }
         }

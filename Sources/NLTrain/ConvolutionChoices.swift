@@ -6,8 +6,9 @@ import NLTensor
 /// Which algorithm each convolution of a network runs in bfloat16 precision, chosen on this
 /// machine (ConvolutionChoice: the own float32 paths and oneDNN's bfloat16 timed on the network's
 /// own shapes, oneDNN checked against its emulation first) and kept beside the self-check's
-/// verdicts, one line per (machine and libraries, threads, network, clip): the first run on them
-/// takes a few seconds more, the others none. float32 runs the own paths, with nothing to time.
+/// verdicts, one line per (machine and libraries, threads, network, clip, and whether training's
+/// passes or evaluation's forward alone): the first run on them takes a few seconds more, the
+/// others none. float32 runs the own paths, with nothing to time.
 public enum ConvolutionChoices {
     /// $XDG_CACHE_HOME/nl-i3d/convolutions.txt, or ~/.cache/nl-i3d/convolutions.txt.
     public static var file: String? {
@@ -15,10 +16,10 @@ public enum ConvolutionChoices {
     }
 
     /// What a choice holds for: the self-check's configuration key (CPU, OpenBLAS, threads, build),
-    /// oneDNN's version, and the network and its clip.
-    static func key(spec: ModelSpec, clipShape: [Int]) -> String {
+    /// oneDNN's version, the network and its clip, and " forward only" for evaluation's.
+    static func key(spec: ModelSpec, clipShape: [Int], training: Bool) -> String {
         machine + "network \(SelfCheck.digest(String(describing: spec))) "
-            + "on \(clipShape.map(String.init).joined(separator: "x"))"
+            + "on \(clipShape.map(String.init).joined(separator: "x"))" + (training ? "" : " forward only")
     }
 
     /// The part of every key that names this machine and its libraries.
@@ -40,28 +41,34 @@ public enum ConvolutionChoices {
     }
 
     /// Makes `model` compute in `precision` (Layer.use), its convolutions as chosen for it at
-    /// `clipShape` (N, T, H, W) where that is bf16: kept, or measured now and kept. Returns, in
-    /// bf16, a line for the log: what runs, and the table of times when it measured now; nil in
-    /// fp32, where there is nothing to choose. A `shouldStop` that says so ends the timing early:
-    /// nothing is kept, every convolution stays bfloat16.
-    @discardableResult
+    /// `clipShape` (N, T, H, W) where that is bf16, for training's passes (`training`) or
+    /// evaluation's forward alone: kept, or measured now and kept. In bf16, `log` hears what runs
+    /// (with the table of times when measured now), and before a measurement that it begins,
+    /// which takes seconds to a minute; in fp32, where there is nothing to choose, nothing. A
+    /// `shouldStop` that says so ends the timing early: nothing is kept, every convolution stays
+    /// bfloat16.
     public static func apply(
-        to model: Recognizer, clipShape: [Int], precision: Precision, shouldStop: () -> Bool = { false }
-    ) -> String? {
+        to model: Recognizer, clipShape: [Int], precision: Precision, training: Bool, log: (String) -> Void,
+        shouldStop: () -> Bool = { false }
+    ) {
         model.use(precision)
-        guard precision == .bf16 else { return nil }
-        let (key, all) = (key(spec: model.spec, clipShape: clipShape), kept())
+        guard precision == .bf16 else { return }
+        let (key, all) = (key(spec: model.spec, clipShape: clipShape, training: training), kept())
         if let kept = all[key], let chosen = algorithms(kept.algorithms), chosen.count == model.convolutions.count {
             model.use(chosen)
-            return "precision bf16: \(kept.summary) (chosen on this machine before: \(file ?? ""))"
+            return log("precision bf16: \(kept.summary) (chosen on this machine before: \(file ?? ""))")
         }
+        log(
+            "precision bf16: timing the own float32 paths against oneDNN's bfloat16 on each convolution of the network"
+                + (training ? "" : ", forward") + ", once for this machine, network and clip")
         let started = Date()
         guard
             let choice = Recognizer.tuneConvolutions(
-                spec: model.spec, clipShape: clipShape, candidates: [.own, .bfloat16], shouldStop: shouldStop)
-        else { return "precision bf16: stopped before the convolutions were timed; nothing kept" }
+                spec: model.spec, clipShape: clipShape, candidates: [.own, .bfloat16], training: training,
+                shouldStop: shouldStop)
+        else { return log("precision bf16: stopped before the convolutions were timed; nothing kept") }
         model.use(choice.algorithms)
-        let summary = summary(of: choice)
+        let summary = summary(of: choice, training: training)
         let problem = SelfCheck.writeCache(
             all.merging([key: (letters(choice.algorithms), summary)]) { $1 }.sorted { $0.key < $1.key }.map {
                 [$0.key, $0.value.algorithms, $0.value.summary]
@@ -69,9 +76,10 @@ public enum ConvolutionChoices {
             header: "the algorithm of each convolution in bfloat16 precision, per machine, network and clip "
                 + "(o own float32, b oneDNN bfloat16)",
             to: file, what: "convolution choices")
-        return "precision bf16: \(summary), timed now on the network's shapes "
-            + String(format: "(%.1f s)", Date().timeIntervalSince(started))
-            + (problem.map { " (not kept: \($0))" } ?? "") + ":\n  " + choice.table.joined(separator: "\n  ")
+        log(
+            "precision bf16: \(summary), timed now on the network's shapes "
+                + String(format: "(%.1f s)", Date().timeIntervalSince(started))
+                + (problem.map { " (not kept: \($0))" } ?? "") + ":\n  " + choice.table.joined(separator: "\n  "))
     }
 
     /// Algorithms as letters, one a convolution: "o" the own float32 paths, "b" oneDNN's bfloat16.
@@ -85,14 +93,17 @@ public enum ConvolutionChoices {
         return chosen.count == letters.count ? chosen : nil
     }
 
-    /// "31 of 57 convolutions in bfloat16; their forward and backward 402 ms in float32, 261 ms as chosen".
-    static func summary(of choice: ConvolutionChoice) -> String {
+    /// "31 of 57 convolutions in bfloat16; their forward and backward 402 ms in float32, 261 ms as
+    /// chosen" ("their forward" for evaluation's).
+    static func summary(of choice: ConvolutionChoice, training: Bool) -> String {
         let bfloat16 = choice.algorithms.filter { $0 == .bfloat16 }.count
         let own = choice.shapes.reduce(0) { $0 + ($1.milliseconds[.own] ?? 0) }
         let chosen = choice.shapes.reduce(0) { $0 + ($1.milliseconds[$1.chosen] ?? 0) }
         let failed = choice.shapes.filter { ($0.discrepancy ?? 0) > ConvolutionChoice.tolerance }.count
         return "\(bfloat16) of \(choice.algorithms.count) convolutions in bfloat16"
-            + String(format: "; their forward and backward %.0f ms in float32, %.0f ms as chosen", own, chosen)
+            + String(
+                format: "; their forward%@ %.0f ms in float32, %.0f ms as chosen", training ? " and backward" : "", own,
+                chosen)
             + (failed > 0 ? "; oneDNN FAILED its check on \(failed) shapes, which stay float32" : "")
     }
 }

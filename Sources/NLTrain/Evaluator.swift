@@ -155,9 +155,9 @@ extension Evaluator {
             config, dataset: dataset, clips: clips, crops: crops, badVideos: failures,
             rank: parallel.rank, worldSize: parallel.size)
         try DataSetup.requireClip(model, loader: loader, config: config)
-        let choice = ConvolutionChoices.apply(
-            to: model, clipShape: DataSetup.forwardShape(loader, config: config), precision: config.train.precision)
-        if parallel.isRoot, let choice { log(choice) }
+        ConvolutionChoices.apply(
+            to: model, clipShape: DataSetup.forwardShape(loader, config: config), precision: config.train.precision,
+            training: false, log: { if parallel.isRoot { log($0) } })
         let progress =
             parallel.isRoot
             ? progressOutput.map {

@@ -133,11 +133,9 @@ public enum Predictor {
         let loader = try DataSetup.evaluationLoader(
             config, dataset: dataset, clips: clips, crops: crops, badVideos: failures)
         try DataSetup.requireClip(model, loader: loader, config: config)
-        if let choice = ConvolutionChoices.apply(
-            to: model, clipShape: DataSetup.forwardShape(loader, config: config), precision: config.train.precision)
-        {
-            log(choice)
-        }
+        ConvolutionChoices.apply(
+            to: model, clipShape: DataSetup.forwardShape(loader, config: config), precision: config.train.precision,
+            training: false, log: log)
         let scores = try Evaluator.videoScores(model, loader: loader, progress: progress(loader.batchesPerEpoch))
         var failed = Set<String>()
         for (i, entry) in entries.enumerated() {

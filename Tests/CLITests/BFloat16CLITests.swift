@@ -16,7 +16,10 @@ struct BFloat16CLITests {
         let step = ["step", "--model", "nl_i3d_r50_tiny", "--steps", "1", "--precision", "bf16"]
         let first = try run("nlbench", step, environment: environment)
         #expect(first.status == 0 && first.stdout.contains(" bf16 threads="), "\(first.stderr)")
-        #expect(first.stderr.contains("timed now on the network's shapes (") && first.stderr.contains("; check "))
+        #expect(
+            first.stderr.contains("precision bf16: timing the own float32 paths against oneDNN's bfloat16")
+                && first.stderr.contains("; their forward and backward ")
+                && first.stderr.contains("timed now on the network's shapes (") && first.stderr.contains("; check "))
         let kept = try String(contentsOfFile: "\(cache)/nl-i3d/convolutions.txt", encoding: .utf8)
         let line = try #require(kept.split(separator: "\n").first { !$0.hasPrefix("#") })
         let fields = line.split(separator: "\t")
@@ -33,7 +36,9 @@ struct BFloat16CLITests {
                 && verify.stdout.contains(" on 2x8x112x112: "), "\(verify.stdout)")
     }
 
-    /// nleval's and nlpredict's probabilities in bf16 within 0.02 of fp32's, each saying so.
+    /// nleval's and nlpredict's probabilities in bf16 within 0.02 of fp32's, each saying so; their
+    /// convolutions chosen by forward passes alone, once: nleval times them, nlpredict (the same
+    /// clip) finds the choice kept, apart from training's.
     @Test(.enabled(if: Precision.bf16.unavailable == nil))
     func nlevalAndNlpredictInBFloat16AgreeWithFloat32() throws {
         let work = scratchDirectory("bf16-eval")
@@ -54,6 +59,12 @@ struct BFloat16CLITests {
                 environment: ["XDG_CACHE_HOME": cache])
             #expect(p.status == 0, "\(p.stderr)")
             #expect(p.stderr.contains("nlpredict: precision bf16: ") == (precision == "bf16"), "\(p.stderr)")
+            if precision == "bf16" {
+                #expect(r.stderr.contains("; their forward ") && r.stderr.contains("timed now"), "\(r.stderr)")
+                #expect(p.stderr.contains("(chosen on this machine before: "), "\(p.stderr)")
+                let kept = try String(contentsOfFile: "\(cache)/nl-i3d/convolutions.txt", encoding: .utf8)
+                #expect(kept.contains(" forward only\t"), "\(kept)")
+            }
             predicted[precision] = try p.stdout.split(separator: "\n").map { line in
                 let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
                 let top = (object["top"] as! [[String: Any]]).sorted { ($0["index"] as! Int) < ($1["index"] as! Int) }
@@ -79,7 +90,9 @@ struct BFloat16CLITests {
                 "[model]\nname = nl_i3d_r50\nbase_channels = 64\nnum_classes = 6\n[data]\nclip_len = 8\ntrain_short_side = 112\n"
                 + "crop_size = 112\ntest_short_side = 112\n[train]\nprecision = bf16")
         let launched = try Launched("nltrain", ["--config", config], environment: ["XDG_CACHE_HOME": cache])
-        #expect(launched.wait(until: { launched.stdout.contains("validation set") }), "\(launched.stdout)")
+        #expect(
+            launched.wait(until: { launched.stdout.contains("precision bf16: timing the own float32 paths") }),
+            "\(launched.stdout)")
         let status = launched.signal(SIGTERM)
         #expect(status == 75, "\(launched.stderr)")
         #expect(launched.stdout.contains("precision bf16: stopped before the convolutions were timed; nothing kept"))

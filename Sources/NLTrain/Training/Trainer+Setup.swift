@@ -15,10 +15,11 @@ extension Trainer {
         guard config.train.precision == .bf16 else { return }
         var chosen = ""
         try onRoot {
-            let choice = ConvolutionChoices.apply(to: model, clipShape: clipShape, precision: .bf16) {
+            ConvolutionChoices.apply(
+                to: model, clipShape: clipShape, precision: .bf16, training: true, log: { log($0) }
+            ) {
                 StopSignal.received.load(ordering: .relaxed) != 0  // the run stops before training
             }
-            if let choice { log(choice) }
             chosen = ConvolutionChoices.letters(model.convolutions.map(\.algorithm))
         }
         model.use(ConvolutionChoices.algorithms(parallel.fromRoot(text: chosen)) ?? [])
