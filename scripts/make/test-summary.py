@@ -13,10 +13,10 @@ import sys
 total, full_log = max(int(sys.argv[1]), 1), sys.argv[2]
 done = failed = 0
 in_failure = False
-with open(full_log, "w") as log:
-    for line in sys.stdin:
-        log.write(line)
-        text = line.rstrip("\n")
+with open(full_log, "wb") as log:
+    for raw in sys.stdin.buffer:  # bytes: a crash's register dump is not UTF-8
+        log.write(raw)
+        text = raw.decode("utf-8", errors="replace").rstrip("\n")
         starts_event = text[:1] in "◇✔✘"  # "↳" lines go on a failure's message
         if in_failure and not starts_event:
             print(text, flush=True)  # a failure's message goes on over several lines
