@@ -64,7 +64,7 @@ public final class BatchNorm3d: Layer {
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.channels == channels, "BatchNorm3d(\(channels)) got input \(x.shape)")
         let y = Tensor(transient: x.shape)
-        input = x
+        input = Inference.kept(x)
         usedBatchStatistics = training && !frozen
         let c = channels
         let (m, s, rm, rv) = (mean.data, inverseStd.data, runningMean.data, runningVariance.data)

@@ -65,7 +65,7 @@ public final class ContextBlock: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.rank == 5 && x.channels == channels, "ContextBlock(\(channels)) got input \(x.shape)")
-        input = x
+        input = Inference.kept(x)
         let n = x.shape[0], c = channels, p = x.rows / n
         let ctx = reuse(&context, shape: [n, 1, 1, 1, c])
         if let convMask {

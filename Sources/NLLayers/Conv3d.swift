@@ -98,7 +98,7 @@ public final class Conv3d: Layer {
         defer { if started > 0 { secondsSpent += Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 } }
         let y = Tensor(transient: outputShape(for: x.shape))
         outputShape = y.shape
-        input = x
+        input = Inference.kept(x)
         switch algorithm {
         case .own: convolve(x, into: y)
         case .bfloat16: bfloat16Convolution(for: x.shape).run(x, weight.value, into: y)

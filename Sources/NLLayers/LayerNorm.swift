@@ -28,7 +28,7 @@ public final class LayerNorm: Layer {
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.channels == channels, "LayerNorm(\(channels)) got input \(x.shape)")
         let y = Tensor(transient: x.shape)
-        input = x
+        input = Inference.kept(x)
         let c = channels
         mean = [Float](repeating: 0, count: x.rows)
         inverseStd = [Float](repeating: 0, count: x.rows)

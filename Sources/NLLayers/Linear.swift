@@ -23,7 +23,7 @@ public final class Linear: Layer {
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.channels == inputFeatures, "Linear(\(inputFeatures)->\(outputFeatures)) got input \(x.shape)")
         let y = Tensor(transient: Array(x.shape.dropLast()) + [outputFeatures])
-        input = x
+        input = Inference.kept(x)
         GEMM.multiply(
             transposeB: true, m: x.rows, n: outputFeatures, k: inputFeatures, a: x.data, lda: inputFeatures,
             b: weight.value.data, ldb: inputFeatures, c: y.data, ldc: outputFeatures)

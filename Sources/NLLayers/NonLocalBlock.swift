@@ -100,7 +100,7 @@ public final class NonLocalBlock: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.rank == 5 && x.channels == channels, "NonLocalBlock(\(channels)) got input \(x.shape)")
-        input = x
+        input = Inference.kept(x)
         let n = x.shape[0], p = x.rows / n, inner = innerChannels
         let gFull = g.forward(x, training: training)
         let gx = gPool?.forward(gFull, training: training) ?? gFull
@@ -114,7 +114,7 @@ public final class NonLocalBlock: Layer {
             ph = phiPool?.forward(x, training: training) ?? x
         }
         let pp = ph.rows / n, d = th.channels
-        (thetaOut, phiOut, gOut) = (th, ph, gx)
+        (thetaOut, phiOut, gOut) = (Inference.kept(th), Inference.kept(ph), Inference.kept(gx))
         let a = reuse(&attention, shape: [n, p, pp])
         let y = reuse(&attended, shape: Array(x.shape.dropLast()) + [inner])
         if mode == .concatenation { projectConcatenation(th, ph, n: n, p: p, pp: pp) }

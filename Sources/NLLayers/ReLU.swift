@@ -8,7 +8,7 @@ public final class ReLU: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         let y = Tensor(transient: x.shape)
-        output = y  // backward's mask
+        output = Inference.kept(y)  // backward's mask
         let (src, dst) = (x.data, y.data)
         forEachElementRange(x.count) { range in
             for i in range { dst[i] = max(src[i], 0) }
@@ -20,7 +20,7 @@ public final class ReLU: Layer {
     public func forward(sum a: Tensor, _ b: Tensor) -> Tensor {
         precondition(a.shape == b.shape, "ReLU(sum:) of \(a.shape) and \(b.shape)")
         let y = Tensor(transient: a.shape)
-        output = y
+        output = Inference.kept(y)
         let (pa, pb, dst) = (a.data, b.data, y.data)
         forEachElementRange(a.count) { range in
             let vectors = range.lowerBound + range.count / 8 * 8

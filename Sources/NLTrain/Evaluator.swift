@@ -76,7 +76,9 @@ public enum Evaluator {
         iterator.shouldStop = stopWhileWaiting
         defer { iterator.stop() }
         while let batch = try iterator.next() {
-            let probabilities = SoftmaxCrossEntropy.softmax(model.forward(batch.clips, training: false))
+            let probabilities = Inference.run {
+                SoftmaxCrossEntropy.softmax(model.forward(batch.clips, training: false))
+            }
             for (k, video) in batch.videos.enumerated() {
                 scores.add(video: video, probabilities: batch.failed[k] ? nil : probabilities, row: k)
             }

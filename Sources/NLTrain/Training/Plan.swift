@@ -120,7 +120,7 @@ extension Trainer {
             for _ in 0..<min(3, validation.batchesPerEpoch) {
                 let start = Date()
                 guard let batch = try next(batches) else { break }
-                _ = model.forward(batch.clips, training: false)
+                _ = Inference.run { model.forward(batch.clips, training: false) }
                 times.append(Date().timeIntervalSince(start))
                 try checkStop()
             }

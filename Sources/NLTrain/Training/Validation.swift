@@ -112,11 +112,11 @@ extension Trainer {
         }
         var count = 0, averaged = 0
         while count < config.train.preciseBNBatches, let batch = try iterator.next() {
-            // micro-batches, as training feeds BatchNorm (and in the memory training takes)
+            // micro-batches, as training feeds BatchNorm; no backward follows
             for (index, part) in step.microBatches(batch.clips, labels: batch.labels).enumerated() {
                 for norm in norms { norm.momentum = 1 / Float(averaged + 1) }  // a running average
                 model.head.dropout.generator = step.randomness(at: epoch + count, microBatch: index)
-                _ = model.forward(part.clips, training: true)
+                _ = Inference.run { model.forward(part.clips, training: true) }
                 averaged += 1
             }
             count += 1
