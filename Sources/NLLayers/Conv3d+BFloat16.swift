@@ -32,15 +32,20 @@ extension Conv3d {
     /// oneDNN's three convolutions of one input shape in bfloat16: forward, backward data and
     /// backward weights, with the conversions from and to the layer's float32 tensors (activations
     /// channels-last, the weight (kT, kH, kW, Cin, Cout)). The bfloat16 copies of the input and
-    /// the weight made in forward serve backward too.
+    /// the weight made in forward serve backward too. The copies of the input and of the output
+    /// gradient, activation-sized, come from the pool of transient buffers: the input's is kept
+    /// for backward (not inside Inference.run), the output gradient's lives for one backward.
     final class BFloat16Convolution {
         private let forward: OneDNN.Primitive
         private let backwardData: OneDNN.Primitive
         private let backwardWeights: OneDNN.Primitive
         /// The layer's float32 tensors, pointed at each call.
         private let input, output, weight, outputGradient, inputGradient, weightGradient: OneDNN.Memory
-        /// bfloat16 (and the weight gradient's float32) in the layouts the primitives chose.
+        /// bfloat16 (and the weight gradient's float32) in the layouts the primitives chose; the
+        /// input's and the output gradient's over pooled buffers, pointed at each call.
         private let input16, weight16, weight16ForData, outputGradient16, weightGradientBlocked: OneDNN.Memory
+        /// The buffer of the input's bfloat16 copy that the last forward made, for backward.
+        private var keptInput16: Tensor?
         private let toInput16, toWeight16, toOutputGradient16, addWeightGradient: OneDNN.Primitive
         private let toWeight16ForData: OneDNN.Primitive?
 
@@ -85,9 +90,9 @@ extension Conv3d {
             outputGradient = OneDNN.Memory(output32, allocated: false)
             inputGradient = OneDNN.Memory(input32, allocated: false)
             weightGradient = OneDNN.Memory(weight32, allocated: false)
-            self.input16 = OneDNN.Memory(forward.layout(dnnl_query_src_md))
+            self.input16 = OneDNN.Memory(forward.layout(dnnl_query_src_md), allocated: false)
             weight16 = OneDNN.Memory(forward.layout(dnnl_query_weights_md))
-            outputGradient16 = OneDNN.Memory(backwardData.layout(dnnl_query_diff_dst_md))
+            outputGradient16 = OneDNN.Memory(backwardData.layout(dnnl_query_diff_dst_md), allocated: false)
             weightGradientBlocked = OneDNN.Memory(backwardWeights.layout(dnnl_query_diff_weights_md))
             toInput16 = OneDNN.reorder(input32, self.input16.descriptor)
             toWeight16 = OneDNN.reorder(weight32, weight16.descriptor)
@@ -114,16 +119,28 @@ extension Conv3d {
             input.point(to: x.data)
             weight.point(to: weightValue.data)
             output.point(to: y.data)
+            let x16 = pooledBuffer(for: input16)
             toInput16.run([(DNNL_ARG_FROM, input), (DNNL_ARG_TO, input16)])
             toWeight16.run([(DNNL_ARG_FROM, weight), (DNNL_ARG_TO, weight16)])
             toWeight16ForData?.run([(DNNL_ARG_FROM, weight16), (DNNL_ARG_TO, weight16ForData)])
             forward.run([(DNNL_ARG_SRC, input16), (DNNL_ARG_WEIGHTS, weight16), (DNNL_ARG_DST, output)])
+            keptInput16 = Inference.kept(x16)
+        }
+
+        /// A buffer of the pool for `memory`, which is pointed at it; the memory stays valid while
+        /// the buffer is held.
+        private func pooledBuffer(for memory: OneDNN.Memory) -> Tensor {
+            let buffer = Tensor(transient: [(memory.bytes + 3) / 4])
+            memory.point(to: buffer.data)
+            return buffer
         }
 
         /// dX = the input gradient (when `dx` is given), dW += the weight gradient (when
         /// `gradient` is given), from a bfloat16 copy of dY and forward's copies.
         func backward(_ dy: Tensor, dx: Tensor?, gradient: Tensor?) {
             outputGradient.point(to: dy.data)
+            let dy16 = pooledBuffer(for: outputGradient16)
+            defer { withExtendedLifetime(dy16) {} }
             toOutputGradient16.run([(DNNL_ARG_FROM, outputGradient), (DNNL_ARG_TO, outputGradient16)])
             if let dx {
                 inputGradient.point(to: dx.data)
@@ -133,6 +150,8 @@ extension Conv3d {
                 ])
             }
             if let gradient {
+                guard let x16 = keptInput16 else { preconditionFailure("Conv3d.backward after an inference forward") }
+                input16.point(to: x16.data)
                 weightGradient.point(to: gradient.data)
                 backwardWeights.run([
                     (DNNL_ARG_SRC, input16), (DNNL_ARG_DIFF_DST, outputGradient16),

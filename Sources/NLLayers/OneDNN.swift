@@ -67,6 +67,12 @@ enum OneDNN {
             (handle, descriptor) = (memory!, md)
         }
 
+        /// The bytes its layout takes.
+        var bytes: Int {
+            var md = descriptor
+            return dnnl_memory_desc_get_size(&md)
+        }
+
         func point(to pointer: UnsafeMutableRawPointer) {
             check(dnnl_memory_set_data_handle_v2(handle, pointer, stream), "setting a memory's buffer")
         }
