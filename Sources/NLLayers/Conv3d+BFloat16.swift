@@ -207,7 +207,7 @@ extension Conv3d {
     /// the output alone, all that evaluation runs. What the tuning holds oneDNN to on this
     /// machine, shape by shape, before it chooses it: a newer library is not a right library.
     /// Leaves the layer's algorithm and gradients as they were.
-    public func bfloat16Discrepancy(training: Bool = true, using generator: inout SeededGenerator) -> Float {
+    public func bfloat16Discrepancy(training: Bool, using generator: inout SeededGenerator) -> Float {
         guard let x = input else { return 0 }
         let (algorithm, gradient) = (self.algorithm, weight.gradient.copy())
         defer {

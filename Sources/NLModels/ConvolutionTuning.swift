@@ -62,7 +62,7 @@ extension Recognizer {
     /// needs). Nil when `shouldStop` says so between passes (a signal: the run stops, nothing
     /// chosen).
     public static func tuneConvolutions(
-        spec: ModelSpec, clipShape: [Int], candidates: [ConvolutionAlgorithm], training: Bool = true,
+        spec: ModelSpec, clipShape: [Int], candidates: [ConvolutionAlgorithm], training: Bool,
         repeats: Int = 2, shouldStop: () -> Bool = { false }
     ) -> ConvolutionChoice? {
         let model = Recognizer(spec: spec)
