@@ -198,17 +198,20 @@ extension Conv3d {
     /// oneDNN's kernels for the input the layer last took, forward / backward data / backward
     /// weights ("brgconv:avx512_core_bf16"; AMX's say avx512_core_amx); nil before a bfloat16 pass.
     public var bfloat16Kernels: String? {
-        input.flatMap { bfloat16Convolutions[$0.shape] }?.implementations.joined(separator: " / ")
+        bfloat16Convolutions[inputShape]?.implementations.joined(separator: " / ")
     }
 
-    /// oneDNN's bfloat16 convolution against the emulation, on the input the layer last took and
-    /// a random output gradient: the largest relative difference of the output, the input gradient
+    /// oneDNN's bfloat16 convolution against the emulation, on the input the layer last took (a
+    /// random one of its shape after a forward inside Inference.run, which keeps none) and a
+    /// random output gradient: the largest relative difference of the output, the input gradient
     /// and the weight gradient (float32's orders of summation give 1e-6), or (not `training`) of
     /// the output alone, all that evaluation runs. What the tuning holds oneDNN to on this
     /// machine, shape by shape, before it chooses it: a newer library is not a right library.
     /// Leaves the layer's algorithm and gradients as they were.
     public func bfloat16Discrepancy(training: Bool, using generator: inout SeededGenerator) -> Float {
-        guard let x = input else { return 0 }
+        guard !inputShape.isEmpty else { return 0 }
+        let x = input ?? Tensor(zeros: inputShape)
+        if input == nil { x.fillNormal(std: 1, using: &generator) }
         let (algorithm, gradient) = (self.algorithm, weight.gradient.copy())
         defer {
             self.algorithm = algorithm

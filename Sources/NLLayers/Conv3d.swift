@@ -41,7 +41,8 @@ public final class Conv3d: Layer {
     nonisolated(unsafe) public static var measuresTime = false
 
     var input: Tensor?
-    var outputShape: [Int] = []
+    /// The last forward's shapes, kept inside Inference.run too (which keeps no input).
+    var inputShape: [Int] = [], outputShape: [Int] = []
 
     /// Floats in one column tile: bounds the vol2col buffer of each thread.
     static let tileBudget = 1 << 19
@@ -66,7 +67,7 @@ public final class Conv3d: Layer {
 
     /// The convolution and the input it last took, as "256->128 3x1x1 /1x1x1 +1x0x0 on 2x4x28x28".
     public var shapeDescription: String {
-        let on = input.map { " on " + $0.shape.dropLast().map(String.init).joined(separator: "x") } ?? ""
+        let on = inputShape.isEmpty ? "" : " on " + inputShape.dropLast().map(String.init).joined(separator: "x")
         return "\(inputChannels)->\(outputChannels) \(kernelSize) /\(stride) +\(padding)\(on)"
     }
 
@@ -97,7 +98,7 @@ public final class Conv3d: Layer {
         let started = Conv3d.measuresTime ? DispatchTime.now().uptimeNanoseconds : 0
         defer { if started > 0 { secondsSpent += Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 } }
         let y = Tensor(transient: outputShape(for: x.shape))
-        outputShape = y.shape
+        (inputShape, outputShape) = (x.shape, y.shape)
         input = Inference.kept(x)
         switch algorithm {
         case .own: convolve(x, into: y)

@@ -57,10 +57,9 @@ extension Recognizer {
     /// gradients change), `repeats` passes each on random clips of `clipShape` (N, T, H, W) after
     /// one untimed, checks oneDNN's bfloat16 against the emulation on each shape, and chooses per
     /// shape the fastest that passed (the own float32 where none did). With `training` a pass is
-    /// forward and backward, as a training step runs them; without, forward alone, as evaluation
-    /// does (a backward at an evaluation batch would also hold memory the evaluation never
-    /// needs). Nil when `shouldStop` says so between passes (a signal: the run stops, nothing
-    /// chosen).
+    /// forward and backward, as a training step runs them; without, forward alone inside
+    /// Inference.run, as evaluation runs it, in the memory evaluation takes. Nil when `shouldStop`
+    /// says so between passes (a signal: the run stops, nothing chosen).
     public static func tuneConvolutions(
         spec: ModelSpec, clipShape: [Int], candidates: [ConvolutionAlgorithm], training: Bool,
         repeats: Int = 2, shouldStop: () -> Bool = { false }
@@ -80,8 +79,12 @@ extension Recognizer {
             for pass in 0...repeats {  // the first untimed: oneDNN makes its primitives
                 if shouldStop() { return nil }
                 if pass == 1 { for conv in convs { conv.secondsSpent = 0 } }
-                _ = model.forward(clip, training: training)
-                if training { _ = model.backward(dLogits) }
+                if training {
+                    _ = model.forward(clip, training: true)
+                    _ = model.backward(dLogits)
+                } else {
+                    _ = Inference.run { model.forward(clip, training: false) }  // as evaluation runs it
+                }
             }
             seconds[candidate] = convs.map { $0.secondsSpent / Double(repeats) }
         }

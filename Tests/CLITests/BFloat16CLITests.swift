@@ -61,6 +61,7 @@ struct BFloat16CLITests {
             #expect(p.stderr.contains("nlpredict: precision bf16: ") == (precision == "bf16"), "\(p.stderr)")
             if precision == "bf16" {
                 #expect(r.stderr.contains("; their forward ") && r.stderr.contains("timed now"), "\(r.stderr)")
+                #expect(r.stderr.contains("; check ") && !r.stderr.contains("FAILED"), "\(r.stderr)")
                 #expect(p.stderr.contains("(chosen on this machine before: "), "\(p.stderr)")
                 let kept = try String(contentsOfFile: "\(cache)/nl-i3d/convolutions.txt", encoding: .utf8)
                 #expect(kept.contains(" forward only\t"), "\(kept)")
