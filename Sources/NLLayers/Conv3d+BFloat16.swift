@@ -210,8 +210,13 @@ extension Conv3d {
     /// Leaves the layer's algorithm and gradients as they were.
     public func bfloat16Discrepancy(training: Bool, using generator: inout SeededGenerator) -> Float {
         guard !inputShape.isEmpty else { return 0 }
-        let x = input ?? Tensor(zeros: inputShape)
-        if input == nil { x.fillNormal(std: 1, using: &generator) }
+        let x: Tensor
+        if let input {
+            x = input
+        } else {
+            x = Tensor(zeros: inputShape)
+            x.fillNormal(std: 1, using: &generator)
+        }
         let (algorithm, gradient) = (self.algorithm, weight.gradient.copy())
         defer {
             self.algorithm = algorithm

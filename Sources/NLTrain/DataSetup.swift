@@ -135,6 +135,18 @@ public enum DataSetup {
         throw ConfigError(source: config.source(of: key, "data.crop_size"), message: problem)
     }
 
+    /// Readies `model` to evaluate `loader`'s batches (nleval, nlpredict): fails (64) unless it can
+    /// take them, and makes it compute in train.precision, in bf16 with each convolution's
+    /// algorithm chosen by forward passes at their shape (ConvolutionChoices), `log` hearing which.
+    public static func prepare(
+        _ model: Recognizer, toEvaluate loader: DataLoader, config: Config, log: (String) -> Void
+    ) throws(ConfigError) {
+        try requireClip(model, loader: loader, config: config)
+        ConvolutionChoices.apply(
+            to: model, clipShape: forwardShape(loader, config: config), precision: config.train.precision,
+            training: false, log: log)
+    }
+
     /// A crop larger than the short side frames are decoded at would need pixels the frames do
     /// not have: a config error, as in the frameworks (whose crops then fail or come out smaller).
     private static func requireCrop(

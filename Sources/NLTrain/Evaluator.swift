@@ -156,10 +156,7 @@ extension Evaluator {
         let loader = try DataSetup.evaluationLoader(
             config, dataset: dataset, clips: clips, crops: crops, badVideos: failures,
             rank: parallel.rank, worldSize: parallel.size)
-        try DataSetup.requireClip(model, loader: loader, config: config)
-        ConvolutionChoices.apply(
-            to: model, clipShape: DataSetup.forwardShape(loader, config: config), precision: config.train.precision,
-            training: false, log: { if parallel.isRoot { log($0) } })
+        try DataSetup.prepare(model, toEvaluate: loader, config: config) { if parallel.isRoot { log($0) } }
         let progress =
             parallel.isRoot
             ? progressOutput.map {

@@ -132,10 +132,7 @@ public enum Predictor {
         let failures = BadVideoLog(file: nil, maxFraction: 1, action: "naming it", report: { _ in })
         let loader = try DataSetup.evaluationLoader(
             config, dataset: dataset, clips: clips, crops: crops, badVideos: failures)
-        try DataSetup.requireClip(model, loader: loader, config: config)
-        ConvolutionChoices.apply(
-            to: model, clipShape: DataSetup.forwardShape(loader, config: config), precision: config.train.precision,
-            training: false, log: log)
+        try DataSetup.prepare(model, toEvaluate: loader, config: config, log: log)
         let scores = try Evaluator.videoScores(model, loader: loader, progress: progress(loader.batchesPerEpoch))
         var failed = Set<String>()
         for (i, entry) in entries.enumerated() {
