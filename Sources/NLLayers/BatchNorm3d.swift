@@ -138,15 +138,32 @@ public final class BatchNorm3d: Layer {
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
+        let dx = Tensor(transient: dy.shape)
+        inputGradient(dy, into: dx.data, bfloat16: nil)
+        return dx
+    }
+
+    /// Backward, the input gradient rounded to bfloat16 as it is written: what a convolution in
+    /// mixed precision reads, which would otherwise read float32 and convert it (ConvModule).
+    public func backwardInBFloat16(_ dy: Tensor) -> BFloat16Tensor {
+        let dx = BFloat16Tensor(transient: dy.shape)
+        inputGradient(dy, into: nil, bfloat16: dx.bits)
+        return dx
+    }
+
+    /// The parameters' gradients added to theirs, and the input gradient written to `float32` or
+    /// to `bfloat16`, whichever is given.
+    private func inputGradient(
+        _ dy: Tensor, into float32: UnsafeMutablePointer<Float>?, bfloat16: UnsafeMutablePointer<UInt16>?
+    ) {
         guard let x = input else { preconditionFailure("BatchNorm3d.backward before forward") }
         precondition(dy.shape == x.shape, "BatchNorm3d.backward got \(dy.shape), input was \(x.shape)")
-        let dx = Tensor(transient: x.shape)
         let c = channels
         let (m, s) = (mean.data, inverseStd.data)
         // Raw pointers taken once, so the loops below vectorise. The gradient reaching the
         // normalisation is dy, or with the fused ReLU dy where the output, x * scale + shift as
         // forward computed it, is above 0.
-        let (xp, gp, dp, fused) = (x.data, dy.data, dx.data, fusedReLU)
+        let (xp, gp, fused) = (x.data, dy.data, fusedReLU)
         let (sc, sh) = (coefficients[0].data, coefficients[1].data)
         // Per channel: sum(dy) and sum(dy * xhat), where xhat = (x - mean) * inverseStd.
         let vectors = c / 8 * 8
@@ -181,18 +198,19 @@ public final class BatchNorm3d: Layer {
         }
         Parallel.forRanges(x.rows, minimumChunk: 256) { _, rows in
             for r in rows {
-                let (xi, gi, di) = (xp + r * c, gp + r * c, dp + r * c)
+                let (xi, gi, at) = (xp + r * c, gp + r * c, r * c)
                 for j in stride(from: 0, to: vectors, by: 8) {
                     let x = xi.load8(j)
                     let g = fused ? reluMasked(gi.load8(j), where: x * sc.load8(j) + sh.load8(j)) : gi.load8(j)
-                    di.store8(gn.load8(j) * (g - md.load8(j) - (x - m.load8(j)) * s.load8(j) * mx.load8(j)), j)
+                    let d = gn.load8(j) * (g - md.load8(j) - (x - m.load8(j)) * s.load8(j) * mx.load8(j))
+                    if let bfloat16 { bfloat16.storeBFloat16(d, at + j) } else { float32!.store8(d, at + j) }
                 }
                 for j in vectors..<c {
                     let g = !fused || xi[j] * sc[j] + sh[j] > 0 ? gi[j] : 0
-                    di[j] = gn[j] * (g - md[j] - (xi[j] - m[j]) * s[j] * mx[j])
+                    let d = gn[j] * (g - md[j] - (xi[j] - m[j]) * s[j] * mx[j])
+                    if let bfloat16 { bfloat16[at + j] = bfloat16Bits(d) } else { float32![at + j] = d }
                 }
             }
         }
-        return dx
     }
 }

@@ -15,10 +15,7 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
 
 /// `count` values from `from` rounded to the nearest bfloat16 (ties to even), kept as float32.
 func roundedToBFloat16(_ from: UnsafePointer<Float>, count: Int) -> [Float] {
-    (0..<count).map { i in
-        let bits = from[i].bitPattern
-        return from[i].isNaN ? from[i] : Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000)
-    }
+    (0..<count).map { Float(bitPattern: UInt32(bfloat16Bits(from[$0])) << 16) }
 }
 
 extension Tensor {
@@ -142,6 +139,17 @@ extension Conv3d {
             let dy16 = pooledBuffer(for: outputGradient16)
             defer { withExtendedLifetime(dy16) {} }
             toOutputGradient16.run([(DNNL_ARG_FROM, outputGradient), (DNNL_ARG_TO, outputGradient16)])
+            backwardFromBFloat16(dx: dx, gradient: gradient)
+        }
+
+        /// The same from dY already in bfloat16 (a BatchNorm's backwardInBFloat16).
+        func backward(_ dy: BFloat16Tensor, dx: Tensor?, gradient: Tensor?) {
+            outputGradient16.point(to: dy.storage.data)
+            backwardFromBFloat16(dx: dx, gradient: gradient)
+        }
+
+        /// Backward from the bfloat16 output gradient `outputGradient16` points at.
+        private func backwardFromBFloat16(dx: Tensor?, gradient: Tensor?) {
             if let dx {
                 inputGradient.point(to: dx.data)
                 backwardData.run([

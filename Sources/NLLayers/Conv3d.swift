@@ -154,6 +154,22 @@ public final class Conv3d: Layer {
         return sum
     }
 
+    /// Backward from an output gradient in bfloat16 (a BatchNorm's backwardInBFloat16), for a
+    /// convolution computing in bfloat16 without a bias: what `backward` computes from that
+    /// gradient in float32, without its conversion.
+    public func backward(_ dy: BFloat16Tensor, addingInputGradientTo sum: Tensor?) -> Tensor {
+        let started = Conv3d.measuresTime ? DispatchTime.now().uptimeNanoseconds : 0
+        defer { if started > 0 { secondsSpent += Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 } }
+        precondition(algorithm == .bfloat16 && bias == nil, "Conv3d.backward from bfloat16 computes in bfloat16")
+        precondition(dy.shape == outputShape, "Conv3d.backward got \(dy.shape), output was \(outputShape)")
+        let dx = computesInputGradient ? Tensor(transient: inputShape) : Tensor(zeros: [0])
+        bfloat16Convolution(for: inputShape).backward(
+            dy, dx: computesInputGradient ? dx : nil, gradient: weight.requiresGradient ? weight.gradient : nil)
+        guard let sum else { return dx }
+        add(sum, dx, into: sum)
+        return sum
+    }
+
     /// dW += the weight gradient, dX = (with `accumulating`, +=) the input gradient, by the own paths.
     private func backwardOwn(_ x: Tensor, _ dy: Tensor, _ dx: Tensor, accumulating: Bool) {
         let g = Geometry(input: x.shape, output: outputShape)

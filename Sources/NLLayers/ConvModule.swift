@@ -37,7 +37,13 @@ public final class ConvModule: Layer {
     public func backward(_ dy: Tensor, addingInputGradientTo sum: Tensor?) -> Tensor {
         var g = dy
         if let activation { g = activation.backward(g) }
-        if let norm { g = norm.backward(g) }
+        if let norm {
+            // In bfloat16 the norm's gradient is written as the convolution reads it.
+            if conv.algorithm == .bfloat16 {
+                return conv.backward(norm.backwardInBFloat16(g), addingInputGradientTo: sum)
+            }
+            g = norm.backward(g)
+        }
         return conv.backward(g, addingInputGradientTo: sum)
     }
 }

@@ -118,4 +118,71 @@ struct BFloat16Tests {
                 "\(transposeA) \(transposeB): \(relativeError(oneDNN, emulated))")
         }
     }
+
+    /// The vector rounding to bfloat16 (eight at a time) is the scalar one, and both round to
+    /// nearest, ties to even: on ties, on values that round up to infinity, on infinities, NaNs,
+    /// signed zeros and subnormals, and on ordinary values.
+    @Test func vectorRoundingIsScalarRounding() {
+        var generator = SeededGenerator(seed: 3)
+        let special: [UInt32] = [
+            0x3F80_8000, 0x3F81_8000, 0x3F80_7FFF, 0x3F80_8001, 0x7F7F_FFFF, 0xFF7F_8000, 0x7F80_0000, 0xFF80_0000,
+            0x7FC0_0000, 0x7F80_0001, 0xFFC1_2345, 0x0000_0000, 0x8000_0000, 0x0000_0001, 0x807F_FFFF,
+            0x0000_8000, 0x0001_8000,
+        ]
+        let values = special.map(Float.init(bitPattern:)) + randomTensor([47], using: &generator).buffer
+        let count = (values.count + 7) / 8 * 8
+        let padded = values + [Float](repeating: 1.5, count: count - values.count)
+        var stored = [UInt16](repeating: 0, count: count)
+        stored.withUnsafeMutableBufferPointer { out in
+            for i in stride(from: 0, to: count, by: 8) {
+                out.baseAddress!.storeBFloat16(Float8(padded[i..<i + 8]), i)
+            }
+        }
+        for (value, bits) in zip(padded, stored) {
+            #expect(bits == bfloat16Bits(value), "\(value.bitPattern): \(bits) against \(bfloat16Bits(value))")
+            let back = Float(bitPattern: UInt32(bits) << 16)
+            if value.isNaN {
+                #expect(back.isNaN)
+                continue
+            }
+            let low = Float(bitPattern: value.bitPattern & 0xFFFF_0000)
+            let high = Float(bitPattern: (value.bitPattern & 0xFFFF_0000) + 0x1_0000)
+            if high.isFinite {  // the nearest, ties to the even one
+                let (toLow, toHigh) = (abs(Double(value) - Double(low)), abs(Double(value) - Double(high)))
+                let expected = toLow < toHigh || (toLow == toHigh && (low.bitPattern >> 16) & 1 == 0) ? low : high
+                #expect(back.bitPattern == expected.bitPattern, "\(value) rounds to \(back), not \(expected)")
+            } else if value.isFinite {  // past the largest bfloat16 by half a step or more: infinity
+                let beyond = value.bitPattern & 0xFFFF >= 0x8000
+                #expect(back == (beyond ? (value < 0 ? -Float.infinity : .infinity) : low), "\(value) rounds to \(back)")
+            } else {
+                #expect(back == value)
+            }
+        }
+    }
+
+    /// A ConvModule in bfloat16 hands its convolution the BatchNorm's gradient in bfloat16: the
+    /// input gradient and the weight gradient are those of the float32 gradient converted by
+    /// oneDNN, to the bit, with and without the ReLU.
+    @Test(.enabled(if: Precision.bf16.unavailable == nil), arguments: [true, false])
+    func normGradientInBFloat16IsTheConversion(_ activated: Bool) {
+        var generator = SeededGenerator(seed: 8)
+        let module = ConvModule(
+            inputChannels: 16, outputChannels: 32, kernelSize: Size3(1, 3, 3), padding: Size3(0, 1, 1),
+            activated: activated)
+        randomizeParameters(module, using: &generator)
+        module.conv.algorithm = .bfloat16
+        let x = randomTensor([2, 3, 9, 9, 16], using: &generator)
+        let y = module.forward(x, training: true)
+        let dy = randomTensor(y.shape, using: &generator)
+        module.zeroGradients()
+        let fused = module.backward(dy).copy(), fusedWeight = module.conv.weight.gradient.copy()
+        module.zeroGradients()
+        let normGradient = module.norm!.backward(dy)
+        let converted = module.conv.backward(normGradient)
+        #expect(Array(fused.buffer) == Array(converted.buffer), "input gradient")
+        #expect(Array(fusedWeight.buffer) == Array(module.conv.weight.gradient.buffer), "weight gradient")
+        let rounded = normGradient.buffer.map { Float(bitPattern: UInt32(bfloat16Bits($0)) << 16) }
+        let widened = module.norm!.backwardInBFloat16(dy).widened()
+        #expect(Array(widened.buffer) == rounded)
+    }
 }

@@ -1,0 +1,53 @@
+/// Activations in bfloat16 (each the upper 16 bits of a float32, rounded to nearest even), in a
+/// Tensor's channels-last order: what a BatchNorm and its convolution hand each other in mixed
+/// precision, where the convolution reads and writes bfloat16 anyway, so that neither side
+/// streams float32 only for the other to convert it (ConvModule).
+public struct BFloat16Tensor: @unchecked Sendable {
+    public let shape: [Int]
+    public let count: Int
+    /// A pooled float32 buffer of half as many elements (rounded up), holding the bits.
+    public let storage: Tensor
+
+    /// From the pool of transient buffers, contents undefined.
+    public init(transient shape: [Int]) {
+        self.shape = shape
+        count = shape.reduce(1, *)
+        storage = Tensor(transient: [(count + 1) / 2])
+    }
+
+    public var bits: UnsafeMutablePointer<UInt16> {
+        UnsafeMutableRawPointer(storage.data).assumingMemoryBound(to: UInt16.self)
+    }
+
+    public var channels: Int { shape.last ?? 1 }
+    public var rows: Int { count / max(channels, 1) }
+
+    /// The values, widened to float32 (tests).
+    public func widened() -> Tensor {
+        Tensor(shape: shape, values: (0..<count).map { Float(bitPattern: UInt32(bits[$0]) << 16) })
+    }
+}
+
+extension UnsafeMutablePointer<UInt16> {
+    /// Writes eight floats from element `i` on, rounded to bfloat16 as the CPU's conversion
+    /// (vcvtneps2bf16, which oneDNN's reorders use) rounds finite values: to nearest, ties to
+    /// even. A NaN stays a NaN (quieted).
+    @inlinable @inline(__always) public func storeBFloat16(_ value: Float8, _ i: Int) {
+        let bits = unsafeBitCast(value, to: SIMD8<UInt32>.self)
+        let rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
+        let result = rounded.replacing(with: (bits &>> 16) | 0x40, where: value .!= value)
+        UnsafeMutableRawPointer(self + i).storeBytes(of: SIMD8<UInt16>(truncatingIfNeeded: result), as: SIMD8<UInt16>.self)
+    }
+
+    /// The eight values from element `i` on, as floats.
+    @inlinable @inline(__always) public func loadBFloat16(_ i: Int) -> Float8 {
+        let bits = UnsafeRawPointer(self + i).loadUnaligned(as: SIMD8<UInt16>.self)
+        return unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: bits) &<< 16, to: Float8.self)
+    }
+}
+
+/// `value` rounded to bfloat16 as `storeBFloat16` rounds it.
+@inlinable public func bfloat16Bits(_ value: Float) -> UInt16 {
+    let bits = value.bitPattern
+    return value.isNaN ? UInt16(bits >> 16) | 0x40 : UInt16((bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
+}
