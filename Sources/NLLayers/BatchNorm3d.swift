@@ -29,7 +29,13 @@ public final class BatchNorm3d: Layer {
     /// batch's. nil: this process's batch alone.
     public var synchronize: ((inout [Double]) -> Void)?
 
-    private var input: Tensor?
+    /// The input forward normalised, for backward: float32, or bfloat16 from a convolution in
+    /// mixed precision.
+    private enum Input {
+        case float32(Tensor)
+        case bfloat16(BFloat16Tensor)
+    }
+    private var input: Input?
     // The statistics the last forward normalised with, and whether they were the batch's.
     private let mean: Tensor
     private let inverseStd: Tensor
@@ -62,16 +68,27 @@ public final class BatchNorm3d: Layer {
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
-        precondition(x.channels == channels, "BatchNorm3d(\(channels)) got input \(x.shape)")
-        let y = Tensor(transient: x.shape)
-        input = Inference.kept(x)
+        input = Inference.kept(x).map(Input.float32)
+        return normalize(x.data, shape: x.shape, training: training)
+    }
+
+    /// Forward of a convolution's output in bfloat16 (ConvModule in mixed precision), which it
+    /// keeps as it is for backward: half the bytes to read, twice, and to keep.
+    public func forward(_ x: BFloat16Tensor, training: Bool) -> Tensor {
+        input = Inference.kept(x.storage).map { _ in .bfloat16(x) }
+        return normalize(x.elements, shape: x.shape, training: training)
+    }
+
+    private func normalize<X: FloatElements>(_ x: X, shape: [Int], training: Bool) -> Tensor {
+        precondition(shape.last == channels, "BatchNorm3d(\(channels)) got input \(shape)")
+        let y = Tensor(transient: shape)
         usedBatchStatistics = training && !frozen
-        let c = channels
+        let (c, rows) = (channels, y.rows)
         let (m, s, rm, rv) = (mean.data, inverseStd.data, runningMean.data, runningVariance.data)
         if usedBatchStatistics {
             precondition(
-                x.rows > 1, "BatchNorm3d expects more than 1 value per channel when training, got input \(x.shape)")
-            let (batchMean, variance, count) = statistics(x)
+                rows > 1, "BatchNorm3d expects more than 1 value per channel when training, got input \(shape)")
+            let (batchMean, variance, count) = statistics(x, rows: rows)
             let n = Float(count)
             for j in 0..<c {
                 m[j] = Float(batchMean[j])
@@ -86,48 +103,52 @@ public final class BatchNorm3d: Layer {
                 s[j] = 1 / (rv[j] + epsilon).squareRoot()
             }
         }
-        // y = x * scale + shift, per channel.
+        // y = x * scale + shift, per channel (then at least 0 with the ReLU; NaN stays NaN).
         let (sc, sh, w, b) = (coefficients[0].data, coefficients[1].data, weight.value.data, bias.value.data)
         for j in 0..<c {
             sc[j] = w[j] * s[j]
             sh[j] = b[j] - m[j] * sc[j]
         }
-        let (floor, xp, yp) = (fusedReLU ? Float(0) : -.infinity, x.data, y.data)
-        Parallel.forRanges(x.rows, minimumChunk: 256) { _, rows in
-            for r in rows {
-                let (xi, yo) = (xp + r * c, yp + r * c)
-                for j in 0..<c { yo[j] = max(xi[j] * sc[j] + sh[j], floor) }
+        let (floor, yp, vectors) = (fusedReLU ? Float(0) : -.infinity, y.data, c / 8 * 8)
+        Parallel.forRanges(rows, minimumChunk: 256) { _, rowRange in
+            for r in rowRange {
+                let (at, yo) = (r * c, yp + r * c)
+                for j in stride(from: 0, to: vectors, by: 8) {
+                    let v = x.load8(at + j) * sc.load8(j) + sh.load8(j)
+                    yo.store8(v.replacing(with: floor, where: v .< floor), j)
+                }
+                for j in vectors..<c { yo[j] = max(x.value(at: at + j) * sc[j] + sh[j], floor) }
             }
         }
         return y
     }
 
     /// Per-channel mean and biased variance over the batch (every process's when synchronised),
-    /// and the number of values per channel, in one pass over x: sums of d = x - shift and d² in
-    /// Double, where the shift is the running mean (the same in every process; 0 where it is not
-    /// finite). Shifted near the mean, E[d²] - E[d]² loses no precision worth having, and the data
-    /// is read once, not twice.
-    func statistics(_ x: Tensor) -> (mean: [Double], variance: [Double], count: Double) {
-        let (c, xp) = (x.channels, x.data)
+    /// and the number of values per channel, in one pass over x (`rows` rows of the channels):
+    /// sums of d = x - shift and d² in Double, where the shift is the running mean (the same in
+    /// every process; 0 where it is not finite). Shifted near the mean, E[d²] - E[d]² loses no
+    /// precision worth having, and the data is read once, not twice.
+    func statistics<X: FloatElements>(_ x: X, rows: Int) -> (mean: [Double], variance: [Double], count: Double) {
+        let c = channels
         let shift = (0..<c).map { j in runningMean.data[j].isFinite ? Double(runningMean.data[j]) : 0 }
         let vectors = c / 8 * 8
         var sums =
             shift.withUnsafeBufferPointer { s in
                 let shift = UnsafeMutablePointer(mutating: s.baseAddress!)
-                return columnSumPartials(rows: x.rows, channels: c, width: 2) { r, acc in
-                    let (row, squares) = (xp + r * c, acc + c)
+                return columnSumPartials(rows: rows, channels: c, width: 2) { r, acc in
+                    let (at, squares) = (r * c, acc + c)
                     for j in stride(from: 0, to: vectors, by: 8) {
-                        let d = widened(row.load8(j)) - shift.load8(j)
+                        let d = widened(x.load8(at + j)) - shift.load8(j)
                         acc.store8(acc.load8(j) + d, j)
                         squares.store8(squares.load8(j) + d * d, j)
                     }
                     for j in vectors..<c {
-                        let d = Double(row[j]) - shift[j]
+                        let d = Double(x.value(at: at + j)) - shift[j]
                         acc[j] += d
                         squares[j] += d * d
                     }
                 }
-            } + [Double(x.rows)]
+            } + [Double(rows)]
         synchronize?(&sums)
         let n = sums.removeLast()
         let shifted = (0..<c).map { sums[$0] / n }
@@ -156,36 +177,49 @@ public final class BatchNorm3d: Layer {
     private func inputGradient(
         _ dy: Tensor, into float32: UnsafeMutablePointer<Float>?, bfloat16: UnsafeMutablePointer<UInt16>?
     ) {
-        guard let x = input else { preconditionFailure("BatchNorm3d.backward before forward") }
-        precondition(dy.shape == x.shape, "BatchNorm3d.backward got \(dy.shape), input was \(x.shape)")
-        let c = channels
+        switch input {
+        case .float32(let x):
+            precondition(dy.shape == x.shape, "BatchNorm3d.backward got \(dy.shape), input was \(x.shape)")
+            inputGradient(x.data, dy, into: float32, bfloat16: bfloat16)
+        case .bfloat16(let x):
+            precondition(dy.shape == x.shape, "BatchNorm3d.backward got \(dy.shape), input was \(x.shape)")
+            inputGradient(x.elements, dy, into: float32, bfloat16: bfloat16)
+        case nil: preconditionFailure("BatchNorm3d.backward before forward")
+        }
+    }
+
+    private func inputGradient<X: FloatElements>(
+        _ x: X, _ dy: Tensor, into float32: UnsafeMutablePointer<Float>?, bfloat16: UnsafeMutablePointer<UInt16>?
+    ) {
+        let (c, rows) = (channels, dy.rows)
         let (m, s) = (mean.data, inverseStd.data)
         // Raw pointers taken once, so the loops below vectorise. The gradient reaching the
         // normalisation is dy, or with the fused ReLU dy where the output, x * scale + shift as
         // forward computed it, is above 0.
-        let (xp, gp, fused) = (x.data, dy.data, fusedReLU)
+        let (gp, fused) = (dy.data, fusedReLU)
         let (sc, sh) = (coefficients[0].data, coefficients[1].data)
         // Per channel: sum(dy) and sum(dy * xhat), where xhat = (x - mean) * inverseStd.
         let vectors = c / 8 * 8
-        let sums = columnSumPartials(rows: x.rows, channels: c, width: 2) { r, acc in
-            let (xi, gi, accXhat) = (xp + r * c, gp + r * c, acc + c)
+        let sums = columnSumPartials(rows: rows, channels: c, width: 2) { r, acc in
+            let (at, gi, accXhat) = (r * c, gp + r * c, acc + c)
             for j in stride(from: 0, to: vectors, by: 8) {
-                let x = xi.load8(j)
+                let x = x.load8(at + j)
                 let g = fused ? reluMasked(gi.load8(j), where: x * sc.load8(j) + sh.load8(j)) : gi.load8(j)
                 acc.store8(acc.load8(j) + widened(g), j)
                 accXhat.store8(accXhat.load8(j) + widened(g * (x - m.load8(j)) * s.load8(j)), j)
             }
             for j in vectors..<c {
-                let g = !fused || xi[j] * sc[j] + sh[j] > 0 ? gi[j] : 0
+                let x = x.value(at: at + j)
+                let g = !fused || x * sc[j] + sh[j] > 0 ? gi[j] : 0
                 acc[j] += Double(g)
-                accXhat[j] += Double(g * (xi[j] - m[j]) * s[j])
+                accXhat[j] += Double(g * (x - m[j]) * s[j])
             }
         }
         // The parameters' gradients are this process's (a data-parallel job averages them, as
         // every gradient); the statistics' are the global batch's when synchronised.
         if weight.requiresGradient { for j in 0..<c { weight.gradient.data[j] += Float(sums[c + j]) } }
         if bias.requiresGradient { for j in 0..<c { bias.gradient.data[j] += Float(sums[j]) } }
-        var global = sums + [Double(x.rows)]
+        var global = sums + [Double(rows)]
         if usedBatchStatistics { synchronize?(&global) }
         let n = global.removeLast()
 
@@ -196,18 +230,19 @@ public final class BatchNorm3d: Layer {
             gn[j] = weight.value.data[j] * s[j]
             (md[j], mx[j]) = usedBatchStatistics ? (Float(global[j] / n), Float(global[c + j] / n)) : (0, 0)
         }
-        Parallel.forRanges(x.rows, minimumChunk: 256) { _, rows in
-            for r in rows {
-                let (xi, gi, at) = (xp + r * c, gp + r * c, r * c)
+        Parallel.forRanges(rows, minimumChunk: 256) { _, rowRange in
+            for r in rowRange {
+                let (at, gi) = (r * c, gp + r * c)
                 for j in stride(from: 0, to: vectors, by: 8) {
-                    let x = xi.load8(j)
+                    let x = x.load8(at + j)
                     let g = fused ? reluMasked(gi.load8(j), where: x * sc.load8(j) + sh.load8(j)) : gi.load8(j)
                     let d = gn.load8(j) * (g - md.load8(j) - (x - m.load8(j)) * s.load8(j) * mx.load8(j))
                     if let bfloat16 { bfloat16.storeBFloat16(d, at + j) } else { float32!.store8(d, at + j) }
                 }
                 for j in vectors..<c {
-                    let g = !fused || xi[j] * sc[j] + sh[j] > 0 ? gi[j] : 0
-                    let d = gn[j] * (g - md[j] - (xi[j] - m[j]) * s[j] * mx[j])
+                    let x = x.value(at: at + j)
+                    let g = !fused || x * sc[j] + sh[j] > 0 ? gi[j] : 0
+                    let d = gn[j] * (g - md[j] - (x - m[j]) * s[j] * mx[j])
                     if let bfloat16 { bfloat16[at + j] = bfloat16Bits(d) } else { float32![at + j] = d }
                 }
             }

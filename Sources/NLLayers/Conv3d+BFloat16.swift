@@ -3,8 +3,8 @@ import NLTensor
 
 /// How a Conv3d, or a non-local block's products, compute: the project's own float32 paths on
 /// OpenBLAS, or oneDNN's with bfloat16 inputs and float32 accumulation and results (mixed
-/// precision: the weights, their gradient, the activations between layers and everything else stay
-/// float32).
+/// precision: the weights, their gradient and everything else stay float32, but for what a
+/// convolution and its BatchNorm hand each other, which is bfloat16: ConvModule).
 public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
     case own, bfloat16
     /// The own float32 paths on the input, the weight and the output gradient rounded to
@@ -26,9 +26,10 @@ extension Tensor {
 }
 
 extension Conv3d {
-    /// oneDNN's three convolutions of one input shape in bfloat16: forward, backward data and
-    /// backward weights, with the conversions from and to the layer's float32 tensors (activations
-    /// channels-last, the weight (kT, kH, kW, Cin, Cout)). The bfloat16 copies of the input and
+    /// oneDNN's three convolutions of one input shape in bfloat16: forward (to a float32 output,
+    /// or to a bfloat16 one for a BatchNorm), backward data and backward weights, with the
+    /// conversions from and to the layer's float32 tensors (activations channels-last, the weight
+    /// (kT, kH, kW, Cin, Cout)). The bfloat16 copies of the input and
     /// the weight made in forward serve backward too. The copies of the input and of the output
     /// gradient, activation-sized, come from the pool of transient buffers: the input's is kept
     /// for backward (not inside Inference.run), the output gradient's lives for one backward.
@@ -45,6 +46,17 @@ extension Conv3d {
         private var keptInput16: Tensor?
         private let toInput16, toWeight16, toOutputGradient16, addWeightGradient: OneDNN.Primitive
         private let toWeight16ForData: OneDNN.Primitive?
+        /// Forward with a bfloat16 output (Conv3d.forwardInBFloat16), made on first use, with the
+        /// weight in the layout it chose: forward's, or (where oneDNN wants another) a copy of its own.
+        private var forwardOperationToBFloat16: dnnl_convolution_desc_t
+        private lazy var forwardToBFloat16:
+            (primitive: OneDNN.Primitive, weights: OneDNN.Memory, copy: OneDNN.Primitive?) = {
+                let primitive = OneDNN.Primitive(&forwardOperationToBFloat16, hint: forward)
+                let layout = primitive.layout(dnnl_query_weights_md)
+                if OneDNN.same(layout, weight16.descriptor) { return (primitive, weight16, nil) }
+                return (primitive, OneDNN.Memory(layout), OneDNN.reorder(weight.descriptor, layout))
+            }()
+        private let output16: OneDNN.Memory
 
         init(_ conv: Conv3d, inputShape: [Int]) {
             let outputShape = conv.outputShape(for: inputShape)
@@ -102,6 +114,13 @@ extension Conv3d {
                 weight16ForData = OneDNN.Memory(forData)
                 toWeight16ForData = OneDNN.reorder(weight16.descriptor, forData)
             }
+            forwardOperationToBFloat16 = dnnl_convolution_desc_t()
+            OneDNN.check(
+                dnnl_convolution_forward_desc_init(
+                    &forwardOperationToBFloat16, dnnl_forward_training, dnnl_convolution_direct, &input16,
+                    &weightAny, nil, &output16, strides, padding, padding),
+                "describing a forward convolution to bfloat16")
+            self.output16 = OneDNN.Memory(output16, allocated: false)
             precondition(
                 OneDNN.same(backwardWeights.layout(dnnl_query_src_md), self.input16.descriptor)
                     && OneDNN.same(backwardWeights.layout(dnnl_query_diff_dst_md), outputGradient16.descriptor),
@@ -113,14 +132,29 @@ extension Conv3d {
 
         /// y = the convolution of x (no bias), from bfloat16 copies of x and the weight.
         func run(_ x: Tensor, _ weightValue: Tensor, into y: Tensor) {
+            convert(x, weightValue)
+            output.point(to: y.data)
+            forward.run([(DNNL_ARG_SRC, input16), (DNNL_ARG_WEIGHTS, weight16), (DNNL_ARG_DST, output)])
+        }
+
+        /// The same, y written in bfloat16 (Conv3d.forwardInBFloat16).
+        func run(_ x: Tensor, _ weightValue: Tensor, into y: BFloat16Tensor) {
+            convert(x, weightValue)
+            let (primitive, weights, copy) = forwardToBFloat16
+            copy?.run([(DNNL_ARG_FROM, weight), (DNNL_ARG_TO, weights)])
+            output16.point(to: y.storage.data)
+            primitive.run([(DNNL_ARG_SRC, input16), (DNNL_ARG_WEIGHTS, weights), (DNNL_ARG_DST, output16)])
+        }
+
+        /// The bfloat16 copies of x (kept for backward, not inside Inference.run) and of the
+        /// weight, in the layouts forward and backward data read.
+        private func convert(_ x: Tensor, _ weightValue: Tensor) {
             input.point(to: x.data)
             weight.point(to: weightValue.data)
-            output.point(to: y.data)
             let x16 = pooledBuffer(for: input16)
             toInput16.run([(DNNL_ARG_FROM, input), (DNNL_ARG_TO, input16)])
             toWeight16.run([(DNNL_ARG_FROM, weight), (DNNL_ARG_TO, weight16)])
             toWeight16ForData?.run([(DNNL_ARG_FROM, weight16), (DNNL_ARG_TO, weight16ForData)])
-            forward.run([(DNNL_ARG_SRC, input16), (DNNL_ARG_WEIGHTS, weight16), (DNNL_ARG_DST, output)])
             keptInput16 = Inference.kept(x16)
         }
 
@@ -209,8 +243,8 @@ extension Conv3d {
         bfloat16Convolutions[inputShape]?.implementations.joined(separator: " / ")
     }
 
-    /// oneDNN's bfloat16 convolution against the emulation, on the input the layer last took (a
-    /// random one of its shape after a forward inside Inference.run, which keeps none) and a
+    /// oneDNN's bfloat16 convolution against the emulation, on the input the layer last kept (a
+    /// random one of its shape where it kept none: in bfloat16, or inside Inference.run) and a
     /// random output gradient: the largest relative difference of the output, the input gradient
     /// and the weight gradient (float32's orders of summation give 1e-6), or (not `training`) of
     /// the output alone, all that evaluation runs. What the tuning holds oneDNN to on this

@@ -99,7 +99,7 @@ public final class Conv3d: Layer {
         defer { if started > 0 { secondsSpent += Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 } }
         let y = Tensor(transient: outputShape(for: x.shape))
         (inputShape, outputShape) = (x.shape, y.shape)
-        input = Inference.kept(x)
+        input = algorithm == .bfloat16 ? nil : Inference.kept(x)  // bfloat16 keeps its own copy
         switch algorithm {
         case .own: convolve(x, into: y)
         case .bfloat16: bfloat16Convolution(for: x.shape).run(x, weight.value, into: y)
@@ -108,6 +108,18 @@ public final class Conv3d: Layer {
             withWeightRoundedToBFloat16 { convolve(input!, into: y) }
         }
         if let bias { addToEveryRow(y, bias.value.data) }
+        return y
+    }
+
+    /// Forward in bfloat16 with the output written in bfloat16 (for a BatchNorm, ConvModule),
+    /// for a convolution computing in bfloat16 without a bias.
+    public func forwardInBFloat16(_ x: Tensor) -> BFloat16Tensor {
+        let started = Conv3d.measuresTime ? DispatchTime.now().uptimeNanoseconds : 0
+        defer { if started > 0 { secondsSpent += Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 } }
+        precondition(algorithm == .bfloat16 && bias == nil, "Conv3d.forwardInBFloat16 computes in bfloat16")
+        let y = BFloat16Tensor(transient: outputShape(for: x.shape))
+        (inputShape, outputShape, input) = (x.shape, y.shape, nil)
+        bfloat16Convolution(for: x.shape).run(x, weight.value, into: y)
         return y
     }
 
@@ -132,23 +144,23 @@ public final class Conv3d: Layer {
     public func backward(_ dy: Tensor, addingInputGradientTo sum: Tensor?) -> Tensor {
         let started = Conv3d.measuresTime ? DispatchTime.now().uptimeNanoseconds : 0
         defer { if started > 0 { secondsSpent += Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 } }
-        guard let x = input else { preconditionFailure("Conv3d.backward before forward") }
         precondition(dy.shape == outputShape, "Conv3d.backward got \(dy.shape), output was \(outputShape)")
+        if let bias, bias.requiresGradient { addColumnSums(of: dy, into: bias.gradient.data) }
+        if algorithm == .bfloat16 {
+            return bfloat16Backward(addingInputGradientTo: sum) { $0.backward(dy, dx: $1, gradient: $2) }
+        }
+        guard let x = input else { preconditionFailure("Conv3d.backward before forward") }
         precondition(
             sum == nil || (computesInputGradient && sum!.shape == x.shape),
             "Conv3d.backward cannot add its input gradient to \(sum?.shape ?? [])")
-        let accumulates = isRowShifted && sum != nil && algorithm != .bfloat16
+        let accumulates = isRowShifted && sum != nil
         let dx = accumulates ? sum! : computesInputGradient ? Tensor(transient: x.shape) : Tensor(zeros: [0])
-        switch algorithm {
-        case .own: backwardOwn(x, dy, dx, accumulating: accumulates)
-        case .bfloat16:
-            bfloat16Convolution(for: x.shape).backward(
-                dy, dx: computesInputGradient ? dx : nil, gradient: weight.requiresGradient ? weight.gradient : nil)
-        case .emulatedBFloat16:  // forward kept x rounded
+        if algorithm == .own {
+            backwardOwn(x, dy, dx, accumulating: accumulates)
+        } else {  // emulated bfloat16: forward kept x rounded
             let rounded = dy.roundedToBFloat16()
             withWeightRoundedToBFloat16 { backwardOwn(x, rounded, dx, accumulating: accumulates) }
         }
-        if let bias, bias.requiresGradient { addColumnSums(of: dy, into: bias.gradient.data) }
         guard let sum, !accumulates else { return dx }
         add(sum, dx, into: sum)
         return sum
@@ -162,9 +174,22 @@ public final class Conv3d: Layer {
         defer { if started > 0 { secondsSpent += Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 } }
         precondition(algorithm == .bfloat16 && bias == nil, "Conv3d.backward from bfloat16 computes in bfloat16")
         precondition(dy.shape == outputShape, "Conv3d.backward got \(dy.shape), output was \(outputShape)")
+        return bfloat16Backward(addingInputGradientTo: sum) { $0.backward(dy, dx: $1, gradient: $2) }
+    }
+
+    /// Backward by oneDNN in bfloat16: `pass` gets the convolution, dX (nil where the input
+    /// gradient is not wanted) and dW to add to (nil where frozen); dX is added to `sum` where
+    /// one is given.
+    private func bfloat16Backward(
+        addingInputGradientTo sum: Tensor?, _ pass: (BFloat16Convolution, Tensor?, Tensor?) -> Void
+    ) -> Tensor {
+        precondition(
+            sum == nil || (computesInputGradient && sum!.shape == inputShape),
+            "Conv3d.backward cannot add its input gradient to \(sum?.shape ?? [])")
         let dx = computesInputGradient ? Tensor(transient: inputShape) : Tensor(zeros: [0])
-        bfloat16Convolution(for: inputShape).backward(
-            dy, dx: computesInputGradient ? dx : nil, gradient: weight.requiresGradient ? weight.gradient : nil)
+        pass(
+            bfloat16Convolution(for: inputShape), computesInputGradient ? dx : nil,
+            weight.requiresGradient ? weight.gradient : nil)
         guard let sum else { return dx }
         add(sum, dx, into: sum)
         return sum

@@ -25,7 +25,13 @@ public final class ConvModule: Layer {
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        // In bfloat16 the convolution's output reaches the norm in bfloat16, as PyTorch's
+        // autocast hands it over; the emulation rounds it likewise.
+        if let norm, conv.algorithm == .bfloat16 {
+            return norm.forward(conv.forwardInBFloat16(x), training: training)
+        }
         var y = conv.forward(x, training: training)
+        if norm != nil, conv.algorithm == .emulatedBFloat16 { y = y.roundedToBFloat16() }
         if let norm { y = norm.forward(y, training: training) }
         if let activation { y = activation.forward(y, training: training) }
         return y

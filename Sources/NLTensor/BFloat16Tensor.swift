@@ -22,9 +22,11 @@ public struct BFloat16Tensor: @unchecked Sendable {
     public var channels: Int { shape.last ?? 1 }
     public var rows: Int { count / max(channels, 1) }
 
+    public var elements: BFloat16Elements { BFloat16Elements(bits) }
+
     /// The values, widened to float32 (tests).
     public func widened() -> Tensor {
-        Tensor(shape: shape, values: (0..<count).map { Float(bitPattern: UInt32(bits[$0]) << 16) })
+        Tensor(shape: shape, values: (0..<count).map(elements.value))
     }
 }
 
@@ -36,7 +38,8 @@ extension UnsafeMutablePointer<UInt16> {
         let bits = unsafeBitCast(value, to: SIMD8<UInt32>.self)
         let rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
         let result = rounded.replacing(with: (bits &>> 16) | 0x40, where: value .!= value)
-        UnsafeMutableRawPointer(self + i).storeBytes(of: SIMD8<UInt16>(truncatingIfNeeded: result), as: SIMD8<UInt16>.self)
+        UnsafeMutableRawPointer(self + i).storeBytes(
+            of: SIMD8<UInt16>(truncatingIfNeeded: result), as: SIMD8<UInt16>.self)
     }
 
     /// The eight values from element `i` on, as floats.
@@ -50,4 +53,23 @@ extension UnsafeMutablePointer<UInt16> {
 @inlinable public func bfloat16Bits(_ value: Float) -> UInt16 {
     let bits = value.bitPattern
     return value.isNaN ? UInt16(bits >> 16) | 0x40 : UInt16((bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
+}
+
+/// Activations a loop reads eight at a time (one at a time in a tail): float32 as they are, or
+/// bfloat16, widened as they are read. A loop generic over it is compiled once for each.
+public protocol FloatElements {
+    func load8(_ i: Int) -> Float8
+    func value(at i: Int) -> Float
+}
+
+extension UnsafeMutablePointer: FloatElements where Pointee == Float {
+    @inlinable @inline(__always) public func value(at i: Int) -> Float { self[i] }
+}
+
+/// A BFloat16Tensor's elements, read as floats.
+public struct BFloat16Elements: FloatElements {
+    public let bits: UnsafeMutablePointer<UInt16>
+    @inlinable public init(_ bits: UnsafeMutablePointer<UInt16>) { self.bits = bits }
+    @inlinable @inline(__always) public func load8(_ i: Int) -> Float8 { bits.loadBFloat16(i) }
+    @inlinable @inline(__always) public func value(at i: Int) -> Float { Float(bitPattern: UInt32(bits[i]) << 16) }
 }

@@ -91,7 +91,9 @@ struct Forward: ParsableCommand {
             The input holds a float tensor 'clip' [N, 3, T, H, W] (PyTorch's layout) and, for --backward, an int64 \
             tensor 'labels' [N]. The output holds 'logits' [N, classes] and, with --backward, 'loss' and every \
             parameter's gradient as 'grad.<key>' in PyTorch's layouts. Dropout is off. This is how to check a \
-            converted checkpoint against the framework it came from.
+            converted checkpoint against the framework it came from. With --set train.precision=bf16 (CPUs with \
+            AVX512_BF16 or AMX) every convolution and non-local product runs in bfloat16, as under PyTorch's \
+            torch.autocast to bfloat16.
             """)
 
     @OptionGroup var options: ModelOptions

@@ -65,6 +65,35 @@ struct NLModelCLITests {
                 == SafeTensors(contentsOf: "\(dir)/b.safetensors").tensor("logits")!.array)
     }
 
+    /// forward in bf16 runs the convolutions in bfloat16 (logits near float32's, not equal), or
+    /// is refused where the CPU has no bfloat16.
+    @Test func forwardInBFloat16() throws {
+        let dir = scratchDirectory("files", made: true)
+        let spec = ["--model", "nl_i3d_r50_tiny", "--set", "model.num_classes=5"]
+        var input = SafeTensors()
+        var generator = SeededGenerator(seed: 4)
+        let clip = Tensor(zeros: [2, 3, 8, 32, 32])
+        clip.fillNormal(std: 1, using: &generator)
+        input.set("clip", clip)
+        try input.write(to: "\(dir)/in.safetensors")
+        func logits(_ precision: String) throws -> (status: Int32, stderr: String, logits: Tensor?) {
+            let output = "\(dir)/\(precision).safetensors"
+            let r = try run(
+                "nlmodel",
+                ["forward"] + spec + [
+                    "--set", "train.precision=\(precision)", "--input", "\(dir)/in.safetensors", "--output", output,
+                ])
+            return (r.status, r.stderr, r.status == 0 ? try SafeTensors(contentsOf: output).tensor("logits") : nil)
+        }
+        let float32 = try logits("fp32"), bfloat16 = try logits("bf16")
+        guard Precision.bf16.unavailable == nil else {
+            #expect(bfloat16.status == 64 && bfloat16.stderr.contains("train.precision = bf16"), "\(bfloat16.stderr)")
+            return
+        }
+        let (a, b) = (float32.logits!, bfloat16.logits!)
+        #expect(relativeError(b, a) > 0 && relativeError(b, a) < 5e-2, "\(relativeError(b, a))")
+    }
+
     @Test func badInputsGiveDataAndIOErrors() throws {
         let dir = scratchDirectory("files", made: true)
         let missing = try run(

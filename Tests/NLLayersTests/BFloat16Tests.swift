@@ -153,7 +153,8 @@ struct BFloat16Tests {
                 #expect(back.bitPattern == expected.bitPattern, "\(value) rounds to \(back), not \(expected)")
             } else if value.isFinite {  // past the largest bfloat16 by half a step or more: infinity
                 let beyond = value.bitPattern & 0xFFFF >= 0x8000
-                #expect(back == (beyond ? (value < 0 ? -Float.infinity : .infinity) : low), "\(value) rounds to \(back)")
+                #expect(
+                    back == (beyond ? (value < 0 ? -Float.infinity : .infinity) : low), "\(value) rounds to \(back)")
             } else {
                 #expect(back == value)
             }
@@ -184,5 +185,34 @@ struct BFloat16Tests {
         let rounded = normGradient.buffer.map { Float(bitPattern: UInt32(bfloat16Bits($0)) << 16) }
         let widened = module.norm!.backwardInBFloat16(dy).widened()
         #expect(Array(widened.buffer) == rounded)
+    }
+
+    /// A BatchNorm given a convolution's output in bfloat16 computes, to the bit, what it computes
+    /// from the same values in float32: output, running statistics, input gradient (in float32
+    /// and in bfloat16) and the parameters' gradients; with and without its ReLU, on channels
+    /// that are not a multiple of 8 (the loops' scalar tail).
+    @Test(arguments: [true, false]) func normOfBFloat16InputIsNormOfItsValues(_ relu: Bool) {
+        var generator = SeededGenerator(seed: 21)
+        let values = randomTensor([2, 3, 5, 5, 20], using: &generator)
+        let x16 = BFloat16Tensor(transient: values.shape)
+        for i in 0..<values.count { x16.bits[i] = bfloat16Bits(values.data[i] * 3 + 1) }
+        let x = x16.widened()
+        let norms = (0..<2).map { _ in BatchNorm3d(channels: 20, fusedReLU: relu) }
+        for norm in norms {
+            var same = SeededGenerator(seed: 5)
+            randomizeParameters(norm, using: &same)
+        }
+        let (y16, y) = (norms[0].forward(x16, training: true), norms[1].forward(x, training: true))
+        #expect(Array(y16.buffer) == Array(y.buffer), "output")
+        #expect(Array(norms[0].runningMean.buffer) == Array(norms[1].runningMean.buffer))
+        #expect(Array(norms[0].runningVariance.buffer) == Array(norms[1].runningVariance.buffer))
+        let dy = randomTensor(y.shape, using: &generator)
+        let (dx16, dx) = (norms[0].backward(dy), norms[1].backward(dy))
+        #expect(Array(dx16.buffer) == Array(dx.buffer), "input gradient")
+        let rounded = norms[0].backwardInBFloat16(dy).widened()
+        #expect(Array(rounded.buffer) == dx.buffer.map { Float(bitPattern: UInt32(bfloat16Bits($0)) << 16) })
+        // The first norm went backward twice: its parameters' gradients are twice the second's.
+        #expect(Array(norms[0].weight.gradient.buffer) == norms[1].weight.gradient.buffer.map { $0 * 2 })
+        #expect(Array(norms[0].bias.gradient.buffer) == norms[1].bias.gradient.buffer.map { $0 * 2 })
     }
 }

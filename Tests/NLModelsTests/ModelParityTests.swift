@@ -151,8 +151,10 @@ struct ModelParityTests {
     ///   of an activation the other way moves a gradient that nearly cancels by up to 100% (on
     ///   running statistics too: every ReLU kink is within bfloat16's rounding of some input), and
     ///   PyTorch's misses float64 by a median of 23-120% here. So: the median of each gradient's
-    ///   error over PyTorch's at most 2.5 (0.09-1.8 measured), and, on running statistics, the
-    ///   median gradient within 1e-2 of the emulation (4e-8 for three of the four functions).
+    ///   error over PyTorch's at most 5 (0.18-4.1 measured since the BatchNorms take the
+    ///   convolutions' outputs in bfloat16, as PyTorch's do under autocast; 0.09-1.8 before),
+    ///   and, on running statistics, the median gradient within 1e-2 of the emulation (4e-8 for
+    ///   three of the four functions).
     @Test(arguments: cases)
     func bfloat16IsItsEmulationAndNearFloat64(_ name: String) throws {
         let file = try SafeTensors(contentsOf: "\(Self.directory)/\(name).safetensors")
@@ -208,7 +210,7 @@ struct ModelParityTests {
                 error(Comparison(mixed[$0]!, file.tensor($0)!)) / max(file.tensor("bf16error.\($0)")![0], 1e-7)
             })
         let fromEmulation = median(gradients.map { relativeError(oneDNN[$0]!, emulated[$0]!) })
-        #expect(ratio <= 2.5, "the median gradient error is \(ratio)x PyTorch bfloat16's")
+        #expect(ratio <= 5, "the median gradient error is \(ratio)x PyTorch bfloat16's")
         if file.metadata["norm_eval"] == "1" {
             #expect(fromEmulation <= 1e-2, "the median gradient is \(fromEmulation) from the emulation")
         }

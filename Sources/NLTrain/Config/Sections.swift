@@ -253,8 +253,8 @@ public struct TrainSection: Sendable {
         "precision", "arithmetic of the convolutions in training and validation (docs/training.md)",
         [
             .fp32: "float32 throughout",
-            .bf16: "mixed precision: bfloat16 inputs, float32 accumulation, weights and the rest; "
-                + "needs AVX512_BF16 or AMX",
+            .bf16: "mixed precision: convolutions on bfloat16 inputs with float32 accumulation, their "
+                + "outputs to BatchNorm in bfloat16; weights and the rest float32; needs AVX512_BF16 or AMX",
         ])
     public var precision: Precision = .fp32
     @Key(
