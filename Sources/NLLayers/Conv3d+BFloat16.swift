@@ -132,30 +132,33 @@ extension Conv3d {
 
         /// y = the convolution of x (no bias), from bfloat16 copies of x and the weight.
         func run(_ x: Tensor, _ weightValue: Tensor, into y: Tensor) {
-            convert(x, weightValue)
+            let x16 = convert(x, weightValue)
             output.point(to: y.data)
             forward.run([(DNNL_ARG_SRC, input16), (DNNL_ARG_WEIGHTS, weight16), (DNNL_ARG_DST, output)])
+            keptInput16 = Inference.kept(x16)  // held until here: the pool must not hand it out before
         }
 
         /// The same, y written in bfloat16 (Conv3d.forwardInBFloat16).
         func run(_ x: Tensor, _ weightValue: Tensor, into y: BFloat16Tensor) {
-            convert(x, weightValue)
+            let x16 = convert(x, weightValue)
             let (primitive, weights, copy) = forwardToBFloat16
             copy?.run([(DNNL_ARG_FROM, weight), (DNNL_ARG_TO, weights)])
             output16.point(to: y.storage.data)
             primitive.run([(DNNL_ARG_SRC, input16), (DNNL_ARG_WEIGHTS, weights), (DNNL_ARG_DST, output16)])
+            keptInput16 = Inference.kept(x16)
         }
 
-        /// The bfloat16 copies of x (kept for backward, not inside Inference.run) and of the
-        /// weight, in the layouts forward and backward data read.
-        private func convert(_ x: Tensor, _ weightValue: Tensor) {
+        /// The bfloat16 copies of x, in a pooled buffer `input16` points at (returned: the caller
+        /// holds it while a primitive reads it, and keeps it for backward), and of the weight, in
+        /// the layouts forward and backward data read.
+        private func convert(_ x: Tensor, _ weightValue: Tensor) -> Tensor {
             input.point(to: x.data)
             weight.point(to: weightValue.data)
             let x16 = pooledBuffer(for: input16)
             toInput16.run([(DNNL_ARG_FROM, input), (DNNL_ARG_TO, input16)])
             toWeight16.run([(DNNL_ARG_FROM, weight), (DNNL_ARG_TO, weight16)])
             toWeight16ForData?.run([(DNNL_ARG_FROM, weight16), (DNNL_ARG_TO, weight16ForData)])
-            keptInput16 = Inference.kept(x16)
+            return x16
         }
 
         /// A buffer of the pool for `memory`, which is pointed at it; the memory stays valid while
