@@ -115,7 +115,7 @@ public final class BatchNorm3d: Layer {
                 let (at, yo) = (r * c, yp + r * c)
                 for j in stride(from: 0, to: vectors, by: 8) {
                     let v = x.load8(at + j) * sc.load8(j) + sh.load8(j)
-                    yo.store8(v.replacing(with: floor, where: v .< floor), j)
+                    yo.store8(v.replacing(with: floor, where: v .<= floor), j)  // as max(v, floor)
                 }
                 for j in vectors..<c { yo[j] = max(x.value(at: at + j) * sc[j] + sh[j], floor) }
             }

@@ -22,21 +22,27 @@ struct NLModelCLITests {
         #expect(try run("nlmodel", ["summary", "--model", "nl_i3d_r50", "--config", "x.cfg"]).status == 64)
     }
 
-    /// forward writes logits and, with --backward, the loss and every gradient under PyTorch's
-    /// names; the same weights give the same logits through a checkpoint.
-    @Test func forwardWritesLogitsLossAndGradients() throws {
-        let dir = scratchDirectory("files", made: true)
-        let spec = ["--model", "nl_i3d_r50_tiny", "--set", "model.num_classes=5"]
+    /// The model forward's tests run, and their input: a random clip of 2 x 3 x 8 x 32 x 32 with
+    /// labels.
+    static let spec = ["--model", "nl_i3d_r50_tiny", "--set", "model.num_classes=5"]
+    static func writeInput(to path: String) throws {
         var input = SafeTensors()
         var generator = SeededGenerator(seed: 3)
         let clip = Tensor(zeros: [2, 3, 8, 32, 32])
         clip.fillNormal(std: 1, using: &generator)
         input.set("clip", clip)
         input.set("labels", int64s: [1, 4], shape: [2])
-        try input.write(to: "\(dir)/in.safetensors")
+        try input.write(to: path)
+    }
+
+    /// forward writes logits and, with --backward, the loss and every gradient under PyTorch's
+    /// names; the same weights give the same logits through a checkpoint.
+    @Test func forwardWritesLogitsLossAndGradients() throws {
+        let dir = scratchDirectory("files", made: true)
+        try Self.writeInput(to: "\(dir)/in.safetensors")
         let r = try run(
             "nlmodel",
-            ["forward"] + spec + [
+            ["forward"] + Self.spec + [
                 "--input", "\(dir)/in.safetensors", "--output", "\(dir)/out.safetensors", "--train-mode", "--backward",
             ])
         #expect(r.status == 0, "\(r.stderr)")
@@ -53,12 +59,13 @@ struct NLModelCLITests {
         try weights.write(to: "\(dir)/w.safetensors")
         let a = try run(
             "nlmodel",
-            ["forward"] + spec + [
+            ["forward"] + Self.spec + [
                 "--ckpt", "\(dir)/w.safetensors", "--input", "\(dir)/in.safetensors", "--output",
                 "\(dir)/a.safetensors",
             ])
         let b = try run(
-            "nlmodel", ["forward"] + spec + ["--input", "\(dir)/in.safetensors", "--output", "\(dir)/b.safetensors"])
+            "nlmodel",
+            ["forward"] + Self.spec + ["--input", "\(dir)/in.safetensors", "--output", "\(dir)/b.safetensors"])
         #expect(a.status == 0 && b.status == 0)
         #expect(
             try SafeTensors(contentsOf: "\(dir)/a.safetensors").tensor("logits")!.array
@@ -69,18 +76,12 @@ struct NLModelCLITests {
     /// is refused where the CPU has no bfloat16.
     @Test func forwardInBFloat16() throws {
         let dir = scratchDirectory("files", made: true)
-        let spec = ["--model", "nl_i3d_r50_tiny", "--set", "model.num_classes=5"]
-        var input = SafeTensors()
-        var generator = SeededGenerator(seed: 4)
-        let clip = Tensor(zeros: [2, 3, 8, 32, 32])
-        clip.fillNormal(std: 1, using: &generator)
-        input.set("clip", clip)
-        try input.write(to: "\(dir)/in.safetensors")
+        try Self.writeInput(to: "\(dir)/in.safetensors")
         func logits(_ precision: String) throws -> (status: Int32, stderr: String, logits: Tensor?) {
             let output = "\(dir)/\(precision).safetensors"
             let r = try run(
                 "nlmodel",
-                ["forward"] + spec + [
+                ["forward"] + Self.spec + [
                     "--set", "train.precision=\(precision)", "--input", "\(dir)/in.safetensors", "--output", output,
                 ])
             return (r.status, r.stderr, r.status == 0 ? try SafeTensors(contentsOf: output).tensor("logits") : nil)
