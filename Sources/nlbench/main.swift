@@ -174,8 +174,10 @@ struct Step: ParsableCommand {
             print(
                 String(
                     format:
-                        "the machine's sgemm: %.1f GFLOP/s on %d threads (2048 x 2048 x 2048); the step runs at %.0f%% of it",
-                    machine / 1e9, Parallel.threadCount, r.gflopsPerSecond * 1e9 / machine * 100))
+                        "the machine's sgemm: %.1f GFLOP/s on %d threads (2048 x 2048 x 2048); the step runs at %.0f%% of it%@",
+                    machine / 1e9, Parallel.threadCount, r.gflopsPerSecond * 1e9 / machine * 100,
+                    benchmark.train.precision == .bf16
+                        ? " (a float32 rate: bf16's convolutions run on bfloat16 instructions, beyond it)" : ""))
             print("the 12 sgemm shapes (M x N x K) threads spent longest in, a step:")
             for (shape, use) in r.sgemm.shapes.sorted(by: { $0.value.threadSeconds > $1.value.threadSeconds }).prefix(
                 12)

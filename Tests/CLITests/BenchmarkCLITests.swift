@@ -139,5 +139,10 @@ struct BenchmarkCLITests {
         #expect(
             lines.contains { $0.hasPrefix("backbone.conv1 ") } && lines.contains { $0.hasPrefix("cls_head ") },
             "\(r.stdout)")
+        // In bf16 the share of sgemm's rate says it is a float32 rate.
+        guard Precision.bf16.unavailable == nil else { return }
+        let bf16 = try run(
+            "nlbench", ["step", "--model", "nl_i3d_r50_tiny", "--steps", "1", "--layers", "--precision", "bf16"])
+        #expect(bf16.status == 0 && bf16.stdout.contains("of it (a float32 rate: "), "\(bf16.stdout)\(bf16.stderr)")
     }
 }
