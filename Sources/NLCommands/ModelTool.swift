@@ -12,10 +12,8 @@ public enum ModelTool {
     {
         var spec = config.model.spec
         if !dropout { spec.dropout = 0 }
-        try config.requirePrecision()
         let model = Recognizer(spec: spec, seed: UInt64(config.train.seed))
         try checkpoint?.load(into: model)
-        model.use(config.train.precision)
         return model
     }
 

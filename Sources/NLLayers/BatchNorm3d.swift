@@ -178,19 +178,17 @@ public final class BatchNorm3d: Layer {
         _ dy: Tensor, into float32: UnsafeMutablePointer<Float>?, bfloat16: UnsafeMutablePointer<UInt16>?
     ) {
         switch input {
-        case .float32(let x):
-            precondition(dy.shape == x.shape, "BatchNorm3d.backward got \(dy.shape), input was \(x.shape)")
-            inputGradient(x.data, dy, into: float32, bfloat16: bfloat16)
-        case .bfloat16(let x):
-            precondition(dy.shape == x.shape, "BatchNorm3d.backward got \(dy.shape), input was \(x.shape)")
-            inputGradient(x.elements, dy, into: float32, bfloat16: bfloat16)
+        case .float32(let x): inputGradient(x.data, shape: x.shape, dy, into: float32, bfloat16: bfloat16)
+        case .bfloat16(let x): inputGradient(x.elements, shape: x.shape, dy, into: float32, bfloat16: bfloat16)
         case nil: preconditionFailure("BatchNorm3d.backward before forward")
         }
     }
 
     private func inputGradient<X: FloatElements>(
-        _ x: X, _ dy: Tensor, into float32: UnsafeMutablePointer<Float>?, bfloat16: UnsafeMutablePointer<UInt16>?
+        _ x: X, shape: [Int], _ dy: Tensor, into float32: UnsafeMutablePointer<Float>?,
+        bfloat16: UnsafeMutablePointer<UInt16>?
     ) {
+        precondition(dy.shape == shape, "BatchNorm3d.backward got \(dy.shape), input was \(shape)")
         let (c, rows) = (channels, dy.rows)
         let (m, s) = (mean.data, inverseStd.data)
         // Raw pointers taken once, so the loops below vectorise. The gradient reaching the

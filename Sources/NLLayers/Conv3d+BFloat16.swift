@@ -29,10 +29,10 @@ extension Conv3d {
     /// oneDNN's three convolutions of one input shape in bfloat16: forward (to a float32 output,
     /// or to a bfloat16 one for a BatchNorm), backward data and backward weights, with the
     /// conversions from and to the layer's float32 tensors (activations channels-last, the weight
-    /// (kT, kH, kW, Cin, Cout)). The bfloat16 copies of the input and
-    /// the weight made in forward serve backward too. The copies of the input and of the output
-    /// gradient, activation-sized, come from the pool of transient buffers: the input's is kept
-    /// for backward (not inside Inference.run), the output gradient's lives for one backward.
+    /// (kT, kH, kW, Cin, Cout)). The bfloat16 copies of the input and the weight made in forward
+    /// serve backward too. The copies of the input and of the output gradient, activation-sized,
+    /// come from the pool of transient buffers: the input's is kept for backward (not inside
+    /// Inference.run), the output gradient's lives for one backward.
     final class BFloat16Convolution {
         private let forward: OneDNN.Primitive
         private let backwardData: OneDNN.Primitive

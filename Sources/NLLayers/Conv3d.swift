@@ -95,32 +95,40 @@ public final class Conv3d: Layer {
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
-        let started = Conv3d.measuresTime ? DispatchTime.now().uptimeNanoseconds : 0
-        defer { if started > 0 { secondsSpent += Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 } }
-        let y = Tensor(transient: outputShape(for: x.shape))
-        (inputShape, outputShape) = (x.shape, y.shape)
-        input = algorithm == .bfloat16 ? nil : Inference.kept(x)  // bfloat16 keeps its own copy
-        switch algorithm {
-        case .own: convolve(x, into: y)
-        case .bfloat16: bfloat16Convolution(for: x.shape).run(x, weight.value, into: y)
-        case .emulatedBFloat16:
-            input = x.roundedToBFloat16()
-            withWeightRoundedToBFloat16 { convolve(input!, into: y) }
+        timed {
+            let y = Tensor(transient: outputShape(for: x.shape))
+            (inputShape, outputShape) = (x.shape, y.shape)
+            input = algorithm == .bfloat16 ? nil : Inference.kept(x)  // bfloat16 keeps its own copy
+            switch algorithm {
+            case .own: convolve(x, into: y)
+            case .bfloat16: bfloat16Convolution(for: x.shape).run(x, weight.value, into: y)
+            case .emulatedBFloat16:
+                input = x.roundedToBFloat16()
+                withWeightRoundedToBFloat16 { convolve(input!, into: y) }
+            }
+            if let bias { addToEveryRow(y, bias.value.data) }
+            return y
         }
-        if let bias { addToEveryRow(y, bias.value.data) }
-        return y
     }
 
     /// Forward in bfloat16 with the output written in bfloat16 (for a BatchNorm, ConvModule),
     /// for a convolution computing in bfloat16 without a bias.
     public func forwardInBFloat16(_ x: Tensor) -> BFloat16Tensor {
-        let started = Conv3d.measuresTime ? DispatchTime.now().uptimeNanoseconds : 0
-        defer { if started > 0 { secondsSpent += Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 } }
-        precondition(algorithm == .bfloat16 && bias == nil, "Conv3d.forwardInBFloat16 computes in bfloat16")
-        let y = BFloat16Tensor(transient: outputShape(for: x.shape))
-        (inputShape, outputShape, input) = (x.shape, y.shape, nil)
-        bfloat16Convolution(for: x.shape).run(x, weight.value, into: y)
-        return y
+        timed {
+            precondition(algorithm == .bfloat16 && bias == nil, "Conv3d.forwardInBFloat16 computes in bfloat16")
+            let y = BFloat16Tensor(transient: outputShape(for: x.shape))
+            (inputShape, outputShape, input) = (x.shape, y.shape, nil)
+            bfloat16Convolution(for: x.shape).run(x, weight.value, into: y)
+            return y
+        }
+    }
+
+    /// `body`, its seconds added to `secondsSpent` while `Conv3d.measuresTime` (the tuning).
+    private func timed<Result>(_ body: () -> Result) -> Result {
+        guard Conv3d.measuresTime else { return body() }
+        let started = DispatchTime.now().uptimeNanoseconds
+        defer { secondsSpent += Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 }
+        return body()
     }
 
     /// y = the convolution of x, without the bias.
@@ -142,39 +150,39 @@ public final class Conv3d: Layer {
     /// shortcut's. The row-shifted GEMMs accumulate as they write, with no pass of their own;
     /// other kernels add their result.
     public func backward(_ dy: Tensor, addingInputGradientTo sum: Tensor?) -> Tensor {
-        let started = Conv3d.measuresTime ? DispatchTime.now().uptimeNanoseconds : 0
-        defer { if started > 0 { secondsSpent += Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 } }
-        precondition(dy.shape == outputShape, "Conv3d.backward got \(dy.shape), output was \(outputShape)")
-        if let bias, bias.requiresGradient { addColumnSums(of: dy, into: bias.gradient.data) }
-        if algorithm == .bfloat16 {
-            return bfloat16Backward(addingInputGradientTo: sum) { $0.backward(dy, dx: $1, gradient: $2) }
+        timed {
+            precondition(dy.shape == outputShape, "Conv3d.backward got \(dy.shape), output was \(outputShape)")
+            if let bias, bias.requiresGradient { addColumnSums(of: dy, into: bias.gradient.data) }
+            if algorithm == .bfloat16 {
+                return bfloat16Backward(addingInputGradientTo: sum) { $0.backward(dy, dx: $1, gradient: $2) }
+            }
+            guard let x = input else { preconditionFailure("Conv3d.backward before forward") }
+            precondition(
+                sum == nil || (computesInputGradient && sum!.shape == x.shape),
+                "Conv3d.backward cannot add its input gradient to \(sum?.shape ?? [])")
+            let accumulates = isRowShifted && sum != nil
+            let dx = accumulates ? sum! : computesInputGradient ? Tensor(transient: x.shape) : Tensor(zeros: [0])
+            if algorithm == .own {
+                backwardOwn(x, dy, dx, accumulating: accumulates)
+            } else {  // emulated bfloat16: forward kept x rounded
+                let rounded = dy.roundedToBFloat16()
+                withWeightRoundedToBFloat16 { backwardOwn(x, rounded, dx, accumulating: accumulates) }
+            }
+            guard let sum, !accumulates else { return dx }
+            add(sum, dx, into: sum)
+            return sum
         }
-        guard let x = input else { preconditionFailure("Conv3d.backward before forward") }
-        precondition(
-            sum == nil || (computesInputGradient && sum!.shape == x.shape),
-            "Conv3d.backward cannot add its input gradient to \(sum?.shape ?? [])")
-        let accumulates = isRowShifted && sum != nil
-        let dx = accumulates ? sum! : computesInputGradient ? Tensor(transient: x.shape) : Tensor(zeros: [0])
-        if algorithm == .own {
-            backwardOwn(x, dy, dx, accumulating: accumulates)
-        } else {  // emulated bfloat16: forward kept x rounded
-            let rounded = dy.roundedToBFloat16()
-            withWeightRoundedToBFloat16 { backwardOwn(x, rounded, dx, accumulating: accumulates) }
-        }
-        guard let sum, !accumulates else { return dx }
-        add(sum, dx, into: sum)
-        return sum
     }
 
     /// Backward from an output gradient in bfloat16 (a BatchNorm's backwardInBFloat16), for a
     /// convolution computing in bfloat16 without a bias: what `backward` computes from that
     /// gradient in float32, without its conversion.
     public func backward(_ dy: BFloat16Tensor, addingInputGradientTo sum: Tensor?) -> Tensor {
-        let started = Conv3d.measuresTime ? DispatchTime.now().uptimeNanoseconds : 0
-        defer { if started > 0 { secondsSpent += Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 } }
-        precondition(algorithm == .bfloat16 && bias == nil, "Conv3d.backward from bfloat16 computes in bfloat16")
-        precondition(dy.shape == outputShape, "Conv3d.backward got \(dy.shape), output was \(outputShape)")
-        return bfloat16Backward(addingInputGradientTo: sum) { $0.backward(dy, dx: $1, gradient: $2) }
+        timed {
+            precondition(algorithm == .bfloat16 && bias == nil, "Conv3d.backward from bfloat16 computes in bfloat16")
+            precondition(dy.shape == outputShape, "Conv3d.backward got \(dy.shape), output was \(outputShape)")
+            return bfloat16Backward(addingInputGradientTo: sum) { $0.backward(dy, dx: $1, gradient: $2) }
+        }
     }
 
     /// Backward by oneDNN in bfloat16: `pass` gets the convolution, dX (nil where the input

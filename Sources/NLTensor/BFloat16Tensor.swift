@@ -19,9 +19,6 @@ public struct BFloat16Tensor: @unchecked Sendable {
         UnsafeMutableRawPointer(storage.data).assumingMemoryBound(to: UInt16.self)
     }
 
-    public var channels: Int { shape.last ?? 1 }
-    public var rows: Int { count / max(channels, 1) }
-
     public var elements: BFloat16Elements { BFloat16Elements(bits) }
 
     /// The values, widened to float32 (tests).

@@ -124,7 +124,9 @@ struct Forward: ParsableCommand {
             try Files.checkWritable(output, what: "output file")
             let checkpoint = try ckpt.map { try Checkpoint(path: $0) }
             let config = try options.resolve(checkpoint: checkpoint)
+            try config.requirePrecision()  // the one subcommand that computes
             let model = try ModelTool.model(config, checkpoint: checkpoint, dropout: false)
+            model.use(config.train.precision)
             let inputFile = try SafeTensors(contentsOf: input)
             let start = Date()
             let result = try ModelTool.forward(
