@@ -49,13 +49,19 @@ extension Conv3d {
         /// Forward with a bfloat16 output (Conv3d.forwardInBFloat16), made on first use, with the
         /// weight in the layout it chose: forward's, or (where oneDNN wants another) a copy of its own.
         private var forwardOperationToBFloat16: dnnl_convolution_desc_t
-        private lazy var forwardToBFloat16:
-            (primitive: OneDNN.Primitive, weights: OneDNN.Memory, copy: OneDNN.Primitive?) = {
-                let primitive = OneDNN.Primitive(&forwardOperationToBFloat16, hint: forward)
-                let layout = primitive.layout(dnnl_query_weights_md)
-                if OneDNN.same(layout, weight16.descriptor) { return (primitive, weight16, nil) }
-                return (primitive, OneDNN.Memory(layout), OneDNN.reorder(weight.descriptor, layout))
-            }()
+        private typealias ToBFloat16 = (primitive: OneDNN.Primitive, weights: OneDNN.Memory, copy: OneDNN.Primitive?)
+        private var madeForwardToBFloat16: ToBFloat16?
+        private var forwardToBFloat16: ToBFloat16 {
+            if let made = madeForwardToBFloat16 { return made }
+            let primitive = OneDNN.Primitive(&forwardOperationToBFloat16, hint: forward)
+            let layout = primitive.layout(dnnl_query_weights_md)
+            let made: ToBFloat16 =
+                OneDNN.same(layout, weight16.descriptor)
+                ? (primitive, weight16, nil)
+                : (primitive, OneDNN.Memory(layout), OneDNN.reorder(weight.descriptor, layout))
+            madeForwardToBFloat16 = made
+            return made
+        }
         private let output16: OneDNN.Memory
 
         init(_ conv: Conv3d, inputShape: [Int]) {
@@ -127,8 +133,15 @@ extension Conv3d {
                 "oneDNN's backward-weights convolution wants other layouts than forward's and backward-data's")
         }
 
-        /// Which implementations oneDNN chose, forward / backward data / backward weights.
-        var implementations: [String] { [forward, backwardData, backwardWeights].map(\.implementation) }
+        /// Which implementations oneDNN chose, forward / backward data / backward weights; the
+        /// forward to a bfloat16 output's too, once made, where it is another.
+        var implementations: [String] {
+            var forwardKernel = forward.implementation
+            if let toBFloat16 = madeForwardToBFloat16?.primitive.implementation, toBFloat16 != forwardKernel {
+                forwardKernel += ", to bfloat16 \(toBFloat16)"
+            }
+            return [forwardKernel, backwardData.implementation, backwardWeights.implementation]
+        }
 
         /// y = the convolution of x (no bias), from bfloat16 copies of x and the weight.
         func run(_ x: Tensor, _ weightValue: Tensor, into y: Tensor) {
@@ -241,7 +254,8 @@ extension Layer {
 
 extension Conv3d {
     /// oneDNN's kernels for the input the layer last took, forward / backward data / backward
-    /// weights ("brgconv:avx512_core_bf16"; AMX's say avx512_core_amx); nil before a bfloat16 pass.
+    /// weights ("brgconv:avx512_core_bf16"; AMX's say avx512_core_amx), the forward to a bfloat16
+    /// output's added where it is another kernel; nil before a bfloat16 pass.
     public var bfloat16Kernels: String? {
         bfloat16Convolutions[inputShape]?.implementations.joined(separator: " / ")
     }
@@ -250,9 +264,11 @@ extension Conv3d {
     /// random one of its shape where it kept none: in bfloat16, or inside Inference.run) and a
     /// random output gradient: the largest relative difference of the output, the input gradient
     /// and the weight gradient (float32's orders of summation give 1e-6), or (not `training`) of
-    /// the output alone, all that evaluation runs. What the tuning holds oneDNN to on this
-    /// machine, shape by shape, before it chooses it: a newer library is not a right library.
-    /// Leaves the layer's algorithm and gradients as they were.
+    /// the output alone, all that evaluation runs. Without a bias, also the forward that writes
+    /// bfloat16 (another oneDNN kernel, which a ConvModule runs before its BatchNorm), by how far
+    /// its output lies beyond a rounding of the float32 one (BFloat16Tensor.roundingError). What
+    /// the tuning holds oneDNN to on this machine, shape by shape, before it chooses it: a newer
+    /// library is not a right library. Leaves the layer's algorithm and gradients as they were.
     public func bfloat16Discrepancy(training: Bool, using generator: inout SeededGenerator) -> Float {
         guard !inputShape.isEmpty else { return 0 }
         let x: Tensor
@@ -278,6 +294,9 @@ extension Conv3d {
             return [y, dx, weight.gradient.copy()]
         }
         let (oneDNN, emulated) = (pass(.bfloat16), pass(.emulatedBFloat16))
-        return zip(oneDNN, emulated).map(relativeError).max()!
+        let discrepancy = zip(oneDNN, emulated).map(relativeError).max()!
+        guard bias == nil else { return discrepancy }
+        self.algorithm = .bfloat16
+        return max(discrepancy, forwardInBFloat16(x).roundingError(from: oneDNN[0]))
     }
 }

@@ -25,6 +25,26 @@ public struct BFloat16Tensor: @unchecked Sendable {
     public func widened() -> Tensor {
         Tensor(shape: shape, values: (0..<count).map(elements.value))
     }
+
+    /// How far these values, meant as `reference` rounded to bfloat16, lie beyond such a rounding:
+    /// the largest distance of an element from its reference past half a bfloat16 step (of the
+    /// larger of the two: a rounding may cross a power of two), relative to the reference's
+    /// largest magnitude as `relativeError` is. 0 for any rounding of values within half a step;
+    /// where the reference was summed in another order, near the same 1e-6 float32 gives.
+    public func roundingError(from reference: Tensor) -> Float {
+        precondition(count == reference.count, "comparing \(shape) with \(reference.shape)")
+        var excess: Float = 0, scale: Float = 0
+        for i in 0..<count {
+            let (value, target) = (elements.value(at: i), reference.data[i])
+            let d = abs(value - target)
+            if d.isNaN { return .infinity }
+            // Half a step of 8 significant bits: the exponent's power of two, over 2^8.
+            let power = Float(bitPattern: max(abs(value), abs(target)).bitPattern & 0x7F80_0000)
+            excess = max(excess, d - power / 256)
+            scale = max(scale, abs(target))
+        }
+        return scale == 0 ? excess : excess / scale
+    }
 }
 
 extension UnsafeMutablePointer<UInt16> {

@@ -187,6 +187,43 @@ struct BFloat16Tests {
         #expect(Array(widened.buffer) == rounded)
     }
 
+    /// The forward that writes bfloat16 (a ConvModule's, before its BatchNorm) writes float32
+    /// forward's output rounded, up to float32's order of summation; the self-check the tuning
+    /// runs holds it to that too, on every kind of kernel.
+    @Test(.enabled(if: Precision.bf16.unavailable == nil), arguments: 0..<shapes.count)
+    func bfloat16OutputIsTheRoundedOutput(_ index: Int) {
+        let s = Self.shapes[index]
+        var generator = SeededGenerator(seed: UInt64(60 + index))
+        let conv = Conv3d(
+            inputChannels: s.cin, outputChannels: s.cout, kernelSize: s.kernel, stride: s.stride, padding: s.padding,
+            bias: false)
+        randomizeParameters(conv, using: &generator)
+        conv.algorithm = .bfloat16
+        let x = randomTensor(s.input, using: &generator)
+        let y = conv.forward(x, training: true).copy()
+        let y16 = conv.forwardInBFloat16(x)
+        #expect(y16.roundingError(from: y) < 1e-5, "\(y16.roundingError(from: y))")
+        #expect(conv.bfloat16Discrepancy(training: true, using: &generator) < 1e-5)
+        #expect(conv.bfloat16Kernels != nil)
+    }
+
+    /// How far values lie beyond a rounding of a reference to bfloat16: nothing for either
+    /// rounding of a tie, or for a rounding across a power of two; a step too far is half a step
+    /// beyond; NaN is infinitely far.
+    @Test func roundingErrorIsDistanceBeyondARounding() {
+        func error(_ values: [Float], _ reference: [Float]) -> Float {
+            let x16 = BFloat16Tensor(transient: [values.count])
+            for (i, v) in values.enumerated() { x16.bits[i] = UInt16(v.bitPattern >> 16) }
+            return x16.roundingError(from: Tensor(shape: [reference.count], values: reference))
+        }
+        let step: Float = 1.0 / 128  // between 1 and 2
+        #expect(error([1, 1 + step, -2], [1.001, 1 + step * 0.5, -2]) == 0, "nearest, and a tie either way")
+        #expect(error([1 + step], [1 + step * 0.5 - 1e-6]) < 1e-5, "the other way, just past a tie")
+        #expect(error([2], [2 - step * 0.5]) == 0, "a tie below a power of two, rounded up to it")
+        #expect(abs(error([1 + 2 * step, 4], [1 + step, 4]) - step / 2 / 4) < 1e-7, "a whole step off")
+        #expect(error([.nan], [1]) == .infinity)
+    }
+
     /// A BatchNorm given a convolution's output in bfloat16 computes, to the bit, what it computes
     /// from the same values in float32: output, running statistics, input gradient (in float32
     /// and in bfloat16) and the parameters' gradients; with and without its ReLU, on channels
