@@ -22,8 +22,10 @@ public enum ConvolutionChoices {
             + "on \(clipShape.map(String.init).joined(separator: "x"))" + (training ? "" : " forward only")
     }
 
-    /// The part of every key that names this machine and its libraries.
-    static var machine: String { "\(SelfCheck.key(.current)); oneDNN \(Precision.oneDNNVersion); " }
+    /// The part of every key that names this machine, its libraries and the check oneDNN passed.
+    static var machine: String {
+        "\(SelfCheck.key(.current)); oneDNN \(Precision.oneDNNVersion) check \(ConvolutionChoice.checkVersion); "
+    }
 
     /// The kept choices by key: (one letter per convolution, `letters`; summary).
     static func kept(in path: String? = file) -> [String: (algorithms: String, summary: String)] {
