@@ -79,11 +79,30 @@ public final class BatchNorm3d: Layer {
         return normalize(x.elements, shape: x.shape, training: training)
     }
 
+    /// The same with the output rounded to bfloat16 as it is written: what a next convolution in
+    /// bfloat16 reads, which would otherwise read float32 and convert it (ResidualBlock).
+    public func forwardToBFloat16(_ x: BFloat16Tensor, training: Bool) -> BFloat16Tensor {
+        input = Inference.kept(x.storage).map { _ in .bfloat16(x) }
+        let y = BFloat16Tensor(transient: x.shape)
+        normalize(x.elements, shape: x.shape, training: training, into: nil, bfloat16: y.bits)
+        return y
+    }
+
     private func normalize<X: FloatElements>(_ x: X, shape: [Int], training: Bool) -> Tensor {
-        precondition(shape.last == channels, "BatchNorm3d(\(channels)) got input \(shape)")
         let y = Tensor(transient: shape)
+        normalize(x, shape: shape, training: training, into: y.data, bfloat16: nil)
+        return y
+    }
+
+    /// Normalises x into `float32` or `bfloat16`, whichever is given.
+    private func normalize<X: FloatElements>(
+        _ x: X, shape: [Int], training: Bool, into float32: UnsafeMutablePointer<Float>?,
+        bfloat16: UnsafeMutablePointer<UInt16>?
+    ) {
+        precondition(shape.last == channels, "BatchNorm3d(\(channels)) got input \(shape)")
+        let rows = shape.dropLast().reduce(1, *)
         usedBatchStatistics = training && !frozen
-        let (c, rows) = (channels, y.rows)
+        let c = channels
         let (m, s, rm, rv) = (mean.data, inverseStd.data, runningMean.data, runningVariance.data)
         if usedBatchStatistics {
             precondition(
@@ -109,18 +128,21 @@ public final class BatchNorm3d: Layer {
             sc[j] = w[j] * s[j]
             sh[j] = b[j] - m[j] * sc[j]
         }
-        let (floor, yp, vectors) = (fusedReLU ? Float(0) : -.infinity, y.data, c / 8 * 8)
+        let (floor, vectors) = (fusedReLU ? Float(0) : -.infinity, c / 8 * 8)
         Parallel.forRanges(rows, minimumChunk: 256) { _, rowRange in
             for r in rowRange {
-                let (at, yo) = (r * c, yp + r * c)
+                let at = r * c
                 for j in stride(from: 0, to: vectors, by: 8) {
                     let v = x.load8(at + j) * sc.load8(j) + sh.load8(j)
-                    yo.store8(v.replacing(with: floor, where: v .<= floor), j)  // as max(v, floor)
+                    let y = v.replacing(with: floor, where: v .<= floor)  // as max(v, floor)
+                    if let bfloat16 { bfloat16.storeBFloat16(y, at + j) } else { float32!.store8(y, at + j) }
                 }
-                for j in vectors..<c { yo[j] = max(x.value(at: at + j) * sc[j] + sh[j], floor) }
+                for j in vectors..<c {
+                    let y = max(x.value(at: at + j) * sc[j] + sh[j], floor)
+                    if let bfloat16 { bfloat16[at + j] = bfloat16Bits(y) } else { float32![at + j] = y }
+                }
             }
         }
-        return y
     }
 
     /// Per-channel mean and biased variance over the batch (every process's when synchronised),

@@ -4,7 +4,8 @@ import NLTensor
 /// How a Conv3d, or a non-local block's products, compute: the project's own float32 paths on
 /// OpenBLAS, or oneDNN's with bfloat16 inputs and float32 accumulation and results (mixed
 /// precision: the weights, their gradient and everything else stay float32, but for what a
-/// convolution and its BatchNorm hand each other, which is bfloat16: ConvModule).
+/// convolution and its BatchNorm hand each other, and a BatchNorm the next convolution, which is
+/// bfloat16: ConvModule, ResidualBlock).
 public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
     case own, bfloat16
     /// The own float32 paths on the input, the weight and the output gradient rounded to
@@ -154,11 +155,25 @@ extension Conv3d {
         /// The same, y written in bfloat16 (Conv3d.forwardInBFloat16).
         func run(_ x: Tensor, _ weightValue: Tensor, into y: BFloat16Tensor) {
             let x16 = convert(x, weightValue)
+            runToBFloat16(into: y)
+            keptInput16 = Inference.kept(x16)
+        }
+
+        /// The same from x already in bfloat16 (a BatchNorm's forwardToBFloat16), which it reads
+        /// and keeps for backward as it is: no copy.
+        func run(_ x: BFloat16Tensor, _ weightValue: Tensor, into y: BFloat16Tensor) {
+            input16.point(to: x.storage.data)
+            convertWeight(weightValue)
+            runToBFloat16(into: y)
+            keptInput16 = Inference.kept(x.storage)
+        }
+
+        /// Forward to a bfloat16 y from the copies `input16` and the weight's point at.
+        private func runToBFloat16(into y: BFloat16Tensor) {
             let (primitive, weights, copy) = forwardToBFloat16
             copy?.run([(DNNL_ARG_FROM, weight), (DNNL_ARG_TO, weights)])
             output16.point(to: y.storage.data)
             primitive.run([(DNNL_ARG_SRC, input16), (DNNL_ARG_WEIGHTS, weights), (DNNL_ARG_DST, output16)])
-            keptInput16 = Inference.kept(x16)
         }
 
         /// The bfloat16 copies of x, in a pooled buffer `input16` points at (returned: the caller
@@ -166,12 +181,18 @@ extension Conv3d {
         /// the layouts forward and backward data read.
         private func convert(_ x: Tensor, _ weightValue: Tensor) -> Tensor {
             input.point(to: x.data)
-            weight.point(to: weightValue.data)
             let x16 = pooledBuffer(for: input16)
             toInput16.run([(DNNL_ARG_FROM, input), (DNNL_ARG_TO, input16)])
+            convertWeight(weightValue)
+            return x16
+        }
+
+        /// The weight's bfloat16 copies, in the layouts forward and backward data read (`weight`
+        /// left pointing at it, for a forward to bfloat16's copy of its own).
+        private func convertWeight(_ weightValue: Tensor) {
+            weight.point(to: weightValue.data)
             toWeight16.run([(DNNL_ARG_FROM, weight), (DNNL_ARG_TO, weight16)])
             toWeight16ForData?.run([(DNNL_ARG_FROM, weight16), (DNNL_ARG_TO, weight16ForData)])
-            return x16
         }
 
         /// A buffer of the pool for `memory`, which is pointed at it; the memory stays valid while

@@ -112,13 +112,24 @@ public final class Conv3d: Layer {
     }
 
     /// Forward in bfloat16 with the output written in bfloat16 (for a BatchNorm, ConvModule),
-    /// for a convolution computing in bfloat16 without a bias.
+    /// for a convolution computing in bfloat16 without a bias; from float32 input, or from input
+    /// already in bfloat16 (a BatchNorm's forwardToBFloat16), which it reads and keeps as it is.
     public func forwardInBFloat16(_ x: Tensor) -> BFloat16Tensor {
+        forwardInBFloat16(inputShape: x.shape) { $0.run(x, weight.value, into: $1) }
+    }
+
+    public func forwardInBFloat16(_ x: BFloat16Tensor) -> BFloat16Tensor {
+        forwardInBFloat16(inputShape: x.shape) { $0.run(x, weight.value, into: $1) }
+    }
+
+    private func forwardInBFloat16(
+        inputShape shape: [Int], _ run: (BFloat16Convolution, BFloat16Tensor) -> Void
+    ) -> BFloat16Tensor {
         timed {
             precondition(algorithm == .bfloat16 && bias == nil, "Conv3d.forwardInBFloat16 computes in bfloat16")
-            let y = BFloat16Tensor(transient: outputShape(for: x.shape))
-            (inputShape, outputShape, input) = (x.shape, y.shape, nil)
-            bfloat16Convolution(for: x.shape).run(x, weight.value, into: y)
+            let y = BFloat16Tensor(transient: outputShape(for: shape))
+            (inputShape, outputShape, input) = (shape, y.shape, nil)
+            run(bfloat16Convolution(for: shape), y)
             return y
         }
     }

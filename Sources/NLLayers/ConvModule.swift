@@ -37,6 +37,25 @@ public final class ConvModule: Layer {
         return y
     }
 
+    /// Whether it hands its output to a next convolution in bfloat16 (ResidualBlock): its
+    /// convolution computes in bfloat16 and a norm follows it.
+    public var handsOverBFloat16: Bool { norm != nil && conv.algorithm == .bfloat16 }
+
+    /// Forward of a module that `handsOverBFloat16`, its output written in bfloat16 by the norm,
+    /// from input in float32 or (from another such module) in bfloat16; and forward from
+    /// bfloat16 to float32. The same values, rounded where the next convolution would round them.
+    public func forwardToBFloat16(_ x: Tensor, training: Bool) -> BFloat16Tensor {
+        norm!.forwardToBFloat16(conv.forwardInBFloat16(x), training: training)
+    }
+
+    public func forwardToBFloat16(_ x: BFloat16Tensor, training: Bool) -> BFloat16Tensor {
+        norm!.forwardToBFloat16(conv.forwardInBFloat16(x), training: training)
+    }
+
+    public func forward(_ x: BFloat16Tensor, training: Bool) -> Tensor {
+        norm!.forward(conv.forwardInBFloat16(x), training: training)
+    }
+
     public func backward(_ dy: Tensor) -> Tensor { backward(dy, addingInputGradientTo: nil) }
 
     /// Backward, with the input gradient added to `sum` (returned): see `Conv3d`'s.

@@ -75,7 +75,16 @@ public final class ResidualBlock: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         var branch = x
-        for conv in convs { branch = conv.forward(branch, training: training) }
+        if convs.allSatisfy(\.handsOverBFloat16) {
+            // In bfloat16 each norm writes what the next convolution reads, in bfloat16, the
+            // rounding that convolution's conversion would make (a block whose convolutions the
+            // tuning left partly float32 hands over float32).
+            var handed = convs[0].forwardToBFloat16(x, training: training)
+            for conv in convs.dropFirst().dropLast() { handed = conv.forwardToBFloat16(handed, training: training) }
+            branch = convs.last!.forward(handed, training: training)
+        } else {
+            for conv in convs { branch = conv.forward(branch, training: training) }
+        }
         if let context { branch = context.forward(branch, training: training) }
         let shortcut = downsample?.forward(x, training: training) ?? x
         let out = relu.forward(sum: branch, shortcut)

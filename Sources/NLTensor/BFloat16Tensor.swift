@@ -1,7 +1,8 @@
 /// Activations in bfloat16 (each the upper 16 bits of a float32, rounded to nearest even), in a
 /// Tensor's channels-last order: what a BatchNorm and its convolution hand each other in mixed
-/// precision, where the convolution reads and writes bfloat16 anyway, so that neither side
-/// streams float32 only for the other to convert it (ConvModule).
+/// precision, and a BatchNorm the next convolution, where the convolution reads and writes
+/// bfloat16 anyway, so that neither side streams float32 only for the other to convert it
+/// (ConvModule, ResidualBlock).
 public struct BFloat16Tensor: @unchecked Sendable {
     public let shape: [Int]
     public let count: Int

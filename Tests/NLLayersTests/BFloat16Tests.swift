@@ -224,6 +224,50 @@ struct BFloat16Tests {
         #expect(error([.nan], [1]) == .infinity)
     }
 
+    /// Three ConvModules in bfloat16, as a bottleneck chains them, each norm handing the next
+    /// convolution its output in bfloat16 (forwardToBFloat16): the output, every gradient and
+    /// the running statistics are those of the modules handing over float32, which the next
+    /// convolution converts, to the bit.
+    @Test(.enabled(if: Precision.bf16.unavailable == nil))
+    func normsHandTheNextConvolutionBFloat16() {
+        var generator = SeededGenerator(seed: 31)
+        func chain() -> [ConvModule] {
+            var same = SeededGenerator(seed: 4)
+            return [
+                (16, 8, Size3(3, 1, 1), Size3(1, 0, 0), true), (8, 8, Size3(1, 3, 3), Size3(0, 1, 1), true),
+                (8, 24, Size3(1), Size3(0), false),
+            ].map { cin, cout, kernel, padding, relu in
+                let module = ConvModule(
+                    inputChannels: cin, outputChannels: cout, kernelSize: kernel, padding: padding, activated: relu)
+                randomizeParameters(module, using: &same)
+                module.conv.algorithm = .bfloat16
+                return module
+            }
+        }
+        let (handing, converting) = (chain(), chain())
+        let x = randomTensor([2, 3, 6, 6, 16], using: &generator)
+        var handed = handing[0].forwardToBFloat16(x, training: true)
+        handed = handing[1].forwardToBFloat16(handed, training: true)
+        let y = handing[2].forward(handed, training: true)
+        let expected = converting.reduce(x) { $1.forward($0, training: true) }
+        #expect(Array(y.buffer) == Array(expected.buffer), "output")
+        let dy = randomTensor(y.shape, using: &generator)
+        let dx = handing.reversed().reduce(dy) { $1.backward($0) }
+        let expectedDx = converting.reversed().reduce(dy) { $1.backward($0) }
+        #expect(Array(dx.buffer) == Array(expectedDx.buffer), "input gradient")
+        for (a, b) in zip(handing, converting) {
+            let (kept, reference) = (a.state, b.state)
+            for ((name, entry), (_, other)) in zip(kept, reference) {
+                if case .parameter(let p) = entry, case .parameter(let q) = other {
+                    #expect(Array(p.gradient.buffer) == Array(q.gradient.buffer), "\(name)")
+                }
+                if case .buffer(let t) = entry, case .buffer(let u) = other {
+                    #expect(Array(t.buffer) == Array(u.buffer), "\(name)")
+                }
+            }
+        }
+    }
+
     /// A BatchNorm given a convolution's output in bfloat16 computes, to the bit, what it computes
     /// from the same values in float32: output, running statistics, input gradient (in float32
     /// and in bfloat16) and the parameters' gradients; with and without its ReLU, on channels
