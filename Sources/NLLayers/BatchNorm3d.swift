@@ -69,14 +69,18 @@ public final class BatchNorm3d: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         input = Inference.kept(x).map(Input.float32)
-        return normalize(x.data, shape: x.shape, training: training)
+        let y = Tensor(transient: x.shape)
+        normalize(x.data, shape: x.shape, training: training, into: y.data)
+        return y
     }
 
     /// Forward of a convolution's output in bfloat16 (ConvModule in mixed precision), which it
     /// keeps as it is for backward: half the bytes to read, twice, and to keep.
     public func forward(_ x: BFloat16Tensor, training: Bool) -> Tensor {
         input = Inference.kept(x.storage).map { _ in .bfloat16(x) }
-        return normalize(x.elements, shape: x.shape, training: training)
+        let y = Tensor(transient: x.shape)
+        normalize(x.elements, shape: x.shape, training: training, into: y.data)
+        return y
     }
 
     /// The same with the output rounded to bfloat16 as it is written: what a next convolution in
@@ -84,21 +88,12 @@ public final class BatchNorm3d: Layer {
     public func forwardToBFloat16(_ x: BFloat16Tensor, training: Bool) -> BFloat16Tensor {
         input = Inference.kept(x.storage).map { _ in .bfloat16(x) }
         let y = BFloat16Tensor(transient: x.shape)
-        normalize(x.elements, shape: x.shape, training: training, into: nil, bfloat16: y.bits)
+        normalize(x.elements, shape: x.shape, training: training, into: y.elements)
         return y
     }
 
-    private func normalize<X: FloatElements>(_ x: X, shape: [Int], training: Bool) -> Tensor {
-        let y = Tensor(transient: shape)
-        normalize(x, shape: shape, training: training, into: y.data, bfloat16: nil)
-        return y
-    }
-
-    /// Normalises x into `float32` or `bfloat16`, whichever is given.
-    private func normalize<X: FloatElements>(
-        _ x: X, shape: [Int], training: Bool, into float32: UnsafeMutablePointer<Float>?,
-        bfloat16: UnsafeMutablePointer<UInt16>?
-    ) {
+    /// Normalises x into y, float32 or bfloat16 either.
+    private func normalize<X: FloatElements, Y: FloatElements>(_ x: X, shape: [Int], training: Bool, into y: Y) {
         precondition(shape.last == channels, "BatchNorm3d(\(channels)) got input \(shape)")
         let rows = shape.dropLast().reduce(1, *)
         usedBatchStatistics = training && !frozen
@@ -134,13 +129,9 @@ public final class BatchNorm3d: Layer {
                 let at = r * c
                 for j in stride(from: 0, to: vectors, by: 8) {
                     let v = x.load8(at + j) * sc.load8(j) + sh.load8(j)
-                    let y = v.replacing(with: floor, where: v .<= floor)  // as max(v, floor)
-                    if let bfloat16 { bfloat16.storeBFloat16(y, at + j) } else { float32!.store8(y, at + j) }
+                    y.store8(v.replacing(with: floor, where: v .<= floor), at + j)  // as max(v, floor)
                 }
-                for j in vectors..<c {
-                    let y = max(x.value(at: at + j) * sc[j] + sh[j], floor)
-                    if let bfloat16 { bfloat16[at + j] = bfloat16Bits(y) } else { float32![at + j] = y }
-                }
+                for j in vectors..<c { y.store(max(x.value(at: at + j) * sc[j] + sh[j], floor), at: at + j) }
             }
         }
     }
@@ -182,7 +173,7 @@ public final class BatchNorm3d: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         let dx = Tensor(transient: dy.shape)
-        inputGradient(dy, into: dx.data, bfloat16: nil)
+        inputGradient(dy, into: dx.data)
         return dx
     }
 
@@ -190,25 +181,22 @@ public final class BatchNorm3d: Layer {
     /// mixed precision reads, which would otherwise read float32 and convert it (ConvModule).
     public func backwardInBFloat16(_ dy: Tensor) -> BFloat16Tensor {
         let dx = BFloat16Tensor(transient: dy.shape)
-        inputGradient(dy, into: nil, bfloat16: dx.bits)
+        inputGradient(dy, into: dx.elements)
         return dx
     }
 
-    /// The parameters' gradients added to theirs, and the input gradient written to `float32` or
-    /// to `bfloat16`, whichever is given.
-    private func inputGradient(
-        _ dy: Tensor, into float32: UnsafeMutablePointer<Float>?, bfloat16: UnsafeMutablePointer<UInt16>?
-    ) {
+    /// The parameters' gradients added to theirs, and the input gradient written to dx, float32
+    /// or bfloat16 either.
+    private func inputGradient<DX: FloatElements>(_ dy: Tensor, into dx: DX) {
         switch input {
-        case .float32(let x): inputGradient(x.data, shape: x.shape, dy, into: float32, bfloat16: bfloat16)
-        case .bfloat16(let x): inputGradient(x.elements, shape: x.shape, dy, into: float32, bfloat16: bfloat16)
+        case .float32(let x): inputGradient(x.data, shape: x.shape, dy, into: dx)
+        case .bfloat16(let x): inputGradient(x.elements, shape: x.shape, dy, into: dx)
         case nil: preconditionFailure("BatchNorm3d.backward before forward")
         }
     }
 
-    private func inputGradient<X: FloatElements>(
-        _ x: X, shape: [Int], _ dy: Tensor, into float32: UnsafeMutablePointer<Float>?,
-        bfloat16: UnsafeMutablePointer<UInt16>?
+    private func inputGradient<X: FloatElements, DX: FloatElements>(
+        _ x: X, shape: [Int], _ dy: Tensor, into dx: DX
     ) {
         precondition(dy.shape == shape, "BatchNorm3d.backward got \(dy.shape), input was \(shape)")
         let (c, rows) = (channels, dy.rows)
@@ -256,14 +244,12 @@ public final class BatchNorm3d: Layer {
                 for j in stride(from: 0, to: vectors, by: 8) {
                     let x = x.load8(at + j)
                     let g = fused ? reluMasked(gi.load8(j), where: x * sc.load8(j) + sh.load8(j)) : gi.load8(j)
-                    let d = gn.load8(j) * (g - md.load8(j) - (x - m.load8(j)) * s.load8(j) * mx.load8(j))
-                    if let bfloat16 { bfloat16.storeBFloat16(d, at + j) } else { float32!.store8(d, at + j) }
+                    dx.store8(gn.load8(j) * (g - md.load8(j) - (x - m.load8(j)) * s.load8(j) * mx.load8(j)), at + j)
                 }
                 for j in vectors..<c {
                     let x = x.value(at: at + j)
                     let g = !fused || x * sc[j] + sh[j] > 0 ? gi[j] : 0
-                    let d = gn[j] * (g - md[j] - (x - m[j]) * s[j] * mx[j])
-                    if let bfloat16 { bfloat16[at + j] = bfloat16Bits(d) } else { float32![at + j] = d }
+                    dx.store(gn[j] * (g - md[j] - (x - m[j]) * s[j] * mx[j]), at: at + j)
                 }
             }
         }

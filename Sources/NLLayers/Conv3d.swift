@@ -168,9 +168,7 @@ public final class Conv3d: Layer {
                 return bfloat16Backward(addingInputGradientTo: sum) { $0.backward(dy, dx: $1, gradient: $2) }
             }
             guard let x = input else { preconditionFailure("Conv3d.backward before forward") }
-            precondition(
-                sum == nil || (computesInputGradient && sum!.shape == x.shape),
-                "Conv3d.backward cannot add its input gradient to \(sum?.shape ?? [])")
+            checkAddable(to: sum)
             let accumulates = isRowShifted && sum != nil
             let dx = accumulates ? sum! : computesInputGradient ? Tensor(transient: x.shape) : Tensor(zeros: [0])
             if algorithm == .own {
@@ -202,9 +200,7 @@ public final class Conv3d: Layer {
     private func bfloat16Backward(
         addingInputGradientTo sum: Tensor?, _ pass: (BFloat16Convolution, Tensor?, Tensor?) -> Void
     ) -> Tensor {
-        precondition(
-            sum == nil || (computesInputGradient && sum!.shape == inputShape),
-            "Conv3d.backward cannot add its input gradient to \(sum?.shape ?? [])")
+        checkAddable(to: sum)
         let dx = computesInputGradient ? Tensor(transient: inputShape) : Tensor(zeros: [0])
         pass(
             bfloat16Convolution(for: inputShape), computesInputGradient ? dx : nil,
@@ -212,6 +208,13 @@ public final class Conv3d: Layer {
         guard let sum else { return dx }
         add(sum, dx, into: sum)
         return sum
+    }
+
+    /// Stops unless backward can add its input gradient to `sum` (or none is given).
+    private func checkAddable(to sum: Tensor?) {
+        precondition(
+            sum == nil || (computesInputGradient && sum!.shape == inputShape),
+            "Conv3d.backward cannot add its input gradient to \(sum?.shape ?? [])")
     }
 
     /// dW += the weight gradient, dX = (with `accumulating`, +=) the input gradient, by the own paths.

@@ -73,21 +73,27 @@ extension UnsafeMutablePointer<UInt16> {
     return value.isNaN ? UInt16(bits >> 16) | 0x40 : UInt16((bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
 }
 
-/// Activations a loop reads eight at a time (one at a time in a tail): float32 as they are, or
-/// bfloat16, widened as they are read. A loop generic over it is compiled once for each.
+/// Activations a loop reads and writes eight at a time (one at a time in a tail): float32 as
+/// they are, or bfloat16, widened as they are read and rounded as they are written. A loop
+/// generic over it is compiled once for each.
 public protocol FloatElements {
     func load8(_ i: Int) -> Float8
     func value(at i: Int) -> Float
+    func store8(_ value: Float8, _ i: Int)
+    func store(_ value: Float, at i: Int)
 }
 
 extension UnsafeMutablePointer: FloatElements where Pointee == Float {
     @inlinable @inline(__always) public func value(at i: Int) -> Float { self[i] }
+    @inlinable @inline(__always) public func store(_ value: Float, at i: Int) { self[i] = value }
 }
 
-/// A BFloat16Tensor's elements, read as floats.
+/// A BFloat16Tensor's elements, read as floats and written rounded to bfloat16.
 public struct BFloat16Elements: FloatElements {
     public let bits: UnsafeMutablePointer<UInt16>
     @inlinable public init(_ bits: UnsafeMutablePointer<UInt16>) { self.bits = bits }
     @inlinable @inline(__always) public func load8(_ i: Int) -> Float8 { bits.loadBFloat16(i) }
     @inlinable @inline(__always) public func value(at i: Int) -> Float { Float(bitPattern: UInt32(bits[i]) << 16) }
+    @inlinable @inline(__always) public func store8(_ value: Float8, _ i: Int) { bits.storeBFloat16(value, i) }
+    @inlinable @inline(__always) public func store(_ value: Float, at i: Int) { bits[i] = bfloat16Bits(value) }
 }
