@@ -52,7 +52,8 @@ let package = Package(
         // Helpers the test targets share: fixtures, error measures, central differences.
         .target(name: "NLTestSupport", dependencies: ["NLTrain"], path: "Tests/NLTestSupport"),
         .testTarget(name: "NLTensorTests", dependencies: ["NLTensor", "NLTestSupport"]),
-        .testTarget(name: "NLLayersTests", dependencies: ["NLLayers", "NLTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "NLLayersTests", dependencies: ["NLLayers", "CDNNL", "NLTestSupport"], exclude: ["Fixtures"]),
         .testTarget(
             name: "NLModelsTests", dependencies: ["NLModels", "NLTrain", "NLTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "NLVideoTests", dependencies: ["NLVideo", "NLTestSupport"]),

@@ -39,18 +39,21 @@ extension Conv3d {
         private let backwardData: OneDNN.Primitive
         private let backwardWeights: OneDNN.Primitive
         /// The layer's float32 tensors, pointed at each call.
-        private let input, output, weight, outputGradient, inputGradient, weightGradient: OneDNN.Memory
+        private let input, output, outputGradient, inputGradient, weightGradient: OneDNN.Memory
         /// bfloat16 (and the weight gradient's float32) in the layouts the primitives chose; the
         /// input's and the output gradient's over pooled buffers, pointed at each call.
         private let input16, weight16, weight16ForData, outputGradient16, weightGradientBlocked: OneDNN.Memory
         /// The buffer of the input's bfloat16 copy that the last forward made, for backward.
         private var keptInput16: Tensor?
-        private let toInput16, toWeight16, toOutputGradient16, addWeightGradient: OneDNN.Primitive
+        private let toInput16, toOutputGradient16, addWeightGradient: OneDNN.Primitive
+        private let toWeight16: WeightConversion
         private let toWeight16ForData: OneDNN.Primitive?
+        /// The float32 weight's layout, from which each bfloat16 copy is made.
+        private let weight32: dnnl_memory_desc_t
         /// Forward with a bfloat16 output (Conv3d.forwardInBFloat16), made on first use, with the
         /// weight in the layout it chose: forward's, or (where oneDNN wants another) a copy of its own.
         private var forwardOperationToBFloat16: dnnl_convolution_desc_t
-        private typealias ToBFloat16 = (primitive: OneDNN.Primitive, weights: OneDNN.Memory, copy: OneDNN.Primitive?)
+        private typealias ToBFloat16 = (primitive: OneDNN.Primitive, weights: OneDNN.Memory, copy: WeightConversion?)
         private var madeForwardToBFloat16: ToBFloat16?
         private var forwardToBFloat16: ToBFloat16 {
             if let made = madeForwardToBFloat16 { return made }
@@ -59,7 +62,7 @@ extension Conv3d {
             let made: ToBFloat16 =
                 OneDNN.same(layout, weight16.descriptor)
                 ? (primitive, weight16, nil)
-                : (primitive, OneDNN.Memory(layout), OneDNN.reorder(weight.descriptor, layout))
+                : (primitive, OneDNN.Memory(layout, zeroed: true), WeightConversion(from: weight32, to: layout))
             madeForwardToBFloat16 = made
             return made
         }
@@ -102,16 +105,16 @@ extension Conv3d {
 
             input = OneDNN.Memory(input32, allocated: false)
             output = OneDNN.Memory(output32, allocated: false)
-            weight = OneDNN.Memory(weight32, allocated: false)
             outputGradient = OneDNN.Memory(output32, allocated: false)
             inputGradient = OneDNN.Memory(input32, allocated: false)
             weightGradient = OneDNN.Memory(weight32, allocated: false)
             self.input16 = OneDNN.Memory(forward.layout(dnnl_query_src_md), allocated: false)
-            weight16 = OneDNN.Memory(forward.layout(dnnl_query_weights_md))
+            weight16 = OneDNN.Memory(forward.layout(dnnl_query_weights_md), zeroed: true)
             outputGradient16 = OneDNN.Memory(backwardData.layout(dnnl_query_diff_dst_md), allocated: false)
             weightGradientBlocked = OneDNN.Memory(backwardWeights.layout(dnnl_query_diff_weights_md))
             toInput16 = OneDNN.reorder(input32, self.input16.descriptor)
-            toWeight16 = OneDNN.reorder(weight32, weight16.descriptor)
+            self.weight32 = weight32
+            toWeight16 = WeightConversion(from: weight32, to: weight16.descriptor)
             toOutputGradient16 = OneDNN.reorder(output32, outputGradient16.descriptor)
             addWeightGradient = OneDNN.reorder(weightGradientBlocked.descriptor, weight32, adding: true)
             let forData = backwardData.layout(dnnl_query_weights_md)
@@ -155,7 +158,7 @@ extension Conv3d {
         /// The same, y written in bfloat16 (Conv3d.forwardInBFloat16).
         func run(_ x: Tensor, _ weightValue: Tensor, into y: BFloat16Tensor) {
             let x16 = convert(x, weightValue)
-            runToBFloat16(into: y)
+            runToBFloat16(weightValue, into: y)
             keptInput16 = Inference.kept(x16)
         }
 
@@ -164,14 +167,15 @@ extension Conv3d {
         func run(_ x: BFloat16Tensor, _ weightValue: Tensor, into y: BFloat16Tensor) {
             input16.point(to: x.storage.data)
             convertWeight(weightValue)
-            runToBFloat16(into: y)
+            runToBFloat16(weightValue, into: y)
             keptInput16 = Inference.kept(x.storage)
         }
 
-        /// Forward to a bfloat16 y from the copies `input16` and the weight's point at.
-        private func runToBFloat16(into y: BFloat16Tensor) {
+        /// Forward to a bfloat16 y from the copies `input16` and the weight's point at (and a
+        /// copy of `weightValue` of its own where it wants another layout).
+        private func runToBFloat16(_ weightValue: Tensor, into y: BFloat16Tensor) {
             let (primitive, weights, copy) = forwardToBFloat16
-            copy?.run([(DNNL_ARG_FROM, weight), (DNNL_ARG_TO, weights)])
+            copy?.run(weightValue, into: weights)
             output16.point(to: y.storage.data)
             primitive.run([(DNNL_ARG_SRC, input16), (DNNL_ARG_WEIGHTS, weights), (DNNL_ARG_DST, output16)])
         }
@@ -187,11 +191,9 @@ extension Conv3d {
             return x16
         }
 
-        /// The weight's bfloat16 copies, in the layouts forward and backward data read (`weight`
-        /// left pointing at it, for a forward to bfloat16's copy of its own).
+        /// The weight's bfloat16 copies, in the layouts forward and backward data read.
         private func convertWeight(_ weightValue: Tensor) {
-            weight.point(to: weightValue.data)
-            toWeight16.run([(DNNL_ARG_FROM, weight), (DNNL_ARG_TO, weight16)])
+            toWeight16.run(weightValue, into: weight16)
             toWeight16ForData?.run([(DNNL_ARG_FROM, weight16), (DNNL_ARG_TO, weight16ForData)])
         }
 

@@ -53,18 +53,27 @@ enum OneDNN {
         return md
     }
 
-    /// A memory object: allocated by oneDNN, or (`allocated` false) over the caller's buffers,
-    /// given by `point(to:)` before each use.
+    /// A memory object: allocated by oneDNN (with `zeroed`, filled with zeros: a layout's padding
+    /// must hold zeros, which the project's own loops into it leave as they are), or (`allocated`
+    /// false) over the caller's buffers, given by `point(to:)` before each use.
     final class Memory {
         let handle: dnnl_memory_t
         let descriptor: dnnl_memory_desc_t
 
-        init(_ md: dnnl_memory_desc_t, allocated: Bool = true) {
+        init(_ md: dnnl_memory_desc_t, allocated: Bool = true, zeroed: Bool = false) {
             var md = md
             var memory: dnnl_memory_t?
             check(
                 dnnl_memory_create(&memory, &md, engine, allocated ? cdnnl_memory_allocate() : nil), "creating memory")
             (handle, descriptor) = (memory!, md)
+            if allocated && zeroed { memset(data, 0, bytes) }
+        }
+
+        /// The buffer it points at.
+        var data: UnsafeMutableRawPointer {
+            var pointer: UnsafeMutableRawPointer?
+            check(dnnl_memory_get_data_handle(handle, &pointer), "getting a memory's buffer")
+            return pointer!
         }
 
         /// The bytes its layout takes.

@@ -53,11 +53,9 @@ extension UnsafeMutablePointer<UInt16> {
     /// (vcvtneps2bf16, which oneDNN's reorders use) rounds finite values: to nearest, ties to
     /// even. A NaN stays a NaN (quieted).
     @inlinable @inline(__always) public func storeBFloat16(_ value: Float8, _ i: Int) {
-        let bits = unsafeBitCast(value, to: SIMD8<UInt32>.self)
-        let rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
-        let result = rounded.replacing(with: (bits &>> 16) | 0x40, where: value .!= value)
+        let rounded = bfloat16Bits(unsafeBitCast(value, to: SIMD8<UInt32>.self))
         UnsafeMutableRawPointer(self + i).storeBytes(
-            of: SIMD8<UInt16>(truncatingIfNeeded: result), as: SIMD8<UInt16>.self)
+            of: SIMD8<UInt16>(truncatingIfNeeded: rounded), as: SIMD8<UInt16>.self)
     }
 
     /// The eight values from element `i` on, as floats.
@@ -65,6 +63,17 @@ extension UnsafeMutablePointer<UInt16> {
         let bits = UnsafeRawPointer(self + i).loadUnaligned(as: SIMD8<UInt16>.self)
         return unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: bits) &<< 16, to: Float8.self)
     }
+}
+
+/// float32 bit patterns rounded to bfloat16 as `storeBFloat16` rounds them, each bfloat16 in the
+/// lower half of its lane.
+@inlinable @inline(__always) public func bfloat16Bits<Lanes: SIMD>(_ bits: Lanes) -> Lanes
+where Lanes.Scalar == UInt32 {
+    let rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
+    // All ones in a NaN's lane (its magnitude above infinity's), in arithmetic: Swift compiles
+    // a comparison of unsigned lanes into a loop over them.
+    let nan = 0 &- ((0x7F80_0000 &- (bits & 0x7FFF_FFFF)) &>> 31)
+    return rounded & ~nan | ((bits &>> 16) | 0x40) & nan
 }
 
 /// `value` rounded to bfloat16 as `storeBFloat16` rounds it.

@@ -1,3 +1,4 @@
+import CDNNL
 import NLLayers
 import NLTensor
 import NLTestSupport
@@ -205,6 +206,34 @@ struct BFloat16Tests {
         #expect(y16.roundingError(from: y) < 1e-5, "\(y16.roundingError(from: y))")
         #expect(conv.bfloat16Discrepancy(training: true, using: &generator) < 1e-5)
         #expect(conv.bfloat16Kernels != nil)
+    }
+
+    /// The own loop that writes a weight's bfloat16 copy in a layout pairing two inputs gives the
+    /// bits of oneDNN's reorder, padding included (WeightConversion compares the two on a pattern
+    /// when made, and keeps the reorder where they differ): forward's layouts on AVX512_BF16, AMX's
+    /// and others that end in a pair of inputs, with outputs that fill no block, an odd number of
+    /// inputs, the loop's 16-output chunks and their tails, one tap and many. Layouts that pair
+    /// outputs (backward data's) or nothing stay the reorder's. On any CPU: reorders run on all.
+    @Test func ownWeightConversionIsTheReorder() {
+        let paired = [
+            dnnl_AcdeB64a2b, dnnl_AcdeB48a2b, dnnl_AcdeB32a2b, dnnl_AcdeB16a2b, dnnl_AcdeB16b64a2b,
+            dnnl_ABcde8b16a2b, dnnl_cdeBa2b,
+        ]
+        let notPaired = [dnnl_ABcde8a16b2a, dnnl_BAcde8a16b2a, dnnl_Acdeb16a, dnnl_oidhw, dnnl_dhwio]
+        let weights: [(outputs: Int, inputs: Int, kernel: Size3)] = [
+            (64, 64, Size3(1)), (100, 3, Size3(5, 7, 7)), (24, 48, Size3(3, 1, 1)), (520, 130, Size3(1, 3, 3)),
+            (17, 33, Size3(3)),
+        ]
+        for w in weights {
+            for tag in paired {
+                let conversion = WeightConversion(outputs: w.outputs, inputs: w.inputs, kernel: w.kernel, into: tag)
+                #expect(conversion.isOwn, "\(w) into layout \(tag.rawValue)")
+            }
+            for tag in notPaired {
+                let conversion = WeightConversion(outputs: w.outputs, inputs: w.inputs, kernel: w.kernel, into: tag)
+                #expect(!conversion.isOwn, "\(w) into layout \(tag.rawValue)")
+            }
+        }
     }
 
     /// How far values lie beyond a rounding of a reference to bfloat16: nothing for either
