@@ -45,7 +45,7 @@ extension Conv3d {
         private let input16, weight16, weight16ForData, outputGradient16, weightGradientBlocked: OneDNN.Memory
         /// The buffer of the input's bfloat16 copy that the last forward made, for backward.
         private var keptInput16: Tensor?
-        private let toInput16, toOutputGradient16, addWeightGradient: OneDNN.Primitive
+        private let toInput16, toOutputGradient16, addWeightGradient, writeWeightGradient: OneDNN.Primitive
         private let toWeight16: WeightConversion
         private let toWeight16ForData: OneDNN.Primitive?
         /// The float32 weight's layout, from which each bfloat16 copy is made.
@@ -117,6 +117,7 @@ extension Conv3d {
             toWeight16 = WeightConversion(from: weight32, to: weight16.descriptor)
             toOutputGradient16 = OneDNN.reorder(output32, outputGradient16.descriptor)
             addWeightGradient = OneDNN.reorder(weightGradientBlocked.descriptor, weight32, adding: true)
+            writeWeightGradient = OneDNN.reorder(weightGradientBlocked.descriptor, weight32)
             let forData = backwardData.layout(dnnl_query_weights_md)
             if OneDNN.same(forData, weight16.descriptor) {
                 (weight16ForData, toWeight16ForData) = (weight16, nil)
@@ -206,8 +207,9 @@ extension Conv3d {
         }
 
         /// dX = the input gradient (when `dx` is given), dW += the weight gradient (when
-        /// `gradient` is given), from a bfloat16 copy of dY and forward's copies.
-        func backward(_ dy: Tensor, dx: Tensor?, gradient: Tensor?) {
+        /// `gradient` is given; dW = it where `gradient` is still zero), from a bfloat16 copy of
+        /// dY and forward's copies.
+        func backward(_ dy: Tensor, dx: Tensor?, gradient: (tensor: Tensor, isZero: Bool)?) {
             outputGradient.point(to: dy.data)
             let dy16 = pooledBuffer(for: outputGradient16)
             defer { withExtendedLifetime(dy16) {} }
@@ -216,13 +218,13 @@ extension Conv3d {
         }
 
         /// The same from dY already in bfloat16 (a BatchNorm's backwardInBFloat16).
-        func backward(_ dy: BFloat16Tensor, dx: Tensor?, gradient: Tensor?) {
+        func backward(_ dy: BFloat16Tensor, dx: Tensor?, gradient: (tensor: Tensor, isZero: Bool)?) {
             outputGradient16.point(to: dy.storage.data)
             backwardFromBFloat16(dx: dx, gradient: gradient)
         }
 
         /// Backward from the bfloat16 output gradient `outputGradient16` points at.
-        private func backwardFromBFloat16(dx: Tensor?, gradient: Tensor?) {
+        private func backwardFromBFloat16(dx: Tensor?, gradient: (tensor: Tensor, isZero: Bool)?) {
             if let dx {
                 inputGradient.point(to: dx.data)
                 backwardData.run([
@@ -233,12 +235,14 @@ extension Conv3d {
             if let gradient {
                 guard let x16 = keptInput16 else { preconditionFailure("Conv3d.backward after an inference forward") }
                 input16.point(to: x16.data)
-                weightGradient.point(to: gradient.data)
+                weightGradient.point(to: gradient.tensor.data)
                 backwardWeights.run([
                     (DNNL_ARG_SRC, input16), (DNNL_ARG_DIFF_DST, outputGradient16),
                     (DNNL_ARG_DIFF_WEIGHTS, weightGradientBlocked),
                 ])
-                addWeightGradient.run([(DNNL_ARG_FROM, weightGradientBlocked), (DNNL_ARG_TO, weightGradient)])
+                (gradient.isZero ? writeWeightGradient : addWeightGradient).run([
+                    (DNNL_ARG_FROM, weightGradientBlocked), (DNNL_ARG_TO, weightGradient),
+                ])
             }
         }
     }

@@ -195,16 +195,17 @@ public final class Conv3d: Layer {
     }
 
     /// Backward by oneDNN in bfloat16: `pass` gets the convolution, dX (nil where the input
-    /// gradient is not wanted) and dW to add to (nil where frozen); dX is added to `sum` where
-    /// one is given.
+    /// gradient is not wanted) and dW to add to or, where still zero, write (nil where frozen);
+    /// dX is added to `sum` where one is given.
     private func bfloat16Backward(
-        addingInputGradientTo sum: Tensor?, _ pass: (BFloat16Convolution, Tensor?, Tensor?) -> Void
+        addingInputGradientTo sum: Tensor?,
+        _ pass: (BFloat16Convolution, Tensor?, (tensor: Tensor, isZero: Bool)?) -> Void
     ) -> Tensor {
         checkAddable(to: sum)
         let dx = computesInputGradient ? Tensor(transient: inputShape) : Tensor(zeros: [0])
         pass(
             bfloat16Convolution(for: inputShape), computesInputGradient ? dx : nil,
-            weight.requiresGradient ? weight.gradient : nil)
+            weight.requiresGradient ? weight.gradientToWrite() : nil)
         guard let sum else { return dx }
         add(sum, dx, into: sum)
         return sum

@@ -1,5 +1,6 @@
 import Foundation
 import NLTensor
+import Synchronization
 
 /// One step of a network. `forward` then `backward`, in the manner of llm.c:
 ///
@@ -68,7 +69,6 @@ public final class Parameter {
     public enum Kind: Sendable { case weight, bias, normalization }
 
     public let value: Tensor
-    public let gradient: Tensor
     public let kind: Kind
     /// The shape in PyTorch's layout, as checkpoints hold it.
     public let checkpointShape: [Int]
@@ -78,9 +78,40 @@ public final class Parameter {
     /// False for frozen parameters: backward then leaves `gradient` alone.
     public var requiresGradient = true
 
+    /// The gradient, which backward adds into; zeros after `zeroGradient`, written out on first
+    /// use (by any thread: a layer may first touch it inside a parallel loop).
+    public var gradient: Tensor {
+        if gradientIsZero.load(ordering: .acquiring) {
+            zeroing.withLock { _ in
+                if gradientIsZero.load(ordering: .relaxed) {
+                    storedGradient.zero()
+                    gradientIsZero.store(false, ordering: .releasing)
+                }
+            }
+        }
+        return storedGradient
+    }
+    private let storedGradient: Tensor
+    private let gradientIsZero = Atomic<Bool>(false)
+    private let zeroing = Mutex(())
+
+    /// Makes the gradient zero without a pass over it, as PyTorch's zero_grad(set_to_none=True):
+    /// a backward that writes all of it at once then writes instead of adding
+    /// (`gradientToWrite`), and anything else that reads it first gets zeros.
+    public func zeroGradient() {
+        gradientIsZero.store(true, ordering: .releasing)
+    }
+
+    /// The gradient, for a backward that adds its whole contribution in one pass, and whether it
+    /// is still zero, in which case the pass writes it instead (and must).
+    public func gradientToWrite() -> (tensor: Tensor, isZero: Bool) {
+        let isZero = zeroing.withLock { _ in gradientIsZero.exchange(false, ordering: .acquiringAndReleasing) }
+        return (storedGradient, isZero)
+    }
+
     public init(shape: [Int], kind: Kind, checkpointShape: [Int]? = nil, fromCheckpointAxes: [Int]? = nil) {
         value = Tensor(zeros: shape)
-        gradient = Tensor(zeros: shape)
+        storedGradient = Tensor(zeros: shape)
         self.kind = kind
         self.checkpointShape = checkpointShape ?? shape
         self.fromCheckpointAxes = fromCheckpointAxes
@@ -137,7 +168,7 @@ extension Layer {
     }
 
     public func zeroGradients() {
-        for (_, p) in parameters { p.gradient.zero() }
+        for (_, p) in parameters { p.zeroGradient() }
     }
 }
 

@@ -208,6 +208,32 @@ struct BFloat16Tests {
         #expect(conv.bfloat16Kernels != nil)
     }
 
+    /// A gradient zeroed without a pass (zeroGradients) is written by oneDNN's backward, not added
+    /// to: one backward gives what a backward into written zeros gives, over whatever the buffer
+    /// held, and the next backward adds to it.
+    @Test(.enabled(if: Precision.bf16.unavailable == nil))
+    func zeroedGradientIsWrittenThenAddedTo() {
+        var generator = SeededGenerator(seed: 9)
+        let conv = Conv3d(inputChannels: 16, outputChannels: 32, kernelSize: Size3(1, 3, 3), padding: Size3(0, 1, 1))
+        randomizeParameters(conv, using: &generator)
+        conv.algorithm = .bfloat16
+        let x = randomTensor([2, 3, 9, 9, 16], using: &generator)
+        let dy = randomTensor(conv.outputShape(for: x.shape), using: &generator)
+        func pass() {
+            _ = conv.forward(x, training: true)
+            _ = conv.backward(dy)
+        }
+        conv.weight.gradient.zero()
+        pass()
+        let once = conv.weight.gradient.copy()
+        conv.weight.gradient.fill(7)
+        conv.zeroGradients()
+        pass()
+        #expect(Array(conv.weight.gradient.buffer) == Array(once.buffer))
+        pass()
+        #expect(Array(conv.weight.gradient.buffer) == once.buffer.map { $0 + $0 })
+    }
+
     /// The own loop that writes a weight's bfloat16 copy in a layout pairing two inputs gives the
     /// bits of oneDNN's reorder, padding included (WeightConversion compares the two on a pattern
     /// when made, and keeps the reorder where they differ): forward's layouts on AVX512_BF16, AMX's
