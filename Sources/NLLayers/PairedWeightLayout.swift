@@ -9,7 +9,7 @@ import Synchronization
 /// pair. The project's own loop writes it from the float32 weight (kT, kH, kW, Cin, Cout), a pair
 /// of rows at a time: oneDNN 2.6.3's reorders into these layouts ran at 6-14 GB/s inside a
 /// training step on a Zen 4 (slowest where a block is 48 outputs), where its other reorders reach
-/// 28, and the loop takes half their time (docs/speed.md). Backward data's layouts pair outputs,
+/// 28, and the loop takes about half their time (docs/speed.md). Backward data's layouts pair outputs,
 /// which lie side by side in a row of the float32 weight: there the loop, scattering 32-bit
 /// words, was no faster than oneDNN's reorder from forward's copy, which stays.
 /// WeightConversion checks the loop against the reorder before it uses it.
@@ -39,7 +39,8 @@ struct PairedWeightLayout {
         let (strides, dims) = (values(blocking.strides), values(layout.dims))
 
         // An element's offset along one dimension: its block's, plus its place in the inner
-        // blocks, the last of them the fastest; a dimension blocked twice (8a16b2a) has two digits.
+        // blocks, the last of them the fastest; a dimension blocked twice (the inputs of AMX's
+        // AcdeB16b64a2b) has a digit in each.
         func offset(_ index: Int, along dim: Int) -> Int {
             let blockSize = zip(blocks, blockDims).filter { $0.1 == dim }.map(\.0).reduce(1, *)
             var (result, within) = index.quotientAndRemainder(dividingBy: blockSize)
