@@ -39,8 +39,8 @@ struct PairedWeightLayout {
         let (strides, dims) = (values(blocking.strides), values(layout.dims))
 
         // An element's offset along one dimension: its block's, plus its place in the inner
-        // blocks, the last of them the fastest; a dimension blocked twice (the inputs of AMX's
-        // AcdeB16b64a2b) has a digit in each.
+        // blocks, the last of them the fastest; a dimension blocked twice (the inputs of
+        // AcdeB16b64a2b, a layout of the kind AMX kernels read) has a digit in each.
         func offset(_ index: Int, along dim: Int) -> Int {
             let blockSize = zip(blocks, blockDims).filter { $0.1 == dim }.map(\.0).reduce(1, *)
             var (result, within) = index.quotientAndRemainder(dividingBy: blockSize)
