@@ -14,7 +14,7 @@ import Synchronization
 /// words, was no faster than oneDNN's reorder from forward's copy, which stays.
 /// WeightConversion checks the loop against the reorder before it uses it.
 struct PairedWeightLayout {
-    let outputs, inputs, taps: Int
+    private let outputs, inputs, taps: Int
     /// Where each index of a dimension lands, in 32-bit words: each output, each input, each tap
     /// ((t, h, w) of the kernel, in that order). Both inputs of a pair give the pair's word.
     private let outputWords, inputWords, tapWords: [Int]
@@ -125,7 +125,9 @@ public final class WeightConversion {
         own = PairedWeightLayout(layout).flatMap { paired in
             let key = withUnsafeBytes(of: layout) { Data($0) }
             return Self.verdicts.withLock { verdicts in
-                if verdicts[key] == nil { verdicts[key] = Self.loop(paired, givesTheBitsOf: reorder, from: weight) }
+                if verdicts[key] == nil {
+                    verdicts[key] = Self.loop(paired, givesTheBitsOf: reorder, from: weight, into: layout)
+                }
                 return verdicts[key]!
             } ? paired : nil
         }
@@ -136,14 +138,14 @@ public final class WeightConversion {
 
     /// Both write a pattern of the weight's size over zeros (for the padding), and are compared.
     private static func loop(
-        _ paired: PairedWeightLayout, givesTheBitsOf reorder: OneDNN.Primitive, from weight: OneDNN.Memory
+        _ paired: PairedWeightLayout, givesTheBitsOf reorder: OneDNN.Primitive, from weight: OneDNN.Memory,
+        into layout: dnnl_memory_desc_t
     ) -> Bool {
         let pattern = Tensor(zeros: [weight.bytes / 4])
         for i in 0..<pattern.count {  // signs and fractions that differ from neighbour to neighbour
             let hash = UInt32(truncatingIfNeeded: i &* 2_654_435_761)
             pattern.data[i] = Float(bitPattern: (hash & 0x8000_0000) | 0x3F80_0000 | (hash >> 9))
         }
-        let layout = reorder.layout(dnnl_query_dst_md)
         let (byReorder, byLoop) = (OneDNN.Memory(layout, zeroed: true), OneDNN.Memory(layout, zeroed: true))
         weight.point(to: pattern.data)
         reorder.run([(DNNL_ARG_FROM, weight), (DNNL_ARG_TO, byReorder)])
