@@ -27,9 +27,11 @@ public struct ConvolutionChoice: Sendable, Equatable {
 
     /// The largest discrepancy oneDNN's bfloat16 may have from the emulation and be chosen.
     public static let tolerance: Float = 1e-4
-    /// Changes when the check (Conv3d.bfloat16Discrepancy) does, so that choices an older check
-    /// passed are made again: 2 holds the forward to a bfloat16 output too.
-    public static let checkVersion = 2
+    /// Changes when the check (Conv3d.bfloat16Discrepancy) or the timing does, so that choices
+    /// made the older way are made again: 2 holds the forward to a bfloat16 output too; 3 times
+    /// the candidates in turns, each convolution by its fastest pass, and keeps no choice timed
+    /// while other processes took the CPU.
+    public static let version = 3
 
     /// The candidates' times and the choice, a shape a line.
     public var table: [String] {
@@ -58,11 +60,12 @@ extension Recognizer {
 
     /// Times `candidates` on a network of `spec` of its own (a probe: its statistics and
     /// gradients change), `repeats` passes each on random clips of `clipShape` (N, T, H, W) after
-    /// one untimed, checks oneDNN's bfloat16 against the emulation on each shape, and chooses per
-    /// shape the fastest that passed (the own float32 where none did). With `training` a pass is
-    /// forward and backward, as a training step runs them; without, forward alone inside
-    /// Inference.run, as evaluation runs it, in the memory evaluation takes. Nil when `shouldStop`
-    /// says so between passes (a signal: the run stops, nothing chosen).
+    /// one untimed, the candidates in turns and each convolution's time its fastest pass; checks
+    /// oneDNN's bfloat16 against the emulation on each shape, and chooses per shape the fastest
+    /// that passed (the own float32 where none did). With `training` a pass is forward and
+    /// backward, as a training step runs them; without, forward alone inside Inference.run, as
+    /// evaluation runs it, in the memory evaluation takes. Nil when `shouldStop` says so between
+    /// passes (a signal: the run stops, nothing chosen).
     public static func tuneConvolutions(
         spec: ModelSpec, clipShape: [Int], candidates: [ConvolutionAlgorithm], training: Bool,
         repeats: Int = 2, shouldStop: () -> Bool = { false }
@@ -74,22 +77,25 @@ extension Recognizer {
         clip.fillNormal(std: 1, using: &generator)
         let dLogits = Tensor(zeros: [clipShape[0], spec.numClasses])
         dLogits.fillNormal(std: 0.1, using: &generator)
-        var seconds: [ConvolutionAlgorithm: [Double]] = [:]  // each convolution's, a pass
+        var seconds: [ConvolutionAlgorithm: [Double]] = [:]  // each convolution's fastest pass
         Conv3d.measuresTime = true
         defer { Conv3d.measuresTime = false }
-        for candidate in candidates {
-            for conv in convs { conv.algorithm = candidate }
-            for pass in 0...repeats {  // the first untimed: oneDNN makes its primitives
+        // The candidates take turns, pass by pass, so that a spell of a slower machine falls on
+        // both; each convolution keeps its fastest pass, the one least disturbed.
+        for pass in 0...repeats {  // the first untimed: oneDNN makes its primitives
+            for candidate in candidates {
                 if shouldStop() { return nil }
-                if pass == 1 { for conv in convs { conv.secondsSpent = 0 } }
+                for conv in convs { (conv.algorithm, conv.secondsSpent) = (candidate, 0) }
                 if training {
                     _ = model.forward(clip, training: true)
                     _ = model.backward(dLogits)
                 } else {
                     _ = Inference.run { model.forward(clip, training: false) }  // as evaluation runs it
                 }
+                guard pass > 0 else { continue }
+                let times = convs.map(\.secondsSpent)
+                seconds[candidate] = seconds[candidate].map { zip($0, times).map { min($0, $1) } } ?? times
             }
-            seconds[candidate] = convs.map { $0.secondsSpent / Double(repeats) }
         }
         var shapes: [ConvolutionChoice.Shape] = []
         var index: [String: Int] = [:]
