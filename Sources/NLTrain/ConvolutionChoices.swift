@@ -87,8 +87,9 @@ public enum ConvolutionChoices {
                 + (problem.map { " (not kept: \($0))" } ?? "") + ":\n  " + choice.table.joined(separator: "\n  "))
     }
 
-    /// The share of the timing's thread-time beyond which other processes are taken to have
-    /// slowed it: a choice timed so is used by this run but not kept. One busy core beside the
+    /// The share of the timing's thread-time spent waiting for a CPU beyond which the machine is
+    /// taken to have been busy (other processes on its cores, or more threads than cores): a
+    /// choice timed so is used by this run but not kept. One busy core beside the
     /// timing on 2 cores has it choose oneDNN's bfloat16 for 25-41 of nl_i3d_r50's 73
     /// convolutions, for a step 1.2-1.4x as long, against 72 on a quiet machine.
     static let busyShare = 0.05
@@ -99,9 +100,8 @@ public enum ConvolutionChoices {
     static func busy(_ share: Double?) -> String? {
         guard let share, share > busyShare, ProcessInfo.processInfo.environment["NL_KEEP_CHOICE_WHEN_BUSY"] != "1"
         else { return nil }
-        return String(
-            format: "other processes took %.0f%% of the CPU time its threads needed; the next run times them again",
-            share * 100)
+        return String(format: "the machine was busy: its threads waited for a CPU %.0f%% of the time", share * 100)
+            + "; the next run times them again"
     }
 
     /// Algorithms as letters, one a convolution: "o" the own float32 paths, "b" oneDNN's bfloat16.
