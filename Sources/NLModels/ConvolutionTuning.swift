@@ -30,7 +30,7 @@ public struct ConvolutionChoice: Sendable, Equatable {
     /// Changes when the check (Conv3d.bfloat16Discrepancy) or the timing does, so that choices
     /// made the older way are made again: 2 holds the forward to a bfloat16 output too; 3 times
     /// the candidates in turns, each convolution by its fastest pass, and keeps no choice timed
-    /// while other processes took the CPU.
+    /// on a busy machine (ConvolutionChoices.busy).
     public static let version = 3
 
     /// The candidates' times and the choice, a shape a line.

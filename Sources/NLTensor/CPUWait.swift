@@ -2,8 +2,8 @@ import Foundation
 
 /// How long this process's threads have waited for a CPU, runnable but not running, as Linux's
 /// scheduler counts it (/proc/self/task/*/schedstat, its second field in nanoseconds): the time
-/// other processes took from the cores these threads needed. A timing taken while it grows
-/// measures those processes as much as the code timed. On a quiet 2-core Zen 4 the tuning of
+/// other threads, mostly other processes', held the cores these needed. A timing taken while it
+/// grows measures them as much as the code timed. On a quiet 2-core Zen 4 the tuning of
 /// nl_i3d_r50's convolutions waited 1% of its threads' time, with one `yes` beside it 42%.
 /// Threads that ended before `share` are not counted.
 public struct CPUWait {

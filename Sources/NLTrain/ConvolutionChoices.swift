@@ -44,8 +44,8 @@ public enum ConvolutionChoices {
 
     /// Makes `model` compute in `precision` (Layer.use), its convolutions as chosen for it at
     /// `clipShape` (N, T, H, W) where that is bf16, for training's passes (`training`) or
-    /// evaluation's forward alone: kept, or measured now and kept (used but not kept where other
-    /// processes took the CPU while it was measured: `busy`). In bf16, `log` hears what runs
+    /// evaluation's forward alone: kept, or measured now and kept (used but not kept where the
+    /// machine was busy while it was measured: `busy`). In bf16, `log` hears what runs
     /// (with the table of times when measured now), and before a measurement that it begins,
     /// which takes seconds to a minute; in fp32, where there is nothing to choose, nothing. A
     /// `shouldStop` that says so ends the timing early: nothing is kept, every convolution stays
@@ -89,9 +89,9 @@ public enum ConvolutionChoices {
 
     /// The share of the timing's thread-time spent waiting for a CPU beyond which the machine is
     /// taken to have been busy (other processes on its cores, or more threads than cores): a
-    /// choice timed so is used by this run but not kept. One busy core beside the
-    /// timing on 2 cores has it choose oneDNN's bfloat16 for 25-41 of nl_i3d_r50's 73
-    /// convolutions, for a step 1.2-1.4x as long, against 72 on a quiet machine.
+    /// choice timed so is used by this run but not kept. One busy core beside the timing on 2
+    /// cores had it put 25-41 of nl_i3d_r50's 73 convolutions in bfloat16, for a step 1.2-1.4x
+    /// as long, against 72 on a quiet machine.
     static let busyShare = 0.05
 
     /// Why a choice timed while the threads waited `share` of their time for a CPU is not kept;
