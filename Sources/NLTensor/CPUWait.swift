@@ -4,16 +4,18 @@ import Foundation
 /// scheduler counts it (/proc/self/task/*/schedstat, its second field in nanoseconds): the time
 /// other threads, mostly other processes', held the cores these needed. A timing taken while it
 /// grows measures them as much as the code timed. On a quiet 2-core Zen 4 the tuning of
-/// nl_i3d_r50's convolutions waited 1% of its threads' time, with one `yes` beside it 42%.
-/// Threads that ended before `share` are not counted.
+/// nl_i3d_r50's convolutions waited 1% of its threads' time, with one `yes` beside it 42%. The
+/// time a CPU quota of the process's cgroup held them back (docker --cpus 1.5 for 2 threads: 7%) is
+/// not counted: that is the run's own use of its share, the same at every run. Threads that ended
+/// before `share` are not counted either.
 public struct CPUWait {
-    let waited: Double
+    let waited: Double, throttled: Double
     let started = Date()
 
     /// Counting from now; nil where the scheduler's counts cannot be read (not Linux).
     public init?() {
         guard let waited = Self.secondsWaited else { return nil }
-        self.waited = waited
+        (self.waited, throttled) = (waited, Parallel.throttledSeconds ?? 0)
     }
 
     /// The share of `threads` threads' time since `init` that they spent waiting for a CPU: 0 on a
@@ -21,7 +23,8 @@ public struct CPUWait {
     public func share(threads: Int) -> Double? {
         let elapsed = Date().timeIntervalSince(started)
         guard let now = Self.secondsWaited, elapsed > 0 else { return nil }
-        return max(0, now - waited) / (elapsed * Double(max(threads, 1)))
+        let heldByQuota = (Parallel.throttledSeconds ?? 0) - throttled
+        return max(0, now - waited - heldByQuota) / (elapsed * Double(max(threads, 1)))
     }
 
     /// Every thread's wait so far, summed.
@@ -31,11 +34,10 @@ public struct CPUWait {
         }
         var nanoseconds = 0
         for thread in threads {
-            guard let stat = try? String(contentsOfFile: "/proc/self/task/\(thread)/schedstat", encoding: .utf8)
-            else { continue }  // ended since the listing
+            // Unreadable or empty where the thread ended since the listing.
+            let stat = (try? String(contentsOfFile: "/proc/self/task/\(thread)/schedstat", encoding: .utf8)) ?? ""
             let fields = stat.split(separator: " ")
-            guard fields.count >= 2, let wait = Int(fields[1]) else { return nil }
-            nanoseconds += wait
+            if fields.count >= 2, let wait = Int(fields[1]) { nanoseconds += wait }
         }
         return Double(nanoseconds) * 1e-9
     }

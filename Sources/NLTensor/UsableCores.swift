@@ -1,7 +1,8 @@
 import Foundation
 
 /// How many cores this process may use, which Foundation's activeProcessorCount (every online
-/// core) does not know: the default thread count.
+/// core) does not know: the default thread count; and how long its cgroups' CPU quotas have held
+/// its threads back.
 extension Parallel {
     /// The fewest of:
     /// - the online cores;
@@ -39,10 +40,45 @@ extension Parallel {
     /// /proc/self/mountinfo (`mounts`: where each cgroup hierarchy is mounted) and /proc/self/cgroup
     /// (`membership`); nil where none is set. cgroup v2 says it in cpu.max ("150000 100000": 1.5
     /// CPUs; "max 100000": none), v1 in the cpu controller's cpu.cfs_quota_us (-1: none) and
-    /// cpu.cfs_period_us. Inside a container the hierarchy's mount root is the container's own
-    /// cgroup, and the path is taken relative to it.
+    /// cpu.cfs_period_us.
     public static func cgroupQuota(mounts: String, membership: String, read: (String) -> String?) -> Double? {
-        var limits: [Double] = []
+        cgroupDirectories(mounts: mounts, membership: membership).compactMap { directory, version2 in
+            version2
+                ? read("\(directory)/cpu.max").flatMap { quota($0) }
+                : read("\(directory)/cpu.cfs_quota_us").flatMap { q in
+                    read("\(directory)/cpu.cfs_period_us").flatMap { quota("\(q) \($0)") }
+                }
+        }.min()
+    }
+
+    /// The seconds the CPU quotas of this process's cgroups and their ancestors have held their
+    /// threads back so far (cpu.stat: v2's throttled_usec, v1's throttled_time in nanoseconds),
+    /// summed; nil where none says. Threads held back by a quota wait for a CPU as they do behind
+    /// other processes, but for their own group's use of it (CPUWait).
+    public static func cgroupThrottledSeconds(mounts: String, membership: String, read: (String) -> String?) -> Double?
+    {
+        let seconds = cgroupDirectories(mounts: mounts, membership: membership).compactMap { directory, version2 in
+            let (key, unit) = version2 ? ("throttled_usec", 1e-6) : ("throttled_time", 1e-9)
+            return read("\(directory)/cpu.stat")?.split(separator: "\n").lazy.compactMap { line -> Double? in
+                let fields = line.split(separator: " ")
+                return fields.count == 2 && fields[0] == key ? Double(fields[1]).map { $0 * unit } : nil
+            }.first
+        }
+        return seconds.isEmpty ? nil : seconds.reduce(0, +)
+    }
+
+    /// This process's cgroupThrottledSeconds.
+    static var throttledSeconds: Double? {
+        cgroupThrottledSeconds(
+            mounts: text("/proc/self/mountinfo") ?? "", membership: text("/proc/self/cgroup") ?? "", read: text)
+    }
+
+    /// The folders of the cgroups this process is in and their ancestors, in the hierarchies that
+    /// hold CPU quotas (v2's, v1's with the cpu controller), from /proc/self/mountinfo (`mounts`)
+    /// and /proc/self/cgroup (`membership`). Inside a container the hierarchy's mount root is the
+    /// container's own cgroup, and the path is taken relative to it.
+    private static func cgroupDirectories(mounts: String, membership: String) -> [(path: String, version2: Bool)] {
+        var directories: [(String, Bool)] = []
         for line in membership.split(separator: "\n") {
             let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
             guard fields.count == 3 else { continue }
@@ -54,19 +90,13 @@ extension Parallel {
             var relative = path == root || path.hasPrefix(root + "/") ? String(path.dropFirst(root.count)) : path
             if relative.hasSuffix("/") { relative.removeLast() }
             while true {
-                let directory = mountPoint + relative  // cgroup paths are absolute: relative is "" or starts with "/"
-                let limit =
-                    version2
-                    ? read("\(directory)/cpu.max").flatMap { quota($0) }
-                    : read("\(directory)/cpu.cfs_quota_us").flatMap { q in
-                        read("\(directory)/cpu.cfs_period_us").flatMap { quota("\(q) \($0)") }
-                    }
-                if let limit { limits.append(limit) }
+                // cgroup paths are absolute: relative is "" or starts with "/".
+                directories.append((mountPoint + relative, version2))
                 guard !relative.isEmpty else { break }
                 relative = String(relative[..<(relative.lastIndex(of: "/") ?? relative.startIndex)])
             }
         }
-        return limits.min()
+        return directories
     }
 
     /// "QUOTA PERIOD" in CPUs; nil for "max" or -1 (no quota) and for text that is not that.

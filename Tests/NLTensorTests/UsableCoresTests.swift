@@ -66,4 +66,30 @@ struct UsableCoresTests {
                 == nil)
         #expect(quota("", "", [:]) == nil && quota("garbage", "x:y", [:]) == nil)
     }
+
+    /// The time CPU quotas held this process's threads back (what CPUWait leaves out), from
+    /// cpu.stat as each version writes it: summed over the group and its ancestors, nil where no
+    /// group says.
+    @Test func cgroupThrottledTime() {
+        func throttled(_ mounts: String, _ membership: String, _ files: [String: String]) -> Double? {
+            Parallel.cgroupThrottledSeconds(mounts: mounts, membership: membership, read: { files[$0] })
+        }
+        let v2 = [
+            "/sys/fs/cgroup/kubepods/pod1/cpu.stat":
+                "usage_usec 8113\nuser_usec 7000\nsystem_usec 1113\nnr_periods 12\nnr_throttled 3\nthrottled_usec 250000",
+            "/sys/fs/cgroup/kubepods/cpu.stat": "usage_usec 9000\nnr_throttled 1\nthrottled_usec 50000",
+            "/sys/fs/cgroup/cpu.stat": "usage_usec 6905727651\nuser_usec 5999435540",  // the root: no quota
+        ]
+        #expect(throttled(Self.version2, "0::/kubepods/pod1", v2) == 0.3)
+        // v1 in nanoseconds; the v2 hierarchy beside it (this machine's kind) has no quotas.
+        let v1 = [
+            "/sys/fs/cgroup/cpu/batch/cpu.stat":
+                "nr_periods 54\nnr_throttled 24\nthrottled_time 658866112\nnr_bursts 0",
+            "/sys/fs/cgroup/cpu/cpu.stat": "nr_periods 0\nnr_throttled 0\nthrottled_time 0",
+            "/sys/fs/cgroup/unified/cpu.stat": "usage_usec 6905727651",
+        ]
+        #expect(throttled(Self.hybrid, "1:cpu:/batch\n0::/", v1) == 0.658866112)
+        #expect(throttled(Self.hybrid, "1:cpu:/batch\n0::/", [:]) == nil)
+        #expect(throttled("", "", [:]) == nil)
+    }
 }
