@@ -4,7 +4,7 @@ import Foundation
 /// scheduler counts it (/proc/self/task/*/schedstat, its second field in nanoseconds): the time
 /// other threads, mostly other processes', held the cores these needed. A timing taken while it
 /// grows measures them as much as the code timed. On a quiet 2-core Zen 4 the tuning of
-/// nl_i3d_r50's convolutions waited 1% of its threads' time, with one `yes` beside it 42%. The
+/// nl_i3d_r50's convolutions waited 0.2-0.3% of its threads' time, beside one `yes` 38-46%. The
 /// time a CPU quota of the process's cgroup held them back (docker --cpus 1.5 for 2 threads: 7%) is
 /// not counted: that is the run's own use of its share, the same at every run. Threads that ended
 /// before `share` are not counted either.
