@@ -9,9 +9,9 @@ import Synchronization
 /// pair. The project's own loop writes it from the float32 weight (kT, kH, kW, Cin, Cout), a pair
 /// of rows at a time: oneDNN 2.6.3's reorders into these layouts ran at 6-14 GB/s inside a
 /// training step on a Zen 4 (slowest where a block is 48 outputs), where its other reorders reach
-/// 28, and the loop takes about half their time (docs/speed.md). Backward data's layouts pair outputs,
-/// which lie side by side in a row of the float32 weight: there the loop, scattering 32-bit
-/// words, was no faster than oneDNN's reorder from forward's copy, which stays.
+/// 28, and the loop takes about half their time (docs/speed.md). Backward data's layouts pair
+/// outputs, which lie side by side in a row of the float32 weight: there the loop, scattering
+/// 32-bit words, was no faster than oneDNN's reorder from forward's copy, which stays.
 /// WeightConversion checks the loop against the reorder before it uses it.
 struct PairedWeightLayout {
     private let outputs, inputs, taps: Int

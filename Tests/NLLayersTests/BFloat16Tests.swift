@@ -239,9 +239,10 @@ struct BFloat16Tests {
     /// The own loop that writes a weight's bfloat16 copy in a layout pairing two inputs gives the
     /// bits of oneDNN's reorder, padding included (WeightConversion compares the two on a pattern
     /// when made, and keeps the reorder where they differ): forward's layouts on AVX512_BF16, one of
-    /// the kind AMX kernels read (inputs blocked twice) and others that end in a pair of inputs, with outputs that fill no block, an odd number of
-    /// inputs, the loop's 16-output chunks and their tails, one tap and many. Layouts that pair
-    /// outputs (backward data's) or nothing stay the reorder's. On any CPU: reorders run on all.
+    /// the kind AMX kernels read (inputs blocked twice) and others that end in a pair of inputs,
+    /// with outputs that fill no block, an odd number of inputs, the loop's 16-output chunks and
+    /// their tails, one tap and many. Layouts that pair outputs (backward data's) or nothing stay
+    /// the reorder's. On any CPU: reorders run on all.
     @Test func ownWeightConversionIsTheReorder() {
         let paired = [
             dnnl_AcdeB64a2b, dnnl_AcdeB48a2b, dnnl_AcdeB32a2b, dnnl_AcdeB16a2b, dnnl_AcdeB16b64a2b,
