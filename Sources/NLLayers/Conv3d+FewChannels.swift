@@ -9,9 +9,13 @@ import NLTensor
 /// lies (a kernel row's kW x Cin values are contiguous in channels-last input) into a register
 /// block of 6 output positions x 16 channels, from a copy of the input padded along the width so
 /// that no window needs an edge case. The loops are 8 floats wide (AVX2): they are used
-/// when the build has AVX2 and OpenBLAS runs no wider kernels. Where it runs AVX-512 ones,
-/// vol2col and their 16-float FMAs are kept (not yet measured against these loops: no such
-/// machine since they were written).
+/// when the build has AVX2 and OpenBLAS runs no wider kernels, or runs AVX-512 ones on a CPU
+/// that executes 512-bit operations as two 256-bit halves (AMD's Zen 4), where 16-float FMAs do
+/// no more a cycle than these. There, in nl_i3d_r50's float32 step at 2x8x224 (2 threads, AMD
+/// EPYC Zen 4, OpenBLAS 0.3.21 SkylakeX), the stem's forward and weight gradient took 84-86 ms
+/// against 125-126 ms through vol2col, and the step 0.623-0.640 s against 0.672-0.716 s (three
+/// paired rounds). Where AVX-512 runs at full width (Intel's Xeons, AMD's Zen 5), vol2col and
+/// OpenBLAS's 16-float kernels are kept: not yet measured against these loops there.
 extension Conv3d {
     /// Output channels per register block: 2 vectors of 8.
     static let channelBlock = 16
@@ -22,9 +26,11 @@ extension Conv3d {
     }
 
     /// Whether they beat vol2col on this machine, for few input channels: the build has AVX2+FMA
-    /// and OpenBLAS's kernels are no wider.
+    /// and OpenBLAS's kernels are no wider, or no faster (see the type's comment).
     static func directLoopsPay(_ inputChannels: Int) -> Bool {
-        inputChannels <= 4 && BuildTarget.level >= 3 && !BLASKernel.isAVX512(BLASKernel.current, on: .current)
+        let cpu = CPUFeatures.current
+        return inputChannels <= 4 && BuildTarget.level >= 3
+            && (!BLASKernel.isAVX512(BLASKernel.current, on: cpu) || cpu.halvesAVX512)
     }
 
     /// Output positions per register block in the forward loops.

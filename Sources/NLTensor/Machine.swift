@@ -6,20 +6,28 @@ import Foundation
 /// has enabled (AVX-512 is listed only when the OS saves its registers).
 public struct CPUFeatures: Sendable, Equatable {
     public var vendor: String
+    /// cpuid's family ("cpu family": 6 for Intel's cores since 1995, 25 for AMD's Zen 3 and 4).
+    public var family: Int
     public var model: String
     public var flags: Set<String>
 
-    public init(vendor: String, model: String, flags: Set<String>) {
-        (self.vendor, self.model, self.flags) = (vendor, model, flags)
+    public init(vendor: String, family: Int = 0, model: String, flags: Set<String>) {
+        (self.vendor, self.family, self.model, self.flags) = (vendor, family, model, flags)
     }
 
     /// This machine's.
     public static let current: CPUFeatures = {
         let fields = procFields("/proc/cpuinfo")  // the first processor's
         return CPUFeatures(
-            vendor: fields["vendor_id"] ?? "unknown", model: fields["model name"] ?? "unknown CPU",
+            vendor: fields["vendor_id"] ?? "unknown", family: fields["cpu family"].flatMap { Int($0) } ?? 0,
+            model: fields["model name"] ?? "unknown CPU",
             flags: Set((fields["flags"] ?? "").split(separator: " ").map(String.init)))
     }()
+
+    /// Whether it runs AVX-512's 512-bit operations as two 256-bit halves, so that 8-float
+    /// vectors do as much work a cycle as 16-float ones: AMD's Zen 4 (family 25 with AVX-512; Zen
+    /// 3, the same family, has no AVX-512, and Zen 5, family 26, executes 512 bits at once).
+    public var halvesAVX512: Bool { vendor == "AuthenticAMD" && family == 25 && avx512 }
 
     /// AVX-512 as OpenBLAS's SkylakeX kernels use it: Foundation, BW, DQ, VL, CD.
     public var avx512: Bool { ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"].allSatisfy(flags.contains) }
