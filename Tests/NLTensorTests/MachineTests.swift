@@ -62,7 +62,8 @@ struct MachineTests {
                 == "SkylakeX")
     }
 
-    /// Which kernels are 16 floats wide (the stem's 8-float direct loops give way to them).
+    /// Which kernels are 16 floats wide (the stem's 8-float direct loops give way to them but on a
+    /// CPU that halves AVX-512: halvedAVX512).
     @Test func avx512Kernels() {
         let (xeon, zen3) = (cpu("GenuineIntel", Self.avx512), cpu("AuthenticAMD", Self.avx2))
         #expect(BLASKernel.isAVX512("SkylakeX", on: xeon) && BLASKernel.isAVX512("Cooperlake", on: xeon))
