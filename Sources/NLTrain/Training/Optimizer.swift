@@ -105,61 +105,36 @@ public final class Optimizer {
             let finite: Bool
             switch rule {
             case .sgd(let momentum, let nesterov):
-                finite = sgdStep(
-                    p, buffer, lr: Float(lr), c: gradientScale, decay: decay, first: first, momentum: momentum,
-                    nesterov: nesterov)
+                finite = elementwise(
+                    p, buffer, nil,
+                    SGDUpdate(
+                        lr: Float(lr), c: gradientScale, decay: decay, first: first, momentum: momentum,
+                        nesterov: nesterov))
             case .adamw(let beta1, let beta2, let epsilon):
                 let second = secondMoments[name] ?? Tensor(zeros: p.value.shape)
                 secondMoments[name] = second
                 // PyTorch's bias corrections, in Double as it computes them
                 let (c1, c2) = (1 - pow(beta1, Double(steps)), 1 - pow(beta2, Double(steps)))
-                finite = adamwStep(
-                    p, buffer, second, lr: Float(lr), c: gradientScale, decay: decay, keep1: Float(1 - beta1),
-                    beta2: Float(beta2), keep2: Float(1 - beta2), epsilon: Float(epsilon), stepSize: Float(lr / c1),
-                    root: Float(c2.squareRoot()))
+                finite = elementwise(
+                    p, buffer, second,
+                    AdamWUpdate(
+                        lr: Float(lr), c: gradientScale, decay: decay, keep1: Float(1 - beta1), beta2: Float(beta2),
+                        keep2: Float(1 - beta2), epsilon: Float(epsilon), stepSize: Float(lr / c1),
+                        root: Float(c2.squareRoot())))
             }
             if nonFinite == nil && !finite { nonFinite = name }
         }
         return nonFinite
     }
 
-    private func sgdStep(
-        _ p: Parameter, _ buffer: Tensor, lr: Float, c: Float, decay: Float, first: Bool, momentum m: Float,
-        nesterov: Bool
-    ) -> Bool {
-        // d = c g + decay w; b = d at first, then m b + d; w -= lr (d + m b with Nesterov, else b)
-        @inline(__always) func update<V: SIMD>(_ w: V, _ g: V, _ b: V) -> (w: V, b: V) where V.Scalar == Float {
-            var d = g
-            if c != 1 { d *= c }
-            d += decay * w
-            let nb = first ? d : m * b + d
-            return (w - lr * (nesterov ? d + m * nb : nb), nb)
-        }
-        return elementwise(p, buffer, nil) { w, g, b, _ in
-            let (nw, nb) = update(w, g, b)
-            return (nw, nb, .zero)
-        }
-    }
-
-    private func adamwStep(
-        _ p: Parameter, _ first: Tensor, _ second: Tensor, lr: Float, c: Float, decay: Float, keep1: Float,
-        beta2: Float, keep2: Float, epsilon: Float, stepSize: Float, root: Float
-    ) -> Bool {
-        elementwise(p, first, second) { w, g, m, v in
-            var g = g
-            if c != 1 { g *= c }
-            let nm = m + keep1 * (g - m)  // torch's lerp, weight 1 - beta1
-            let nv = beta2 * v + keep2 * g * g
-            let decayed = w - (lr * decay) * w
-            return (decayed - stepSize * nm / (nv.squareRoot() / root + epsilon), nm, nv)
-        }
-    }
-
     /// Runs `update` (weights, gradients, first and second state) over a parameter's elements,
     /// eight at a time over the threads, storing what it returns; whether everything stayed finite.
-    private func elementwise(
-        _ p: Parameter, _ first: Tensor, _ second: Tensor?,
-        _ update: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
+    /// Generic over the rule, so that its arithmetic is compiled into the loop: a closure was
+    /// called for every eight elements (SGD's pass over nl_i3d_r50's 35 million parameters on a
+    /// Zen 4, 2 threads: a median of 17.7 ms a step, 13.3 ms generic; a C loop moving the same
+    /// bytes, 12 ms).
+    private func elementwise<Update: ElementUpdate>(
+        _ p: Parameter, _ first: Tensor, _ second: Tensor?, _ update: Update
     ) -> Bool {
         let (w, g, a, n) = (p.value.data, p.gradient.data, first.data, p.value.count)
         let b = second?.data
@@ -276,4 +251,40 @@ func sumOfSquares(_ t: Tensor) -> Double {
         }
     }
     return partials.reduce(0, +)
+}
+
+/// An optimizer's rule for eight parameters at a time: the new weights, first and second state
+/// from the weights, the gradients (times `c`, the clipping coefficient) and the state.
+private protocol ElementUpdate {
+    func callAsFunction(_ w: Float8, _ g: Float8, _ a: Float8, _ b: Float8) -> (Float8, Float8, Float8)
+}
+
+/// SGD: d = c g + decay w; b = d at first, then m b + d; w -= lr (d + m b with Nesterov, else b).
+private struct SGDUpdate: ElementUpdate {
+    let lr, c, decay: Float, first: Bool, momentum: Float, nesterov: Bool
+
+    @inline(__always) func callAsFunction(_ w: Float8, _ g: Float8, _ b: Float8, _: Float8) -> (Float8, Float8, Float8)
+    {
+        var d = g
+        if c != 1 { d *= c }
+        d += decay * w
+        let nb = first ? d : momentum * b + d
+        return (w - lr * (nesterov ? d + momentum * nb : nb), nb, .zero)
+    }
+}
+
+/// AdamW (see Optimizer): first moments m, second moments v.
+private struct AdamWUpdate: ElementUpdate {
+    let lr, c, decay, keep1, beta2, keep2, epsilon, stepSize, root: Float
+
+    @inline(__always) func callAsFunction(
+        _ w: Float8, _ g: Float8, _ m: Float8, _ v: Float8
+    ) -> (Float8, Float8, Float8) {
+        var g = g
+        if c != 1 { g *= c }
+        let nm = m + keep1 * (g - m)  // torch's lerp, weight 1 - beta1
+        let nv = beta2 * v + keep2 * g * g
+        let decayed = w - (lr * decay) * w
+        return (decayed - stepSize * nm / (nv.squareRoot() / root + epsilon), nm, nv)
+    }
 }
