@@ -6,7 +6,8 @@ import Foundation
 /// has enabled (AVX-512 is listed only when the OS saves its registers).
 public struct CPUFeatures: Sendable, Equatable {
     public var vendor: String
-    /// cpuid's family ("cpu family": 6 for Intel's cores since 1995, 25 for AMD's Zen 3 and 4).
+    /// cpuid's family ("cpu family": 6 for Intel's Core and Xeon lines, 25 for AMD's Zen 3 and
+    /// 4, 26 for Zen 5).
     public var family: Int
     public var model: String
     public var flags: Set<String>
