@@ -144,23 +144,10 @@ public final class BatchNorm3d: Layer {
     func statistics<X: FloatElements>(_ x: X, rows: Int) -> (mean: [Double], variance: [Double], count: Double) {
         let c = channels
         let shift = (0..<c).map { j in runningMean.data[j].isFinite ? Double(runningMean.data[j]) : 0 }
-        let vectors = c / 8 * 8
         var sums =
             shift.withUnsafeBufferPointer { s in
-                let shift = UnsafeMutablePointer(mutating: s.baseAddress!)
-                return columnSumPartials(rows: rows, channels: c, width: 2) { r, acc in
-                    let (at, squares) = (r * c, acc + c)
-                    for j in stride(from: 0, to: vectors, by: 8) {
-                        let d = widened(x.load8(at + j)) - shift.load8(j)
-                        acc.store8(acc.load8(j) + d, j)
-                        squares.store8(squares.load8(j) + d * d, j)
-                    }
-                    for j in vectors..<c {
-                        let d = Double(x.value(at: at + j)) - shift[j]
-                        acc[j] += d
-                        squares[j] += d * d
-                    }
-                }
+                let terms = ShiftedMoments(x: x, channels: c, shift: UnsafeMutablePointer(mutating: s.baseAddress!))
+                return columnSumPairs(rows: rows, channels: c, terms)
             } + [Double(rows)]
         synchronize?(&sums)
         let n = sums.removeLast()
@@ -208,21 +195,9 @@ public final class BatchNorm3d: Layer {
         let (sc, sh) = (coefficients[0].data, coefficients[1].data)
         // Per channel: sum(dy) and sum(dy * xhat), where xhat = (x - mean) * inverseStd.
         let vectors = c / 8 * 8
-        let sums = columnSumPartials(rows: rows, channels: c, width: 2) { r, acc in
-            let (at, gi, accXhat) = (r * c, gp + r * c, acc + c)
-            for j in stride(from: 0, to: vectors, by: 8) {
-                let x = x.load8(at + j)
-                let g = fused ? reluMasked(gi.load8(j), where: x * sc.load8(j) + sh.load8(j)) : gi.load8(j)
-                acc.store8(acc.load8(j) + widened(g), j)
-                accXhat.store8(accXhat.load8(j) + widened(g * (x - m.load8(j)) * s.load8(j)), j)
-            }
-            for j in vectors..<c {
-                let x = x.value(at: at + j)
-                let g = !fused || x * sc[j] + sh[j] > 0 ? gi[j] : 0
-                acc[j] += Double(g)
-                accXhat[j] += Double(g * (x - m[j]) * s[j])
-            }
-        }
+        let sums = columnSumPairs(
+            rows: rows, channels: c,
+            GradientMoments(x: x, dy: gp, channels: c, fusedReLU: fused, scale: sc, shift: sh, mean: m, inverseStd: s))
         // The parameters' gradients are this process's (a data-parallel job averages them, as
         // every gradient); the statistics' are the global batch's when synchronised.
         if weight.requiresGradient { for j in 0..<c { weight.gradient.data[j] += Float(sums[c + j]) } }
@@ -253,5 +228,46 @@ public final class BatchNorm3d: Layer {
                 }
             }
         }
+    }
+}
+
+/// The terms of BatchNorm's statistics: d = x - shift and d², per channel (`statistics`).
+private struct ShiftedMoments<X: FloatElements>: ColumnPairTerms {
+    let x: X
+    let channels: Int
+    let shift: UnsafeMutablePointer<Double>
+
+    @inline(__always) func terms(row: Int, columns j: Int) -> (SIMD8<Double>, SIMD8<Double>) {
+        let d = widened(x.load8(row * channels + j)) - shift.load8(j)
+        return (d, d * d)
+    }
+
+    @inline(__always) func terms(row: Int, column j: Int) -> (Double, Double) {
+        let d = Double(x.value(at: row * channels + j)) - shift[j]
+        return (d, d * d)
+    }
+}
+
+/// The terms of BatchNorm's backward sums: g and g * xhat, per channel, where g is dy (with the
+/// fused ReLU, dy where the output x * scale + shift is above 0) and xhat = (x - mean) * inverseStd.
+private struct GradientMoments<X: FloatElements>: ColumnPairTerms {
+    let x: X
+    let dy: UnsafeMutablePointer<Float>
+    let channels: Int
+    let fusedReLU: Bool
+    let scale, shift, mean, inverseStd: UnsafeMutablePointer<Float>
+
+    @inline(__always) func terms(row: Int, columns j: Int) -> (SIMD8<Double>, SIMD8<Double>) {
+        let at = row * channels + j
+        let x = x.load8(at)
+        let g = fusedReLU ? reluMasked(dy.load8(at), where: x * scale.load8(j) + shift.load8(j)) : dy.load8(at)
+        return (widened(g), widened(g * (x - mean.load8(j)) * inverseStd.load8(j)))
+    }
+
+    @inline(__always) func terms(row: Int, column j: Int) -> (Double, Double) {
+        let at = row * channels + j
+        let x = x.value(at: at)
+        let g = !fusedReLU || x * scale[j] + shift[j] > 0 ? dy[at] : 0
+        return (Double(g), Double(g * (x - mean[j]) * inverseStd[j]))
     }
 }
