@@ -3,8 +3,9 @@ import NLTensor
 
 /// Matrix products with bfloat16 inputs and float32 accumulation and result, by oneDNN's matmul:
 /// the non-local blocks' pairwise products in bf16 precision. Row-major operands as GEMM.multiply
-/// takes them (C is overwritten: beta 0); each operand is converted to a bfloat16 copy first. One
-/// primitive per shape, made on first use and kept by the block that owns this (its memory
+/// takes them, but in bfloat16 (C is float32, overwritten: beta 0): the caller rounds each
+/// operand once, however many products read it, and a transposed operand is read as it lies.
+/// One primitive per shape, made on first use and kept by the block that owns this (its memory
 /// objects point at that block's tensors while they run, so blocks do not share them).
 public final class BFloat16Products {
     struct Shape: Hashable {
@@ -14,16 +15,14 @@ public final class BFloat16Products {
     }
 
     final class Product {
-        let matmul, toA16, toB16: OneDNN.Primitive
-        let a, b, c, a16, b16: OneDNN.Memory
+        let matmul: OneDNN.Primitive
+        let a, b, c: OneDNN.Memory
 
         init(_ s: Shape) {
             // op(A) is (m, k) and op(B) (k, n); a transposed operand is read across its rows.
-            let a32 = OneDNN.descriptor([s.m, s.k], dnnl_f32, strides: s.transposeA ? [1, s.lda] : [s.lda, 1])
-            let b32 = OneDNN.descriptor([s.k, s.n], dnnl_f32, strides: s.transposeB ? [1, s.ldb] : [s.ldb, 1])
+            var a16 = OneDNN.descriptor([s.m, s.k], dnnl_bf16, strides: s.transposeA ? [1, s.lda] : [s.lda, 1])
+            var b16 = OneDNN.descriptor([s.k, s.n], dnnl_bf16, strides: s.transposeB ? [1, s.ldb] : [s.ldb, 1])
             var c32 = OneDNN.descriptor([s.m, s.n], dnnl_f32, strides: [s.ldc, 1])
-            var a16 = OneDNN.descriptor([s.m, s.k], dnnl_bf16, dnnl_ab)
-            var b16 = OneDNN.descriptor([s.k, s.n], dnnl_bf16, dnnl_ab)
             var operation = dnnl_matmul_desc_t()
             OneDNN.check(dnnl_matmul_desc_init(&operation, &a16, &b16, nil, &c32), "describing a matmul")
             var attributes: dnnl_primitive_attr_t?
@@ -33,11 +32,9 @@ public final class BFloat16Products {
             OneDNN.check(dnnl_primitive_attr_set_output_scales(attributes, 1, 0, &alpha), "scaling a matmul")
             matmul = OneDNN.Primitive(&operation, attributes: attributes)
             (a, b, c) = (
-                OneDNN.Memory(a32, allocated: false), OneDNN.Memory(b32, allocated: false),
+                OneDNN.Memory(a16, allocated: false), OneDNN.Memory(b16, allocated: false),
                 OneDNN.Memory(c32, allocated: false)
             )
-            (self.a16, self.b16) = (OneDNN.Memory(a16), OneDNN.Memory(b16))
-            (toA16, toB16) = (OneDNN.reorder(a32, a16), OneDNN.reorder(b32, b16))
         }
     }
 
@@ -45,10 +42,11 @@ public final class BFloat16Products {
 
     public init() {}
 
-    /// C[M, N] = alpha * op(A)[M, K] * op(B)[K, N], op(X) being X or its transpose.
+    /// C[M, N] = alpha * op(A)[M, K] * op(B)[K, N], op(X) being X or its transpose, A and B in
+    /// bfloat16.
     public func multiply(
-        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-        b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<UInt16>,
+        lda: Int, b: UnsafePointer<UInt16>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         let shape = Shape(
             transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, alpha: alpha
@@ -58,21 +56,22 @@ public final class BFloat16Products {
         product.a.point(to: UnsafeMutableRawPointer(mutating: a))
         product.b.point(to: UnsafeMutableRawPointer(mutating: b))
         product.c.point(to: c)
-        product.toA16.run([(DNNL_ARG_FROM, product.a), (DNNL_ARG_TO, product.a16)])
-        product.toB16.run([(DNNL_ARG_FROM, product.b), (DNNL_ARG_TO, product.b16)])
-        product.matmul.run([(DNNL_ARG_SRC, product.a16), (DNNL_ARG_WEIGHTS, product.b16), (DNNL_ARG_DST, product.c)])
+        product.matmul.run([(DNNL_ARG_SRC, product.a), (DNNL_ARG_WEIGHTS, product.b), (DNNL_ARG_DST, product.c)])
     }
 
-    /// What `multiply` computes, on any CPU: each operand's stored extent rounded to bfloat16,
+    /// What `multiply` computes, on any CPU: the operands' stored extents widened to float32,
     /// then float32 products (GEMM). The reference the tests hold oneDNN's products to.
     public static func emulate(
-        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-        b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<UInt16>,
+        lda: Int, b: UnsafePointer<UInt16>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        let a16 = roundedToBFloat16(a, count: ((transposeA ? k : m) - 1) * lda + (transposeA ? m : k))
-        let b16 = roundedToBFloat16(b, count: ((transposeB ? n : k) - 1) * ldb + (transposeB ? k : n))
+        func widened(_ bits: UnsafePointer<UInt16>, count: Int) -> [Float] {
+            (0..<count).map { Float(bitPattern: UInt32(bits[$0]) << 16) }
+        }
+        let a32 = widened(a, count: ((transposeA ? k : m) - 1) * lda + (transposeA ? m : k))
+        let b32 = widened(b, count: ((transposeB ? n : k) - 1) * ldb + (transposeB ? k : n))
         GEMM.multiply(
-            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a16, lda: lda, b: b16,
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a32, lda: lda, b: b32,
             ldb: ldb, c: c, ldc: ldc)
     }
 }

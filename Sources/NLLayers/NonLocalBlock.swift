@@ -51,6 +51,9 @@ public final class NonLocalBlock: Layer {
     private var concatTheta: Tensor?  // (N, P): w1 . theta_i, for concatenation
     private var concatPhi: Tensor?  // (N, P'): w2 . phi_j
     private var attended: Tensor?  // (N, T, H, W, C/2): attention * g
+    /// theta, phi, g and the attention rounded to bfloat16 (where the products compute in it),
+    /// kept for backward's products.
+    private var rounded: (theta: BFloat16Tensor, phi: BFloat16Tensor, g: BFloat16Tensor, attention: BFloat16Tensor)?
 
     public init(channels: Int, mode: Mode = .embeddedGaussian, useScale: Bool = false, subSample: Bool = true) {
         self.channels = channels
@@ -117,14 +120,18 @@ public final class NonLocalBlock: Layer {
         (thetaOut, phiOut, gOut) = (Inference.kept(th), Inference.kept(ph), Inference.kept(gx))
         let a = reuse(&attention, shape: [n, p, pp])
         let y = reuse(&attended, shape: Array(x.shape.dropLast()) + [inner])
+        let rounds = products != .own
+        let thR = rounds ? BFloat16Tensor(rounding: th) : nil, phR = rounds ? BFloat16Tensor(rounding: ph) : nil
+        let gR = rounds ? BFloat16Tensor(rounding: gx) : nil, aR = rounds ? BFloat16Tensor(transient: a.shape) : nil
+        let (thO, phO, gO, aO) = (Operand(th, thR), Operand(ph, phR), Operand(gx, gR), Operand(a, aR))
         if mode == .concatenation { projectConcatenation(th, ph, n: n, p: p, pp: pp) }
         for s in 0..<n {
-            let aS = a.data + s * p * pp, thS = th.data + s * p * d, phS = ph.data + s * pp * d
+            let aS = a.data + s * p * pp
             switch mode {
             case .embeddedGaussian, .gaussian, .dotProduct:
                 multiply(
                     transposeB: true, m: p, n: pp, k: d, alpha: pairwiseScale(pp),
-                    a: thS, lda: d, b: phS, ldb: d, c: aS, ldc: pp)
+                    a: thO.at(s * p * d), lda: d, b: phO.at(s * pp * d), ldb: d, c: aS, ldc: pp)
                 if mode != .dotProduct { softmaxRows(aS, rows: p, columns: pp) }
             case .concatenation:
                 let (ct, cp, scale) = (concatTheta!.data + s * p, concatPhi!.data + s * pp, 1 / Float(pp))
@@ -132,35 +139,54 @@ public final class NonLocalBlock: Layer {
                     for i in rows { for j in 0..<pp { aS[i * pp + j] = max(ct[i] + cp[j], 0) * scale } }
                 }
             }
+            if let aR { roundToBFloat16(aS, count: p * pp, into: aR.bits + s * p * pp) }
             multiply(
-                m: p, n: inner, k: pp, a: aS, lda: pp, b: gx.data + s * pp * inner, ldb: inner,
+                m: p, n: inner, k: pp, a: aO.at(s * p * pp), lda: pp, b: gO.at(s * pp * inner), ldb: inner,
                 c: y.data + s * p * inner, ldc: inner)
         }
+        rounded = nil
+        if let thR, let phR, let gR, let aR { rounded = Inference.kept(aR.storage).map { _ in (thR, phR, gR, aR) } }
         let z = convOut.forward(y, training: training)
         let out = Tensor(transient: x.shape)
         add(x, z, into: out)
         return out
     }
 
+    /// An operand of the pairwise products: its float32 values and, where the products compute
+    /// in bfloat16, its rounding, made once for all the products that read it.
+    private struct Operand {
+        let values: UnsafeMutablePointer<Float>
+        let rounded: UnsafeMutablePointer<UInt16>?
+
+        init(_ values: Tensor, _ rounded: BFloat16Tensor?) {
+            (self.values, self.rounded) = (values.data, rounded?.bits)
+        }
+        private init(values: UnsafeMutablePointer<Float>, rounded: UnsafeMutablePointer<UInt16>?) {
+            (self.values, self.rounded) = (values, rounded)
+        }
+
+        /// The operand from element `i` on (one sample's).
+        func at(_ i: Int) -> Operand { Operand(values: values + i, rounded: rounded.map { $0 + i }) }
+    }
+
     /// C = alpha op(A) op(B) (beta 0) in the block's `products` arithmetic.
     private func multiply(
         transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
-        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>,
-        ldc: Int
+        a: Operand, lda: Int, b: Operand, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         switch products {
         case .own:
             GEMM.multiply(
-                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
-                ldb: ldb, c: c, ldc: ldc)
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a.values, lda: lda,
+                b: b.values, ldb: ldb, c: c, ldc: ldc)
         case .bfloat16:
             bfloat16Products.multiply(
-                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
-                ldb: ldb, c: c, ldc: ldc)
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a.rounded!,
+                lda: lda, b: b.rounded!, ldb: ldb, c: c, ldc: ldc)
         case .emulatedBFloat16:
             BFloat16Products.emulate(
-                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
-                ldb: ldb, c: c, ldc: ldc)
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a.rounded!,
+                lda: lda, b: b.rounded!, ldb: ldb, c: c, ldc: ldc)
         }
     }
 
@@ -191,15 +217,23 @@ public final class NonLocalBlock: Layer {
         let dA = Tensor(transient: [p, pp])  // one sample's at a time
         let dTh = Tensor(transient: th.shape), dPh = Tensor(transient: ph.shape)
         let dG = Tensor(transient: gx.shape)
+        let rounds = products != .own
+        precondition(!rounds || rounded != nil, "NonLocalBlock.backward in bfloat16 after a forward in float32")
+        let dyR = rounds ? BFloat16Tensor(rounding: dy) : nil, dSR = rounds ? BFloat16Tensor(transient: dA.shape) : nil
+        let (thO, phO, gO, aO) = (
+            Operand(th, rounded?.theta), Operand(ph, rounded?.phi), Operand(gx, rounded?.g),
+            Operand(a, rounded?.attention)
+        )
+        let (dyO, dSO) = (Operand(dy, dyR), Operand(dA, dSR))
         for s in 0..<n {
-            let aS = a.data + s * p * pp, dyS = dy.data + s * p * inner, gS = gx.data + s * pp * inner
+            let aS = a.data + s * p * pp
             // dA = dY g^T, dg = A^T dY
             multiply(
-                transposeB: true, m: p, n: pp, k: inner, a: dyS, lda: inner, b: gS, ldb: inner,
-                c: dA.data, ldc: pp)
+                transposeB: true, m: p, n: pp, k: inner, a: dyO.at(s * p * inner), lda: inner,
+                b: gO.at(s * pp * inner), ldb: inner, c: dA.data, ldc: pp)
             multiply(
-                transposeA: true, m: pp, n: inner, k: p, a: aS, lda: pp, b: dyS, ldb: inner,
-                c: dG.data + s * pp * inner, ldc: inner)
+                transposeA: true, m: pp, n: inner, k: p, a: aO.at(s * p * pp), lda: pp, b: dyO.at(s * p * inner),
+                ldb: inner, c: dG.data + s * pp * inner, ldc: inner)
             let thS = th.data + s * p * d, phS = ph.data + s * pp * d
             let dThS = dTh.data + s * p * d, dPhS = dPh.data + s * pp * d
             if mode == .concatenation {
@@ -219,10 +253,12 @@ public final class NonLocalBlock: Layer {
                     }
                 }
             }
+            if let dSR { roundToBFloat16(dA.data, count: p * pp, into: dSR.bits) }
             let scale = pairwiseScale(pp)
-            multiply(m: p, n: d, k: pp, alpha: scale, a: dA.data, lda: pp, b: phS, ldb: d, c: dThS, ldc: d)
             multiply(
-                transposeA: true, m: pp, n: d, k: p, alpha: scale, a: dA.data, lda: pp, b: thS, ldb: d,
+                m: p, n: d, k: pp, alpha: scale, a: dSO, lda: pp, b: phO.at(s * pp * d), ldb: d, c: dThS, ldc: d)
+            multiply(
+                transposeA: true, m: pp, n: d, k: p, alpha: scale, a: dSO, lda: pp, b: thO.at(s * p * d), ldb: d,
                 c: dPhS, ldc: d)
         }
         let dx = Tensor(transient: x.shape)

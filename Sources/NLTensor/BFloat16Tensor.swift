@@ -16,6 +16,12 @@ public struct BFloat16Tensor: @unchecked Sendable {
         storage = Tensor(transient: [(count + 1) / 2])
     }
 
+    /// `x` rounded to bfloat16, in a pooled buffer.
+    public init(rounding x: Tensor) {
+        self.init(transient: x.shape)
+        roundToBFloat16(x.data, count: count, into: bits)
+    }
+
     public var bits: UnsafeMutablePointer<UInt16> {
         UnsafeMutableRawPointer(storage.data).assumingMemoryBound(to: UInt16.self)
     }
@@ -62,6 +68,23 @@ extension UnsafeMutablePointer<UInt16> {
     @inlinable @inline(__always) public func loadBFloat16(_ i: Int) -> Float8 {
         let bits = UnsafeRawPointer(self + i).loadUnaligned(as: SIMD8<UInt16>.self)
         return unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: bits) &<< 16, to: Float8.self)
+    }
+}
+
+/// Writes `count` floats rounded to bfloat16 (as `storeBFloat16` rounds them) to `bits`, in
+/// parallel.
+public func roundToBFloat16(_ from: UnsafePointer<Float>, count: Int, into bits: UnsafeMutablePointer<UInt16>) {
+    let values = UnsafeMutablePointer(mutating: from)
+    forEachElementRange(count) { range in
+        var i = range.lowerBound
+        while i + 8 <= range.upperBound {
+            bits.storeBFloat16(values.load8(i), i)
+            i += 8
+        }
+        while i < range.upperBound {
+            bits[i] = bfloat16Bits(values[i])
+            i += 1
+        }
     }
 }
 

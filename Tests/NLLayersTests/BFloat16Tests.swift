@@ -98,22 +98,23 @@ struct BFloat16Tests {
             max(relativeError(outputs[1], outputs[0]), relativeError(dxs[1], dxs[0])))
     }
 
-    /// oneDNN's bfloat16 matrix products against their emulation (operands rounded to bfloat16,
+    /// oneDNN's bfloat16 matrix products against their emulation (the bfloat16 operands widened,
     /// float32 products) within 1e-5, every transposition, with a scale, on strided operands.
     @Test(.enabled(if: Precision.bf16.unavailable == nil))
     func productsAreTheirEmulation() {
         var generator = SeededGenerator(seed: 12)
         let (m, n, k) = (37, 29, 53)
-        let a = randomTensor([64 * 64], using: &generator), b = randomTensor([64 * 64], using: &generator)
+        let a = BFloat16Tensor(rounding: randomTensor([64 * 64], using: &generator))
+        let b = BFloat16Tensor(rounding: randomTensor([64 * 64], using: &generator))
         for (transposeA, transposeB) in [(false, false), (true, false), (false, true), (true, true)] {
             let (lda, ldb) = ((transposeA ? m : k) + 3, (transposeB ? k : n) + 5)
             let oneDNN = Tensor(zeros: [m, 40]), emulated = Tensor(zeros: [m, 40])
             BFloat16Products().multiply(
-                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 0.25, a: a.data, lda: lda,
-                b: b.data, ldb: ldb, c: oneDNN.data, ldc: 40)
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 0.25, a: a.bits, lda: lda,
+                b: b.bits, ldb: ldb, c: oneDNN.data, ldc: 40)
             BFloat16Products.emulate(
-                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 0.25, a: a.data, lda: lda,
-                b: b.data, ldb: ldb, c: emulated.data, ldc: 40)
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 0.25, a: a.bits, lda: lda,
+                b: b.bits, ldb: ldb, c: emulated.data, ldc: 40)
             #expect(
                 relativeError(oneDNN, emulated) < 1e-5,
                 "\(transposeA) \(transposeB): \(relativeError(oneDNN, emulated))")
@@ -160,6 +161,19 @@ struct BFloat16Tests {
                 #expect(back == value)
             }
         }
+    }
+
+    /// A tensor's rounding (the non-local blocks' operands), eight at a time in parallel ranges
+    /// with a tail, is the scalar rounding of every element.
+    @Test func tensorRoundingIsScalarRounding() {
+        var generator = SeededGenerator(seed: 4)
+        let x = randomTensor([3, 40_001], using: &generator)
+        x.data[5] = .nan
+        x.data[40_000] = .infinity
+        let rounded = BFloat16Tensor(rounding: x)
+        #expect(rounded.shape == x.shape)
+        let wrong = (0..<x.count).filter { rounded.bits[$0] != bfloat16Bits(x.data[$0]) }
+        #expect(wrong.isEmpty, "\(wrong.count) elements, the first \(wrong.first ?? 0)")
     }
 
     /// A ConvModule in bfloat16 hands its convolution the BatchNorm's gradient in bfloat16: the
