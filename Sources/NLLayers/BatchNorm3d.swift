@@ -67,19 +67,25 @@ public final class BatchNorm3d: Layer {
         ]
     }
 
-    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+    public func forward(_ x: Tensor, training: Bool) -> Tensor { forward(x, training: training, addingThenReLU: nil) }
+
+    /// Forward, then with a `residual` that residual added and a ReLU applied, in the same pass:
+    /// a residual block's last norm, its sum and its ReLU (ResidualBlock), without the norm's
+    /// output to write and read back. The ReLU is the block's: backward is the norm's alone.
+    public func forward(_ x: Tensor, training: Bool, addingThenReLU residual: Tensor?) -> Tensor {
         input = Inference.kept(x).map(Input.float32)
         let y = Tensor(transient: x.shape)
-        normalize(x.data, shape: x.shape, training: training, into: y.data)
+        normalize(x.data, shape: x.shape, training: training, adding: residual, into: y.data)
         return y
     }
 
     /// Forward of a convolution's output in bfloat16 (ConvModule in mixed precision), which it
-    /// keeps as it is for backward: half the bytes to read, twice, and to keep.
-    public func forward(_ x: BFloat16Tensor, training: Bool) -> Tensor {
+    /// keeps as it is for backward: half the bytes to read, twice, and to keep. With a
+    /// `residual`, as the float32 forward's.
+    public func forward(_ x: BFloat16Tensor, training: Bool, addingThenReLU residual: Tensor? = nil) -> Tensor {
         input = Inference.kept(x.storage).map { _ in .bfloat16(x) }
         let y = Tensor(transient: x.shape)
-        normalize(x.elements, shape: x.shape, training: training, into: y.data)
+        normalize(x.elements, shape: x.shape, training: training, adding: residual, into: y.data)
         return y
     }
 
@@ -88,13 +94,19 @@ public final class BatchNorm3d: Layer {
     public func forwardToBFloat16(_ x: BFloat16Tensor, training: Bool) -> BFloat16Tensor {
         input = Inference.kept(x.storage).map { _ in .bfloat16(x) }
         let y = BFloat16Tensor(transient: x.shape)
-        normalize(x.elements, shape: x.shape, training: training, into: y.elements)
+        normalize(x.elements, shape: x.shape, training: training, adding: nil, into: y.elements)
         return y
     }
 
-    /// Normalises x into y, float32 or bfloat16 either.
-    private func normalize<X: FloatElements, Y: FloatElements>(_ x: X, shape: [Int], training: Bool, into y: Y) {
+    /// Normalises x into y, float32 or bfloat16 either; with a `residual`, adds it and applies a
+    /// ReLU.
+    private func normalize<X: FloatElements, Y: FloatElements>(
+        _ x: X, shape: [Int], training: Bool, adding residual: Tensor?, into y: Y
+    ) {
         precondition(shape.last == channels, "BatchNorm3d(\(channels)) got input \(shape)")
+        precondition(
+            residual == nil || (residual!.shape == shape && !fusedReLU),
+            "BatchNorm3d\(fusedReLU ? " with its ReLU" : "") adding \(residual?.shape ?? []) to \(shape)")
         let rows = shape.dropLast().reduce(1, *)
         usedBatchStatistics = training && !frozen
         let c = channels
@@ -123,7 +135,24 @@ public final class BatchNorm3d: Layer {
             sc[j] = w[j] * s[j]
             sh[j] = b[j] - m[j] * sc[j]
         }
-        let (floor, vectors) = (fusedReLU ? Float(0) : -.infinity, c / 8 * 8)
+        let vectors = c / 8 * 8
+        if let residual {
+            let z = residual.data
+            Parallel.forRanges(rows, minimumChunk: 256) { _, rowRange in
+                for r in rowRange {
+                    let at = r * c
+                    for j in stride(from: 0, to: vectors, by: 8) {
+                        let v = (x.load8(at + j) * sc.load8(j) + sh.load8(j)) + z.load8(at + j)
+                        y.store8(v.replacing(with: 0, where: v .< 0), at + j)  // as ReLU.forward(sum:)
+                    }
+                    for j in vectors..<c {
+                        y.store(max(x.value(at: at + j) * sc[j] + sh[j] + z[at + j], 0), at: at + j)
+                    }
+                }
+            }
+            return
+        }
+        let floor = fusedReLU ? Float(0) : -.infinity
         Parallel.forRanges(rows, minimumChunk: 256) { _, rowRange in
             for r in rowRange {
                 let at = r * c

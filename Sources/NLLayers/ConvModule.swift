@@ -24,15 +24,21 @@ public final class ConvModule: Layer {
         [(name: "conv", layer: conv)] + (norm.map { [(name: "bn", layer: $0)] } ?? [])
     }
 
-    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+    public func forward(_ x: Tensor, training: Bool) -> Tensor { forward(x, training: training, addingThenReLU: nil) }
+
+    /// Forward, then with a `residual` (a module with a norm and no ReLU of its own) that residual
+    /// added and a ReLU applied by the norm as it writes (BatchNorm3d's): a residual block's last
+    /// module, its sum and its ReLU, whose backward is the block's.
+    public func forward(_ x: Tensor, training: Bool, addingThenReLU residual: Tensor?) -> Tensor {
+        precondition(residual == nil || (norm != nil && activation == nil), "ConvModule adds a residual in its norm")
         // In bfloat16 the convolution's output reaches the norm in bfloat16, as PyTorch's
         // autocast hands it over; the emulation rounds it likewise.
         if let norm, conv.algorithm == .bfloat16 {
-            return norm.forward(conv.forwardInBFloat16(x), training: training)
+            return norm.forward(conv.forwardInBFloat16(x), training: training, addingThenReLU: residual)
         }
         var y = conv.forward(x, training: training)
         if norm != nil, conv.algorithm == .emulatedBFloat16 { y = y.roundedToBFloat16() }
-        if let norm { y = norm.forward(y, training: training) }
+        if let norm { y = norm.forward(y, training: training, addingThenReLU: residual) }
         if let activation { y = activation.forward(y, training: training) }
         return y
     }
@@ -52,8 +58,8 @@ public final class ConvModule: Layer {
         norm!.forwardToBFloat16(conv.forwardInBFloat16(x), training: training)
     }
 
-    public func forward(_ x: BFloat16Tensor, training: Bool) -> Tensor {
-        norm!.forward(conv.forwardInBFloat16(x), training: training)
+    public func forward(_ x: BFloat16Tensor, training: Bool, addingThenReLU residual: Tensor? = nil) -> Tensor {
+        norm!.forward(conv.forwardInBFloat16(x), training: training, addingThenReLU: residual)
     }
 
     public func backward(_ dy: Tensor) -> Tensor { backward(dy, addingInputGradientTo: nil) }

@@ -33,6 +33,10 @@ public final class ReLU: Layer {
         return y
     }
 
+    /// Takes `y`, a ReLU's output computed elsewhere (a BatchNorm's forward adding a residual),
+    /// as its own: backward masks by it.
+    public func keep(output y: Tensor) { output = Inference.kept(y) }
+
     public func backward(_ dy: Tensor) -> Tensor {
         guard let y = output else { preconditionFailure("ReLU.backward before forward") }
         precondition(dy.shape == y.shape, "ReLU.backward got \(dy.shape), output was \(y.shape)")

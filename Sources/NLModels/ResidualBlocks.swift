@@ -74,20 +74,30 @@ public final class ResidualBlock: Layer {
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
-        var branch = x
+        let shortcut = downsample?.forward(x, training: training) ?? x
+        // Without a context block the last norm adds the shortcut and applies the ReLU as it
+        // writes (ConvModule's addingThenReLU); a context block comes between them.
+        let last = convs.last!, residual = context == nil ? shortcut : nil
+        var branch: Tensor
         if convs.allSatisfy(\.handsOverBFloat16) {
             // In bfloat16 each norm writes what the next convolution reads, in bfloat16, the
             // rounding that convolution's conversion would make (a block whose convolutions the
             // tuning left partly float32 hands over float32).
             var handed = convs[0].forwardToBFloat16(x, training: training)
             for conv in convs.dropFirst().dropLast() { handed = conv.forwardToBFloat16(handed, training: training) }
-            branch = convs.last!.forward(handed, training: training)
+            branch = last.forward(handed, training: training, addingThenReLU: residual)
         } else {
-            for conv in convs { branch = conv.forward(branch, training: training) }
+            branch = x
+            for conv in convs.dropLast() { branch = conv.forward(branch, training: training) }
+            branch = last.forward(branch, training: training, addingThenReLU: residual)
         }
-        if let context { branch = context.forward(branch, training: training) }
-        let shortcut = downsample?.forward(x, training: training) ?? x
-        let out = relu.forward(sum: branch, shortcut)
+        let out: Tensor
+        if let context {
+            out = relu.forward(sum: context.forward(branch, training: training), shortcut)
+        } else {
+            out = branch
+            relu.keep(output: out)
+        }
         return nonLocal?.forward(out, training: training) ?? out
     }
 

@@ -220,6 +220,34 @@ struct NaiveReferenceTests {
         }
     }
 
+    /// BatchNorm3d adding a residual then applying a ReLU as it writes (a residual block's last
+    /// norm) is BatchNorm3d then ReLU.forward(sum:), bit for bit, from float32 and from bfloat16
+    /// input, training and not; its backward is the norm's alone.
+    @Test func residualAddedInTheNormIsNormThenSum() {
+        var generator = SeededGenerator(seed: 18)
+        for training in [true, false] {
+            // 13 channels: a vector of 8 and a scalar tail.
+            let (adding, plain) = (BatchNorm3d(channels: 13), BatchNorm3d(channels: 13))
+            var same = SeededGenerator(seed: 3)
+            randomizeParameters(adding, using: &same)
+            same = SeededGenerator(seed: 3)
+            randomizeParameters(plain, using: &same)
+            let x = randomTensor([2, 3, 4, 2, 13], using: &generator)
+            let residual = randomTensor(x.shape, using: &generator)
+            let x16 = BFloat16Tensor(rounding: x)
+            let y = adding.forward(x, training: training, addingThenReLU: residual)
+            let expected = ReLU().forward(sum: plain.forward(x, training: training), residual)
+            #expect(y.array == expected.array)
+            #expect(y.array.contains(0) && y.array.contains { $0 > 0 }, "both sides of the kink")
+            let dy = randomTensor(x.shape, using: &generator)
+            #expect(adding.backward(dy).array == plain.backward(dy).array)
+            #expect(adding.weight.gradient.array == plain.weight.gradient.array)
+            let y16 = adding.forward(x16, training: training, addingThenReLU: residual)
+            let expected16 = ReLU().forward(sum: plain.forward(x16, training: training), residual)
+            #expect(y16.array == expected16.array)
+        }
+    }
+
     @Test(arguments: NonLocalBlock.Mode.allCases)
     func nonLocalMatchesDefinition(mode: NonLocalBlock.Mode) {
         var generator = SeededGenerator(seed: 16)
