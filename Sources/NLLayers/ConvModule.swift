@@ -30,7 +30,9 @@ public final class ConvModule: Layer {
     /// added and a ReLU applied by the norm as it writes (BatchNorm3d's): a residual block's last
     /// module, its sum and its ReLU, whose backward is the block's.
     public func forward(_ x: Tensor, training: Bool, addingThenReLU residual: Tensor?) -> Tensor {
-        precondition(residual == nil || (norm != nil && activation == nil), "ConvModule adds a residual in its norm")
+        precondition(
+            residual == nil || (norm != nil && activation == nil),
+            "ConvModule adds a residual only in its norm, which it lacks or follows with a ReLU of its own")
         // In bfloat16 the convolution's output reaches the norm in bfloat16, as PyTorch's
         // autocast hands it over; the emulation rounds it likewise.
         if let norm, conv.algorithm == .bfloat16 {
