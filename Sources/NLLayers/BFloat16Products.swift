@@ -66,7 +66,7 @@ public final class BFloat16Products {
         lda: Int, b: UnsafePointer<UInt16>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         func widened(_ bits: UnsafePointer<UInt16>, count: Int) -> [Float] {
-            (0..<count).map { Float(bitPattern: UInt32(bits[$0]) << 16) }
+            (0..<count).map(BFloat16Elements(UnsafeMutablePointer(mutating: bits)).value)
         }
         let a32 = widened(a, count: ((transposeA ? k : m) - 1) * lda + (transposeA ? m : k))
         let b32 = widened(b, count: ((transposeB ? n : k) - 1) * ldb + (transposeB ? k : n))

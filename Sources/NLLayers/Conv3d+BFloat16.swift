@@ -14,16 +14,9 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
     case emulatedBFloat16 = "emulated_bfloat16"
 }
 
-/// `count` values from `from` rounded to the nearest bfloat16 (ties to even), kept as float32.
-func roundedToBFloat16(_ from: UnsafePointer<Float>, count: Int) -> [Float] {
-    (0..<count).map { Float(bitPattern: UInt32(bfloat16Bits(from[$0])) << 16) }
-}
-
 extension Tensor {
-    /// A copy with every value rounded to the nearest bfloat16, kept as float32.
-    func roundedToBFloat16() -> Tensor {
-        Tensor(shape: shape, values: NLLayers.roundedToBFloat16(data, count: count))
-    }
+    /// A copy with every value rounded to the nearest bfloat16 (ties to even), kept as float32.
+    func roundedToBFloat16() -> Tensor { BFloat16Tensor(rounding: self).widened() }
 }
 
 extension Conv3d {

@@ -28,7 +28,7 @@ public struct BFloat16Tensor: @unchecked Sendable {
 
     public var elements: BFloat16Elements { BFloat16Elements(bits) }
 
-    /// The values, widened to float32 (tests).
+    /// The values, widened to float32 (the emulation of bfloat16, tests).
     public func widened() -> Tensor {
         Tensor(shape: shape, values: (0..<count).map(elements.value))
     }
