@@ -37,3 +37,15 @@ positive_integer() {
 minutes_left() {
   echo "about $(( ((SECONDS - start) * ($2 - $1) / $1 + 30) / 60 )) min left"
 }
+
+# `bf16_cpu`: succeeds where the CPU has AVX512_BF16 or AMX's bfloat16, which train.precision =
+# bf16 needs (the commands check again, through oneDNN, and refuse it elsewhere).
+bf16_cpu() { grep -q -w -E 'avx512_bf16|amx_bf16' /proc/cpuinfo; }
+
+# `cpu_lines`: the CPU as a measurement names it: lscpu's model name, then the flags its speed
+# depends on (AVX2, AVX-512, AVX512_BF16, AMX).
+cpu_lines() {
+  lscpu | grep -E '^Model name' | sed 's/  */ /g'
+  grep -o -w -E 'avx2|avx512f|avx512_bf16|amx_tile|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '
+  echo
+}

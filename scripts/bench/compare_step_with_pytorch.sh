@@ -20,12 +20,12 @@ rounds=${1:-3}
 python=${PYTHON:-python3}
 yardstick=${YARDSTICK:-scripts/bench/pytorch_step.py}
 IFS=',' read -ra shapes <<< "${SHAPES:-2 8 112,2 8 224,1 32 224}"
-bf16=$(grep -q -w -E 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo " bf16" || true)
+source scripts/common.sh
+bf16=$(bf16_cpu && echo " bf16" || true)
 read -ra precisions <<< "${PRECISIONS:-fp32$bf16}"
 for p in "${precisions[@]}"; do
   [[ $p == fp32 || $p == bf16 ]] || { echo "PRECISIONS: '$p' is not fp32 or bf16" >&2; exit 64; }
 done
-source scripts/common.sh
 positive_integer ROUNDS "$rounds"
 for shape in "${shapes[@]}"; do
   [[ $shape =~ ^\ *[1-9][0-9]*\ +[1-9][0-9]*\ +[1-9][0-9]*\ *$ ]] || { echo "SHAPES: '$shape' is not 'batch frames size' (positive integers)" >&2; exit 64; }
@@ -50,8 +50,7 @@ yardstick_step() {
   fi
 }
 "$bin/nlbench" step --model nl_i3d_r50_tiny --steps 1 | sed -E 's/.*MiB; /machine: /'
-lscpu | grep -E '^Model name' | sed 's/  */ /g'
-grep -o -w -E 'avx2|avx512f|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
+cpu_lines
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 total=0 finished=0 start=$SECONDS
 for shape in "${shapes[@]}"; do set -- $shape; total=$((total + rounds * ${#precisions[@]} * $1 * $2 * $3 * $3)); done
