@@ -69,6 +69,57 @@ struct BenchmarkCLITests {
             "\(failed.stderr)")
     }
 
+    /// scripts/bench/compare_precisions_on_demo.sh on the small synthetic dataset, one epoch a run:
+    /// on a CPU with bfloat16 the machine's lines, a row for each seed with both precisions' best
+    /// and final top-1 (one validation: the same) and times, the means of the rows, and a progress
+    /// line a run; elsewhere the refusal (64). SEEDS that is not a positive integer and a run that
+    /// fails stop it, saying why.
+    @Test func theDemoPrecisionComparisonScriptRuns() throws {
+        let script = "\(repositoryRoot)/scripts/bench/compare_precisions_on_demo.sh"
+        let data = syntheticDatasetDirectory
+        let small = [
+            "data.root=\(data)", "data.train_annotations=\(data)/train.csv", "data.val_annotations=\(data)/val.csv",
+            "data.classes=\(data)/classes.txt", "data.clip_len=4", "train.epochs=1", "train.eval_every=1",
+        ].flatMap { ["--set", $0] }
+        let environment = ["XDG_CACHE_HOME": scratchDirectory("cache", made: true)]
+        let noSeeds = try run(script, ["0"] + small, environment: environment)
+        #expect(noSeeds.status == 64 && noSeeds.stderr.contains("SEEDS: '0' is not a positive integer"))
+        let r = try run(script, ["2"] + small, environment: environment)
+        guard Precision.bf16.unavailable == nil else {
+            #expect(r.status == 64 && r.stderr.contains("neither AVX512_BF16 nor AMX: bf16 cannot run here"))
+            return
+        }
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 5 && lines[0].hasPrefix("Model name: "), "\(r.stdout)")
+        func percents(_ line: String) -> [Double] {
+            line.matches(of: #/([0-9]+\.[0-9]{2})%/#).compactMap { Double($0.1) }
+        }
+        var sums = [Double](repeating: 0, count: 4)
+        for seed in 0..<2 {
+            let row = try #require(lines.first { $0.hasPrefix("seed \(seed): fp32 best ") }, "\(r.stdout)")
+            let values = percents(row)  // fp32 best, final; bf16 best, final
+            #expect(
+                values.count == 4 && values[0] == values[1] && values[2] == values[3] && row.contains("; bf16 best ")
+                    && row.matches(of: #/ in [0-9]+:[0-9]{2}/#).count == 2, "\(row)")
+            if values.count == 4 { sums = zip(sums, values).map { $0 + $1 } }
+            #expect(
+                r.stderr.contains("seed \(seed) fp32: best ") && r.stderr.contains("seed \(seed) bf16: best "),
+                "\(r.stderr)")
+        }
+        #expect(r.stderr.contains(" min left"), "\(r.stderr)")
+        let mean = try #require(lines.last)
+        let means = percents(mean)
+        #expect(mean.hasPrefix("mean over 2 seeds: fp32 best ") && means.count == 4, "\(mean)")
+        if means.count == 4 {
+            #expect(zip(means, sums).allSatisfy { abs($0 - $1 / 2) < 0.006 }, "\(mean) from \(r.stdout)")
+        }
+        let failed = try run(script, ["1", "--set", "train.batch_size=0"] + small, environment: environment)
+        #expect(
+            failed.status == 1 && failed.stderr.contains("nltrain at seed 0 in fp32 failed:")
+                && failed.stderr.contains("batch_size"), "\(failed.stderr)")
+    }
+
     /// scripts/bench/compare_decode_with_python.sh's plumbing on the benchmark's own videos, with a
     /// stand-in for the Python decoders (CI installs none) that reports 2 and 4 clips/s: a row for
     /// nlvideo and for each peer with a figure in each of the four cells, the ratio row over the
