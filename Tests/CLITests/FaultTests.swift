@@ -252,6 +252,29 @@ struct FaultTests {
         #expect(gone, "the yardstick (pid \(pid)) still runs")
     }
 
+    /// The demo's precision comparison stopped while a training runs stops at once, that training
+    /// with it (the script waits for it to stop), and leaves none of its runs behind.
+    @Test(.enabled(if: Precision.bf16.unavailable == nil))
+    func aStoppedPrecisionComparisonStopsItsRunAndLeavesNothing() throws {
+        let (temporary, data) = (scratchDirectory("tmp", made: true), syntheticDatasetDirectory)
+        let settings = [
+            "data.root=\(data)", "data.train_annotations=\(data)/train.csv", "data.val_annotations=\(data)/val.csv",
+            "data.classes=\(data)/classes.txt", "data.clip_len=4", "train.epochs=100",
+        ].flatMap { ["--set", $0] }
+        let start = Date()
+        let r = try stopped(
+            "\(Self.scripts)/bench/compare_precisions_on_demo.sh", ["1"] + settings,
+            environment: ["TMPDIR": temporary, "XDG_CACHE_HOME": scratchDirectory("cache", made: true)]
+        ) {
+            let runs = (try? FileManager.default.contentsOfDirectory(atPath: temporary)) ?? []
+            return runs.contains { FileManager.default.fileExists(atPath: "\(temporary)/\($0)/fp32-seed0/train.log") }
+        }
+        #expect(
+            r.status == 143 && r.stderr.contains("stopped by SIGTERM") && Date().timeIntervalSince(start) < 60,
+            "\(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: temporary).isEmpty, "the runs are left behind")
+    }
+
     /// The dataset scripts given what a stranger might type: a word, 0 seconds, an option without
     /// its value, no output folder, a source folder that is not there. Each is refused (64, or 66
     /// for the missing folder) with a line naming what is wrong, before anything is written.
