@@ -38,6 +38,15 @@ minutes_left() {
   echo "about $(( ((SECONDS - start) * ($2 - $1) / $1 + 30) / 60 )) min left"
 }
 
+# `synthetic_dataset`: the demo's dataset in data/synthetic, made unless it is there whole (its
+# maker writes the CSVs last, so a folder without val.csv is a stopped run's and is made anew).
+synthetic_dataset() {
+  [ -f data/synthetic/val.csv ] && return
+  echo "== making the synthetic dataset in data/synthetic (about a minute)"
+  rm -rf data/synthetic
+  stoppable scripts/data/make_synthetic_dataset.sh data/synthetic
+}
+
 # `bf16_cpu`: succeeds where the CPU has AVX512_BF16 or AMX's bfloat16, which train.precision =
 # bf16 needs (the commands check again, through oneDNN, and refuse it elsewhere).
 bf16_cpu() { grep -q -w -E 'avx512_bf16|amx_bf16' /proc/cpuinfo; }

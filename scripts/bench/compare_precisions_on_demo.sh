@@ -19,12 +19,8 @@ overrides=("$@")
 bf16_cpu || { echo "this CPU has neither AVX512_BF16 nor AMX: bf16 cannot run here" >&2; exit 64; }
 bin="${NL_BIN:-.build/release}"
 [ -x "$bin/nltrain" ] || { echo "no $bin/nltrain: run make build first" >&2; exit 1; }
-# The demo's dataset, unless the runs are given other data.
-if [[ " ${overrides[*]} " != *" data.root="* && ! -f data/synthetic/val.csv ]]; then
-  echo "making the synthetic dataset in data/synthetic (about a minute)" >&2
-  rm -rf data/synthetic
-  stoppable scripts/data/make_synthetic_dataset.sh data/synthetic > /dev/null
-fi
+# The demo's dataset, unless the runs are given other data; its progress goes to stderr.
+if [[ " ${overrides[*]} " != *" data.root="* ]]; then synthetic_dataset >&2; fi
 runs=$(mktemp -d)
 trap 'rm -rf "$runs"' EXIT
 

@@ -18,7 +18,7 @@ bin="${NL_BIN:-.build/release}"
 layers=$(mktemp)
 trap 'rm -f "$layers"' EXIT
 stoppable scripts/data/make_bench_videos.sh data/bench
-[ -f data/synthetic/val.csv ] || stoppable scripts/data/make_synthetic_dataset.sh data/synthetic
+synthetic_dataset
 (cd data/bench && for f in h264_*.mp4; do echo "$f 0"; done) > data/bench/list.txt  # an mmaction2 list file
 i3d_nl_on_bench=(--config configs/i3d_nl.cfg --set data.format=list --set data.root=data/bench
                  --set data.train_annotations=data/bench/list.txt --set data.classes=)

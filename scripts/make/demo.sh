@@ -6,11 +6,7 @@ cd "$(dirname "$0")/../.."
 source scripts/common.sh
 started=$(date +%s)
 bin="${NL_BIN:-.build/release}"
-if [ ! -f data/synthetic/val.csv ]; then
-  echo "== making the synthetic dataset in data/synthetic (about a minute)"
-  rm -rf data/synthetic
-  stoppable scripts/data/make_synthetic_dataset.sh data/synthetic
-fi
+synthetic_dataset
 echo "== training configs/demo.cfg into work_dirs/demo (each epoch's line ends with the time left, measured)"
 stoppable $bin/nltrain --config configs/demo.cfg
 echo "== evaluating work_dirs/demo/best.safetensors on the validation videos"
